@@ -1,0 +1,21 @@
+//! wardwatch: a passive network sensor for hospital networks.
+//!
+//! The crate is a pipeline of stages, one module each, with dependencies that
+//! point downstream only (see `DESIGN.md` in the shared planning folder):
+//!
+//! ```text
+//! capture ──► decode ──► flow ──► stream ──► app ──► output
+//! ```
+//!
+//! [`pipeline`] wires them into reader, worker and writer threads; the binary
+//! in `main.rs` only parses the command line and configuration.
+
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod flow;
+pub mod output;
+pub mod pipeline;
+pub mod stream;
+pub mod time;

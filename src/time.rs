@@ -1,0 +1,104 @@
+//! Packet time.
+//!
+//! Every timestamp in wardwatch is packet time — the time the capture says a
+//! packet was seen — never wall time, so replaying a capture gives the same
+//! flows, timeouts and records as watching it live. A [`Timestamp`] is
+//! nanoseconds since the Unix epoch in a `u64` (good until the year 2554).
+
+use std::fmt::{self, Write as _};
+
+/// Nanoseconds since 1970-01-01T00:00:00Z.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl Timestamp {
+    /// Builds a timestamp from seconds and a sub-second part in nanoseconds;
+    /// saturates rather than wrapping on absurd input.
+    pub fn from_parts(secs: u64, nanos: u64) -> Self {
+        Timestamp(secs.saturating_mul(NANOS_PER_SEC).saturating_add(nanos))
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn secs(self) -> u64 {
+        self.0 / NANOS_PER_SEC
+    }
+
+    /// The sub-second part in microseconds (EVE prints microseconds).
+    pub fn subsec_micros(self) -> u32 {
+        // The remainder is below 10^9, so the quotient fits in u32.
+        ((self.0 % NANOS_PER_SEC) / 1_000) as u32
+    }
+
+    /// `self - earlier` in nanoseconds, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Adds a duration in seconds, saturating.
+    pub fn plus_secs(self, secs: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(secs.saturating_mul(NANOS_PER_SEC)))
+    }
+
+    /// Writes the EVE form, `2020-03-25T22:05:35.383888+0000`, always in UTC
+    /// so that output does not depend on the sensor's time zone.
+    pub fn write_eve(self, out: &mut String) {
+        let secs = self.secs();
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+0000",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            self.subsec_micros()
+        );
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::with_capacity(32);
+        self.write_eve(&mut s);
+        f.write_str(&s)
+    }
+}
+
+/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+/// This is Howard Hinnant's `civil_from_days` algorithm, for unsigned days.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eve_format_matches_suricata_example() {
+        // 2020-03-25T22:05:35.383888 UTC, checked with `date -u -d @1585173935`.
+        let t = Timestamp::from_parts(1_585_173_935, 383_888_123);
+        assert_eq!(t.to_string(), "2020-03-25T22:05:35.383888+0000");
+    }
+
+    #[test]
+    fn epoch_and_leap_day() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000+0000");
+        // 2024-02-29T12:00:00Z = 1709208000 (date -u -d 2024-02-29T12:00:00 +%s).
+        let t = Timestamp::from_parts(1_709_208_000, 0);
+        assert_eq!(t.to_string(), "2024-02-29T12:00:00.000000+0000");
+    }
+}
