@@ -1,0 +1,287 @@
+//! App layer: which protocol a TCP conversation speaks, and the interface
+//! protocol parsers implement.
+//!
+//! Owns: protocol detection — by the first bytes of each direction
+//! ([`probe`]) and by configurable ports — and the [`StreamConsumer`]
+//! contract that the MQTT and DICOM parsers implement.
+//!
+//! Detection order: a content match in either direction decides (so MQTT on
+//! 8080 or DICOM on 4242 is found, and TLS on 8883 is recorded as `tls`, not
+//! parsed as MQTT). When the first bytes match nothing, a flow on a
+//! configured port is assigned that port's protocol — its parser then
+//! decides whether the stream is really that protocol (mid-stream pickup
+//! sees no CONNECT or A-ASSOCIATE); otherwise detection has `failed`.
+//! At most `probe_depth` bytes per direction are looked at, and only the
+//! bytes of a first segment shorter than the probe needs are copied.
+
+pub mod probe;
+
+use serde::Deserialize;
+
+use crate::flow::Direction;
+use crate::time::Timestamp;
+
+/// An application protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppProto {
+    /// Not decided yet (or no payload seen).
+    #[default]
+    Unknown,
+    Mqtt,
+    Dicom,
+    /// TLS: recorded as encrypted, not parsed.
+    Tls,
+    /// Payload was seen but matched no protocol.
+    Failed,
+}
+
+impl AppProto {
+    /// EVE `app_proto`; `None` while undecided.
+    pub fn eve_name(self) -> Option<&'static str> {
+        match self {
+            AppProto::Unknown => None,
+            AppProto::Mqtt => Some("mqtt"),
+            AppProto::Dicom => Some("dicom"),
+            AppProto::Tls => Some("tls"),
+            AppProto::Failed => Some("failed"),
+        }
+    }
+}
+
+/// `app_layer:` configuration: the ports each protocol is expected on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Ports of clear-text MQTT (IANA 1883).
+    pub mqtt_ports: Vec<u16>,
+    /// Ports of clear-text DICOM (104, 11112).
+    pub dicom_ports: Vec<u16>,
+    /// Ports of TLS-wrapped services (MQTT 8883, DICOM 2762, HTTPS 443).
+    pub tls_ports: Vec<u16>,
+    /// Bytes per direction examined before detection gives up.
+    pub probe_depth: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            mqtt_ports: vec![1883],
+            dicom_ports: vec![104, 11112],
+            tls_ports: vec![443, 2762, 8883],
+            probe_depth: 64,
+        }
+    }
+}
+
+impl AppConfig {
+    /// The protocol expected on a server port, if any.
+    pub fn by_port(&self, port: u16) -> AppProto {
+        if self.mqtt_ports.contains(&port) {
+            AppProto::Mqtt
+        } else if self.dicom_ports.contains(&port) {
+            AppProto::Dicom
+        } else if self.tls_ports.contains(&port) {
+            AppProto::Tls
+        } else {
+            AppProto::Unknown
+        }
+    }
+}
+
+/// Context handed to a consumer with each call.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamContext {
+    /// Time of the packet that delivered the bytes.
+    pub ts: Timestamp,
+}
+
+/// The contract between reassembly and an app-layer parser.
+///
+/// Calls for one flow come in stream order per direction, from one thread.
+/// A parser must not keep references to `data` beyond the call: it copies
+/// only an incomplete message's tail, bounded by its own limits.
+pub trait StreamConsumer: Send {
+    /// The next in-order bytes of direction `dir`.
+    fn data(&mut self, ctx: &StreamContext, dir: Direction, data: &[u8]);
+    /// `len` bytes of direction `dir` were lost; the parser must
+    /// resynchronise or stop parsing that direction.
+    fn gap(&mut self, ctx: &StreamContext, dir: Direction, len: u32);
+    /// The flow ended; no more calls follow.
+    fn end(&mut self, ctx: &StreamContext);
+}
+
+/// Per-flow detection state: small until the first payload arrives.
+#[derive(Debug, Default)]
+pub struct Detector {
+    proto: AppProto,
+    /// First bytes of each direction, kept only while a probe needs more
+    /// than the first segment gave (copied: the segment is gone by the
+    /// time the next one arrives).
+    pending: Option<Box<[Vec<u8>; 2]>>,
+    /// Payload bytes looked at per direction.
+    seen: [u16; 2],
+}
+
+/// Outcome of feeding a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// Still looking.
+    Pending,
+    /// Decided (possibly [`AppProto::Failed`]).
+    Decided(AppProto),
+}
+
+impl Detector {
+    pub fn proto(&self) -> AppProto {
+        self.proto
+    }
+
+    /// Looks at the next in-order bytes of `dir`; `server_port` is the
+    /// flow's server-side port.
+    pub fn feed(
+        &mut self,
+        cfg: &AppConfig,
+        server_port: u16,
+        dir: Direction,
+        data: &[u8],
+    ) -> Detection {
+        if self.proto != AppProto::Unknown {
+            return Detection::Decided(self.proto);
+        }
+        if data.is_empty() {
+            return Detection::Pending;
+        }
+        let d = dir.index();
+        let depth = cfg.probe_depth.clamp(8, 4096);
+        let verdict = match self.pending.as_mut().and_then(|p| p.get_mut(d)) {
+            Some(buf) if !buf.is_empty() => {
+                let take = data.len().min(depth.saturating_sub(buf.len()));
+                buf.extend_from_slice(data.get(..take).unwrap_or(&[]));
+                probe::probe(dir, buf)
+            }
+            _ => probe::probe(dir, data.get(..depth.min(data.len())).unwrap_or(&[])),
+        };
+        let seen = self.seen.get(d).copied().unwrap_or(0);
+        let seen = seen.saturating_add(u16::try_from(data.len()).unwrap_or(u16::MAX));
+        if let Some(s) = self.seen.get_mut(d) {
+            *s = seen;
+        }
+        match verdict {
+            probe::Verdict::Match(p) => self.decide(p),
+            probe::Verdict::NeedMore if usize::from(seen) < depth => {
+                let pending = self.pending.get_or_insert_with(Default::default);
+                if let Some(buf) = pending.get_mut(d) {
+                    if buf.is_empty() {
+                        buf.extend_from_slice(data.get(..data.len().min(depth)).unwrap_or(&[]));
+                    }
+                }
+                Detection::Pending
+            }
+            _ => {
+                // Neither a match nor worth waiting for in this direction:
+                // fall back on the port, else fail.
+                let by_port = cfg.by_port(server_port);
+                if by_port != AppProto::Unknown {
+                    self.decide(by_port)
+                } else {
+                    self.decide(AppProto::Failed)
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, p: AppProto) -> Detection {
+        self.proto = p;
+        self.pending = None;
+        Detection::Decided(p)
+    }
+
+    /// The flow ended or lost data before detection finished: decide on
+    /// what is known.
+    pub fn finish(&mut self, cfg: &AppConfig, server_port: u16) -> AppProto {
+        if self.proto == AppProto::Unknown && self.seen != [0, 0] {
+            let by_port = cfg.by_port(server_port);
+            self.proto = if by_port != AppProto::Unknown {
+                by_port
+            } else {
+                AppProto::Failed
+            };
+            self.pending = None;
+        }
+        self.proto
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Hand-built: the first 10 bytes of an MQTT 3.1.1 CONNECT.
+    const CONNECT: &[u8] = &[0x10, 0x1a, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02];
+
+    #[test]
+    fn mqtt_on_any_port_is_found_by_content() {
+        let mut d = Detector::default();
+        let cfg = AppConfig::default();
+        assert_eq!(
+            d.feed(&cfg, 8080, Direction::ToServer, CONNECT),
+            Detection::Decided(AppProto::Mqtt)
+        );
+    }
+
+    #[test]
+    fn connect_split_in_two_segments_is_found() {
+        let mut d = Detector::default();
+        let cfg = AppConfig::default();
+        assert_eq!(
+            d.feed(&cfg, 8080, Direction::ToServer, &CONNECT[..3]),
+            Detection::Pending
+        );
+        assert_eq!(
+            d.feed(&cfg, 8080, Direction::ToServer, &CONNECT[3..]),
+            Detection::Decided(AppProto::Mqtt)
+        );
+    }
+
+    #[test]
+    fn unknown_bytes_on_mqtt_port_fall_back_to_port() {
+        let mut d = Detector::default();
+        let cfg = AppConfig::default();
+        // Hand-built: a PUBLISH header, as seen when picking up mid-stream.
+        let publish = [0x30, 0x05, 0x00, 0x01, b't', b'h', b'i'];
+        assert_eq!(
+            d.feed(&cfg, 1883, Direction::ToServer, &publish),
+            Detection::Decided(AppProto::Mqtt)
+        );
+    }
+
+    #[test]
+    fn unknown_bytes_elsewhere_fail() {
+        let mut d = Detector::default();
+        let cfg = AppConfig::default();
+        assert_eq!(
+            d.feed(
+                &cfg,
+                8080,
+                Direction::ToServer,
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            ),
+            Detection::Decided(AppProto::Failed)
+        );
+    }
+
+    #[test]
+    fn tls_on_mqtt_tls_port_is_tls() {
+        let mut d = Detector::default();
+        let cfg = AppConfig::default();
+        // Hand-built: TLS record header (handshake, TLS 1.0 record version,
+        // length 0x00c8) and handshake type 1 (ClientHello).
+        let hello = [
+            0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+        ];
+        assert_eq!(
+            d.feed(&cfg, 8883, Direction::ToServer, &hello),
+            Detection::Decided(AppProto::Tls)
+        );
+    }
+}

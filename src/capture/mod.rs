@@ -130,7 +130,10 @@ impl fmt::Display for CaptureError {
         match &self.kind {
             CaptureErrorKind::Io(e) => write!(f, "{e}"),
             CaptureErrorKind::UnknownFormat => {
-                write!(f, "not a pcap or pcapng capture (unrecognised magic number)")
+                write!(
+                    f,
+                    "not a pcap or pcapng capture (unrecognised magic number)"
+                )
             }
             CaptureErrorKind::Truncated => write!(
                 f,

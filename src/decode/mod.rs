@@ -64,7 +64,10 @@ impl Default for DecodeConfig {
 pub enum L4<'a> {
     Tcp(TcpSegment<'a>),
     Udp(UdpDatagram<'a>),
-    Icmp { icmp_type: u8, code: u8 },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+    },
     /// Another IP protocol, or a transport header we do not decode.
     Other,
 }

@@ -1,0 +1,683 @@
+//! Flow: the table of conversations.
+//!
+//! Owns: the direction-independent [`FlowKey`] (VLAN ids, both endpoints,
+//! IP protocol), per-flow counters per direction, TCP connection state,
+//! timeouts driven by packet time, the memory cap with counted eviction, and
+//! the flow's identities (`flow_id`, Community ID v1).
+//!
+//! The table is generic over `T`, the per-flow state of later stages
+//! (reassembly, app-layer parser), so this stage knows nothing of them.
+//!
+//! Invariants:
+//! - Both directions of a conversation map to the same key; the endpoint
+//!   that sent the first packet (or the SYN) is the *client*, and
+//!   `to_server` counters count its packets.
+//! - The table never holds more than `max_flows` flows; reaching the cap
+//!   evicts the least recently seen of a small sample (counted in
+//!   `flow.memcap`), so eviction is O(1) and cannot be steered by an attacker
+//!   towards a chosen flow.
+//! - Timeouts compare packet timestamps only, so replaying a capture gives
+//!   the same flows as watching it live.
+
+pub mod community_id;
+pub mod tcp;
+
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::decode::{ip_proto, tcp_flags, Vlans};
+use crate::time::Timestamp;
+
+pub use tcp::TcpState;
+
+/// Which way a packet travels within its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client (the endpoint that opened the flow).
+    ToServer = 0,
+    /// From the server.
+    ToClient = 1,
+}
+
+impl Direction {
+    /// 0 for to-server, 1 for to-client: the index into per-direction arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// A direction-independent flow key: the two endpoints in a canonical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Endpoint with the smaller (address, port).
+    lo_addr: [u8; 16],
+    hi_addr: [u8; 16],
+    lo_port: u16,
+    hi_port: u16,
+    proto: u8,
+    v6: bool,
+    vlan: Vlans,
+}
+
+fn addr_to_bytes(a: IpAddr) -> ([u8; 16], bool) {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, false)
+        }
+        IpAddr::V6(v6) => (v6.octets(), true),
+    }
+}
+
+fn bytes_to_addr(b: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*b))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+}
+
+/// One endpoint of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl FlowKey {
+    /// The key of a packet from `src` to `dst`, and whether `src` is the
+    /// key's low endpoint. Ports are zero for protocols without them.
+    pub fn new(vlan: Vlans, proto: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
+        let (s, v6) = addr_to_bytes(src.addr);
+        let (d, _) = addr_to_bytes(dst.addr);
+        let src_is_lo = (s, src.port) <= (d, dst.port);
+        let (lo_addr, lo_port, hi_addr, hi_port) = if src_is_lo {
+            (s, src.port, d, dst.port)
+        } else {
+            (d, dst.port, s, src.port)
+        };
+        (
+            FlowKey {
+                lo_addr,
+                hi_addr,
+                lo_port,
+                hi_port,
+                proto,
+                v6,
+                vlan,
+            },
+            src_is_lo,
+        )
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    pub fn vlan(&self) -> Vlans {
+        self.vlan
+    }
+
+    fn lo(&self) -> Endpoint {
+        Endpoint {
+            addr: bytes_to_addr(&self.lo_addr, self.v6),
+            port: self.lo_port,
+        }
+    }
+
+    fn hi(&self) -> Endpoint {
+        Endpoint {
+            addr: bytes_to_addr(&self.hi_addr, self.v6),
+            port: self.hi_port,
+        }
+    }
+
+    /// A hash of the key that is the same in every process and every worker
+    /// (fixed seeds), used for `flow_id`.
+    fn stable_hash(&self) -> u64 {
+        ahash::RandomState::with_seeds(0x7761_7264, 0x7761_7463, 0x6866_6c6f, 0x7769_6420)
+            .hash_one(self)
+    }
+}
+
+/// Why a flow ended (EVE `flow.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Idle longer than the timeout of its state.
+    Timeout,
+    /// Evicted because the table was full.
+    Forced,
+    /// Still open when the capture ended.
+    Shutdown,
+    /// A new TCP connection reused the tuple of a closed one.
+    TcpReuse,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Timeout => "timeout",
+            EndReason::Forced => "forced",
+            EndReason::Shutdown => "shutdown",
+            EndReason::TcpReuse => "tcp_reuse",
+        }
+    }
+}
+
+/// One conversation and the later stages' state `T` for it.
+#[derive(Debug)]
+pub struct Flow<T> {
+    pub key: FlowKey,
+    /// The client is the key's low endpoint.
+    client_is_lo: bool,
+    pub start: Timestamp,
+    pub last: Timestamp,
+    /// Packets and bytes (frame lengths on the wire) per [`Direction`].
+    pub pkts: [u64; 2],
+    pub bytes: [u64; 2],
+    /// TCP flags seen per direction (OR of all segments).
+    pub tcp_flags: [u8; 2],
+    pub tcp_state: TcpState,
+    /// The flow was picked up after its TCP handshake.
+    pub midstream: bool,
+    pub alerted: bool,
+    /// ICMP type and code of the first packet (for the Community ID).
+    pub icmp: [u8; 2],
+    pub state: T,
+}
+
+impl<T> Flow<T> {
+    pub fn client(&self) -> Endpoint {
+        if self.client_is_lo {
+            self.key.lo()
+        } else {
+            self.key.hi()
+        }
+    }
+
+    pub fn server(&self) -> Endpoint {
+        if self.client_is_lo {
+            self.key.hi()
+        } else {
+            self.key.lo()
+        }
+    }
+
+    /// A 51-bit id (so it survives JSON readers that use doubles), the same
+    /// for every worker count: a stable hash of the key and start time.
+    pub fn flow_id(&self) -> u64 {
+        let h = self.key.stable_hash() ^ self.start.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h ^ (h >> 29)) & ((1 << 51) - 1)
+    }
+
+    /// Community ID v1 with `seed`, computed from client to server.
+    pub fn community_id(&self, seed: u16) -> String {
+        let (c, s) = (self.client(), self.server());
+        match self.key.proto {
+            ip_proto::ICMP | ip_proto::ICMPV6 => community_id::community_id(
+                seed,
+                c.addr,
+                u16::from(self.icmp[0]),
+                s.addr,
+                u16::from(self.icmp[1]),
+                self.key.proto,
+            ),
+            p => community_id::community_id(seed, c.addr, c.port, s.addr, s.port, p),
+        }
+    }
+
+    /// Whether packets went both ways.
+    pub fn bidirectional(&self) -> bool {
+        self.pkts[0] > 0 && self.pkts[1] > 0
+    }
+
+    /// EVE `flow.state`: `new`, `established` or `closed`.
+    pub fn state_name(&self) -> &'static str {
+        if self.key.proto == ip_proto::TCP {
+            self.tcp_state.flow_state()
+        } else if self.bidirectional() {
+            "established"
+        } else {
+            "new"
+        }
+    }
+}
+
+/// Idle timeouts in seconds of packet time, per protocol and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Before the flow is established (TCP: handshake not complete; others:
+    /// one direction seen).
+    pub new: u64,
+    /// Established.
+    pub established: u64,
+    /// TCP after both FINs or a RST.
+    #[serde(default = "default_closed")]
+    pub closed: u64,
+}
+
+fn default_closed() -> u64 {
+    10
+}
+
+/// Flow table settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Most flows tracked at once per worker; reaching it evicts a flow.
+    pub max_flows: usize,
+    /// TCP timeouts (Suricata's defaults: 60 / 600 / closed sooner).
+    pub tcp: Timeouts,
+    /// UDP timeouts.
+    pub udp: Timeouts,
+    /// ICMP and other protocols.
+    pub other: Timeouts,
+    /// How often, in seconds of packet time, idle flows are looked for.
+    pub sweep_interval: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp: Timeouts {
+                new: 60,
+                established: 600,
+                closed: 10,
+            },
+            udp: Timeouts {
+                new: 30,
+                established: 300,
+                closed: 10,
+            },
+            other: Timeouts {
+                new: 30,
+                established: 300,
+                closed: 10,
+            },
+            sweep_interval: 1,
+        }
+    }
+}
+
+impl FlowConfig {
+    fn timeout<T>(&self, f: &Flow<T>) -> u64 {
+        match f.key.proto {
+            ip_proto::TCP => match f.tcp_state.flow_state() {
+                "new" => self.tcp.new,
+                "closed" => self.tcp.closed,
+                _ => self.tcp.established,
+            },
+            p => {
+                let t = if p == ip_proto::UDP {
+                    &self.udp
+                } else {
+                    &self.other
+                };
+                if f.bidirectional() {
+                    t.established
+                } else {
+                    t.new
+                }
+            }
+        }
+    }
+}
+
+/// Flow counters, in Suricata's `stats.flow` / `stats.tcp` names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub total: u64,
+    pub tcp: u64,
+    pub udp: u64,
+    pub icmpv4: u64,
+    pub icmpv6: u64,
+    /// Flows evicted because the table was full.
+    pub memcap: u64,
+    pub timeouts: u64,
+    pub tcp_reuse: u64,
+    pub midstream_pickups: u64,
+    pub syn: u64,
+    pub synack: u64,
+    pub rst: u64,
+    /// Flows still open at the end, per EVE flow state.
+    pub end_new: u64,
+    pub end_established: u64,
+    pub end_closed: u64,
+}
+
+impl FlowStats {
+    pub fn merge(&mut self, o: &FlowStats) {
+        self.total += o.total;
+        self.tcp += o.tcp;
+        self.udp += o.udp;
+        self.icmpv4 += o.icmpv4;
+        self.icmpv6 += o.icmpv6;
+        self.memcap += o.memcap;
+        self.timeouts += o.timeouts;
+        self.tcp_reuse += o.tcp_reuse;
+        self.midstream_pickups += o.midstream_pickups;
+        self.syn += o.syn;
+        self.synack += o.synack;
+        self.rst += o.rst;
+        self.end_new += o.end_new;
+        self.end_established += o.end_established;
+        self.end_closed += o.end_closed;
+    }
+
+    /// Every counter as a dotted path below `stats`.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("flow.total", self.total),
+            ("flow.tcp", self.tcp),
+            ("flow.udp", self.udp),
+            ("flow.icmpv4", self.icmpv4),
+            ("flow.icmpv6", self.icmpv6),
+            ("flow.memcap", self.memcap),
+            ("flow.mgr.flows_timeout", self.timeouts),
+            ("flow.tcp_reuse", self.tcp_reuse),
+            ("flow.end.state.new", self.end_new),
+            ("flow.end.state.established", self.end_established),
+            ("flow.end.state.closed", self.end_closed),
+            ("tcp.sessions", self.tcp),
+            ("tcp.midstream_pickups", self.midstream_pickups),
+            ("tcp.syn", self.syn),
+            ("tcp.synack", self.synack),
+            ("tcp.rst", self.rst),
+        ]
+    }
+}
+
+/// What a packet looked like to the flow table.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketMeta {
+    pub ts: Timestamp,
+    pub vlan: Vlans,
+    pub proto: u8,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// TCP flags, 0 for other protocols.
+    pub tcp_flags: u8,
+    /// Frame length on the wire (summed over fragments of a reassembled
+    /// datagram).
+    pub wire_bytes: u64,
+    /// Frames this packet stands for (more than one for a reassembled
+    /// datagram).
+    pub frames: u32,
+    /// ICMP type and code; zero for other protocols.
+    pub icmp: [u8; 2],
+}
+
+/// Sampled slots examined when the table is full.
+const EVICTION_SAMPLE: usize = 8;
+
+/// The flow table of one worker.
+pub struct FlowTable<T> {
+    cfg: FlowConfig,
+    index: std::collections::HashMap<FlowKey, u32, ahash::RandomState>,
+    slots: Vec<Option<Flow<T>>>,
+    free: Vec<u32>,
+    stats: FlowStats,
+    next_sweep: Timestamp,
+    /// Rotates the eviction sample over the slots.
+    evict_cursor: usize,
+}
+
+impl<T: Default> FlowTable<T> {
+    pub fn new(cfg: FlowConfig) -> Self {
+        FlowTable {
+            cfg,
+            index: std::collections::HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            stats: FlowStats::default(),
+            next_sweep: Timestamp(0),
+            evict_cursor: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Finds or creates the flow of `pkt`, updates its counters and TCP
+    /// state, and returns its slot and the packet's direction. Flows that
+    /// ended on the way (timed out, reused, evicted) are pushed to `ended`.
+    pub fn update(
+        &mut self,
+        pkt: &PacketMeta,
+        ended: &mut Vec<(Flow<T>, EndReason)>,
+    ) -> (u32, Direction) {
+        let (key, src_is_lo) = FlowKey::new(pkt.vlan, pkt.proto, pkt.src, pkt.dst);
+        let mut slot = self.index.get(&key).copied();
+        if let Some(idx) = slot {
+            if let Some(f) = self.slots.get(idx as usize).and_then(Option::as_ref) {
+                let idle = pkt.ts.since(f.last) / 1_000_000_000;
+                let reuse = f.key.proto == ip_proto::TCP
+                    && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+                    && f.tcp_state.flow_state() == "closed";
+                if reuse || idle > self.cfg.timeout(f) {
+                    let reason = if reuse {
+                        EndReason::TcpReuse
+                    } else {
+                        EndReason::Timeout
+                    };
+                    if let Some(old) = self.remove(idx) {
+                        self.count_end(&old, reason);
+                        ended.push((old, reason));
+                    }
+                    slot = None;
+                }
+            }
+        }
+        let idx = match slot {
+            Some(idx) => idx,
+            None => self.create(key, src_is_lo, pkt, ended),
+        };
+        let dir = match self.slots.get_mut(idx as usize).and_then(Option::as_mut) {
+            Some(f) => {
+                let dir = if src_is_lo == f.client_is_lo {
+                    Direction::ToServer
+                } else {
+                    Direction::ToClient
+                };
+                let d = dir.index();
+                f.pkts[d] += u64::from(pkt.frames);
+                f.bytes[d] += pkt.wire_bytes;
+                if pkt.ts > f.last {
+                    f.last = pkt.ts;
+                }
+                if f.key.proto == ip_proto::TCP {
+                    f.tcp_flags[d] |= pkt.tcp_flags;
+                    f.tcp_state = f.tcp_state.next(dir, pkt.tcp_flags);
+                    self.stats.syn += u64::from(
+                        pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN,
+                    );
+                    self.stats.synack += u64::from(
+                        pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK)
+                            == tcp_flags::SYN | tcp_flags::ACK,
+                    );
+                    self.stats.rst += u64::from(pkt.tcp_flags & tcp_flags::RST != 0);
+                }
+                dir
+            }
+            None => Direction::ToServer,
+        };
+        self.maybe_sweep(pkt.ts, ended);
+        (idx, dir)
+    }
+
+    pub fn get_mut(&mut self, idx: u32) -> Option<&mut Flow<T>> {
+        self.slots.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    fn create(
+        &mut self,
+        key: FlowKey,
+        src_is_lo: bool,
+        pkt: &PacketMeta,
+        ended: &mut Vec<(Flow<T>, EndReason)>,
+    ) -> u32 {
+        if self.index.len() >= self.cfg.max_flows.max(1) {
+            self.evict_one(ended);
+        }
+        // The client is the sender of the first packet, except that a
+        // SYN-ACK seen first (handshake start missed) comes from the server.
+        let from_server = pkt.proto == ip_proto::TCP
+            && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK;
+        let client_is_lo = src_is_lo != from_server;
+        let midstream = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0;
+        let flow = Flow {
+            key,
+            client_is_lo,
+            start: pkt.ts,
+            last: pkt.ts,
+            pkts: [0; 2],
+            bytes: [0; 2],
+            tcp_flags: [0; 2],
+            tcp_state: TcpState::None,
+            midstream,
+            alerted: false,
+            icmp: pkt.icmp,
+            state: T::default(),
+        };
+        self.stats.total += 1;
+        match pkt.proto {
+            ip_proto::TCP => self.stats.tcp += 1,
+            ip_proto::UDP => self.stats.udp += 1,
+            ip_proto::ICMP => self.stats.icmpv4 += 1,
+            ip_proto::ICMPV6 => self.stats.icmpv6 += 1,
+            _ => {}
+        }
+        self.stats.midstream_pickups += u64::from(midstream);
+        let idx = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = Some(flow);
+                }
+                i
+            }
+            None => {
+                self.slots.push(Some(flow));
+                // The table is capped at `max_flows`, far below u32::MAX.
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, idx);
+        idx
+    }
+
+    fn remove(&mut self, idx: u32) -> Option<Flow<T>> {
+        let f = self.slots.get_mut(idx as usize)?.take()?;
+        self.index.remove(&f.key);
+        self.free.push(idx);
+        Some(f)
+    }
+
+    fn count_end(&mut self, f: &Flow<T>, reason: EndReason) {
+        match reason {
+            EndReason::Timeout => self.stats.timeouts += 1,
+            EndReason::Forced => self.stats.memcap += 1,
+            EndReason::TcpReuse => self.stats.tcp_reuse += 1,
+            EndReason::Shutdown => {}
+        }
+        match f.state_name() {
+            "new" => self.stats.end_new += 1,
+            "closed" => self.stats.end_closed += 1,
+            _ => self.stats.end_established += 1,
+        }
+    }
+
+    /// Evicts the least recently seen flow among a few slots sampled from
+    /// a rotating cursor.
+    fn evict_one(&mut self, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        let n = self.slots.len();
+        if n == 0 {
+            return;
+        }
+        let mut victim: Option<(u32, Timestamp)> = None;
+        let mut looked = 0;
+        let mut steps = 0;
+        while looked < EVICTION_SAMPLE && steps < n {
+            let i = self.evict_cursor % n;
+            self.evict_cursor = self.evict_cursor.wrapping_add(1);
+            steps += 1;
+            if let Some(Some(f)) = self.slots.get(i) {
+                looked += 1;
+                if victim.is_none_or(|(_, t)| f.last < t) {
+                    victim = Some((i as u32, f.last));
+                }
+            }
+        }
+        if let Some((i, _)) = victim {
+            if let Some(f) = self.remove(i) {
+                self.count_end(&f, EndReason::Forced);
+                ended.push((f, EndReason::Forced));
+            }
+        }
+    }
+
+    fn maybe_sweep(&mut self, now: Timestamp, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now.plus_secs(self.cfg.sweep_interval.max(1));
+        self.expire(now, ended);
+    }
+
+    /// Ends every flow idle for longer than its timeout at `now`.
+    pub fn expire(&mut self, now: Timestamp, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        for i in 0..self.slots.len() {
+            let expired = match self.slots.get(i) {
+                Some(Some(f)) => now.since(f.last) / 1_000_000_000 > self.cfg.timeout(f),
+                _ => false,
+            };
+            if expired {
+                if let Some(f) = self.remove(i as u32) {
+                    self.count_end(&f, EndReason::Timeout);
+                    ended.push((f, EndReason::Timeout));
+                }
+            }
+        }
+    }
+
+    /// Ends every flow (capture over).
+    pub fn drain(&mut self, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        for i in 0..self.slots.len() {
+            if let Some(f) = self.remove(i as u32) {
+                self.count_end(&f, EndReason::Shutdown);
+                ended.push((f, EndReason::Shutdown));
+            }
+        }
+        self.slots = Vec::new();
+        self.free = Vec::new();
+    }
+}
+
+/// A hash of a packet's VLANs and address pair that is the same for both
+/// directions and for every fragment of a datagram: the reader uses it to
+/// pick the worker, so one conversation always lands on one worker.
+pub fn dispatch_hash(vlan: Vlans, a: IpAddr, b: IpAddr) -> u64 {
+    let (x, _) = addr_to_bytes(a);
+    let (y, _) = addr_to_bytes(b);
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((vlan, lo, hi))
+}

@@ -1,0 +1,361 @@
+//! Pipeline: reader → workers → writer.
+//!
+//! One reader walks the capture files in order and hands each worker the
+//! packets of its flows as offsets into the shared buffer (the file's memory
+//! map), in batches over bounded crossbeam channels. The worker is chosen by
+//! [`crate::flow::dispatch_hash`] of the innermost VLANs and address pair, the
+//! same for both directions and for every fragment of a datagram, so each
+//! conversation lives on exactly one worker and per-flow state needs no
+//! lock. Workers serialise their EVE lines themselves and send blocks of them
+//! to one writer thread. With one worker the reader runs it inline: no
+//! dispatch, no hashing, no channel per packet.
+//!
+//! The output is the same for any number of workers, line order aside.
+
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::capture::{Buffer, CaptureError, Chunk, PacketRef, Reader};
+use crate::config::Config;
+use crate::decode::{Decoded, Decoder};
+use crate::flow::dispatch_hash;
+use crate::output::eve;
+use crate::output::sink::{Sink, Target};
+use worker::{Worker, WorkerStats};
+
+/// Packets read from a capture at a time.
+const CHUNK_PACKETS: usize = 1024;
+/// Batches queued per worker before the reader waits.
+const WORKER_QUEUE: usize = 64;
+/// Blocks of EVE lines queued before workers wait for the writer.
+const WRITER_QUEUE: usize = 256;
+/// A worker sends its EVE lines once it holds this many bytes.
+const OUTPUT_BLOCK: usize = 64 * 1024;
+
+/// What to read and where to write.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Capture files, read in this order as one continuous capture; `-` is
+    /// standard input.
+    pub inputs: Vec<PathBuf>,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    pub eve: Target,
+    /// Print a progress line to stderr every few seconds.
+    pub progress: bool,
+}
+
+/// Outcome of reading one input.
+#[derive(Debug, Clone)]
+pub struct InputReport {
+    pub path: PathBuf,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Set when the capture was damaged: reading stopped there.
+    pub error: Option<CaptureError>,
+}
+
+/// Outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub inputs: Vec<InputReport>,
+    pub stats: WorkerStats,
+    pub eve_lines: u64,
+    pub elapsed: Duration,
+}
+
+/// A fatal error: nothing (more) could be done.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A batch for one worker: packets that borrow from one buffer.
+struct Batch {
+    buf: Arc<Buffer>,
+    pkts: Vec<PacketRef>,
+}
+
+/// Opens every input first, so a missing or unreadable file is reported
+/// before any work starts.
+///
+/// # Errors
+/// The first input that cannot be opened, named.
+pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
+    inputs
+        .iter()
+        .map(|p| Reader::open(p).map_err(|e| RunError(format!("{}: {e}", p.display()))))
+        .collect()
+}
+
+/// Runs the pipeline over already opened inputs.
+///
+/// # Errors
+/// The EVE destination cannot be opened or written.
+pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let mut sink =
+        Sink::open(&opts.eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
+    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
+    let writer = thread::Builder::new()
+        .name("ww-writer".into())
+        .spawn(move || -> Result<Sink, String> {
+            for block in out_rx {
+                sink.write_lines(&block)
+                    .map_err(|e| format!("writing EVE output: {e}"))?;
+            }
+            sink.flush()
+                .map_err(|e| format!("writing EVE output: {e}"))?;
+            Ok(sink)
+        })
+        .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
+
+    let paths: Vec<PathBuf> = opts.inputs.clone();
+    let mut progress = Progress::new(opts.progress);
+    let workers = opts.workers.max(1);
+    let (inputs, stats) = if workers == 1 {
+        run_inline(cfg, readers, &paths, &out_tx, &mut progress)
+    } else {
+        run_parallel(cfg, workers, readers, &paths, &out_tx, &mut progress)?
+    };
+    let mut tail = Vec::new();
+    let counters = stats.counters();
+    eve::write_stats(
+        &mut tail,
+        stats.last_ts,
+        started.elapsed().as_secs(),
+        &counters,
+    );
+    // A send fails only if the writer already stopped on an error, which
+    // joining it reports.
+    let _ = out_tx.send(tail);
+    drop(out_tx);
+    let sink = match writer.join() {
+        Ok(Ok(sink)) => sink,
+        Ok(Err(e)) => return Err(RunError(e)),
+        Err(_) => return Err(RunError("the EVE writer thread failed".into())),
+    };
+    Ok(RunReport {
+        inputs,
+        stats,
+        eve_lines: sink.lines(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads every input in turn, calling `each` with every chunk; stops early
+/// when `each` returns false (the writer is gone).
+fn read_all(
+    readers: Vec<Reader>,
+    paths: &[PathBuf],
+    progress: &mut Progress,
+    mut each: impl FnMut(&Chunk) -> bool,
+) -> Vec<InputReport> {
+    let mut reports = Vec::new();
+    for (mut reader, path) in readers.into_iter().zip(paths) {
+        let mut rep = InputReport {
+            path: path.clone(),
+            packets: 0,
+            bytes: 0,
+            error: None,
+        };
+        loop {
+            match reader.next_chunk(CHUNK_PACKETS) {
+                Ok(Some(chunk)) => {
+                    rep.packets += chunk.pkts.len() as u64;
+                    rep.bytes += chunk.pkts.iter().map(|p| u64::from(p.caplen)).sum::<u64>();
+                    if !each(&chunk) {
+                        break;
+                    }
+                    progress.tick(path, &reader, rep.packets);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    rep.error = Some(e);
+                    break;
+                }
+            }
+        }
+        reports.push(rep);
+    }
+    reports
+}
+
+fn run_inline(
+    cfg: &Config,
+    readers: Vec<Reader>,
+    paths: &[PathBuf],
+    out_tx: &Sender<Vec<u8>>,
+    progress: &mut Progress,
+) -> (Vec<InputReport>, WorkerStats) {
+    let mut w = Worker::new(cfg);
+    let inputs = read_all(readers, paths, progress, |chunk| {
+        for p in &chunk.pkts {
+            w.packet(p.ts, p.link, chunk.data(p), p.origlen);
+        }
+        if w.pending_output() >= OUTPUT_BLOCK {
+            return out_tx.send(w.take_output()).is_ok();
+        }
+        true
+    });
+    let stats = w.finish();
+    let _ = out_tx.send(w.take_output());
+    (inputs, stats)
+}
+
+fn worker_loop(cfg: &Config, rx: &Receiver<Batch>, out_tx: &Sender<Vec<u8>>) -> WorkerStats {
+    let mut w = Worker::new(cfg);
+    for batch in rx {
+        let buf: &[u8] = &batch.buf;
+        for p in &batch.pkts {
+            let end = p.offset.saturating_add(p.caplen as usize);
+            let data = buf.get(p.offset..end).unwrap_or(&[]);
+            w.packet(p.ts, p.link, data, p.origlen);
+        }
+        if w.pending_output() >= OUTPUT_BLOCK && out_tx.send(w.take_output()).is_err() {
+            break;
+        }
+    }
+    let stats = w.finish();
+    let _ = out_tx.send(w.take_output());
+    stats
+}
+
+fn run_parallel(
+    cfg: &Config,
+    n: usize,
+    readers: Vec<Reader>,
+    paths: &[PathBuf],
+    out_tx: &Sender<Vec<u8>>,
+    progress: &mut Progress,
+) -> Result<(Vec<InputReport>, WorkerStats), RunError> {
+    thread::scope(|scope| {
+        let mut txs = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
+            let out_tx = out_tx.clone();
+            let h = thread::Builder::new()
+                .name(format!("ww-worker-{i}"))
+                .spawn_scoped(scope, move || worker_loop(cfg, &rx, &out_tx))
+                .map_err(|e| RunError(format!("cannot start worker thread: {e}")))?;
+            txs.push(tx);
+            handles.push(h);
+        }
+        // The reader decodes headers only to pick the worker; its decoder's
+        // counters are thrown away (the workers count every packet).
+        let mut decoder = Decoder::new(cfg.decode_config());
+        let mut pending: Vec<Vec<PacketRef>> =
+            (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
+        let inputs = read_all(readers, paths, progress, |chunk| {
+            for p in &chunk.pkts {
+                let h = match decoder.decode(p.link, chunk.data(p), p.origlen) {
+                    Decoded::Packet(pkt) => dispatch_hash(pkt.vlan, pkt.ip.src, pkt.ip.dst),
+                    Decoded::Fragment(f) => dispatch_hash(f.vlan, f.ip.src, f.ip.dst),
+                    Decoded::NotIp | Decoded::Invalid => 0,
+                };
+                // n is small; the remainder fits in usize.
+                let i = (h % n as u64) as usize;
+                if let Some(v) = pending.get_mut(i) {
+                    v.push(*p);
+                }
+            }
+            for (tx, v) in txs.iter().zip(pending.iter_mut()) {
+                if v.is_empty() {
+                    continue;
+                }
+                let batch = Batch {
+                    buf: Arc::clone(&chunk.buf),
+                    pkts: std::mem::replace(v, Vec::with_capacity(CHUNK_PACKETS)),
+                };
+                if tx.send(batch).is_err() {
+                    return false;
+                }
+            }
+            true
+        });
+        drop(txs);
+        let mut stats = WorkerStats::default();
+        for h in handles {
+            match h.join() {
+                Ok(s) => stats.merge(&s),
+                Err(_) => return Err(RunError("a worker thread failed".into())),
+            }
+        }
+        Ok((inputs, stats))
+    })
+}
+
+/// A progress line on stderr every few seconds for long runs.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        let now = Instant::now();
+        Progress {
+            enabled,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, path: &std::path::Path, reader: &Reader, packets: u64) {
+        if !self.enabled || self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let pos = reader.position();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let pct = reader
+            .total_len()
+            .filter(|&t| t > 0)
+            .map(|t| {
+                format!(
+                    "{:.0}% of {}, ",
+                    pos as f64 * 100.0 / t as f64,
+                    human_bytes(t)
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "wardwatch: {}: {pct}{} packets read, {:.2} Mpkt/s",
+            path.display(),
+            packets,
+            packets as f64 / secs / 1e6
+        );
+    }
+}
+
+/// `1.2 GB`-style sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B"))
+    }
+}

@@ -1,0 +1,159 @@
+//! TCP connection state as a passive observer sees it (RFC 9293 §3.3.2),
+//! simplified: states follow the flags each side sends, without sequence
+//! validation, so a capture that misses packets still ends in a sensible
+//! state. Names are those Suricata logs in EVE `tcp.state`.
+
+use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::flow::Direction;
+
+/// Connection state of a TCP flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpState {
+    #[default]
+    None,
+    SynSent,
+    SynRecv,
+    Established,
+    /// The client sent the first FIN.
+    FinWait1,
+    /// The server acknowledged the client's FIN.
+    FinWait2,
+    /// Both sent FIN, the second not yet acknowledged.
+    Closing,
+    /// The server sent the first FIN.
+    CloseWait,
+    /// Both sent FIN, server first.
+    LastAck,
+    TimeWait,
+    Closed,
+}
+
+impl TcpState {
+    /// The state after a segment with `flags` travelling in `dir`.
+    pub fn next(self, dir: Direction, flags: u8) -> TcpState {
+        use Direction::{ToClient, ToServer};
+        use TcpState::*;
+        if flags & RST != 0 {
+            return Closed;
+        }
+        let syn = flags & SYN != 0;
+        let ack = flags & ACK != 0;
+        let fin = flags & FIN != 0;
+        match (self, dir) {
+            (None, ToServer) if syn && !ack => SynSent,
+            (None, ToClient) if syn && ack => SynRecv,
+            // Picked up mid-stream: any other first segment.
+            (None, _) if !syn => {
+                if fin {
+                    Established.next(dir, flags)
+                } else {
+                    Established
+                }
+            }
+            (None, _) => SynSent,
+            (SynSent, ToClient) if syn && ack => SynRecv,
+            (SynSent, ToServer) if !syn && ack => Established,
+            (SynRecv, ToServer) if ack && !syn => {
+                if fin {
+                    FinWait1
+                } else {
+                    Established
+                }
+            }
+            (SynRecv | Established, ToServer) if fin => FinWait1,
+            (SynRecv | Established, ToClient) if fin => CloseWait,
+            (FinWait1, ToClient) if fin => Closing,
+            (FinWait1, ToClient) if ack => FinWait2,
+            (FinWait2, ToClient) if fin => TimeWait,
+            (Closing, ToServer) if ack => TimeWait,
+            (CloseWait, ToServer) if fin => LastAck,
+            (LastAck, ToClient) if ack => Closed,
+            (s, _) => s,
+        }
+    }
+
+    /// EVE `tcp.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::None => "none",
+            TcpState::SynSent => "syn_sent",
+            TcpState::SynRecv => "syn_recv",
+            TcpState::Established => "established",
+            TcpState::FinWait1 => "fin_wait1",
+            TcpState::FinWait2 => "fin_wait2",
+            TcpState::Closing => "closing",
+            TcpState::CloseWait => "close_wait",
+            TcpState::LastAck => "last_ack",
+            TcpState::TimeWait => "time_wait",
+            TcpState::Closed => "closed",
+        }
+    }
+
+    /// EVE `flow.state`: `new` before the handshake completes, `closed`
+    /// once both sides finished (or one reset), `established` between.
+    pub fn flow_state(self) -> &'static str {
+        match self {
+            TcpState::None | TcpState::SynSent | TcpState::SynRecv => "new",
+            TcpState::TimeWait | TcpState::Closed => "closed",
+            _ => "established",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tcp_flags::PSH;
+    use Direction::{ToClient, ToServer};
+
+    fn run(steps: &[(Direction, u8)]) -> TcpState {
+        steps.iter().fold(TcpState::None, |s, &(d, f)| s.next(d, f))
+    }
+
+    #[test]
+    fn handshake_data_and_client_close_ends_closed() {
+        let s = run(&[
+            (ToServer, SYN),
+            (ToClient, SYN | ACK),
+            (ToServer, ACK),
+            (ToServer, PSH | ACK),
+            (ToClient, ACK),
+            (ToServer, FIN | ACK),
+            (ToClient, FIN | ACK),
+            (ToServer, ACK),
+        ]);
+        assert_eq!(s, TcpState::TimeWait);
+        assert_eq!(s.flow_state(), "closed");
+    }
+
+    #[test]
+    fn server_close_first_ends_closed() {
+        let s = run(&[
+            (ToServer, SYN),
+            (ToClient, SYN | ACK),
+            (ToServer, ACK),
+            (ToClient, FIN | ACK),
+            (ToServer, FIN | ACK),
+            (ToClient, ACK),
+        ]);
+        assert_eq!(s, TcpState::Closed);
+    }
+
+    #[test]
+    fn half_open_stays_new_and_reset_closes() {
+        assert_eq!(run(&[(ToServer, SYN)]).flow_state(), "new");
+        assert_eq!(
+            run(&[(ToServer, SYN), (ToClient, RST | ACK)]),
+            TcpState::Closed
+        );
+    }
+
+    #[test]
+    fn midstream_pickup_is_established() {
+        assert_eq!(run(&[(ToServer, PSH | ACK)]), TcpState::Established);
+        assert_eq!(
+            run(&[(ToClient, ACK), (ToServer, FIN | ACK)]),
+            TcpState::FinWait1
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! EVE record serialisation. See the module doc of [`crate::output`] for
+//! every field.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::decode::{ip_proto, tcp_flags};
+use crate::time::Timestamp;
+
+/// Plain facts about an ended flow, gathered by the worker.
+#[derive(Debug, Clone)]
+pub struct FlowFacts<'a> {
+    pub flow_id: u64,
+    pub vlan: &'a [u16],
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub proto: u8,
+    pub app_proto: Option<&'a str>,
+    pub pkts: [u64; 2],
+    pub bytes: [u64; 2],
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub state: &'a str,
+    pub reason: &'a str,
+    pub alerted: bool,
+    pub community_id: &'a str,
+    /// TCP only: flags per direction, connection state, gap per direction.
+    pub tcp: Option<TcpFacts<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TcpFacts<'a> {
+    pub flags: [u8; 2],
+    pub state: &'a str,
+    pub gap: [bool; 2],
+}
+
+/// Suricata's name of an IP protocol.
+pub fn proto_name(p: u8) -> String {
+    match p {
+        ip_proto::TCP => "TCP".into(),
+        ip_proto::UDP => "UDP".into(),
+        ip_proto::ICMP => "ICMP".into(),
+        ip_proto::ICMPV6 => "IPv6-ICMP".into(),
+        ip_proto::GRE => "GRE".into(),
+        132 => "SCTP".into(),
+        n => n.to_string(),
+    }
+}
+
+/// An address as EVE writes it: dotted quad, or IPv6 with all eight groups
+/// of four hex digits.
+pub fn ip_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(39);
+            for (i, seg) in v6.segments().iter().enumerate() {
+                if i > 0 {
+                    s.push(':');
+                }
+                let _ = write!(s, "{seg:04x}");
+            }
+            s
+        }
+    }
+}
+
+fn ts_string(t: Timestamp) -> String {
+    let mut s = String::with_capacity(32);
+    t.write_eve(&mut s);
+    s
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Serialize)]
+struct FlowRecord<'a> {
+    timestamp: String,
+    flow_id: u64,
+    event_type: &'static str,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    vlan: &'a [u16],
+    src_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
+    proto: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_proto: Option<&'a str>,
+    flow: FlowObject<'a>,
+    community_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpObject<'a>>,
+}
+
+#[derive(Serialize)]
+struct FlowObject<'a> {
+    pkts_toserver: u64,
+    pkts_toclient: u64,
+    bytes_toserver: u64,
+    bytes_toclient: u64,
+    start: String,
+    end: String,
+    age: u64,
+    state: &'a str,
+    reason: &'a str,
+    alerted: bool,
+}
+
+#[derive(Serialize)]
+struct TcpObject<'a> {
+    tcp_flags: String,
+    tcp_flags_ts: String,
+    tcp_flags_tc: String,
+    #[serde(skip_serializing_if = "is_false")]
+    syn: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    fin: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    rst: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    psh: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    ack: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    urg: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    ecn: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    cwr: bool,
+    state: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    ts_gap: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tc_gap: bool,
+}
+
+/// Appends one `flow` record and a newline to `out`.
+pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
+    let has_ports = matches!(f.proto, ip_proto::TCP | ip_proto::UDP | 132);
+    let tcp = f.tcp.map(|t| {
+        let all = t.flags[0] | t.flags[1];
+        TcpObject {
+            tcp_flags: format!("{all:02x}"),
+            tcp_flags_ts: format!("{:02x}", t.flags[0]),
+            tcp_flags_tc: format!("{:02x}", t.flags[1]),
+            syn: all & tcp_flags::SYN != 0,
+            fin: all & tcp_flags::FIN != 0,
+            rst: all & tcp_flags::RST != 0,
+            psh: all & tcp_flags::PSH != 0,
+            ack: all & tcp_flags::ACK != 0,
+            urg: all & tcp_flags::URG != 0,
+            ecn: all & tcp_flags::ECE != 0,
+            cwr: all & tcp_flags::CWR != 0,
+            state: t.state,
+            ts_gap: t.gap[0],
+            tc_gap: t.gap[1],
+        }
+    });
+    let rec = FlowRecord {
+        timestamp: ts_string(f.start),
+        flow_id: f.flow_id,
+        event_type: "flow",
+        vlan: f.vlan,
+        src_ip: ip_string(f.src_ip),
+        src_port: has_ports.then_some(f.src_port),
+        dest_ip: ip_string(f.dest_ip),
+        dest_port: has_ports.then_some(f.dest_port),
+        proto: proto_name(f.proto),
+        app_proto: f.app_proto,
+        flow: FlowObject {
+            pkts_toserver: f.pkts[0],
+            pkts_toclient: f.pkts[1],
+            bytes_toserver: f.bytes[0],
+            bytes_toclient: f.bytes[1],
+            start: ts_string(f.start),
+            end: ts_string(f.end),
+            age: f.end.since(f.start) / 1_000_000_000,
+            state: f.state,
+            reason: f.reason,
+            alerted: f.alerted,
+        },
+        community_id: f.community_id,
+        tcp,
+    };
+    // Serialising plain structs of strings and integers into a Vec cannot
+    // fail; should it ever, the record is dropped rather than half-written.
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &rec).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// Appends the `stats` record built from dotted counter paths.
+pub fn write_stats(out: &mut Vec<u8>, ts: Timestamp, uptime_secs: u64, counters: &[(String, u64)]) {
+    let mut stats = Map::new();
+    stats.insert("uptime".into(), Value::from(uptime_secs));
+    for (path, v) in counters {
+        insert_path(&mut stats, path, *v);
+    }
+    let mut rec = Map::new();
+    rec.insert("timestamp".into(), Value::from(ts_string(ts)));
+    rec.insert("event_type".into(), Value::from("stats"));
+    rec.insert("stats".into(), Value::Object(stats));
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &Value::Object(rec)).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// Sets `a.b.c = v` in a nested map, adding to a value already there.
+fn insert_path(map: &mut Map<String, Value>, path: &str, v: u64) {
+    let mut cur = map;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            let old = cur.get(p).and_then(Value::as_u64).unwrap_or(0);
+            cur.insert(p.to_string(), Value::from(old.saturating_add(v)));
+            return;
+        }
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        match entry.as_object_mut() {
+            Some(m) => cur = m,
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_is_fully_expanded() {
+        assert_eq!(
+            ip_string("fd00:20::15".parse().unwrap()),
+            "fd00:0020:0000:0000:0000:0000:0000:0015"
+        );
+        assert_eq!(ip_string("10.20.1.15".parse().unwrap()), "10.20.1.15");
+    }
+
+    #[test]
+    fn flow_record_has_suricata_shape() {
+        let mut out = Vec::new();
+        write_flow(
+            &mut out,
+            &FlowFacts {
+                flow_id: 42,
+                vlan: &[120],
+                src_ip: "10.20.1.15".parse().unwrap(),
+                src_port: 50000,
+                dest_ip: "10.10.5.10".parse().unwrap(),
+                dest_port: 1883,
+                proto: ip_proto::TCP,
+                app_proto: Some("mqtt"),
+                pkts: [5, 4],
+                bytes: [400, 300],
+                start: Timestamp::from_parts(1_585_173_935, 383_888_000),
+                end: Timestamp::from_parts(1_585_173_937, 0),
+                state: "closed",
+                reason: "timeout",
+                alerted: false,
+                community_id: "1:x",
+                tcp: Some(TcpFacts {
+                    flags: [0x1b, 0x1a],
+                    state: "closed",
+                    gap: [false, true],
+                }),
+            },
+        );
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["timestamp"], "2020-03-25T22:05:35.383888+0000");
+        assert_eq!(v["vlan"], serde_json::json!([120]));
+        assert_eq!(v["proto"], "TCP");
+        assert_eq!(v["flow"]["age"], 1);
+        assert_eq!(v["tcp"]["tcp_flags"], "1b");
+        assert_eq!(v["tcp"]["tcp_flags_tc"], "1a");
+        assert_eq!(v["tcp"]["syn"], true);
+        assert!(v["tcp"].get("rst").is_none());
+        assert_eq!(v["tcp"]["tc_gap"], true);
+        assert!(v["tcp"].get("ts_gap").is_none());
+    }
+
+    #[test]
+    fn stats_paths_nest_and_add() {
+        let mut out = Vec::new();
+        let c = vec![
+            ("decoder.pkts".to_string(), 3),
+            ("decoder.event.ipv4.trunc_pkt".to_string(), 1),
+            ("decoder.pkts".to_string(), 2),
+        ];
+        write_stats(&mut out, Timestamp(0), 7, &c);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["event_type"], "stats");
+        assert_eq!(v["stats"]["decoder"]["pkts"], 5);
+        assert_eq!(v["stats"]["decoder"]["event"]["ipv4"]["trunc_pkt"], 1);
+        assert_eq!(v["stats"]["uptime"], 7);
+    }
+}

@@ -1,0 +1,387 @@
+//! One worker: decode → flow → stream → app for the flows hashed to it, and
+//! EVE lines for the flows that end. A worker owns all of its state, so no
+//! lock is taken per packet.
+
+use crate::app::{AppConfig, AppProto, Detection, Detector, StreamConsumer, StreamContext};
+use crate::capture::LinkType;
+use crate::config::Config;
+use crate::decode::defrag::{Defrag, Reassembled};
+use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, Vlans, L4};
+use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
+use crate::output::eve::{self, FlowFacts, TcpFacts};
+use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
+use crate::time::Timestamp;
+
+/// What later stages keep per flow.
+#[derive(Default)]
+pub struct Session {
+    streams: [Reassembler; 2],
+    detector: Detector,
+    /// Data was lost in this direction.
+    gap: [bool; 2],
+    /// Reassembly stopped: the protocol has no parser (TLS, failed).
+    done: bool,
+    consumer: Option<Box<dyn StreamConsumer>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("detector", &self.detector)
+            .field("gap", &self.gap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a worker, merged at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    pub decode: crate::decode::DecodeStats,
+    pub defrag: crate::decode::defrag::DefragStats,
+    pub flow: crate::flow::FlowStats,
+    pub stream: StreamStats,
+    /// Flows per detected app protocol: mqtt, dicom, tls, failed.
+    pub app: [u64; 4],
+    /// Last packet time seen.
+    pub last_ts: Timestamp,
+}
+
+impl WorkerStats {
+    pub fn merge(&mut self, o: &WorkerStats) {
+        self.decode.merge(&o.decode);
+        let (a, b) = (&mut self.defrag, &o.defrag);
+        a.ipv4_fragments += b.ipv4_fragments;
+        a.ipv4_reassembled += b.ipv4_reassembled;
+        a.ipv6_fragments += b.ipv6_fragments;
+        a.ipv6_reassembled += b.ipv6_reassembled;
+        a.timeouts += b.timeouts;
+        a.max_trackers_reached += b.max_trackers_reached;
+        a.max_frags_reached += b.max_frags_reached;
+        self.flow.merge(&o.flow);
+        self.stream.merge(&o.stream);
+        for (x, y) in self.app.iter_mut().zip(o.app) {
+            *x += y;
+        }
+        self.last_ts = self.last_ts.max(o.last_ts);
+    }
+
+    /// Every counter as a dotted path below `stats`.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = Vec::new();
+        v.extend(
+            self.decode
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
+        let d = &self.defrag;
+        for (k, n) in [
+            ("defrag.ipv4.fragments", d.ipv4_fragments),
+            ("defrag.ipv4.reassembled", d.ipv4_reassembled),
+            ("defrag.ipv6.fragments", d.ipv6_fragments),
+            ("defrag.ipv6.reassembled", d.ipv6_reassembled),
+            ("defrag.wrk.tracker_timeout", d.timeouts),
+            ("defrag.max_trackers_reached", d.max_trackers_reached),
+            ("defrag.max_frags_reached", d.max_frags_reached),
+        ] {
+            v.push((k.to_string(), n));
+        }
+        v.extend(
+            self.flow
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
+        let s = &self.stream;
+        for (k, n) in [
+            ("tcp.reassembly_gap", s.gaps),
+            ("tcp.overlap", s.overlaps),
+            ("tcp.overlap_diff_data", s.overlap_diff_data),
+            ("tcp.ooo_segments", s.ooo_segments),
+            ("tcp.retransmissions", s.retransmissions),
+            ("tcp.reassembly_gap_bytes", s.gap_bytes),
+            ("tcp.ooo_limit_reached", s.ooo_limit_reached),
+            ("app_layer.flow.mqtt", self.app[0]),
+            ("app_layer.flow.dicom", self.app[1]),
+            ("app_layer.flow.tls", self.app[2]),
+            ("app_layer.flow.failed_tcp", self.app[3]),
+        ] {
+            v.push((k.to_string(), n));
+        }
+        v
+    }
+}
+
+/// A worker's state.
+pub struct Worker {
+    decoder: Decoder,
+    defrag: Defrag,
+    flows: FlowTable<Session>,
+    stream_cfg: StreamConfig,
+    app_cfg: AppConfig,
+    stream_stats: StreamStats,
+    app_counts: [u64; 4],
+    community_seed: u16,
+    log_flows: bool,
+    ended: Vec<(Flow<Session>, EndReason)>,
+    last_ts: Timestamp,
+    /// EVE lines not yet handed to the writer.
+    out: Vec<u8>,
+}
+
+impl Worker {
+    pub fn new(cfg: &Config) -> Worker {
+        Worker {
+            decoder: Decoder::new(cfg.decode_config()),
+            defrag: Defrag::new(cfg.defrag_config()),
+            flows: FlowTable::new(cfg.flow.clone()),
+            stream_cfg: cfg.stream_config(),
+            app_cfg: cfg.app_layer.clone(),
+            stream_stats: StreamStats::default(),
+            app_counts: [0; 4],
+            community_seed: cfg.outputs.community_id_seed,
+            log_flows: cfg.outputs.flow,
+            ended: Vec::new(),
+            last_ts: Timestamp(0),
+            out: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Processes one captured frame.
+    pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        if ts > self.last_ts {
+            self.last_ts = ts;
+        }
+        let reassembled: Reassembled;
+        let (vlan, ip, l4, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => (p.vlan, p.ip, p.l4, 1, u64::from(wire_len)),
+            Decoded::Fragment(frag) => {
+                let Some(r) = self.defrag.insert(ts, &frag, wire_len) else {
+                    return;
+                };
+                reassembled = r;
+                let l4 = self.decoder.decode_l4(frag.ip.proto, &reassembled.data);
+                (
+                    frag.vlan,
+                    frag.ip,
+                    l4,
+                    reassembled.frames,
+                    reassembled.wire_bytes,
+                )
+            }
+            Decoded::NotIp | Decoded::Invalid => return,
+        };
+        self.flow_packet(ts, vlan, ip, l4, frames, wire_bytes);
+    }
+
+    fn flow_packet(
+        &mut self,
+        ts: Timestamp,
+        vlan: Vlans,
+        ip: IpInfo,
+        l4: L4<'_>,
+        frames: u32,
+        wire_bytes: u64,
+    ) {
+        // ICMP type/code stay out of the key, so a request and its reply are
+        // one flow; the first packet's are kept for the Community ID.
+        let (ksport, kdport, flags) = match l4 {
+            L4::Tcp(t) => (t.src_port, t.dst_port, t.flags),
+            L4::Udp(u) => (u.src_port, u.dst_port, 0),
+            L4::Icmp { .. } | L4::Other => (0, 0, 0),
+        };
+        let meta = PacketMeta {
+            ts,
+            vlan,
+            proto: ip.proto,
+            src: Endpoint {
+                addr: ip.src,
+                port: ksport,
+            },
+            dst: Endpoint {
+                addr: ip.dst,
+                port: kdport,
+            },
+            tcp_flags: flags,
+            wire_bytes,
+            frames,
+            icmp: match l4 {
+                L4::Icmp { icmp_type, code } => [icmp_type, code],
+                _ => [0, 0],
+            },
+        };
+        let (idx, dir) = self.flows.update(&meta, &mut self.ended);
+        self.flush_ended();
+        let L4::Tcp(seg) = l4 else {
+            return;
+        };
+        let Some(flow) = self.flows.get_mut(idx) else {
+            return;
+        };
+        let server_port = flow.server().port;
+        let s = &mut flow.state;
+        if s.done {
+            return;
+        }
+        let ctx = StreamContext { ts };
+        let Session {
+            streams,
+            detector,
+            gap,
+            done,
+            consumer,
+        } = s;
+        let [to_server, to_client] = streams;
+        let (this, peer) = match dir {
+            Direction::ToServer => (to_server, to_client),
+            Direction::ToClient => (to_client, to_server),
+        };
+        let app_cfg = &self.app_cfg;
+        let mut deliver = |dir: Direction, ev: Event<'_>| match ev {
+            Event::Data(bytes) => {
+                if detector.proto() == AppProto::Unknown {
+                    if let Detection::Decided(p) = detector.feed(app_cfg, server_port, dir, bytes) {
+                        *done = matches!(p, AppProto::Tls | AppProto::Failed);
+                    }
+                }
+                if let Some(c) = consumer.as_mut() {
+                    c.data(&ctx, dir, bytes);
+                }
+            }
+            Event::Gap(len) => {
+                gap[dir.index()] = true;
+                if detector.proto() == AppProto::Unknown {
+                    let p = detector.finish(app_cfg, server_port);
+                    *done = matches!(p, AppProto::Tls | AppProto::Failed);
+                }
+                if let Some(c) = consumer.as_mut() {
+                    c.gap(&ctx, dir, len);
+                }
+            }
+        };
+        this.segment(
+            &self.stream_cfg,
+            &mut self.stream_stats,
+            seg.seq,
+            seg.flags,
+            seg.payload,
+            &mut |ev| deliver(dir, ev),
+        );
+        if seg.flags & tcp_flags::ACK != 0 {
+            let pdir = dir.reverse();
+            peer.peer_ack(&mut self.stream_stats, seg.ack, &mut |ev| deliver(pdir, ev));
+        }
+    }
+
+    /// Writes records for flows that ended and frees them.
+    fn flush_ended(&mut self) {
+        let ended = std::mem::take(&mut self.ended);
+        for (flow, reason) in ended {
+            self.end_flow(flow, reason);
+        }
+    }
+
+    fn end_flow(&mut self, mut flow: Flow<Session>, reason: EndReason) {
+        let server_port = flow.server().port;
+        let ctx = StreamContext { ts: flow.last };
+        if flow.key.proto() == ip_proto::TCP && !flow.state.done {
+            let Session {
+                streams,
+                detector,
+                gap,
+                consumer,
+                ..
+            } = &mut flow.state;
+            for (i, st) in streams.iter_mut().enumerate() {
+                let dir = if i == 0 {
+                    Direction::ToServer
+                } else {
+                    Direction::ToClient
+                };
+                st.flush(&mut self.stream_stats, &mut |ev| match ev {
+                    Event::Data(bytes) => {
+                        if detector.proto() == AppProto::Unknown {
+                            detector.feed(&self.app_cfg, server_port, dir, bytes);
+                        }
+                        if let Some(c) = consumer.as_mut() {
+                            c.data(&ctx, dir, bytes);
+                        }
+                    }
+                    Event::Gap(len) => {
+                        gap[i] = true;
+                        if let Some(c) = consumer.as_mut() {
+                            c.gap(&ctx, dir, len);
+                        }
+                    }
+                });
+            }
+        }
+        let app = flow.state.detector.finish(&self.app_cfg, server_port);
+        if let Some(c) = flow.state.consumer.as_mut() {
+            c.end(&ctx);
+        }
+        match app {
+            AppProto::Mqtt => self.app_counts[0] += 1,
+            AppProto::Dicom => self.app_counts[1] += 1,
+            AppProto::Tls => self.app_counts[2] += 1,
+            AppProto::Failed => self.app_counts[3] += 1,
+            AppProto::Unknown => {}
+        }
+        if !self.log_flows {
+            return;
+        }
+        let (c, s) = (flow.client(), flow.server());
+        let community = flow.community_id(self.community_seed);
+        let vlan = flow.key.vlan();
+        let facts = FlowFacts {
+            flow_id: flow.flow_id(),
+            vlan: vlan.as_slice(),
+            src_ip: c.addr,
+            src_port: c.port,
+            dest_ip: s.addr,
+            dest_port: s.port,
+            proto: flow.key.proto(),
+            app_proto: app.eve_name(),
+            pkts: flow.pkts,
+            bytes: flow.bytes,
+            start: flow.start,
+            end: flow.last,
+            state: flow.state_name(),
+            reason: reason.as_str(),
+            alerted: flow.alerted,
+            community_id: &community,
+            tcp: (flow.key.proto() == ip_proto::TCP).then_some(TcpFacts {
+                flags: flow.tcp_flags,
+                state: flow.tcp_state.as_str(),
+                gap: flow.state.gap,
+            }),
+        };
+        eve::write_flow(&mut self.out, &facts);
+    }
+
+    /// EVE lines produced so far (the buffer is left empty).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.out, Vec::with_capacity(64 * 1024))
+    }
+
+    /// Bytes of EVE output waiting.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Ends every flow (the capture is over) and returns the counters.
+    pub fn finish(&mut self) -> WorkerStats {
+        self.flows.drain(&mut self.ended);
+        self.flush_ended();
+        self.defrag
+            .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));
+        WorkerStats {
+            decode: self.decoder.stats().clone(),
+            defrag: self.defrag.stats().clone(),
+            flow: self.flows.stats().clone(),
+            stream: self.stream_stats.clone(),
+            app: self.app_counts,
+            last_ts: self.last_ts,
+        }
+    }
+}
