@@ -681,3 +681,171 @@ pub fn dispatch_hash(vlan: Vlans, a: IpAddr, b: IpAddr) -> u64 {
     let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((vlan, lo, hi))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ep(a: &str, port: u16) -> Endpoint {
+        Endpoint {
+            addr: a.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn tcp(ts_s: u64, src: Endpoint, dst: Endpoint, flags: u8) -> PacketMeta {
+        PacketMeta {
+            ts: Timestamp::from_parts(ts_s, 0),
+            vlan: Vlans::default(),
+            proto: ip_proto::TCP,
+            src,
+            dst,
+            tcp_flags: flags,
+            wire_bytes: 100,
+            frames: 1,
+            icmp: [0, 0],
+        }
+    }
+
+    const C: (&str, u16) = ("10.20.1.15", 50000);
+    const S: (&str, u16) = ("10.10.5.10", 1883);
+
+    #[test]
+    fn both_directions_share_a_flow_and_count_apart() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, d) = t.update(&tcp(1, c, s, tcp_flags::SYN), &mut ended);
+        assert_eq!(d, Direction::ToServer);
+        let (j, d) = t.update(&tcp(1, s, c, tcp_flags::SYN | tcp_flags::ACK), &mut ended);
+        assert_eq!((i, d), (j, Direction::ToClient));
+        t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
+        let f = t.get_mut(i).unwrap();
+        assert_eq!(f.pkts, [2, 1]);
+        assert_eq!(f.bytes, [200, 100]);
+        assert_eq!(f.client(), c);
+        assert_eq!(f.tcp_state, TcpState::Established);
+        assert!(ended.is_empty());
+    }
+
+    #[test]
+    fn synack_first_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::SYN | tcp_flags::ACK), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+    }
+
+    #[test]
+    fn vlans_separate_flows() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let mut p = tcp(1, ep(C.0, C.1), ep(S.0, S.1), tcp_flags::SYN);
+        t.update(&p, &mut ended);
+        p.vlan = Vlans {
+            ids: [120, 0, 0],
+            len: 1,
+        };
+        t.update(&p, &mut ended);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn idle_flow_times_out_by_packet_time_and_a_new_one_starts() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        t.update(&tcp(1, c, s, tcp_flags::SYN), &mut ended);
+        // New TCP flows time out after 60 s of packet time; 61 s later the
+        // same tuple is a new flow.
+        t.update(&tcp(62, c, s, tcp_flags::ACK), &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::Timeout);
+        assert_eq!(t.stats().total, 2);
+        // A flow on another tuple is swept once its timeout passes.
+        ended.clear();
+        let other = ep("10.20.1.16", 50001);
+        t.update(&tcp(100, other, s, tcp_flags::ACK), &mut ended);
+        assert_eq!(ended.len(), 0, "established flow idle 38 s is kept");
+        t.update(&tcp(700, other, s, tcp_flags::ACK), &mut ended);
+        assert!(ended
+            .iter()
+            .any(|(f, r)| f.client() == c && *r == EndReason::Timeout));
+    }
+
+    #[test]
+    fn syn_on_closed_flow_is_tcp_reuse() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        t.update(&tcp(1, c, s, tcp_flags::SYN), &mut ended);
+        t.update(&tcp(1, s, c, tcp_flags::RST | tcp_flags::ACK), &mut ended);
+        t.update(&tcp(2, c, s, tcp_flags::SYN), &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::TcpReuse);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn full_table_evicts_and_counts() {
+        let cfg = FlowConfig {
+            max_flows: 4,
+            ..FlowConfig::default()
+        };
+        let mut t: FlowTable<()> = FlowTable::new(cfg);
+        let mut ended = Vec::new();
+        for port in 0..10u16 {
+            t.update(
+                &tcp(1, ep(C.0, 40000 + port), ep(S.0, S.1), tcp_flags::SYN),
+                &mut ended,
+            );
+            assert!(t.len() <= 4);
+        }
+        assert_eq!(ended.len(), 6);
+        assert!(ended.iter().all(|(_, r)| *r == EndReason::Forced));
+        assert_eq!(t.stats().memcap, 6);
+        // Draining at shutdown ends the rest.
+        ended.clear();
+        t.drain(&mut ended);
+        assert_eq!(ended.len(), 4);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn flow_id_is_stable_and_51_bits() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (i, _) = t.update(
+            &tcp(1, ep(C.0, C.1), ep(S.0, S.1), tcp_flags::SYN),
+            &mut ended,
+        );
+        let id = t.get_mut(i).unwrap().flow_id();
+        let mut u: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let (j, _) = u.update(
+            &tcp(1, ep(C.0, C.1), ep(S.0, S.1), tcp_flags::SYN),
+            &mut ended,
+        );
+        assert_eq!(u.get_mut(j).unwrap().flow_id(), id);
+        assert!(id < 1 << 51);
+    }
+
+    proptest! {
+        #[test]
+        fn key_and_dispatch_hash_are_symmetric(
+            a in any::<[u8; 4]>(), b in any::<[u8; 4]>(),
+            pa in any::<u16>(), pb in any::<u16>(), v in 0u16..4096,
+        ) {
+            let vlan = Vlans { ids: [v, 0, 0], len: 1 };
+            let x = Endpoint { addr: IpAddr::from(a), port: pa };
+            let y = Endpoint { addr: IpAddr::from(b), port: pb };
+            let (k1, lo1) = FlowKey::new(vlan, ip_proto::TCP, x, y);
+            let (k2, lo2) = FlowKey::new(vlan, ip_proto::TCP, y, x);
+            prop_assert_eq!(k1, k2);
+            prop_assert!(lo1 != lo2 || (a == b && pa == pb));
+            prop_assert_eq!(dispatch_hash(vlan, x.addr, y.addr), dispatch_hash(vlan, y.addr, x.addr));
+        }
+    }
+}
