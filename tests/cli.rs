@@ -1,0 +1,149 @@
+//! The command line as a user meets it: help, errors, exit codes, stdin,
+//! damaged captures, and output that does not depend on the worker count.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn help_lists_every_option() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for opt in ["--read-file", "--log-dir", "--eve", "--workers", "--config", "--quiet", "Exit status"] {
+        assert!(text.contains(opt), "--help lacks {opt}");
+    }
+}
+
+#[test]
+fn missing_file_is_a_one_line_error_and_exit_1() {
+    let out = run(&["-r", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/x.pcap"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn not_a_capture_is_rejected_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("notes.txt");
+    std::fs::write(&p, "this is not a capture file\n").unwrap();
+    let out = run(&["-r", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    assert_eq!(bin().output().unwrap().status.code(), Some(2), "no -r");
+    let out = bin().args(["-r", "x.pcap", "--workers", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_config_names_the_file_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ww.yaml");
+    std::fs::write(&cfg, "flow:\n  max_flowz: 3\n").unwrap();
+    let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
+    let out = run(&["-r", cap.to_str().unwrap(), "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("ww.yaml") && err.contains("max_flowz"), "{err}");
+}
+
+#[test]
+fn log_dir_gets_eve_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
+    let out = bin()
+        .args(["-r", cap.to_str().unwrap(), "-q", "-l", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eve = std::fs::read(dir.path().join("eve.json")).unwrap();
+    let recs = parse_lines(&eve);
+    assert!(recs.iter().any(|r| r["event_type"] == "flow"));
+    assert_eq!(recs.last().unwrap()["event_type"], "stats");
+}
+
+#[test]
+fn summary_paragraph_on_stderr_unless_quiet() {
+    let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
+    let out = bin().args(["-r", cap.to_str().unwrap(), "--eve", "-"]).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("flows") && err.contains("packets"), "{err}");
+}
+
+#[test]
+fn stdin_gives_the_same_records_as_the_file() {
+    let cap = repo().join("pcaps/mqtt_v5_props.pcap");
+    let bytes = std::fs::read(&cap).unwrap();
+    let mut child = bin()
+        .args(["-r", "-", "--eve", "-", "-q", "--workers", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // Written in small pieces, as a pipe from tcpdump delivers it.
+        for piece in bytes.chunks(1000) {
+            stdin.write_all(piece).unwrap();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    assert_eq!(normalised(&parse_lines(&out.stdout)), normalised(&eve(&cap, 1)));
+}
+
+#[test]
+fn truncated_capture_keeps_earlier_events_says_where_and_exits_3() {
+    let cap = repo().join("pcaps/damaged_truncated.pcap");
+    let out = run(&["-r", cap.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("truncated") && err.contains("offset"), "{err}");
+    let recs = parse_lines(&out.stdout);
+    assert!(recs.iter().filter(|r| r["event_type"] == "flow").count() > 0);
+    assert_eq!(recs.last().unwrap()["event_type"], "stats");
+}
+
+#[test]
+fn corrupt_capture_exits_3_with_offset() {
+    let cap = repo().join("pcaps/damaged_corrupt.pcap");
+    let out = run(&["-r", cap.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("corrupt") && err.contains("offset"), "{err}");
+}
+
+#[test]
+fn output_is_the_same_for_one_two_and_three_workers() {
+    for cap in captures() {
+        let one = normalised(&eve(&cap, 1));
+        assert_eq!(one, normalised(&eve(&cap, 2)), "{}: 1 vs 2 workers", cap.display());
+        assert_eq!(one, normalised(&eve(&cap, 3)), "{}: 1 vs 3 workers", cap.display());
+    }
+}
+
+#[test]
+fn several_files_are_read_as_one_capture() {
+    let a = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
+    let b = repo().join("pcaps/dicom_echo.pcap");
+    let both = eve_args(&["-r", a.to_str().unwrap(), "-r", b.to_str().unwrap()]);
+    let flows = |v: &[serde_json::Value]| v.iter().filter(|r| r["event_type"] == "flow").count();
+    assert_eq!(flows(&both), flows(&eve(&a, 1)) + flows(&eve(&b, 1)));
+}
+
+fn eve_args(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run(args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    parse_lines(&out.stdout)
+}

@@ -1,0 +1,156 @@
+//! Helpers shared by the integration tests: run the real binary on the
+//! committed captures and parse what it writes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wardwatch"))
+}
+
+/// Every committed capture, sorted.
+pub fn captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("pcaps"))
+        .expect("pcaps/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.ends_with(".pcap") || n.ends_with(".pcapng")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs wardwatch with `args` plus `--eve - -q` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .args(["--eve", "-", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wardwatch")
+}
+
+/// EVE records of a run over one capture with `workers` workers; the exit
+/// status must be 0, or 3 for a damaged capture.
+pub fn eve(capture: &Path, workers: usize) -> Vec<Value> {
+    let out = run(&["-r", capture.to_str().unwrap(), "--workers", &workers.to_string()]);
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || code == Some(3),
+        "{}: exit {:?}: {}",
+        capture.display(),
+        code,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_lines(&out.stdout)
+}
+
+pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .expect("EVE is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad EVE line {l}: {e}")))
+        .collect()
+}
+
+/// A conversation's endpoints in canonical order: IP version, address
+/// bytes, port — the order `tests/tools/tshark_conv.py` uses.
+pub type ConvKey = (String, IpAddr, u16, IpAddr, u16);
+
+fn order(ip: &IpAddr, port: u16) -> (u8, Vec<u8>, u16) {
+    match ip {
+        IpAddr::V4(a) => (4, a.octets().to_vec(), port),
+        IpAddr::V6(a) => (6, a.octets().to_vec(), port),
+    }
+}
+
+/// Frames and bytes a→b, b→a, and the Community ID, per conversation.
+pub type ConvCounts = BTreeMap<ConvKey, ([u64; 4], String)>;
+
+/// Sums wardwatch's `flow` records per TCP/UDP conversation.
+pub fn conv_from_eve(records: &[Value]) -> ConvCounts {
+    let mut m = ConvCounts::new();
+    for r in records.iter().filter(|r| r["event_type"] == "flow") {
+        let proto = r["proto"].as_str().unwrap().to_string();
+        if proto != "TCP" && proto != "UDP" {
+            continue;
+        }
+        let s: IpAddr = r["src_ip"].as_str().unwrap().parse().unwrap();
+        let d: IpAddr = r["dest_ip"].as_str().unwrap().parse().unwrap();
+        let sp = r["src_port"].as_u64().unwrap() as u16;
+        let dp = r["dest_port"].as_u64().unwrap() as u16;
+        let f = &r["flow"];
+        let ts = [f["pkts_toserver"].as_u64().unwrap(), f["bytes_toserver"].as_u64().unwrap()];
+        let tc = [f["pkts_toclient"].as_u64().unwrap(), f["bytes_toclient"].as_u64().unwrap()];
+        let fwd = order(&s, sp) <= order(&d, dp);
+        let (key, ab, ba) = if fwd {
+            ((proto, s, sp, d, dp), ts, tc)
+        } else {
+            ((proto, d, dp, s, sp), tc, ts)
+        };
+        let e = m.entry(key).or_insert(([0; 4], String::new()));
+        e.0[0] += ab[0];
+        e.0[1] += ab[1];
+        e.0[2] += ba[0];
+        e.0[3] += ba[1];
+        e.1 = r["community_id"].as_str().unwrap().to_string();
+    }
+    m
+}
+
+/// Parses the TSV that `tests/tools/tshark_conv.py` prints.
+pub fn conv_from_tsv(text: &str) -> ConvCounts {
+    let mut m = ConvCounts::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let c: Vec<&str> = line.split('\t').collect();
+        assert_eq!(c.len(), 10, "bad line {line}");
+        let n = |i: usize| c[i].parse::<u64>().unwrap();
+        m.insert(
+            (
+                c[0].to_string(),
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+                c[3].parse().unwrap(),
+                c[4].parse().unwrap(),
+            ),
+            ([n(5), n(6), n(7), n(8)], c[9].to_string()),
+        );
+    }
+    m
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Records without the fields that legitimately differ between runs
+/// (`stats.uptime`), as sorted JSON lines.
+pub fn normalised(records: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(s) = r.get_mut("stats").and_then(Value::as_object_mut) {
+                s.remove("uptime");
+            }
+            r.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
