@@ -66,8 +66,9 @@ use crate::decode::tcp_flags;
 pub struct StreamConfig {
     /// Most out-of-order bytes held for one direction.
     pub max_ooo_bytes: u32,
-    /// Most out-of-order segments held for one direction. Adjacent held
-    /// segments merge into one piece, so this counts pieces between holes.
+    /// Most out-of-order pieces held for one direction. A piece is a run of
+    /// held bytes: a segment that continues a held run usually extends it
+    /// rather than adding a piece (see the module docs for when runs merge).
     pub max_ooo_segments: u16,
 }
 
