@@ -797,11 +797,9 @@ mod tests {
 
     #[test]
     fn idle_reassembler_is_at_most_24_bytes() {
-        assert!(
-            std::mem::size_of::<Reassembler>() <= 24,
-            "{}",
-            std::mem::size_of::<Reassembler>()
-        );
+        let size = std::mem::size_of::<Reassembler>();
+        println!("size_of::<Reassembler>() = {size}");
+        assert!(size <= 24, "{size}");
     }
 
     #[test]
