@@ -13,7 +13,15 @@ fn help_lists_every_option() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for opt in ["--read-file", "--log-dir", "--eve", "--workers", "--config", "--quiet", "Exit status"] {
+    for opt in [
+        "--read-file",
+        "--log-dir",
+        "--eve",
+        "--workers",
+        "--config",
+        "--quiet",
+        "Exit status",
+    ] {
         assert!(text.contains(opt), "--help lacks {opt}");
     }
 }
@@ -41,7 +49,10 @@ fn not_a_capture_is_rejected_before_any_output() {
 #[test]
 fn bad_arguments_exit_2() {
     assert_eq!(bin().output().unwrap().status.code(), Some(2), "no -r");
-    let out = bin().args(["-r", "x.pcap", "--workers", "0"]).output().unwrap();
+    let out = bin()
+        .args(["-r", "x.pcap", "--workers", "0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -54,7 +65,10 @@ fn bad_config_names_the_file_and_the_field() {
     let out = run(&["-r", cap.to_str().unwrap(), "-c", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("ww.yaml") && err.contains("max_flowz"), "{err}");
+    assert!(
+        err.contains("ww.yaml") && err.contains("max_flowz"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,10 +76,20 @@ fn log_dir_gets_eve_json() {
     let dir = tempfile::tempdir().unwrap();
     let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
     let out = bin()
-        .args(["-r", cap.to_str().unwrap(), "-q", "-l", dir.path().to_str().unwrap()])
+        .args([
+            "-r",
+            cap.to_str().unwrap(),
+            "-q",
+            "-l",
+            dir.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let eve = std::fs::read(dir.path().join("eve.json")).unwrap();
     let recs = parse_lines(&eve);
     assert!(recs.iter().any(|r| r["event_type"] == "flow"));
@@ -75,7 +99,10 @@ fn log_dir_gets_eve_json() {
 #[test]
 fn summary_paragraph_on_stderr_unless_quiet() {
     let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
-    let out = bin().args(["-r", cap.to_str().unwrap(), "--eve", "-"]).output().unwrap();
+    let out = bin()
+        .args(["-r", cap.to_str().unwrap(), "--eve", "-"])
+        .output()
+        .unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("flows") && err.contains("packets"), "{err}");
 }
@@ -100,7 +127,10 @@ fn stdin_gives_the_same_records_as_the_file() {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     assert!(out.status.success());
-    assert_eq!(normalised(&parse_lines(&out.stdout)), normalised(&eve(&cap, 1)));
+    assert_eq!(
+        normalised(&parse_lines(&out.stdout)),
+        normalised(&eve(&cap, 1))
+    );
 }
 
 #[test]
@@ -128,8 +158,18 @@ fn corrupt_capture_exits_3_with_offset() {
 fn output_is_the_same_for_one_two_and_three_workers() {
     for cap in captures() {
         let one = normalised(&eve(&cap, 1));
-        assert_eq!(one, normalised(&eve(&cap, 2)), "{}: 1 vs 2 workers", cap.display());
-        assert_eq!(one, normalised(&eve(&cap, 3)), "{}: 1 vs 3 workers", cap.display());
+        assert_eq!(
+            one,
+            normalised(&eve(&cap, 2)),
+            "{}: 1 vs 2 workers",
+            cap.display()
+        );
+        assert_eq!(
+            one,
+            normalised(&eve(&cap, 3)),
+            "{}: 1 vs 3 workers",
+            cap.display()
+        );
     }
 }
 
@@ -144,6 +184,10 @@ fn several_files_are_read_as_one_capture() {
 
 fn eve_args(args: &[&str]) -> Vec<serde_json::Value> {
     let out = run(args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     parse_lines(&out.stdout)
 }

@@ -10,13 +10,24 @@ use common::*;
 
 fn frozen(capture: &std::path::Path) -> Option<String> {
     let name = capture.file_name()?.to_str()?;
-    std::fs::read_to_string(repo().join("tests/expected/conv").join(format!("{name}.tsv"))).ok()
+    std::fs::read_to_string(
+        repo()
+            .join("tests/expected/conv")
+            .join(format!("{name}.tsv")),
+    )
+    .ok()
 }
 
 #[test]
 fn every_capture_has_frozen_counts() {
-    let missing: Vec<_> = captures().into_iter().filter(|c| frozen(c).is_none()).collect();
-    assert!(missing.is_empty(), "run tests/tools/freeze_conv.sh for {missing:?}");
+    let missing: Vec<_> = captures()
+        .into_iter()
+        .filter(|c| frozen(c).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "run tests/tools/freeze_conv.sh for {missing:?}"
+    );
     assert!(!captures().is_empty());
 }
 
@@ -62,7 +73,8 @@ fn frozen_counts_are_what_tshark_says() {
         let live = conv_from_tsv(&String::from_utf8(out.stdout).unwrap());
         let frozen = conv_from_tsv(&frozen(&cap).unwrap_or_default());
         // The community id column is "-" where the python package is absent.
-        let strip = |m: &ConvCounts| -> Vec<_> { m.iter().map(|(k, (c, _))| (k.clone(), *c)).collect() };
+        let strip =
+            |m: &ConvCounts| -> Vec<_> { m.iter().map(|(k, (c, _))| (k.clone(), *c)).collect() };
         assert_eq!(strip(&live), strip(&frozen), "{}", cap.display());
     }
 }

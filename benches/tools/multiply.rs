@@ -27,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("COPIES must be 1..=65000".into());
     }
     let pkts = parse_pcap(&src)?;
-    let server = pkts.iter().find_map(|p| ipv4_offset(p.data).map(|o| addr(p.data, o + 16)));
+    let server = pkts
+        .iter()
+        .find_map(|p| ipv4_offset(p.data).map(|o| addr(p.data, o + 16)));
     let server = server.ok_or("no IPv4 packet in source")?;
     let mut out = BufWriter::with_capacity(1 << 22, File::create(&args[3])?);
     // pcap header: magic (µs, little endian), v2.4, zone 0, sigfigs 0,
@@ -81,7 +83,9 @@ fn parse_pcap(b: &[u8]) -> Result<Vec<Pkt<'_>>, Box<dyn std::error::Error>> {
         _ => return Err("only little-endian classic pcap is supported".into()),
     };
     let le = |o: usize| -> Result<u32, Box<dyn std::error::Error>> {
-        Ok(u32::from_le_bytes(b.get(o..o + 4).ok_or("truncated")?.try_into()?))
+        Ok(u32::from_le_bytes(
+            b.get(o..o + 4).ok_or("truncated")?.try_into()?,
+        ))
     };
     if le(20)? != 1 {
         return Err("only Ethernet captures are supported".into());
@@ -91,7 +95,11 @@ fn parse_pcap(b: &[u8]) -> Result<Vec<Pkt<'_>>, Box<dyn std::error::Error>> {
     while o + 16 <= b.len() {
         let (s, f, cap, orig) = (le(o)?, le(o + 4)?, le(o + 8)? as usize, le(o + 12)?);
         let data = b.get(o + 16..o + 16 + cap).ok_or("truncated record")?;
-        let sub = if nanos { u64::from(f) / 1000 } else { u64::from(f) };
+        let sub = if nanos {
+            u64::from(f) / 1000
+        } else {
+            u64::from(f)
+        };
         v.push(Pkt {
             usec: u64::from(s) * 1_000_000 + sub,
             origlen: orig,

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: run the real binary on the
 //! committed captures and parse what it writes.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -44,7 +44,12 @@ pub fn run(args: &[&str]) -> Output {
 /// EVE records of a run over one capture with `workers` workers; the exit
 /// status must be 0, or 3 for a damaged capture.
 pub fn eve(capture: &Path, workers: usize) -> Vec<Value> {
-    let out = run(&["-r", capture.to_str().unwrap(), "--workers", &workers.to_string()]);
+    let out = run(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--workers",
+        &workers.to_string(),
+    ]);
     let code = out.status.code();
     assert!(
         code == Some(0) || code == Some(3),
@@ -91,8 +96,14 @@ pub fn conv_from_eve(records: &[Value]) -> ConvCounts {
         let sp = r["src_port"].as_u64().unwrap() as u16;
         let dp = r["dest_port"].as_u64().unwrap() as u16;
         let f = &r["flow"];
-        let ts = [f["pkts_toserver"].as_u64().unwrap(), f["bytes_toserver"].as_u64().unwrap()];
-        let tc = [f["pkts_toclient"].as_u64().unwrap(), f["bytes_toclient"].as_u64().unwrap()];
+        let ts = [
+            f["pkts_toserver"].as_u64().unwrap(),
+            f["bytes_toserver"].as_u64().unwrap(),
+        ];
+        let tc = [
+            f["pkts_toclient"].as_u64().unwrap(),
+            f["bytes_toclient"].as_u64().unwrap(),
+        ];
         let fwd = order(&s, sp) <= order(&d, dp);
         let (key, ab, ba) = if fwd {
             ((proto, s, sp, d, dp), ts, tc)
@@ -112,7 +123,10 @@ pub fn conv_from_eve(records: &[Value]) -> ConvCounts {
 /// Parses the TSV that `tests/tools/tshark_conv.py` prints.
 pub fn conv_from_tsv(text: &str) -> ConvCounts {
     let mut m = ConvCounts::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let c: Vec<&str> = line.split('\t').collect();
         assert_eq!(c.len(), 10, "bad line {line}");
         let n = |i: usize| c[i].parse::<u64>().unwrap();
