@@ -1,6 +1,6 @@
 //! Builds a large benchmark capture from a small real one by multiplying its
-//! flows: copy `k` of every packet gets the client address 10.20.0.0/16 +
-//! `k` (the server keeps its address), fresh IPv4 and TCP/UDP checksums, and
+//! flows: copy `k` of every packet gets its own client address in
+//! 10.20.0.0/14 (the server keeps its address), fresh IPv4 and TCP/UDP checksums, and
 //! a timestamp shifted by `k` microseconds. Copies are interleaved packet by
 //! packet, so all `copies` conversations are open at once — the flow table
 //! holds them all, as on a busy mirror port.
@@ -23,8 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut src = Vec::new();
     File::open(&args[1])?.read_to_end(&mut src)?;
     let copies: u32 = args[2].parse()?;
-    if copies == 0 || copies > 65_000 {
-        return Err("COPIES must be 1..=65000".into());
+    if copies == 0 || copies > 1_000_000 {
+        return Err("COPIES must be 1..=1000000".into());
     }
     let pkts = parse_pcap(&src)?;
     let server = pkts
@@ -124,15 +124,16 @@ fn addr(b: &[u8], o: usize) -> [u8; 4] {
     [b[o], b[o + 1], b[o + 2], b[o + 3]]
 }
 
-/// Gives the non-server endpoint the address 10.20.hi.lo with (hi, lo) = k
-/// and recomputes the checksums.
+/// Gives the non-server endpoint the address 10.(20 + k / 65536).(k / 256).k
+/// (within 10.20.0.0/14 for up to a million copies) and recomputes the
+/// checksums.
 fn rewrite(b: &mut [u8], ip: usize, server: [u8; 4], k: u32) {
     let ihl = usize::from(b[ip] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([b[ip + 2], b[ip + 3]]));
     if ihl < 20 || b.len() < ip + total || total < ihl {
         return;
     }
-    let client = [10, 20, (k >> 8) as u8, k as u8];
+    let client = [10, 20 + (k >> 16) as u8, (k >> 8) as u8, k as u8];
     let src_is_server = addr(b, ip + 12) == server;
     let field = if src_is_server { ip + 16 } else { ip + 12 };
     b[field..field + 4].copy_from_slice(&client);
