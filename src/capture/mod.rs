@@ -824,11 +824,11 @@ mod tests {
         // A name resolution block (type 4) to skip: one empty record end.
         ng.block(4, &[0, 0, 0, 0]);
         ng.epb(1, (1_700_000_000u64 << 20) | (1 << 19), &[0x45; 28], 28);
-        // SPB: 100 bytes on the wire and in the block, cut to interface 0's snaplen.
-        ng.spb(100, &[0xbb; 100]);
-        // SPB: 200 bytes on the wire, 4 in the block (no padding): the
-        // block's space limits the captured length.
-        ng.spb(200, &[0xcc; 4]);
+        // SPB: 100 bytes on the wire, cut to interface 0's snaplen of 32.
+        ng.spb(100, &[0xbb; 32]);
+        // SPB: 18 bytes on the wire and in the block, plus 2 bytes of padding
+        // that must not count.
+        ng.spb(18, &[0xcc; 18]);
         // An interface statistics block (type 5) with a bare interface id and timestamp.
         ng.block(5, &[0; 12]);
         ng
@@ -866,10 +866,10 @@ mod tests {
             },
             Seen {
                 ts: t1,
-                caplen: 4,
-                origlen: 200,
+                caplen: 18,
+                origlen: 18,
                 link: LinkType::ETHERNET,
-                data: vec![0xcc; 4],
+                data: vec![0xcc; 18],
             },
         ];
         assert_eq!(seen, expected);
@@ -1063,6 +1063,22 @@ mod tests {
     #[test]
     fn pcapng_epb_unknown_interface_is_corrupt() {
         damaged_pcapng(|f, s, _| f[s + 8..s + 12].copy_from_slice(&2u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_spb_with_fewer_bytes_than_declared_stops_at_its_block() {
+        // Not what a conforming writer produces (it would write
+        // min(snaplen, origlen) bytes), but the data must still come from
+        // inside the block: 200 bytes on the wire, 4 in the block.
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, &[]);
+        ng.spb(200, &[0xcc; 4]);
+        ng.epb(0, 5, &[0xdd; 3], 3);
+        let (seen, err) = drain(&mut mapped(&ng.b).expect("header"), 10);
+        assert_eq!(err, None);
+        assert_eq!((seen[0].caplen, seen[0].origlen), (4, 200));
+        assert_eq!(seen[0].data, vec![0xcc; 4]);
+        assert_eq!(seen[1].data, vec![0xdd; 3]);
     }
 
     #[test]
