@@ -1102,6 +1102,19 @@ mod tests {
     }
 
     #[test]
+    fn reader_and_chunk_can_move_to_other_threads() {
+        // Fails to compile if a field stops being Send (the reader runs on
+        // its own thread and chunks travel to workers).
+        fn send<T: Send>(_: &T) {}
+        let (file, _) = pcap_file(false, false, 1, &three_packets());
+        let mut r = mapped(&file).expect("header");
+        send(&r);
+        let c = r.next_chunk(1).expect("ok").expect("chunk");
+        send(&c);
+        assert_eq!(c.pkts.len(), 1);
+    }
+
+    #[test]
     fn garbage_empty_and_short_inputs_fail_open() {
         let kind = |b: &[u8]| mapped(b).err().map(|e| e.kind);
         assert_eq!(
