@@ -9,13 +9,34 @@
 //! Formats: classic pcap (both byte orders, micro- and nanosecond magic) and
 //! pcapng (SHB of either byte order, IDB with `if_tsresol`, EPB, SPB, and
 //! several interfaces with different link types; other blocks skipped).
+//! The format code lives in `pcap.rs` and `pcapng.rs`, the pipe reader in
+//! `stream.rs`; this file holds the shared types and the [`Reader`].
+//!
+//! Damage: [`Reader::next_chunk`] first returns the good packets before a
+//! damaged record, then the error (with the byte offset of the record or
+//! block at fault and the count of packets before it), then `Ok(None)`
+//! forever. A source that ends exactly at a record boundary ends cleanly.
+//!
+//! A regular file is memory-mapped and packets are never copied out of the
+//! map; anything unmappable (pipe, FIFO, `/dev/stdin`) is read in chunks of
+//! about [`STREAM_CHUNK`] bytes.
+
+mod pcap;
+mod pcapng;
+mod stream;
 
 use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::time::Timestamp;
+
+pub use pcap::MAX_PCAP_CAPLEN;
+pub use pcapng::{MAX_BLOCK_LEN, MAX_INTERFACES};
+pub use stream::STREAM_CHUNK;
 
 /// A link-layer header type, as numbered by tcpdump.org's LINKTYPE_ registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,45 +172,1112 @@ impl fmt::Display for CaptureError {
 
 impl std::error::Error for CaptureError {}
 
+/// Why a parser stopped before filling its quota.
+#[derive(Debug)]
+enum Stop {
+    /// `max` packets were appended.
+    Full,
+    /// The record at the current position needs this many bytes from its
+    /// start, and fewer are in the buffer.
+    NeedMore(usize),
+    /// The record at the current position is malformed.
+    Corrupt(String),
+}
+
+/// Byte order of the multi-byte fields in a file or pcapng section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteOrder {
+    Little,
+    Big,
+}
+
+impl ByteOrder {
+    #[inline(always)]
+    fn u16(self, b: [u8; 2]) -> u16 {
+        match self {
+            ByteOrder::Little => u16::from_le_bytes(b),
+            ByteOrder::Big => u16::from_be_bytes(b),
+        }
+    }
+
+    #[inline(always)]
+    fn u32(self, b: [u8; 4]) -> u32 {
+        match self {
+            ByteOrder::Little => u32::from_le_bytes(b),
+            ByteOrder::Big => u32::from_be_bytes(b),
+        }
+    }
+}
+
+/// The capture format, with the state its records need.
+#[derive(Debug)]
+enum Format {
+    Pcap(pcap::Pcap),
+    Pcapng(pcapng::Pcapng),
+}
+
+impl Format {
+    #[inline]
+    fn parse(&mut self, buf: &[u8], pos: &mut usize, out: &mut Vec<PacketRef>, max: usize) -> Stop {
+        match self {
+            Format::Pcap(p) => p.parse_records(buf, pos, out, max),
+            Format::Pcapng(p) => p.parse_blocks(buf, pos, out, max),
+        }
+    }
+}
+
+/// Where more bytes come from once the buffer is used up.
+enum Source {
+    /// The buffer already holds the whole source.
+    Whole,
+    /// More may be read from a stream.
+    Stream(stream::Stream),
+}
+
 /// Reads one capture (file or stdin) chunk by chunk.
 pub struct Reader {
-    _private: (),
+    /// The bytes packets are being taken from.
+    buf: Arc<Buffer>,
+    /// Offset in `buf` of the next unread record.
+    pos: usize,
+    /// Offset in the source of `buf[0]`.
+    base: u64,
+    source: Source,
+    format: Format,
+    /// Packets handed out so far.
+    packets: u64,
+    /// An error found after the packets of the last chunk, for the next call.
+    pending: Option<CaptureError>,
+    /// Set once an error or the clean end has been reported.
+    done: bool,
+    total_len: Option<u64>,
 }
 
 impl Reader {
     /// Opens `path`, or standard input when `path` is `-`.
+    ///
+    /// A regular file is memory-mapped; a file that cannot be mapped (a FIFO,
+    /// `/dev/stdin`, an empty-looking `/proc` file…) is streamed instead.
     ///
     /// # Errors
     /// `Io` when the file cannot be opened or mapped, `UnknownFormat` when it
     /// is neither pcap nor pcapng, `Truncated` when even the file header is
     /// incomplete.
     pub fn open(path: &Path) -> Result<Reader, CaptureError> {
-        let _ = path;
-        Err(CaptureError {
-            kind: CaptureErrorKind::Io("capture reader not implemented yet".into()),
+        if path.as_os_str() == "-" {
+            return Reader::from_read(Box::new(io::stdin()));
+        }
+        let io_err = |e: io::Error| CaptureError {
+            kind: CaptureErrorKind::Io(format!("{}: {e}", path.display())),
             offset: 0,
             packets_before: 0,
-        })
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        // A zero length may be a file whose size the kernel does not report
+        // (procfs); streaming reads it correctly either way.
+        if meta.is_file() && meta.len() > 0 {
+            if let Ok(map) = map_file(&file) {
+                // Read-ahead helps the one sequential pass; it is only advice.
+                let _ = map.advise(memmap2::Advice::Sequential);
+                return Reader::from_buffer(Buffer::Mmap(map));
+            }
+        }
+        Reader::from_read(Box::new(file))
     }
 
-    /// The next run of at most `max_pkts` packets, `Ok(None)` at a clean end.
-    /// When damage is found, the packets before it are returned first and the
-    /// error on the following call.
+    /// Reads a capture held entirely in `buf` (a mapping or bytes in memory).
+    ///
+    /// # Errors
+    /// As [`Reader::open`], for the header at the start of `buf`.
+    pub fn from_buffer(buf: Buffer) -> Result<Reader, CaptureError> {
+        let total_len = Some(buf.len() as u64);
+        Reader::start(Arc::new(buf), Source::Whole, total_len)
+    }
+
+    /// Reads a capture from a stream, chunk by chunk.
+    ///
+    /// # Errors
+    /// As [`Reader::open`]; this blocks until the file header has been read.
+    pub fn from_read(rd: Box<dyn Read + Send>) -> Result<Reader, CaptureError> {
+        let source = Source::Stream(stream::Stream::new(rd));
+        Reader::start(Arc::new(Buffer::Owned(Vec::new())), source, None)
+    }
+
+    /// Recognises the format and reads the file header.
+    fn start(
+        buf: Arc<Buffer>,
+        source: Source,
+        total_len: Option<u64>,
+    ) -> Result<Reader, CaptureError> {
+        let mut r = Reader {
+            buf,
+            pos: 0,
+            base: 0,
+            source,
+            // Replaced below once the magic number is known.
+            format: Format::Pcapng(pcapng::Pcapng::new()),
+            packets: 0,
+            pending: None,
+            done: false,
+            total_len,
+        };
+        loop {
+            let head = r.buf.get(r.pos..).unwrap_or(&[]);
+            let need = match pcap::Pcap::parse_header(head) {
+                pcap::Header::Found(p) => {
+                    r.format = Format::Pcap(p);
+                    r.pos += pcap::FILE_HEADER_LEN;
+                    return Ok(r);
+                }
+                pcap::Header::NeedMore => pcap::FILE_HEADER_LEN,
+                pcap::Header::NotPcap if head.starts_with(&pcapng::SHB_MAGIC) => {
+                    let mut ng = pcapng::Pcapng::new();
+                    match ng.parse_first_section(&r.buf, &mut r.pos) {
+                        None => {
+                            r.format = Format::Pcapng(ng);
+                            return Ok(r);
+                        }
+                        Some(Stop::NeedMore(n)) => n,
+                        Some(Stop::Corrupt(why)) => {
+                            return Err(r.fail(CaptureErrorKind::Corrupt(why)))
+                        }
+                        Some(Stop::Full) => {
+                            return Err(
+                                r.fail(CaptureErrorKind::Corrupt("no section header".into()))
+                            )
+                        }
+                    }
+                }
+                pcap::Header::NotPcap => {
+                    // Fewer than 4 bytes that begin a known magic: cut short.
+                    let known = pcap::MAGICS.iter().chain([&pcapng::SHB_MAGIC]);
+                    let is_prefix =
+                        head.len() < 4 && known.into_iter().any(|m| m.starts_with(head));
+                    if !is_prefix {
+                        return Err(r.fail(CaptureErrorKind::UnknownFormat));
+                    }
+                    4
+                }
+            };
+            if !r.more(need)? {
+                return Err(r.fail(CaptureErrorKind::Truncated));
+            }
+        }
+    }
+
+    /// The next run of at most `max_pkts` packets (at least one is asked for
+    /// even when `max_pkts` is 0), `Ok(None)` at a clean end. When damage is
+    /// found, the packets before it are returned first and the error on the
+    /// following call.
     ///
     /// # Errors
     /// `Truncated`, `Corrupt` or `Io` with the offset of the damage.
     pub fn next_chunk(&mut self, max_pkts: usize) -> Result<Option<Chunk>, CaptureError> {
-        let _ = max_pkts;
-        Ok(None)
+        if let Some(e) = self.pending.take() {
+            self.done = true;
+            return Err(e);
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let max = max_pkts.max(1);
+        // One allocation per chunk, sized for what the buffer can hold (a
+        // packet needs at least 16 bytes) so a small source stays small.
+        let room = self.buf.len().saturating_sub(self.pos) / 16 + 1;
+        let mut pkts = Vec::with_capacity(max.min(room));
+        loop {
+            match self.format.parse(&self.buf, &mut self.pos, &mut pkts, max) {
+                Stop::Full => break,
+                Stop::NeedMore(need) => {
+                    if !pkts.is_empty() {
+                        // Hand these out before the buffer is replaced.
+                        break;
+                    }
+                    if self.more(need)? {
+                        continue;
+                    }
+                    self.done = true;
+                    if self.pos >= self.buf.len() {
+                        return Ok(None);
+                    }
+                    return Err(self.fail(CaptureErrorKind::Truncated));
+                }
+                Stop::Corrupt(why) => {
+                    self.packets += pkts.len() as u64;
+                    let err = self.fail(CaptureErrorKind::Corrupt(why));
+                    if pkts.is_empty() {
+                        self.done = true;
+                        return Err(err);
+                    }
+                    self.pending = Some(err);
+                    return Ok(Some(Chunk {
+                        buf: Arc::clone(&self.buf),
+                        pkts,
+                    }));
+                }
+            }
+        }
+        self.packets += pkts.len() as u64;
+        Ok(Some(Chunk {
+            buf: Arc::clone(&self.buf),
+            pkts,
+        }))
+    }
+
+    /// Tries to make `need` bytes available from the current position;
+    /// returns whether the source could give more bytes at all.
+    fn more(&mut self, need: usize) -> Result<bool, CaptureError> {
+        let Source::Stream(s) = &mut self.source else {
+            return Ok(false);
+        };
+        if s.at_eof() {
+            return Ok(false);
+        }
+        if let Err(e) = s.refill(&mut self.buf, &mut self.pos, &mut self.base, need) {
+            self.done = true;
+            return Err(self.fail(CaptureErrorKind::Io(e.to_string())));
+        }
+        Ok(true)
+    }
+
+    /// An error at the current position.
+    fn fail(&self, kind: CaptureErrorKind) -> CaptureError {
+        CaptureError {
+            kind,
+            offset: self.position(),
+            packets_before: self.packets,
+        }
     }
 
     /// Bytes of the source consumed so far (for progress reports).
     pub fn position(&self) -> u64 {
-        0
+        self.base.saturating_add(self.pos as u64)
     }
 
     /// Total size of the source when known (a file), `None` for a pipe.
     pub fn total_len(&self) -> Option<u64> {
-        None
+        self.total_len
+    }
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change, or
+    // vanish, if another process writes to or truncates the file while we
+    // read it. Changed bytes are harmless here: every length is validated as
+    // it is read and packets are only ever parsed as hostile bytes, so the
+    // worst outcome is a garbled packet. A truncation makes later reads of
+    // the vanished pages raise SIGBUS and end the process; we accept that
+    // for capture files, which are finished before they are analysed
+    // (a capture still being written should be read through a pipe, `-r -`).
+    unsafe { memmap2::Mmap::map(file) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// Writes integers in the byte order chosen for a hand-built fixture.
+    #[derive(Clone, Copy)]
+    struct W {
+        big: bool,
+    }
+
+    impl W {
+        fn u16(self, out: &mut Vec<u8>, v: u16) {
+            out.extend_from_slice(&if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
+        }
+        fn u32(self, out: &mut Vec<u8>, v: u32) {
+            out.extend_from_slice(&if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
+        }
+        fn u64(self, out: &mut Vec<u8>, v: u64) {
+            out.extend_from_slice(&if self.big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
+        }
+    }
+
+    /// One packet of a hand-built fixture.
+    struct Pkt {
+        ts_sec: u32,
+        ts_sub: u32,
+        data: Vec<u8>,
+        origlen: u32,
+    }
+
+    /// Three packets of distinct sizes and contents.
+    fn three_packets() -> Vec<Pkt> {
+        vec![
+            Pkt {
+                ts_sec: 1_700_000_000,
+                ts_sub: 123_456,
+                data: vec![0x11; 60],
+                origlen: 60,
+            },
+            Pkt {
+                ts_sec: 1_700_000_001,
+                ts_sub: 0,
+                data: vec![0x22; 5],
+                origlen: 1514,
+            },
+            Pkt {
+                ts_sec: 1_700_000_002,
+                ts_sub: 999_999,
+                data: vec![0x33; 42],
+                origlen: 42,
+            },
+        ]
+    }
+
+    /// Hand-built classic pcap file. Returns the bytes and the end offset of
+    /// the header and of each record.
+    fn pcap_file(big: bool, nano: bool, linktype: u32, pkts: &[Pkt]) -> (Vec<u8>, Vec<usize>) {
+        let w = W { big };
+        let mut b = Vec::new();
+        let magic: u32 = if nano { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        w.u32(&mut b, magic); // magic_number, in the file's byte order
+        w.u16(&mut b, 2); // version_major
+        w.u16(&mut b, 4); // version_minor
+        w.u32(&mut b, 0); // thiszone
+        w.u32(&mut b, 0); // sigfigs
+        w.u32(&mut b, 65_535); // snaplen
+        w.u32(&mut b, linktype); // FCS bits + link type
+        let mut ends = vec![b.len()];
+        for p in pkts {
+            w.u32(&mut b, p.ts_sec); // ts_sec
+            w.u32(&mut b, p.ts_sub); // ts_usec or ts_nsec
+            w.u32(&mut b, p.data.len() as u32); // incl_len
+            w.u32(&mut b, p.origlen); // orig_len
+            b.extend_from_slice(&p.data); // packet data
+            ends.push(b.len());
+        }
+        (b, ends)
+    }
+
+    /// Hand-built pcapng writer. `ends` records (end offset, packets so far)
+    /// after each block.
+    struct Ng {
+        w: W,
+        b: Vec<u8>,
+        ends: Vec<(usize, u64)>,
+        pkts: u64,
+    }
+
+    impl Ng {
+        fn new(big: bool) -> Ng {
+            let mut ng = Ng {
+                w: W { big },
+                b: Vec::new(),
+                ends: Vec::new(),
+                pkts: 0,
+            };
+            ng.shb();
+            ng
+        }
+
+        /// Generic block: type, total length, body padded to 32 bits, length.
+        fn block(&mut self, btype: u32, body: &[u8]) {
+            let padded = (body.len() + 3) & !3;
+            let total = (12 + padded) as u32;
+            self.w.u32(&mut self.b, btype); // block type
+            self.w.u32(&mut self.b, total); // block total length
+            self.b.extend_from_slice(body); // block body
+            self.b.resize(self.b.len() + padded - body.len(), 0); // padding
+            self.w.u32(&mut self.b, total); // block total length again
+            self.ends.push((self.b.len(), self.pkts));
+        }
+
+        /// Section Header Block in this writer's byte order.
+        fn shb(&mut self) {
+            let mut body = Vec::new();
+            self.w.u32(&mut body, 0x1a2b_3c4d); // byte-order magic
+            self.w.u16(&mut body, 1); // major version
+            self.w.u16(&mut body, 0); // minor version
+            self.w.u64(&mut body, u64::MAX); // section length: -1, unknown
+            self.block(0x0a0d_0d0a, &body);
+        }
+
+        /// Interface Description Block with the given options (code, value).
+        fn idb(&mut self, link: u16, snaplen: u32, opts: &[(u16, &[u8])]) {
+            let mut body = Vec::new();
+            self.w.u16(&mut body, link); // link type
+            self.w.u16(&mut body, 0); // reserved
+            self.w.u32(&mut body, snaplen); // snaplen
+            for (code, value) in opts {
+                self.w.u16(&mut body, *code); // option code
+                self.w.u16(&mut body, value.len() as u16); // option length
+                body.extend_from_slice(value); // option value
+                body.resize((body.len() + 3) & !3, 0); // option padding
+            }
+            self.w.u16(&mut body, 0); // opt_endofopt code
+            self.w.u16(&mut body, 0); // opt_endofopt length
+            self.block(1, &body);
+        }
+
+        /// Enhanced Packet Block.
+        fn epb(&mut self, iface: u32, ts_units: u64, data: &[u8], origlen: u32) {
+            let mut body = Vec::new();
+            self.w.u32(&mut body, iface); // interface id
+            self.w.u32(&mut body, (ts_units >> 32) as u32); // timestamp, upper
+            self.w.u32(&mut body, ts_units as u32); // timestamp, lower
+            self.w.u32(&mut body, data.len() as u32); // captured length
+            self.w.u32(&mut body, origlen); // original length
+            body.extend_from_slice(data); // packet data
+            self.pkts += 1;
+            self.block(6, &body);
+        }
+
+        /// Simple Packet Block.
+        fn spb(&mut self, origlen: u32, data: &[u8]) {
+            let mut body = Vec::new();
+            self.w.u32(&mut body, origlen); // original length
+            body.extend_from_slice(data); // packet data
+            self.pkts += 1;
+            self.block(3, &body);
+        }
+    }
+
+    /// What a test compares: everything about a packet, including its bytes.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Seen {
+        ts: Timestamp,
+        caplen: u32,
+        origlen: u32,
+        link: LinkType,
+        data: Vec<u8>,
+    }
+
+    /// Reads everything; returns the packets and the final error, if any.
+    fn drain(r: &mut Reader, max: usize) -> (Vec<Seen>, Option<CaptureError>) {
+        let mut seen = Vec::new();
+        loop {
+            match r.next_chunk(max) {
+                Ok(Some(c)) => {
+                    assert!(!c.pkts.is_empty() && c.pkts.len() <= max.max(1));
+                    for p in &c.pkts {
+                        let data = c.data(p).to_vec();
+                        assert_eq!(data.len(), p.caplen as usize, "packet outside its buffer");
+                        seen.push(Seen {
+                            ts: p.ts,
+                            caplen: p.caplen,
+                            origlen: p.origlen,
+                            link: p.link,
+                            data,
+                        });
+                    }
+                }
+                Ok(None) => return (seen, None),
+                Err(e) => {
+                    assert!(matches!(r.next_chunk(max), Ok(None)), "error not final");
+                    return (seen, Some(e));
+                }
+            }
+        }
+    }
+
+    /// A stream that hands out between `min` and `max` bytes per `read`,
+    /// sizes drawn from a fixed-seed generator so failures reproduce.
+    struct Dribble {
+        data: Vec<u8>,
+        at: usize,
+        seed: u64,
+        min: usize,
+        max: usize,
+    }
+
+    impl Dribble {
+        fn new(data: &[u8], seed: u64, min: usize, max: usize) -> Dribble {
+            Dribble {
+                data: data.to_vec(),
+                at: 0,
+                seed,
+                min,
+                max,
+            }
+        }
+    }
+
+    impl Read for Dribble {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.seed = self
+                .seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let span = (self.max - self.min + 1) as u64;
+            let want = self.min + ((self.seed >> 33) % span) as usize;
+            let n = want.min(out.len()).min(self.data.len() - self.at);
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn mapped(bytes: &[u8]) -> Result<Reader, CaptureError> {
+        Reader::from_buffer(Buffer::Owned(bytes.to_vec()))
+    }
+
+    fn dribbled(bytes: &[u8], seed: u64) -> Result<Reader, CaptureError> {
+        Reader::from_read(Box::new(Dribble::new(bytes, seed, 1, 7)))
+    }
+
+    fn check_pcap_flavour(big: bool, nano: bool) {
+        let pkts = three_packets();
+        let (file, ends) = pcap_file(big, nano, 1, &pkts);
+        let scale = if nano { 1 } else { 1_000 };
+        let mut r = mapped(&file).expect("header");
+        assert_eq!(r.position(), 24);
+        assert_eq!(r.total_len(), Some(file.len() as u64));
+        let (seen, err) = drain(&mut r, 100);
+        assert_eq!(err, None);
+        assert_eq!(r.position(), *ends.last().expect("ends") as u64);
+        assert_eq!(seen.len(), 3);
+        for (s, p) in seen.iter().zip(&pkts) {
+            assert_eq!(
+                s.ts,
+                Timestamp(u64::from(p.ts_sec) * SEC + u64::from(p.ts_sub) * scale)
+            );
+            assert_eq!(s.caplen as usize, p.data.len());
+            assert_eq!(s.origlen, p.origlen);
+            assert_eq!(s.link, LinkType::ETHERNET);
+            assert_eq!(s.data, p.data);
+        }
+        // The stream path gives the same packets.
+        let (streamed, err) = drain(&mut dribbled(&file, 7).expect("header"), 100);
+        assert_eq!(err, None);
+        assert_eq!(streamed, seen);
+    }
+
+    #[test]
+    fn pcap_little_endian_micro_reads_three_packets() {
+        check_pcap_flavour(false, false);
+    }
+
+    #[test]
+    fn pcap_big_endian_micro_reads_three_packets() {
+        check_pcap_flavour(true, false);
+    }
+
+    #[test]
+    fn pcap_little_endian_nano_reads_three_packets() {
+        check_pcap_flavour(false, true);
+    }
+
+    #[test]
+    fn pcap_big_endian_nano_reads_three_packets() {
+        check_pcap_flavour(true, true);
+    }
+
+    #[test]
+    fn pcap_linktype_fcs_bits_are_masked() {
+        // Link type 101 (raw IP) with FCS length 4 and the F bit set.
+        let (file, _) = pcap_file(false, false, 0x4400_0065, &three_packets());
+        let (seen, _) = drain(&mut mapped(&file).expect("header"), 10);
+        assert!(seen.iter().all(|s| s.link == LinkType::RAW));
+    }
+
+    #[test]
+    fn pcap_small_max_pkts_splits_chunks_and_advances_position() {
+        let (file, ends) = pcap_file(false, false, 1, &three_packets());
+        let mut r = mapped(&file).expect("header");
+        let c = r.next_chunk(2).expect("ok").expect("chunk");
+        assert_eq!(c.pkts.len(), 2);
+        assert_eq!(r.position(), ends[2] as u64);
+        // Zero copy: the packet data is where the file has it.
+        assert_eq!(c.pkts[0].offset, 24 + 16);
+        let c = r.next_chunk(0).expect("ok").expect("chunk");
+        assert_eq!(c.pkts.len(), 1);
+        assert!(matches!(r.next_chunk(2), Ok(None)));
+        assert!(matches!(r.next_chunk(2), Ok(None)));
+    }
+
+    /// A pcapng file of two interfaces with different link types and
+    /// resolutions, unknown blocks in between, EPBs and SPBs.
+    fn two_interface_pcapng(big: bool) -> Ng {
+        let mut ng = Ng::new(big);
+        // Interface 0: Ethernet, snaplen 32, if_tsresol = 9 (nanoseconds).
+        ng.idb(1, 32, &[(9, &[9])]);
+        // A custom block (type 0x00000BAD) that must be skipped.
+        ng.block(0x0000_0bad, &[0xde, 0xad, 0xbe, 0xef, 0x01]);
+        // Interface 1: raw IP, no snaplen, if_tsresol = 2^-20, if_tsoffset = 10 s.
+        let offset = if big {
+            10i64.to_be_bytes()
+        } else {
+            10i64.to_le_bytes()
+        };
+        ng.idb(101, 0, &[(9, &[0x80 | 20]), (14, &offset)]);
+        ng.epb(0, 1_700_000_000 * SEC + 123_456_789, &[0xaa; 20], 20);
+        // A name resolution block (type 4) to skip: one empty record end.
+        ng.block(4, &[0, 0, 0, 0]);
+        ng.epb(1, (1_700_000_000u64 << 20) | (1 << 19), &[0x45; 28], 28);
+        // SPB: 100 bytes on the wire, cut to interface 0's snaplen of 32.
+        ng.spb(100, &[0xbb; 32]);
+        // SPB: 18 bytes on the wire and in the block, plus 2 bytes of padding
+        // that must not count.
+        ng.spb(18, &[0xcc; 18]);
+        // An interface statistics block (type 5) with a bare interface id and timestamp.
+        ng.block(5, &[0; 12]);
+        ng
+    }
+
+    fn check_two_interfaces(big: bool) {
+        let ng = two_interface_pcapng(big);
+        let mut r = mapped(&ng.b).expect("header");
+        let (seen, err) = drain(&mut r, 100);
+        assert_eq!(err, None);
+        assert_eq!(r.position(), ng.b.len() as u64);
+        let t0 = Timestamp(1_700_000_000 * SEC + 123_456_789);
+        let t1 = Timestamp((1_700_000_010) * SEC + SEC / 2);
+        let expected = vec![
+            Seen {
+                ts: t0,
+                caplen: 20,
+                origlen: 20,
+                link: LinkType::ETHERNET,
+                data: vec![0xaa; 20],
+            },
+            Seen {
+                ts: t1,
+                caplen: 28,
+                origlen: 28,
+                link: LinkType::RAW,
+                data: vec![0x45; 28],
+            },
+            Seen {
+                ts: t1,
+                caplen: 32,
+                origlen: 100,
+                link: LinkType::ETHERNET,
+                data: vec![0xbb; 32],
+            },
+            Seen {
+                ts: t1,
+                caplen: 18,
+                origlen: 18,
+                link: LinkType::ETHERNET,
+                data: vec![0xcc; 18],
+            },
+        ];
+        assert_eq!(seen, expected);
+        let (streamed, err) = drain(&mut dribbled(&ng.b, 3).expect("header"), 100);
+        assert_eq!(err, None);
+        assert_eq!(streamed, expected);
+    }
+
+    #[test]
+    fn pcapng_little_endian_two_interfaces_epb_spb_and_skipped_blocks() {
+        check_two_interfaces(false);
+    }
+
+    #[test]
+    fn pcapng_big_endian_two_interfaces_epb_spb_and_skipped_blocks() {
+        check_two_interfaces(true);
+    }
+
+    #[test]
+    fn pcapng_default_resolution_is_microseconds() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, &[]);
+        ng.epb(0, 1_700_000_000_000_001, &[1, 2, 3], 3);
+        let (seen, err) = drain(&mut mapped(&ng.b).expect("header"), 10);
+        assert_eq!(err, None);
+        assert_eq!(seen[0].ts, Timestamp(1_700_000_000 * SEC + 1_000));
+    }
+
+    #[test]
+    fn pcapng_new_section_switches_byte_order_and_resets_interfaces() {
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, &[]);
+        ng.idb(101, 0, &[]);
+        ng.epb(1, 1, &[1], 1);
+        // A second section, big-endian, with a single interface.
+        let mut second = Ng::new(true);
+        second.idb(113, 0, &[]);
+        second.epb(0, 2, &[2], 1);
+        let good_end = ng.b.len() + second.b.len();
+        // Interface 1 existed in the first section only.
+        second.epb(1, 3, &[3], 1);
+        ng.b.extend_from_slice(&second.b);
+        let mut r = mapped(&ng.b).expect("header");
+        let (seen, err) = drain(&mut r, 100);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].link, LinkType::RAW);
+        assert_eq!(seen[1].link, LinkType::LINUX_SLL);
+        assert_eq!(seen[1].ts, Timestamp(2_000));
+        let err = err.expect("undeclared interface is an error");
+        assert!(matches!(err.kind, CaptureErrorKind::Corrupt(_)));
+        assert_eq!(err.offset, good_end as u64);
+        assert_eq!(err.packets_before, 2);
+    }
+
+    /// Cuts `file` at every length; `ends` are the record boundaries with the
+    /// packet count at each, the first being the end of the file header.
+    fn truncation_sweep(file: &[u8], ends: &[(usize, u64)]) {
+        let header_end = ends[0].0;
+        for cut in 0..=file.len() {
+            let part = &file[..cut];
+            for (how, opened) in [
+                ("mapped", mapped(part)),
+                ("streamed", dribbled(part, cut as u64)),
+            ] {
+                if cut < header_end {
+                    let err = opened
+                        .err()
+                        .unwrap_or_else(|| panic!("{how} cut {cut}: opened"));
+                    assert_eq!(err.kind, CaptureErrorKind::Truncated, "{how} cut {cut}");
+                    continue;
+                }
+                let mut r = opened.unwrap_or_else(|e| panic!("{how} cut {cut}: {e}"));
+                let (seen, err) = drain(&mut r, 2);
+                let &(last_end, count) = ends
+                    .iter()
+                    .rev()
+                    .find(|(end, _)| *end <= cut)
+                    .expect("header end");
+                assert_eq!(seen.len() as u64, count, "{how} cut {cut}");
+                if last_end == cut {
+                    assert_eq!(err, None, "{how} cut {cut}");
+                } else {
+                    let err = err.unwrap_or_else(|| panic!("{how} cut {cut}: clean end"));
+                    assert_eq!(err.kind, CaptureErrorKind::Truncated, "{how} cut {cut}");
+                    assert_eq!(err.offset, last_end as u64, "{how} cut {cut}");
+                    assert_eq!(err.packets_before, count, "{how} cut {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pcap_every_truncation_point_gives_whole_packets_then_truncated() {
+        for (big, nano) in [(false, false), (true, true)] {
+            let (file, ends) = pcap_file(big, nano, 1, &three_packets());
+            let ends: Vec<(usize, u64)> = ends
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (*e, i as u64))
+                .collect();
+            truncation_sweep(&file, &ends);
+        }
+    }
+
+    #[test]
+    fn pcapng_every_truncation_point_gives_whole_packets_then_truncated() {
+        for big in [false, true] {
+            let ng = two_interface_pcapng(big);
+            truncation_sweep(&ng.b, &ng.ends);
+        }
+    }
+
+    #[test]
+    fn pcap_oversized_record_mid_file_is_corrupt_after_good_packets() {
+        let (mut file, ends) = pcap_file(false, false, 1, &three_packets());
+        // Overwrite incl_len of the second record with 300 000 (> 256 KiB).
+        file[ends[1] + 8..ends[1] + 12].copy_from_slice(&300_000u32.to_le_bytes());
+        for mut r in [
+            mapped(&file).expect("header"),
+            dribbled(&file, 1).expect("header"),
+        ] {
+            let mut n = 0;
+            let err = loop {
+                match r.next_chunk(100) {
+                    Ok(Some(c)) => n += c.pkts.len(),
+                    Ok(None) => unreachable!("corruption not reported"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(n, 1);
+            assert!(matches!(err.kind, CaptureErrorKind::Corrupt(_)));
+            assert_eq!(err.offset, ends[1] as u64);
+            assert_eq!(err.packets_before, 1);
+            assert!(matches!(r.next_chunk(100), Ok(None)));
+        }
+    }
+
+    #[test]
+    fn pcap_record_longer_than_file_is_truncated_at_its_start() {
+        let (mut file, ends) = pcap_file(true, false, 1, &three_packets());
+        // The last record claims 200 bytes; 42 follow.
+        file[ends[2] + 8..ends[2] + 12].copy_from_slice(&200u32.to_be_bytes());
+        let (seen, err) = drain(&mut mapped(&file).expect("header"), 100);
+        assert_eq!(seen.len(), 2);
+        let err = err.expect("truncated");
+        assert_eq!(err.kind, CaptureErrorKind::Truncated);
+        assert_eq!(err.offset, ends[2] as u64);
+    }
+
+    /// Builds the two-interface file, lets `damage` change the bytes of the
+    /// first EPB (whose start and end are given), and returns the error.
+    fn damaged_pcapng(damage: impl Fn(&mut Vec<u8>, usize, usize)) -> CaptureError {
+        let ng = two_interface_pcapng(false);
+        // Blocks: SHB, IDB, custom, IDB, EPB…: the first EPB is block 4.
+        let (start, end) = (ng.ends[3].0, ng.ends[4].0);
+        let mut file = ng.b.clone();
+        damage(&mut file, start, end);
+        let (seen, err) = drain(&mut mapped(&file).expect("header"), 100);
+        assert!(seen.is_empty());
+        let err = err.expect("damage found");
+        assert_eq!(err.offset, start as u64);
+        assert!(matches!(err.kind, CaptureErrorKind::Corrupt(_)), "{err}");
+        err
+    }
+
+    #[test]
+    fn pcapng_block_length_not_multiple_of_four_is_corrupt() {
+        damaged_pcapng(|f, s, _| f[s + 4..s + 8].copy_from_slice(&50u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_block_length_below_twelve_is_corrupt() {
+        damaged_pcapng(|f, s, _| f[s + 4..s + 8].copy_from_slice(&8u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_block_length_above_limit_is_corrupt() {
+        damaged_pcapng(|f, s, _| f[s + 4..s + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_trailing_length_mismatch_is_corrupt() {
+        damaged_pcapng(|f, _, e| f[e - 4..e].copy_from_slice(&12u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_epb_caplen_beyond_block_is_corrupt() {
+        damaged_pcapng(|f, s, _| f[s + 20..s + 24].copy_from_slice(&21u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_epb_unknown_interface_is_corrupt() {
+        damaged_pcapng(|f, s, _| f[s + 8..s + 12].copy_from_slice(&2u32.to_le_bytes()));
+    }
+
+    #[test]
+    fn pcapng_spb_with_fewer_bytes_than_declared_stops_at_its_block() {
+        // Not what a conforming writer produces (it would write
+        // min(snaplen, origlen) bytes), but the data must still come from
+        // inside the block: 200 bytes on the wire, 4 in the block.
+        let mut ng = Ng::new(false);
+        ng.idb(1, 0, &[]);
+        ng.spb(200, &[0xcc; 4]);
+        ng.epb(0, 5, &[0xdd; 3], 3);
+        let (seen, err) = drain(&mut mapped(&ng.b).expect("header"), 10);
+        assert_eq!(err, None);
+        assert_eq!((seen[0].caplen, seen[0].origlen), (4, 200));
+        assert_eq!(seen[0].data, vec![0xcc; 4]);
+        assert_eq!(seen[1].data, vec![0xdd; 3]);
+    }
+
+    #[test]
+    fn pcapng_spb_before_any_interface_is_corrupt() {
+        let mut ng = Ng::new(true);
+        let start = ng.b.len();
+        ng.spb(4, &[1, 2, 3, 4]);
+        let (seen, err) = drain(&mut mapped(&ng.b).expect("header"), 10);
+        assert!(seen.is_empty());
+        let err = err.expect("error");
+        assert!(matches!(err.kind, CaptureErrorKind::Corrupt(_)));
+        assert_eq!(err.offset, start as u64);
+    }
+
+    #[test]
+    fn pcapng_section_header_without_byte_order_magic_fails_open() {
+        let mut ng = Ng::new(false);
+        ng.b[8..12].copy_from_slice(b"nope");
+        let err = mapped(&ng.b).err().expect("error");
+        assert!(matches!(err.kind, CaptureErrorKind::Corrupt(_)));
+    }
+
+    #[test]
+    fn reader_and_chunk_can_move_to_other_threads() {
+        // Fails to compile if a field stops being Send (the reader runs on
+        // its own thread and chunks travel to workers).
+        fn send<T: Send>(_: &T) {}
+        let (file, _) = pcap_file(false, false, 1, &three_packets());
+        let mut r = mapped(&file).expect("header");
+        send(&r);
+        let c = r.next_chunk(1).expect("ok").expect("chunk");
+        send(&c);
+        assert_eq!(c.pkts.len(), 1);
+    }
+
+    #[test]
+    fn garbage_empty_and_short_inputs_fail_open() {
+        let kind = |b: &[u8]| mapped(b).err().map(|e| e.kind);
+        assert_eq!(
+            kind(b"this is not a capture file at all"),
+            Some(CaptureErrorKind::UnknownFormat)
+        );
+        assert_eq!(kind(&[0x00]), Some(CaptureErrorKind::UnknownFormat));
+        assert_eq!(kind(b""), Some(CaptureErrorKind::Truncated));
+        // The first two bytes of a little-endian pcap magic.
+        assert_eq!(kind(&[0xd4, 0xc3]), Some(CaptureErrorKind::Truncated));
+        // The first three bytes of a pcapng section header.
+        assert_eq!(kind(&[0x0a, 0x0d, 0x0d]), Some(CaptureErrorKind::Truncated));
+        let streamed = |b: &[u8]| dribbled(b, 5).err().map(|e| e.kind);
+        assert_eq!(
+            streamed(b"garbage garbage garbage"),
+            Some(CaptureErrorKind::UnknownFormat)
+        );
+        assert_eq!(streamed(b""), Some(CaptureErrorKind::Truncated));
+    }
+
+    /// Builds a pcap of `n` packets with sizes from 14 to 1513 bytes.
+    fn big_pcap(n: usize) -> Vec<u8> {
+        let pkts: Vec<Pkt> = (0..n)
+            .map(|i| Pkt {
+                ts_sec: i as u32,
+                ts_sub: (i % 1_000_000) as u32,
+                data: vec![i as u8; 14 + (i * 7919) % 1500],
+                origlen: (14 + (i * 7919) % 1500) as u32,
+            })
+            .collect();
+        pcap_file(false, false, 1, &pkts).0
+    }
+
+    #[test]
+    fn stream_larger_than_a_chunk_matches_mapped_whether_chunks_are_kept_or_not() {
+        // About 9 MiB: more than two stream chunks.
+        let file = big_pcap(12_000);
+        assert!(file.len() > 2 * STREAM_CHUNK);
+        let (want, err) = drain(&mut mapped(&file).expect("header"), 512);
+        assert_eq!(err, None);
+        assert_eq!(want.len(), 12_000);
+        for keep in [false, true] {
+            let rd = Dribble::new(&file, 11, 1, 300_000);
+            let mut r = Reader::from_read(Box::new(rd)).expect("header");
+            let mut kept = Vec::new();
+            let mut got = Vec::new();
+            while let Some(c) = r.next_chunk(512).expect("no error") {
+                assert!(c.buf.len() <= STREAM_CHUNK.max(16 + 1513));
+                got.extend(c.pkts.iter().map(|p| (p.ts, c.data(p).to_vec())));
+                if keep {
+                    // A consumer still holds it: the reader must not reuse it.
+                    kept.push(c);
+                }
+            }
+            assert_eq!(r.position(), file.len() as u64);
+            let want: Vec<_> = want.iter().map(|s| (s.ts, s.data.clone())).collect();
+            assert_eq!(got, want, "keep = {keep}");
+            // Kept chunks still show their own packets.
+            for c in &kept {
+                assert!(c
+                    .pkts
+                    .iter()
+                    .all(|p| c.data(p).iter().all(|&b| b == c.data(p)[0])));
+            }
+        }
+    }
+
+    #[test]
+    fn open_regular_file_is_mapped_and_empty_file_is_truncated() {
+        let (file, _) = pcap_file(false, true, 1, &three_packets());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("three.pcap");
+        std::fs::write(&path, &file).expect("write");
+        let mut r = Reader::open(&path).expect("open");
+        assert_eq!(r.total_len(), Some(file.len() as u64));
+        let c = r.next_chunk(10).expect("ok").expect("chunk");
+        assert!(matches!(*c.buf, Buffer::Mmap(_)));
+        assert_eq!(c.pkts.len(), 3);
+
+        let empty = dir.path().join("empty.pcap");
+        std::fs::write(&empty, b"").expect("write");
+        let err = Reader::open(&empty).err().expect("error");
+        assert_eq!(err.kind, CaptureErrorKind::Truncated);
+
+        let err = Reader::open(&dir.path().join("missing.pcap"))
+            .err()
+            .expect("error");
+        assert!(matches!(err.kind, CaptureErrorKind::Io(_)));
+    }
+
+    #[test]
+    fn open_fifo_falls_back_to_streaming() {
+        let (file, _) = pcap_file(true, false, 1, &three_packets());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || std::fs::write(writer_path, file));
+        let mut r = Reader::open(&path).expect("open");
+        assert_eq!(r.total_len(), None);
+        let (seen, err) = drain(&mut r, 10);
+        assert_eq!(err, None);
+        assert_eq!(seen.len(), 3);
+        writer.join().expect("join").expect("write");
+    }
+
+    /// Headers that get random bytes past the format detection.
+    fn prefix(kind: u8) -> Vec<u8> {
+        match kind % 4 {
+            0 => Vec::new(),
+            1 => pcap_file(kind & 4 != 0, false, 1, &[]).0,
+            2 => Ng::new(kind & 4 != 0).b,
+            _ => {
+                let mut ng = Ng::new(kind & 4 != 0);
+                ng.idb(1, 0, &[]);
+                ng.b
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_or_overallocate(
+            kind in any::<u8>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..600),
+            max in 1usize..8,
+            seed in any::<u64>(),
+        ) {
+            let mut input = prefix(kind);
+            input.extend_from_slice(&tail);
+            for opened in [mapped(&input), dribbled(&input, seed)] {
+                let Ok(mut r) = opened else { continue };
+                let mut total = 0usize;
+                // Stops at the clean end or at the first error.
+                while let Ok(Some(c)) = r.next_chunk(max) {
+                    prop_assert!(c.pkts.len() <= max);
+                    prop_assert!(c.pkts.capacity() <= max);
+                    // Never a buffer larger than the input itself.
+                    prop_assert!(c.buf.len() <= input.len());
+                    for p in &c.pkts {
+                        prop_assert_eq!(c.data(p).len(), p.caplen as usize);
+                    }
+                    total += c.pkts.len();
+                    prop_assert!(total <= input.len() / 12);
+                }
+                prop_assert!(r.position() <= input.len() as u64);
+                prop_assert!(matches!(r.next_chunk(max), Ok(None)));
+            }
+        }
+
+        #[test]
+        fn any_split_of_a_stream_gives_the_mapped_packets(
+            seed in any::<u64>(),
+            big in any::<bool>(),
+        ) {
+            let ng = two_interface_pcapng(big);
+            let want = drain(&mut mapped(&ng.b).expect("header"), 3);
+            let got = drain(&mut dribbled(&ng.b, seed).expect("header"), 3);
+            prop_assert_eq!(got, want);
+        }
     }
 }
