@@ -69,7 +69,12 @@ impl Defrag {
 
     /// Adds a fragment seen at `now` in a frame of `wire_len` bytes; returns
     /// the datagram when this fragment completes it.
-    pub fn insert(&mut self, now: Timestamp, frag: &Fragment<'_>, wire_len: u32) -> Option<Reassembled> {
+    pub fn insert(
+        &mut self,
+        now: Timestamp,
+        frag: &Fragment<'_>,
+        wire_len: u32,
+    ) -> Option<Reassembled> {
         let _ = (now, frag, wire_len);
         None
     }
