@@ -189,7 +189,10 @@ impl DecodeStats {
                 out.push((c.path(), *v));
             }
         }
-        if let Some(avg) = self.get(Counter::Bytes).checked_div(self.get(Counter::Pkts)) {
+        if let Some(avg) = self
+            .get(Counter::Bytes)
+            .checked_div(self.get(Counter::Pkts))
+        {
             out.push(("decoder.max_pkt_size", self.max_pkt_size));
             out.push(("decoder.avg_pkt_size", avg));
         }
@@ -198,7 +201,7 @@ impl DecodeStats {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Loads `/work/shared/eve-schema.json` and returns the `stats` object's
