@@ -3,9 +3,32 @@
 //! Fragments are keyed by (VLAN, source, destination, protocol, id). Each
 //! tracker holds at most `max_datagram` bytes and `max_fragments` pieces; the
 //! table holds at most `max_trackers`; a tracker older than `timeout_secs` of
-//! packet time is dropped and counted. Overlaps keep the first data received.
+//! packet time (counted from its first fragment, as Linux does) is dropped
+//! and counted. Overlaps keep the first data received ("first wins"): bytes
+//! already held are never overwritten, a later fragment only fills holes.
+//!
+//! Invariants: memory is at most `max_trackers × max_datagram` bytes of
+//! payload plus `max_fragments` ranges per tracker; a datagram that breaks a
+//! limit is dropped at once (its buffer freed) and its tracker stays as a
+//! tombstone that swallows the rest of its fragments until it times out, so
+//! they cannot start a new, doomed tracker. A final fragment that disagrees
+//! with data already held about the datagram's end, or a fragment beyond a
+//! known end, is an overlap: counted and ignored (first wins again).
+//!
+//! `expire` costs O(trackers that expired): trackers sit in a queue in the
+//! order they were created, which is the order they time out when packet
+//! time moves forward. Entries of trackers already completed stay in the
+//! queue until their turn; the queue is compacted when it grows past twice
+//! the table size, so it stays bounded.
+//!
+//! Specs: RFC 791 §3.2 (IPv4 reassembly), RFC 8200 §4.5 (IPv6), RFC 5722
+//! (overlapping IPv6 fragments are an attack; we keep the first data and
+//! count the overlap).
 
-use crate::decode::Fragment;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use crate::decode::{Fragment, Vlans};
 use crate::time::Timestamp;
 
 /// Limits of the reassembler.
@@ -50,21 +73,170 @@ pub struct DefragStats {
     pub timeouts: u64,
     pub max_trackers_reached: u64,
     pub max_frags_reached: u64,
+    /// Datagrams dropped for exceeding `max_datagram`.
+    pub ipv4_too_large: u64,
+    pub ipv6_too_large: u64,
+    /// Fragments that overlapped data already held (or contradicted the
+    /// datagram's known end).
+    pub ipv4_overlap: u64,
+    pub ipv6_overlap: u64,
+}
+
+impl DefragStats {
+    /// Every non-zero counter as a dotted path below `stats`, in the names of
+    /// Suricata's EVE schema (`defrag.*`, and the fragment events under
+    /// `decoder.event.ipv4/ipv6`).
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("defrag.ipv4.fragments", self.ipv4_fragments),
+            ("defrag.ipv4.reassembled", self.ipv4_reassembled),
+            ("defrag.ipv6.fragments", self.ipv6_fragments),
+            ("defrag.ipv6.reassembled", self.ipv6_reassembled),
+            ("defrag.wrk.tracker_timeout", self.timeouts),
+            ("defrag.max_trackers_reached", self.max_trackers_reached),
+            ("defrag.max_frags_reached", self.max_frags_reached),
+            ("decoder.event.ipv4.frag_pkt_too_large", self.ipv4_too_large),
+            ("decoder.event.ipv6.frag_pkt_too_large", self.ipv6_too_large),
+            ("decoder.event.ipv4.frag_overlap", self.ipv4_overlap),
+            ("decoder.event.ipv6.frag_overlap", self.ipv6_overlap),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .collect()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, o: &DefragStats) {
+        self.ipv4_fragments += o.ipv4_fragments;
+        self.ipv4_reassembled += o.ipv4_reassembled;
+        self.ipv6_fragments += o.ipv6_fragments;
+        self.ipv6_reassembled += o.ipv6_reassembled;
+        self.timeouts += o.timeouts;
+        self.max_trackers_reached += o.max_trackers_reached;
+        self.max_frags_reached += o.max_frags_reached;
+        self.ipv4_too_large += o.ipv4_too_large;
+        self.ipv6_too_large += o.ipv6_too_large;
+        self.ipv4_overlap += o.ipv4_overlap;
+        self.ipv6_overlap += o.ipv6_overlap;
+    }
+}
+
+/// What identifies one datagram's fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    vlan: Vlans,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    id: u32,
+}
+
+/// One datagram being put back together.
+#[derive(Debug)]
+struct Tracker {
+    /// Matches the tracker's entry in the expiry queue.
+    seq: u64,
+    created: Timestamp,
+    /// A limit was broken: the datagram is dropped, later fragments too.
+    dead: bool,
+    /// Bytes at their datagram offsets; holes are zero until filled.
+    data: Vec<u8>,
+    /// Byte ranges held, sorted, disjoint and not touching.
+    have: Vec<(usize, usize)>,
+    /// Datagram length, known once the last fragment has arrived.
+    total: Option<usize>,
+    frames: u32,
+    wire_bytes: u64,
+}
+
+impl Tracker {
+    fn kill(&mut self) {
+        self.dead = true;
+        self.data = Vec::new();
+        self.have = Vec::new();
+    }
+
+    fn max_end(&self) -> usize {
+        self.have.last().map_or(0, |r| r.1)
+    }
+
+    /// Copies the parts of `payload` (at `start..end`) not already held and
+    /// records the range; returns whether it overlapped held data.
+    fn fill(&mut self, start: usize, end: usize, payload: &[u8]) -> bool {
+        if self.data.len() < end {
+            // Bounded by `max_datagram`, checked by the caller.
+            self.data.resize(end, 0);
+        }
+        let mut cur = start;
+        let mut overlapped = false;
+        for &(s, e) in &self.have {
+            if e <= cur {
+                continue;
+            }
+            if s >= end {
+                break;
+            }
+            overlapped = true;
+            if s > cur {
+                copy(&mut self.data, payload, start, cur, s);
+            }
+            cur = cur.max(e);
+            if cur >= end {
+                break;
+            }
+        }
+        if cur < end {
+            copy(&mut self.data, payload, start, cur, end);
+        }
+        if start < end {
+            let at = self.have.partition_point(|r| r.0 < start);
+            self.have.insert(at, (start, end));
+            // Merge ranges that overlap or touch.
+            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.have.len());
+            for &(s, e) in &self.have {
+                match merged.last_mut() {
+                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            self.have = merged;
+        }
+        overlapped
+    }
+}
+
+/// Copies `payload[a - start..b - start]` to `data[a..b]`; the caller
+/// guarantees `start <= a <= b <= start + payload.len() <= data.len()`.
+fn copy(data: &mut [u8], payload: &[u8], start: usize, a: usize, b: usize) {
+    if let (Some(dst), Some(src)) = (data.get_mut(a..b), payload.get(a - start..b - start)) {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// The reassembly table.
 #[derive(Debug, Default)]
 pub struct Defrag {
-    _cfg: DefragConfig,
+    cfg: DefragConfig,
     stats: DefragStats,
+    table: HashMap<Key, Tracker, ahash::RandomState>,
+    /// Trackers in creation order: (key, seq, created).
+    order: VecDeque<(Key, u64, Timestamp)>,
+    next_seq: u64,
 }
 
 impl Defrag {
     pub fn new(cfg: DefragConfig) -> Self {
         Defrag {
-            _cfg: cfg,
+            cfg,
             stats: DefragStats::default(),
+            table: HashMap::default(),
+            order: VecDeque::new(),
+            next_seq: 0,
         }
+    }
+
+    fn timed_out(&self, created: Timestamp, now: Timestamp) -> bool {
+        now.since(created) >= self.cfg.timeout_secs.saturating_mul(1_000_000_000)
     }
 
     /// Adds a fragment seen at `now` in a frame of `wire_len` bytes; returns
@@ -75,16 +247,477 @@ impl Defrag {
         frag: &Fragment<'_>,
         wire_len: u32,
     ) -> Option<Reassembled> {
-        let _ = (now, frag, wire_len);
-        None
+        let v6 = frag.ip.src.is_ipv6();
+        if v6 {
+            self.stats.ipv6_fragments += 1;
+        } else {
+            self.stats.ipv4_fragments += 1;
+        }
+        let key = Key {
+            vlan: frag.vlan,
+            src: frag.ip.src,
+            dst: frag.ip.dst,
+            proto: frag.ip.proto,
+            id: frag.id,
+        };
+        // A tracker past its time must not absorb a new datagram that
+        // reuses the id.
+        if let Some(t) = self.table.get(&key) {
+            if self.timed_out(t.created, now) {
+                if !t.dead {
+                    self.stats.timeouts += 1;
+                }
+                self.table.remove(&key);
+            }
+        }
+        if !self.table.contains_key(&key) {
+            if self.table.len() >= self.cfg.max_trackers {
+                self.expire(now);
+                if self.table.len() >= self.cfg.max_trackers {
+                    self.stats.max_trackers_reached += 1;
+                    return None;
+                }
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.table.insert(
+                key,
+                Tracker {
+                    seq,
+                    created: now,
+                    dead: false,
+                    data: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                    frames: 0,
+                    wire_bytes: 0,
+                },
+            );
+            self.order.push_back((key, seq, now));
+            self.compact();
+        }
+        let (max_frags, max_dgram) = (self.cfg.max_fragments, self.cfg.max_datagram);
+        let t = self.table.get_mut(&key)?;
+        if t.dead {
+            return None;
+        }
+        t.frames = t.frames.saturating_add(1);
+        t.wire_bytes = t.wire_bytes.saturating_add(u64::from(wire_len));
+        if t.frames as usize > max_frags {
+            self.stats.max_frags_reached += 1;
+            t.kill();
+            return None;
+        }
+        let start = usize::try_from(frag.offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(frag.payload.len());
+        if end > max_dgram {
+            if v6 {
+                self.stats.ipv6_too_large += 1;
+            } else {
+                self.stats.ipv4_too_large += 1;
+            }
+            t.kill();
+            return None;
+        }
+        let conflict = match (frag.more, t.total) {
+            (false, Some(total)) => total != end,
+            (false, None) => t.max_end() > end,
+            (true, Some(total)) => end > total,
+            (true, None) => false,
+        };
+        let overlapped = conflict || t.fill(start, end, frag.payload);
+        if !conflict && !frag.more {
+            t.total = Some(end);
+        }
+        if overlapped {
+            if v6 {
+                self.stats.ipv6_overlap += 1;
+            } else {
+                self.stats.ipv4_overlap += 1;
+            }
+        }
+        let total = t.total?;
+        let complete = match t.have.as_slice() {
+            [] => total == 0,
+            [(0, e)] => *e == total,
+            _ => false,
+        };
+        if !complete {
+            return None;
+        }
+        let mut t = self.table.remove(&key)?;
+        t.data.truncate(total);
+        if v6 {
+            self.stats.ipv6_reassembled += 1;
+        } else {
+            self.stats.ipv4_reassembled += 1;
+        }
+        Some(Reassembled {
+            data: t.data,
+            frames: t.frames,
+            wire_bytes: t.wire_bytes,
+        })
+    }
+
+    /// Drops the queue entries of trackers that no longer exist once the
+    /// queue is more than twice the table's limit (amortised O(1)).
+    fn compact(&mut self) {
+        let limit = self.cfg.max_trackers.saturating_mul(2).saturating_add(64);
+        if self.order.len() > limit {
+            let table = &self.table;
+            self.order
+                .retain(|(k, seq, _)| table.get(k).is_some_and(|t| t.seq == *seq));
+        }
     }
 
     /// Drops trackers idle for longer than the timeout.
     pub fn expire(&mut self, now: Timestamp) {
-        let _ = now;
+        while let Some(&(key, seq, created)) = self.order.front() {
+            if !self.timed_out(created, now) {
+                break;
+            }
+            self.order.pop_front();
+            if let Some(t) = self.table.get(&key) {
+                if t.seq == seq {
+                    if !t.dead {
+                        self.stats.timeouts += 1;
+                    }
+                    self.table.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Number of datagrams being tracked (tombstones included).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
     }
 
     pub fn stats(&self) -> &DefragStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{IpInfo, Tunnel};
+
+    fn ip(v6: bool) -> IpInfo {
+        let (src, dst): (IpAddr, IpAddr) = if v6 {
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+            )
+        } else {
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())
+        };
+        IpInfo {
+            src,
+            dst,
+            proto: 17,
+            ttl: 64,
+        }
+    }
+
+    fn frag(v6: bool, id: u32, offset: u32, more: bool, payload: &[u8]) -> Fragment<'_> {
+        Fragment {
+            vlan: Vlans::default(),
+            tunnel: Tunnel::None,
+            ip: ip(v6),
+            id,
+            offset,
+            more,
+            payload,
+        }
+    }
+
+    fn secs(s: u64) -> Timestamp {
+        Timestamp::from_parts(s, 0)
+    }
+
+    /// A 24-byte datagram: bytes 0..24.
+    fn datagram() -> Vec<u8> {
+        (0u8..24).collect()
+    }
+
+    #[test]
+    fn in_order_fragments_reassemble_with_frame_counts() {
+        for v6 in [false, true] {
+            let d = datagram();
+            let mut r = Defrag::new(DefragConfig::default());
+            assert_eq!(r.insert(secs(1), &frag(v6, 7, 0, true, &d[..8]), 60), None);
+            assert_eq!(
+                r.insert(secs(1), &frag(v6, 7, 8, true, &d[8..16]), 60),
+                None
+            );
+            let out = r
+                .insert(secs(1), &frag(v6, 7, 16, false, &d[16..]), 58)
+                .unwrap();
+            assert_eq!(out.data, d);
+            assert_eq!((out.frames, out.wire_bytes), (3, 178));
+            assert!(r.is_empty());
+            let s = r.stats();
+            if v6 {
+                assert_eq!((s.ipv6_fragments, s.ipv6_reassembled), (3, 1));
+            } else {
+                assert_eq!((s.ipv4_fragments, s.ipv4_reassembled), (3, 1));
+            }
+        }
+    }
+
+    #[test]
+    fn reversed_fragments_reassemble() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig::default());
+        assert_eq!(
+            r.insert(secs(1), &frag(false, 1, 16, false, &d[16..]), 60),
+            None
+        );
+        assert_eq!(
+            r.insert(secs(1), &frag(false, 1, 8, true, &d[8..16]), 60),
+            None
+        );
+        let out = r
+            .insert(secs(1), &frag(false, 1, 0, true, &d[..8]), 60)
+            .unwrap();
+        assert_eq!(out.data, d);
+    }
+
+    #[test]
+    fn overlap_keeps_first_data_and_is_counted() {
+        let d = datagram();
+        let evil = [0xffu8; 16];
+        let mut r = Defrag::new(DefragConfig::default());
+        assert_eq!(
+            r.insert(secs(1), &frag(false, 1, 0, true, &d[..16]), 60),
+            None
+        );
+        // Overlaps bytes 8..16 with different data, then brings 16..24.
+        let mut second = evil.to_vec();
+        second[8..].copy_from_slice(&d[16..]);
+        let out = r
+            .insert(secs(1), &frag(false, 1, 8, false, &second), 60)
+            .unwrap();
+        assert_eq!(out.data, d, "bytes 8..16 must be the first copy");
+        assert_eq!(r.stats().ipv4_overlap, 1);
+    }
+
+    #[test]
+    fn overlap_filling_holes_on_both_sides() {
+        let d: Vec<u8> = (0u8..32).collect();
+        let mut r = Defrag::new(DefragConfig::default());
+        assert_eq!(
+            r.insert(secs(1), &frag(true, 9, 8, true, &d[8..16]), 60),
+            None
+        );
+        // Covers 0..24 around the held 8..16 (with junk where it overlaps).
+        let mut wide = d[..24].to_vec();
+        wide[8..16].fill(0xee);
+        assert_eq!(r.insert(secs(1), &frag(true, 9, 0, true, &wide), 60), None);
+        let out = r
+            .insert(secs(1), &frag(true, 9, 24, false, &d[24..]), 60)
+            .unwrap();
+        assert_eq!(out.data, d);
+        assert_eq!(r.stats().ipv6_overlap, 1);
+    }
+
+    #[test]
+    fn duplicate_fragment_counted_frames_included() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig::default());
+        r.insert(secs(1), &frag(false, 1, 0, true, &d[..8]), 60);
+        r.insert(secs(1), &frag(false, 1, 0, true, &d[..8]), 60);
+        r.insert(secs(1), &frag(false, 1, 8, true, &d[8..16]), 60);
+        let out = r
+            .insert(secs(1), &frag(false, 1, 16, false, &d[16..]), 60)
+            .unwrap();
+        assert_eq!(out.data, d);
+        assert_eq!(out.frames, 4);
+        assert_eq!(r.stats().ipv4_overlap, 1);
+    }
+
+    #[test]
+    fn missing_last_fragment_times_out() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig {
+            timeout_secs: 30,
+            ..DefragConfig::default()
+        });
+        r.insert(secs(100), &frag(false, 1, 0, true, &d[..8]), 60);
+        r.insert(secs(101), &frag(false, 1, 8, true, &d[8..16]), 60);
+        r.expire(secs(129));
+        assert_eq!(r.len(), 1);
+        r.expire(secs(130));
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.stats().timeouts, 1);
+        // The late last fragment starts a fresh tracker, not a datagram.
+        assert_eq!(
+            r.insert(secs(131), &frag(false, 1, 16, false, &d[16..]), 60),
+            None
+        );
+        assert_eq!(r.stats().ipv4_reassembled, 0);
+    }
+
+    #[test]
+    fn stale_tracker_not_joined_by_reused_id() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig {
+            timeout_secs: 10,
+            ..DefragConfig::default()
+        });
+        // Without calling expire, a fragment arriving after the timeout must
+        // not complete the old datagram.
+        r.insert(secs(0), &frag(false, 1, 0, true, &d[..8]), 60);
+        r.insert(secs(0), &frag(false, 1, 8, true, &d[8..16]), 60);
+        assert_eq!(
+            r.insert(secs(20), &frag(false, 1, 16, false, &d[16..]), 60),
+            None
+        );
+        assert_eq!(r.stats().timeouts, 1);
+    }
+
+    #[test]
+    fn over_limit_datagram_dropped_and_rest_swallowed() {
+        let d = vec![0u8; 64];
+        let mut r = Defrag::new(DefragConfig {
+            max_datagram: 100,
+            ..DefragConfig::default()
+        });
+        assert_eq!(r.insert(secs(1), &frag(false, 1, 0, true, &d), 60), None);
+        assert_eq!(r.insert(secs(1), &frag(false, 1, 64, false, &d), 60), None);
+        assert_eq!(r.stats().ipv4_too_large, 1);
+        // The tracker is a tombstone: even bytes that would fit are dropped.
+        assert_eq!(
+            r.insert(secs(1), &frag(false, 1, 64, false, &d[..8]), 60),
+            None
+        );
+        assert_eq!(r.stats().ipv4_reassembled, 0);
+        // A tombstone times out without counting as a timeout.
+        r.expire(secs(1000));
+        assert!(r.is_empty());
+        assert_eq!(r.stats().timeouts, 0);
+    }
+
+    #[test]
+    fn too_many_fragments_dropped() {
+        let d = vec![1u8; 8];
+        let mut r = Defrag::new(DefragConfig {
+            max_fragments: 3,
+            ..DefragConfig::default()
+        });
+        for i in 0..3u32 {
+            assert_eq!(r.insert(secs(1), &frag(true, 5, i * 8, true, &d), 60), None);
+        }
+        assert_eq!(r.insert(secs(1), &frag(true, 5, 24, false, &d), 60), None);
+        assert_eq!(r.stats().max_frags_reached, 1);
+        assert_eq!(r.stats().ipv6_reassembled, 0);
+    }
+
+    #[test]
+    fn too_many_trackers_refused_until_expired() {
+        let d = vec![1u8; 8];
+        let mut r = Defrag::new(DefragConfig {
+            max_trackers: 2,
+            timeout_secs: 5,
+            ..DefragConfig::default()
+        });
+        r.insert(secs(1), &frag(false, 1, 0, true, &d), 60);
+        r.insert(secs(1), &frag(false, 2, 0, true, &d), 60);
+        r.insert(secs(2), &frag(false, 3, 0, true, &d), 60);
+        assert_eq!(r.stats().max_trackers_reached, 1);
+        assert_eq!(r.len(), 2);
+        // Once the first two time out, a new datagram finds room.
+        r.insert(secs(7), &frag(false, 4, 0, true, &d), 60);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.stats().timeouts, 2);
+    }
+
+    #[test]
+    fn conflicting_ends_counted_first_end_kept() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig::default());
+        r.insert(secs(1), &frag(false, 1, 16, false, &d[16..]), 60);
+        // A second "last" fragment claiming a longer datagram is ignored.
+        r.insert(secs(1), &frag(false, 1, 24, false, &d[..8]), 60);
+        // So is data beyond the known end.
+        r.insert(secs(1), &frag(false, 1, 24, true, &d[..8]), 60);
+        r.insert(secs(1), &frag(false, 1, 8, true, &d[8..16]), 60);
+        let out = r
+            .insert(secs(1), &frag(false, 1, 0, true, &d[..8]), 60)
+            .unwrap();
+        assert_eq!(out.data, d);
+        assert_eq!(r.stats().ipv4_overlap, 2);
+    }
+
+    #[test]
+    fn different_vlans_are_different_datagrams() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig::default());
+        let mut a = frag(false, 1, 0, true, &d[..16]);
+        a.vlan = Vlans {
+            ids: [10, 0, 0],
+            len: 1,
+        };
+        r.insert(secs(1), &a, 60);
+        assert_eq!(
+            r.insert(secs(1), &frag(false, 1, 16, false, &d[16..]), 60),
+            None
+        );
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn expiry_queue_stays_bounded_when_datagrams_complete() {
+        let d = datagram();
+        let mut r = Defrag::new(DefragConfig {
+            max_trackers: 4,
+            ..DefragConfig::default()
+        });
+        for id in 0..10_000u32 {
+            r.insert(secs(1), &frag(false, id, 0, true, &d[..8]), 60);
+            assert!(r
+                .insert(secs(1), &frag(false, id, 8, false, &d[8..]), 60)
+                .is_some());
+        }
+        assert!(
+            r.order.len() <= 2 * 4 + 64 + 1,
+            "queue grew to {}",
+            r.order.len()
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn counter_paths_exist_in_eve_schema() {
+        let Some(stats) = crate::decode::stats::tests::stats_schema() else {
+            return;
+        };
+        let s = DefragStats {
+            ipv4_fragments: 1,
+            ipv4_reassembled: 1,
+            ipv6_fragments: 1,
+            ipv6_reassembled: 1,
+            timeouts: 1,
+            max_trackers_reached: 1,
+            max_frags_reached: 1,
+            ipv4_too_large: 1,
+            ipv6_too_large: 1,
+            ipv4_overlap: 1,
+            ipv6_overlap: 1,
+        };
+        let c = s.counters();
+        assert_eq!(c.len(), 11);
+        for (p, _) in c {
+            assert!(
+                crate::decode::stats::tests::schema_has(&stats, p),
+                "{p} not in schema"
+            );
+        }
     }
 }

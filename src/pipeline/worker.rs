@@ -49,14 +49,7 @@ pub struct WorkerStats {
 impl WorkerStats {
     pub fn merge(&mut self, o: &WorkerStats) {
         self.decode.merge(&o.decode);
-        let (a, b) = (&mut self.defrag, &o.defrag);
-        a.ipv4_fragments += b.ipv4_fragments;
-        a.ipv4_reassembled += b.ipv4_reassembled;
-        a.ipv6_fragments += b.ipv6_fragments;
-        a.ipv6_reassembled += b.ipv6_reassembled;
-        a.timeouts += b.timeouts;
-        a.max_trackers_reached += b.max_trackers_reached;
-        a.max_frags_reached += b.max_frags_reached;
+        self.defrag.merge(&o.defrag);
         self.flow.merge(&o.flow);
         self.stream.merge(&o.stream);
         for (x, y) in self.app.iter_mut().zip(o.app) {
@@ -74,18 +67,12 @@ impl WorkerStats {
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n)),
         );
-        let d = &self.defrag;
-        for (k, n) in [
-            ("defrag.ipv4.fragments", d.ipv4_fragments),
-            ("defrag.ipv4.reassembled", d.ipv4_reassembled),
-            ("defrag.ipv6.fragments", d.ipv6_fragments),
-            ("defrag.ipv6.reassembled", d.ipv6_reassembled),
-            ("defrag.wrk.tracker_timeout", d.timeouts),
-            ("defrag.max_trackers_reached", d.max_trackers_reached),
-            ("defrag.max_frags_reached", d.max_frags_reached),
-        ] {
-            v.push((k.to_string(), n));
-        }
+        v.extend(
+            self.defrag
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
         v.extend(
             self.flow
                 .counters()
