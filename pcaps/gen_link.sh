@@ -249,7 +249,11 @@ gen_mirror() {
         NX sn ip addr add 10.99.0.2/24 dev sn0
         # the sensor only listens: drop everything at L3 so it sends no ICMP errors
         NX sn nft -f - <<'NFT'
-table inet sensor { chain in { type filter hook input priority 0; policy drop; } }
+table inet sensor {
+    chain listen_only {
+        type filter hook input priority 0; policy drop;
+    }
+}
 NFT
         if [ $mode = vxlan ]; then
             NX sw ip link add mir0 type vxlan id 42 local 10.99.0.1 remote 10.99.0.2 \

@@ -49,7 +49,7 @@ def main():
             ts = int((time.monotonic() - t0) * 10000) & 0xFFFFFFFF  # 100 us units
             hdr = GRE(seqnum_present=1, sequence_number=seq, proto=0x22EB) / ERSPAN_III(
                 ver=2, vlan=0, cos=0, bso=0, t=0, session_id=101, timestamp=ts,
-                sgt_other=0, p=0, ft=0, hw=7, d=0, gra=1, o=0,
+                sgt_other=0, p=0, ft=0, hw=7, d=0, gra=0, o=0,
             )
         seq += 1
         s.sendto(bytes(hdr) + frame, (dst, 0))
