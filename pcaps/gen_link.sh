@@ -140,10 +140,10 @@ pair() {
 # tcp_xfer CLIENT_NS SERVER_NS SERVER_ADDR C2S_LEN S2C_LEN : known streams
 tcp_xfer() {
     local c=$1 s=$2 a=$3 n1=$4 n2=$5 l=$TMP/srv.$RANDOM
-    bg NX "$s" python3 "$LIB/xfer.py" server "$a" 5000 s2c "$n2" >"$l"
+    bg NX "$s" python3 "$LIB/xfer.py" server "$a" 40404 s2c "$n2" >"$l"
     local srv=$LASTPID
     for _ in $(seq 50); do grep -q ready "$l" && break; sleep 0.1; done
-    NX "$c" python3 "$LIB/xfer.py" client "$a" 5000 c2s "$n1" >&2
+    NX "$c" python3 "$LIB/xfer.py" client "$a" 40404 c2s "$n1" >&2
     wait "$srv"; cat "$l" >&2
 }
 
@@ -350,7 +350,7 @@ gen_midstream() {
     cap_stop
     # cut everything up to and including the 2nd client->server data segment
     local last
-    last=$(tshark -r "$TMP/midstream_full.pcap" -Y 'tcp.dstport==5000 && tcp.len>0' \
+    last=$(tshark -r "$TMP/midstream_full.pcap" -Y 'tcp.dstport==40404 && tcp.len>0' \
         -T fields -e frame.number | sed -n 2p)
     log "midstream: removing frames 1-$last"
     tshark -r "$TMP/midstream_full.pcap" -c "$last" >&2
@@ -366,7 +366,7 @@ gen_gap() {
     cap_stop
     # data segments client->server, in capture order
     local frames
-    frames=$(tshark -r "$TMP/gap_full.pcap" -Y 'tcp.dstport==5000 && tcp.len>0' \
+    frames=$(tshark -r "$TMP/gap_full.pcap" -Y 'tcp.dstport==40404 && tcp.len>0' \
         -T fields -e frame.number | sed -n '12p;13p;25p' | tr '\n' ' ')
     log "gap: removing frames $frames"
     tshark -r "$TMP/gap_full.pcap" -Y "$(echo $frames | sed 's/\([0-9]*\)/frame.number==\1/g; s/ / || /g')" >&2
