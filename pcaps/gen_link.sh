@@ -147,6 +147,15 @@ tcp_xfer() {
     wait "$srv"; cat "$l" >&2
 }
 
+# expect FILE DISPLAY_FILTER MIN : fail loudly if a run came out incomplete
+expect() {
+    local n
+    n=$(tshark -r "$OUT/$1" -Y "$2" 2>/dev/null | wc -l)
+    if [ "$n" -lt "$3" ]; then
+        echo "$1: only $n frames match '$2' (want >= $3)" >&2; exit 1
+    fi
+}
+
 done_file() { log "$1: $(capinfos -c -M "$OUT/$1" | awk -F: '/Number of packets/{print $2}' | tr -d ' ') packets"; }
 
 # --------------------------------------------------------------------------
@@ -158,7 +167,7 @@ gen_eth() {
     cap_start eb "$OUT/link_eth_nano.pcap" tcpdump -Z root -i b0 -U --time-stamp-precision=nano
     mqtt_exchange ec 10.11.0.10 eth
     cap_stop
-    done_file link_eth_nano.pcap
+    expect link_eth_nano.pcap mqtt 26; done_file link_eth_nano.pcap
 }
 
 # 2. Linux cooked captures v1 and v2 on "any"
@@ -171,6 +180,7 @@ gen_sll() {
     cap_start sb "$OUT/link_sll2.pcap" tcpdump -Z root -i any -U -y LINUX_SLL2
     mqtt_exchange sc 10.12.0.10 sll2
     cap_stop
+    expect link_sll.pcap mqtt 26; expect link_sll2.pcap mqtt 26
     done_file link_sll.pcap; done_file link_sll2.pcap
 }
 
@@ -192,12 +202,12 @@ gen_raw() {
     cap_start ra "$OUT/link_raw.pcap" tcpdump -Z root -i wwtun0 -U
     mqtt_exchange ra 10.13.0.10 raw
     cap_stop
-    done_file link_raw.pcap
+    expect link_raw.pcap mqtt 26; done_file link_raw.pcap
     cap_start ra "$OUT/link_multi_if.pcapng" dumpcap -i c0 -i wwtun0
     mqtt_exchange ra 10.14.0.10 veth
     mqtt_exchange ra 10.13.0.10 tun
     cap_stop
-    done_file link_multi_if.pcapng
+    expect link_multi_if.pcapng mqtt 52; done_file link_multi_if.pcapng
 }
 
 # 5. conversions of link_eth_nano.pcap
@@ -226,7 +236,7 @@ gen_vlan() {
         cap_start "${kind}c" "$OUT/encap_$kind.pcap" tcpdump -Z root -i c0 -U
         mqtt_exchange "${kind}c" "10.$net.0.10" "$kind"
         cap_stop
-        done_file "encap_$kind.pcap"
+        expect "encap_$kind.pcap" mqtt 26; done_file "encap_$kind.pcap"
     done
 }
 
@@ -274,7 +284,7 @@ NFT
         cap_start sn "$OUT/$f" tcpdump -Z root -i sn0 -U
         mqtt_exchange mc 10.17.0.10 "$mode"
         cap_stop
-        done_file "$f"
+        expect "$f" mqtt 26; done_file "$f"
         reset
     done
 }
@@ -300,6 +310,7 @@ gen_ipv6() {
     wait "$sink"; cat "$l" >&2
     NX 6c ping -6 -c 1 -s 3000 fd00:10::10 >/dev/null
     cap_stop
+    expect tcp_ipv6.pcap mqtt 26; expect tcp_ipv6.pcap ipv6.fraghdr 11
     done_file tcp_ipv6.pcap
 }
 
@@ -315,6 +326,7 @@ gen_frag() {
     wait "$sink"; cat "$l" >&2
     NX fc ping -c 1 -s 4000 10.18.0.10 >/dev/null
     cap_stop
+    expect frag_ipv4_udp.pcap icmp 2; expect frag_ipv4_udp.pcap udp 3
     done_file frag_ipv4_udp.pcap
 }
 
@@ -339,6 +351,14 @@ NFT
     cap_start nb "$OUT/tcp_netem_reorder.pcap" tcpdump -Z root -i b0 -U
     tcp_xfer nc nb 10.19.0.10 ${REORDER_LEN:-120000} 16384
     cap_stop
+    # the reassembled streams must be exactly the known patterns
+    local got want
+    got=$(tshark -r "$OUT/tcp_netem_reorder.pcap" -q -z follow,tcp,raw,0 2>/dev/null \
+        | python3 "$LIB/pcaptool.py" follow | awk '{print $3}' | sort | tr '\n' ' ')
+    want=$( { python3 "$LIB/pattern.py" --sha c2s "${REORDER_LEN:-120000}"
+              python3 "$LIB/pattern.py" --sha s2c 16384; } | sort | tr '\n' ' ')
+    [ "$got" = "$want" ] || { echo "reorder: stream sha256 mismatch: $got vs $want" >&2; exit 1; }
+    expect tcp_netem_reorder.pcap tcp.analysis.retransmission 1
     done_file tcp_netem_reorder.pcap
 }
 
@@ -390,7 +410,7 @@ gen_damaged() {
     cap_start db "$OUT/damaged_snaplen.pcap" tcpdump -Z root -i b0 -U -s 96
     mqtt_exchange dc 10.22.0.10 "snaplen-$(printf 'x%.0s' $(seq 120))"
     cap_stop
-    done_file damaged_snaplen.pcap
+    expect damaged_snaplen.pcap "frame.cap_len < frame.len" 1; done_file damaged_snaplen.pcap
 }
 
 # kill what this script started and drop its namespaces
