@@ -110,6 +110,16 @@ pub trait StreamConsumer: Send {
     fn end(&mut self, ctx: &StreamContext);
 }
 
+/// The parser for a flow of protocol `p`, if wardwatch parses it.
+///
+/// MQTT and DICOM parsers plug in here; until they exist, their flows are
+/// still reassembled (so the pipeline does the work it will do) but the
+/// bytes go nowhere.
+pub fn new_consumer(p: AppProto) -> Option<Box<dyn StreamConsumer>> {
+    let _ = p;
+    None
+}
+
 /// Per-flow detection state: small until the first payload arrives.
 #[derive(Debug, Default)]
 pub struct Detector {
@@ -137,7 +147,9 @@ impl Detector {
     }
 
     /// Looks at the next in-order bytes of `dir`; `server_port` is the
-    /// flow's server-side port.
+    /// flow's server-side port. Bytes of earlier segments that the probes
+    /// needed are kept (see [`Detector::take_pending`]); `data` itself is
+    /// never kept once a decision is made.
     pub fn feed(
         &mut self,
         cfg: &AppConfig,
@@ -153,13 +165,19 @@ impl Detector {
         }
         let d = dir.index();
         let depth = cfg.probe_depth.clamp(8, 4096);
-        let verdict = match self.pending.as_mut().and_then(|p| p.get_mut(d)) {
-            Some(buf) if !buf.is_empty() => {
-                let take = data.len().min(depth.saturating_sub(buf.len()));
-                buf.extend_from_slice(data.get(..take).unwrap_or(&[]));
-                probe::probe(dir, buf)
-            }
-            _ => probe::probe(dir, data.get(..depth.min(data.len())).unwrap_or(&[])),
+        let held: &[u8] = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.get(d))
+            .map_or(&[], Vec::as_slice);
+        let verdict = if held.is_empty() {
+            probe::probe(dir, data.get(..depth.min(data.len())).unwrap_or(&[]))
+        } else {
+            // Copied: the probe needs the earlier bytes and these in one slice.
+            let mut view = held.to_vec();
+            let take = data.len().min(depth.saturating_sub(view.len()));
+            view.extend_from_slice(data.get(..take).unwrap_or(&[]));
+            probe::probe(dir, &view)
         };
         let seen = self.seen.get(d).copied().unwrap_or(0);
         let seen = seen.saturating_add(u16::try_from(data.len()).unwrap_or(u16::MAX));
@@ -171,9 +189,9 @@ impl Detector {
             probe::Verdict::NeedMore if usize::from(seen) < depth => {
                 let pending = self.pending.get_or_insert_with(Default::default);
                 if let Some(buf) = pending.get_mut(d) {
-                    if buf.is_empty() {
-                        buf.extend_from_slice(data.get(..data.len().min(depth)).unwrap_or(&[]));
-                    }
+                    // Copied: the segment is gone when the next one arrives;
+                    // at most `depth` bytes per direction.
+                    buf.extend_from_slice(data);
                 }
                 Detection::Pending
             }
@@ -192,8 +210,17 @@ impl Detector {
 
     fn decide(&mut self, p: AppProto) -> Detection {
         self.proto = p;
-        self.pending = None;
+        if !matches!(p, AppProto::Mqtt | AppProto::Dicom) {
+            self.pending = None;
+        }
         Detection::Decided(p)
+    }
+
+    /// Bytes of earlier segments held while probing, per direction
+    /// (to-server first), which a parser created on the decision must be
+    /// given before the segment that decided. Empties the store.
+    pub fn take_pending(&mut self) -> [Vec<u8>; 2] {
+        self.pending.take().map(|b| *b).unwrap_or_default()
     }
 
     /// The flow ended or lost data before detection finished: decide on
@@ -206,7 +233,6 @@ impl Detector {
             } else {
                 AppProto::Failed
             };
-            self.pending = None;
         }
         self.proto
     }

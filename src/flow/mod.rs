@@ -540,9 +540,17 @@ impl<T: Default> FlowTable<T> {
             self.evict_one(ended);
         }
         // The client is the sender of the first packet, except that a
-        // SYN-ACK seen first (handshake start missed) comes from the server.
-        let from_server = pkt.proto == ip_proto::TCP
-            && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK;
+        // SYN-ACK seen first (handshake start missed) comes from the server,
+        // and that without a SYN a packet from a well-known port (< 1024) to
+        // a higher one is taken to come from the server.
+        let syn = pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK);
+        let from_server = if pkt.proto == ip_proto::TCP && syn == tcp_flags::SYN | tcp_flags::ACK {
+            true
+        } else if pkt.proto == ip_proto::TCP && syn == tcp_flags::SYN {
+            false
+        } else {
+            pkt.src.port < 1024 && pkt.dst.port >= 1024
+        };
         let client_is_lo = src_is_lo != from_server;
         let midstream = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0;
         let flow = Flow {
@@ -737,6 +745,17 @@ mod tests {
         let (i, d) = t.update(&tcp(1, s, c, tcp_flags::SYN | tcp_flags::ACK), &mut ended);
         assert_eq!(d, Direction::ToClient);
         assert_eq!(t.get_mut(i).unwrap().client(), c);
+    }
+
+    #[test]
+    fn midstream_packet_from_well_known_port_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep("10.20.3.7", 40000), ep("10.10.7.20", 104));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+        assert!(t.get_mut(i).unwrap().midstream);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
 use crate::output::eve::{self, FlowFacts, TcpFacts};
 use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
 use crate::time::Timestamp;
+use std::sync::Arc;
 
 /// What later stages keep per flow.
 #[derive(Default)]
@@ -99,8 +100,21 @@ impl WorkerStats {
     }
 }
 
+/// Creates the app-layer parser of a flow once its protocol is known; `None`
+/// means the flow's bytes are not parsed. Called once per TCP flow.
+pub type ConsumerFactory =
+    Arc<dyn Fn(AppProto, &FlowEnds) -> Option<Box<dyn StreamConsumer>> + Send + Sync>;
+
+/// The endpoints of a flow, for a [`ConsumerFactory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowEnds {
+    pub client: Endpoint,
+    pub server: Endpoint,
+}
+
 /// A worker's state.
 pub struct Worker {
+    factory: ConsumerFactory,
     decoder: Decoder,
     defrag: Defrag,
     flows: FlowTable<Session>,
@@ -119,6 +133,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(cfg: &Config) -> Worker {
         Worker {
+            factory: Arc::new(|p, _| crate::app::new_consumer(p)),
             decoder: Decoder::new(cfg.decode_config()),
             defrag: Defrag::new(cfg.defrag_config()),
             flows: FlowTable::new(cfg.flow.clone()),
@@ -132,6 +147,12 @@ impl Worker {
             last_ts: Timestamp(0),
             out: Vec::with_capacity(64 * 1024),
         }
+    }
+
+    /// Replaces the parser factory (tests use it to collect the reassembled
+    /// streams).
+    pub fn set_consumer_factory(&mut self, f: ConsumerFactory) {
+        self.factory = f;
     }
 
     /// Processes one captured frame.
@@ -205,7 +226,11 @@ impl Worker {
         let Some(flow) = self.flows.get_mut(idx) else {
             return;
         };
-        let server_port = flow.server().port;
+        let ends = FlowEnds {
+            client: flow.client(),
+            server: flow.server(),
+        };
+        let server_port = ends.server.port;
         let s = &mut flow.state;
         if s.done {
             return;
@@ -224,11 +249,25 @@ impl Worker {
             Direction::ToClient => (to_client, to_server),
         };
         let app_cfg = &self.app_cfg;
+        let factory = &self.factory;
         let mut deliver = |dir: Direction, ev: Event<'_>| match ev {
             Event::Data(bytes) => {
                 if detector.proto() == AppProto::Unknown {
                     if let Detection::Decided(p) = detector.feed(app_cfg, server_port, dir, bytes) {
-                        *done = matches!(p, AppProto::Tls | AppProto::Failed);
+                        *consumer = factory(p, &ends);
+                        *done =
+                            consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
+                        let held = detector.take_pending();
+                        if let Some(c) = consumer.as_mut() {
+                            for (d, b) in [Direction::ToServer, Direction::ToClient]
+                                .into_iter()
+                                .zip(held)
+                            {
+                                if !b.is_empty() {
+                                    c.data(&ctx, d, &b);
+                                }
+                            }
+                        }
                     }
                 }
                 if let Some(c) = consumer.as_mut() {
@@ -238,8 +277,12 @@ impl Worker {
             Event::Gap(len) => {
                 gap[dir.index()] = true;
                 if detector.proto() == AppProto::Unknown {
+                    // Detection cannot see past a hole: decide on what is
+                    // known, and let a parser resynchronise after the gap.
                     let p = detector.finish(app_cfg, server_port);
-                    *done = matches!(p, AppProto::Tls | AppProto::Failed);
+                    *consumer = factory(p, &ends);
+                    *done = consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
+                    detector.take_pending();
                 }
                 if let Some(c) = consumer.as_mut() {
                     c.gap(&ctx, dir, len);

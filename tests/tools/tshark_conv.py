@@ -60,7 +60,8 @@ def key_of(proto, sip, sport, dip, dport):
 
 
 def main(path):
-    out = run(["-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
+    # Two passes (-2), so earlier fragments know the frame they were reassembled in.
+    out = run(["-2", "-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
               + sum([["-e", f] for f in FIELDS], []))
     conv = defaultdict(lambda: [0, 0, 0, 0])
     pending = defaultdict(lambda: [0, 0])  # reassembling frame -> [frames, bytes]
