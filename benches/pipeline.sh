@@ -30,11 +30,11 @@ make_capture() { # name source copies
         "$MUL" "pcaps/$2" "$3" "$dst"
     fi
 }
-# mqtt_telemetry_nophi: ~3 000 packets per copy at ~100 bytes; 100 000 flows
-# need copies of a single-connection capture, so the small capture is built
-# from the one-flow-per-copy source below.
-make_capture mqtt_small mqtt_telemetry_nophi.pcap "${MQTT_COPIES:-1000}"
-make_capture dicom_bulk dicom_store_large.pcap "${DICOM_COPIES:-230}"
+# mqtt_v311_anon_phi: 7 short MQTT connections in 16 kB of ~80-byte frames;
+# 18 000 copies give ~290 MB and ~126 000 flows. dicom_store_large: one
+# 2.3 MB C-STORE; 440 copies give ~1 GB.
+make_capture mqtt_small mqtt_v311_anon_phi.pcap "${MQTT_COPIES:-18000}"
+make_capture dicom_bulk dicom_store_large.pcap "${DICOM_COPIES:-440}"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

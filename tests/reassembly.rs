@@ -106,7 +106,7 @@ fn streams(capture: &str, port: u16) -> Vec<Stream> {
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
         }
     }
-    w.finish();
+    w.finish(&mut |_| {});
     let v = streams.lock().unwrap().clone();
     v
 }

@@ -667,16 +667,28 @@ impl<T: Default> FlowTable<T> {
         }
     }
 
-    /// Ends every flow (capture over).
-    pub fn drain(&mut self, ended: &mut Vec<(Flow<T>, EndReason)>) {
-        for i in 0..self.slots.len() {
-            if let Some(f) = self.remove(i as u32) {
+    /// Ends up to `max` flows (capture over), newest slots first; returns
+    /// whether flows remain. Called in a loop so that the records of a
+    /// million open flows are written a block at a time.
+    pub fn drain(&mut self, max: usize, ended: &mut Vec<(Flow<T>, EndReason)>) -> bool {
+        let mut n = 0;
+        while n < max {
+            let Some(slot) = self.slots.pop() else {
+                break;
+            };
+            if let Some(f) = slot {
+                self.index.remove(&f.key);
                 self.count_end(&f, EndReason::Shutdown);
                 ended.push((f, EndReason::Shutdown));
+                n += 1;
             }
         }
-        self.slots = Vec::new();
-        self.free = Vec::new();
+        if self.slots.is_empty() {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            return false;
+        }
+        true
     }
 }
 
@@ -828,7 +840,9 @@ mod tests {
         assert_eq!(t.stats().memcap, 6);
         // Draining at shutdown ends the rest.
         ended.clear();
-        t.drain(&mut ended);
+        assert!(t.drain(3, &mut ended));
+        assert_eq!(ended.len(), 3);
+        assert!(!t.drain(3, &mut ended));
         assert_eq!(ended.len(), 4);
         assert!(t.is_empty());
     }

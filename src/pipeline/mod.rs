@@ -210,8 +210,10 @@ fn run_inline(
         }
         true
     });
-    let stats = w.finish();
-    let _ = out_tx.send(w.take_output());
+    // A failed send means the writer stopped on an error, reported at join.
+    let stats = w.finish(&mut |block| {
+        let _ = out_tx.send(block);
+    });
     (inputs, stats)
 }
 
@@ -228,9 +230,9 @@ fn worker_loop(cfg: &Config, rx: &Receiver<Batch>, out_tx: &Sender<Vec<u8>>) -> 
             break;
         }
     }
-    let stats = w.finish();
-    let _ = out_tx.send(w.take_output());
-    stats
+    w.finish(&mut |block| {
+        let _ = out_tx.send(block);
+    })
 }
 
 fn run_parallel(

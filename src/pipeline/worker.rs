@@ -399,10 +399,17 @@ impl Worker {
         self.out.len()
     }
 
-    /// Ends every flow (the capture is over) and returns the counters.
-    pub fn finish(&mut self) -> WorkerStats {
-        self.flows.drain(&mut self.ended);
+    /// Ends every flow (the capture is over), handing EVE lines to `emit` a
+    /// block at a time, and returns the counters.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Vec<u8>)) -> WorkerStats {
+        while self.flows.drain(1024, &mut self.ended) {
+            self.flush_ended();
+            if self.out.len() >= 64 * 1024 {
+                emit(self.take_output());
+            }
+        }
         self.flush_ended();
+        emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));
         WorkerStats {
