@@ -22,7 +22,7 @@ cleanup() {
     srv_stop || true
     [ -n "${WW_CAP_PID:-}" ] && kill -INT "$WW_CAP_PID" 2>/dev/null || true
     ww_net_down
-    rm -rf "$WORK"
+    if [ -n "${WW_KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT INT TERM
 

@@ -101,7 +101,7 @@ cap_start() {
     WW_CAP_FILE=$1
     rm -f "$WW_CAP_FILE" "$WW_CAP_FILE.log"
     # called directly (not through a shell function) so $! is tcpdump itself
-    ip netns exec "$WW_NS_SRV" tcpdump -i wwbr0 -U -s 0 -Z root -w "$WW_CAP_FILE" tcp 2>"$WW_CAP_FILE.log" &
+    ip netns exec "$WW_NS_SRV" tcpdump -i wwbr0 --immediate-mode -U -s 0 -Z root -w "$WW_CAP_FILE" tcp 2>"$WW_CAP_FILE.log" &
     WW_CAP_PID=$!
     local n
     for n in $(seq 1 50); do
@@ -112,7 +112,7 @@ cap_start() {
 }
 
 cap_stop() {
-    sleep 0.5
+    sleep 1
     kill -INT "$WW_CAP_PID" 2>/dev/null || true
     wait "$WW_CAP_PID" 2>/dev/null || true
     grep -E 'packets (captured|dropped)' "$WW_CAP_FILE.log" >&2 || true
