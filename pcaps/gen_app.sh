@@ -261,6 +261,136 @@ for i in range(400):
     rw $n "$M_BROKER" "10.20.1.50,mac=00:09:fb:1e:01:32" "10.20.1.51,mac=00:09:fb:1e:01:33" "$M_NURSE"
 }
 
+# ================================================================= DICOM
+DP="python3 $WW_LIB/dicom_peers.py"
+dcm_files() { [ -f "$WORK/dcm/ct_jane.dcm" ] || { mkdir -p "$WORK/dcm" && python3 "$WW_LIB/make_dicom.py" "$WORK/dcm"; }; }
+
+scn_dicom_echo() {
+    local n=dicom_echo
+    mkdir -p "$WORK/in"
+    srv_start 11112 "$WORK/$n.scp.log" /usr/bin/storescp -aet STORESCP -od "$WORK/in" 11112
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/echoscu -aet ECHOSCU -aec STORESCP $SRV 11112
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_VIEWER"
+}
+
+scn_dicom_store_phi() {
+    local n=dicom_store_phi
+    dcm_files
+    mkdir -p "$WORK/in"
+    srv_start 104 "$WORK/$n.scp.log" /usr/bin/storescp -aet PACS +xe -od "$WORK/in" 104
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/storescu -aet MODALITY1 -aec PACS -xe $SRV 104 "$WORK/dcm/ct_jane.dcm"
+    in_d2 $DP store_implicit $SRV 104 "$WORK/dcm/mr_john.dcm"
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_MODALITY" "$M_MR"
+}
+
+scn_dicom_store_large() {
+    local n=dicom_store_large
+    dcm_files
+    mkdir -p "$WORK/in"
+    srv_start 104 "$WORK/$n.scp.log" /usr/bin/storescp -aet PACS --max-pdu 16384 -od "$WORK/in" 104
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/storescu -aet MODALITY1 -aec PACS --max-pdu 16384 --max-send-pdu 16384 \
+        $SRV 104 "$WORK/dcm/ct_large.dcm"
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_MODALITY"
+}
+
+scn_dicom_find() {
+    local n=dicom_find
+    srv_start 104 "$WORK/$n.scp.log" $DP find_scp 104
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/findscu -P -aet VIEWER01 -aec PACS $SRV 104 \
+        -k QueryRetrieveLevel=PATIENT -k 'PatientName=*' -k PatientID -k PatientBirthDate -k PatientSex 2>"$WORK/$n.find1.log"
+    in_d1 /usr/bin/findscu -S -aet VIEWER01 -aec PACS $SRV 104 \
+        -k QueryRetrieveLevel=STUDY -k PatientName -k PatientID=MRN-TEST-0001 -k StudyDate=19990101-20251231 \
+        -k StudyInstanceUID -k AccessionNumber -k StudyDescription -k ModalitiesInStudy 2>"$WORK/$n.find2.log"
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_VIEWER"
+}
+
+scn_dicom_userid() {
+    local n=dicom_userid
+    srv_start 104 "$WORK/$n.scp.log" $DP userid_scp 104
+    cap_start "$WORK/$n.raw"
+    in_d1 $DP userid_scu $SRV 104
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_VIEWER"
+}
+
+scn_dicom_rejected() {
+    local n=dicom_rejected
+    srv_start 104 "$WORK/$n.scp.log" $DP strict_scp 104
+    cap_start "$WORK/$n.raw"
+    # unknown called AE -> A-ASSOCIATE-RJ (called AE title not recognised)
+    in_d1 /usr/bin/echoscu -aet MODALITY1 -aec ANY-SCP $SRV 104 || true
+    # unknown calling AE -> A-ASSOCIATE-RJ (calling AE title not recognised)
+    in_d2 /usr/bin/echoscu -aet ECHOSCU -aec PACS $SRV 104 || true
+    # accepted, C-ECHO, then A-ABORT instead of A-RELEASE
+    in_d1 $DP abort_scu $SRV 104
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_MODALITY" "10.20.9.66,mac=00:1e:4f:09:00:42"
+}
+
+scn_dicom_nonstd_port() {
+    local n=dicom_nonstd_port
+    mkdir -p "$WORK/in"
+    srv_start 4242 "$WORK/$n.scp.log" /usr/bin/storescp -aet ORTHANC -od "$WORK/in" 4242
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/echoscu -aet RADWS01 -aec ORTHANC $SRV 4242
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_VIEWER"
+}
+
+scn_dicom_tls() {
+    local n=dicom_tls t=$WORK/tls
+    mkdir -p "$t" "$WORK/in"
+    make_tls "$t" pacs.hopital.example
+    srv_start 2762 "$WORK/$n.scp.log" /usr/bin/storescp -aet PACS +tls "$t/server.key" "$t/server.crt" \
+        +cf "$t/ca.crt" -od "$WORK/in" 2762
+    cap_start "$WORK/$n.raw"
+    in_d1 /usr/bin/echoscu -aet MODALITY1 -aec PACS +tls "$t/client.key" "$t/client.crt" +cf "$t/ca.crt" \
+        pacs.hopital.example 2762
+    cap_stop
+    srv_stop
+    rw $n "$M_PACS" "$M_MODALITY"
+}
+
+# ================================================================= geography / known-bad
+scn_cms8000_exfil() {
+    local n=cms8000_exfil
+    srv_start 515 "$WORK/$n.srv.log" python3 "$WW_LIB/hl7_mllp.py" server 515
+    cap_start "$WORK/$n.raw"
+    in_d1 python3 "$WW_LIB/hl7_mllp.py" client $SRV 515 3
+    cap_stop
+    srv_stop
+    rw $n "$M_CMS8000_C2" "$M_MONITOR"
+}
+
+geo_broker() { # name broker-map
+    local n=$1 c=$WORK/m.conf
+    mosq_passwd "$WORK/pw" mon-0042 Tq4Lm8Zr2Wx6Np1K
+    mosq_conf "$c" "listener 1883 0.0.0.0" "allow_anonymous false" "password_file $WORK/pw"
+    srv_start 1883 "$WORK/$n.broker.log" mosquitto -c "$c"
+    cap_start "$WORK/$n.raw"
+    in_d1 $PY telemetry $SRV 1883 MON-0042 mon-0042 Tq4Lm8Zr2Wx6Np1K 20 0.1
+    cap_stop
+    srv_stop
+    rw $n "$2" "$M_MONITOR"
+}
+scn_mqtt_foreign_broker() { geo_broker mqtt_foreign_broker "$M_KP_BROKER"; }
+scn_mqtt_incountry() { geo_broker mqtt_incountry "$M_FR_BROKER"; }
+
 # ----------------------------------------------------------------- TLS material
 make_tls() { # dir server-name
     local d=$1 cn=$2
@@ -280,7 +410,10 @@ make_tls() { # dir server-name
 # ----------------------------------------------------------------- driver
 ALL_MQTT="mqtt_v311_anon_phi mqtt_v31_default_creds mqtt_v5_props mqtt_refused mqtt_telemetry_nophi
 mqtt_tls mqtt_nonstd_port mqtt_large_split"
-ALL="$ALL_MQTT"
+ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid dicom_rejected
+dicom_nonstd_port dicom_tls"
+ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry"
+ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 ww_net_up
