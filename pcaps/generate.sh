@@ -50,6 +50,13 @@ elif [ -f "$HERE/gen_link.sh" ]; then
     bash "$HERE/gen_link.sh"
 fi
 
+# The capture `wardwatch --demo` embeds: real exchanges from the files above,
+# merged in time order (mergecap), one of each kind a SOC should see.
+mergecap -F pcap -w "$HERE/demo.pcap" \
+    "$HERE/mqtt_v311_anon_phi.pcap" "$HERE/mqtt_v31_default_creds.pcap" "$HERE/mqtt_tls.pcap" \
+    "$HERE/mqtt_foreign_broker.pcap" "$HERE/dicom_echo.pcap" "$HERE/dicom_store_phi.pcap" \
+    "$HERE/dicom_userid.pcap" "$HERE/cms8000_exfil.pcap"
+
 printf '\n%-40s %10s %10s\n' file packets bytes
 total=0
 for f in "$HERE"/*.pcap "$HERE"/*.pcapng; do

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use wardwatch::capture::{Buffer, Reader};
 use wardwatch::config::Config;
 use wardwatch::output::sink::Target;
 use wardwatch::pipeline::{self, human_bytes, RunOptions, RunReport};
@@ -14,6 +15,10 @@ use wardwatch::pipeline::{self, human_bytes, RunOptions, RunReport};
 /// Exit status when a capture was damaged: events before the damage were
 /// written, reading stopped there.
 const EXIT_DAMAGED: u8 = 3;
+
+/// The capture `--demo` analyses: real MQTT and DICOM exchanges of the
+/// corpus, merged by `pcaps/generate.sh` (see `pcaps/README.md`).
+const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/demo.pcap");
 
 /// Passive network sensor for hospital networks: reads pcap/pcapng captures,
 /// tracks flows, reassembles TCP, recognises MQTT and DICOM, and writes
@@ -33,8 +38,18 @@ const EXIT_DAMAGED: u8 = 3;
 struct Cli {
     /// Capture file to read (pcap or pcapng; `-` for standard input). Repeat to
     /// read several files in order as one capture.
-    #[arg(short = 'r', long = "read-file", value_name = "FILE", required = true)]
+    #[arg(
+        short = 'r',
+        long = "read-file",
+        value_name = "FILE",
+        required_unless_present = "demo"
+    )]
     read_files: Vec<PathBuf>,
+
+    /// Analyse the capture built into the binary (MQTT and DICOM traffic of a
+    /// modelled hospital, from pcaps/demo.pcap) instead of reading files.
+    #[arg(long = "demo", conflicts_with = "read_files")]
+    demo: bool,
 
     /// Directory for `eve.json` (appended to, created if missing).
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
@@ -112,13 +127,20 @@ fn run(cli: &Cli) -> Result<RunReport> {
         Some(n) => usize::from(n),
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         inputs: cli.read_files.clone(),
         workers,
         eve,
         progress: !cli.quiet,
     };
-    let readers = pipeline::open_inputs(&opts.inputs)?;
+    let readers = if cli.demo {
+        let demo = Reader::from_buffer(Buffer::Owned(DEMO_CAPTURE.to_vec()))
+            .map_err(|e| anyhow::anyhow!("built-in demo capture: {e}"))?;
+        opts.inputs = vec![PathBuf::from("(built-in demo capture)")];
+        vec![demo]
+    } else {
+        pipeline::open_inputs(&opts.inputs)?
+    };
     Ok(pipeline::run(&cfg, &opts, readers)?)
 }
 

@@ -191,3 +191,53 @@ fn eve_args(args: &[&str]) -> Vec<serde_json::Value> {
     );
     parse_lines(&out.stdout)
 }
+
+#[test]
+fn output_is_the_same_for_any_worker_count_with_timeouts_mid_capture() {
+    // Timeouts of one second make flows end, and the same tuples start new
+    // flows, in the middle of the captures.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("short.yaml");
+    std::fs::write(
+        &cfg,
+        "flow:\n  tcp: {new: 1, established: 1, closed: 0}\n  udp: {new: 1, established: 1}\n",
+    )
+    .unwrap();
+    let mut timeouts = 0;
+    for name in [
+        "mqtt_telemetry_nophi.pcap",
+        "demo.pcap",
+        "tcp_netem_reorder.pcap",
+        "tcp_ipv6.pcap",
+    ] {
+        let cap = repo().join("pcaps").join(name);
+        let runs: Vec<_> = [1, 2, 3]
+            .iter()
+            .map(|w| {
+                eve_args(&[
+                    "-r",
+                    cap.to_str().unwrap(),
+                    "-c",
+                    cfg.to_str().unwrap(),
+                    "--workers",
+                    &w.to_string(),
+                ])
+            })
+            .collect();
+        timeouts += runs[0]
+            .iter()
+            .filter(|r| r["flow"]["reason"] == "timeout")
+            .count();
+        assert_eq!(
+            normalised(&runs[0]),
+            normalised(&runs[1]),
+            "{name}: 1 vs 2 workers"
+        );
+        assert_eq!(
+            normalised(&runs[0]),
+            normalised(&runs[2]),
+            "{name}: 1 vs 3 workers"
+        );
+    }
+    assert!(timeouts > 0, "the short timeouts must fire");
+}

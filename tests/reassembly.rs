@@ -106,7 +106,7 @@ fn streams(capture: &str, port: u16) -> Vec<Stream> {
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
         }
     }
-    w.finish(&mut |_| {});
+    w.finish(wardwatch::time::Timestamp(0), &mut |_| {});
     let v = streams.lock().unwrap().clone();
     v
 }

@@ -643,6 +643,12 @@ impl<T: Default> FlowTable<T> {
         }
     }
 
+    /// Lets packet time advance without a packet (a worker that received
+    /// none for a while): sweeps idle flows when a sweep is due.
+    pub fn tick(&mut self, now: Timestamp, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        self.maybe_sweep(now, ended);
+    }
+
     fn maybe_sweep(&mut self, now: Timestamp, ended: &mut Vec<(Flow<T>, EndReason)>) {
         if now < self.next_sweep {
             return;

@@ -27,6 +27,7 @@ use crate::decode::{Decoded, Decoder};
 use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
+use crate::time::Timestamp;
 use worker::{Worker, WorkerStats};
 
 /// Packets read from a capture at a time.
@@ -82,10 +83,13 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// A batch for one worker: packets that borrow from one buffer.
+/// A batch for one worker: packets that borrow from one buffer, and the
+/// capture's packet time so far (so a worker whose flows fall silent still
+/// times them out; an empty batch is just a clock tick).
 struct Batch {
     buf: Arc<Buffer>,
     pkts: Vec<PacketRef>,
+    now: Timestamp,
 }
 
 /// Opens every input first, so a missing or unreadable file is reported
@@ -201,8 +205,10 @@ fn run_inline(
     progress: &mut Progress,
 ) -> (Vec<InputReport>, WorkerStats) {
     let mut w = Worker::new(cfg);
+    let mut now = Timestamp(0);
     let inputs = read_all(readers, paths, progress, |chunk| {
         for p in &chunk.pkts {
+            now = now.max(p.ts);
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
         }
         if w.pending_output() >= OUTPUT_BLOCK {
@@ -211,7 +217,7 @@ fn run_inline(
         true
     });
     // A failed send means the writer stopped on an error, reported at join.
-    let stats = w.finish(&mut |block| {
+    let stats = w.finish(now, &mut |block| {
         let _ = out_tx.send(block);
     });
     (inputs, stats)
@@ -219,7 +225,12 @@ fn run_inline(
 
 fn worker_loop(cfg: &Config, rx: &Receiver<Batch>, out_tx: &Sender<Vec<u8>>) -> WorkerStats {
     let mut w = Worker::new(cfg);
+    let mut now = Timestamp(0);
     for batch in rx {
+        now = now.max(batch.now);
+        if batch.pkts.is_empty() {
+            w.tick(now);
+        }
         let buf: &[u8] = &batch.buf;
         for p in &batch.pkts {
             let end = p.offset.saturating_add(p.caplen as usize);
@@ -230,7 +241,7 @@ fn worker_loop(cfg: &Config, rx: &Receiver<Batch>, out_tx: &Sender<Vec<u8>>) -> 
             break;
         }
     }
-    w.finish(&mut |block| {
+    w.finish(now, &mut |block| {
         let _ = out_tx.send(block);
     })
 }
@@ -261,8 +272,11 @@ fn run_parallel(
         let mut decoder = Decoder::new(cfg.decode_config());
         let mut pending: Vec<Vec<PacketRef>> =
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
+        let mut now = Timestamp(0);
+        let mut last_tick = vec![Timestamp(0); n];
         let inputs = read_all(readers, paths, progress, |chunk| {
             for p in &chunk.pkts {
+                now = now.max(p.ts);
                 let h = match decoder.decode(p.link, chunk.data(p), p.origlen) {
                     Decoded::Packet(pkt) => dispatch_hash(pkt.vlan, pkt.ip.src, pkt.ip.dst),
                     Decoded::Fragment(f) => dispatch_hash(f.vlan, f.ip.src, f.ip.dst),
@@ -274,13 +288,17 @@ fn run_parallel(
                     v.push(*p);
                 }
             }
-            for (tx, v) in txs.iter().zip(pending.iter_mut()) {
-                if v.is_empty() {
+            for ((tx, v), tick) in txs.iter().zip(pending.iter_mut()).zip(last_tick.iter_mut()) {
+                // A worker with no packets in this chunk still hears the
+                // clock, at most once a second of packet time.
+                if v.is_empty() && now.since(*tick) < 1_000_000_000 {
                     continue;
                 }
+                *tick = now;
                 let batch = Batch {
                     buf: Arc::clone(&chunk.buf),
                     pkts: std::mem::replace(v, Vec::with_capacity(CHUNK_PACKETS)),
+                    now,
                 };
                 if tx.send(batch).is_err() {
                     return false;
@@ -288,6 +306,14 @@ fn run_parallel(
             }
             true
         });
+        // The end of the capture, for every worker's final timeouts.
+        for tx in &txs {
+            let _ = tx.send(Batch {
+                buf: Arc::new(Buffer::Owned(Vec::new())),
+                pkts: Vec::new(),
+                now,
+            });
+        }
         drop(txs);
         let mut stats = WorkerStats::default();
         for h in handles {

@@ -399,9 +399,26 @@ impl Worker {
         self.out.len()
     }
 
+    /// Packet time reached `now` on the capture as a whole (other workers'
+    /// packets included): flows idle for longer than their timeout end.
+    pub fn tick(&mut self, now: Timestamp) {
+        if now > self.last_ts {
+            self.last_ts = now;
+        }
+        self.flows.tick(now, &mut self.ended);
+        self.flush_ended();
+    }
+
     /// Ends every flow (the capture is over), handing EVE lines to `emit` a
-    /// block at a time, and returns the counters.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Vec<u8>)) -> WorkerStats {
+    /// block at a time, and returns the counters. `end` is the last packet
+    /// time of the whole capture: flows idle for longer than their timeout
+    /// by then end as timed out, the others as `shutdown` — the same for
+    /// every number of workers.
+    pub fn finish(&mut self, end: Timestamp, emit: &mut dyn FnMut(Vec<u8>)) -> WorkerStats {
+        let end = end.max(self.last_ts);
+        self.last_ts = end;
+        self.flows.expire(end, &mut self.ended);
+        self.flush_ended();
         while self.flows.drain(1024, &mut self.ended) {
             self.flush_ended();
             if self.out.len() >= 64 * 1024 {
