@@ -62,10 +62,15 @@ impl TcpState {
             }
             (SynRecv | Established, ToServer) if fin => FinWait1,
             (SynRecv | Established, ToClient) if fin => CloseWait,
+            // FIN+ACK: the server acknowledges the client's FIN and closes too
+            // (without sequence tracking, the ACK is taken to cover the FIN).
+            (FinWait1, ToClient) if fin && ack => TimeWait,
             (FinWait1, ToClient) if fin => Closing,
             (FinWait1, ToClient) if ack => FinWait2,
             (FinWait2, ToClient) if fin => TimeWait,
-            (Closing, ToServer) if ack => TimeWait,
+            (Closing, _) if ack => TimeWait,
+            // The last FIN acknowledged: nothing more can be sent.
+            (TimeWait, _) if ack => Closed,
             (CloseWait, ToServer) if fin => LastAck,
             (LastAck, ToClient) if ack => Closed,
             (s, _) => s,
@@ -122,7 +127,7 @@ mod tests {
             (ToClient, FIN | ACK),
             (ToServer, ACK),
         ]);
-        assert_eq!(s, TcpState::TimeWait);
+        assert_eq!(s, TcpState::Closed);
         assert_eq!(s.flow_state(), "closed");
     }
 
@@ -137,6 +142,30 @@ mod tests {
             (ToClient, ACK),
         ]);
         assert_eq!(s, TcpState::Closed);
+    }
+
+    #[test]
+    fn both_fins_without_the_last_ack_is_time_wait() {
+        let s = run(&[
+            (ToServer, SYN),
+            (ToClient, SYN | ACK),
+            (ToServer, ACK),
+            (ToServer, FIN | ACK),
+            (ToClient, FIN | ACK),
+        ]);
+        assert_eq!(s, TcpState::TimeWait);
+        assert_eq!(s.flow_state(), "closed");
+        assert_eq!(s.next(ToServer, ACK), TcpState::Closed);
+        // Simultaneous close: FINs cross, each side acknowledges the other.
+        let s = run(&[
+            (ToServer, SYN),
+            (ToClient, SYN | ACK),
+            (ToServer, ACK),
+            (ToServer, FIN),
+            (ToClient, FIN),
+        ]);
+        assert_eq!(s, TcpState::Closing);
+        assert_eq!(s.next(ToServer, ACK).next(ToClient, ACK), TcpState::Closed);
     }
 
     #[test]
