@@ -168,6 +168,7 @@ fn read_all(
     mut each: impl FnMut(&Chunk) -> bool,
 ) -> Vec<InputReport> {
     let mut reports = Vec::new();
+    let mut total_packets = 0u64;
     for (mut reader, path) in readers.into_iter().zip(paths) {
         let mut rep = InputReport {
             path: path.clone(),
@@ -179,11 +180,12 @@ fn read_all(
             match reader.next_chunk(CHUNK_PACKETS) {
                 Ok(Some(chunk)) => {
                     rep.packets += chunk.pkts.len() as u64;
+                    total_packets += chunk.pkts.len() as u64;
                     rep.bytes += chunk.pkts.iter().map(|p| u64::from(p.caplen)).sum::<u64>();
                     if !each(&chunk) {
                         break;
                     }
-                    progress.tick(path, &reader, rep.packets);
+                    progress.tick(path, &reader, total_packets);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -364,7 +366,7 @@ impl Progress {
             })
             .unwrap_or_default();
         eprintln!(
-            "wardwatch: {}: {pct}{} packets read, {:.2} Mpkt/s",
+            "wardwatch: {}: {pct}{} packets read in all, {:.2} M packets/s",
             path.display(),
             packets,
             packets as f64 / secs / 1e6
