@@ -12,94 +12,25 @@ use crate::flow::FlowConfig;
 use crate::stream::StreamConfig;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Flow table: size cap and timeouts.
     pub flow: FlowConfig,
     /// TCP reassembly limits.
-    pub stream: StreamSection,
+    pub stream: StreamConfig,
     /// Decoder: tunnels and VLAN depth.
-    pub decoder: DecoderSection,
+    pub decoder: DecodeConfig,
     /// IP fragment reassembly limits.
-    pub defrag: DefragSection,
+    pub defrag: DefragConfig,
     /// App-layer protocol detection.
     pub app_layer: crate::app::AppConfig,
     /// EVE output.
     pub outputs: OutputSection,
 }
 
-/// `stream:` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StreamSection {
-    /// Most out-of-order bytes held per direction of a TCP connection.
-    pub max_ooo_bytes: u32,
-    /// Most out-of-order segments held per direction.
-    pub max_ooo_segments: u16,
-}
-
-impl Default for StreamSection {
-    fn default() -> Self {
-        let d = StreamConfig::default();
-        StreamSection {
-            max_ooo_bytes: d.max_ooo_bytes,
-            max_ooo_segments: d.max_ooo_segments,
-        }
-    }
-}
-
-/// `decoder:` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DecoderSection {
-    /// UDP ports decapsulated as VXLAN.
-    pub vxlan_ports: Vec<u16>,
-    /// Most VLAN tags on one frame.
-    pub max_vlan_layers: u8,
-    /// Most tunnel layers peeled off one frame.
-    pub max_tunnel_depth: u8,
-}
-
-impl Default for DecoderSection {
-    fn default() -> Self {
-        let d = DecodeConfig::default();
-        DecoderSection {
-            vxlan_ports: d.vxlan_ports,
-            max_vlan_layers: d.max_vlan_layers,
-            max_tunnel_depth: d.max_tunnel_depth,
-        }
-    }
-}
-
-/// `defrag:` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DefragSection {
-    /// Datagrams being reassembled at once.
-    pub max_trackers: usize,
-    /// Fragments per datagram.
-    pub max_fragments: usize,
-    /// Bytes per datagram.
-    pub max_datagram: usize,
-    /// Seconds of packet time before an incomplete datagram is dropped.
-    pub timeout: u64,
-}
-
-impl Default for DefragSection {
-    fn default() -> Self {
-        let d = DefragConfig::default();
-        DefragSection {
-            max_trackers: d.max_trackers,
-            max_fragments: d.max_fragments,
-            max_datagram: d.max_datagram,
-            timeout: d.timeout_secs,
-        }
-    }
-}
-
 /// `outputs:` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSection {
     /// Seed of the Community ID (0 unless the SOC's other tools use another).
@@ -150,30 +81,6 @@ impl Config {
         }
         serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
-
-    pub fn stream_config(&self) -> StreamConfig {
-        StreamConfig {
-            max_ooo_bytes: self.stream.max_ooo_bytes,
-            max_ooo_segments: self.stream.max_ooo_segments,
-        }
-    }
-
-    pub fn decode_config(&self) -> DecodeConfig {
-        DecodeConfig {
-            vxlan_ports: self.decoder.vxlan_ports.clone(),
-            max_vlan_layers: self.decoder.max_vlan_layers,
-            max_tunnel_depth: self.decoder.max_tunnel_depth,
-        }
-    }
-
-    pub fn defrag_config(&self) -> DefragConfig {
-        DefragConfig {
-            max_trackers: self.defrag.max_trackers,
-            max_fragments: self.defrag.max_fragments,
-            max_datagram: self.defrag.max_datagram,
-            timeout_secs: self.defrag.timeout,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -193,6 +100,20 @@ mod tests {
         assert_eq!(c.flow.max_flows, 10);
         assert_eq!(c.flow.tcp.closed, 10);
         assert_eq!(c.flow.udp, FlowConfig::default().udp);
+    }
+
+    #[test]
+    fn readme_lists_the_true_defaults() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("## Configuration").nth(1).unwrap();
+        let yaml = section
+            .split("```yaml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        assert_eq!(Config::parse(yaml).unwrap(), Config::default());
     }
 
     #[test]

@@ -31,12 +31,19 @@ use std::net::IpAddr;
 use crate::decode::{Fragment, Vlans};
 use crate::time::Timestamp;
 
-/// Limits of the reassembler.
-#[derive(Debug, Clone)]
+/// Limits of the reassembler (the `defrag:` section of the configuration
+/// file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DefragConfig {
+    /// Datagrams being reassembled at once.
     pub max_trackers: usize,
+    /// Fragments per datagram.
     pub max_fragments: usize,
+    /// Bytes per datagram.
     pub max_datagram: usize,
+    /// Seconds of packet time before an incomplete datagram is dropped.
+    #[serde(rename = "timeout")]
     pub timeout_secs: u64,
 }
 

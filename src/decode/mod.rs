@@ -101,8 +101,9 @@ pub mod ip_proto {
     pub const SCTP: u8 = 132;
 }
 
-/// Decoder settings.
-#[derive(Debug, Clone)]
+/// Decoder settings (the `decoder:` section of the configuration file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DecodeConfig {
     /// UDP destination ports decapsulated as VXLAN (IANA: 4789).
     pub vxlan_ports: Vec<u16>,

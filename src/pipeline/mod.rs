@@ -271,7 +271,7 @@ fn run_parallel(
         }
         // The reader decodes headers only to pick the worker; its decoder's
         // counters are thrown away (the workers count every packet).
-        let mut decoder = Decoder::new(cfg.decode_config());
+        let mut decoder = Decoder::new(cfg.decoder.clone());
         let mut pending: Vec<Vec<PacketRef>> =
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
         let mut now = Timestamp(0);

@@ -134,10 +134,10 @@ impl Worker {
     pub fn new(cfg: &Config) -> Worker {
         Worker {
             factory: Arc::new(|p, _| crate::app::new_consumer(p)),
-            decoder: Decoder::new(cfg.decode_config()),
-            defrag: Defrag::new(cfg.defrag_config()),
+            decoder: Decoder::new(cfg.decoder.clone()),
+            defrag: Defrag::new(cfg.defrag.clone()),
             flows: FlowTable::new(cfg.flow.clone()),
-            stream_cfg: cfg.stream_config(),
+            stream_cfg: cfg.stream.clone(),
             app_cfg: cfg.app_layer.clone(),
             stream_stats: StreamStats::default(),
             app_counts: [0; 4],

@@ -61,8 +61,10 @@ use std::collections::BTreeMap;
 
 use crate::decode::tcp_flags;
 
-/// Per-direction reassembly limits.
-#[derive(Debug, Clone)]
+/// Per-direction reassembly limits (the `stream:` section of the
+/// configuration file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
     /// Most out-of-order bytes held for one direction.
     pub max_ooo_bytes: u32,
