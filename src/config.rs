@@ -37,6 +37,10 @@ pub struct OutputSection {
     pub community_id_seed: u16,
     /// Write `flow` events.
     pub flow: bool,
+    /// Log passwords, passcodes, message payloads and patient data in full
+    /// (forensic use). Off by default: they are masked to a length and a
+    /// short prefix.
+    pub unmask_sensitive: bool,
 }
 
 impl Default for OutputSection {
@@ -44,6 +48,7 @@ impl Default for OutputSection {
         OutputSection {
             community_id_seed: 0,
             flow: true,
+            unmask_sensitive: false,
         }
     }
 }

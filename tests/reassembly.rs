@@ -55,7 +55,7 @@ impl Collect {
 }
 
 impl StreamConsumer for Collect {
-    fn data(&mut self, _: &StreamContext, dir: Direction, data: &[u8]) {
+    fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, data: &[u8]) {
         let mut s = self.streams.lock().unwrap();
         let slot = self.slot(dir);
         let v = &mut s[self.index].1[slot];
@@ -64,7 +64,7 @@ impl StreamConsumer for Collect {
             _ => v.push(Piece::Data(data.to_vec())),
         }
     }
-    fn gap(&mut self, _: &StreamContext, dir: Direction, len: u32) {
+    fn gap(&mut self, _: &mut StreamContext<'_>, dir: Direction, len: u32) {
         let slot = self.slot(dir);
         let v = &mut self.streams.lock().unwrap()[self.index].1[slot];
         // Adjacent gap reports (the peer acknowledging a hole piece by
@@ -74,7 +74,7 @@ impl StreamConsumer for Collect {
             _ => v.push(Piece::Gap(len)),
         }
     }
-    fn end(&mut self, _: &StreamContext) {}
+    fn end(&mut self, _: &mut StreamContext<'_>) {}
 }
 
 /// Runs one worker over a capture, collecting every TCP stream with `port`

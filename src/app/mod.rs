@@ -14,6 +14,8 @@
 //! At most `probe_depth` bytes per direction are looked at, and only the
 //! bytes of a first segment shorter than the probe needs are copied.
 
+pub mod dicom;
+pub mod mqtt;
 pub mod probe;
 
 use serde::Deserialize;
@@ -60,6 +62,10 @@ pub struct AppConfig {
     pub tls_ports: Vec<u16>,
     /// Bytes per direction examined before detection gives up.
     pub probe_depth: usize,
+    /// MQTT parser limits.
+    pub mqtt: mqtt::MqttConfig,
+    /// DICOM parser limits.
+    pub dicom: dicom::DicomConfig,
 }
 
 impl Default for AppConfig {
@@ -69,6 +75,8 @@ impl Default for AppConfig {
             dicom_ports: vec![104, 11112],
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
+            mqtt: mqtt::MqttConfig::default(),
+            dicom: dicom::DicomConfig::default(),
         }
     }
 }
@@ -89,10 +97,69 @@ impl AppConfig {
 }
 
 /// Context handed to a consumer with each call.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamContext {
+#[derive(Debug)]
+pub struct StreamContext<'a> {
     /// Time of the packet that delivered the bytes.
     pub ts: Timestamp,
+    /// Where the parser puts what it decoded; the worker writes each record
+    /// as an EVE event of the flow (and detection will match on them).
+    pub records: &'a mut Vec<AppRecord>,
+}
+
+/// What an app-layer parser reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppRecord {
+    /// An MQTT transaction (EVE `mqtt`).
+    Mqtt(mqtt::Record),
+    /// A DICOM association or DIMSE exchange (EVE `dicom`).
+    Dicom(dicom::Record),
+    /// Malformed or unexpected input (EVE `anomaly`).
+    Anomaly(Anomaly),
+}
+
+/// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
+/// `applayer` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Protocol whose parser raised it.
+    pub app_proto: AppProto,
+    /// Event name, Suricata's where it has one (`invalid_length`,
+    /// `missing_connect`, …).
+    pub event: &'static str,
+    /// Direction the offending bytes travelled.
+    pub dir: Direction,
+}
+
+/// How sensitive values are logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Log passwords, passcodes, payloads and patient data in full. Off by
+    /// default: the sensor must not become a leak of what it protects.
+    pub unmask: bool,
+}
+
+impl AppRecord {
+    /// EVE `event_type` of the record.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AppRecord::Mqtt(_) => "mqtt",
+            AppRecord::Dicom(_) => "dicom",
+            AppRecord::Anomaly(_) => "anomaly",
+        }
+    }
+
+    /// The object logged under the key [`AppRecord::event_type`].
+    pub fn log(&self, opts: &LogOptions) -> serde_json::Value {
+        match self {
+            AppRecord::Mqtt(r) => r.log(opts),
+            AppRecord::Dicom(r) => r.log(opts),
+            AppRecord::Anomaly(a) => serde_json::json!({
+                "type": "applayer",
+                "event": a.event,
+                "layer": "proto_parser",
+            }),
+        }
+    }
 }
 
 /// The contract between reassembly and an app-layer parser.
@@ -102,22 +169,22 @@ pub struct StreamContext {
 /// only an incomplete message's tail, bounded by its own limits.
 pub trait StreamConsumer: Send {
     /// The next in-order bytes of direction `dir`.
-    fn data(&mut self, ctx: &StreamContext, dir: Direction, data: &[u8]);
+    fn data(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, data: &[u8]);
     /// `len` bytes of direction `dir` were lost; the parser must
     /// resynchronise or stop parsing that direction.
-    fn gap(&mut self, ctx: &StreamContext, dir: Direction, len: u32);
-    /// The flow ended; no more calls follow.
-    fn end(&mut self, ctx: &StreamContext);
+    fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u32);
+    /// The flow ended; no more calls follow. Transactions still open are
+    /// reported now.
+    fn end(&mut self, ctx: &mut StreamContext<'_>);
 }
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.
-///
-/// MQTT and DICOM parsers plug in here; until they exist, their flows are
-/// still reassembled (so the pipeline does the work it will do) but the
-/// bytes go nowhere.
-pub fn new_consumer(p: AppProto) -> Option<Box<dyn StreamConsumer>> {
-    let _ = p;
-    None
+pub fn new_consumer(p: AppProto, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>> {
+    match p {
+        AppProto::Mqtt => mqtt::new_parser(&cfg.mqtt),
+        AppProto::Dicom => dicom::new_parser(&cfg.dicom),
+        _ => None,
+    }
 }
 
 /// Per-flow detection state: small until the first payload arrives.

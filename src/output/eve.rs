@@ -203,6 +203,61 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
     }
 }
 
+/// The fields every app-layer event of a flow shares, oriented from client
+/// to server like the flow record.
+#[derive(Debug, Clone)]
+pub struct EventHeader<'a> {
+    pub flow_id: u64,
+    pub vlan: &'a [u16],
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    pub proto: u8,
+    pub app_proto: Option<&'a str>,
+    pub community_id: &'a str,
+}
+
+/// Appends one app-layer event (`mqtt`, `dicom`, `anomaly`…): the flow's
+/// header fields, `timestamp` of the packet that completed it, and `body`
+/// under the key `event_type`.
+pub fn write_event(
+    out: &mut Vec<u8>,
+    h: &EventHeader<'_>,
+    ts: Timestamp,
+    event_type: &str,
+    body: &Value,
+) {
+    use serde::ser::{SerializeMap, Serializer};
+    let start = out.len();
+    let mut ser = serde_json::Serializer::new(&mut *out);
+    let result = (|| -> Result<(), serde_json::Error> {
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("timestamp", &ts_string(ts))?;
+        m.serialize_entry("flow_id", &h.flow_id)?;
+        m.serialize_entry("event_type", event_type)?;
+        if !h.vlan.is_empty() {
+            m.serialize_entry("vlan", h.vlan)?;
+        }
+        m.serialize_entry("src_ip", &ip_string(h.src_ip))?;
+        m.serialize_entry("src_port", &h.src_port)?;
+        m.serialize_entry("dest_ip", &ip_string(h.dest_ip))?;
+        m.serialize_entry("dest_port", &h.dest_port)?;
+        m.serialize_entry("proto", &proto_name(h.proto))?;
+        if let Some(a) = h.app_proto {
+            m.serialize_entry("app_proto", a)?;
+        }
+        m.serialize_entry(event_type, body)?;
+        m.serialize_entry("community_id", h.community_id)?;
+        m.end()
+    })();
+    if result.is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
 /// Appends the `stats` record built from dotted counter paths.
 pub fn write_stats(out: &mut Vec<u8>, ts: Timestamp, uptime_secs: u64, counters: &[(String, u64)]) {
     let mut stats = Map::new();
@@ -300,6 +355,30 @@ mod tests {
         assert!(v["tcp"].get("rst").is_none());
         assert_eq!(v["tcp"]["tc_gap"], true);
         assert!(v["tcp"].get("ts_gap").is_none());
+    }
+
+    #[test]
+    fn app_event_carries_the_flow_header_and_its_body() {
+        let mut out = Vec::new();
+        let h = EventHeader {
+            flow_id: 7,
+            vlan: &[],
+            src_ip: "10.20.1.15".parse().unwrap(),
+            src_port: 40000,
+            dest_ip: "10.10.5.10".parse().unwrap(),
+            dest_port: 1883,
+            proto: ip_proto::TCP,
+            app_proto: Some("mqtt"),
+            community_id: "1:x",
+        };
+        let body = serde_json::json!({"connect": {"client_id": "bed12"}});
+        write_event(&mut out, &h, Timestamp(0), "mqtt", &body);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["event_type"], "mqtt");
+        assert_eq!(v["mqtt"]["connect"]["client_id"], "bed12");
+        assert_eq!(v["dest_port"], 1883);
+        assert!(v.get("vlan").is_none());
+        assert!(out.ends_with(b"}\n"));
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! EVE lines for the flows that end. A worker owns all of its state, so no
 //! lock is taken per packet.
 
-use crate::app::{AppConfig, AppProto, Detection, Detector, StreamConsumer, StreamContext};
+use crate::app::{
+    AppConfig, AppProto, AppRecord, Detection, Detector, LogOptions, StreamConsumer, StreamContext,
+};
 use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
 use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, Vlans, L4};
 use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
-use crate::output::eve::{self, FlowFacts, TcpFacts};
+use crate::output::eve::{self, EventHeader, FlowFacts, TcpFacts};
 use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -112,6 +114,35 @@ pub struct FlowEnds {
     pub server: Endpoint,
 }
 
+/// Writes the app-layer records of one flow, each with the flow's header.
+fn write_records(
+    out: &mut Vec<u8>,
+    flow: &Flow<Session>,
+    app: AppProto,
+    ts: Timestamp,
+    records: &[AppRecord],
+    seed: u16,
+    opts: &LogOptions,
+) {
+    let (c, s) = (flow.client(), flow.server());
+    let community = flow.community_id(seed);
+    let vlan = flow.key.vlan();
+    let h = EventHeader {
+        flow_id: flow.flow_id(),
+        vlan: vlan.as_slice(),
+        src_ip: c.addr,
+        src_port: c.port,
+        dest_ip: s.addr,
+        dest_port: s.port,
+        proto: flow.key.proto(),
+        app_proto: app.eve_name(),
+        community_id: &community,
+    };
+    for r in records {
+        eve::write_event(out, &h, ts, r.event_type(), &r.log(opts));
+    }
+}
+
 /// A worker's state.
 pub struct Worker {
     factory: ConsumerFactory,
@@ -125,6 +156,7 @@ pub struct Worker {
     community_seed: u16,
     log_flows: bool,
     ended: Vec<(Flow<Session>, EndReason)>,
+    log_opts: LogOptions,
     last_ts: Timestamp,
     /// EVE lines not yet handed to the writer.
     out: Vec<u8>,
@@ -133,7 +165,10 @@ pub struct Worker {
 impl Worker {
     pub fn new(cfg: &Config) -> Worker {
         Worker {
-            factory: Arc::new(|p, _| crate::app::new_consumer(p)),
+            factory: {
+                let app = cfg.app_layer.clone();
+                Arc::new(move |p, _| crate::app::new_consumer(p, &app))
+            },
             decoder: Decoder::new(cfg.decoder.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
             flows: FlowTable::new(cfg.flow.clone()),
@@ -144,6 +179,9 @@ impl Worker {
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
             ended: Vec::new(),
+            log_opts: LogOptions {
+                unmask: cfg.outputs.unmask_sensitive,
+            },
             last_ts: Timestamp(0),
             out: Vec::with_capacity(64 * 1024),
         }
@@ -235,7 +273,7 @@ impl Worker {
         if s.done {
             return;
         }
-        let ctx = StreamContext { ts };
+        let mut batch: Vec<AppRecord> = Vec::new();
         let Session {
             streams,
             detector,
@@ -264,14 +302,22 @@ impl Worker {
                                 .zip(held)
                             {
                                 if !b.is_empty() {
-                                    c.data(&ctx, d, &b);
+                                    let mut ctx = StreamContext {
+                                        ts,
+                                        records: &mut batch,
+                                    };
+                                    c.data(&mut ctx, d, &b);
                                 }
                             }
                         }
                     }
                 }
                 if let Some(c) = consumer.as_mut() {
-                    c.data(&ctx, dir, bytes);
+                    let mut ctx = StreamContext {
+                        ts,
+                        records: &mut batch,
+                    };
+                    c.data(&mut ctx, dir, bytes);
                 }
             }
             Event::Gap(len) => {
@@ -285,7 +331,11 @@ impl Worker {
                     detector.take_pending();
                 }
                 if let Some(c) = consumer.as_mut() {
-                    c.gap(&ctx, dir, len);
+                    let mut ctx = StreamContext {
+                        ts,
+                        records: &mut batch,
+                    };
+                    c.gap(&mut ctx, dir, len);
                 }
             }
         };
@@ -301,6 +351,18 @@ impl Worker {
             let pdir = dir.reverse();
             peer.peer_ack(&mut self.stream_stats, seg.ack, &mut |ev| deliver(pdir, ev));
         }
+        if !batch.is_empty() {
+            let app = flow.state.detector.proto();
+            write_records(
+                &mut self.out,
+                flow,
+                app,
+                ts,
+                &batch,
+                self.community_seed,
+                &self.log_opts,
+            );
+        }
     }
 
     /// Writes records for flows that ended and frees them.
@@ -313,7 +375,8 @@ impl Worker {
 
     fn end_flow(&mut self, mut flow: Flow<Session>, reason: EndReason) {
         let server_port = flow.server().port;
-        let ctx = StreamContext { ts: flow.last };
+        let ts = flow.last;
+        let mut batch: Vec<AppRecord> = Vec::new();
         if flow.key.proto() == ip_proto::TCP && !flow.state.done {
             let Session {
                 streams,
@@ -328,19 +391,25 @@ impl Worker {
                 } else {
                     Direction::ToClient
                 };
-                st.flush(&mut self.stream_stats, &mut |ev| match ev {
-                    Event::Data(bytes) => {
-                        if detector.proto() == AppProto::Unknown {
-                            detector.feed(&self.app_cfg, server_port, dir, bytes);
+                st.flush(&mut self.stream_stats, &mut |ev| {
+                    let mut ctx = StreamContext {
+                        ts,
+                        records: &mut batch,
+                    };
+                    match ev {
+                        Event::Data(bytes) => {
+                            if detector.proto() == AppProto::Unknown {
+                                detector.feed(&self.app_cfg, server_port, dir, bytes);
+                            }
+                            if let Some(c) = consumer.as_mut() {
+                                c.data(&mut ctx, dir, bytes);
+                            }
                         }
-                        if let Some(c) = consumer.as_mut() {
-                            c.data(&ctx, dir, bytes);
-                        }
-                    }
-                    Event::Gap(len) => {
-                        gap[i] = true;
-                        if let Some(c) = consumer.as_mut() {
-                            c.gap(&ctx, dir, len);
+                        Event::Gap(len) => {
+                            gap[i] = true;
+                            if let Some(c) = consumer.as_mut() {
+                                c.gap(&mut ctx, dir, len);
+                            }
                         }
                     }
                 });
@@ -348,7 +417,21 @@ impl Worker {
         }
         let app = flow.state.detector.finish(&self.app_cfg, server_port);
         if let Some(c) = flow.state.consumer.as_mut() {
-            c.end(&ctx);
+            c.end(&mut StreamContext {
+                ts,
+                records: &mut batch,
+            });
+        }
+        if !batch.is_empty() {
+            write_records(
+                &mut self.out,
+                &flow,
+                app,
+                ts,
+                &batch,
+                self.community_seed,
+                &self.log_opts,
+            );
         }
         match app {
             AppProto::Mqtt => self.app_counts[0] += 1,
@@ -436,6 +519,82 @@ impl Worker {
             stream: self.stream_stats.clone(),
             app: self.app_counts,
             last_ts: self.last_ts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Anomaly;
+    use crate::capture::Reader;
+
+    /// Reports one anomaly per `data` call and one at the end.
+    struct Noisy;
+
+    impl StreamConsumer for Noisy {
+        fn data(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, _: &[u8]) {
+            ctx.records.push(AppRecord::Anomaly(Anomaly {
+                app_proto: AppProto::Mqtt,
+                event: "test_data",
+                dir,
+            }));
+        }
+        fn gap(&mut self, _: &mut StreamContext<'_>, _: Direction, _: u32) {}
+        fn end(&mut self, ctx: &mut StreamContext<'_>) {
+            ctx.records.push(AppRecord::Anomaly(Anomaly {
+                app_proto: AppProto::Mqtt,
+                event: "test_end",
+                dir: Direction::ToServer,
+            }));
+        }
+    }
+
+    #[test]
+    fn parser_records_become_eve_events_with_the_flow_header() {
+        // A real capture: MQTT 3.1.1 on port 8080 (pcaps/README.md).
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/mqtt_nonstd_port.pcap");
+        let mut reader = Reader::open(&path).unwrap();
+        let mut w = Worker::new(&Config::default());
+        w.set_consumer_factory(Arc::new(|p, _| {
+            (p == AppProto::Mqtt).then(|| Box::new(Noisy) as Box<dyn StreamConsumer>)
+        }));
+        while let Some(chunk) = reader.next_chunk(64).unwrap() {
+            for p in &chunk.pkts {
+                w.packet(p.ts, p.link, chunk.data(p), p.origlen);
+            }
+        }
+        let mut out = w.take_output();
+        w.finish(Timestamp(0), &mut |b| out.extend_from_slice(&b));
+        let recs: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let anomalies: Vec<_> = recs
+            .iter()
+            .filter(|r| r["event_type"] == "anomaly")
+            .collect();
+        assert!(anomalies.len() >= 3, "data in both directions and the end");
+        assert_eq!(anomalies.last().unwrap()["anomaly"]["event"], "test_end");
+        for a in &anomalies {
+            let flow = recs
+                .iter()
+                .find(|r| r["event_type"] == "flow" && r["flow_id"] == a["flow_id"])
+                .expect("an anomaly belongs to a logged flow");
+            for k in [
+                "flow_id",
+                "src_ip",
+                "src_port",
+                "dest_ip",
+                "dest_port",
+                "community_id",
+            ] {
+                assert_eq!(a[k], flow[k], "{k}");
+            }
+            assert_eq!(a["app_proto"], "mqtt");
+            assert_eq!(a["anomaly"]["type"], "applayer");
         }
     }
 }
