@@ -202,6 +202,9 @@ impl Worker {
         let (vlan, ip, l4, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
             Decoded::Packet(p) => (p.vlan, p.ip, p.l4, 1, u64::from(wire_len)),
             Decoded::Fragment(frag) => {
+                // Stale datagrams go first (cheap: the oldest are at the
+                // front), so they do not hold memory until the table fills.
+                self.defrag.expire(ts);
                 let Some(r) = self.defrag.insert(ts, &frag, wire_len) else {
                     return;
                 };
