@@ -119,6 +119,26 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The same work read as bytes of frames per second.
+    let bytes: usize = frames.iter().map(Vec::len).sum();
+    let mut g = c.benchmark_group("decode_bytes");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("wardwatch", |bch| {
+        let mut d = Decoder::new(DecodeConfig::default());
+        bch.iter(|| {
+            let mut n = 0usize;
+            for f in &frames {
+                if let Decoded::Packet(p) =
+                    d.decode(LinkType::ETHERNET, black_box(f), f.len() as u32)
+                {
+                    n += usize::from(p.ip.proto);
+                }
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);
