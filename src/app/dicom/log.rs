@@ -7,7 +7,7 @@
 //! - `dimse`: one request with its final response — command, message ids,
 //!   SOP class, status with its category and meaning, sub-operation counts
 //!   and the kept attributes of the data sets (C-FIND query keys in the
-//!   request, matches from the pending responses).
+//!   request, matches in the `pending` responses).
 //!
 //! UIDs are logged as `{"uid": …, "name": …}` (`name` when the standard
 //! knows it). Patient data, passcodes and identity tokens are masked unless
@@ -283,9 +283,9 @@ fn exchange(e: &Exchange, opts: &LogOptions) -> Value {
     if e.pending_responses > 0 {
         m.insert("pending_responses".into(), e.pending_responses.into());
     }
-    if !e.matches.is_empty() {
-        let v: Vec<Value> = e.matches.iter().map(|d| data_set(d, opts)).collect();
-        m.insert("matches".into(), v.into());
+    if !e.pending.is_empty() {
+        let v: Vec<Value> = e.pending.iter().map(|x| message(x, opts)).collect();
+        m.insert("pending".into(), v.into());
     }
     if e.cancelled {
         m.insert("cancelled".into(), true.into());

@@ -325,9 +325,9 @@ pub struct Exchange {
     pub response: Option<Message>,
     /// Pending responses seen (C-FIND/C-GET/C-MOVE).
     pub pending_responses: u32,
-    /// Data sets of the pending responses (C-FIND matches), up to
+    /// The pending responses with their data sets (C-FIND matches), up to
     /// [`DicomConfig::max_matches`].
-    pub matches: Vec<DataSet>,
+    pub pending: Vec<Message>,
     /// A C-CANCEL-RQ was sent for this request.
     pub cancelled: bool,
 }

@@ -499,10 +499,8 @@ impl Parser {
             let max = self.cfg.max_matches as usize;
             if let Some(o) = self.open.get_mut(pos) {
                 o.ex.pending_responses = o.ex.pending_responses.saturating_add(1);
-                if let Some(ds) = msg.data_set {
-                    if o.ex.matches.len() < max {
-                        o.ex.matches.push(ds);
-                    }
+                if o.ex.pending.len() < max {
+                    o.ex.pending.push(msg);
                 }
             }
             return;
