@@ -479,7 +479,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn item(t: u8, v: &[u8]) -> Vec<u8> {

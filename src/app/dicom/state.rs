@@ -665,3 +665,247 @@ impl StreamConsumer for Parser {
         self.end_association(ctx, Outcome::Incomplete);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::dicom::parser::tests::rq_body;
+    use Direction::{ToClient, ToServer};
+
+    fn pdu(t: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![t, 0];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// Hand-built A-ASSOCIATE-AC body: version 1, AE titles, one accepted
+    /// context (id 1, Implicit VR LE).
+    fn ac_body() -> Vec<u8> {
+        let mut b = vec![0, 1, 0, 0]; // version 1, reserved
+        b.extend_from_slice(b"PACS            MODALITY1       "); // called, calling
+        b.extend_from_slice(&[0; 32]); // reserved
+        b.extend_from_slice(&[0x21, 0, 0, 25, 1, 0, 0, 0]); // pctx AC item, id 1, result 0
+        b.extend_from_slice(&[0x40, 0, 0, 17]); // transfer syntax sub-item
+        b.extend_from_slice(b"1.2.840.10008.1.2"); // implicit VR LE
+        b
+    }
+
+    /// Hand-built P-DATA-TF with one PDV: context 1, control `ctl`.
+    fn pdata(ctl: u8, frag: &[u8]) -> Vec<u8> {
+        let mut item = ((frag.len() + 2) as u32).to_be_bytes().to_vec(); // PDV length
+        item.push(1); // presentation context id
+        item.push(ctl); // message control header
+        item.extend_from_slice(frag);
+        pdu(4, &item)
+    }
+
+    fn elem(g: u16, e: u16, v: &[u8]) -> Vec<u8> {
+        let mut o = g.to_le_bytes().to_vec();
+        o.extend_from_slice(&e.to_le_bytes());
+        o.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        o.extend_from_slice(v);
+        o
+    }
+
+    /// Hand-built C-STORE-RQ command (data set follows) and its data set
+    /// with a PatientName and 64 KiB of Pixel Data.
+    fn store() -> (Vec<u8>, Vec<u8>) {
+        let mut c = elem(0, 0x0002, b"1.2.840.10008.5.1.4.1.1.2\0"); // CT Image Storage
+        c.extend(elem(0, 0x0100, &1u16.to_le_bytes())); // C-STORE-RQ
+        c.extend(elem(0, 0x0110, &5u16.to_le_bytes())); // message id 5
+        c.extend(elem(0, 0x0800, &0u16.to_le_bytes())); // data set present
+        let mut d = elem(0x0010, 0x0010, b"TEST^JANE "); // PatientName
+        d.extend(elem(0x7fe0, 0x0010, &vec![0x55; 65536])); // Pixel Data
+        (c, d)
+    }
+
+    fn rsp() -> Vec<u8> {
+        let mut c = elem(0, 0x0100, &0x8001u16.to_le_bytes()); // C-STORE-RSP
+        c.extend(elem(0, 0x0120, &5u16.to_le_bytes())); // responded to 5
+        c.extend(elem(0, 0x0800, &0x0101u16.to_le_bytes())); // no data set
+        c.extend(elem(0, 0x0900, &0xa700u16.to_le_bytes())); // out of resources
+        c
+    }
+
+    fn run(steps: &[(Direction, Vec<u8>)], chunk: usize) -> (Vec<AppRecord>, usize) {
+        let mut p = Parser::new(&DicomConfig::default());
+        let mut records = Vec::new();
+        let mut max = 0;
+        for (dir, bytes) in steps {
+            for c in bytes.chunks(chunk.max(1)) {
+                let mut ctx = StreamContext {
+                    ts: Default::default(),
+                    records: &mut records,
+                };
+                p.data(&mut ctx, *dir, c);
+                max = max.max(p.buffered_bytes());
+            }
+        }
+        let mut ctx = StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        };
+        p.end(&mut ctx);
+        (records, max)
+    }
+
+    fn session() -> Vec<(Direction, Vec<u8>)> {
+        let (c, d) = store();
+        // The data set in two fragments across two PDUs.
+        let (d1, d2) = d.split_at(20);
+        vec![
+            (ToServer, pdu(1, &rq_body())),
+            (ToClient, pdu(2, &ac_body())),
+            (ToServer, pdata(0x03, &c)),
+            (ToServer, pdata(0x00, d1)),
+            (ToServer, pdata(0x02, d2)),
+            (ToClient, pdata(0x03, &rsp())),
+            (ToServer, pdu(5, &[0; 4])),
+            (ToClient, pdu(6, &[0; 4])),
+        ]
+    }
+
+    fn anomalies(r: &[AppRecord]) -> Vec<&'static str> {
+        r.iter()
+            .filter_map(|r| match r {
+                AppRecord::Anomaly(a) => Some(a.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn store_session_yields_exchange_then_association_for_any_split() {
+        let (whole, _) = run(&session(), usize::MAX);
+        assert_eq!(whole.len(), 2, "{whole:?}");
+        let AppRecord::Dicom(Record::Dimse(ex)) = &whole[0] else {
+            panic!("{:?}", whole[0]);
+        };
+        let ds = ex.request.as_ref().unwrap().data_set.as_ref().unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
+        assert!(ds.pixel_data_skipped);
+        assert_eq!(ex.response.as_ref().unwrap().command.status, Some(0xa700));
+        let AppRecord::Dicom(Record::Association(a)) = &whole[1] else {
+            panic!("{:?}", whole[1]);
+        };
+        assert_eq!(a.outcome, Outcome::Released);
+        assert_eq!(a.exchanges, 1);
+        assert_eq!(
+            a.presentation_contexts[0]
+                .accepted_transfer_syntax
+                .as_deref(),
+            Some("1.2.840.10008.1.2")
+        );
+        for chunk in [1, 2, 5, 6, 7, 100, 1000] {
+            let (r, max) = run(&session(), chunk);
+            assert_eq!(r, whole, "chunk {chunk}");
+            assert!(max < 2048, "chunk {chunk}: held {max}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_point_is_safe_and_reports_what_was_complete() {
+        let all = session();
+        let total: usize = all.iter().map(|s| s.1.len()).sum();
+        // Every byte through the association and the command, then every
+        // 4099th through the 64 KiB data set.
+        for cut in (0..700).chain((700..total).step_by(4099)) {
+            let mut left = cut;
+            let mut steps = Vec::new();
+            for (d, b) in &all {
+                let k = left.min(b.len());
+                steps.push((*d, b[..k].to_vec()));
+                left -= k;
+            }
+            let (r, _) = run(&steps, 7);
+            // An association seen is reported at the end, complete or not.
+            let assoc = r
+                .iter()
+                .filter(|r| matches!(r, AppRecord::Dicom(Record::Association(_))))
+                .count();
+            assert!(assoc <= 1, "cut {cut}");
+            assert!(anomalies(&r).is_empty(), "cut {cut}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn four_gib_pdata_is_streamed_not_buffered() {
+        // Hand-built: P-DATA-TF declaring 0xffffffff bytes, one PDV item
+        // declaring 0xfffffffb (the rest of it), data set fragment on
+        // context 1, then 1 MiB of its bytes.
+        let mut v = vec![4, 0, 0xff, 0xff, 0xff, 0xff]; // PDU header
+        v.extend_from_slice(&[0xff, 0xff, 0xff, 0xfb, 1, 0]); // PDV header
+        let (c, _) = store();
+        let steps = vec![
+            (ToServer, pdu(1, &rq_body())),
+            (ToClient, pdu(2, &ac_body())),
+            (ToServer, pdata(0x03, &c)),
+            (ToServer, v),
+            (ToServer, vec![0u8; 1 << 20]),
+        ];
+        let (r, max) = run(&steps, 65536);
+        assert!(max < 2048, "held {max}");
+        assert!(anomalies(&r).is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn oversized_association_pdu_is_skipped_with_an_anomaly() {
+        // Hand-built: A-ASSOCIATE-RQ declaring 1 MiB, over the 64 KiB limit.
+        let mut big = vec![1, 0, 0, 0x10, 0, 0];
+        big.extend_from_slice(&vec![0x20; 1 << 20]);
+        let steps = vec![(ToServer, big), (ToServer, pdu(1, &rq_body()))];
+        let (r, max) = run(&steps, 4096);
+        assert_eq!(anomalies(&r), ["pdu_too_long"]);
+        assert!(max < 1 << 16);
+        // The next (normal) PDU after the skipped one is decoded.
+        assert!(matches!(
+            r.last(),
+            Some(AppRecord::Dicom(Record::Association(_)))
+        ));
+    }
+
+    #[test]
+    fn garbage_stops_the_direction_with_one_anomaly() {
+        let steps = vec![(ToServer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()); 3];
+        let (r, _) = run(&steps, 5);
+        assert_eq!(anomalies(&r), ["unknown_pdu_type"]);
+    }
+
+    #[test]
+    fn unexpected_order_and_bad_pdv_length_are_reported() {
+        let steps = vec![
+            (ToServer, pdata(0x03, &rsp())),
+            (ToClient, pdu(6, &[0; 4])),
+            // Hand-built: PDV length 1 (shorter than its 2-byte header).
+            (ToServer, pdu(4, &[0, 0, 0, 1, 1, 3, 0, 0])),
+            (ToServer, pdu(7, &[0, 0, 2, 1])),
+        ];
+        let (r, _) = run(&steps, 3);
+        assert_eq!(
+            anomalies(&r),
+            [
+                "missing_association",
+                "unexpected_pdu",
+                "invalid_pdv_length"
+            ]
+        );
+    }
+
+    #[test]
+    fn gap_stops_the_direction() {
+        let mut p = Parser::new(&DicomConfig::default());
+        let mut records = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        };
+        p.data(&mut ctx, ToServer, &pdu(1, &rq_body())[..20]);
+        p.gap(&mut ctx, ToServer, 100);
+        p.gap(&mut ctx, ToServer, 100);
+        p.data(&mut ctx, ToServer, &pdu(1, &rq_body()));
+        p.end(&mut ctx);
+        assert_eq!(anomalies(&records), ["stream_gap"]);
+        assert_eq!(records.len(), 1);
+    }
+}
