@@ -20,6 +20,17 @@ ADDITIONS = [
     (["stats", "tcp"], "reassembly_gap_bytes", {"type": "integer"}),
     (["stats", "tcp"], "ooo_limit_reached", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
+    # The DICOM record (README "DICOM records"): association or DIMSE exchange.
+    ([], "dicom", {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["association", "dimse"]},
+            "association": {"type": "object"},
+            "dimse": {"type": "object"},
+        },
+        "additionalProperties": False,
+    }),
 ]
 
 

@@ -1,0 +1,54 @@
+//! DICOM parser throughput over the captured 2 MiB C-STORE
+//! (`pcaps/dicom_store_large.pcap`: 16 KiB P-DATA-TF PDUs), both
+//! directions fed as the capture's TCP segments (about 1448 bytes each),
+//! one fresh parser per iteration. Pixel Data is skipped, not scanned, so
+//! the figure is per-segment overhead expressed in bytes/s.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use wardwatch::app::dicom::{DicomConfig, Parser};
+use wardwatch::app::{StreamConsumer, StreamContext};
+
+#[path = "../tests/dicom_stream.rs"]
+mod dicom_stream;
+
+fn bench(c: &mut Criterion) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/dicom_store_large.pcap");
+    let pcap = std::fs::read(path).expect("capture present");
+    let segs = dicom_stream::segments(&pcap, 104);
+    let bytes: usize = segs.iter().map(|s| s.2.len()).sum();
+    let cfg = DicomConfig::default();
+    let mut g = c.benchmark_group("dicom");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("c_store_2mib_segments", |b| {
+        let mut records = Vec::with_capacity(16);
+        b.iter(|| {
+            records.clear();
+            let mut p = Parser::new(&cfg);
+            for (_, dir, data) in &segs {
+                let mut ctx = StreamContext {
+                    ts: Default::default(),
+                    records: &mut records,
+                };
+                p.data(&mut ctx, *dir, data);
+            }
+            let mut ctx = StreamContext {
+                ts: Default::default(),
+                records: &mut records,
+            };
+            p.end(&mut ctx);
+            black_box(records.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
