@@ -880,3 +880,348 @@ fn parse_connect<'a>(r: &mut Reader<'a>) -> Result<Connect<'a>, ErrorKind> {
         password,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_msg_len: 1 << 20,
+    };
+
+    fn done(input: &[u8], version: u8) -> Message<'_> {
+        match parse(input, version, &LIMITS) {
+            Ok(Progress::Done { msg, consumed }) => {
+                assert_eq!(consumed, input.len());
+                msg
+            }
+            other => panic!("not a whole message: {other:?}"),
+        }
+    }
+
+    /// Every strict prefix needs more; none panics or errors.
+    fn every_prefix_needs_more(input: &[u8], version: u8) {
+        for n in 0..input.len() {
+            match parse(&input[..n], version, &LIMITS) {
+                Ok(Progress::NeedMore { needed }) => assert!(needed >= 1),
+                other => panic!("prefix {n} of {input:02x?}: {other:?}"),
+            }
+        }
+    }
+
+    // Hand-built: MQTT 3.1 CONNECT with username and password.
+    const CONNECT_31: &[u8] = &[
+        0x10, 0x26, // CONNECT, remaining length 38
+        0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', // protocol name "MQIsdp"
+        0x03, // level 3
+        0xc2, // flags: username, password, clean session
+        0x00, 0x3c, // keep alive 60
+        0x00, 0x0a, b'P', b'U', b'M', b'P', b'-', b'G', b'W', b'-', b'0', b'2', // client id
+        0x00, 0x05, b'g', b'u', b'e', b's', b't', // username "guest"
+        0x00, 0x05, b'g', b'u', b'e', b's', b't', // password "guest"
+    ];
+
+    #[test]
+    fn connect_v31_with_credentials() {
+        let m = done(CONNECT_31, 0);
+        let Body::Connect(c) = m.body else { panic!() };
+        assert_eq!(c.protocol_string, "MQIsdp");
+        assert_eq!(c.protocol_version, level::V31);
+        assert_eq!(c.keep_alive, 60);
+        assert_eq!(c.client_id, "PUMP-GW-02");
+        assert_eq!(c.username, Some("guest"));
+        assert_eq!(c.password, Some(&b"guest"[..]));
+        assert!(c.clean_session() && c.username_flag() && c.password_flag());
+        every_prefix_needs_more(CONNECT_31, 0);
+    }
+
+    // Hand-built: MQTT 3.1.1 CONNECT, anonymous, with a will.
+    const CONNECT_311_WILL: &[u8] = &[
+        0x10, 0x1b, // CONNECT, remaining length 27
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+        0x04, // level 4
+        0x2e, // flags: will retain, will QoS 1, will, clean session
+        0x00, 0x02, // keep alive 2
+        0x00, 0x03, b'm', b'o', b'n', // client id "mon"
+        0x00, 0x05, b'w', b'/', b'm', b'o', b'n', // will topic "w/mon"
+        0x00, 0x03, b'o', b'f', b'f', // will message "off"
+    ];
+
+    #[test]
+    fn connect_v311_anonymous_with_will() {
+        let m = done(CONNECT_311_WILL, 0);
+        let Body::Connect(c) = m.body else { panic!() };
+        assert_eq!(c.protocol_version, level::V311);
+        assert_eq!(c.will_topic, Some("w/mon"));
+        assert_eq!(c.will_message, Some(&b"off"[..]));
+        assert_eq!(c.will_qos(), 1);
+        assert!(c.will_retain() && c.username.is_none() && c.password.is_none());
+        every_prefix_needs_more(CONNECT_311_WILL, 0);
+    }
+
+    // Hand-built: MQTT 5.0 CONNECT with properties, a will with properties,
+    // and a binary password.
+    const CONNECT_5: &[u8] = &[
+        0x10, 0x35, // CONNECT, remaining length 53
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+        0x05, // level 5
+        0xc6, // flags: username, password, will, clean start
+        0x00, 0x1e, // keep alive 30
+        0x0d, // property length 13
+        0x11, 0x00, 0x00, 0x02, 0x58, // session expiry interval 600
+        0x26, 0x00, 0x01, b's', 0x00, 0x02, b'C', b'H', // user property s=CH
+        0x00, 0x02, b'g', b'w', // client id "gw"
+        0x05, // will property length 5
+        0x18, 0x00, 0x00, 0x00, 0x0a, // will delay interval 10
+        0x00, 0x02, b'w', b't', // will topic "wt"
+        0x00, 0x02, 0x00, 0xff, // will message, binary
+        0x00, 0x04, b'u', b's', b'e', b'r', // username "user"
+        0x00, 0x03, 0xde, 0xad, 0x00, // password, not UTF-8
+    ];
+
+    #[test]
+    fn connect_v5_properties_will_properties_binary_password() {
+        let m = done(CONNECT_5, 0);
+        let Body::Connect(c) = m.body else { panic!() };
+        assert_eq!(c.protocol_version, level::V5);
+        let props: Vec<_> = c.properties.unwrap().iter().collect();
+        assert_eq!(
+            props,
+            [
+                Property::SessionExpiryInterval(600),
+                Property::UserProperty("s", "CH")
+            ]
+        );
+        let will: Vec<_> = c.will_properties.unwrap().iter().collect();
+        assert_eq!(will, [Property::WillDelayInterval(10)]);
+        assert_eq!(c.will_message, Some(&[0x00, 0xff][..]));
+        assert_eq!(c.password, Some(&[0xde, 0xad, 0x00][..]));
+        every_prefix_needs_more(CONNECT_5, 0);
+    }
+
+    #[test]
+    fn connack_v311_and_v5() {
+        // Hand-built: CONNACK, length 2, session present, return code 5.
+        let v3 = [0x20, 0x02, 0x01, 0x05];
+        let Body::Connack(c) = done(&v3, level::V311).body else {
+            panic!()
+        };
+        assert!(c.session_present);
+        assert_eq!((c.return_code, c.properties), (5, None));
+        // Hand-built: CONNACK 5.0, length 8: flags 0, reason 0x87, property
+        // length 5, reason string "no".
+        let v5 = [0x20, 0x08, 0x00, 0x87, 0x05, 0x1f, 0x00, 0x02, b'n', b'o'];
+        let Body::Connack(c) = done(&v5, level::V5).body else {
+            panic!()
+        };
+        assert_eq!(c.return_code, 0x87);
+        let p: Vec<_> = c.properties.unwrap().iter().collect();
+        assert_eq!(p, [Property::ReasonString("no")]);
+        every_prefix_needs_more(&v5, level::V5);
+        // The same 5.0 bytes are malformed at 3.1.1 (trailing bytes).
+        assert_eq!(
+            parse(&v5, level::V311, &LIMITS).unwrap_err().kind,
+            ErrorKind::Malformed
+        );
+    }
+
+    #[test]
+    fn publish_qos0_v311_and_qos1_v5_with_properties() {
+        // Hand-built: PUBLISH QoS 0 retain (0x31), remaining length 7: topic
+        // "a/b" (00 03 a / b), payload "hi".
+        let p0 = [0x31, 0x07, 0x00, 0x03, b'a', b'/', b'b', b'h', b'i'];
+        let m = done(&p0, level::V311);
+        assert!(m.header.retain());
+        let Body::Publish(p) = m.body else { panic!() };
+        assert_eq!(
+            (p.topic, p.message_id, p.payload),
+            ("a/b", None, &b"hi"[..])
+        );
+        every_prefix_needs_more(&p0, level::V311);
+        // Hand-built: PUBLISH 5.0, DUP QoS 1 (0x3a), remaining length 11:
+        // empty topic (00 00), packet id 7 (00 07), property length 3, topic
+        // alias 1 (23 00 01), payload "\0xy".
+        let p1 = [
+            0x3a, 0x0b, 0x00, 0x00, 0x00, 0x07, 0x03, 0x23, 0x00, 0x01, 0x00, b'x', b'y',
+        ];
+        let m = done(&p1, level::V5);
+        assert!(m.header.dup());
+        assert_eq!(m.header.qos(), 1);
+        let Body::Publish(p) = m.body else { panic!() };
+        assert_eq!((p.topic, p.message_id), ("", Some(7)));
+        assert_eq!(p.payload, b"\0xy");
+        let props: Vec<_> = p.properties.unwrap().iter().collect();
+        assert_eq!(props, [Property::TopicAlias(1)]);
+        every_prefix_needs_more(&p1, level::V5);
+    }
+
+    #[test]
+    fn acks_v311_and_v5() {
+        for t in [PUBACK_T, 0x50, 0x62, 0x70] {
+            // Hand-built: PUBACK/PUBREC/PUBREL(flags 2)/PUBCOMP, length 2, id 258.
+            let b = [t, 0x02, 0x01, 0x02];
+            let Body::Ack(a) = done(&b, level::V311).body else {
+                panic!()
+            };
+            assert_eq!((a.message_id, a.reason_code), (258, None));
+        }
+        // Hand-built: PUBACK 5.0, length 3: id 4, reason 0x87 (no properties).
+        let b = [0x40, 0x03, 0x00, 0x04, 0x87];
+        let Body::Ack(a) = done(&b, level::V5).body else {
+            panic!()
+        };
+        assert_eq!((a.message_id, a.reason_code), (4, Some(0x87)));
+        // PUBREL with flags 0 is invalid (3.1.1 §3.6.1).
+        let bad = [0x60, 0x02, 0x00, 0x01];
+        let e = parse(&bad, level::V311, &LIMITS).unwrap_err();
+        assert_eq!((e.kind, e.skip), (ErrorKind::InvalidFlags, Some(4)));
+    }
+    const PUBACK_T: u8 = 0x40;
+
+    #[test]
+    fn subscribe_suback_unsubscribe_unsuback() {
+        // Hand-built: SUBSCRIBE 3.1.1 (0x82), length 14: id 1, "a/#" QoS 1,
+        // "b" QoS 2.
+        let s = [
+            0x82, 0x0c, 0x00, 0x01, 0x00, 0x03, b'a', b'/', b'#', 0x01, 0x00, 0x01, b'b', 0x02,
+        ];
+        let Body::Subscribe(x) = done(&s, level::V311).body else {
+            panic!()
+        };
+        let t: Vec<_> = x.topics.iter().collect();
+        assert_eq!(t, [("a/#", 1), ("b", 2)]);
+        every_prefix_needs_more(&s, level::V311);
+        // Hand-built: SUBSCRIBE 5.0, length 10: id 2, properties (2 bytes:
+        // subscription identifier 7), "t" with options 0x05 (no local, QoS 1).
+        let s5 = [
+            0x82, 0x09, 0x00, 0x02, 0x02, 0x0b, 0x07, 0x00, 0x01, b't', 0x05,
+        ];
+        let Body::Subscribe(x) = done(&s5, level::V5).body else {
+            panic!()
+        };
+        assert_eq!(x.topics.iter().collect::<Vec<_>>(), [("t", 5)]);
+        let p: Vec<_> = x.properties.unwrap().iter().collect();
+        assert_eq!(p, [Property::SubscriptionIdentifier(7)]);
+        // Hand-built: SUBACK 3.1.1, id 1, granted 1 and 0x80 (failure).
+        let sa = [0x90, 0x04, 0x00, 0x01, 0x01, 0x80];
+        let Body::Suback(x) = done(&sa, level::V311).body else {
+            panic!()
+        };
+        assert_eq!(x.return_codes, [1, 0x80]);
+        // Hand-built: UNSUBSCRIBE (0xa2), id 3, "a/#".
+        let u = [0xa2, 0x07, 0x00, 0x03, 0x00, 0x03, b'a', b'/', b'#'];
+        let Body::Unsubscribe(x) = done(&u, level::V311).body else {
+            panic!()
+        };
+        assert_eq!(x.topics.iter().map(|t| t.0).collect::<Vec<_>>(), ["a/#"]);
+        // Hand-built: UNSUBACK 5.0, id 3, no properties, reason codes 0, 0x11.
+        let ua = [0xb0, 0x05, 0x00, 0x03, 0x00, 0x00, 0x11];
+        let Body::Unsuback(x) = done(&ua, level::V5).body else {
+            panic!()
+        };
+        assert_eq!(x.reason_codes, [0, 0x11]);
+        // An empty SUBSCRIBE is malformed.
+        let empty = [0x82, 0x02, 0x00, 0x01];
+        assert_eq!(
+            parse(&empty, level::V311, &LIMITS).unwrap_err().kind,
+            ErrorKind::Malformed
+        );
+    }
+
+    #[test]
+    fn ping_disconnect_auth() {
+        assert_eq!(done(&[0xc0, 0x00], level::V311).body, Body::Pingreq);
+        assert_eq!(done(&[0xd0, 0x00], level::V311).body, Body::Pingresp);
+        let Body::Disconnect(d) = done(&[0xe0, 0x00], level::V311).body else {
+            panic!()
+        };
+        assert_eq!(d.reason_code, None);
+        // Hand-built: DISCONNECT 5.0, reason 4, properties (reason string "x").
+        let d5 = [0xe0, 0x06, 0x04, 0x04, 0x1f, 0x00, 0x01, b'x'];
+        let Body::Disconnect(d) = done(&d5, level::V5).body else {
+            panic!()
+        };
+        assert_eq!(d.reason_code, Some(4));
+        // Hand-built: AUTH 5.0, reason 0x18 (continue), properties:
+        // authentication method "K", authentication data 0x01.
+        let a = [
+            0xf0, 0x0a, 0x18, 0x08, 0x15, 0x00, 0x01, b'K', 0x16, 0x00, 0x01, 0x01,
+        ];
+        let Body::Auth(x) = done(&a, level::V5).body else {
+            panic!()
+        };
+        assert_eq!(x.reason_code, 0x18);
+        let p: Vec<_> = x.properties.unwrap().iter().collect();
+        assert_eq!(
+            p,
+            [
+                Property::AuthenticationMethod("K"),
+                Property::AuthenticationData(&[1])
+            ]
+        );
+        every_prefix_needs_more(&a, level::V5);
+        // AUTH does not exist before 5.0.
+        assert_eq!(
+            parse(&a, level::V311, &LIMITS).unwrap_err().kind,
+            ErrorKind::UnassignedType
+        );
+    }
+
+    #[test]
+    fn declared_256_mib_is_skipped_from_the_header_alone() {
+        // Hand-built: PUBLISH with remaining length 0x0fffffff (4 bytes, the
+        // largest the encoding allows, 256 MiB - 1).
+        let h = [0x30, 0xff, 0xff, 0xff, 0x7f];
+        match parse(&h, level::V311, &LIMITS) {
+            Ok(Progress::Skip { len, header }) => {
+                assert_eq!(len, 5 + 0x0fff_ffff);
+                assert_eq!(header.packet_type, packet_type::PUBLISH);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        // Five-byte remaining length: framing is lost.
+        let e = parse(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01], 0, &LIMITS).unwrap_err();
+        assert_eq!((e.kind, e.skip), (ErrorKind::BadRemainingLength, None));
+        // Type 0 is reserved.
+        let e = parse(&[0x00, 0x00], 0, &LIMITS).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnassignedType);
+        // QoS 3.
+        let e = parse(&[0x36, 0x03, 0x00, 0x01, b'a'], 0, &LIMITS).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidQos);
+        // Topic not UTF-8.
+        let e = parse(&[0x30, 0x03, 0x00, 0x01, 0xff], 0, &LIMITS).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidUtf8);
+        // Unknown property identifier 0x7f.
+        let e = parse(
+            &[0x40, 0x05, 0x00, 0x01, 0x00, 0x01, 0x7f],
+            level::V5,
+            &LIMITS,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Malformed);
+        // Unknown protocol name.
+        let mut c = CONNECT_31.to_vec();
+        c[4] = b'X';
+        assert_eq!(
+            parse(&c, 0, &LIMITS).unwrap_err().kind,
+            ErrorKind::Malformed
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300), v in 0u8..6) {
+            if let Ok(Progress::Done { msg, consumed }) = parse(&data, v, &LIMITS) {
+                proptest::prop_assert!(consumed <= data.len());
+                if let Body::Connect(c) = msg.body {
+                    let _ = c.properties.map(|p| p.iter().count());
+                }
+            }
+            let _ = plausible_header(&data, v, 1000);
+        }
+    }
+}

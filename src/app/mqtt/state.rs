@@ -725,3 +725,213 @@ impl StreamConsumer for MqttState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+    use Direction::{ToClient, ToServer};
+
+    fn feed(s: &mut MqttState, calls: &[(Direction, &[u8])]) -> Vec<AppRecord> {
+        let mut out = Vec::new();
+        for (d, b) in calls {
+            let mut ctx = StreamContext {
+                ts: Timestamp(0),
+                records: &mut out,
+            };
+            s.data(&mut ctx, *d, b);
+        }
+        out
+    }
+
+    fn events(r: &[AppRecord]) -> Vec<&'static str> {
+        r.iter()
+            .filter_map(|r| match r {
+                AppRecord::Anomaly(a) => Some(a.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn mqtt(r: &[AppRecord]) -> Vec<&Record> {
+        r.iter()
+            .filter_map(|r| match r {
+                AppRecord::Mqtt(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // Hand-built: 3.1.1 CONNECT, client id "c", anonymous, clean session.
+    const CONNECT: &[u8] = &[
+        0x10, 0x0d, // CONNECT, remaining length 13
+        0x00, 0x04, b'M', b'Q', b'T', b'T', // protocol name
+        0x04, 0x02, 0x00, 0x3c, // level 4, clean session, keep alive 60
+        0x00, 0x01, b'c', // client id "c"
+    ];
+    // Hand-built: CONNACK, accepted.
+    const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
+    // Hand-built: PUBLISH QoS 1, topic "t", id 1, payload "p".
+    const PUB1: &[u8] = &[0x32, 0x06, 0x00, 0x01, b't', 0x00, 0x01, b'p'];
+    // Hand-built: PUBACK id 1.
+    const PUBACK: &[u8] = &[0x40, 0x02, 0x00, 0x01];
+    // Hand-built: PUBLISH QoS 0, topic "t", payload "q".
+    const PUB0: &[u8] = &[0x30, 0x04, 0x00, 0x01, b't', b'q'];
+
+    #[test]
+    fn connect_connack_is_one_accepted_transaction() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        let r = feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let m = mqtt(&r);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].accepted(), Some(true));
+        assert_eq!(m[0].connect().unwrap().client_id, "c");
+        assert!(!m[0].mid_stream_guess);
+        assert!(events(&r).is_empty());
+    }
+
+    #[test]
+    fn publish_split_byte_by_byte_pairs_with_puback() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        let mut calls: Vec<(Direction, &[u8])> = vec![(ToServer, CONNECT), (ToClient, CONNACK)];
+        for i in 0..PUB1.len() {
+            calls.push((ToServer, &PUB1[i..i + 1]));
+        }
+        calls.push((ToClient, PUBACK));
+        let r = feed(&mut s, &calls);
+        let m = mqtt(&r);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].messages.len(), 2);
+        assert_eq!(m[1].publish().unwrap().payload, b"p");
+    }
+
+    #[test]
+    fn puback_without_publish_is_missing_publish() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        let r = feed(
+            &mut s,
+            &[(ToServer, CONNECT), (ToClient, CONNACK), (ToClient, PUBACK)],
+        );
+        assert_eq!(events(&r), ["missing_publish"]);
+    }
+
+    #[test]
+    fn declared_256_mib_costs_no_memory_and_parsing_resumes() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        // Hand-built: PUBLISH header declaring 0x0fffffff bytes.
+        let big = [0x30, 0xff, 0xff, 0xff, 0x7f];
+        let r = feed(
+            &mut s,
+            &[(ToServer, CONNECT), (ToClient, CONNACK), (ToServer, &big)],
+        );
+        assert_eq!(events(&r), ["message_too_large"]);
+        assert!(s.dirs[0].buf.capacity() < 64);
+        assert_eq!(s.dirs[0].skip, 0x0fff_ffff);
+        // 1 MiB of the body arrives: dropped, nothing kept.
+        let chunk = vec![0u8; 1 << 20];
+        feed(&mut s, &[(ToServer, &chunk)]);
+        assert!(s.dirs[0].buf.capacity() < 64);
+        // The rest arrives as a gap; the next message parses.
+        let mut out = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Timestamp(0),
+            records: &mut out,
+        };
+        let rest = 0x0fff_ffff - (1u32 << 20);
+        s.gap(&mut ctx, ToServer, rest);
+        let r = feed(&mut s, &[(ToServer, PUB0)]);
+        assert_eq!(mqtt(&r)[0].publish().unwrap().payload, b"q");
+        assert!(events(&out).is_empty());
+    }
+
+    #[test]
+    fn gap_resynchronises_on_the_next_message_boundary() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        // Half a publish, then a gap, then bytes starting mid-message and
+        // followed by two whole messages.
+        feed(&mut s, &[(ToServer, &PUB0[..3])]);
+        let mut out = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Timestamp(0),
+            records: &mut out,
+        };
+        s.gap(&mut ctx, ToServer, 100);
+        assert_eq!(events(&out), ["gap"]);
+        let mut after = vec![b'z', b'z', 0x01];
+        after.extend_from_slice(PUB0);
+        after.extend_from_slice(PUB0);
+        let r = feed(&mut s, &[(ToServer, &after)]);
+        assert_eq!(mqtt(&r).len(), 2);
+    }
+
+    #[test]
+    fn gap_inside_a_buffered_message_skips_its_rest() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        feed(&mut s, &[(ToServer, &PUB1[..4])]);
+        let mut out = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Timestamp(0),
+            records: &mut out,
+        };
+        // Two of the remaining four bytes are lost.
+        s.gap(&mut ctx, ToServer, 2);
+        let mut rest = PUB1[6..].to_vec();
+        rest.extend_from_slice(PUB0);
+        let r = feed(&mut s, &[(ToServer, &rest)]);
+        assert_eq!(mqtt(&r).len(), 1);
+        assert_eq!(mqtt(&r)[0].publish().unwrap().payload, b"q");
+    }
+
+    #[test]
+    fn garbage_stops_the_direction_after_the_scan_limit() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        // 0xff bytes: type 15 with flags 15, remaining length never ends.
+        let junk = vec![0xffu8; 1 << 16];
+        let mut all = Vec::new();
+        for _ in 0..20 {
+            all.extend(feed(&mut s, &[(ToServer, &junk)]));
+        }
+        assert!(events(&all).contains(&"resync_failed"));
+        assert_eq!(s.dirs[0].mode, Mode::Stopped);
+        assert!(mqtt(&all).is_empty());
+    }
+
+    #[test]
+    fn mid_stream_pickup_guesses_the_version_and_says_so() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        // Starts inside a message; then a PUBLISH whose payload begins with
+        // '{' (a property length 0x7b would overrun: so not 5.0).
+        let mut b = vec![0x7d, 0x0a];
+        // Hand-built: PUBLISH QoS 0, topic "t", payload "{}".
+        let p = [0x30, 0x05, 0x00, 0x01, b't', b'{', b'}'];
+        b.extend_from_slice(&p);
+        b.extend_from_slice(&p);
+        let r = feed(&mut s, &[(ToServer, &b)]);
+        let m = mqtt(&r);
+        assert_eq!(m.len(), 2);
+        assert!(m[0].mid_stream_guess);
+        assert_eq!(m[0].protocol_version, level::V311);
+        assert!(events(&r).contains(&"unintroduced_message"));
+    }
+
+    #[test]
+    fn too_many_open_transactions_are_flushed_oldest_first() {
+        let cfg = MqttConfig {
+            max_transactions: 2,
+            ..MqttConfig::default()
+        };
+        let mut s = MqttState::new(&cfg);
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let mut all = Vec::new();
+        for id in 1u8..=4 {
+            // Hand-built: PUBLISH QoS 1, topic "t", id `id`, payload "p".
+            let p = [0x32, 0x06, 0x00, 0x01, b't', 0x00, id, b'p'];
+            all.extend(feed(&mut s, &[(ToServer, &p)]));
+        }
+        assert_eq!(events(&all), ["too_many_transactions"]);
+        assert_eq!(mqtt(&all).len(), 2);
+        assert_eq!(s.open.len(), 2);
+    }
+}
