@@ -31,6 +31,29 @@ ADDITIONS = [
         },
         "additionalProperties": False,
     }),
+    # MQTT (src/app/mqtt/log.rs): what Suricata lacks.
+    (["mqtt"], "mid_stream_guess", {"type": "boolean"}),
+    (["mqtt"], "auth", {"type": "object", "additionalProperties": False, "properties": {
+        "qos": {"type": "integer"}, "retain": {"type": "boolean"}, "dup": {"type": "boolean"},
+        "reason_code": {"type": "integer"},
+        "properties": {"type": "object", "additionalProperties": True},
+        "truncated": {"type": "boolean"}, "skipped_length": {"type": "integer"}}}),
+    (["mqtt", "connect"], "accepted", {"type": "boolean"}),
+    (["mqtt", "connect"], "keep_alive", {"type": "integer"}),
+    (["mqtt", "publish"], "payload_length", {"type": "integer"}),
+    (["mqtt", "publish"], "resolved_topic", {"type": "string"}),
+] + [
+    # v5 properties of the messages whose properties Suricata does not log.
+    (["mqtt", t], "properties", {"type": "object", "additionalProperties": True})
+    for t in ["subscribe", "suback", "unsubscribe", "unsuback", "puback", "pubrec", "pubrel",
+              "pubcomp"]
+] + [
+    # A message over the size limit is logged as Suricata logs a truncated
+    # PUBLISH, whatever its type.
+    (["mqtt", t], k, v)
+    for t in ["connect", "connack", "puback", "pubrec", "pubrel", "pubcomp", "subscribe",
+              "suback", "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect"]
+    for k, v in [("truncated", {"type": "boolean"}), ("skipped_length", {"type": "integer"})]
 ]
 
 
@@ -50,7 +73,10 @@ def main():
     validator = jsonschema.Draft7Validator(schema)
     bad = 0
     n = 0
-    for line in sys.stdin:
+    # Read everything first: the caller writes all lines before it reads
+    # what this prints, so printing while reading could fill a pipe and
+    # block both.
+    for line in sys.stdin.read().splitlines():
         n += 1
         rec = json.loads(line)
         for err in validator.iter_errors(rec):
