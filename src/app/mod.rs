@@ -130,6 +130,22 @@ pub struct Anomaly {
     pub dir: Direction,
 }
 
+/// A record's EVE object: serialised directly where the protocol's logger
+/// supports it (MQTT, the busiest), else through a JSON value.
+pub enum Loggable<'a> {
+    Mqtt(mqtt::log::Logged<'a>),
+    Value(serde_json::Value),
+}
+
+impl serde::Serialize for Loggable<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Loggable::Mqtt(l) => l.serialize(s),
+            Loggable::Value(v) => v.serialize(s),
+        }
+    }
+}
+
 /// How sensitive values are logged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogOptions {
@@ -145,6 +161,15 @@ impl AppRecord {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Anomaly(_) => "anomaly",
+        }
+    }
+
+    /// What is logged under the key [`AppRecord::event_type`], ready to be
+    /// serialised straight into the output.
+    pub fn loggable<'a>(&'a self, opts: &'a LogOptions) -> Loggable<'a> {
+        match self {
+            AppRecord::Mqtt(r) => Loggable::Mqtt(mqtt::log::Logged { rec: r, opts }),
+            other => Loggable::Value(other.log(opts)),
         }
     }
 

@@ -218,44 +218,80 @@ pub struct EventHeader<'a> {
     pub community_id: &'a str,
 }
 
-/// Appends one app-layer event (`mqtt`, `dicom`, `anomaly`…): the flow's
-/// header fields, `timestamp` of the packet that completed it, and `body`
-/// under the key `event_type`.
-pub fn write_event(
+/// An [`EventHeader`] serialised once, for all the events of a flow written
+/// together: only the timestamp, event type and body differ between them.
+#[derive(Debug, Clone)]
+pub struct EventPrefix {
+    flow_id: String,
+    /// `,"vlan":…,"src_ip":…,…,"app_proto":…` (starts with a comma).
+    middle: String,
+    /// `,"community_id":…}` (starts with a comma).
+    tail: String,
+}
+
+impl EventPrefix {
+    pub fn new(h: &EventHeader<'_>) -> EventPrefix {
+        use std::fmt::Write as _;
+        let mut middle = String::with_capacity(160);
+        if !h.vlan.is_empty() {
+            middle.push_str(",\"vlan\":");
+            middle.push_str(&serde_json::to_string(h.vlan).unwrap_or_else(|_| "[]".into()));
+        }
+        // Addresses, numbers and protocol names need no JSON escaping.
+        let _ = write!(
+            middle,
+            ",\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":\"{}\"",
+            ip_string(h.src_ip),
+            h.src_port,
+            ip_string(h.dest_ip),
+            h.dest_port,
+            proto_name(h.proto)
+        );
+        if let Some(a) = h.app_proto {
+            let _ = write!(middle, ",\"app_proto\":\"{a}\"");
+        }
+        let tail = format!(
+            ",\"community_id\":{}}}",
+            serde_json::to_string(h.community_id).unwrap_or_else(|_| "\"\"".into())
+        );
+        EventPrefix {
+            flow_id: h.flow_id.to_string(),
+            middle,
+            tail,
+        }
+    }
+}
+
+/// Appends one app-layer event (`mqtt`, `dicom`, `anomaly`…): `timestamp`
+/// of the packet that completed it, the flow's header fields, and `body`
+/// under the key `event_type` (which needs no escaping: it is one of ours).
+pub fn write_event<B: Serialize + ?Sized>(
     out: &mut Vec<u8>,
-    h: &EventHeader<'_>,
+    p: &EventPrefix,
     ts: Timestamp,
     event_type: &str,
-    body: &Value,
+    body: &B,
 ) {
-    use serde::ser::{SerializeMap, Serializer};
     let start = out.len();
-    let mut ser = serde_json::Serializer::new(&mut *out);
-    let result = (|| -> Result<(), serde_json::Error> {
-        let mut m = ser.serialize_map(None)?;
-        m.serialize_entry("timestamp", &ts_string(ts))?;
-        m.serialize_entry("flow_id", &h.flow_id)?;
-        m.serialize_entry("event_type", event_type)?;
-        if !h.vlan.is_empty() {
-            m.serialize_entry("vlan", h.vlan)?;
-        }
-        m.serialize_entry("src_ip", &ip_string(h.src_ip))?;
-        m.serialize_entry("src_port", &h.src_port)?;
-        m.serialize_entry("dest_ip", &ip_string(h.dest_ip))?;
-        m.serialize_entry("dest_port", &h.dest_port)?;
-        m.serialize_entry("proto", &proto_name(h.proto))?;
-        if let Some(a) = h.app_proto {
-            m.serialize_entry("app_proto", a)?;
-        }
-        m.serialize_entry(event_type, body)?;
-        m.serialize_entry("community_id", h.community_id)?;
-        m.end()
-    })();
-    if result.is_ok() {
-        out.push(b'\n');
-    } else {
+    let mut head = String::with_capacity(96);
+    head.push_str("{\"timestamp\":\"");
+    ts.write_eve(&mut head);
+    head.push_str("\",\"flow_id\":");
+    head.push_str(&p.flow_id);
+    head.push_str(",\"event_type\":\"");
+    head.push_str(event_type);
+    head.push('"');
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(p.middle.as_bytes());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(event_type.as_bytes());
+    out.extend_from_slice(b"\":");
+    if serde_json::to_writer(&mut *out, body).is_err() {
         out.truncate(start);
+        return;
     }
+    out.extend_from_slice(p.tail.as_bytes());
+    out.push(b'\n');
 }
 
 /// Appends the `stats` record built from dotted counter paths.
@@ -371,13 +407,45 @@ mod tests {
             app_proto: Some("mqtt"),
             community_id: "1:x",
         };
+        let with_vlan = EventPrefix::new(&EventHeader {
+            vlan: &[120, 7],
+            community_id: "1:\"quoted\"",
+            ..h.clone()
+        });
+        let mut o = Vec::new();
+        write_event(&mut o, &with_vlan, Timestamp(0), "mqtt", &Value::Null);
+        let w: Value = serde_json::from_slice(&o).unwrap();
+        assert_eq!(w["vlan"], serde_json::json!([120, 7]));
+        assert_eq!(w["community_id"], "1:\"quoted\"");
         let body = serde_json::json!({"connect": {"client_id": "bed12"}});
-        write_event(&mut out, &h, Timestamp(0), "mqtt", &body);
-        let v: Value = serde_json::from_slice(&out).unwrap();
+        let p = EventPrefix::new(&h);
+        write_event(&mut out, &p, Timestamp(0), "mqtt", &body);
+        write_event(
+            &mut out,
+            &p,
+            Timestamp(1_000),
+            "anomaly",
+            &serde_json::json!({"event": "x"}),
+        );
+        let lines: Vec<Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let v = &lines[0];
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000+0000");
+        assert_eq!(v["flow_id"], 7);
         assert_eq!(v["event_type"], "mqtt");
         assert_eq!(v["mqtt"]["connect"]["client_id"], "bed12");
+        assert_eq!(v["src_ip"], "10.20.1.15");
         assert_eq!(v["dest_port"], 1883);
+        assert_eq!(v["proto"], "TCP");
+        assert_eq!(v["app_proto"], "mqtt");
+        assert_eq!(v["community_id"], "1:x");
         assert!(v.get("vlan").is_none());
+        assert_eq!(lines[1]["event_type"], "anomaly");
+        assert_eq!(lines[1]["anomaly"]["event"], "x");
+        assert_eq!(lines[1]["timestamp"], "1970-01-01T00:00:00.000001+0000");
         assert!(out.ends_with(b"}\n"));
     }
 

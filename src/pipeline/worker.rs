@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
 use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, Vlans, L4};
 use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
-use crate::output::eve::{self, EventHeader, FlowFacts, TcpFacts};
+use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
 use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -138,8 +138,9 @@ fn write_records(
         app_proto: app.eve_name(),
         community_id: &community,
     };
+    let prefix = EventPrefix::new(&h);
     for r in records {
-        eve::write_event(out, &h, ts, r.event_type(), &r.log(opts));
+        eve::write_event(out, &prefix, ts, r.event_type(), &r.loggable(opts));
     }
 }
 

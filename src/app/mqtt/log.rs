@@ -20,6 +20,8 @@
 //! are masked unless [`LogOptions::unmask`]: a short prefix, an ellipsis
 //! and the length, e.g. `"a… (5 bytes)"`.
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::parser::packet_type as pt;
@@ -124,153 +126,212 @@ fn properties(p: &Properties, opts: &LogOptions) -> Option<Value> {
     Some(Value::Object(m))
 }
 
-fn header(m: &Message) -> Map<String, Value> {
-    let mut o = Map::new();
-    o.insert("qos".into(), json!(m.qos()));
-    o.insert("retain".into(), json!(m.retain()));
-    o.insert("dup".into(), json!(m.dup()));
-    o
+/// The EVE `mqtt` object of a record, serialised straight into the output
+/// (no intermediate `Value`: this runs for every MQTT transaction). Keys come
+/// in a fixed order; v5 properties, rare and possibly repeated, still go
+/// through a map so that a repeated name is written once.
+pub struct Logged<'a> {
+    pub rec: &'a Record,
+    pub opts: &'a LogOptions,
 }
 
-fn put_props(o: &mut Map<String, Value>, p: &Properties, opts: &LogOptions) {
-    if let Some(v) = properties(p, opts) {
-        o.insert("properties".into(), v);
-    }
-}
-
-fn message(rec: &Record, m: &Message, opts: &LogOptions) -> Value {
-    let mut o = header(m);
-    match &m.body {
-        Body::Connect(c) => {
-            o.insert("protocol_string".into(), json!(c.protocol_string));
-            o.insert("protocol_version".into(), json!(c.protocol_version));
-            o.insert("client_id".into(), json!(c.client_id));
-            o.insert(
-                "flags".into(),
-                json!({
-                    "username": c.username_flag(),
-                    "password": c.password_flag(),
-                    "will_retain": c.will_retain(),
-                    "will": c.will_flag(),
-                    "clean_session": c.clean_session(),
-                }),
-            );
-            if let Some(u) = &c.username {
-                o.insert("username".into(), json!(u));
-            }
-            if let Some(p) = &c.password {
-                o.insert(
-                    "password".into(),
-                    json!(masked(p, p.len(), PASSWORD_PREFIX, opts)),
-                );
-            }
-            if let Some(w) = &c.will {
-                let mut wo = Map::new();
-                wo.insert("topic".into(), json!(w.topic));
-                wo.insert(
-                    "message".into(),
-                    json!(masked(&w.message, w.message_length, PAYLOAD_PREFIX, opts)),
-                );
-                put_props(&mut wo, &w.properties, opts);
-                o.insert("will".into(), Value::Object(wo));
-            }
-            put_props(&mut o, &c.properties, opts);
-            o.insert("keep_alive".into(), json!(c.keep_alive));
-            if let Some(a) = rec.accepted() {
-                o.insert("accepted".into(), json!(a));
-            }
-        }
-        Body::Connack(c) => {
-            o.insert("session_present".into(), json!(c.session_present));
-            o.insert("return_code".into(), json!(c.return_code));
-            put_props(&mut o, &c.properties, opts);
-        }
-        Body::Publish(p) => {
-            o.insert("topic".into(), json!(p.topic));
-            if let Some(t) = &p.resolved_topic {
-                o.insert("resolved_topic".into(), json!(t));
-            }
-            if let Some(id) = p.message_id {
-                o.insert("message_id".into(), json!(id));
-            }
-            o.insert(
-                "message".into(),
-                json!(masked(&p.payload, p.payload_length, PAYLOAD_PREFIX, opts)),
-            );
-            o.insert("payload_length".into(), json!(p.payload_length));
-            put_props(&mut o, &p.properties, opts);
-        }
-        Body::Ack(a) => {
-            o.insert("message_id".into(), json!(a.message_id));
-            if let Some(r) = a.reason_code {
-                o.insert("reason_code".into(), json!(r));
-            }
-        }
-        Body::Subscribe(s) => {
-            o.insert("message_id".into(), json!(s.message_id));
-            let topics: Vec<Value> = s
-                .topics
-                .iter()
-                .map(|t| json!({"topic": t.topic, "qos": t.qos}))
-                .collect();
-            o.insert("topics".into(), Value::Array(topics));
-            put_props(&mut o, &s.properties, opts);
-        }
-        Body::Suback(s) => {
-            o.insert("message_id".into(), json!(s.message_id));
-            o.insert("qos_granted".into(), json!(s.qos_granted));
-            put_props(&mut o, &s.properties, opts);
-        }
-        Body::Unsubscribe(u) => {
-            o.insert("message_id".into(), json!(u.message_id));
-            o.insert("topics".into(), json!(u.topics));
-            put_props(&mut o, &u.properties, opts);
-        }
-        Body::Unsuback(u) => {
-            o.insert("message_id".into(), json!(u.message_id));
-            if !u.reason_codes.is_empty() {
-                o.insert("reason_codes".into(), json!(u.reason_codes));
-            }
-            put_props(&mut o, &u.properties, opts);
-        }
-        Body::Pingreq | Body::Pingresp => {}
-        Body::Disconnect(d) | Body::Auth(d) => {
-            if let Some(r) = d.reason_code {
-                o.insert("reason_code".into(), json!(r));
-            }
-            put_props(&mut o, &d.properties, opts);
-        }
-        Body::Truncated { skipped_length } => {
-            o.insert("truncated".into(), json!(true));
-            o.insert("skipped_length".into(), json!(skipped_length));
-        }
-    }
-    Value::Object(o)
-}
-
-/// The EVE `mqtt` object of `rec`.
-pub fn log(rec: &Record, opts: &LogOptions) -> Value {
-    let mut o = Map::new();
-    for m in &rec.messages {
-        let name = pt::name(m.packet_type);
+impl Serialize for Logged<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(None)?;
         // A resent message of a type already logged (DUP) keeps the first.
-        if !o.contains_key(name) {
-            o.insert(name.to_string(), message(rec, m, opts));
+        let mut logged: Vec<&'static str> = Vec::with_capacity(4);
+        for m in &self.rec.messages {
+            let name = pt::name(m.packet_type);
+            if logged.contains(&name) {
+                continue;
+            }
+            logged.push(name);
+            o.serialize_entry(
+                name,
+                &MessageLog {
+                    rec: self.rec,
+                    m,
+                    opts: self.opts,
+                },
+            )?;
         }
+        if self.rec.mid_stream_guess {
+            o.serialize_entry("mid_stream_guess", &true)?;
+        }
+        o.end()
     }
-    // PUBACK/PUBACK of a v5 ack: Suricata logs properties of acks too.
-    for m in &rec.messages {
-        if let Body::Ack(a) = &m.body {
-            if let (Some(v), Some(Value::Object(obj))) = (
-                properties(&a.properties, opts),
-                o.get_mut(pt::name(m.packet_type)),
-            ) {
-                obj.insert("properties".into(), v);
+}
+
+/// One message of a record: `qos`, `retain`, `dup`, then its type's fields.
+struct MessageLog<'a> {
+    rec: &'a Record,
+    m: &'a Message,
+    opts: &'a LogOptions,
+}
+
+/// Writes `properties` when the message has any.
+fn put_props<M: SerializeMap>(
+    o: &mut M,
+    p: &Properties,
+    opts: &LogOptions,
+) -> Result<(), M::Error> {
+    match properties(p, opts) {
+        Some(v) => o.serialize_entry("properties", &v),
+        None => Ok(()),
+    }
+}
+
+impl Serialize for MessageLog<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (m, opts) = (self.m, self.opts);
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry("qos", &m.qos())?;
+        o.serialize_entry("retain", &m.retain())?;
+        o.serialize_entry("dup", &m.dup())?;
+        match &m.body {
+            Body::Connect(c) => {
+                o.serialize_entry("protocol_string", &c.protocol_string)?;
+                o.serialize_entry("protocol_version", &c.protocol_version)?;
+                o.serialize_entry("client_id", &c.client_id)?;
+                o.serialize_entry(
+                    "flags",
+                    &ConnectFlags {
+                        username: c.username_flag(),
+                        password: c.password_flag(),
+                        will_retain: c.will_retain(),
+                        will: c.will_flag(),
+                        clean_session: c.clean_session(),
+                    },
+                )?;
+                if let Some(u) = &c.username {
+                    o.serialize_entry("username", u)?;
+                }
+                if let Some(p) = &c.password {
+                    o.serialize_entry("password", &masked(p, p.len(), PASSWORD_PREFIX, opts))?;
+                }
+                if let Some(w) = &c.will {
+                    o.serialize_entry("will", &WillLog { w, opts })?;
+                }
+                put_props(&mut o, &c.properties, opts)?;
+                o.serialize_entry("keep_alive", &c.keep_alive)?;
+                if let Some(a) = self.rec.accepted() {
+                    o.serialize_entry("accepted", &a)?;
+                }
+            }
+            Body::Connack(c) => {
+                o.serialize_entry("session_present", &c.session_present)?;
+                o.serialize_entry("return_code", &c.return_code)?;
+                put_props(&mut o, &c.properties, opts)?;
+            }
+            Body::Publish(p) => {
+                o.serialize_entry("topic", &p.topic)?;
+                if let Some(t) = &p.resolved_topic {
+                    o.serialize_entry("resolved_topic", t)?;
+                }
+                if let Some(id) = p.message_id {
+                    o.serialize_entry("message_id", &id)?;
+                }
+                o.serialize_entry(
+                    "message",
+                    &masked(&p.payload, p.payload_length, PAYLOAD_PREFIX, opts),
+                )?;
+                o.serialize_entry("payload_length", &p.payload_length)?;
+                put_props(&mut o, &p.properties, opts)?;
+            }
+            Body::Ack(a) => {
+                o.serialize_entry("message_id", &a.message_id)?;
+                if let Some(r) = a.reason_code {
+                    o.serialize_entry("reason_code", &r)?;
+                }
+                // Suricata logs the properties of v5 acks too.
+                put_props(&mut o, &a.properties, opts)?;
+            }
+            Body::Subscribe(sub) => {
+                o.serialize_entry("message_id", &sub.message_id)?;
+                let topics: Vec<TopicLog<'_>> = sub
+                    .topics
+                    .iter()
+                    .map(|t| TopicLog {
+                        topic: &t.topic,
+                        qos: t.qos,
+                    })
+                    .collect();
+                o.serialize_entry("topics", &topics)?;
+                put_props(&mut o, &sub.properties, opts)?;
+            }
+            Body::Suback(sub) => {
+                o.serialize_entry("message_id", &sub.message_id)?;
+                o.serialize_entry("qos_granted", &sub.qos_granted)?;
+                put_props(&mut o, &sub.properties, opts)?;
+            }
+            Body::Unsubscribe(u) => {
+                o.serialize_entry("message_id", &u.message_id)?;
+                o.serialize_entry("topics", &u.topics)?;
+                put_props(&mut o, &u.properties, opts)?;
+            }
+            Body::Unsuback(u) => {
+                o.serialize_entry("message_id", &u.message_id)?;
+                if !u.reason_codes.is_empty() {
+                    o.serialize_entry("reason_codes", &u.reason_codes)?;
+                }
+                put_props(&mut o, &u.properties, opts)?;
+            }
+            Body::Pingreq | Body::Pingresp => {}
+            Body::Disconnect(d) | Body::Auth(d) => {
+                if let Some(r) = d.reason_code {
+                    o.serialize_entry("reason_code", &r)?;
+                }
+                put_props(&mut o, &d.properties, opts)?;
+            }
+            Body::Truncated { skipped_length } => {
+                o.serialize_entry("truncated", &true)?;
+                o.serialize_entry("skipped_length", skipped_length)?;
             }
         }
+        o.end()
     }
-    if rec.mid_stream_guess {
-        o.insert("mid_stream_guess".into(), json!(true));
+}
+
+#[derive(Serialize)]
+struct ConnectFlags {
+    username: bool,
+    password: bool,
+    will_retain: bool,
+    will: bool,
+    clean_session: bool,
+}
+
+#[derive(Serialize)]
+struct TopicLog<'a> {
+    topic: &'a str,
+    qos: u8,
+}
+
+struct WillLog<'a> {
+    w: &'a super::Will,
+    opts: &'a LogOptions,
+}
+
+impl Serialize for WillLog<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry("topic", &self.w.topic)?;
+        o.serialize_entry(
+            "message",
+            &masked(
+                &self.w.message,
+                self.w.message_length,
+                PAYLOAD_PREFIX,
+                self.opts,
+            ),
+        )?;
+        put_props(&mut o, &self.w.properties, self.opts)?;
+        o.end()
     }
-    Value::Object(o)
+}
+
+/// The EVE `mqtt` object of `rec` as a JSON value (tests and detection; the
+/// EVE writer serialises [`Logged`] directly).
+pub fn log(rec: &Record, opts: &LogOptions) -> Value {
+    serde_json::to_value(Logged { rec, opts }).unwrap_or(Value::Null)
 }
