@@ -62,8 +62,13 @@ struct DirState {
     /// Bytes of an oversized message still to drop.
     skip: usize,
     mode: Mode,
-    /// v5 topic aliases set by this direction's PUBLISHes.
-    aliases: HashMap<u16, String>,
+    /// v5 topic aliases set by this direction's PUBLISHes; boxed and
+    /// created on first use, as most connections never set one and a flow
+    /// table holds hundreds of thousands of these.
+    // Boxed on purpose: the point is an 8-byte field instead of a 48-byte
+    // map in every connection's state, not where the entries live.
+    #[allow(clippy::box_collection)]
+    aliases: Option<Box<HashMap<u16, String>>>,
 }
 
 impl DirState {
@@ -72,7 +77,7 @@ impl DirState {
             buf: Vec::new(),
             skip: 0,
             mode: Mode::Start,
-            aliases: HashMap::new(),
+            aliases: None,
         }
     }
 }
@@ -361,8 +366,11 @@ impl MqttState {
                     super::property_int(&properties, 0x23).and_then(|a| u16::try_from(a).ok());
                 let aliases = &mut self.dir_mut(dir).aliases;
                 let resolved_topic = match alias {
-                    Some(a) if p.topic.is_empty() => aliases.get(&a).cloned(),
+                    Some(a) if p.topic.is_empty() => {
+                        aliases.as_ref().and_then(|m| m.get(&a)).cloned()
+                    }
                     Some(a) => {
+                        let aliases = aliases.get_or_insert_with(Default::default);
                         if aliases.len() < MAX_ALIASES || aliases.contains_key(&a) {
                             aliases.insert(a, p.topic.to_string());
                         }
