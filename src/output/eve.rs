@@ -13,14 +13,8 @@ use crate::time::Timestamp;
 /// Plain facts about an ended flow, gathered by the worker.
 #[derive(Debug, Clone)]
 pub struct FlowFacts<'a> {
-    pub flow_id: u64,
-    pub vlan: &'a [u16],
-    pub src_ip: IpAddr,
-    pub src_port: u16,
-    pub dest_ip: IpAddr,
-    pub dest_port: u16,
-    pub proto: u8,
-    pub app_proto: Option<&'a str>,
+    /// The fields the flow shares with its app-layer events.
+    pub header: EventHeader<'a>,
     pub pkts: [u64; 2],
     pub bytes: [u64; 2],
     pub start: Timestamp,
@@ -28,7 +22,6 @@ pub struct FlowFacts<'a> {
     pub state: &'a str,
     pub reason: &'a str,
     pub alerted: bool,
-    pub community_id: &'a str,
     /// TCP only: flags per direction, connection state, gap per direction.
     pub tcp: Option<TcpFacts<'a>>,
 }
@@ -147,7 +140,8 @@ struct TcpObject<'a> {
 
 /// Appends one `flow` record and a newline to `out`.
 pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
-    let has_ports = matches!(f.proto, ip_proto::TCP | ip_proto::UDP | 132);
+    let h = &f.header;
+    let has_ports = matches!(h.proto, ip_proto::TCP | ip_proto::UDP | 132);
     let tcp = f.tcp.map(|t| {
         let all = t.flags[0] | t.flags[1];
         TcpObject {
@@ -169,15 +163,15 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
     });
     let rec = FlowRecord {
         timestamp: ts_string(f.start),
-        flow_id: f.flow_id,
+        flow_id: h.flow_id,
         event_type: "flow",
-        vlan: f.vlan,
-        src_ip: ip_string(f.src_ip),
-        src_port: has_ports.then_some(f.src_port),
-        dest_ip: ip_string(f.dest_ip),
-        dest_port: has_ports.then_some(f.dest_port),
-        proto: proto_name(f.proto),
-        app_proto: f.app_proto,
+        vlan: h.vlan,
+        src_ip: ip_string(h.src_ip),
+        src_port: has_ports.then_some(h.src_port),
+        dest_ip: ip_string(h.dest_ip),
+        dest_port: has_ports.then_some(h.dest_port),
+        proto: proto_name(h.proto),
+        app_proto: h.app_proto,
         flow: FlowObject {
             pkts_toserver: f.pkts[0],
             pkts_toclient: f.pkts[1],
@@ -190,7 +184,7 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
             reason: f.reason,
             alerted: f.alerted,
         },
-        community_id: f.community_id,
+        community_id: h.community_id,
         tcp,
     };
     // Serialising plain structs of strings and integers into a Vec cannot
@@ -203,8 +197,8 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
     }
 }
 
-/// The fields every app-layer event of a flow shares, oriented from client
-/// to server like the flow record.
+/// The fields every event of a flow shares (its `flow` record and its
+/// app-layer events), oriented from client to server.
 #[derive(Debug, Clone)]
 pub struct EventHeader<'a> {
     pub flow_id: u64,
@@ -355,14 +349,17 @@ mod tests {
         write_flow(
             &mut out,
             &FlowFacts {
-                flow_id: 42,
-                vlan: &[120],
-                src_ip: "10.20.1.15".parse().unwrap(),
-                src_port: 50000,
-                dest_ip: "10.10.5.10".parse().unwrap(),
-                dest_port: 1883,
-                proto: ip_proto::TCP,
-                app_proto: Some("mqtt"),
+                header: EventHeader {
+                    flow_id: 42,
+                    vlan: &[120],
+                    src_ip: "10.20.1.15".parse().unwrap(),
+                    src_port: 50000,
+                    dest_ip: "10.10.5.10".parse().unwrap(),
+                    dest_port: 1883,
+                    proto: ip_proto::TCP,
+                    app_proto: Some("mqtt"),
+                    community_id: "1:x",
+                },
                 pkts: [5, 4],
                 bytes: [400, 300],
                 start: Timestamp::from_parts(1_585_173_935, 383_888_000),
@@ -370,7 +367,6 @@ mod tests {
                 state: "closed",
                 reason: "timeout",
                 alerted: false,
-                community_id: "1:x",
                 tcp: Some(TcpFacts {
                     flags: [0x1b, 0x1a],
                     state: "closed",

@@ -114,6 +114,28 @@ pub struct FlowEnds {
     pub server: Endpoint,
 }
 
+/// The fields a flow's events share; `community` and `vlan` are the flow's,
+/// computed by the caller so the header can borrow them.
+fn event_header<'a>(
+    flow: &Flow<Session>,
+    app: AppProto,
+    community: &'a str,
+    vlan: &'a Vlans,
+) -> EventHeader<'a> {
+    let (c, s) = (flow.client(), flow.server());
+    EventHeader {
+        flow_id: flow.flow_id(),
+        vlan: vlan.as_slice(),
+        src_ip: c.addr,
+        src_port: c.port,
+        dest_ip: s.addr,
+        dest_port: s.port,
+        proto: flow.key.proto(),
+        app_proto: app.eve_name(),
+        community_id: community,
+    }
+}
+
 /// Writes the app-layer records of one flow, each with the flow's header.
 fn write_records(
     out: &mut Vec<u8>,
@@ -124,21 +146,8 @@ fn write_records(
     seed: u16,
     opts: &LogOptions,
 ) {
-    let (c, s) = (flow.client(), flow.server());
-    let community = flow.community_id(seed);
-    let vlan = flow.key.vlan();
-    let h = EventHeader {
-        flow_id: flow.flow_id(),
-        vlan: vlan.as_slice(),
-        src_ip: c.addr,
-        src_port: c.port,
-        dest_ip: s.addr,
-        dest_port: s.port,
-        proto: flow.key.proto(),
-        app_proto: app.eve_name(),
-        community_id: &community,
-    };
-    let prefix = EventPrefix::new(&h);
+    let (community, vlan) = (flow.community_id(seed), flow.key.vlan());
+    let prefix = EventPrefix::new(&event_header(flow, app, &community, &vlan));
     for r in records {
         eve::write_event(out, &prefix, ts, r.event_type(), &r.loggable(opts));
     }
@@ -447,18 +456,9 @@ impl Worker {
         if !self.log_flows {
             return;
         }
-        let (c, s) = (flow.client(), flow.server());
-        let community = flow.community_id(self.community_seed);
-        let vlan = flow.key.vlan();
+        let (community, vlan) = (flow.community_id(self.community_seed), flow.key.vlan());
         let facts = FlowFacts {
-            flow_id: flow.flow_id(),
-            vlan: vlan.as_slice(),
-            src_ip: c.addr,
-            src_port: c.port,
-            dest_ip: s.addr,
-            dest_port: s.port,
-            proto: flow.key.proto(),
-            app_proto: app.eve_name(),
+            header: event_header(&flow, app, &community, &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
             start: flow.start,
@@ -466,7 +466,6 @@ impl Worker {
             state: flow.state_name(),
             reason: reason.as_str(),
             alerted: flow.alerted,
-            community_id: &community,
             tcp: (flow.key.proto() == ip_proto::TCP).then_some(TcpFacts {
                 flags: flow.tcp_flags,
                 state: flow.tcp_state.as_str(),
