@@ -76,13 +76,13 @@ pub struct Message {
 
 impl Message {
     pub fn dup(&self) -> bool {
-        self.flags & 0x08 != 0
+        parser::flag::dup(self.flags)
     }
     pub fn qos(&self) -> u8 {
-        (self.flags >> 1) & 0x03
+        parser::flag::qos(self.flags)
     }
     pub fn retain(&self) -> bool {
-        self.flags & 0x01 != 0
+        parser::flag::retain(self.flags)
     }
 }
 

@@ -92,18 +92,32 @@ pub struct FixedHeader {
     pub header_len: u8,
 }
 
-impl FixedHeader {
+/// The fixed header's flag bits (MQTT 3.1.1 §2.2.2), shared by
+/// [`FixedHeader`] and the logged `Message`.
+pub mod flag {
     /// PUBLISH DUP flag (bit 3).
-    pub fn dup(&self) -> bool {
-        self.flags & 0x08 != 0
+    pub fn dup(flags: u8) -> bool {
+        flags & 0x08 != 0
     }
     /// QoS (bits 2–1).
-    pub fn qos(&self) -> u8 {
-        (self.flags >> 1) & 0x03
+    pub fn qos(flags: u8) -> u8 {
+        (flags >> 1) & 0x03
     }
     /// PUBLISH RETAIN flag (bit 0).
+    pub fn retain(flags: u8) -> bool {
+        flags & 0x01 != 0
+    }
+}
+
+impl FixedHeader {
+    pub fn dup(&self) -> bool {
+        flag::dup(self.flags)
+    }
+    pub fn qos(&self) -> u8 {
+        flag::qos(self.flags)
+    }
     pub fn retain(&self) -> bool {
-        self.flags & 0x01 != 0
+        flag::retain(self.flags)
     }
     /// Fixed header plus remaining length.
     pub fn total_len(&self) -> usize {
