@@ -12,6 +12,8 @@
 //!
 //! The output is the same for any number of workers, line order aside.
 
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -69,6 +71,8 @@ pub struct RunReport {
     pub stats: WorkerStats,
     pub eve_lines: u64,
     pub elapsed: Duration,
+    /// Live capture only: the rings' and the kernel's counters.
+    pub capture: Option<crate::capture::afpacket::RingStats>,
 }
 
 /// A fatal error: nothing (more) could be done.
@@ -110,21 +114,7 @@ pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
 /// The EVE destination cannot be opened or written.
 pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let mut sink =
-        Sink::open(&opts.eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
-    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
-    let writer = thread::Builder::new()
-        .name("ww-writer".into())
-        .spawn(move || -> Result<Sink, String> {
-            for block in out_rx {
-                sink.write_lines(&block)
-                    .map_err(|e| format!("writing EVE output: {e}"))?;
-            }
-            sink.flush()
-                .map_err(|e| format!("writing EVE output: {e}"))?;
-            Ok(sink)
-        })
-        .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
+    let (out_tx, writer) = spawn_writer(&opts.eve, false)?;
 
     let paths: Vec<PathBuf> = opts.inputs.clone();
     let mut progress = Progress::new(opts.progress);
@@ -156,7 +146,40 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         stats,
         eve_lines: sink.lines(),
         elapsed: started.elapsed(),
+        capture: None,
     })
+}
+
+/// The writer thread's handle: the sink back, or why writing failed.
+type WriterHandle = thread::JoinHandle<Result<Sink, String>>;
+
+/// Opens the EVE destination and starts the one writer thread; blocks of
+/// EVE lines sent to the returned channel are written in order. With
+/// `flush_when_idle` (live capture) the file is flushed whenever no block is
+/// waiting, so a reader following it sees events promptly.
+fn spawn_writer(
+    eve: &Target,
+    flush_when_idle: bool,
+) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
+    let mut sink = Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
+    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
+    let writer = thread::Builder::new()
+        .name("ww-writer".into())
+        .spawn(move || -> Result<Sink, String> {
+            for block in out_rx.iter() {
+                sink.write_lines(&block)
+                    .map_err(|e| format!("writing EVE output: {e}"))?;
+                if flush_when_idle && out_rx.is_empty() {
+                    sink.flush()
+                        .map_err(|e| format!("writing EVE output: {e}"))?;
+                }
+            }
+            sink.flush()
+                .map_err(|e| format!("writing EVE output: {e}"))?;
+            Ok(sink)
+        })
+        .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
+    Ok((out_tx, writer))
 }
 
 /// Reads every input in turn, calling `each` with every chunk; stops early
