@@ -153,6 +153,20 @@ fn live_worker(
             });
         }
     }
+    // Blocks the kernel already handed over are still analysed (at most one
+    // ring's worth each), so a stop loses nothing that was captured.
+    for r in rings.iter_mut() {
+        for _ in 0..cfg.capture.block_count {
+            if r.next_block(|ts, link, data, len| w.packet(ts, link, data, len))
+                .is_none()
+            {
+                break;
+            }
+            if w.pending_output() >= OUTPUT_BLOCK {
+                let _ = out_tx.send(w.take_output());
+            }
+        }
+    }
     if let Some(e) = read_kernel(&mut rings) {
         error.get_or_insert(e);
     }
