@@ -55,7 +55,7 @@ struct Cli {
     /// Capture live from this network interface (Linux AF_PACKET ring, needs
     /// CAP_NET_RAW). Repeat for several interfaces (both sides of a TAP).
     /// Runs until SIGINT or SIGTERM, then ends every flow, writes the final
-    /// stats and exits 0.
+    /// stats and exits 0; SIGHUP reopens the EVE file (logrotate).
     #[arg(
         short = 'i',
         long = "interface",
@@ -177,11 +177,16 @@ fn run_live(cli: &Cli, cfg: &Config, workers: usize, eve: Target) -> Result<RunR
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    // SIGHUP reopens the EVE file (logrotate's postrotate).
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reopen))
+        .context("installing signal handlers")?;
     let opts = pipeline::live::LiveOptions {
         ifaces: cli.interfaces.clone(),
         workers,
         eve,
         stop,
+        reopen: Some(reopen),
     };
     if !cli.quiet {
         eprintln!(

@@ -1,9 +1,10 @@
 //! Live capture end to end: two network namespaces joined by a veth pair, a
 //! real mosquitto broker in one, real `mosquitto_pub` clients in the other,
 //! and the built `wardwatch -i` capturing on the broker's veth inside its
-//! namespace. Stopped with SIGTERM, it must exit 0 having written the MQTT
-//! records (client ids and topics we chose), the flows and a final `stats`
-//! record with the kernel's counters.
+//! namespace. Halfway, the EVE file is moved away and SIGHUP must make
+//! wardwatch write a new one (logrotate). Stopped with SIGTERM, it must exit
+//! 0 having written the MQTT records (client ids and topics we chose), the
+//! flows and a final `stats` record with the kernel's counters.
 //!
 //! Needs root (namespaces, AF_PACKET), `ip`, `mosquitto` and
 //! `mosquitto_pub`; without them the test prints why and passes without
@@ -132,7 +133,7 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn mqtt_between_namespaces_is_captured_live_and_sigterm_stops_cleanly() {
+fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cleanly() {
     if !is_root() {
         eprintln!("SKIPPED live capture test: needs root (network namespaces, AF_PACKET)");
         return;
@@ -212,6 +213,15 @@ fn mqtt_between_namespaces_is_captured_live_and_sigterm_stops_cleanly() {
     wait_for("the broker", Duration::from_secs(10), || {
         publish("ward7-monitor", "ward7/bed3/spo2", "97")
     });
+    // logrotate: move the file away, SIGHUP; the writer opens a new one.
+    let rotated = dir.path().join("eve.json.1");
+    std::fs::rename(&eve, &rotated).unwrap();
+    assert!(run(&["kill", "-HUP", &ww_pid.to_string()]));
+    wait_for(
+        "the EVE file reopened after SIGHUP",
+        Duration::from_secs(10),
+        || eve.exists(),
+    );
     assert!(publish("icu-pump-12", "icu/pump12/rate", "4.5 ml/h"));
     std::thread::sleep(Duration::from_millis(300));
 
@@ -234,11 +244,19 @@ fn mqtt_between_namespaces_is_captured_live_and_sigterm_stops_cleanly() {
     }
     assert!(status.success(), "exit status {status}; stderr: {err}");
 
+    // Everything from before the rotation is in the old file, the rest in
+    // the new one; together they are the whole run.
+    let old_text = std::fs::read_to_string(&rotated).unwrap();
     let text = std::fs::read_to_string(&eve).unwrap();
-    let recs: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let parse = |t: &str| -> Vec<Value> {
+        t.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (old_recs, new_recs) = (parse(&old_text), parse(&text));
+    assert!(old_recs.iter().any(|r| r["event_type"] == "stats"));
+    assert!(!new_recs.is_empty());
+    let recs: Vec<Value> = old_recs.into_iter().chain(new_recs).collect();
     let mqtt: Vec<&Value> = recs.iter().filter(|r| r["event_type"] == "mqtt").collect();
     for (client, topic) in [
         ("ward7-monitor", "ward7/bed3/spo2"),

@@ -13,7 +13,8 @@
 //! `main`, or by a worker whose socket failed) makes every worker end its
 //! flows and return; then the final `stats` event is written. Periodic
 //! `stats` events every `capture.stats_interval` seconds merge the workers'
-//! latest snapshots.
+//! latest snapshots. SIGHUP (the `reopen` flag) makes the writer reopen the
+//! EVE file, for logrotate.
 //!
 //! Rings are opened in the calling thread, worker by worker, before any
 //! thread starts: a missing interface or a missing privilege is reported at
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Sender};
 
 use super::worker::{Worker, WorkerStats};
-use super::{spawn_writer, InputReport, RunError, RunReport, OUTPUT_BLOCK};
+use super::{spawn_writer, InputReport, RunError, RunReport, WriterLive, OUTPUT_BLOCK};
 use crate::capture::afpacket::{poll_rings, Ring, RingStats};
 use crate::config::Config;
 use crate::output::eve;
@@ -45,6 +46,8 @@ pub struct LiveOptions {
     pub eve: Target,
     /// Set to stop capturing (signals); also set by a failing worker.
     pub stop: Arc<AtomicBool>,
+    /// Set to reopen the EVE file (SIGHUP, after logrotate moved it).
+    pub reopen: Option<Arc<AtomicBool>>,
 }
 
 /// Blocks taken from one ring before the worker looks at its other rings.
@@ -237,7 +240,12 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
         }
         all_rings.push(rings);
     }
-    let (out_tx, writer) = spawn_writer(&opts.eve, true)?;
+    let (out_tx, writer) = spawn_writer(
+        &opts.eve,
+        Some(WriterLive {
+            reopen: opts.reopen.clone(),
+        }),
+    )?;
     let (snap_tx, snap_rx) = bounded::<Snapshot>(n.saturating_mul(4));
     let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
     let stop: &AtomicBool = &opts.stop;
@@ -296,8 +304,8 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs());
     let _ = out_tx.send(tail);
     drop(out_tx);
-    let sink = match writer.join() {
-        Ok(Ok(sink)) => sink,
+    let eve_lines = match writer.join() {
+        Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(RunError(e)),
         Err(_) => return Err(RunError("the EVE writer thread failed".into())),
     };
@@ -324,7 +332,7 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     Ok(RunReport {
         inputs,
         stats,
-        eve_lines: sink.lines(),
+        eve_lines,
         elapsed: started.elapsed(),
         capture: Some(rings),
     })

@@ -114,7 +114,7 @@ pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
 /// The EVE destination cannot be opened or written.
 pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let (out_tx, writer) = spawn_writer(&opts.eve, false)?;
+    let (out_tx, writer) = spawn_writer(&opts.eve, None)?;
 
     let paths: Vec<PathBuf> = opts.inputs.clone();
     let mut progress = Progress::new(opts.progress);
@@ -136,47 +136,82 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     // joining it reports.
     let _ = out_tx.send(tail);
     drop(out_tx);
-    let sink = match writer.join() {
-        Ok(Ok(sink)) => sink,
+    let eve_lines = match writer.join() {
+        Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(RunError(e)),
         Err(_) => return Err(RunError("the EVE writer thread failed".into())),
     };
     Ok(RunReport {
         inputs,
         stats,
-        eve_lines: sink.lines(),
+        eve_lines,
         elapsed: started.elapsed(),
         capture: None,
     })
 }
 
-/// The writer thread's handle: the sink back, or why writing failed.
-type WriterHandle = thread::JoinHandle<Result<Sink, String>>;
+/// The writer thread's handle: the EVE lines written, or why writing
+/// failed.
+type WriterHandle = thread::JoinHandle<Result<u64, String>>;
+
+/// How the writer behaves in live mode.
+#[derive(Debug, Clone, Default)]
+struct WriterLive {
+    /// Set by SIGHUP: reopen the EVE file (after logrotate moved it).
+    reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
 
 /// Opens the EVE destination and starts the one writer thread; blocks of
-/// EVE lines sent to the returned channel are written in order. With
-/// `flush_when_idle` (live capture) the file is flushed whenever no block is
-/// waiting, so a reader following it sees events promptly.
+/// EVE lines sent to the returned channel are written in order. In live
+/// mode (`live` set) the file is flushed whenever no block is waiting, so a
+/// reader following it sees events promptly, and reopened when the reopen
+/// flag is set (a failed reopen keeps the old file and says why on stderr).
 fn spawn_writer(
     eve: &Target,
-    flush_when_idle: bool,
+    live: Option<WriterLive>,
 ) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
+    use std::sync::atomic::Ordering;
     let mut sink = Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
     let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
+    let target = eve.clone();
+    let werr = |e: std::io::Error| format!("writing EVE output: {e}");
     let writer = thread::Builder::new()
         .name("ww-writer".into())
-        .spawn(move || -> Result<Sink, String> {
-            for block in out_rx.iter() {
-                sink.write_lines(&block)
-                    .map_err(|e| format!("writing EVE output: {e}"))?;
-                if flush_when_idle && out_rx.is_empty() {
-                    sink.flush()
-                        .map_err(|e| format!("writing EVE output: {e}"))?;
+        .spawn(move || -> Result<u64, String> {
+            let mut lines = 0u64;
+            loop {
+                let block = match &live {
+                    None => match out_rx.recv() {
+                        Ok(b) => b,
+                        Err(_) => break,
+                    },
+                    Some(l) => {
+                        if l.reopen.as_ref().is_some_and(|f| f.swap(false, Ordering::SeqCst)) {
+                            sink.flush().map_err(werr)?;
+                            match Sink::open(&target) {
+                                Ok(new) => {
+                                    lines += sink.lines();
+                                    sink = new;
+                                }
+                                Err(e) => eprintln!(
+                                    "wardwatch: cannot reopen EVE output ({e}); still writing to the old file"
+                                ),
+                            }
+                        }
+                        match out_rx.recv_timeout(Duration::from_millis(250)) {
+                            Ok(b) => b,
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                };
+                sink.write_lines(&block).map_err(werr)?;
+                if live.is_some() && out_rx.is_empty() {
+                    sink.flush().map_err(werr)?;
                 }
             }
-            sink.flush()
-                .map_err(|e| format!("writing EVE output: {e}"))?;
-            Ok(sink)
+            sink.flush().map_err(werr)?;
+            Ok(lines + sink.lines())
         })
         .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
     Ok((out_tx, writer))
