@@ -6,12 +6,16 @@
 //! 0 having written the MQTT records (client ids and topics we chose), the
 //! flows and a final `stats` record with the kernel's counters.
 //!
+//! The same for DICOM: dcmtk's `storescp` and `echoscu` (C-ECHO), checking
+//! the association and DIMSE records (AE titles we chose, status).
+//!
 //! Needs root (namespaces, AF_PACKET), `ip`, `mosquitto` and
-//! `mosquitto_pub`; without them the test prints why and passes without
-//! checking anything. `.ci/run` runs as root and installs mosquitto.
+//! `mosquitto_pub` (dcmtk for the DICOM test); without them a test prints
+//! why and passes without checking anything. `.ci/run` runs as root and installs mosquitto.
 //! Traffic stays inside the namespaces this test creates and always deletes.
 
 #![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -73,14 +77,18 @@ const CLIENT: &str = "10.213.7.2";
 
 /// Builds the namespaces; `None` (with a printed reason) if that is not
 /// possible here.
-fn lab() -> Option<(Lab, String)> {
+/// `tag` (one letter) keeps the names of tests running at once apart.
+fn lab(tag: &str) -> Option<(Lab, String)> {
     let id = std::process::id();
     let lab = Lab {
-        ns: [format!("ww_live_{id}_b"), format!("ww_live_{id}_c")],
+        ns: [
+            format!("ww_live_{id}{tag}_b"),
+            format!("ww_live_{id}{tag}_c"),
+        ],
         children: Vec::new(),
     };
     let (nb, nc) = (lab.ns[0].as_str(), lab.ns[1].as_str());
-    let (vb, vc) = (format!("wwl{id}b"), format!("wwl{id}c"));
+    let (vb, vc) = (format!("wwl{id}{tag}b"), format!("wwl{id}{tag}c"));
     if !run(&["ip", "netns", "add", nb]) || !run(&["ip", "netns", "add", nc]) {
         eprintln!("SKIPPED live capture test: cannot create network namespaces here");
         return None;
@@ -148,20 +156,13 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
             return;
         }
     }
-    let Some((mut lab, veth)) = lab() else { return };
+    let Some((mut lab, veth)) = lab("m") else {
+        return;
+    };
     let (nb, nc) = (lab.ns[0].clone(), lab.ns[1].clone());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(&conf, "listener 1883 0.0.0.0\nallow_anonymous true\n").unwrap();
-    let ww_conf = dir.path().join("wardwatch.yaml");
-    // Small rings (2 workers x 8 x 64 KiB) and a stats event every second.
-    std::fs::write(
-        &ww_conf,
-        "capture:\n  block_size: 65536\n  block_count: 8\n  stats_interval: 1\n",
-    )
-    .unwrap();
-    let eve = dir.path().join("eve.json");
-
     lab.children.push(
         Command::new("ip")
             .args(["netns", "exec", &nb, "mosquitto", "-c"])
@@ -171,24 +172,8 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
             .spawn()
             .unwrap(),
     );
-    let ww = Command::new("ip")
-        .args(["netns", "exec", &nb, env!("CARGO_BIN_EXE_wardwatch")])
-        .args(["-i", &veth, "--workers", "2", "-q", "-c"])
-        .arg(&ww_conf)
-        .arg("--eve")
-        .arg(&eve)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // `ip netns exec` execs the command: this pid is wardwatch's.
-    let ww_pid = ww.id();
-    lab.children.push(ww);
-    // Capturing: a periodic stats event (every worker reported) is written.
-    wait_for(
-        "wardwatch's first stats event",
-        Duration::from_secs(15),
-        || read_eve(&eve).iter().any(|r| r["event_type"] == "stats"),
-    );
+    // Small rings (2 workers x 8 x 64 KiB) and a stats event every second.
+    let (ww_pid, eve) = start_wardwatch(&mut lab, &veth, dir.path());
 
     let publish = |client_id: &str, topic: &str, msg: &str| {
         let ok = Command::new("ip")
@@ -225,24 +210,7 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
     assert!(publish("icu-pump-12", "icu/pump12/rate", "4.5 ml/h"));
     std::thread::sleep(Duration::from_millis(300));
 
-    assert!(run(&["kill", "-TERM", &ww_pid.to_string()]));
-    let start = Instant::now();
-    let status = loop {
-        let c = lab.children.last_mut().unwrap();
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "wardwatch did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = lab.children.last_mut().unwrap().stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    assert!(status.success(), "exit status {status}; stderr: {err}");
+    stop_wardwatch(&mut lab, ww_pid);
 
     // Everything from before the rotation is in the old file, the rest in
     // the new one; together they are the whole run.
@@ -340,4 +308,138 @@ fn missing_interface_is_a_one_line_error_and_exit_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("ww-no-such0"), "{err}");
+}
+
+/// Starts `wardwatch -i` on the broker side; returns once it is capturing
+/// (its first periodic stats record is written).
+fn start_wardwatch(lab: &mut Lab, veth: &str, dir: &Path) -> (u32, std::path::PathBuf) {
+    let ww_conf = dir.join("wardwatch.yaml");
+    std::fs::write(
+        &ww_conf,
+        "capture:\n  block_size: 65536\n  block_count: 8\n  stats_interval: 1\n",
+    )
+    .unwrap();
+    let eve = dir.join("eve.json");
+    let ww = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[0], env!("CARGO_BIN_EXE_wardwatch")])
+        .args(["-i", veth, "--workers", "2", "-q", "-c"])
+        .arg(&ww_conf)
+        .arg("--eve")
+        .arg(&eve)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = ww.id();
+    lab.children.push(ww);
+    wait_for(
+        "wardwatch's first stats event",
+        Duration::from_secs(15),
+        || read_eve(&eve).iter().any(|r| r["event_type"] == "stats"),
+    );
+    (pid, eve)
+}
+
+/// SIGTERM, then the exit status must be 0 within 10 s.
+fn stop_wardwatch(lab: &mut Lab, pid: u32) {
+    assert!(run(&["kill", "-TERM", &pid.to_string()]));
+    let start = Instant::now();
+    let c = lab.children.iter_mut().find(|c| c.id() == pid).unwrap();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "exit status {status}; stderr: {err}");
+}
+
+#[test]
+fn dicom_echo_between_namespaces_is_captured_live() {
+    if !is_root() {
+        eprintln!("SKIPPED live DICOM test: needs root (network namespaces, AF_PACKET)");
+        return;
+    }
+    // Full paths: pynetdicom installs scripts of the same names.
+    for tool in ["/usr/bin/storescp", "/usr/bin/echoscu"] {
+        if !Path::new(tool).exists() || !have("ip", "-V") {
+            eprintln!("SKIPPED live DICOM test: {tool} (dcmtk) or ip is not installed");
+            return;
+        }
+    }
+    let Some((mut lab, veth)) = lab("d") else {
+        return;
+    };
+    let nc = lab.ns[1].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    lab.children.push(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns[0],
+                "/usr/bin/storescp",
+                "-aet",
+                "PACS",
+            ])
+            .arg("--output-directory")
+            .arg(&store)
+            .arg("11112")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (pid, eve) = start_wardwatch(&mut lab, &veth, dir.path());
+    wait_for("storescp", Duration::from_secs(10), || {
+        Command::new("ip")
+            .args(["netns", "exec", &nc, "/usr/bin/echoscu", "-aet", "WARD7WS"])
+            .args(["-aec", "PACS", BROKER, "11112"])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop_wardwatch(&mut lab, pid);
+
+    let recs: Vec<Value> = std::fs::read_to_string(&eve)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dicom: Vec<&Value> = recs.iter().filter(|r| r["event_type"] == "dicom").collect();
+    let echo = dicom
+        .iter()
+        .find(|r| r["dicom"]["dimse"]["command"] == "C-ECHO")
+        .unwrap_or_else(|| panic!("no C-ECHO record in {dicom:?}"));
+    let d = &echo["dicom"]["dimse"];
+    assert_eq!(d["calling_ae_title"], "WARD7WS");
+    assert_eq!(d["called_ae_title"], "PACS");
+    assert_eq!(d["response"]["status"], 0);
+    assert_eq!(echo["src_ip"], CLIENT);
+    assert_eq!(echo["dest_port"], 11112);
+    let assoc = dicom
+        .iter()
+        .find(|r| r["flow_id"] == echo["flow_id"] && r["dicom"]["association"].is_object())
+        .unwrap_or_else(|| panic!("no association record in {dicom:?}"));
+    assert_eq!(assoc["dicom"]["association"]["outcome"], "released");
+    let last = recs.last().unwrap();
+    assert_eq!(last["event_type"], "stats");
+    assert!(
+        last["stats"]["app_layer"]["flow"]["dicom"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(last["stats"]["capture"]["kernel_drops"], 0);
 }
