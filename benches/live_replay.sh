@@ -56,7 +56,7 @@ for p in "$TX $VT" "$RX $VR"; do
 done
 # RING overrides the ring, e.g. RING='block_size: 4096, block_count: 2' to
 # see drops counted.
-printf 'capture: {stats_interval: 0, %s}\n' "${RING:-}" >"$TMP/ww.yaml"
+printf 'capture: {stats_interval: 0, allow_root: true, %s}\n' "${RING:-}" >"$TMP/ww.yaml"
 
 printf '%-6s %10s %10s %12s %12s %12s %10s\n' rate sent_pkts sent_Mbps kernel_pkts kernel_drops analysed drop_pct
 for rate in "${RATES[@]}"; do

@@ -172,8 +172,29 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
             .spawn()
             .unwrap(),
     );
-    // Small rings (2 workers x 8 x 64 KiB) and a stats event every second.
-    let (ww_pid, eve) = start_wardwatch(&mut lab, &veth, dir.path());
+    // Small rings (2 workers x 8 x 64 KiB), a stats event every second, and
+    // privileges dropped to nobody (who must be able to reopen the file).
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let (ww_pid, eve) = start_wardwatch(&mut lab, &veth, dir.path(), "  user: nobody\n");
+    // Running as nobody with no capability left.
+    let status = std::fs::read_to_string(format!("/proc/{ww_pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    for cap in ["CapEff:", "CapPrm:", "CapAmb:"] {
+        assert_eq!(field(cap), ["0000000000000000"], "{cap} in {status}");
+    }
 
     let publish = |client_id: &str, topic: &str, msg: &str| {
         let ok = Command::new("ip")
@@ -312,11 +333,17 @@ fn missing_interface_is_a_one_line_error_and_exit_1() {
 
 /// Starts `wardwatch -i` on the broker side; returns once it is capturing
 /// (its first periodic stats record is written).
-fn start_wardwatch(lab: &mut Lab, veth: &str, dir: &Path) -> (u32, std::path::PathBuf) {
+/// `extra` is more of the `capture:` section, e.g. `"  user: nobody\n"`.
+fn start_wardwatch(
+    lab: &mut Lab,
+    veth: &str,
+    dir: &Path,
+    extra: &str,
+) -> (u32, std::path::PathBuf) {
     let ww_conf = dir.join("wardwatch.yaml");
     std::fs::write(
         &ww_conf,
-        "capture:\n  block_size: 65536\n  block_count: 8\n  stats_interval: 1\n",
+        format!("capture:\n  block_size: 65536\n  block_count: 8\n  stats_interval: 1\n{extra}"),
     )
     .unwrap();
     let eve = dir.join("eve.json");
@@ -399,7 +426,7 @@ fn dicom_echo_between_namespaces_is_captured_live() {
             .spawn()
             .unwrap(),
     );
-    let (pid, eve) = start_wardwatch(&mut lab, &veth, dir.path());
+    let (pid, eve) = start_wardwatch(&mut lab, &veth, dir.path(), "  allow_root: true\n");
     wait_for("storescp", Duration::from_secs(10), || {
         Command::new("ip")
             .args(["netns", "exec", &nc, "/usr/bin/echoscu", "-aet", "WARD7WS"])
@@ -442,4 +469,32 @@ fn dicom_echo_between_namespaces_is_captured_live() {
             >= 1
     );
     assert_eq!(last["stats"]["capture"]["kernel_drops"], 0);
+}
+
+#[test]
+fn capturing_on_as_root_without_a_user_is_refused() {
+    if !is_root() || !have("ip", "-V") {
+        eprintln!("SKIPPED root refusal test: needs root and ip");
+        return;
+    }
+    let ns = format!("ww_live_{}r", std::process::id());
+    if !run(&["ip", "netns", "add", &ns]) {
+        eprintln!("SKIPPED root refusal test: cannot create a network namespace");
+        return;
+    }
+    let lab = Lab {
+        ns: [ns.clone(), ns.clone()],
+        children: Vec::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns[0], env!("CARGO_BIN_EXE_wardwatch")])
+        .args(["-i", "lo", "-q", "--eve"])
+        .arg(dir.path().join("eve.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to keep capturing as root"), "{err}");
+    assert!(err.contains("capture.user"), "{err}");
 }

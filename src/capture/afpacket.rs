@@ -67,6 +67,12 @@ pub struct CaptureConfig {
     /// Seconds between periodic `stats` events while capturing live
     /// (0 = only the final one).
     pub stats_interval: u32,
+    /// `user` or `user:group` (names or numbers) to switch to once the
+    /// sockets and the EVE file are open; empty = stay who we are. Either
+    /// way every capability is dropped then.
+    pub user: String,
+    /// Keep capturing as root when `user` is empty (otherwise refused).
+    pub allow_root: bool,
 }
 
 impl Default for CaptureConfig {
@@ -79,6 +85,8 @@ impl Default for CaptureConfig {
             poll_timeout_ms: 100,
             fanout_group: 0,
             stats_interval: 30,
+            user: String::new(),
+            allow_root: false,
         }
     }
 }
@@ -296,7 +304,7 @@ pub fn walk_block(
 }
 
 #[cfg(target_os = "linux")]
-pub use sys::{poll_rings, Ring};
+pub use sys::{drop_privileges, poll_rings, running_as_root, Ring};
 
 /// The system side: socket, ring, mmap, poll. Linux only.
 #[cfg(target_os = "linux")]
@@ -609,6 +617,194 @@ mod sys {
                 libc::munmap(self.map.cast(), self.map_len);
             }
         }
+    }
+
+    /// The effective user is root.
+    pub fn running_as_root() -> bool {
+        // SAFETY: plain system call, no pointers.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Looks a name up with a `get*nam_r`-style function, growing the buffer
+    /// on ERANGE (up to 1 MiB).
+    fn lookup<T>(
+        name: &str,
+        what: &str,
+        f: impl Fn(*const libc::c_char, *mut T, *mut libc::c_char, usize, *mut *mut T) -> libc::c_int,
+        pick: impl Fn(&T) -> (u32, u32),
+    ) -> io::Result<(u32, u32)> {
+        let cname = CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+        let mut len = 16 * 1024;
+        loop {
+            let mut buf = vec![0 as libc::c_char; len];
+            // SAFETY: T is a plain C struct (passwd/group); all-zero is a
+            // valid value that the lookup overwrites.
+            let mut ent: T = unsafe { std::mem::zeroed() };
+            let mut res: *mut T = std::ptr::null_mut();
+            let rc = f(
+                cname.as_ptr(),
+                &mut ent,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut res,
+            );
+            if rc == libc::ERANGE && len < (1 << 20) {
+                len *= 4;
+                continue;
+            }
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            if res.is_null() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no {what} named {name}"),
+                ));
+            }
+            return Ok(pick(&ent));
+        }
+    }
+
+    fn user_ids(user: &str) -> io::Result<(u32, u32)> {
+        if let Ok(uid) = user.parse::<u32>() {
+            return Ok((uid, uid));
+        }
+        lookup::<libc::passwd>(
+            user,
+            "user",
+            // SAFETY: the pointers come from `lookup`: a NUL-terminated name,
+            // a live passwd, a buffer of `n` bytes and a result slot.
+            |name, ent, buf, n, res| unsafe { libc::getpwnam_r(name, ent, buf, n, res) },
+            |p| (p.pw_uid, p.pw_gid),
+        )
+    }
+
+    fn group_id(group: &str) -> io::Result<u32> {
+        if let Ok(gid) = group.parse::<u32>() {
+            return Ok(gid);
+        }
+        lookup::<libc::group>(
+            group,
+            "group",
+            // SAFETY: as for getpwnam_r above.
+            |name, ent, buf, n, res| unsafe { libc::getgrnam_r(name, ent, buf, n, res) },
+            |g| (g.gr_gid, g.gr_gid),
+        )
+        .map(|(g, _)| g)
+    }
+
+    /// Switches to `spec` (`user` or `user:group`; empty = stay) and drops
+    /// every capability, for the calling thread and the threads it starts
+    /// afterwards (call it before starting any). Checks the result: root
+    /// cannot be regained and a new AF_PACKET socket is refused.
+    ///
+    /// # Errors
+    /// Unknown user or group, a failing system call, or the check failing.
+    pub fn drop_privileges(spec: &str) -> io::Result<()> {
+        let fail = |what: &str| {
+            let e = io::Error::last_os_error();
+            io::Error::new(e.kind(), format!("dropping privileges: {what}: {e}"))
+        };
+        if !spec.is_empty() {
+            let (user, group) = match spec.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (spec, None),
+            };
+            let (uid, mut gid) = user_ids(user)?;
+            if let Some(g) = group {
+                gid = group_id(g)?;
+            }
+            if uid == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "capture.user must not be root",
+                ));
+            }
+            // SAFETY: one gid from a live local.
+            if unsafe { libc::setgroups(1, &gid) } != 0 {
+                return Err(fail("setgroups"));
+            }
+            // SAFETY: plain system calls, no pointers (glibc applies them to
+            // every thread of the process).
+            if unsafe { libc::setresgid(gid, gid, gid) } != 0 {
+                return Err(fail("setresgid"));
+            }
+            // SAFETY: as above.
+            if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
+                return Err(fail("setresuid"));
+            }
+            // SAFETY: as above; must fail now.
+            if unsafe { libc::setresuid(0, 0, 0) } == 0 {
+                return Err(io::Error::other(
+                    "dropping privileges: root could be regained",
+                ));
+            }
+        }
+        // Capabilities: ambient ones (systemd's AmbientCapabilities), then
+        // the permitted/effective/inheritable sets.
+        // SAFETY: prctl with integer arguments only. EINVAL on kernels
+        // without ambient capabilities is fine: there are none to clear.
+        let _ = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let hdr = CapHeader {
+            // _LINUX_CAPABILITY_VERSION_3: two CapData entries.
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capset reads a version-3 header and two data entries,
+        // both live locals of the layout the kernel expects.
+        if unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) } != 0 {
+            return Err(fail("capset"));
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_NO_NEW_PRIVS,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        } != 0
+        {
+            return Err(fail("PR_SET_NO_NEW_PRIVS"));
+        }
+        // SAFETY: plain system call; a descriptor it returns is closed at
+        // once.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw >= 0 {
+            // SAFETY: `raw` is a fresh descriptor nothing else owns.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+            return Err(io::Error::other(
+                "dropping privileges: a packet socket can still be opened",
+            ));
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout_ms` for any of `rings` to have a block ready.

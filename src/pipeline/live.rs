@@ -16,6 +16,10 @@
 //! latest snapshots. SIGHUP (the `reopen` flag) makes the writer reopen the
 //! EVE file, for logrotate.
 //!
+//! Privileges: once the rings and the EVE file are open, the process
+//! switches to `capture.user` and drops every capability (and refuses to go
+//! on as root unless `capture.allow_root`), before any thread starts.
+//!
 //! Rings are opened in the calling thread, worker by worker, before any
 //! thread starts: a missing interface or a missing privilege is reported at
 //! once, and every interface's fanout group has its members in the same
@@ -29,8 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Sender};
 
 use super::worker::{Worker, WorkerStats};
-use super::{spawn_writer, InputReport, RunError, RunReport, WriterLive, OUTPUT_BLOCK};
-use crate::capture::afpacket::{poll_rings, Ring, RingStats};
+use super::{open_sink, spawn_writer, InputReport, RunError, RunReport, WriterLive, OUTPUT_BLOCK};
+use crate::capture::afpacket::{drop_privileges, poll_rings, running_as_root, Ring, RingStats};
 use crate::config::Config;
 use crate::output::eve;
 use crate::output::sink::Target;
@@ -240,7 +244,21 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
         }
         all_rings.push(rings);
     }
+    // The EVE file is opened while still privileged (a root-owned log
+    // directory works; reopening on SIGHUP then needs the directory to be
+    // writable by capture.user), then privileges go, before any thread
+    // starts.
+    let sink = open_sink(&opts.eve)?;
+    if cfg.capture.user.is_empty() && running_as_root() && !cfg.capture.allow_root {
+        return Err(RunError(
+            "refusing to keep capturing as root: set capture.user (an unprivileged account) \
+             or capture.allow_root: true"
+                .into(),
+        ));
+    }
+    drop_privileges(&cfg.capture.user).map_err(|e| RunError(e.to_string()))?;
     let (out_tx, writer) = spawn_writer(
+        sink,
         &opts.eve,
         Some(WriterLive {
             reopen: opts.reopen.clone(),

@@ -114,7 +114,7 @@ pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
 /// The EVE destination cannot be opened or written.
 pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let (out_tx, writer) = spawn_writer(&opts.eve, None)?;
+    let (out_tx, writer) = spawn_writer(open_sink(&opts.eve)?, &opts.eve, None)?;
 
     let paths: Vec<PathBuf> = opts.inputs.clone();
     let mut progress = Progress::new(opts.progress);
@@ -150,6 +150,11 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     })
 }
 
+/// Opens the EVE destination.
+fn open_sink(eve: &Target) -> Result<Sink, RunError> {
+    Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))
+}
+
 /// The writer thread's handle: the EVE lines written, or why writing
 /// failed.
 type WriterHandle = thread::JoinHandle<Result<u64, String>>;
@@ -161,17 +166,17 @@ struct WriterLive {
     reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// Opens the EVE destination and starts the one writer thread; blocks of
+/// Starts the one writer thread on an opened EVE destination; blocks of
 /// EVE lines sent to the returned channel are written in order. In live
 /// mode (`live` set) the file is flushed whenever no block is waiting, so a
 /// reader following it sees events promptly, and reopened when the reopen
 /// flag is set (a failed reopen keeps the old file and says why on stderr).
 fn spawn_writer(
+    mut sink: Sink,
     eve: &Target,
     live: Option<WriterLive>,
 ) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
     use std::sync::atomic::Ordering;
-    let mut sink = Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
     let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
     let target = eve.clone();
     let werr = |e: std::io::Error| format!("writing EVE output: {e}");
