@@ -73,8 +73,9 @@ struct Cli {
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
 
-    /// Where EVE goes instead of DIR/eve.json: a file path, or `-` for stdout.
-    #[arg(long = "eve", value_name = "FILE|-")]
+    /// Where EVE goes instead of DIR/eve.json: a file path, `-` for stdout, or
+    /// `unix:PATH` to connect to a listening Unix stream socket.
+    #[arg(long = "eve", value_name = "FILE|-|unix:PATH")]
     eve: Option<PathBuf>,
 
     /// Worker threads; flows are spread over them by a symmetric hash.
@@ -133,6 +134,9 @@ fn run(cli: &Cli) -> Result<RunReport> {
     }
     let eve = match &cli.eve {
         Some(p) if p.as_os_str() == "-" => Target::Stdout,
+        Some(p) if p.to_string_lossy().starts_with("unix:") => Target::Unix(PathBuf::from(
+            p.to_string_lossy().trim_start_matches("unix:").to_string(),
+        )),
         Some(p) => Target::File(p.clone()),
         None => {
             std::fs::create_dir_all(&cli.log_dir).with_context(|| {

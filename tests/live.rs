@@ -7,7 +7,8 @@
 //! flows and a final `stats` record with the kernel's counters.
 //!
 //! The same for DICOM: dcmtk's `storescp` and `echoscu` (C-ECHO), checking
-//! the association and DIMSE records (AE titles we chose, status).
+//! the association and DIMSE records (AE titles we chose, status), with EVE
+//! sent to a Unix stream socket the test listens on.
 //!
 //! Needs root (namespaces, AF_PACKET), `ip`, `mosquitto` and
 //! `mosquitto_pub` (dcmtk for the DICOM test); without them a test prints
@@ -179,7 +180,7 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let (ww_pid, eve) = start_wardwatch(&mut lab, &veth, dir.path(), "  user: nobody\n");
+    let (ww_pid, eve) = start_wardwatch(&mut lab, &veth, dir.path(), "  user: nobody\n", None);
     // Running as nobody with no capability left.
     let status = std::fs::read_to_string(format!("/proc/{ww_pid}/status")).unwrap();
     let field = |k: &str| {
@@ -339,6 +340,7 @@ fn start_wardwatch(
     veth: &str,
     dir: &Path,
     extra: &str,
+    eve_arg: Option<&str>,
 ) -> (u32, std::path::PathBuf) {
     let ww_conf = dir.join("wardwatch.yaml");
     std::fs::write(
@@ -352,7 +354,7 @@ fn start_wardwatch(
         .args(["-i", veth, "--workers", "2", "-q", "-c"])
         .arg(&ww_conf)
         .arg("--eve")
-        .arg(&eve)
+        .arg(eve_arg.map_or(eve.clone().into_os_string(), Into::into))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -389,7 +391,7 @@ fn stop_wardwatch(lab: &mut Lab, pid: u32) {
 }
 
 #[test]
-fn dicom_echo_between_namespaces_is_captured_live() {
+fn dicom_echo_between_namespaces_is_captured_live_into_a_unix_socket() {
     if !is_root() {
         eprintln!("SKIPPED live DICOM test: needs root (network namespaces, AF_PACKET)");
         return;
@@ -426,7 +428,24 @@ fn dicom_echo_between_namespaces_is_captured_live() {
             .spawn()
             .unwrap(),
     );
-    let (pid, eve) = start_wardwatch(&mut lab, &veth, dir.path(), "  allow_root: true\n");
+    // EVE goes to a Unix stream socket (`--eve unix:PATH`); this reader
+    // copies what arrives into eve.json.
+    let sock = dir.path().join("eve.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let copy_to = dir.path().join("eve.json");
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut out = std::fs::File::create(&copy_to).unwrap();
+        std::io::copy(&mut conn, &mut out).unwrap()
+    });
+    let eve_arg = format!("unix:{}", sock.display());
+    let (pid, eve) = start_wardwatch(
+        &mut lab,
+        &veth,
+        dir.path(),
+        "  allow_root: true\n",
+        Some(&eve_arg),
+    );
     wait_for("storescp", Duration::from_secs(10), || {
         Command::new("ip")
             .args(["netns", "exec", &nc, "/usr/bin/echoscu", "-aet", "WARD7WS"])
@@ -438,6 +457,8 @@ fn dicom_echo_between_namespaces_is_captured_live() {
     });
     std::thread::sleep(Duration::from_millis(300));
     stop_wardwatch(&mut lab, pid);
+    // wardwatch closed the socket at exit: the reader saw the end.
+    assert!(reader.join().unwrap() > 0);
 
     let recs: Vec<Value> = std::fs::read_to_string(&eve)
         .unwrap()
@@ -469,6 +490,7 @@ fn dicom_echo_between_namespaces_is_captured_live() {
             >= 1
     );
     assert_eq!(last["stats"]["capture"]["kernel_drops"], 0);
+    assert_eq!(last["stats"]["output"]["eve"]["dropped_lines"], 0);
 }
 
 #[test]

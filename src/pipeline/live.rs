@@ -25,7 +25,7 @@
 //! once, and every interface's fanout group has its members in the same
 //! order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -108,6 +108,7 @@ fn live_worker(
     stop: &AtomicBool,
     out_tx: &Sender<Vec<u8>>,
     snap_tx: &Sender<Snapshot>,
+    dropped: &AtomicU64,
 ) -> WorkerEnd {
     let mut w = Worker::new(cfg);
     let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
@@ -123,7 +124,7 @@ fn live_worker(
                     break;
                 }
                 any = true;
-                if w.pending_output() >= OUTPUT_BLOCK && out_tx.send(w.take_output()).is_err() {
+                if w.pending_output() >= OUTPUT_BLOCK && !offer(out_tx, w.take_output(), dropped) {
                     stop.store(true, Ordering::Relaxed);
                     break;
                 }
@@ -132,7 +133,7 @@ fn live_worker(
         if !any {
             // Idle: hand over what is pending so the file is current, wait,
             // then let packet time follow the clock.
-            if w.pending_output() > 0 && out_tx.send(w.take_output()).is_err() {
+            if w.pending_output() > 0 && !offer(out_tx, w.take_output(), dropped) {
                 break;
             }
             if let Err(e) = poll_rings(&rings, cfg.capture.poll_timeout_ms) {
@@ -193,7 +194,11 @@ fn live_worker(
 }
 
 /// Writes a `stats` event of the merged snapshots.
-fn stats_event(snaps: &[Option<Snapshot>], uptime: u64) -> (Vec<u8>, WorkerStats, RingStats) {
+fn stats_event(
+    snaps: &[Option<Snapshot>],
+    uptime: u64,
+    dropped: &AtomicU64,
+) -> (Vec<u8>, WorkerStats, RingStats) {
     let mut stats = WorkerStats::default();
     let mut rings = RingStats::default();
     for s in snaps.iter().flatten() {
@@ -202,9 +207,28 @@ fn stats_event(snaps: &[Option<Snapshot>], uptime: u64) -> (Vec<u8>, WorkerStats
     }
     let mut counters = rings.counters();
     counters.extend(stats.counters());
+    counters.push((
+        "output.eve.dropped_lines".into(),
+        dropped.load(Ordering::Relaxed),
+    ));
     let mut out = Vec::new();
     eve::write_stats(&mut out, now(), uptime, &counters);
     (out, stats, rings)
+}
+
+/// Hands a block to the writer without waiting: when its queue is full
+/// the block is dropped and its lines counted (a stalled EVE reader must
+/// not stall the capture). False when the writer is gone.
+fn offer(out_tx: &Sender<Vec<u8>>, block: Vec<u8>, dropped: &AtomicU64) -> bool {
+    match out_tx.try_send(block) {
+        Ok(()) => true,
+        Err(crossbeam_channel::TrySendError::Full(b)) => {
+            let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+            dropped.fetch_add(n, Ordering::Relaxed);
+            true
+        }
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+    }
 }
 
 /// Fanout group of the first interface.
@@ -249,6 +273,7 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     // writable by capture.user), then privileges go, before any thread
     // starts.
     let sink = open_sink(&opts.eve)?;
+    let dropped = Arc::new(AtomicU64::new(0));
     if cfg.capture.user.is_empty() && running_as_root() && !cfg.capture.allow_root {
         return Err(RunError(
             "refusing to keep capturing as root: set capture.user (an unprivileged account) \
@@ -262,11 +287,13 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
         &opts.eve,
         Some(WriterLive {
             reopen: opts.reopen.clone(),
+            dropped: Arc::clone(&dropped),
         }),
     )?;
     let (snap_tx, snap_rx) = bounded::<Snapshot>(n.saturating_mul(4));
     let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
     let stop: &AtomicBool = &opts.stop;
+    let dropped_ref: &AtomicU64 = &dropped;
 
     let ends: Vec<WorkerEnd> = thread::scope(|scope| -> Result<Vec<WorkerEnd>, RunError> {
         let mut handles = Vec::with_capacity(n);
@@ -276,7 +303,7 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
             let h = thread::Builder::new()
                 .name(format!("ww-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    live_worker(i, cfg, rings, stop, &out_tx, &snap_tx)
+                    live_worker(i, cfg, rings, stop, &out_tx, &snap_tx, dropped_ref)
                 });
             match h {
                 Ok(h) => handles.push(h),
@@ -304,8 +331,8 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
                 && latest.iter().all(Option::is_some)
             {
                 last = Instant::now();
-                let (ev, _, _) = stats_event(&latest, started.elapsed().as_secs());
-                let _ = out_tx.send(ev);
+                let (ev, _, _) = stats_event(&latest, started.elapsed().as_secs(), dropped_ref);
+                offer(&out_tx, ev, dropped_ref);
             }
         }
         let mut ends = Vec::with_capacity(n);
@@ -319,7 +346,7 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     })?;
 
     let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
-    let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs());
+    let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs(), &dropped);
     let _ = out_tx.send(tail);
     drop(out_tx);
     let eve_lines = match writer.join() {

@@ -164,59 +164,123 @@ type WriterHandle = thread::JoinHandle<Result<u64, String>>;
 struct WriterLive {
     /// Set by SIGHUP: reopen the EVE file (after logrotate moved it).
     reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// EVE lines dropped: queue full (workers never wait for the writer),
+    /// or a Unix-socket reader absent or stalled.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Lines in a block of EVE lines.
+fn lines_in(block: &[u8]) -> u64 {
+    block.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The live writer: flushes whenever the queue is empty, reopens on the
+/// reopen flag, and for a Unix-socket reader drops (and counts) blocks
+/// while the reader is absent or stalled, reconnecting at most once a
+/// second. A file or stdout write error is fatal as offline.
+fn live_writer(
+    sink: Sink,
+    target: &Target,
+    rx: &Receiver<Vec<u8>>,
+    l: &WriterLive,
+) -> Result<u64, String> {
+    use std::sync::atomic::Ordering;
+    let werr = |e: std::io::Error| format!("writing EVE output: {e}");
+    let unix = matches!(target, Target::Unix(_));
+    let mut sink = Some(sink);
+    let mut done = 0u64;
+    let mut last_try = Instant::now();
+    loop {
+        if l.reopen
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::SeqCst))
+        {
+            if let Some(s) = sink.as_mut() {
+                s.flush().map_err(werr)?;
+            }
+            match Sink::open(target) {
+                Ok(new) => {
+                    done += sink.replace(new).map_or(0, |s| s.lines());
+                }
+                Err(e) => eprintln!(
+                    "wardwatch: cannot reopen EVE output ({e}); still writing to the old one"
+                ),
+            }
+        }
+        if sink.is_none() && last_try.elapsed() >= Duration::from_secs(1) {
+            last_try = Instant::now();
+            if let Ok(s) = Sink::open(target) {
+                eprintln!("wardwatch: EVE reader back; writing again");
+                sink = Some(s);
+            }
+        }
+        let block = match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(b) => b,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let Some(s) = sink.as_mut() else {
+            l.dropped.fetch_add(lines_in(&block), Ordering::Relaxed);
+            continue;
+        };
+        // A socket is flushed after every block, so a failure loses that
+        // block only.
+        let r = s.write_lines(&block).and_then(|()| {
+            if unix || rx.is_empty() {
+                s.flush()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = r {
+            if !unix {
+                return Err(werr(e));
+            }
+            eprintln!(
+                "wardwatch: EVE reader gone or stalled ({e}); dropping lines until it is back"
+            );
+            let n = lines_in(&block);
+            l.dropped.fetch_add(n, Ordering::Relaxed);
+            done += s.lines().saturating_sub(n);
+            sink = None;
+            last_try = Instant::now();
+        }
+    }
+    match sink {
+        Some(mut s) => {
+            if let Err(e) = s.flush() {
+                if !unix {
+                    return Err(werr(e));
+                }
+            }
+            Ok(done + s.lines())
+        }
+        None => Ok(done),
+    }
 }
 
 /// Starts the one writer thread on an opened EVE destination; blocks of
-/// EVE lines sent to the returned channel are written in order. In live
-/// mode (`live` set) the file is flushed whenever no block is waiting, so a
-/// reader following it sees events promptly, and reopened when the reopen
-/// flag is set (a failed reopen keeps the old file and says why on stderr).
+/// EVE lines sent to the returned channel are written in order. Live mode
+/// (`live` set): see [`live_writer`].
 fn spawn_writer(
     mut sink: Sink,
     eve: &Target,
     live: Option<WriterLive>,
 ) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
-    use std::sync::atomic::Ordering;
     let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
     let target = eve.clone();
     let werr = |e: std::io::Error| format!("writing EVE output: {e}");
     let writer = thread::Builder::new()
         .name("ww-writer".into())
         .spawn(move || -> Result<u64, String> {
-            let mut lines = 0u64;
-            loop {
-                let block = match &live {
-                    None => match out_rx.recv() {
-                        Ok(b) => b,
-                        Err(_) => break,
-                    },
-                    Some(l) => {
-                        if l.reopen.as_ref().is_some_and(|f| f.swap(false, Ordering::SeqCst)) {
-                            sink.flush().map_err(werr)?;
-                            match Sink::open(&target) {
-                                Ok(new) => {
-                                    lines += sink.lines();
-                                    sink = new;
-                                }
-                                Err(e) => eprintln!(
-                                    "wardwatch: cannot reopen EVE output ({e}); still writing to the old file"
-                                ),
-                            }
-                        }
-                        match out_rx.recv_timeout(Duration::from_millis(250)) {
-                            Ok(b) => b,
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                };
+            if let Some(l) = &live {
+                return live_writer(sink, &target, &out_rx, l);
+            }
+            for block in out_rx.iter() {
                 sink.write_lines(&block).map_err(werr)?;
-                if live.is_some() && out_rx.is_empty() {
-                    sink.flush().map_err(werr)?;
-                }
             }
             sink.flush().map_err(werr)?;
-            Ok(lines + sink.lines())
+            Ok(sink.lines())
         })
         .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
     Ok((out_tx, writer))
