@@ -58,7 +58,7 @@ done
 # see drops counted.
 printf 'capture: {stats_interval: 0, allow_root: true, %s}\n' "${RING:-}" >"$TMP/ww.yaml"
 
-printf '%-6s %10s %10s %12s %12s %12s %10s\n' rate sent_pkts sent_Mbps kernel_pkts kernel_drops analysed drop_pct
+printf '%-6s %10s %10s %12s %12s %12s %10s %10s\n' rate sent_pkts sent_Mbps kernel_pkts kernel_drops analysed drop_pct eve_lost
 for rate in "${RATES[@]}"; do
     eve="$TMP/eve-$rate.json"
     ip netns exec "$RX" "$BIN" -i "$VR" --workers "$WORKERS" -q -c "$TMP/ww.yaml" --eve "$eve" &
@@ -77,6 +77,7 @@ path, rate, sent, mbps = sys.argv[1:]
 last = [json.loads(l) for l in open(path)][-1]["stats"]
 k, d = last["capture"]["kernel_packets"], last["capture"]["kernel_drops"]
 a = last["capture"]["ring"]["packets"]
-print(f"{rate:<6} {sent:>10} {mbps:>10} {k:>12} {d:>12} {a:>12} {100.0 * d / max(k, 1):>9.2f}%")
+lost = last["output"]["eve"]["dropped_lines"]
+print(f"{rate:<6} {sent:>10} {mbps:>10} {k:>12} {d:>12} {a:>12} {100.0 * d / max(k, 1):>9.2f}% {lost:>10}")
 EOF
 done
