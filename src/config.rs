@@ -27,6 +27,8 @@ pub struct Config {
     pub app_layer: crate::app::AppConfig,
     /// EVE output.
     pub outputs: OutputSection,
+    /// Live capture (`-i`): AF_PACKET ring sizes, snap length, stats interval.
+    pub capture: crate::capture::afpacket::CaptureConfig,
 }
 
 /// `outputs:` section.

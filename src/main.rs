@@ -35,6 +35,7 @@ const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/demo.pcap");
     after_help = "Examples:\n  \
     wardwatch -r capture.pcap -l /var/log/wardwatch      EVE to /var/log/wardwatch/eve.json\n  \
     wardwatch -r a.pcap -r b.pcapng --eve -               EVE lines on stdout\n  \
+    wardwatch -i eth1 -l /var/log/wardwatch                live capture on a mirror port\n  \
     tcpdump -i eth1 -w - | wardwatch -r - -l .            read a pipe\n\n\
     Exit status: 0 success; 1 error (unreadable input or config, output not writable);\n\
     2 bad command line; 3 a capture was truncated or corrupt (events before the damage\n\
@@ -47,9 +48,21 @@ struct Cli {
         short = 'r',
         long = "read-file",
         value_name = "FILE",
-        required_unless_present = "demo"
+        required_unless_present_any = ["demo", "interfaces"]
     )]
     read_files: Vec<PathBuf>,
+
+    /// Capture live from this network interface (Linux AF_PACKET ring, needs
+    /// CAP_NET_RAW). Repeat for several interfaces (both sides of a TAP).
+    /// Runs until SIGINT or SIGTERM, then ends every flow, writes the final
+    /// stats and exits 0; SIGHUP reopens the EVE file (logrotate).
+    #[arg(
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        conflicts_with_all = ["read_files", "demo"]
+    )]
+    interfaces: Vec<String>,
 
     /// Analyse the capture built into the binary (MQTT and DICOM traffic of a
     /// modelled hospital, from pcaps/demo.pcap) instead of reading files.
@@ -60,8 +73,9 @@ struct Cli {
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
 
-    /// Where EVE goes instead of DIR/eve.json: a file path, or `-` for stdout.
-    #[arg(long = "eve", value_name = "FILE|-")]
+    /// Where EVE goes instead of DIR/eve.json: a file path, `-` for stdout, or
+    /// `unix:PATH` to connect to a listening Unix stream socket.
+    #[arg(long = "eve", value_name = "FILE|-|unix:PATH")]
     eve: Option<PathBuf>,
 
     /// Worker threads; flows are spread over them by a symmetric hash.
@@ -120,6 +134,9 @@ fn run(cli: &Cli) -> Result<RunReport> {
     }
     let eve = match &cli.eve {
         Some(p) if p.as_os_str() == "-" => Target::Stdout,
+        Some(p) if p.to_string_lossy().starts_with("unix:") => Target::Unix(PathBuf::from(
+            p.to_string_lossy().trim_start_matches("unix:").to_string(),
+        )),
         Some(p) => Target::File(p.clone()),
         None => {
             std::fs::create_dir_all(&cli.log_dir).with_context(|| {
@@ -138,6 +155,9 @@ fn run(cli: &Cli) -> Result<RunReport> {
         eve,
         progress: !cli.quiet,
     };
+    if !cli.interfaces.is_empty() {
+        return run_live(cli, &cfg, workers, opts.eve);
+    }
     let readers = if cli.demo {
         let demo = Reader::from_buffer(Buffer::Owned(DEMO_CAPTURE.to_vec()))
             .map_err(|e| anyhow::anyhow!("built-in demo capture: {e}"))?;
@@ -147,6 +167,44 @@ fn run(cli: &Cli) -> Result<RunReport> {
         pipeline::open_inputs(&opts.inputs)?
     };
     Ok(pipeline::run(&cfg, &opts, readers)?)
+}
+
+#[cfg(target_os = "linux")]
+fn run_live(cli: &Cli, cfg: &Config, workers: usize, eve: Target) -> Result<RunReport> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while shutting down exits at once (status 1).
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    // SIGHUP reopens the EVE file (logrotate's postrotate).
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reopen))
+        .context("installing signal handlers")?;
+    let opts = pipeline::live::LiveOptions {
+        ifaces: cli.interfaces.clone(),
+        workers,
+        eve,
+        stop,
+        reopen: Some(reopen),
+    };
+    if !cli.quiet {
+        eprintln!(
+            "wardwatch: capturing on {} with {workers} worker{}; SIGINT or SIGTERM stops",
+            cli.interfaces.join(", "),
+            if workers == 1 { "" } else { "s" }
+        );
+    }
+    Ok(pipeline::live::run_live(cfg, &opts)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_live(_: &Cli, _: &Config, _: usize, _: Target) -> Result<RunReport> {
+    bail!("live capture (-i) needs Linux AF_PACKET; read a pipe instead: tcpdump -w - | wardwatch -r -")
 }
 
 /// The one-paragraph account of a run printed on stderr.
@@ -185,5 +243,13 @@ fn summary(r: &RunReport) -> String {
         s.stream.ooo_segments,
         f.memcap,
         r.eve_lines
-    )
+    ) + &r
+        .capture
+        .map(|c| {
+            format!(
+                " Kernel: {} packets, {} dropped.",
+                c.kernel_packets, c.kernel_drops
+            )
+        })
+        .unwrap_or_default()
 }

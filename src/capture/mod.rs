@@ -1,4 +1,5 @@
-//! Capture: packets out of pcap and pcapng files (and later AF_PACKET rings).
+//! Capture: packets out of pcap and pcapng files, and live from AF_PACKET
+//! rings (`afpacket.rs`, Linux).
 //!
 //! Owns: reading capture formats, link types, per-packet timestamps.
 //! Invariant: packets are *borrowed* from a shared [`Buffer`] — a memory map
@@ -21,6 +22,7 @@
 //! map; anything unmappable (pipe, FIFO, `/dev/stdin`) is read in chunks of
 //! about [`STREAM_CHUNK`] bytes.
 
+pub mod afpacket;
 mod pcap;
 mod pcapng;
 mod stream;

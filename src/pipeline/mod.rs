@@ -12,6 +12,8 @@
 //!
 //! The output is the same for any number of workers, line order aside.
 
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -69,6 +71,8 @@ pub struct RunReport {
     pub stats: WorkerStats,
     pub eve_lines: u64,
     pub elapsed: Duration,
+    /// Live capture only: the rings' and the kernel's counters.
+    pub capture: Option<crate::capture::afpacket::RingStats>,
 }
 
 /// A fatal error: nothing (more) could be done.
@@ -110,21 +114,7 @@ pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
 /// The EVE destination cannot be opened or written.
 pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let mut sink =
-        Sink::open(&opts.eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))?;
-    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
-    let writer = thread::Builder::new()
-        .name("ww-writer".into())
-        .spawn(move || -> Result<Sink, String> {
-            for block in out_rx {
-                sink.write_lines(&block)
-                    .map_err(|e| format!("writing EVE output: {e}"))?;
-            }
-            sink.flush()
-                .map_err(|e| format!("writing EVE output: {e}"))?;
-            Ok(sink)
-        })
-        .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
+    let (out_tx, writer) = spawn_writer(open_sink(&opts.eve)?, &opts.eve, None)?;
 
     let paths: Vec<PathBuf> = opts.inputs.clone();
     let mut progress = Progress::new(opts.progress);
@@ -146,17 +136,154 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     // joining it reports.
     let _ = out_tx.send(tail);
     drop(out_tx);
-    let sink = match writer.join() {
-        Ok(Ok(sink)) => sink,
+    let eve_lines = match writer.join() {
+        Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(RunError(e)),
         Err(_) => return Err(RunError("the EVE writer thread failed".into())),
     };
     Ok(RunReport {
         inputs,
         stats,
-        eve_lines: sink.lines(),
+        eve_lines,
         elapsed: started.elapsed(),
+        capture: None,
     })
+}
+
+/// Opens the EVE destination.
+fn open_sink(eve: &Target) -> Result<Sink, RunError> {
+    Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))
+}
+
+/// The writer thread's handle: the EVE lines written, or why writing
+/// failed.
+type WriterHandle = thread::JoinHandle<Result<u64, String>>;
+
+/// How the writer behaves in live mode.
+#[derive(Debug, Clone, Default)]
+struct WriterLive {
+    /// Set by SIGHUP: reopen the EVE file (after logrotate moved it).
+    reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// EVE lines dropped: queue full (workers never wait for the writer),
+    /// or a Unix-socket reader absent or stalled.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Lines in a block of EVE lines.
+fn lines_in(block: &[u8]) -> u64 {
+    block.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The live writer: flushes whenever the queue is empty, reopens on the
+/// reopen flag, and for a Unix-socket reader drops (and counts) blocks
+/// while the reader is absent or stalled, reconnecting at most once a
+/// second. A file or stdout write error is fatal as offline.
+fn live_writer(
+    sink: Sink,
+    target: &Target,
+    rx: &Receiver<Vec<u8>>,
+    l: &WriterLive,
+) -> Result<u64, String> {
+    use std::sync::atomic::Ordering;
+    let werr = |e: std::io::Error| format!("writing EVE output: {e}");
+    let unix = matches!(target, Target::Unix(_));
+    let mut sink = Some(sink);
+    let mut done = 0u64;
+    let mut last_try = Instant::now();
+    loop {
+        if l.reopen
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::SeqCst))
+        {
+            if let Some(s) = sink.as_mut() {
+                s.flush().map_err(werr)?;
+            }
+            match Sink::open(target) {
+                Ok(new) => {
+                    done += sink.replace(new).map_or(0, |s| s.lines());
+                }
+                Err(e) => eprintln!(
+                    "wardwatch: cannot reopen EVE output ({e}); still writing to the old one"
+                ),
+            }
+        }
+        if sink.is_none() && last_try.elapsed() >= Duration::from_secs(1) {
+            last_try = Instant::now();
+            if let Ok(s) = Sink::open(target) {
+                eprintln!("wardwatch: EVE reader back; writing again");
+                sink = Some(s);
+            }
+        }
+        let block = match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(b) => b,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let Some(s) = sink.as_mut() else {
+            l.dropped.fetch_add(lines_in(&block), Ordering::Relaxed);
+            continue;
+        };
+        // A socket is flushed after every block, so a failure loses that
+        // block only.
+        let r = s.write_lines(&block).and_then(|()| {
+            if unix || rx.is_empty() {
+                s.flush()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = r {
+            if !unix {
+                return Err(werr(e));
+            }
+            eprintln!(
+                "wardwatch: EVE reader gone or stalled ({e}); dropping lines until it is back"
+            );
+            let n = lines_in(&block);
+            l.dropped.fetch_add(n, Ordering::Relaxed);
+            done += s.lines().saturating_sub(n);
+            sink = None;
+            last_try = Instant::now();
+        }
+    }
+    match sink {
+        Some(mut s) => {
+            if let Err(e) = s.flush() {
+                if !unix {
+                    return Err(werr(e));
+                }
+            }
+            Ok(done + s.lines())
+        }
+        None => Ok(done),
+    }
+}
+
+/// Starts the one writer thread on an opened EVE destination; blocks of
+/// EVE lines sent to the returned channel are written in order. Live mode
+/// (`live` set): see [`live_writer`].
+fn spawn_writer(
+    mut sink: Sink,
+    eve: &Target,
+    live: Option<WriterLive>,
+) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
+    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
+    let target = eve.clone();
+    let werr = |e: std::io::Error| format!("writing EVE output: {e}");
+    let writer = thread::Builder::new()
+        .name("ww-writer".into())
+        .spawn(move || -> Result<u64, String> {
+            if let Some(l) = &live {
+                return live_writer(sink, &target, &out_rx, l);
+            }
+            for block in out_rx.iter() {
+                sink.write_lines(&block).map_err(werr)?;
+            }
+            sink.flush().map_err(werr)?;
+            Ok(sink.lines())
+        })
+        .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
+    Ok((out_tx, writer))
 }
 
 /// Reads every input in turn, calling `each` with every chunk; stops early

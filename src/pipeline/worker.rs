@@ -515,6 +515,11 @@ impl Worker {
         emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));
+        self.stats()
+    }
+
+    /// The counters so far (live capture reports them periodically).
+    pub fn stats(&self) -> WorkerStats {
         WorkerStats {
             decode: self.decoder.stats().clone(),
             defrag: self.defrag.stats().clone(),

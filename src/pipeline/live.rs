@@ -1,0 +1,384 @@
+//! Live mode: workers capture from AF_PACKET rings themselves.
+//!
+//! Each worker thread owns one ring per interface (see
+//! [`crate::capture::afpacket`]) and a [`Worker`]; the kernel's fanout hash
+//! spreads flows over the workers (both directions and every fragment of a
+//! conversation to the same one), so there is no dispatcher thread and no
+//! copy: packets are processed where the kernel put them. EVE lines go to the
+//! same single writer thread as offline.
+//!
+//! Time: packet time as offline; while a worker's rings are idle it advances
+//! packet time from the wall clock after each poll timeout, so flows on a
+//! quiet link still time out. Stop: the `stop` flag (set by SIGINT/SIGTERM in
+//! `main`, or by a worker whose socket failed) makes every worker end its
+//! flows and return; then the final `stats` event is written. Periodic
+//! `stats` events every `capture.stats_interval` seconds merge the workers'
+//! latest snapshots. SIGHUP (the `reopen` flag) makes the writer reopen the
+//! EVE file, for logrotate.
+//!
+//! Privileges: once the rings and the EVE file are open, the process
+//! switches to `capture.user` and drops every capability (and refuses to go
+//! on as root unless `capture.allow_root`), before any thread starts.
+//!
+//! Rings are opened in the calling thread, worker by worker, before any
+//! thread starts: a missing interface or a missing privilege is reported at
+//! once, and every interface's fanout group has its members in the same
+//! order.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Sender};
+
+use super::worker::{Worker, WorkerStats};
+use super::{open_sink, spawn_writer, InputReport, RunError, RunReport, WriterLive, OUTPUT_BLOCK};
+use crate::capture::afpacket::{drop_privileges, poll_rings, running_as_root, Ring, RingStats};
+use crate::config::Config;
+use crate::output::eve;
+use crate::output::sink::Target;
+use crate::time::Timestamp;
+
+/// What to capture and where to write.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Interfaces, each captured by every worker.
+    pub ifaces: Vec<String>,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    pub eve: Target,
+    /// Set to stop capturing (signals); also set by a failing worker.
+    pub stop: Arc<AtomicBool>,
+    /// Set to reopen the EVE file (SIGHUP, after logrotate moved it).
+    pub reopen: Option<Arc<AtomicBool>>,
+}
+
+/// Blocks taken from one ring before the worker looks at its other rings.
+const BLOCKS_PER_TURN: usize = 16;
+
+/// The wall clock as packet time.
+fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_parts(d.as_secs(), u64::from(d.subsec_nanos()))
+}
+
+/// A worker's latest counters, for periodic stats.
+#[derive(Clone)]
+struct Snapshot {
+    worker: usize,
+    stats: WorkerStats,
+    rings: RingStats,
+    /// Per interface: packets and bytes.
+    per_iface: Vec<(u64, u64)>,
+}
+
+/// What a worker returns.
+struct WorkerEnd {
+    snap: Snapshot,
+    error: Option<String>,
+}
+
+fn ring_totals(rings: &[Ring]) -> (RingStats, Vec<(u64, u64)>) {
+    let mut t = RingStats::default();
+    let mut per = Vec::with_capacity(rings.len());
+    for r in rings {
+        let s = r.stats();
+        t.merge(&s);
+        per.push((s.packets, s.bytes));
+    }
+    (t, per)
+}
+
+fn read_kernel(rings: &mut [Ring]) -> Option<String> {
+    for r in rings.iter_mut() {
+        if let Err(e) = r.read_kernel_stats() {
+            return Some(e.to_string());
+        }
+    }
+    None
+}
+
+fn live_worker(
+    idx: usize,
+    cfg: &Config,
+    mut rings: Vec<Ring>,
+    stop: &AtomicBool,
+    out_tx: &Sender<Vec<u8>>,
+    snap_tx: &Sender<Snapshot>,
+    dropped: &AtomicU64,
+) -> WorkerEnd {
+    let mut w = Worker::new(cfg);
+    let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
+    let mut last_snap = Instant::now();
+    let mut error = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut any = false;
+        for r in rings.iter_mut() {
+            for _ in 0..BLOCKS_PER_TURN {
+                if r.next_block(|ts, link, data, len| w.packet(ts, link, data, len))
+                    .is_none()
+                {
+                    break;
+                }
+                any = true;
+                if w.pending_output() >= OUTPUT_BLOCK && !offer(out_tx, w.take_output(), dropped) {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        if !any {
+            // Idle: hand over what is pending so the file is current, wait,
+            // then let packet time follow the clock.
+            if w.pending_output() > 0 && !offer(out_tx, w.take_output(), dropped) {
+                break;
+            }
+            if let Err(e) = poll_rings(&rings, cfg.capture.poll_timeout_ms) {
+                error = Some(e.to_string());
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            w.tick(now());
+        }
+        if !interval.is_zero() && last_snap.elapsed() >= interval {
+            last_snap = Instant::now();
+            if let Some(e) = read_kernel(&mut rings) {
+                error = Some(e);
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+            let (t, per) = ring_totals(&rings);
+            // Never blocks: a snapshot the main thread has no room for is
+            // superseded by the next one anyway.
+            let _ = snap_tx.try_send(Snapshot {
+                worker: idx,
+                stats: w.stats(),
+                rings: t,
+                per_iface: per,
+            });
+        }
+    }
+    // Blocks the kernel already handed over are still analysed (at most one
+    // ring's worth each), so a stop loses nothing that was captured.
+    for r in rings.iter_mut() {
+        for _ in 0..cfg.capture.block_count {
+            if r.next_block(|ts, link, data, len| w.packet(ts, link, data, len))
+                .is_none()
+            {
+                break;
+            }
+            if w.pending_output() >= OUTPUT_BLOCK {
+                let _ = out_tx.send(w.take_output());
+            }
+        }
+    }
+    if let Some(e) = read_kernel(&mut rings) {
+        error.get_or_insert(e);
+    }
+    let stats = w.finish(now(), &mut |block| {
+        let _ = out_tx.send(block);
+    });
+    let (t, per) = ring_totals(&rings);
+    WorkerEnd {
+        snap: Snapshot {
+            worker: idx,
+            stats,
+            rings: t,
+            per_iface: per,
+        },
+        error,
+    }
+}
+
+/// Writes a `stats` event of the merged snapshots.
+fn stats_event(
+    snaps: &[Option<Snapshot>],
+    uptime: u64,
+    dropped: &AtomicU64,
+) -> (Vec<u8>, WorkerStats, RingStats) {
+    let mut stats = WorkerStats::default();
+    let mut rings = RingStats::default();
+    for s in snaps.iter().flatten() {
+        stats.merge(&s.stats);
+        rings.merge(&s.rings);
+    }
+    let mut counters = rings.counters();
+    counters.extend(stats.counters());
+    counters.push((
+        "output.eve.dropped_lines".into(),
+        dropped.load(Ordering::Relaxed),
+    ));
+    let mut out = Vec::new();
+    eve::write_stats(&mut out, now(), uptime, &counters);
+    (out, stats, rings)
+}
+
+/// Hands a block to the writer without waiting: when its queue is full
+/// the block is dropped and its lines counted (a stalled EVE reader must
+/// not stall the capture). False when the writer is gone.
+fn offer(out_tx: &Sender<Vec<u8>>, block: Vec<u8>, dropped: &AtomicU64) -> bool {
+    match out_tx.try_send(block) {
+        Ok(()) => true,
+        Err(crossbeam_channel::TrySendError::Full(b)) => {
+            let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+            dropped.fetch_add(n, Ordering::Relaxed);
+            true
+        }
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+    }
+}
+
+/// Fanout group of the first interface.
+fn fanout_base(cfg: &Config) -> u16 {
+    match cfg.capture.fanout_group {
+        // The low 16 bits of the pid: unique among running processes often
+        // enough, and configurable when not.
+        0 => (std::process::id() & 0xffff) as u16,
+        g => g,
+    }
+}
+
+/// Captures until `opts.stop` is set, then ends every flow and writes the
+/// final `stats` event.
+///
+/// # Errors
+/// A ring cannot be opened, the EVE destination cannot be written, or a
+/// capture socket failed while running (the events up to then are written).
+pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    cfg.capture
+        .check()
+        .map_err(|e| RunError(format!("configuration: {e}")))?;
+    if opts.ifaces.is_empty() {
+        return Err(RunError("no interface to capture from".into()));
+    }
+    let n = opts.workers.max(1);
+    let base = fanout_base(cfg);
+    let mut all_rings: Vec<Vec<Ring>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut rings = Vec::with_capacity(opts.ifaces.len());
+        for (j, iface) in opts.ifaces.iter().enumerate() {
+            let group = base.wrapping_add(j as u16);
+            let r = Ring::open(iface, &cfg.capture, group)
+                .map_err(|e| RunError(format!("cannot capture: {e}")))?;
+            rings.push(r);
+        }
+        all_rings.push(rings);
+    }
+    // The EVE file is opened while still privileged (a root-owned log
+    // directory works; reopening on SIGHUP then needs the directory to be
+    // writable by capture.user), then privileges go, before any thread
+    // starts.
+    let sink = open_sink(&opts.eve)?;
+    let dropped = Arc::new(AtomicU64::new(0));
+    if cfg.capture.user.is_empty() && running_as_root() && !cfg.capture.allow_root {
+        return Err(RunError(
+            "refusing to keep capturing as root: set capture.user (an unprivileged account) \
+             or capture.allow_root: true"
+                .into(),
+        ));
+    }
+    drop_privileges(&cfg.capture.user).map_err(|e| RunError(e.to_string()))?;
+    let (out_tx, writer) = spawn_writer(
+        sink,
+        &opts.eve,
+        Some(WriterLive {
+            reopen: opts.reopen.clone(),
+            dropped: Arc::clone(&dropped),
+        }),
+    )?;
+    let (snap_tx, snap_rx) = bounded::<Snapshot>(n.saturating_mul(4));
+    let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
+    let stop: &AtomicBool = &opts.stop;
+    let dropped_ref: &AtomicU64 = &dropped;
+
+    let ends: Vec<WorkerEnd> = thread::scope(|scope| -> Result<Vec<WorkerEnd>, RunError> {
+        let mut handles = Vec::with_capacity(n);
+        for (i, rings) in all_rings.into_iter().enumerate() {
+            let out_tx = out_tx.clone();
+            let snap_tx = snap_tx.clone();
+            let h = thread::Builder::new()
+                .name(format!("ww-worker-{i}"))
+                .spawn_scoped(scope, move || {
+                    live_worker(i, cfg, rings, stop, &out_tx, &snap_tx, dropped_ref)
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(RunError(format!("cannot start worker thread: {e}")));
+                }
+            }
+        }
+        drop(snap_tx);
+        // Periodic stats from the workers' latest snapshots.
+        let mut latest: Vec<Option<Snapshot>> = (0..n).map(|_| None).collect();
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(s) = snap_rx.recv_timeout(Duration::from_millis(200)) {
+                if let Some(slot) = latest.get_mut(s.worker) {
+                    *slot = Some(s);
+                }
+            }
+            if !interval.is_zero()
+                && last.elapsed() >= interval
+                && latest.iter().all(Option::is_some)
+            {
+                last = Instant::now();
+                let (ev, _, _) = stats_event(&latest, started.elapsed().as_secs(), dropped_ref);
+                offer(&out_tx, ev, dropped_ref);
+            }
+        }
+        let mut ends = Vec::with_capacity(n);
+        for h in handles {
+            match h.join() {
+                Ok(e) => ends.push(e),
+                Err(_) => return Err(RunError("a worker thread failed".into())),
+            }
+        }
+        Ok(ends)
+    })?;
+
+    let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
+    let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs(), &dropped);
+    let _ = out_tx.send(tail);
+    drop(out_tx);
+    let eve_lines = match writer.join() {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(RunError(e)),
+        Err(_) => return Err(RunError("the EVE writer thread failed".into())),
+    };
+    if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
+        return Err(RunError(format!("capture failed: {e}")));
+    }
+    let inputs = opts
+        .ifaces
+        .iter()
+        .enumerate()
+        .map(|(j, iface)| {
+            let (packets, bytes) = ends
+                .iter()
+                .filter_map(|e| e.snap.per_iface.get(j))
+                .fold((0, 0), |(p, b), &(p2, b2)| (p + p2, b + b2));
+            InputReport {
+                path: iface.into(),
+                packets,
+                bytes,
+                error: None,
+            }
+        })
+        .collect();
+    Ok(RunReport {
+        inputs,
+        stats,
+        eve_lines,
+        elapsed: started.elapsed(),
+        capture: Some(rings),
+    })
+}
