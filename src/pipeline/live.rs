@@ -33,7 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Sender};
 
 use super::worker::{Worker, WorkerStats};
-use super::{open_sink, spawn_writer, InputReport, RunError, RunReport, WriterLive, OUTPUT_BLOCK};
+use super::{
+    close_writer, open_sink, spawn_writer, InputReport, RunError, RunReport, WriterLive,
+    OUTPUT_BLOCK,
+};
 use crate::capture::afpacket::{drop_privileges, poll_rings, running_as_root, Ring, RingStats};
 use crate::config::Config;
 use crate::output::eve;
@@ -347,13 +350,7 @@ pub fn run_live(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
 
     let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
     let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs(), &dropped);
-    let _ = out_tx.send(tail);
-    drop(out_tx);
-    let eve_lines = match writer.join() {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => return Err(RunError(e)),
-        Err(_) => return Err(RunError("the EVE writer thread failed".into())),
-    };
+    let eve_lines = close_writer(out_tx, writer, tail)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
         return Err(RunError(format!("capture failed: {e}")));
     }

@@ -132,15 +132,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         started.elapsed().as_secs(),
         &counters,
     );
-    // A send fails only if the writer already stopped on an error, which
-    // joining it reports.
-    let _ = out_tx.send(tail);
-    drop(out_tx);
-    let eve_lines = match writer.join() {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => return Err(RunError(e)),
-        Err(_) => return Err(RunError("the EVE writer thread failed".into())),
-    };
+    let eve_lines = close_writer(out_tx, writer, tail)?;
     Ok(RunReport {
         inputs,
         stats,
@@ -284,6 +276,27 @@ fn spawn_writer(
         })
         .map_err(|e| RunError(format!("cannot start writer thread: {e}")))?;
     Ok((out_tx, writer))
+}
+
+/// Sends the last block (the final `stats` record), closes the channel and
+/// waits for the writer; returns the lines it wrote.
+///
+/// # Errors
+/// The writer stopped on a write error, or its thread failed.
+fn close_writer(
+    out_tx: Sender<Vec<u8>>,
+    writer: WriterHandle,
+    last: Vec<u8>,
+) -> Result<u64, RunError> {
+    // A send fails only if the writer already stopped on an error, which
+    // joining it reports.
+    let _ = out_tx.send(last);
+    drop(out_tx);
+    match writer.join() {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(RunError(e)),
+        Err(_) => Err(RunError("the EVE writer thread failed".into())),
+    }
 }
 
 /// Reads every input in turn, calling `each` with every chunk; stops early

@@ -167,19 +167,19 @@ pub struct Connect {
 
 impl Connect {
     pub fn username_flag(&self) -> bool {
-        self.flags & 0x80 != 0
+        parser::connect_flag::username(self.flags)
     }
     pub fn password_flag(&self) -> bool {
-        self.flags & 0x40 != 0
+        parser::connect_flag::password(self.flags)
     }
     pub fn will_retain(&self) -> bool {
-        self.flags & 0x20 != 0
+        parser::connect_flag::will_retain(self.flags)
     }
     pub fn will_flag(&self) -> bool {
-        self.flags & 0x04 != 0
+        parser::connect_flag::will(self.flags)
     }
     pub fn clean_session(&self) -> bool {
-        self.flags & 0x02 != 0
+        parser::connect_flag::clean_session(self.flags)
     }
 }
 

@@ -232,25 +232,48 @@ pub struct Connect<'a> {
     pub password: Option<&'a [u8]>,
 }
 
-impl Connect<'_> {
-    pub fn username_flag(&self) -> bool {
-        self.flags & 0x80 != 0
+/// CONNECT flag bits (MQTT 3.1.1 §3.1.2.3), shared by [`Connect`] and the
+/// logged record.
+pub mod connect_flag {
+    pub fn username(flags: u8) -> bool {
+        flags & 0x80 != 0
     }
-    pub fn password_flag(&self) -> bool {
-        self.flags & 0x40 != 0
+    pub fn password(flags: u8) -> bool {
+        flags & 0x40 != 0
     }
-    pub fn will_retain(&self) -> bool {
-        self.flags & 0x20 != 0
+    pub fn will_retain(flags: u8) -> bool {
+        flags & 0x20 != 0
     }
-    pub fn will_qos(&self) -> u8 {
-        (self.flags >> 3) & 0x03
+    pub fn will_qos(flags: u8) -> u8 {
+        (flags >> 3) & 0x03
     }
-    pub fn will_flag(&self) -> bool {
-        self.flags & 0x04 != 0
+    pub fn will(flags: u8) -> bool {
+        flags & 0x04 != 0
     }
     /// Clean session (3.1.1) / clean start (5.0).
+    pub fn clean_session(flags: u8) -> bool {
+        flags & 0x02 != 0
+    }
+}
+
+impl Connect<'_> {
+    pub fn username_flag(&self) -> bool {
+        connect_flag::username(self.flags)
+    }
+    pub fn password_flag(&self) -> bool {
+        connect_flag::password(self.flags)
+    }
+    pub fn will_retain(&self) -> bool {
+        connect_flag::will_retain(self.flags)
+    }
+    pub fn will_qos(&self) -> u8 {
+        connect_flag::will_qos(self.flags)
+    }
+    pub fn will_flag(&self) -> bool {
+        connect_flag::will(self.flags)
+    }
     pub fn clean_session(&self) -> bool {
-        self.flags & 0x02 != 0
+        connect_flag::clean_session(self.flags)
     }
 }
 
