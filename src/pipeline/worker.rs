@@ -277,15 +277,17 @@ impl Worker {
         let Some(flow) = self.flows.get_mut(idx) else {
             return;
         };
-        let ends = FlowEnds {
-            client: flow.client(),
-            server: flow.server(),
-        };
-        let server_port = ends.server.port;
-        let s = &mut flow.state;
-        if s.done {
+        if flow.state.done {
             return;
         }
+        // The endpoints as addresses are needed only while the protocol is
+        // undecided (for detection and the parser factory): not per packet.
+        let ends = (flow.state.detector.proto() == AppProto::Unknown).then(|| FlowEnds {
+            client: flow.client(),
+            server: flow.server(),
+        });
+        let server_port = ends.map_or(0, |e| e.server.port);
+        let s = &mut flow.state;
         let mut batch: Vec<AppRecord> = Vec::new();
         let Session {
             streams,
@@ -305,7 +307,7 @@ impl Worker {
             Event::Data(bytes) => {
                 if detector.proto() == AppProto::Unknown {
                     if let Detection::Decided(p) = detector.feed(app_cfg, server_port, dir, bytes) {
-                        *consumer = factory(p, &ends);
+                        *consumer = ends.and_then(|e| factory(p, &e));
                         *done =
                             consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
                         let held = detector.take_pending();
@@ -339,7 +341,7 @@ impl Worker {
                     // Detection cannot see past a hole: decide on what is
                     // known, and let a parser resynchronise after the gap.
                     let p = detector.finish(app_cfg, server_port);
-                    *consumer = factory(p, &ends);
+                    *consumer = ends.and_then(|e| factory(p, &e));
                     *done = consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
                     detector.take_pending();
                 }
