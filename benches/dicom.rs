@@ -12,14 +12,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wardwatch::app::dicom::{DicomConfig, Parser};
 use wardwatch::app::{StreamConsumer, StreamContext};
 
-#[path = "../tests/dicom_stream.rs"]
-mod dicom_stream;
+#[path = "../tests/common/parser_input.rs"]
+mod parser_input;
 
 fn bench(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/dicom_store_large.pcap");
-    let pcap = std::fs::read(path).expect("capture present");
-    let segs = dicom_stream::segments(&pcap, 104);
-    let bytes: usize = segs.iter().map(|s| s.2.len()).sum();
+    // What the worker hands the parser: one call per in-order TCP segment.
+    let flows = parser_input::parser_input(std::path::Path::new(path), |_, e| e.server.port == 104);
+    let segs = flows[0].data();
+    let bytes: usize = segs.iter().map(|s| s.1.len()).sum();
     let cfg = DicomConfig::default();
     let mut g = c.benchmark_group("dicom");
     g.throughput(Throughput::Bytes(bytes as u64));
@@ -28,7 +29,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             records.clear();
             let mut p = Parser::new(&cfg);
-            for (_, dir, data) in &segs {
+            for (dir, data) in &segs {
                 let mut ctx = StreamContext {
                     ts: Default::default(),
                     records: &mut records,

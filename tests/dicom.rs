@@ -16,7 +16,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-mod dicom_stream;
+#[path = "common/parser_input.rs"]
+mod parser_input;
 
 use std::io::Write;
 use std::process::Command;
@@ -365,41 +366,40 @@ fn default_output_masks_phi_and_passcodes() {
     assert!(all.contains("\"primary_field\":\"radiology\""));
 }
 
-/// Feeds a capture's segments to one parser per conversation, each
-/// segment cut in pieces of `chunk` bytes; returns the records and the
-/// most bytes any parser held after a call: over the whole run, and once
-/// the association is set up (after the first `assoc_bytes` bytes sent
-/// to the server).
-fn feed(pcap: &[u8], port: u16, chunk: usize) -> (Vec<AppRecord>, [usize; 2]) {
+/// Feeds what the worker hands the DICOM parser for each flow of a capture
+/// (one call per in-order segment) to a fresh parser per flow, each call cut
+/// in pieces of `chunk` bytes; returns the records and the most bytes any
+/// parser held after a call: over the whole run, and once the association
+/// is set up (after the first `assoc_bytes` bytes sent to the server).
+fn feed(capture: &std::path::Path, port: u16, chunk: usize) -> (Vec<AppRecord>, [usize; 2]) {
     let cfg = DicomConfig::default();
-    let mut parsers: Vec<(u16, Parser)> = Vec::new();
     let mut records = Vec::new();
     let mut max = [0, 0];
-    let to_server = dicom_stream::stream(pcap, port, Direction::ToServer);
-    // The A-ASSOCIATE-RQ: 6-byte header and its declared length.
-    let assoc_bytes = 6 + u32::from_be_bytes(to_server[2..6].try_into().unwrap()) as usize;
-    let mut sent = 0usize;
-    for (client, dir, bytes) in dicom_stream::segments(pcap, port) {
-        if !parsers.iter().any(|p| p.0 == client) {
-            parsers.push((client, Parser::new(&cfg)));
-        }
-        let p = &mut parsers.iter_mut().find(|p| p.0 == client).unwrap().1;
-        for piece in bytes.chunks(chunk) {
-            let mut ctx = StreamContext {
-                ts: Default::default(),
-                records: &mut records,
-            };
-            p.data(&mut ctx, dir, piece);
-            if dir == Direction::ToServer {
-                sent += piece.len();
+    let flows = parser_input::parser_input(capture, move |p, e| {
+        p == wardwatch::app::AppProto::Dicom && e.server.port == port
+    });
+    for flow in &flows {
+        let to_server = flow.stream(Direction::ToServer);
+        // The A-ASSOCIATE-RQ: 6-byte header and its declared length.
+        let assoc_bytes = 6 + u32::from_be_bytes(to_server[2..6].try_into().unwrap()) as usize;
+        let mut sent = 0usize;
+        let mut p = Parser::new(&cfg);
+        for (dir, bytes) in flow.data() {
+            for piece in bytes.chunks(chunk) {
+                let mut ctx = StreamContext {
+                    ts: Default::default(),
+                    records: &mut records,
+                };
+                p.data(&mut ctx, dir, piece);
+                if dir == Direction::ToServer {
+                    sent += piece.len();
+                }
+                max[0] = max[0].max(p.buffered_bytes());
+                if sent > assoc_bytes {
+                    max[1] = max[1].max(p.buffered_bytes());
+                }
             }
-            max[0] = max[0].max(p.buffered_bytes());
-            if sent > assoc_bytes {
-                max[1] = max[1].max(p.buffered_bytes());
-            }
         }
-    }
-    for (_, mut p) in parsers {
         let mut ctx = StreamContext {
             ts: Default::default(),
             records: &mut records,
@@ -411,10 +411,11 @@ fn feed(pcap: &[u8], port: u16, chunk: usize) -> (Vec<AppRecord>, [usize; 2]) {
 
 #[test]
 fn large_c_store_decodes_with_bounded_memory_for_any_split() {
-    let pcap = std::fs::read(repo().join("pcaps/dicom_store_large.pcap")).unwrap();
-    let to_server = dicom_stream::stream(&pcap, 104, Direction::ToServer);
+    let cap = repo().join("pcaps/dicom_store_large.pcap");
+    let flows = parser_input::parser_input(&cap, |_, e| e.server.port == 104);
+    let to_server = flows[0].stream(Direction::ToServer);
     assert!(to_server.len() > 2 << 20, "the capture holds a 2 MiB image");
-    let (whole, _) = feed(&pcap, 104, usize::MAX);
+    let (whole, _) = feed(&cap, 104, usize::MAX);
     let store = whole
         .iter()
         .find_map(|r| match r {
@@ -430,7 +431,7 @@ fn large_c_store_decodes_with_bounded_memory_for_any_split() {
     assert_eq!(rq["pixel_data_skipped"], true);
     assert_eq!(store["dimse"]["response"]["status"], 0);
     for chunk in [1, 7, 1448, 16384] {
-        let (recs, max) = feed(&pcap, 104, chunk);
+        let (recs, max) = feed(&cap, 104, chunk);
         assert_eq!(recs, whole, "chunk {chunk}");
         // The A-ASSOCIATE-RQ (128 presentation contexts, about 11 KiB,
         // gathered in a growing Vec) is the largest thing held;
@@ -459,11 +460,10 @@ fn records_do_not_depend_on_the_split_on_any_capture() {
             "dicom_tls.pcap" | "demo.pcap" => continue,
             _ => 104,
         };
-        let pcap = std::fs::read(&c).unwrap();
-        let (whole, _) = feed(&pcap, port, usize::MAX);
+        let (whole, _) = feed(&c, port, usize::MAX);
         assert!(!whole.is_empty(), "{n}");
         for chunk in [1, 3, 100] {
-            assert_eq!(feed(&pcap, port, chunk).0, whole, "{n} chunk {chunk}");
+            assert_eq!(feed(&c, port, chunk).0, whole, "{n} chunk {chunk}");
         }
     }
 }

@@ -9,56 +9,26 @@
 //! segmentation.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
+#[path = "common/parser_input.rs"]
+mod parser_input;
 
 use proptest::prelude::*;
 use wardwatch::app::mqtt::{MqttConfig, Record};
-use wardwatch::app::{AppRecord, StreamConsumer, StreamContext};
-use wardwatch::capture::Reader;
-use wardwatch::config::Config;
+use wardwatch::app::{AppProto, AppRecord, StreamContext};
 use wardwatch::flow::Direction;
-use wardwatch::pipeline::worker::Worker;
 use wardwatch::time::Timestamp;
 
 type Calls = Vec<(Direction, Vec<u8>)>;
-
-struct Rec(Arc<Mutex<Vec<Calls>>>, usize);
-
-impl StreamConsumer for Rec {
-    fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, data: &[u8]) {
-        self.0.lock().unwrap()[self.1].push((dir, data.to_vec()));
-    }
-    fn gap(&mut self, _: &mut StreamContext<'_>, _: Direction, len: u32) {
-        panic!("unexpected gap of {len} bytes");
-    }
-    fn end(&mut self, _: &mut StreamContext<'_>) {}
-}
 
 /// The parser's input for every MQTT flow of `capture`, call by call.
 fn flows(capture: &str) -> Vec<Calls> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pcaps")
         .join(capture);
-    let mut reader = Reader::open(&path).unwrap();
-    let mut w = Worker::new(&Config::default());
-    let all: Arc<Mutex<Vec<Calls>>> = Arc::default();
-    let a2 = Arc::clone(&all);
-    w.set_consumer_factory(Arc::new(move |p, _| {
-        if p != wardwatch::app::AppProto::Mqtt {
-            return None;
-        }
-        let mut v = a2.lock().unwrap();
-        v.push(Vec::new());
-        Some(Box::new(Rec(Arc::clone(&a2), v.len() - 1)) as Box<dyn StreamConsumer>)
-    }));
-    while let Some(chunk) = reader.next_chunk(256).unwrap() {
-        for p in &chunk.pkts {
-            w.packet(p.ts, p.link, chunk.data(p), p.origlen);
-        }
-    }
-    w.finish(Timestamp(0), &mut |_| {});
-    let v = all.lock().unwrap().clone();
-    v
+    parser_input::parser_input(&path, |p, _| p == AppProto::Mqtt)
+        .iter()
+        .map(|f| f.data().into_iter().map(|(d, b)| (d, b.to_vec())).collect())
+        .collect()
 }
 
 /// Adjacent calls of one direction joined.

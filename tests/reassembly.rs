@@ -7,15 +7,11 @@
 //! data.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+#[path = "common/parser_input.rs"]
+mod parser_input;
 
+use parser_input::{parser_input, Call};
 use sha2::{Digest, Sha256};
-use wardwatch::app::{StreamConsumer, StreamContext};
-use wardwatch::capture::Reader;
-use wardwatch::config::Config;
-use wardwatch::flow::Direction;
-use wardwatch::pipeline::worker::Worker;
 
 /// The known stream `label` of `n` bytes, as `pattern.py` makes it.
 fn pattern(label: &str, n: usize) -> Vec<u8> {
@@ -35,80 +31,37 @@ enum Piece {
     Gap(u32),
 }
 
-/// Per stream: the endpoint that is not `port`, and the pieces sent to and
-/// from `port` (index 0: towards it).
-type Stream = ((IpAddr, u16), [Vec<Piece>; 2]);
-type Streams = Arc<Mutex<Vec<Stream>>>;
-
-struct Collect {
-    streams: Streams,
-    index: usize,
-    /// The flow's "client" is the `port` side (a mid-stream pickup whose
-    /// first packet came from the server cannot know better).
-    swapped: bool,
-}
-
-impl Collect {
-    fn slot(&self, dir: Direction) -> usize {
-        dir.index() ^ usize::from(self.swapped)
-    }
-}
-
-impl StreamConsumer for Collect {
-    fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, data: &[u8]) {
-        let mut s = self.streams.lock().unwrap();
-        let slot = self.slot(dir);
-        let v = &mut s[self.index].1[slot];
-        match v.last_mut() {
-            Some(Piece::Data(d)) => d.extend_from_slice(data),
-            _ => v.push(Piece::Data(data.to_vec())),
-        }
-    }
-    fn gap(&mut self, _: &mut StreamContext<'_>, dir: Direction, len: u32) {
-        let slot = self.slot(dir);
-        let v = &mut self.streams.lock().unwrap()[self.index].1[slot];
-        // Adjacent gap reports (the peer acknowledging a hole piece by
-        // piece) describe one hole.
-        match v.last_mut() {
-            Some(Piece::Gap(n)) => *n += len,
-            _ => v.push(Piece::Gap(len)),
-        }
-    }
-    fn end(&mut self, _: &mut StreamContext<'_>) {}
-}
-
-/// Runs one worker over a capture, collecting every TCP stream with `port`
-/// at one end.
-fn streams(capture: &str, port: u16) -> Vec<Stream> {
+/// Every TCP stream with `port` at one end: the pieces sent towards `port`
+/// (index 0) and from it, adjacent data joined and adjacent gap reports (the
+/// peer acknowledging a hole piece by piece) merged into one hole. A
+/// mid-stream pickup whose first packet came from the server cannot know
+/// which end is the client, so the sides are put right by the port.
+fn streams(capture: &str, port: u16) -> Vec<[Vec<Piece>; 2]> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pcaps")
         .join(capture);
-    let mut reader = Reader::open(&path).unwrap();
-    let mut w = Worker::new(&Config::default());
-    let streams: Streams = Arc::default();
-    let s2 = Arc::clone(&streams);
-    w.set_consumer_factory(Arc::new(move |_, ends| {
-        let swapped = ends.server.port != port;
-        if swapped && ends.client.port != port {
-            return None;
+    parser_input(&path, move |_, e| {
+        e.server.port == port || e.client.port == port
+    })
+    .into_iter()
+    .map(|f| {
+        let swapped = f.ends.server.port != port;
+        let mut sides: [Vec<Piece>; 2] = [Vec::new(), Vec::new()];
+        for c in f.calls {
+            let (dir, piece) = match c {
+                Call::Data(d, b) => (d, Piece::Data(b)),
+                Call::Gap(d, n) => (d, Piece::Gap(n)),
+            };
+            let v = &mut sides[dir.index() ^ usize::from(swapped)];
+            match (v.last_mut(), piece) {
+                (Some(Piece::Data(a)), Piece::Data(b)) => a.extend_from_slice(&b),
+                (Some(Piece::Gap(a)), Piece::Gap(b)) => *a += b,
+                (_, p) => v.push(p),
+            }
         }
-        let other = if swapped { ends.server } else { ends.client };
-        let mut s = s2.lock().unwrap();
-        s.push(((other.addr, other.port), [Vec::new(), Vec::new()]));
-        Some(Box::new(Collect {
-            streams: Arc::clone(&s2),
-            index: s.len() - 1,
-            swapped,
-        }) as Box<dyn StreamConsumer>)
-    }));
-    while let Some(chunk) = reader.next_chunk(256).unwrap() {
-        for p in &chunk.pkts {
-            w.packet(p.ts, p.link, chunk.data(p), p.origlen);
-        }
-    }
-    w.finish(wardwatch::time::Timestamp(0), &mut |_| {});
-    let v = streams.lock().unwrap().clone();
-    v
+        sides
+    })
+    .collect()
 }
 
 fn joined(pieces: &[Piece]) -> Vec<u8> {
@@ -126,7 +79,7 @@ fn joined(pieces: &[Piece]) -> Vec<u8> {
 fn reordered_duplicated_lossy_transfer_reassembles_exactly() {
     let s = streams("tcp_netem_reorder.pcap", 40404);
     assert_eq!(s.len(), 1, "one transfer");
-    let [c2s, s2c] = &s[0].1;
+    let [c2s, s2c] = &s[0];
     let c2s = joined(c2s);
     let s2c = joined(s2c);
     assert_eq!(c2s.len(), 120_000);
@@ -141,11 +94,11 @@ fn midstream_capture_yields_the_tail_of_each_stream() {
     // editcap removed frames 1-8: the handshake and the client's first
     // 2896 bytes (pcaps/README-link.md).
     assert!(
-        joined(&s[0].1[0]) == pattern("c2s", 60_000)[2896..],
+        joined(&s[0][0]) == pattern("c2s", 60_000)[2896..],
         "client stream tail differs"
     );
     assert!(
-        joined(&s[0].1[1]) == pattern("s2c", 8192),
+        joined(&s[0][1]) == pattern("s2c", 8192),
         "server stream differs"
     );
 }
@@ -157,7 +110,7 @@ fn capture_holes_become_gaps_and_the_rest_is_exact() {
     let want = pattern("c2s", 60_000);
     let mut at = 0usize;
     let mut gaps = Vec::new();
-    for p in &s[0].1[0] {
+    for p in &s[0][0] {
         match p {
             Piece::Data(d) => {
                 assert_eq!(&want[at..at + d.len()], &d[..], "data at offset {at}");
@@ -172,5 +125,5 @@ fn capture_holes_become_gaps_and_the_rest_is_exact() {
     // The holes editcap made (pcaps/README-link.md, tcp_capture_gap.pcap).
     assert_eq!(gaps, vec![(15_184, 17_832), (32_768, 34_216)]);
     assert_eq!(at, want.len(), "data and gaps cover the whole stream");
-    assert_eq!(joined(&s[0].1[1]), pattern("s2c", 8192));
+    assert_eq!(joined(&s[0][1]), pattern("s2c", 8192));
 }
