@@ -37,6 +37,11 @@ pub struct MqttConfig {
     /// PUBLISH payload bytes (and will message bytes) kept in a record for
     /// logging and detection; the full length is always recorded.
     pub max_payload_bytes: usize,
+    /// Bytes (on the wire) of the messages of a flow's open transactions;
+    /// past it the oldest is logged unanswered, as with `max_transactions`.
+    /// Without it, a client that never gets answers could make one flow
+    /// hold `max_transactions` × `max_msg_len`.
+    pub max_open_bytes: usize,
 }
 
 impl Default for MqttConfig {
@@ -45,6 +50,7 @@ impl Default for MqttConfig {
             max_msg_len: 1 << 20,
             max_transactions: 1024,
             max_payload_bytes: 64 * 1024,
+            max_open_bytes: 1 << 20,
         }
     }
 }

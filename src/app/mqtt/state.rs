@@ -106,7 +106,14 @@ pub struct MqttState {
     /// A CONNACK was seen.
     connected: bool,
     dirs: [DirState; 2],
-    open: Vec<(Key, Record)>,
+    /// Open transactions with the wire size of the message that opened
+    /// each (an upper bound of what its record keeps).
+    open: Vec<(Key, Record, usize)>,
+    /// Sum of those sizes, held to `max_open_bytes`.
+    open_bytes: usize,
+    max_open_bytes: usize,
+    /// Wire size of the message being handled.
+    msg_len: usize,
     /// Events raised once per flow at most.
     said_unintroduced: bool,
     said_too_many: bool,
@@ -126,6 +133,9 @@ impl MqttState {
             connected: false,
             dirs: [DirState::new(), DirState::new()],
             open: Vec::new(),
+            open_bytes: 0,
+            max_open_bytes: cfg.max_open_bytes.max(1),
+            msg_len: 0,
             said_unintroduced: false,
             said_too_many: false,
         }
@@ -273,13 +283,14 @@ impl MqttState {
     /// Emits an open transaction's record.
     fn close(&mut self, ctx: &mut StreamContext<'_>, idx: usize) {
         if idx < self.open.len() {
-            let (_, rec) = self.open.remove(idx);
+            let (_, rec, size) = self.open.remove(idx);
+            self.open_bytes = self.open_bytes.saturating_sub(size);
             ctx.records.push(AppRecord::Mqtt(rec));
         }
     }
 
     fn find_open(&self, key: Key) -> Option<usize> {
-        self.open.iter().position(|(k, _)| *k == key)
+        self.open.iter().position(|(k, _, _)| *k == key)
     }
 
     fn open_tx(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, key: Key, msg: Message) {
@@ -288,7 +299,13 @@ impl MqttState {
             // the earlier one will not be answered separately.
             self.close(ctx, i);
         }
-        if self.open.len() >= self.max_transactions {
+        // The message's size on the wire bounds what its record keeps (the
+        // payload is cut at `max_payload_bytes`, strings are copies).
+        let size = self.msg_len;
+        while !self.open.is_empty()
+            && (self.open.len() >= self.max_transactions
+                || self.open_bytes.saturating_add(size) > self.max_open_bytes)
+        {
             if !self.said_too_many {
                 self.said_too_many = true;
                 Self::anomaly(ctx, dir, "too_many_transactions");
@@ -296,7 +313,8 @@ impl MqttState {
             self.close(ctx, 0);
         }
         let rec = self.record(vec![msg]);
-        self.open.push((key, rec));
+        self.open_bytes = self.open_bytes.saturating_add(size);
+        self.open.push((key, rec, size));
     }
 
     /// Adds an answer to its transaction; `done` closes it. Without one, the
@@ -312,7 +330,7 @@ impl MqttState {
     ) {
         match self.find_open(key) {
             Some(i) => {
-                if let Some((_, rec)) = self.open.get_mut(i) {
+                if let Some((_, rec, _)) = self.open.get_mut(i) {
                     rec.messages.push(msg);
                 }
                 if done {
@@ -329,6 +347,7 @@ impl MqttState {
 
     fn handle(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, msg: parser::Message<'_>) {
         let h = msg.header;
+        self.msg_len = h.total_len();
         let max_payload = self.max_payload;
         if !matches!(h.packet_type, pt::CONNECT | pt::CONNACK)
             && !self.connected
@@ -481,7 +500,7 @@ impl MqttState {
                 let m = message(&h, dir, Body::Pingresp);
                 match self.find_open(Key::Ping) {
                     Some(i) => {
-                        if let Some((_, rec)) = self.open.get_mut(i) {
+                        if let Some((_, rec, _)) = self.open.get_mut(i) {
                             rec.messages.push(m);
                         }
                         self.close(ctx, i);
@@ -728,7 +747,8 @@ impl StreamConsumer for MqttState {
     }
 
     fn end(&mut self, ctx: &mut StreamContext<'_>) {
-        for (_, rec) in self.open.drain(..) {
+        self.open_bytes = 0;
+        for (_, rec, _) in self.open.drain(..) {
             ctx.records.push(AppRecord::Mqtt(rec));
         }
     }
@@ -941,5 +961,31 @@ mod tests {
         assert_eq!(events(&all), ["too_many_transactions"]);
         assert_eq!(mqtt(&all).len(), 2);
         assert_eq!(s.open.len(), 2);
+    }
+
+    #[test]
+    fn unanswered_big_publishes_are_held_to_max_open_bytes() {
+        // 100 unacknowledged QoS 1 PUBLISHes of 20 KiB each would hold 2 MB
+        // under the transaction count limit alone.
+        let cfg = MqttConfig {
+            max_open_bytes: 64 * 1024,
+            ..MqttConfig::default()
+        };
+        let mut s = MqttState::new(&cfg);
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let mut all = Vec::new();
+        for id in 1u16..=100 {
+            // Hand-built: PUBLISH QoS 1 (0x32), remaining length 20 485 as
+            // the varint 0x85 0xa0 0x01, topic "t", packet id, 20 480 bytes.
+            let mut p = vec![0x32, 0x85, 0xa0, 0x01, 0x00, 0x01, b't'];
+            p.extend_from_slice(&id.to_be_bytes());
+            p.resize(p.len() + 20 * 1024, b'x');
+            all.extend(feed(&mut s, &[(ToServer, &p)]));
+            assert!(s.open_bytes <= 64 * 1024, "held {} bytes", s.open_bytes);
+        }
+        assert_eq!(events(&all), ["too_many_transactions"]);
+        // Each evicted PUBLISH is logged unanswered, and nothing is lost.
+        assert_eq!(mqtt(&all).len() + s.open.len(), 100);
+        assert_eq!(s.open.len(), 3);
     }
 }
