@@ -16,6 +16,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod memcap;
 pub mod output;
 pub mod pipeline;
 pub mod stream;

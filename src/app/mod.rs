@@ -65,6 +65,10 @@ pub struct AppConfig {
     pub tls_ports: Vec<u16>,
     /// Bytes per direction examined before detection gives up.
     pub probe_depth: usize,
+    /// Parser state all flows of all workers together may hold: buffered
+    /// message tails, open transactions, kept attributes
+    /// (`app_layer.memcap`).
+    pub memcap: crate::memcap::ByteSize,
     /// MQTT parser limits.
     pub mqtt: mqtt::MqttConfig,
     /// DICOM parser limits.
@@ -78,6 +82,7 @@ impl Default for AppConfig {
             dicom_ports: vec![104, 11112],
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
+            memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
         }
@@ -216,6 +221,18 @@ pub trait StreamConsumer: Send {
     /// The flow ended; no more calls follow. Transactions still open are
     /// reported now.
     fn end(&mut self, ctx: &mut StreamContext<'_>);
+    /// Heap bytes this parser holds now — buffered message tails, open
+    /// transactions, kept values — as an upper-bound estimate computed in
+    /// O(1). The caller charges it to the shared `app_layer.memcap`
+    /// ([`crate::memcap`]) after each call.
+    fn memuse(&self) -> usize {
+        0
+    }
+    /// The shared app-layer budget is exhausted: give back what can be
+    /// given back without losing evidence silently — log the oldest open
+    /// transactions as unanswered, drop buffered tails with an anomaly —
+    /// so that [`StreamConsumer::memuse`] falls.
+    fn shed(&mut self, _ctx: &mut StreamContext<'_>) {}
 }
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.

@@ -45,6 +45,8 @@ pub struct DefragConfig {
     /// Seconds of packet time before an incomplete datagram is dropped.
     #[serde(rename = "timeout")]
     pub timeout_secs: u64,
+    /// Fragment bytes all workers together may hold (`defrag.memcap`).
+    pub memcap: crate::memcap::ByteSize,
 }
 
 impl Default for DefragConfig {
@@ -54,6 +56,7 @@ impl Default for DefragConfig {
             max_fragments: 64,
             max_datagram: 65_535,
             timeout_secs: 60,
+            memcap: crate::memcap::ByteSize::mib(16),
         }
     }
 }

@@ -275,6 +275,8 @@ fn default_closed() -> u64 {
 pub struct FlowConfig {
     /// Most flows tracked at once per worker; reaching it evicts a flow.
     pub max_flows: usize,
+    /// Bytes of flow state all workers together may hold (`flow.memcap`).
+    pub memcap: crate::memcap::ByteSize,
     /// TCP timeouts (Suricata's defaults: 60 / 600 / closed sooner).
     pub tcp: Timeouts,
     /// UDP timeouts.
@@ -289,6 +291,7 @@ impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
             max_flows: 1_000_000,
+            memcap: crate::memcap::ByteSize::mib(64),
             tcp: Timeouts {
                 new: 60,
                 established: 600,

@@ -179,6 +179,7 @@ struct Common<'a> {
     stop: &'a AtomicBool,
     dropped: &'a AtomicU64,
     engine: &'a SharedEngine,
+    run: &'a super::worker::RunShared,
 }
 
 #[cfg(target_os = "linux")]
@@ -194,9 +195,10 @@ fn live_worker(
         stop,
         dropped,
         engine: shared,
+        run,
     } = *common;
     let (mut generation, engine) = shared.current();
-    let mut w = Worker::with_engine(cfg, engine);
+    let mut w = Worker::with_shared(cfg, engine, run);
     let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
     let mut last_snap = Instant::now();
     let mut error = None;
@@ -471,10 +473,12 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let (snap_tx, snap_rx) = bounded::<(usize, Snapshot)>(n.saturating_mul(4));
     let stop: &AtomicBool = &opts.stop;
     let dropped_ref: &AtomicU64 = &out.dropped;
+    let run = super::worker::RunShared::new(cfg);
     let common = Common {
         stop,
         dropped: dropped_ref,
         engine: &opts.engine,
+        run: &run,
     };
     let common = &common;
     let out_ref = &out;

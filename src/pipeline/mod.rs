@@ -33,7 +33,7 @@ use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
-use worker::{Worker, WorkerStats};
+use worker::{RunShared, Worker, WorkerStats};
 
 /// Packets read from a capture at a time.
 const CHUNK_PACKETS: usize = 1024;
@@ -178,10 +178,12 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         filter: opts.filter.clone(),
         dropped: 0,
     };
+    let shared = RunShared::new(cfg);
     let (inputs, stats) = if workers == 1 {
         run_inline(
             cfg,
             &opts.engine,
+            &shared,
             readers,
             &paths,
             &out_tx,
@@ -192,6 +194,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         run_parallel(
             cfg,
             &opts.engine,
+            &shared,
             workers,
             readers,
             &paths,
@@ -202,6 +205,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     };
     let mut tail = Vec::new();
     let mut counters = stats.counters();
+    counters.extend(shared.memcaps.counters());
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
     }
@@ -437,16 +441,19 @@ fn read_all(
     reports
 }
 
+// The run's shared state joins the reader's (filter, progress).
+#[allow(clippy::too_many_arguments)]
 fn run_inline(
     cfg: &Config,
     engine: &Arc<Engine>,
+    shared: &RunShared,
     readers: Vec<Reader>,
     paths: &[PathBuf],
     out_tx: &Sender<Vec<u8>>,
     progress: &mut Progress,
     filtering: &mut Filtering,
 ) -> (Vec<InputReport>, WorkerStats) {
-    let mut w = Worker::with_engine(cfg, Arc::clone(engine));
+    let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
     let mut now = Timestamp(0);
     let inputs = read_all(readers, paths, progress, filtering, |chunk| {
         for p in &chunk.pkts {
@@ -468,10 +475,11 @@ fn run_inline(
 fn worker_loop(
     cfg: &Config,
     engine: &Arc<Engine>,
+    shared: &RunShared,
     rx: &Receiver<Batch>,
     out_tx: &Sender<Vec<u8>>,
 ) -> WorkerStats {
-    let mut w = Worker::with_engine(cfg, Arc::clone(engine));
+    let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
     let mut now = Timestamp(0);
     for batch in rx {
         batch.feed(&mut w, &mut now);
@@ -490,6 +498,7 @@ fn worker_loop(
 fn run_parallel(
     cfg: &Config,
     engine: &Arc<Engine>,
+    shared: &RunShared,
     n: usize,
     readers: Vec<Reader>,
     paths: &[PathBuf],
@@ -505,7 +514,9 @@ fn run_parallel(
             let out_tx = out_tx.clone();
             let h = thread::Builder::new()
                 .name(format!("ww-worker-{i}"))
-                .spawn_scoped(scope, move || worker_loop(cfg, engine, &rx, &out_tx))
+                .spawn_scoped(scope, move || {
+                    worker_loop(cfg, engine, shared, &rx, &out_tx)
+                })
                 .map_err(|e| RunError(format!("cannot start worker thread: {e}")))?;
             txs.push(tx);
             handles.push(h);

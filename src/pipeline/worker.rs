@@ -43,6 +43,21 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// What every worker of one run shares: the memory budgets (global, not
+/// per worker). Made once per run; a worker clones what it needs.
+#[derive(Debug, Clone)]
+pub struct RunShared {
+    pub memcaps: crate::memcap::Memcaps,
+}
+
+impl RunShared {
+    pub fn new(cfg: &Config) -> RunShared {
+        RunShared {
+            memcaps: crate::memcap::Memcaps::new(cfg),
+        }
+    }
+}
+
 /// Counters of a worker, merged at the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerStats {
@@ -291,6 +306,12 @@ fn alert_flow(flow: &Flow<Session>) -> AlertFlow {
 
 /// A worker's state.
 pub struct Worker {
+    /// The run's budgets (and whatever else all workers share).
+    #[expect(
+        dead_code,
+        reason = "the stages take their leases in the memory-budget work"
+    )]
+    shared: RunShared,
     factory: ConsumerFactory,
     decoder: Decoder,
     defrag: Defrag,
@@ -321,9 +342,16 @@ impl Worker {
         Worker::with_engine(cfg, Arc::new(Engine::empty()))
     }
 
-    /// A worker evaluating `engine`'s rules.
+    /// A worker evaluating `engine`'s rules, alone in its run.
     pub fn with_engine(cfg: &Config, engine: Arc<Engine>) -> Worker {
+        Worker::with_shared(cfg, engine, &RunShared::new(cfg))
+    }
+
+    /// A worker evaluating `engine`'s rules, one of the workers sharing
+    /// `shared`.
+    pub fn with_shared(cfg: &Config, engine: Arc<Engine>, shared: &RunShared) -> Worker {
         Worker {
+            shared: shared.clone(),
             factory: {
                 let app = cfg.app_layer.clone();
                 Arc::new(move |p, _| crate::app::new_consumer(p, &app))

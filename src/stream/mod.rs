@@ -72,6 +72,9 @@ pub struct StreamConfig {
     /// held bytes: a segment that continues a held run usually extends it
     /// rather than adding a piece (see the module docs for when runs merge).
     pub max_ooo_segments: u16,
+    /// Out-of-order bytes all flows of all workers together may hold
+    /// (`stream.memcap`).
+    pub memcap: crate::memcap::ByteSize,
 }
 
 impl Default for StreamConfig {
@@ -79,6 +82,7 @@ impl Default for StreamConfig {
         StreamConfig {
             max_ooo_bytes: 256 * 1024,
             max_ooo_segments: 64,
+            memcap: crate::memcap::ByteSize::mib(64),
         }
     }
 }
@@ -981,6 +985,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: 4,
             max_ooo_segments: 64,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         g.seg(1, ACK, b"a");
@@ -1010,6 +1015,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: 1000,
             max_ooo_segments: 2,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         g.seg(3, ACK, b"c");
@@ -1028,6 +1034,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: 2,
             max_ooo_segments: 64,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         g.seg(4, ACK, b"defg");
@@ -1040,6 +1047,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: 0,
             max_ooo_segments: 0,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         g.seg(3, ACK, b"c");
@@ -1234,6 +1242,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: N,
             max_ooo_segments: u16::MAX,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         let byte = |i: u32| (i % 251) as u8;
@@ -1255,6 +1264,7 @@ mod tests {
         let mut g = Rig::with(StreamConfig {
             max_ooo_bytes: N,
             max_ooo_segments: u16::MAX,
+            ..StreamConfig::default()
         });
         g.seg(0, SYN, b"");
         let byte = |i: u32| (i % 253) as u8;
@@ -1359,7 +1369,7 @@ mod tests {
             for i in (1..ranges.len()).rev() {
                 ranges.swap(i, rng.below(i + 1));
             }
-            let mut g = Rig::with(StreamConfig { max_ooo_bytes: u32::MAX, max_ooo_segments: u16::MAX });
+            let mut g = Rig::with(StreamConfig { max_ooo_bytes: u32::MAX, max_ooo_segments: u16::MAX , ..StreamConfig::default()});
             g.seg(isn, SYN, b"");
             // The first segment to carry a byte carries the original; any
             // later one carries different bytes, which first-wins must drop.
@@ -1397,9 +1407,9 @@ mod tests {
             }
             ranges.retain(|_| rng.below(100) >= drop_pct);
             let cfg = if small_limits {
-                StreamConfig { max_ooo_bytes: 1 + rng.below(600) as u32, max_ooo_segments: rng.below(8) as u16 }
+                StreamConfig { max_ooo_bytes: 1 + rng.below(600) as u32, max_ooo_segments: rng.below(8) as u16, ..StreamConfig::default() }
             } else {
-                StreamConfig { max_ooo_bytes: u32::MAX, max_ooo_segments: u16::MAX }
+                StreamConfig { max_ooo_bytes: u32::MAX, max_ooo_segments: u16::MAX, ..StreamConfig::default() }
             };
             let mut g = Rig::with(cfg);
             g.seg(isn, SYN, b"");

@@ -67,6 +67,7 @@ struct Shared<'a> {
     dropped: &'a AtomicU64,
     engine: &'a SharedEngine,
     snaps: Sender<(usize, Snap)>,
+    run: crate::pipeline::worker::RunShared,
 }
 
 impl Shared<'_> {
@@ -103,7 +104,7 @@ fn drain(h: &mut PcapHandle, mut each: impl FnMut(Timestamp, LinkType, &[u8], u3
 /// One worker and one interface: the worker reads the handle itself.
 fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -> End {
     let (mut generation, engine) = sh.engine.current();
-    let mut w = Worker::with_engine(sh.cfg, engine);
+    let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
     let interval = sh.interval();
     let mut last_snap = Instant::now();
     let mut error = None;
@@ -178,7 +179,7 @@ fn batch_worker(
     out_tx: &Sender<Vec<u8>>,
 ) -> End {
     let (mut generation, engine) = sh.engine.current();
-    let mut w = Worker::with_engine(sh.cfg, engine);
+    let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
     let interval = sh.interval();
     let idle = Duration::from_millis(u64::from(sh.cfg.capture.poll_timeout_ms));
     let mut last_snap = Instant::now();
@@ -423,6 +424,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         dropped: &out.dropped,
         engine: &opts.engine,
         snaps: snap_tx,
+        run: crate::pipeline::worker::RunShared::new(cfg),
     };
     let (sh, out_ref) = (&sh, &out);
     let stop: &AtomicBool = &opts.stop;
