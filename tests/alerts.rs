@@ -33,6 +33,14 @@ const EXPECTED: &[(&str, &[(u64, usize)])] = &[
             (9420050, 1),
         ],
     ),
+    // The same exfiltration unframed (as the CMS8000 really sends it), under
+    // the 2 KiB volume threshold: 3 x 362 bytes.
+    (
+        "hl7_bare_515.pcap",
+        &[(9420022, 1), (9420023, 1), (9420040, 1), (9420050, 1)],
+    ),
+    // MLLP on 6661 between two internal hosts: only the port is wrong.
+    ("hl7_nonstd_port.pcap", &[(9420023, 1)]),
     // Link-layer and encapsulation samples: anonymous mosquitto_pub clients
     // accepted by the broker (README-link.md), one source host each.
     ("damaged_corrupt.pcap", &[(9420003, 1)]),
