@@ -131,10 +131,7 @@ impl Variant {
             Variant::Split1 => split1(items, opts.split_cap, &flows),
             Variant::Reorder => reorder(items, opts.seed),
             Variant::Split1Reorder => reorder(split1(items, opts.split_cap, &flows), opts.seed),
-            Variant::RetransSame => inject(items, &flows, |it, _| {
-                let copy = it.clone();
-                (vec![], vec![copy])
-            }),
+            Variant::RetransSame => inject(items, &flows, |it, _| (vec![], vec![it.clone()])),
             Variant::RetransPartial => retrans_partial(items, &flows),
             Variant::RetransDiffAfter => inject(items, &flows, |it, fl| {
                 (vec![], vec![inverted(it, Checksum::Good, fl)])
