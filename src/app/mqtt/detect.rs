@@ -467,6 +467,7 @@ mod tests {
             messages,
             protocol_version: version,
             mid_stream_guess: false,
+            answer_lost: false,
         }
     }
 
@@ -484,6 +485,7 @@ mod tests {
                 password: pass.map(<[u8]>::to_vec),
                 will: None,
                 properties: None,
+                skipped_length: 0,
             }),
         )
     }
