@@ -190,6 +190,8 @@ struct ConnectStream {
     drop: usize,
     /// Bytes dropped.
     skipped: usize,
+    /// Length `kept` must reach before the fields are read again.
+    read_at: usize,
 }
 
 /// What an open transaction waits for.
@@ -481,6 +483,7 @@ impl MqttState {
                         kept: Vec::new(),
                         drop: 0,
                         skipped: 0,
+                        read_at: 0,
                     }));
                     let body = rest.get(hl..len.min(rest.len())).unwrap_or(&[]);
                     off += hl + self.feed_connect(ctx, dir, body);
@@ -571,63 +574,68 @@ impl MqttState {
         };
         let given = input.len();
         loop {
-            if c.drop == 0 {
-                if let Ok(ConnectPrefix::Complete(_)) = parser::connect_prefix(&c.kept) {
-                    // Every field is in: logged now, not when the declared
-                    // length has passed. Bytes after the last field make
-                    // the CONNECT malformed; they are skipped.
-                    let left = c.left;
-                    self.finish_connect(ctx, dir, *c);
-                    if left > 0 {
-                        Self::anomaly(ctx, dir, "malformed_traffic");
-                        self.dir_mut(dir).skip = left;
-                    }
-                    return given - input.len();
-                }
-            }
-            if c.left == 0 {
-                // Declared length reached before the last field.
-                self.finish_connect(ctx, dir, *c);
-                return given - input.len();
-            }
             if c.drop > 0 {
                 let n = c.drop.min(c.left).min(input.len());
-                if n == 0 {
+                if n == 0 && c.left > 0 {
                     break;
                 }
                 c.drop -= n;
                 c.left -= n;
                 c.skipped += n;
                 input = tail(input, n);
+                if c.left == 0 {
+                    c.drop = 0;
+                }
                 continue;
+            }
+            // The fields are read again only once the bytes the last
+            // reading asked for are there: a field arriving a byte at a
+            // time costs one reading, not one per byte.
+            if c.kept.len() >= c.read_at {
+                match parser::connect_prefix(&c.kept) {
+                    Ok(ConnectPrefix::Complete(_)) => {
+                        // Every field is in: logged now, not when the
+                        // declared length has passed. Bytes after the last
+                        // field make the CONNECT malformed; they are skipped.
+                        let left = c.left;
+                        self.finish_connect(ctx, dir, *c);
+                        if left > 0 {
+                            Self::anomaly(ctx, dir, "malformed_traffic");
+                            self.dir_mut(dir).skip = left;
+                        }
+                        return given - input.len();
+                    }
+                    Ok(ConnectPrefix::Short(Short::Bytes(n))) => c.read_at = c.kept.len() + n,
+                    Ok(ConnectPrefix::Short(Short::Properties { at, data_at, len })) => {
+                        if data_at.saturating_add(len) <= max {
+                            c.read_at = data_at + len;
+                        } else {
+                            // Dropped unread: an empty list stands for it.
+                            let have = c.kept.len().saturating_sub(data_at);
+                            c.kept.truncate(at);
+                            c.kept.push(0);
+                            c.skipped += have;
+                            c.drop = len - have;
+                            continue;
+                        }
+                    }
+                    Err(kind) => {
+                        Self::anomaly(ctx, dir, kind.event());
+                        self.dir_mut(dir).skip = c.left;
+                        return given - input.len();
+                    }
+                }
+            }
+            if c.left == 0 {
+                // Declared length reached before the last field: reported
+                // as the malformed message it is.
+                self.finish_connect(ctx, dir, *c);
+                return given - input.len();
             }
             if input.is_empty() {
                 break;
             }
-            let want = match parser::connect_prefix(&c.kept) {
-                Ok(ConnectPrefix::Short(Short::Bytes(n))) => n,
-                Ok(ConnectPrefix::Short(Short::Properties { at, data_at, len })) => {
-                    if data_at.saturating_add(len) <= max {
-                        data_at + len - c.kept.len()
-                    } else {
-                        // Dropped unread: an empty list stands for it.
-                        let have = c.kept.len().saturating_sub(data_at);
-                        c.kept.truncate(at);
-                        c.kept.push(0);
-                        c.skipped += have;
-                        c.drop = len - have;
-                        continue;
-                    }
-                }
-                // Handled at the top of the loop.
-                Ok(ConnectPrefix::Complete(_)) => continue,
-                Err(kind) => {
-                    Self::anomaly(ctx, dir, kind.event());
-                    self.dir_mut(dir).skip = c.left;
-                    return given - input.len();
-                }
-            };
-            let n = want.min(c.left).min(input.len());
+            let n = (c.read_at - c.kept.len()).min(c.left).min(input.len());
             // Copied: the fields of a CONNECT too large to buffer whole
             // (at most `max_msg_len` and its strings, 64 KiB each).
             c.kept.extend_from_slice(input.get(..n).unwrap_or(&[]));
@@ -1544,6 +1552,11 @@ mod tests {
     /// `n` user properties of `value_len` bytes each (key "k"), as a client
     /// that pads its login to hide it would send it.
     fn padded_connect(n: usize, value_len: usize) -> (Vec<u8>, usize) {
+        padded_connect_as(n, value_len, b"admin")
+    }
+
+    /// [`padded_connect`] with another username.
+    fn padded_connect_as(n: usize, value_len: usize, user: &[u8]) -> (Vec<u8>, usize) {
         let mut props = Vec::new();
         for _ in 0..n {
             props.extend_from_slice(&[0x26, 0x00, 0x01, b'k']); // user property, key "k"
@@ -1565,7 +1578,8 @@ mod tests {
         body.extend_from_slice(&plen);
         body.extend_from_slice(&props);
         body.extend_from_slice(&[0x00, 0x02, b'g', b'w']); // client id "gw"
-        body.extend_from_slice(&[0x00, 0x05, b'a', b'd', b'm', b'i', b'n']); // username
+        body.extend_from_slice(&(user.len() as u16).to_be_bytes()); // username
+        body.extend_from_slice(user);
         body.extend_from_slice(&[0x00, 0x05, b'a', b'd', b'm', b'i', b'n']); // password
         let mut msg = vec![0x10]; // CONNECT
         let mut v = body.len(); // remaining length
@@ -1646,6 +1660,25 @@ mod tests {
         // nothing held beyond the kept fields.
         let r = run_split(&cfg, &[Turn::Data(ToServer, connect)], &[]);
         assert!(mqtt(&r).is_empty());
+    }
+
+    #[test]
+    fn oversized_connect_fed_a_byte_at_a_time_reads_its_fields_once() {
+        // 512 KiB of kept properties, then a 65 535-byte username: read
+        // again per byte, the kept list would be walked 65 535 times
+        // (tens of gigabytes); read once per field, this runs in a moment.
+        let cfg = MqttConfig {
+            max_msg_len: 560 * 1024,
+            ..MqttConfig::default()
+        };
+        let user = vec![b'u'; 65_535];
+        let (connect, props_len) = padded_connect_as(8, 65_000, &user);
+        assert!(connect.len() > cfg.max_msg_len && props_len < cfg.max_msg_len);
+        let cuts: Vec<Vec<usize>> = vec![(props_len..connect.len()).collect()];
+        let r = run_split(&cfg, &[Turn::Data(ToServer, connect)], &cuts);
+        let c = mqtt(&r)[0].connect().unwrap().clone();
+        assert_eq!(c.username.map(|u| u.len()), Some(65_535));
+        assert_eq!((c.skipped_length, c.properties.unwrap().len()), (0, 8));
     }
 
     // Issue 10 item 3: a CONNECT declaring 268 MB gave 28 spurious
