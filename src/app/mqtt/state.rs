@@ -18,7 +18,10 @@
 //!   mid-connection) and a boundary is searched for as in `Resync`.
 //! - `Normal`: messages are parsed in place from the caller's bytes; only
 //!   the tail of an incomplete message is copied (at most `max_msg_len`).
-//! - `Resync` (after lost bytes or broken framing): the first offset where
+//! - `Lost` (right after lost bytes, the lost message's end unknown): as
+//!   `Start`, but a header over `max_msg_len` is not believed there.
+//! - `Resync` (broken framing, or `Lost` bytes that are no message start):
+//!   the first offset where
 //!   a plausible fixed header starts a message that is followed by another
 //!   plausible header — or ends exactly where the stream ends or bytes
 //!   are lost — is the boundary. Bytes from the first offset not yet ruled
@@ -100,6 +103,10 @@ enum Mode {
     /// Nothing decided yet: the first bytes may be mid-message (mid-stream
     /// pickup).
     Start,
+    /// Right after lost bytes whose message end was not known: the next
+    /// bytes are often a message start (whole segments are lost), and may
+    /// be mid-message.
+    Lost,
     Normal,
     /// Looking for a message boundary; bytes dropped so far.
     Resync(usize),
@@ -147,9 +154,9 @@ impl DirState {
     /// Drops what is held of the message at the head of the stream (a
     /// buffered tail, an oversized CONNECT being read), `hole` bytes being
     /// lost after it. Framing survives when that message's end is known
-    /// and lies beyond the hole: its rest is skipped. Otherwise the next
-    /// boundary must be searched for.
-    fn drop_held(&mut self, hole: usize, max_msg_len: usize) {
+    /// and lies beyond the hole: its rest is skipped. Otherwise the
+    /// direction goes to mode `next`.
+    fn drop_held(&mut self, hole: usize, max_msg_len: usize, next: Mode) {
         let rest = match (&self.connect, self.mode) {
             (Some(c), _) => Some(c.left),
             (None, Mode::Normal) => match parser::parse_fixed_header(&self.buf) {
@@ -170,7 +177,7 @@ impl DirState {
             _ => {
                 self.skip = 0;
                 if self.mode != Mode::Stopped {
-                    self.mode = Mode::Resync(0);
+                    self.mode = next;
                 }
             }
         }
@@ -373,9 +380,10 @@ impl MqttState {
                         return;
                     }
                 }
-                Mode::Start => {
+                Mode::Start | Mode::Lost => {
+                    let first = d.mode == Mode::Start;
                     let buf = std::mem::take(&mut d.buf);
-                    let verdict = self.start_verdict(&buf, eof);
+                    let verdict = self.start_verdict(&buf, eof, first);
                     let d = self.dir_mut(dir);
                     d.buf = buf;
                     d.mode = match verdict {
@@ -411,9 +419,11 @@ impl MqttState {
         }
     }
 
-    /// `Start`: may the first bytes of `dir` be taken as a message start
-    /// without seeing what follows them (module docs)?
-    fn start_verdict(&self, buf: &[u8], eof: bool) -> Plausible<()> {
+    /// `Start` and `Lost`: may these first bytes be taken as a message
+    /// start without seeing what follows them (module docs)? A header over
+    /// `max_msg_len` counts only at the start of the stream: after lost
+    /// bytes it more likely lies in the middle of a message.
+    fn start_verdict(&self, buf: &[u8], eof: bool, first: bool) -> Plausible<()> {
         let wait = if eof {
             Plausible::No
         } else {
@@ -433,7 +443,11 @@ impl MqttState {
             };
         }
         if h.total_len() > self.limits.max_msg_len {
-            return Plausible::Yes(());
+            return if first {
+                Plausible::Yes(())
+            } else {
+                Plausible::No
+            };
         }
         let Some(body) = buf.get(hl..h.total_len()) else {
             return wait;
@@ -1082,11 +1096,12 @@ impl StreamConsumer for MqttState {
                     input = tail(input, n);
                     self.pump(ctx, dir, false);
                 }
-                Mode::Start if d.buf.is_empty() => {
+                Mode::Start | Mode::Lost if d.buf.is_empty() => {
                     // Decided on the caller's bytes when they suffice: the
                     // usual case, a stream seen from its start, copies
                     // nothing.
-                    match self.start_verdict(input, false) {
+                    let first = d.mode == Mode::Start;
+                    match self.start_verdict(input, false, first) {
                         Plausible::Yes(()) => self.dir_mut(dir).mode = Mode::Normal,
                         Plausible::No => self.dir_mut(dir).mode = Mode::Resync(0),
                         Plausible::NeedMore => {
@@ -1100,7 +1115,7 @@ impl StreamConsumer for MqttState {
                         }
                     }
                 }
-                Mode::Start | Mode::Resync(_) => {
+                Mode::Start | Mode::Lost | Mode::Resync(_) => {
                     // Copied: whether a message starts here is known only
                     // once the bytes after it are there, maybe in a later
                     // call (bounded: see `SCAN_CHUNK`).
@@ -1116,7 +1131,10 @@ impl StreamConsumer for MqttState {
     fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u32) {
         let len = len as usize;
         // A boundary search ends where the bytes end.
-        if matches!(self.dir_ref(dir).mode, Mode::Start | Mode::Resync(_)) {
+        if matches!(
+            self.dir_ref(dir).mode,
+            Mode::Start | Mode::Lost | Mode::Resync(_)
+        ) {
             self.pump(ctx, dir, true);
         }
         let max = self.limits.max_msg_len;
@@ -1139,12 +1157,9 @@ impl StreamConsumer for MqttState {
                 Self::anomaly(ctx, dir, "gap");
             }
             let d = self.dir_mut(dir);
-            if d.skip > 0 {
-                // The hole runs past the message being skipped.
-                d.skip = 0;
-                d.mode = Mode::Resync(0);
-            }
-            d.drop_held(len, max);
+            // A message being skipped ends inside the hole.
+            d.skip = 0;
+            d.drop_held(len, max, Mode::Lost);
         }
         self.close_lost(ctx, dir);
     }
@@ -1184,7 +1199,7 @@ impl StreamConsumer for MqttState {
         for dir in [Direction::ToServer, Direction::ToClient] {
             let d = self.dir_mut(dir);
             if !d.buf.is_empty() || d.connect.is_some() {
-                d.drop_held(0, max);
+                d.drop_held(0, max, Mode::Resync(0));
                 Self::anomaly(ctx, dir, "memcap_reached");
             }
             let d = self.dir_mut(dir);
@@ -1743,6 +1758,30 @@ mod tests {
             Turn::Data(ToClient, CONNACK.to_vec()),
         ]);
         assert_eq!(mqtt(&r)[0].accepted(), Some(true));
+    }
+
+    #[test]
+    fn message_right_after_lost_segments_pairs_with_its_answer() {
+        // A whole segment (PUBLISH id 1) is lost; the next one starts with
+        // PUBLISH id 2, whose PUBACK comes back before the client sends
+        // anything else.
+        let mut puback2 = PUBACK.to_vec();
+        puback2[3] = 2;
+        let r = run(&[
+            Turn::Data(ToServer, CONNECT.to_vec()),
+            Turn::Data(ToClient, CONNACK.to_vec()),
+            Turn::Gap(ToServer, pub1(1).len() as u32),
+            Turn::Data(ToServer, pub1(2)),
+            Turn::Data(ToClient, puback2),
+        ]);
+        assert_eq!(events(&r), ["gap"]);
+        assert_eq!(
+            types(&r),
+            [
+                vec![pt::CONNECT, pt::CONNACK],
+                vec![pt::PUBLISH, pt::PUBACK]
+            ]
+        );
     }
 
     #[test]
