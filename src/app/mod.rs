@@ -184,6 +184,16 @@ impl AppRecord {
         }
     }
 
+    /// Who started the record, for records that have a side (EVE
+    /// `direction`, `src_ip` the sender): an MQTT transaction opened by the
+    /// broker is `ToClient`. `None`: written as the flow is oriented.
+    pub fn direction(&self) -> Option<Direction> {
+        match self {
+            AppRecord::Mqtt(r) => Some(r.direction()),
+            _ => None,
+        }
+    }
+
     /// What is logged under the key [`AppRecord::event_type`], ready to be
     /// serialised straight into the output.
     pub fn loggable<'a>(&'a self, opts: &'a LogOptions) -> Loggable<'a> {

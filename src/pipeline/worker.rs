@@ -280,18 +280,43 @@ impl Detecting<'_> {
         let header = event_header(flow, app, &community, &vlan);
         let af = alert_flow(flow);
         let prefix = EventPrefix::new(&header);
+        // A record whose messages one side started says which side, and is
+        // written from that side (as alerts are): who published is then
+        // `src_ip`, whether client or broker.
+        let mut reversed: Option<EventPrefix> = None;
         let mut alerts = found.iter().peekable();
         for (i, r) in records.iter().enumerate() {
             while let Some((_, a)) = alerts.next_if(|(j, _)| *j == i) {
                 write_alert(self.out, &header, ts, a, &af, Some(r), self.opts);
             }
-            eve::write_event(
-                self.out,
-                &prefix,
-                ts,
-                r.event_type(),
-                &r.loggable(self.opts),
-            );
+            let body = r.loggable(self.opts);
+            match r.direction() {
+                None => eve::write_event(self.out, &prefix, ts, r.event_type(), &body),
+                Some(Direction::ToServer) => eve::write_event_with(
+                    self.out,
+                    &prefix,
+                    ts,
+                    r.event_type(),
+                    &body,
+                    &[("direction", &"to_server")],
+                ),
+                Some(Direction::ToClient) => {
+                    let p = reversed.get_or_insert_with(|| {
+                        let mut h = header.clone();
+                        std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
+                        std::mem::swap(&mut h.src_port, &mut h.dest_port);
+                        EventPrefix::new(&h)
+                    });
+                    eve::write_event_with(
+                        self.out,
+                        p,
+                        ts,
+                        r.event_type(),
+                        &body,
+                        &[("direction", &"to_client")],
+                    )
+                }
+            }
         }
     }
 }

@@ -80,6 +80,8 @@ ADDITIONS = [
     }),
     # MQTT (src/app/mqtt/log.rs): what Suricata lacks.
     (["mqtt"], "mid_stream_guess", {"type": "boolean"}),
+    # The answer was in bytes the capture lost or never showed (one-way).
+    (["mqtt"], "answer_lost", {"type": "boolean"}),
     (["mqtt"], "auth", {"type": "object", "additionalProperties": False, "properties": {
         "qos": {"type": "integer"}, "retain": {"type": "boolean"}, "dup": {"type": "boolean"},
         "reason_code": {"type": "integer"},

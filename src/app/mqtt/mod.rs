@@ -67,6 +67,9 @@ pub struct Record {
     /// The flow was picked up without its CONNECT: the protocol level was
     /// guessed from the bytes.
     pub mid_stream_guess: bool,
+    /// The answer this transaction waited for was in bytes the capture
+    /// lost (or never showed: a one-way capture).
+    pub answer_lost: bool,
 }
 
 /// One control packet.
@@ -170,6 +173,9 @@ pub struct Connect {
     pub password: Option<Vec<u8>>,
     pub will: Option<Will>,
     pub properties: Properties,
+    /// Property bytes dropped unread from a CONNECT over `max_msg_len`
+    /// (0: the whole CONNECT was read).
+    pub skipped_length: usize,
 }
 
 impl Connect {
@@ -325,6 +331,13 @@ impl Record {
             Body::Publish(p) => Some(p),
             _ => None,
         })
+    }
+
+    /// Who sent the message that opened the record: `ToClient` for what
+    /// the broker started (a PUBLISH to a subscriber, or an answer whose
+    /// request was not seen).
+    pub fn direction(&self) -> Direction {
+        self.messages.first().map_or(Direction::ToServer, |m| m.dir)
     }
 
     /// Was the CONNECT of this transaction accepted? `None` without a
