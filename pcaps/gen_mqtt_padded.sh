@@ -72,6 +72,6 @@ sleep 0.5
 ip netns exec $CLI python3 "$WW_LIB/mqtt_padded.py" $SRV 1883
 cap_stop
 srv_stop
-rewrite "$WORK/raw" "$OUT/mqtt_v5_padded_connect.pcap" \
+rewrite "$WORK/raw" "$OUT/evasion/mqtt_v5_padded_connect.pcap" \
     "$SRV=10.10.5.10,mac=00:50:56:05:00:0a" "$CLI_IP=10.20.1.15,mac=00:09:fb:1e:01:0f"
-log "wrote $OUT/mqtt_v5_padded_connect.pcap"
+log "wrote $OUT/evasion/mqtt_v5_padded_connect.pcap"

@@ -99,12 +99,6 @@ const EXPECTED: &[(&str, &[(u64, usize)])] = &[
         "mqtt_v31_default_creds.pcap",
         &[(9420001, 2), (9420004, 2), (9420020, 2)],
     ),
-    // admin/admin in a CONNECT padded to 1.1 MiB, accepted; patient JSON
-    // after it.
-    (
-        "mqtt_v5_padded_connect.pcap",
-        &[(9420001, 1), (9420004, 1), (9420020, 1)],
-    ),
     // Three authenticated clients; FHIR Patients published by the ICU
     // gateway and forwarded to the EHR bridge (the monitor's Observation is
     // not a patient resource).

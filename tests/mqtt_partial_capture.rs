@@ -204,7 +204,7 @@ fn to_client_only_copy_keeps_what_the_broker_sent() {
 // default-credential login, the clear-text password and the PHI after it.
 #[test]
 fn padded_connect_capture_keeps_login_and_phi_alerts() {
-    let cap = repo().join("pcaps/mqtt_v5_padded_connect.pcap");
+    let cap = repo().join("pcaps/evasion/mqtt_v5_padded_connect.pcap");
     let eve = eve(&cap, 1);
     let sids: Vec<u64> = eve
         .iter()
