@@ -9,10 +9,23 @@
 //! depth counter (capped at [`MAX_DEPTH`]) so the top level is found again
 //! after them.
 //!
+//! Kept attributes are bounded per data set, whatever the input: at most
+//! [`Limits::max_attributes`] of them and [`Limits::max_attribute_bytes`]
+//! of their values. A tag normally occurs once; when it repeats, its first
+//! and its latest occurrence are kept (a receiver uses one of them) and the
+//! occurrences in between are counted as dropped, so a million copies of an
+//! element cost two slots. What could not be kept is said in the data set:
+//! `attributes_dropped`, and `truncated` for values not read.
+//!
+//! Transfer syntax: given by the caller (the one the A-ASSOCIATE-AC
+//! accepted), or, when the answer was not seen, recognised from the first
+//! element header ([`sniff`]) and marked as guessed.
+//!
 //! Memory: an element header (≤ 12 bytes), the value of one kept attribute
 //! (≤ `max_value` bytes), the kept attributes, and for the deflated
-//! transfer syntax an inflater with a fixed 32 KiB window plus an 8 KiB
-//! output block on the stack.
+//! transfer syntax a streaming inflater (a fixed 32 KiB window and its
+//! tables, [`INFLATER_BYTES`]) plus an 8 KiB output block on the stack:
+//! inflating never buffers the inflated data set, whatever its size.
 //!
 //! Text (PS3.5 §6.1): values are decoded with the Specific Character Set
 //! (0008,0005): `ISO_IR 192` as UTF-8 (invalid sequences replaced), the
@@ -63,19 +76,32 @@ pub const KEPT: &[(u32, &str, bool)] = &[
 
 /// The [`KEPT`] entry of `tag`.
 pub fn kept(tag: u32) -> Option<&'static (u32, &'static str, bool)> {
-    KEPT.binary_search_by_key(&tag, |k| k.0)
-        .ok()
-        .and_then(|i| KEPT.get(i))
+    kept_index(tag).and_then(|i| KEPT.get(i))
+}
+
+fn kept_index(tag: u32) -> Option<usize> {
+    KEPT.binary_search_by_key(&tag, |k| k.0).ok()
 }
 
 /// Nesting of undefined-length sequences and items walked before giving up.
 pub const MAX_DEPTH: u8 = 16;
+
+/// Estimated heap bytes of a streaming inflater (miniz_oxide's
+/// decompressor: a 32 KiB window and its Huffman tables), charged to the
+/// memory budget while a deflated data set is read.
+pub const INFLATER_BYTES: usize = 48 * 1024;
+
+/// Heap bytes charged per kept attribute besides its value (the entry and
+/// the decoded string's header).
+pub const ATTRIBUTE_OVERHEAD: usize = 64;
 
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 const UNDEFINED: u32 = u32::MAX;
+/// Bytes [`sniff`] looks at: a tag and, in explicit VR, the VR.
+pub const SNIFF_LEN: usize = 6;
 
 /// How a data set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +117,21 @@ impl Syntax {
         big_endian: false,
         deflated: false,
     };
+    pub const EXPLICIT_LE: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: false,
+        deflated: false,
+    };
+    pub const EXPLICIT_BE: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: true,
+        deflated: false,
+    };
+    pub const DEFLATED: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: false,
+        deflated: true,
+    };
 
     /// The encoding of transfer syntax `uid`: every transfer syntax but
     /// Implicit VR LE (1.2.840.10008.1.2), Explicit VR BE (…1.2.2) and the
@@ -99,50 +140,165 @@ impl Syntax {
     pub fn from_uid(uid: &str) -> Syntax {
         match uid {
             "1.2.840.10008.1.2" => Syntax::IMPLICIT_LE,
-            "1.2.840.10008.1.2.2" => Syntax {
-                explicit_vr: true,
-                big_endian: true,
-                deflated: false,
-            },
-            "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.8.1" => Syntax {
-                explicit_vr: true,
-                big_endian: false,
-                deflated: true,
-            },
-            _ => Syntax {
-                explicit_vr: true,
-                big_endian: false,
-                deflated: false,
-            },
+            "1.2.840.10008.1.2.2" => Syntax::EXPLICIT_BE,
+            "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.8.1" => Syntax::DEFLATED,
+            _ => Syntax::EXPLICIT_LE,
+        }
+    }
+
+    /// The transfer syntax UID that stands for this encoding when nothing
+    /// better is known (PS3.5 §10, Annex A).
+    pub fn uid(self) -> &'static str {
+        match self {
+            s if s.deflated => "1.2.840.10008.1.2.1.99",
+            s if !s.explicit_vr => "1.2.840.10008.1.2",
+            s if s.big_endian => "1.2.840.10008.1.2.2",
+            _ => "1.2.840.10008.1.2.1",
         }
     }
 }
 
+/// Whether `vr` is a value representation of PS3.5 Table 6.2-1.
+fn is_vr(vr: [u8; 2]) -> bool {
+    matches!(
+        &vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FD"
+            | b"FL"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SQ"
+            | b"SS"
+            | b"ST"
+            | b"SV"
+            | b"TM"
+            | b"UC"
+            | b"UI"
+            | b"UL"
+            | b"UN"
+            | b"UR"
+            | b"US"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+/// Recognises a data set's encoding from its first [`SNIFF_LEN`] bytes,
+/// for when the transfer syntax was negotiated out of sight:
+/// - a VR after the tag: explicit VR, little or big endian by which
+///   reading of the group number is smaller (a data set starts with a low
+///   group, (0008,xxxx) in practice);
+/// - else a group number a data set can start with (0002..=7FE0) read
+///   little endian: implicit VR LE;
+/// - else neither: the bytes are taken for a raw deflate stream (Deflated
+///   Explicit VR LE), whose first byte is a block header, not a group.
+pub fn sniff(b: &[u8]) -> Syntax {
+    let byte = |i: usize| b.get(i).copied().unwrap_or(0);
+    let le = u16::from_le_bytes([byte(0), byte(1)]);
+    let be = u16::from_be_bytes([byte(0), byte(1)]);
+    if is_vr([byte(4), byte(5)]) {
+        if le <= be {
+            Syntax::EXPLICIT_LE
+        } else {
+            Syntax::EXPLICIT_BE
+        }
+    } else if (0x0002..=0x7FE0).contains(&le) {
+        Syntax::IMPLICIT_LE
+    } else {
+        Syntax::DEFLATED
+    }
+}
+
+/// The per-data-set bounds of a [`DataSetReader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest value kept; a longer one is listed as truncated.
+    pub max_value: usize,
+    /// Attributes kept.
+    pub max_attributes: usize,
+    /// Value bytes kept over all attributes; past it values are listed as
+    /// truncated.
+    pub max_attribute_bytes: usize,
+    /// Bytes of a deflated data set inflated before giving up on it.
+    pub max_inflated: u64,
+}
+
+impl Limits {
+    /// Generous bounds for tests.
+    #[cfg(test)]
+    pub fn test(max_value: usize, max_inflated: u64) -> Limits {
+        Limits {
+            max_value,
+            max_attributes: 64,
+            max_attribute_bytes: 1 << 20,
+            max_inflated,
+        }
+    }
+}
+
+/// Where a kept attribute goes: a new entry, or in place of the latest
+/// occurrence of the same tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    New,
+    Replace(usize),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// The transfer syntax is not known: gathering the first bytes.
+    Sniff,
     /// Reading an element header (partially held in `buf`).
     Header,
     /// Collecting the value of a kept attribute into `buf`.
-    Value { tag: u32, len: usize },
+    Value { tag: u32, len: usize, slot: Slot },
     /// Counting down a value that is not kept.
     Skip(u64),
     /// Pixel Data reached, or the data set is unreadable: ignore the rest.
     Done,
 }
 
+/// A kept attribute before decoding: tag, raw value, value not read.
+type Raw = (u32, Vec<u8>, bool);
+
 /// Walks one data set.
 pub struct DataSetReader {
-    syntax: Syntax,
+    /// `None` until [`sniff`] decided.
+    syntax: Option<Syntax>,
+    guessed: bool,
     state: State,
-    /// Bytes of an element header or kept value cut by a fragment end.
+    /// Bytes of an element header, of a kept value, or of the sniffed
+    /// start, cut by a fragment end.
     buf: Vec<u8>,
     depth: u8,
-    max_value: usize,
-    /// Kept attributes, undecoded: (tag, raw value, truncated).
-    raw: Vec<(u32, Vec<u8>, bool)>,
+    lim: Limits,
+    /// Kept attributes in stream order.
+    raw: Vec<Raw>,
+    /// Per [`KEPT`] entry: index in `raw` of its first and of its latest
+    /// occurrence.
+    slots: [[Option<u16>; 2]; KEPT.len()],
+    /// Value bytes in `raw`.
+    kept_bytes: usize,
+    /// Occurrences not kept (repeats, over the count limit, shed).
+    dropped: u32,
     inflater: Option<Box<Decompress>>,
     inflated: u64,
-    max_inflated: u64,
     /// Wire bytes fed.
     length: u64,
     pixel_data: bool,
@@ -183,28 +339,90 @@ fn long_vr(vr: [u8; 2]) -> bool {
 }
 
 impl DataSetReader {
-    pub fn new(syntax: Syntax, max_value: usize, max_inflated: u64) -> Self {
-        DataSetReader {
-            syntax,
-            state: State::Header,
+    /// A reader for a data set in `syntax`, or, with `None`, in a syntax
+    /// recognised from its first bytes ([`sniff`]).
+    pub fn new(syntax: Option<Syntax>, lim: Limits) -> Self {
+        let mut r = DataSetReader {
+            syntax: None,
+            guessed: false,
+            state: State::Sniff,
             buf: Vec::new(),
             depth: 0,
-            max_value,
+            lim,
             raw: Vec::new(),
-            inflater: syntax.deflated.then(|| Box::new(Decompress::new(false))),
+            slots: [[None; 2]; KEPT.len()],
+            kept_bytes: 0,
+            dropped: 0,
+            inflater: None,
             inflated: 0,
-            max_inflated,
             length: 0,
             pixel_data: false,
             incomplete: false,
             error: None,
+        };
+        if let Some(s) = syntax {
+            r.decide(s);
         }
+        r
+    }
+
+    fn decide(&mut self, s: Syntax) {
+        self.syntax = Some(s);
+        self.state = State::Header;
+        self.inflater = s.deflated.then(|| Box::new(Decompress::new(false)));
+    }
+
+    /// The encoding used, once known.
+    pub fn syntax(&self) -> Option<Syntax> {
+        self.syntax
+    }
+
+    /// The encoding was recognised from the bytes, not given.
+    pub fn guessed(&self) -> bool {
+        self.guessed
     }
 
     /// Bytes held for a cut header or value (what the memory bound is
     /// about; kept attributes are bounded separately).
     pub fn buffered(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// Heap bytes held: cut header or value, kept attributes, inflater.
+    /// O(1).
+    pub fn heap(&self) -> usize {
+        self.buf.capacity()
+            + self.raw.capacity() * std::mem::size_of::<Raw>()
+            + self.raw.len() * ATTRIBUTE_OVERHEAD
+            + self.kept_bytes
+            + self.inflater.as_ref().map_or(0, |_| INFLATER_BYTES)
+    }
+
+    /// Memory pressure: drops the attributes kept so far (counted in
+    /// `attributes_dropped`); later ones are still kept.
+    pub fn shed(&mut self) {
+        self.dropped = self
+            .dropped
+            .saturating_add(u32::try_from(self.raw.len()).unwrap_or(u32::MAX));
+        self.raw = Vec::new();
+        self.slots = [[None; 2]; KEPT.len()];
+        self.kept_bytes = 0;
+        if let State::Value { len, .. } = self.state {
+            // The value being collected is dropped too; its rest is skipped.
+            self.dropped = self.dropped.saturating_add(1);
+            let left = len.saturating_sub(self.buf.len());
+            self.state = State::Skip(left as u64);
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Reading stops before the data set's end (a gap, the end of the
+    /// association or of the flow): incomplete unless Pixel Data, after
+    /// which nothing is read anyway, was reached.
+    pub fn cut(&mut self) {
+        if !self.pixel_data {
+            self.incomplete = true;
+        }
     }
 
     /// The first problem met, once: an anomaly event name.
@@ -219,9 +437,28 @@ impl DataSetReader {
     }
 
     /// The next bytes of the data set as they travel.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub fn feed(&mut self, mut data: &[u8]) {
         self.length = self.length.saturating_add(data.len() as u64);
-        if self.state == State::Done {
+        if self.state == State::Sniff {
+            let k = SNIFF_LEN.saturating_sub(self.buf.len()).min(data.len());
+            // Copied: the first bytes of a data set cut by a fragment end
+            // (≤ 6 bytes), needed whole to recognise the encoding.
+            self.buf.extend_from_slice(data.get(..k).unwrap_or(&[]));
+            data = data.get(k..).unwrap_or(&[]);
+            if self.buf.len() < SNIFF_LEN {
+                return;
+            }
+            self.guessed = true;
+            self.decide(sniff(&self.buf));
+            let start = std::mem::take(&mut self.buf);
+            self.decoded(&start);
+        }
+        self.decoded(data);
+    }
+
+    /// Bytes in the known syntax: inflated first when deflated.
+    fn decoded(&mut self, data: &[u8]) {
+        if self.state == State::Done || data.is_empty() {
             return;
         }
         match self.inflater.take() {
@@ -248,7 +485,7 @@ impl DataSetReader {
             input = input.get(used..).unwrap_or(&[]);
             self.walk(out.get(..made).unwrap_or(&[]));
             self.inflated = self.inflated.saturating_add(made as u64);
-            if self.inflated > self.max_inflated {
+            if self.inflated > self.lim.max_inflated {
                 return self.fail("inflated_too_long");
             }
             if status == Status::StreamEnd || (used == 0 && made == 0) {
@@ -264,7 +501,7 @@ impl DataSetReader {
     fn walk(&mut self, mut d: &[u8]) {
         while !d.is_empty() {
             match self.state {
-                State::Done => return,
+                State::Done | State::Sniff => return,
                 State::Skip(n) => {
                     let k = usize::try_from(n).unwrap_or(usize::MAX).min(d.len());
                     d = d.get(k..).unwrap_or(&[]);
@@ -275,7 +512,7 @@ impl DataSetReader {
                         State::Skip(left)
                     };
                 }
-                State::Value { tag, len } => {
+                State::Value { tag, len, slot } => {
                     let k = len.saturating_sub(self.buf.len()).min(d.len());
                     // Copied: a kept value cut by a fragment end; at most
                     // `max_value` bytes.
@@ -283,8 +520,8 @@ impl DataSetReader {
                     d = d.get(k..).unwrap_or(&[]);
                     if self.buf.len() >= len {
                         let v = std::mem::take(&mut self.buf);
-                        self.raw.push((tag, v, false));
                         self.state = State::Header;
+                        self.keep(tag, v, false, slot);
                     }
                 }
                 State::Header => {
@@ -315,12 +552,20 @@ impl DataSetReader {
         }
     }
 
+    fn big_endian(&self) -> bool {
+        self.syntax.is_some_and(|s| s.big_endian)
+    }
+
+    fn explicit_vr(&self) -> bool {
+        self.syntax.is_some_and(|s| s.explicit_vr)
+    }
+
     fn u16(&self, b: &[u8], at: usize) -> u16 {
         let x = [
             b.get(at).copied().unwrap_or(0),
             b.get(at + 1).copied().unwrap_or(0),
         ];
-        if self.syntax.big_endian {
+        if self.big_endian() {
             u16::from_be_bytes(x)
         } else {
             u16::from_le_bytes(x)
@@ -334,7 +579,7 @@ impl DataSetReader {
             b.get(at + 2).copied().unwrap_or(0),
             b.get(at + 3).copied().unwrap_or(0),
         ];
-        if self.syntax.big_endian {
+        if self.big_endian() {
             u32::from_be_bytes(x)
         } else {
             u32::from_le_bytes(x)
@@ -352,7 +597,7 @@ impl DataSetReader {
     fn header_len(&self, b: &[u8]) -> Option<usize> {
         let h = b.get(..6)?;
         let group = self.u16(h, 0);
-        if !self.syntax.explicit_vr || group == 0xFFFE {
+        if !self.explicit_vr() || group == 0xFFFE {
             return Some(8);
         }
         Some(if long_vr([h[4], h[5]]) { 12 } else { 8 })
@@ -363,7 +608,7 @@ impl DataSetReader {
         let tag = (u32::from(self.u16(h, 0)) << 16) | u32::from(self.u16(h, 2));
         let len = match h.len() {
             12 => self.u32(h, 8),
-            _ if !self.syntax.explicit_vr || tag >> 16 == 0xFFFE => self.u32(h, 4),
+            _ if !self.explicit_vr() || tag >> 16 == 0xFFFE => self.u32(h, 4),
             _ => u32::from(self.u16(h, 6)),
         };
         (tag, len)
@@ -394,27 +639,90 @@ impl DataSetReader {
             return;
         }
         let n = len as usize;
-        match kept(tag) {
-            Some(_) if self.depth == 0 && n <= self.max_value => {
-                if n == 0 {
-                    self.raw.push((tag, Vec::new(), false));
-                } else {
-                    self.state = State::Value { tag, len: n };
+        let skip = if len == 0 {
+            State::Header
+        } else {
+            State::Skip(u64::from(len))
+        };
+        let slot = match kept_index(tag) {
+            Some(k) if self.depth == 0 => self.slot(k),
+            _ => None,
+        };
+        let Some(slot) = slot else {
+            self.state = skip;
+            return;
+        };
+        let fits = n <= self.lim.max_value
+            && self.kept_bytes.saturating_add(n) <= self.lim.max_attribute_bytes;
+        if !fits {
+            self.state = skip;
+            self.keep(tag, Vec::new(), true, slot);
+        } else if n == 0 {
+            self.keep(tag, Vec::new(), false, slot);
+        } else {
+            self.state = State::Value { tag, len: n, slot };
+        }
+    }
+
+    /// Where the next occurrence of [`KEPT`] entry `k` goes: its first
+    /// occurrence and its latest one are kept, while the count allows;
+    /// `None` (counted as dropped) otherwise.
+    fn slot(&mut self, k: usize) -> Option<Slot> {
+        let [first, last] = self.slots.get(k).copied().unwrap_or([None, None]);
+        let room = self.raw.len() < self.lim.max_attributes;
+        match (first, last) {
+            (None, _) | (Some(_), None) if room => Some(Slot::New),
+            (Some(_), Some(j)) => {
+                // The latest occurrence replaces the previous latest.
+                self.dropped = self.dropped.saturating_add(1);
+                Some(Slot::Replace(usize::from(j)))
+            }
+            _ => {
+                self.dropped = self.dropped.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    fn keep(&mut self, tag: u32, value: Vec<u8>, truncated: bool, slot: Slot) {
+        let Some(k) = kept_index(tag) else {
+            return;
+        };
+        self.kept_bytes = self.kept_bytes.saturating_add(value.capacity());
+        match slot {
+            Slot::Replace(j) => {
+                if let Some(e) = self.raw.get_mut(j) {
+                    let old = std::mem::replace(e, (tag, value, truncated));
+                    self.kept_bytes = self.kept_bytes.saturating_sub(old.1.capacity());
                 }
             }
-            Some(_) if self.depth == 0 => {
-                self.raw.push((tag, Vec::new(), true));
-                self.state = State::Skip(u64::from(len));
+            Slot::New => {
+                let Ok(j) = u16::try_from(self.raw.len()) else {
+                    self.kept_bytes = self.kept_bytes.saturating_sub(value.capacity());
+                    self.dropped = self.dropped.saturating_add(1);
+                    return;
+                };
+                self.raw.push((tag, value, truncated));
+                if let Some(s) = self.slots.get_mut(k) {
+                    if s[0].is_none() {
+                        s[0] = Some(j);
+                    } else {
+                        s[1] = Some(j);
+                    }
+                }
             }
-            _ if len == 0 => {}
-            _ => self.state = State::Skip(u64::from(len)),
         }
     }
 
     /// The data set as read, its values decoded; `transfer_syntax` is
-    /// recorded with it.
+    /// recorded with it, marked guessed when it was recognised from the
+    /// bytes.
     pub fn finish(mut self, transfer_syntax: Option<String>) -> DataSet {
-        if !matches!(self.state, State::Done | State::Header) || !self.buf.is_empty() {
+        let cut = match self.state {
+            State::Sniff | State::Done | State::Header => !self.buf.is_empty(),
+            State::Value { .. } | State::Skip(_) => true,
+        };
+        if cut {
             // Ended inside an element.
             self.incomplete = true;
         }
@@ -437,8 +745,10 @@ impl DataSetReader {
             })
             .collect();
         DataSet {
+            transfer_syntax_guessed: self.guessed && transfer_syntax.is_some(),
             transfer_syntax,
             attributes,
+            attributes_dropped: self.dropped,
             length: self.length,
             pixel_data_skipped: self.pixel_data,
             incomplete: self.incomplete,
@@ -493,7 +803,7 @@ mod tests {
     }
 
     fn read(d: &[u8], syntax: Syntax, chunk: usize) -> DataSet {
-        let mut r = DataSetReader::new(syntax, 64, 1 << 20);
+        let mut r = DataSetReader::new(Some(syntax), Limits::test(64, 1 << 20));
         for c in d.chunks(chunk.max(1)) {
             r.feed(c);
             assert!(r.buffered() <= 64, "buffered {}", r.buffered());
@@ -571,7 +881,7 @@ mod tests {
         let z = e.finish().unwrap();
         let ds = read(&z, Syntax::from_uid("1.2.840.10008.1.2.1.99"), 3);
         assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"));
-        let mut r = DataSetReader::new(Syntax::from_uid("1.2.840.10008.1.2.1.99"), 64, 1000);
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 1000));
         r.feed(b"\xff\xff\xff\xff garbage");
         assert_eq!(r.take_error(), Some("deflate_error"));
     }
@@ -596,7 +906,7 @@ mod tests {
             deep.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, 0xff, 0xff, 0xff, 0xff]);
             // SQ undefined
         }
-        let mut r = DataSetReader::new(Syntax::IMPLICIT_LE, 64, 1 << 20);
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
         r.feed(&deep);
         assert_eq!(r.take_error(), Some("sequence_too_deep"));
         let mut x = 7u32;
