@@ -100,8 +100,8 @@ const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 const UNDEFINED: u32 = u32::MAX;
-/// Bytes [`sniff`] looks at: a tag and, in explicit VR, the VR.
-pub const SNIFF_LEN: usize = 6;
+/// Bytes [`sniff`] looks at: a tag, and a VR or a 32-bit length.
+pub const SNIFF_LEN: usize = 8;
 
 /// How a data set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,21 +204,24 @@ fn is_vr(vr: [u8; 2]) -> bool {
 /// - a VR after the tag: explicit VR, little or big endian by which
 ///   reading of the group number is smaller (a data set starts with a low
 ///   group, (0008,xxxx) in practice);
-/// - else a group number a data set can start with (0002..=7FE0) read
-///   little endian: implicit VR LE;
+/// - else a group a data set can start with (0008..=7FE0) and a length
+///   that an element at its start can have (under 16 MiB, or undefined),
+///   read little endian: implicit VR LE;
 /// - else neither: the bytes are taken for a raw deflate stream (Deflated
-///   Explicit VR LE), whose first byte is a block header, not a group.
+///   Explicit VR LE), whose first bytes are a block header and Huffman
+///   codes, not an element header.
 pub fn sniff(b: &[u8]) -> Syntax {
     let byte = |i: usize| b.get(i).copied().unwrap_or(0);
     let le = u16::from_le_bytes([byte(0), byte(1)]);
     let be = u16::from_be_bytes([byte(0), byte(1)]);
+    let len = u32::from_le_bytes([byte(4), byte(5), byte(6), byte(7)]);
     if is_vr([byte(4), byte(5)]) {
         if le <= be {
             Syntax::EXPLICIT_LE
         } else {
             Syntax::EXPLICIT_BE
         }
-    } else if (0x0002..=0x7FE0).contains(&le) {
+    } else if (0x0008..=0x7FE0).contains(&le) && (len < 1 << 24 || len == UNDEFINED) {
         Syntax::IMPLICIT_LE
     } else {
         Syntax::DEFLATED
@@ -295,6 +298,8 @@ pub struct DataSetReader {
     slots: [[Option<u16>; 2]; KEPT.len()],
     /// Value bytes in `raw`.
     kept_bytes: usize,
+    /// [`KEPT`] entries with a first occurrence in `raw`.
+    distinct: usize,
     /// Occurrences not kept (repeats, over the count limit, shed).
     dropped: u32,
     inflater: Option<Box<Decompress>>,
@@ -352,6 +357,7 @@ impl DataSetReader {
             raw: Vec::new(),
             slots: [[None; 2]; KEPT.len()],
             kept_bytes: 0,
+            distinct: 0,
             dropped: 0,
             inflater: None,
             inflated: 0,
@@ -407,6 +413,7 @@ impl DataSetReader {
         self.raw = Vec::new();
         self.slots = [[None; 2]; KEPT.len()];
         self.kept_bytes = 0;
+        self.distinct = 0;
         if let State::Value { len, .. } = self.state {
             // The value being collected is dropped too; its rest is skipped.
             self.dropped = self.dropped.saturating_add(1);
@@ -442,7 +449,7 @@ impl DataSetReader {
         if self.state == State::Sniff {
             let k = SNIFF_LEN.saturating_sub(self.buf.len()).min(data.len());
             // Copied: the first bytes of a data set cut by a fragment end
-            // (≤ 6 bytes), needed whole to recognise the encoding.
+            // (≤ 8 bytes), needed whole to recognise the encoding.
             self.buf.extend_from_slice(data.get(..k).unwrap_or(&[]));
             data = data.get(k..).unwrap_or(&[]);
             if self.buf.len() < SNIFF_LEN {
@@ -669,9 +676,14 @@ impl DataSetReader {
     /// `None` (counted as dropped) otherwise.
     fn slot(&mut self, k: usize) -> Option<Slot> {
         let [first, last] = self.slots.get(k).copied().unwrap_or([None, None]);
-        let room = self.raw.len() < self.lim.max_attributes;
+        // Room is kept for the first occurrence of every kept tag not seen
+        // yet: repeats cannot crowd out a tag that comes later.
+        let unseen = KEPT.len().saturating_sub(self.distinct);
+        let room_first = self.raw.len() < self.lim.max_attributes;
+        let room_last = self.raw.len() < self.lim.max_attributes.saturating_sub(unseen);
         match (first, last) {
-            (None, _) | (Some(_), None) if room => Some(Slot::New),
+            (None, _) if room_first => Some(Slot::New),
+            (Some(_), None) if room_last => Some(Slot::New),
             (Some(_), Some(j)) => {
                 // The latest occurrence replaces the previous latest.
                 self.dropped = self.dropped.saturating_add(1);
@@ -706,6 +718,7 @@ impl DataSetReader {
                 if let Some(s) = self.slots.get_mut(k) {
                     if s[0].is_none() {
                         s[0] = Some(j);
+                        self.distinct += 1;
                     } else {
                         s[1] = Some(j);
                     }
@@ -919,5 +932,202 @@ mod tests {
         for s in [Syntax::IMPLICIT_LE, Syntax::from_uid("1.2.840.10008.1.2.2")] {
             let _ = read(&g, s, 13);
         }
+    }
+
+    fn explicit_le(group: u16, elem: u16, vr: &[u8; 2], v: &[u8]) -> Vec<u8> {
+        let mut o = group.to_le_bytes().to_vec();
+        o.extend_from_slice(&elem.to_le_bytes());
+        o.extend_from_slice(vr);
+        o.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        o.extend_from_slice(v);
+        o
+    }
+
+    fn deflate(d: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(d).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn sniffed(d: &[u8], chunk: usize) -> (DataSet, Option<Syntax>) {
+        let mut r = DataSetReader::new(None, Limits::test(64, 1 << 20));
+        for c in d.chunks(chunk.max(1)) {
+            r.feed(c);
+        }
+        let s = r.syntax();
+        let uid = s.map(|s| s.uid().to_string());
+        (r.finish(uid), s)
+    }
+
+    #[test]
+    fn unknown_syntax_is_recognised_from_the_first_element_for_any_split() {
+        // Hand-built: the same two attributes in each encoding.
+        let mut ile = implicit(0x0008, 0x0005, b"ISO_IR 100"); // charset
+        ile.extend(implicit(0x0010, 0x0010, b"DOE^JOHN")); // PatientName
+        let mut ele = explicit_le(0x0008, 0x0005, b"CS", b"ISO_IR 100");
+        ele.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        let mut ebe = Vec::new();
+        for (g, e, vr, v) in [
+            (0x0008u16, 0x0005u16, b"CS", &b"ISO_IR 100"[..]),
+            (0x0010, 0x0010, b"PN", &b"DOE^JOHN"[..]),
+        ] {
+            ebe.extend_from_slice(&g.to_be_bytes()); // group, big endian
+            ebe.extend_from_slice(&e.to_be_bytes()); // element
+            ebe.extend_from_slice(vr); // VR
+            ebe.extend_from_slice(&(v.len() as u16).to_be_bytes()); // length
+            ebe.extend_from_slice(v);
+        }
+        let z = deflate(&ele);
+        for (d, want) in [
+            (&ile, Syntax::IMPLICIT_LE),
+            (&ele, Syntax::EXPLICIT_LE),
+            (&ebe, Syntax::EXPLICIT_BE),
+            (&z, Syntax::DEFLATED),
+        ] {
+            assert_eq!(sniff(d), want);
+            for chunk in [1, 2, 5, 6, 7, 1000] {
+                let (ds, s) = sniffed(d, chunk);
+                assert_eq!(s, Some(want), "chunk {chunk}");
+                assert_eq!(
+                    ds.get(0x0010_0010),
+                    Some("DOE^JOHN"),
+                    "{want:?} chunk {chunk}"
+                );
+                assert!(ds.transfer_syntax_guessed && !ds.incomplete);
+            }
+        }
+        // Fewer bytes than a sniff needs: no syntax, incomplete.
+        let (ds, s) = sniffed(&ile[..4], 1);
+        assert_eq!(
+            (s, ds.transfer_syntax_guessed, ds.incomplete),
+            (None, false, true)
+        );
+        // Nothing at all: an empty data set, complete.
+        let (ds, _) = sniffed(&[], 1);
+        assert!(!ds.incomplete && ds.attributes.is_empty());
+    }
+
+    #[test]
+    fn million_empty_patient_names_keep_two_attributes() {
+        // Found by fuzzing (issue 11): 1 M empty PatientName elements (8 MB
+        // of data set) kept 1 M attributes (41 MB). Hand-built: a name,
+        // then 1 M empty ones, then the real one.
+        let mut d = implicit(0x0010, 0x0010, b"FIRST^NAME");
+        d.extend(implicit(0x0010, 0x0010, b"").repeat(1_000_000));
+        d.extend(implicit(0x0010, 0x0010, b"LAST^NAME"));
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
+        let mut most = 0;
+        for c in d.chunks(65536) {
+            r.feed(c);
+            most = most.max(r.heap());
+        }
+        assert!(most < 4096, "held {most} bytes");
+        let ds = r.finish(None);
+        let names: Vec<&str> = ds.attributes.iter().map(|a| a.value.as_str()).collect();
+        assert_eq!(names, ["FIRST^NAME", "LAST^NAME"]);
+        assert_eq!(ds.attributes_dropped, 1_000_000);
+    }
+
+    #[test]
+    fn deflated_flood_of_four_million_attributes_is_bounded() {
+        // Found by fuzzing (issue 11): a deflated data set in a 47 kB flow
+        // kept 4 M attributes (127 MB). Hand-built: 4 M empty elements of
+        // every kept tag in turn (32 MB inflated), deflated.
+        let cycle: Vec<u8> = KEPT
+            .iter()
+            .flat_map(|(tag, _, _)| explicit_le((tag >> 16) as u16, *tag as u16, b"LO", b""))
+            .collect();
+        let mut d = cycle.repeat(4_000_000 / KEPT.len());
+        d.extend_from_slice(&cycle[..(4_000_000 % KEPT.len()) * 8]);
+        let z = deflate(&d);
+        assert!(z.len() < 1 << 20, "{} bytes deflated", z.len());
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 64 << 20));
+        let mut most = 0;
+        for c in z.chunks(1448) {
+            r.feed(c);
+            most = most.max(r.heap());
+        }
+        assert!(most < INFLATER_BYTES + 16384, "held {most} bytes");
+        let ds = r.finish(None);
+        // Every tag's first occurrence, and latest occurrences in the room
+        // left.
+        assert_eq!(ds.attributes.len(), 64);
+        assert!(KEPT.iter().all(|k| ds.get(k.0).is_some()));
+        assert_eq!(ds.attributes_dropped as usize, 4_000_000 - 64);
+        assert!(!ds.incomplete);
+    }
+
+    #[test]
+    fn inflation_streams_a_large_data_set_in_fixed_memory() {
+        // Hand-built: a 16 MiB private OB value (zeros, which deflate to
+        // almost nothing), then a PatientName.
+        let mut d = vec![0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]; // (0009,1010) OB, reserved
+        d.extend_from_slice(&(16u32 << 20).to_le_bytes()); // 16 MiB
+        d.resize(d.len() + (16 << 20), 0);
+        d.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        let z = deflate(&d);
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 64 << 20));
+        for c in z.chunks(1448) {
+            r.feed(c);
+            // The inflater's window and the walker's cut header, never the
+            // inflated bytes.
+            assert!(r.heap() <= INFLATER_BYTES + 1024, "{}", r.heap());
+        }
+        assert_eq!(r.finish(None).get(0x0010_0010), Some("DOE^JOHN"));
+        // The same with an inflate cap below 16 MiB: given up, said.
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 1 << 20));
+        r.feed(&z);
+        assert_eq!(r.take_error(), Some("inflated_too_long"));
+        assert!(r.finish(None).incomplete);
+    }
+
+    #[test]
+    fn value_bytes_past_the_budget_are_listed_truncated() {
+        let mut d = implicit(0x0010, 0x0010, &[b'A'; 40]); // PatientName, 40 bytes
+        d.extend(implicit(0x0010, 0x0020, &[b'B'; 40])); // PatientID, over a 64-byte budget
+        d.extend(implicit(0x0010, 0x0040, b"F")); // PatientSex, fits
+        let lim = Limits {
+            max_attribute_bytes: 64,
+            ..Limits::test(64, 1 << 20)
+        };
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), lim);
+        r.feed(&d);
+        let ds = r.finish(None);
+        assert_eq!(ds.attributes.len(), 3);
+        assert!(!ds.attributes[0].truncated && ds.attributes[1].truncated);
+        assert_eq!(ds.get(0x0010_0040), Some("F"));
+        // And a count limit: the third attribute is dropped, counted.
+        let lim = Limits {
+            max_attributes: 2,
+            ..Limits::test(64, 1 << 20)
+        };
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), lim);
+        r.feed(&d);
+        let ds = r.finish(None);
+        assert_eq!((ds.attributes.len(), ds.attributes_dropped), (2, 1));
+    }
+
+    #[test]
+    fn repeated_tag_keeps_its_first_and_latest_occurrence() {
+        let mut d = Vec::new();
+        for v in [&b"ONE"[..], b"TWO", b"THREE", b"FOUR"] {
+            d.extend(implicit(0x0010, 0x0010, v)); // PatientName, four times
+        }
+        d.extend(implicit(0x0010, 0x0020, b"ID")); // PatientID once
+        for chunk in [1, 3, 1000] {
+            let ds = read(&d, Syntax::IMPLICIT_LE, chunk);
+            let v: Vec<&str> = ds.attributes.iter().map(|a| a.value.as_str()).collect();
+            assert_eq!(v, ["ONE", "FOUR", "ID"], "chunk {chunk}");
+            assert_eq!(ds.attributes_dropped, 2);
+        }
+        // Memory pressure drops what was kept; reading goes on.
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
+        r.feed(&d[..30]);
+        r.shed();
+        r.feed(&d[30..]);
+        let ds = r.finish(None);
+        assert!(ds.attributes_dropped >= 2);
+        assert_eq!(ds.get(0x0010_0020), Some("ID"));
     }
 }

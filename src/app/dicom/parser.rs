@@ -910,4 +910,123 @@ pub(crate) mod tests {
         bad.extend_from_slice(&[0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff]); // length 4 GiB
         assert_eq!(parse_command(&bad), Err(ParseError::MalformedElement));
     }
+
+    const LIM: BoundaryLimits<'static> = BoundaryLimits {
+        max_association_pdu: 65536,
+        max_pdata_pdu: None,
+        max_resync_pdu: 1 << 20,
+        contexts: None,
+    };
+
+    fn with_header(t: u8, reserved: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![t, reserved];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn real_pdus_are_plausible_in_both_modes_at_every_length_they_need() {
+        let mut pdata = vec![0, 0, 0, 4, 1, 3, 0xaa, 0xbb]; // PDV: length 4, context 1, last command
+        pdata.extend_from_slice(&[0, 0, 0, 3, 1, 2, 0xcc]); // PDV: length 3, context 1, last data
+        let pdus = [
+            with_header(1, 0, &rq_body()),
+            with_header(4, 0, &pdata),
+            with_header(3, 0, &[0, 1, 1, 7]), // RJ: permanent, user, reason 7
+            with_header(5, 0, &[0; 4]),       // RELEASE-RQ
+            with_header(7, 0, &[0, 0, 2, 6]), // ABORT: provider, reason 6
+        ];
+        for p in &pdus {
+            for check in [Check::Lenient, Check::Strict] {
+                assert_eq!(plausible_pdu(p, check, &LIM), Plausible::Yes, "{p:02x?}");
+                // A prefix is undecided until the bytes the check needs.
+                let Plausible::NeedMore(n) = plausible_pdu(&p[..5], check, &LIM) else {
+                    panic!("5 bytes decided {p:02x?}");
+                };
+                assert_eq!(n, 6);
+                for k in 6..p.len() {
+                    match plausible_pdu(&p[..k], check, &LIM) {
+                        Plausible::Yes => {}
+                        Plausible::NeedMore(n) => assert!(n > k, "{k}: {n}"),
+                        Plausible::No => panic!("prefix {k} of {p:02x?} rejected"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_bytes_are_checked_only_when_strict() {
+        // Hand-built: the RQ and a RELEASE-RQ with their reserved PDU byte
+        // set (PS3.8: sent as 00H, not tested by the receiver).
+        for p in [with_header(1, 9, &rq_body()), with_header(5, 9, &[0; 4])] {
+            assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+            assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        }
+    }
+
+    #[test]
+    fn pdvs_that_do_not_tile_or_use_even_contexts_are_implausible() {
+        // Hand-built P-DATA-TF bodies.
+        let bad = [
+            vec![0, 0, 0, 4, 1, 3, 0xaa, 0xbb, 0xcc], // PDV 4 bytes in a 9-byte PDU: 1 byte left over
+            vec![0, 0, 0, 9, 1, 3, 0xaa, 0xbb],       // PDV longer than the PDU
+            vec![0, 0, 0, 2, 2, 3],                   // context 2 (even)
+            vec![0, 0, 0, 1, 1, 3],                   // PDV shorter than its header
+            vec![0, 0, 0, 2, 1, 3, 0, 0, 0, 2, 4, 0], // second PDV on context 4
+        ];
+        for b in &bad {
+            let p = with_header(4, 0, b);
+            assert_eq!(
+                plausible_pdu(&p, Check::Lenient, &LIM),
+                Plausible::No,
+                "{b:02x?}"
+            );
+        }
+        // Control header bits 2-7 are reserved: checked when strict only.
+        let p = with_header(4, 0, &[0, 0, 0, 2, 1, 0x43]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+        assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        // Contexts of the association, when known.
+        let lim = BoundaryLimits {
+            contexts: Some(&[1, 3]),
+            ..LIM
+        };
+        let p = with_header(4, 0, &[0, 0, 0, 2, 5, 3]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &lim), Plausible::No);
+    }
+
+    #[test]
+    fn pdata_length_is_bounded_by_the_receiver_or_the_resync_limit() {
+        // Hand-built: a P-DATA-TF of 2 MiB with one PDV covering it.
+        let mut p = vec![4, 0];
+        p.extend_from_slice(&(2u32 << 20).to_be_bytes());
+        p.extend_from_slice(&((2u32 << 20) - 4).to_be_bytes());
+        p.extend_from_slice(&[1, 0]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+        assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        let announced = BoundaryLimits {
+            max_pdata_pdu: Some(16384),
+            ..LIM
+        };
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &announced), Plausible::No);
+    }
+
+    #[test]
+    fn garbage_is_never_plausible_past_the_lookahead() {
+        let mut x: u32 = 99;
+        let g: Vec<u8> = (0..20000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for i in 0..g.len() {
+            for check in [Check::Lenient, Check::Strict] {
+                if let Plausible::NeedMore(n) = plausible_pdu(&g[i..], check, &LIM) {
+                    assert!(n <= BOUNDARY_LOOKAHEAD && n > g.len() - i);
+                }
+            }
+        }
+    }
 }

@@ -433,9 +433,11 @@ impl Parser {
         };
         // `i` bytes are discarded; from `i` on, a PDU starts (Some(true)),
         // or more bytes are needed to decide (Some(false)).
+        // Leniency is for a stream that starts with a PDU: its first byte.
+        let lenient = check == Check::Lenient && self.dirs.get(d).is_some_and(|s| s.fresh);
         let (i, verdict, first) = {
             let buf: &[u8] = if in_place { data } else { &held };
-            let (i, verdict) = scan(buf, check, &self.boundary_limits(dir));
+            let (i, verdict) = scan(buf, lenient, &self.boundary_limits(dir));
             (i, verdict, buf.first().copied())
         };
         let (consumed, found, new_held, replay) = match verdict {
@@ -1036,7 +1038,8 @@ impl Parser {
                 }
             }
             pdu_type::RELEASE_RP => {
-                if !self.assoc.as_ref().is_some_and(|a| a.release_requested) && !explained {
+                let requested = self.assoc.as_ref().is_some_and(|a| a.release_requested);
+                if !requested && !explained {
                     self.anomaly(ctx, dir, "unexpected_pdu");
                 }
                 self.end_association(ctx, Outcome::Released);
@@ -1057,10 +1060,16 @@ impl Parser {
 /// The first plausible PDU start in `buf`: the bytes before it, and
 /// `Some(true)` when one was found, `Some(false)` when the candidate at
 /// that position needs more bytes, `None` when there is none (every byte
-/// is before it).
-fn scan(buf: &[u8], check: Check, lim: &BoundaryLimits<'_>) -> (usize, Option<bool>) {
+/// is before it). With `lenient_first`, a PDU at offset 0 is checked
+/// leniently (the start of a stream); every other candidate strictly.
+fn scan(buf: &[u8], lenient_first: bool, lim: &BoundaryLimits<'_>) -> (usize, Option<bool>) {
     let mut i = 0usize;
     loop {
+        let check = if lenient_first && i == 0 {
+            Check::Lenient
+        } else {
+            Check::Strict
+        };
         let Some(p) = buf
             .get(i..)
             .and_then(|b| b.iter().position(|x| (1..=7).contains(x)))
@@ -1503,5 +1512,369 @@ mod tests {
             panic!("{records:?}");
         };
         assert_eq!(a.calling_ae_title, "MODALITY1");
+    }
+
+    /// One call a parser receives.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Data(Direction, Vec<u8>),
+        Gap(Direction),
+    }
+    use Step::{Data, Gap};
+
+    /// The records of `steps` (each data call cut in `chunk`-byte pieces)
+    /// and the most `memuse` reported after a call.
+    fn run_steps(cfg: &DicomConfig, steps: &[Step], chunk: usize) -> (Vec<AppRecord>, usize) {
+        let mut p = Parser::new(cfg);
+        let mut records = Vec::new();
+        let mut max = 0;
+        for s in steps {
+            let mut ctx = StreamContext {
+                ts: Default::default(),
+                records: &mut records,
+            };
+            match s {
+                Data(dir, bytes) => {
+                    for c in bytes.chunks(chunk.max(1)) {
+                        p.data(&mut ctx, *dir, c);
+                        max = max.max(p.memuse());
+                    }
+                }
+                Gap(dir) => p.gap(&mut ctx, *dir, 100),
+            }
+        }
+        p.end(&mut StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        });
+        (records, max)
+    }
+
+    fn dimse(r: &[AppRecord]) -> Vec<&Exchange> {
+        r.iter()
+            .filter_map(|r| match r {
+                AppRecord::Dicom(Record::Dimse(e)) => Some(e.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn associations(r: &[AppRecord]) -> Vec<&Association> {
+        r.iter()
+            .filter_map(|r| match r {
+                AppRecord::Dicom(Record::Association(a)) => Some(a.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The steps of [`session`] as a one-way capture delivers them: the
+    /// other direction's PDUs become the gaps that the next segment's ACK
+    /// reveals.
+    fn one_way(keep: Direction) -> Vec<Step> {
+        session()
+            .into_iter()
+            .map(|(d, b)| if d == keep { Data(d, b) } else { Gap(d) })
+            .collect()
+    }
+
+    #[test]
+    fn one_way_to_server_logs_requests_with_answer_lost_for_any_split() {
+        let cfg = DicomConfig::default();
+        let (whole, _) = run_steps(&cfg, &one_way(ToServer), usize::MAX);
+        assert_eq!(anomalies(&whole), ["gap"]);
+        let ex = dimse(&whole);
+        assert_eq!(ex.len(), 1);
+        assert!(ex[0].answer_lost && ex[0].response.is_none());
+        let ds = ex[0].request.as_ref().unwrap().data_set.as_ref().unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
+        // Context 1 proposed implicit and explicit VR LE: recognised.
+        assert_eq!(ds.transfer_syntax.as_deref(), Some("1.2.840.10008.1.2"));
+        assert!(ds.transfer_syntax_guessed);
+        let a = associations(&whole);
+        assert_eq!(a.len(), 1);
+        assert!(a[0].answer_lost && a[0].release_requested && a[0].response.is_none());
+        assert_eq!(a[0].outcome, Outcome::Incomplete);
+        for chunk in [1, 5, 6, 7, 1000] {
+            assert_eq!(run_steps(&cfg, &one_way(ToServer), chunk).0, whole);
+        }
+    }
+
+    #[test]
+    fn one_way_to_client_logs_answers_without_requests() {
+        let (r, _) = run_steps(&DicomConfig::default(), &one_way(ToClient), 7);
+        assert_eq!(anomalies(&r), ["gap"]);
+        let ex = dimse(&r);
+        assert_eq!(ex.len(), 1);
+        assert!(ex[0].request.is_none() && !ex[0].answer_lost);
+        assert_eq!(
+            ex[0].response.as_ref().unwrap().command.status,
+            Some(0xa700)
+        );
+        assert_eq!(ex[0].request_dir, Some(ToServer));
+        let a = associations(&r);
+        assert_eq!(a[0].outcome, Outcome::Released);
+        assert!(a[0].request.is_none() && a[0].response.is_some() && !a[0].answer_lost);
+        assert_eq!(a[0].calling_ae_title, "MODALITY1");
+    }
+
+    /// Hand-built A-ASSOCIATE-RQ body proposing context 1 (CT) with the
+    /// transfer syntaxes `ts` only.
+    fn rq_with(ts: &[&[u8]]) -> Vec<u8> {
+        let item = |t: u8, v: &[u8]| {
+            let mut o = vec![t, 0];
+            o.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            o.extend_from_slice(v);
+            o
+        };
+        let mut b = vec![0, 1, 0, 0]; // version 1, reserved
+        b.extend_from_slice(b"PACS            MODALITY1       "); // called, calling
+        b.extend_from_slice(&[0; 32]); // reserved
+        b.extend(item(0x10, b"1.2.840.10008.3.1.1.1")); // application context
+        let mut pc = vec![1, 0, 0, 0]; // context id 1, reserved
+        pc.extend(item(0x30, b"1.2.840.10008.5.1.4.1.1.2")); // CT Image Storage
+        for t in ts {
+            pc.extend(item(0x40, t)); // transfer syntax
+        }
+        b.extend(item(0x20, &pc));
+        b
+    }
+
+    #[test]
+    fn only_proposed_transfer_syntax_decodes_without_the_answer() {
+        let (c, _) = store();
+        // Hand-built explicit VR LE data set: (0010,0010) PN "DOE^JOHN".
+        let mut d = vec![0x10, 0, 0x10, 0, b'P', b'N', 8, 0];
+        d.extend_from_slice(b"DOE^JOHN");
+        let steps = |ts: &[&[u8]]| {
+            vec![
+                Data(ToServer, pdu(1, &rq_with(ts))),
+                Gap(ToClient),
+                Data(ToServer, pdata(0x03, &c)),
+                Data(ToServer, pdata(0x02, &d)),
+            ]
+        };
+        let cfg = DicomConfig::default();
+        let (r, _) = run_steps(&cfg, &steps(&[b"1.2.840.10008.1.2.1"]), 3);
+        let ds = dimse(&r)[0]
+            .request
+            .as_ref()
+            .unwrap()
+            .data_set
+            .clone()
+            .unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"));
+        assert_eq!(ds.transfer_syntax.as_deref(), Some("1.2.840.10008.1.2.1"));
+        assert!(!ds.transfer_syntax_guessed);
+        // Two proposed: recognised from the bytes, recorded as the
+        // proposed one with that encoding.
+        let ts: &[&[u8]] = &[b"1.2.840.10008.1.2", b"1.2.840.10008.1.2.4.70"];
+        let (r, _) = run_steps(&cfg, &steps(ts), 3);
+        let ds = dimse(&r)[0]
+            .request
+            .as_ref()
+            .unwrap()
+            .data_set
+            .clone()
+            .unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"));
+        assert_eq!(
+            ds.transfer_syntax.as_deref(),
+            Some("1.2.840.10008.1.2.4.70")
+        );
+        assert!(ds.transfer_syntax_guessed);
+    }
+
+    #[test]
+    fn pickup_mid_pdu_resyncs_and_decodes_for_any_split() {
+        let s = session();
+        // The capture starts inside the A-ASSOCIATE-RQ and the AC is lost.
+        let mut steps = vec![Data(ToServer, s[0].1[100..].to_vec())];
+        steps.extend(s[2..].iter().map(|(d, b)| Data(*d, b.clone())));
+        let cfg = DicomConfig::default();
+        let (whole, _) = run_steps(&cfg, &steps, usize::MAX);
+        // The first byte (0x00, a reserved byte) is no PDU type.
+        assert_eq!(
+            anomalies(&whole),
+            [
+                "unknown_pdu_type",
+                "missing_association",
+                "unexpected_pdu",
+                "unexpected_pdu"
+            ]
+        );
+        let ex = dimse(&whole);
+        let ds = ex[0].request.as_ref().unwrap().data_set.as_ref().unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
+        assert_eq!(
+            ex[0].response.as_ref().unwrap().command.status,
+            Some(0xa700)
+        );
+        for chunk in [1, 2, 5, 6, 7, 11, 100, 4096] {
+            assert_eq!(run_steps(&cfg, &steps, chunk).0, whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn hunt_after_a_gap_does_not_depend_on_segmentation() {
+        let mut x: u32 = 4242;
+        let mut noise: Vec<u8> = (0..6000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8 & 0x0f // many bytes 1..=7 and 0: many candidates
+            })
+            .collect();
+        // Hand-built near misses: a P-DATA-TF whose PDV does not tile, an
+        // RQ with a reserved byte set.
+        noise.extend_from_slice(&[4, 0, 0, 0, 0, 9, 0, 0, 0, 4, 1, 3, 0, 0, 0]);
+        noise.extend_from_slice(&pdu(1, &rq_body())[..1]);
+        noise.push(7);
+        let s = session();
+        let mut steps = vec![Data(ToServer, s[0].1.clone()), Gap(ToServer)];
+        steps.push(Data(ToServer, noise));
+        steps.extend(s[1..].iter().map(|(d, b)| Data(*d, b.clone())));
+        let cfg = DicomConfig::default();
+        let (whole, _) = run_steps(&cfg, &steps, usize::MAX);
+        let ex = dimse(&whole);
+        assert_eq!(ex.len(), 1, "{whole:?}");
+        assert!(ex[0].request.is_some() && ex[0].response.is_some());
+        for chunk in [1, 2, 3, 5, 6, 7, 13, 64, 1000, 4095, 4097] {
+            assert_eq!(run_steps(&cfg, &steps, chunk).0, whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn gap_inside_a_data_set_delivers_what_was_read() {
+        let (c, d) = store();
+        let steps = vec![
+            Data(ToServer, pdu(1, &rq_body())),
+            Data(ToClient, pdu(2, &ac_body())),
+            Data(ToServer, pdata(0x03, &c)),
+            // The PatientName, then a loss.
+            Data(ToServer, pdata(0x00, &d[..40])[..30].to_vec()),
+            Gap(ToServer),
+            Data(ToServer, pdata(0x02, &d[..100])[60..].to_vec()),
+            Data(ToClient, pdata(0x03, &rsp())),
+        ];
+        let (r, _) = run_steps(&DicomConfig::default(), &steps, 7);
+        assert_eq!(anomalies(&r), ["gap"]);
+        let ex = dimse(&r);
+        assert_eq!(ex.len(), 1);
+        let ds = ex[0].request.as_ref().unwrap().data_set.as_ref().unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
+        assert!(ds.incomplete);
+        assert!(ex[0].response.is_some() && !ex[0].answer_lost);
+    }
+
+    #[test]
+    fn resync_gives_up_after_max_resync_bytes() {
+        let cfg = DicomConfig {
+            max_resync: 10_000,
+            ..Default::default()
+        };
+        let steps = vec![
+            Gap(ToServer),
+            Data(ToServer, vec![0x20; 20_000]),
+            Data(ToServer, pdu(1, &rq_body())),
+        ];
+        let (r, _) = run_steps(&cfg, &steps, 1448);
+        assert_eq!(anomalies(&r), ["gap", "resync_failed"]);
+        assert!(associations(&r).is_empty());
+    }
+
+    /// Hand-built C-FIND-RQ (`rq`) or pending C-FIND-RSP to message `id`,
+    /// with a data set holding every kept attribute, `value_len` bytes each.
+    fn find(rq: bool, id: u16, value_len: usize) -> (Vec<u8>, Vec<u8>) {
+        let field: u16 = if rq { 0x0020 } else { 0x8020 };
+        let mut c = elem(0, 0x0002, b"1.2.840.10008.5.1.4.1.2.1.1\0"); // Patient Root FIND
+        c.extend(elem(0, 0x0100, &field.to_le_bytes())); // command field
+        c.extend(elem(0, if rq { 0x0110 } else { 0x0120 }, &id.to_le_bytes())); // (responded-to) id
+        c.extend(elem(0, 0x0800, &0u16.to_le_bytes())); // data set present
+        if !rq {
+            c.extend(elem(0, 0x0900, &0xff00u16.to_le_bytes())); // pending
+        }
+        let mut d = Vec::new();
+        for (tag, _, _) in dataset::KEPT {
+            d.extend(elem(
+                (tag >> 16) as u16,
+                *tag as u16,
+                &vec![b'X'; value_len],
+            ));
+        }
+        (c, d)
+    }
+
+    fn find_steps(requests: u16, matches: usize, value_len: usize) -> Vec<Step> {
+        let mut steps = vec![
+            Data(ToServer, pdu(1, &rq_body())),
+            Data(ToClient, pdu(2, &ac_body())),
+        ];
+        for id in 1..=requests {
+            let (c, d) = find(true, id, 2);
+            steps.push(Data(ToServer, pdata(0x03, &c)));
+            steps.push(Data(ToServer, pdata(0x02, &d)));
+        }
+        for id in 1..=requests {
+            for _ in 0..matches {
+                let (c, d) = find(false, id, value_len);
+                steps.push(Data(ToClient, pdata(0x03, &c)));
+                steps.push(Data(ToClient, pdata(0x02, &d)));
+            }
+        }
+        steps
+    }
+
+    #[test]
+    fn pending_requests_times_matches_are_bounded_per_association_in_bytes() {
+        // Found by review (issue 11): max_pending × max_matches × ~30 kB
+        // per association held tens of MB per flow. 64 open C-FIND
+        // requests with 32 matches of 16 KB each would hold 32 MB.
+        let cfg = DicomConfig::default();
+        let (r, max) = run_steps(&cfg, &find_steps(64, 32, 480), 16384);
+        let limit = cfg.max_open_bytes as usize + (256 << 10);
+        assert!(max < limit, "memuse reached {max} bytes");
+        assert_eq!(anomalies(&r), ["open_bytes_exceeded"]);
+        // No match lost: every one is logged, early when need be.
+        let ex = dimse(&r);
+        let logged: usize = ex.iter().map(|e| e.pending.len()).sum();
+        let counted: u32 = ex.iter().map(|e| e.pending_responses).sum();
+        assert_eq!((logged, counted), (64 * 32, 64 * 32));
+        assert_eq!(ex.iter().filter(|e| e.request.is_some()).count(), 64);
+        eprintln!("memuse at most {max} bytes");
+    }
+
+    #[test]
+    fn memuse_grows_with_held_state_and_shed_gives_it_back() {
+        let cfg = DicomConfig::default();
+        let mut p = Parser::new(&cfg);
+        let mut records = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        };
+        let empty = p.memuse();
+        for s in find_steps(8, 4, 200) {
+            if let Data(d, b) = s {
+                p.data(&mut ctx, d, &b);
+            }
+        }
+        // 32 matches of 33 values of 200 bytes: at least 200 kB.
+        let held = p.memuse();
+        assert!(held > empty + 32 * 33 * 200, "{empty} -> {held}");
+        // A data set being read when memory runs short.
+        let (c, d) = find(false, 1, 200);
+        p.data(&mut ctx, ToClient, &pdata(0x03, &c));
+        p.data(&mut ctx, ToClient, &pdata(0x00, &d[..3000]));
+        p.shed(&mut ctx);
+        let after = p.memuse();
+        assert!(after < empty + 16384, "{empty} -> {held} -> {after}");
+        assert_eq!(anomalies(ctx.records), ["memcap"]);
+        // Every exchange was logged with its matches.
+        assert_eq!(dimse(ctx.records).len(), 8);
+        p.data(&mut ctx, ToClient, &pdata(0x02, &d[3000..]));
+        p.end(&mut ctx);
+        let last = dimse(&records).pop().unwrap().clone();
+        let ds = last.pending[0].data_set.as_ref().unwrap();
+        assert!(ds.attributes_dropped > 0, "{ds:?}");
     }
 }
