@@ -126,7 +126,9 @@ pub struct Association {
     pub application_context: Option<Uid>,
     /// Proposed presentation contexts, with the acceptor's answers.
     pub presentation_contexts: Vec<PresentationContext>,
-    /// User information of the A-ASSOCIATE-RQ.
+    /// User information of the A-ASSOCIATE-RQ (empty when the RQ had
+    /// none); `None` when the RQ was not seen (picked up mid-association,
+    /// or lost in a gap).
     pub request: Option<UserInfo>,
     /// User information of the A-ASSOCIATE-AC.
     pub response: Option<UserInfo>,

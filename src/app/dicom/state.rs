@@ -523,9 +523,13 @@ impl Parser {
             if hdr.length == 0 {
                 st.phase = Phase::PduHeader;
             }
-            if self.assoc.is_none() && !self.missing_assoc_reported && !explained {
-                self.missing_assoc_reported = true;
-                self.anomaly(ctx, dir, "missing_association");
+            if self.assoc.is_none() {
+                if !self.missing_assoc_reported && !explained {
+                    self.missing_assoc_reported = true;
+                    self.anomaly(ctx, dir, "missing_association");
+                }
+                // Picked up mid-association: how it ends is still logged.
+                self.set_association(Some(Association::default()));
             }
         } else if hdr.length > max {
             st.phase = Phase::Skip(u64::from(hdr.length));
@@ -972,7 +976,11 @@ impl Parser {
                     if p.unknown_items > 0 {
                         self.anomaly(ctx, dir, "unknown_item");
                     }
-                    self.set_association(Some(p.assoc));
+                    let mut a = p.assoc;
+                    // `request` present says the RQ was seen, even one
+                    // without a user information item.
+                    a.request.get_or_insert_with(Default::default);
+                    self.set_association(Some(a));
                     self.assoc_dir = Some(dir);
                     self.assoc_awaiting = Some(dir.reverse());
                 }
@@ -1027,15 +1035,12 @@ impl Parser {
                 Err(e) => self.anomaly(ctx, dir, e.event()),
             },
             pdu_type::RELEASE_RQ => {
-                let lost = explained || self.gapped(dir);
-                match self.assoc.as_mut() {
-                    Some(a) => {
-                        a.release_requested = true;
-                        self.assoc_awaiting = Some(dir.reverse());
-                    }
-                    None if lost => {}
-                    None => self.anomaly(ctx, dir, "unexpected_pdu"),
+                if self.assoc.is_none() && !explained && !self.gapped(dir) {
+                    self.anomaly(ctx, dir, "unexpected_pdu");
                 }
+                let a = self.assoc.get_or_insert_with(Association::default);
+                a.release_requested = true;
+                self.assoc_awaiting = Some(dir.reverse());
             }
             pdu_type::RELEASE_RP => {
                 let requested = self.assoc.as_ref().is_some_and(|a| a.release_requested);
@@ -1696,13 +1701,15 @@ mod tests {
         // The first byte (0x00, a reserved byte) is no PDU type.
         assert_eq!(
             anomalies(&whole),
-            [
-                "unknown_pdu_type",
-                "missing_association",
-                "unexpected_pdu",
-                "unexpected_pdu"
-            ]
+            ["unknown_pdu_type", "missing_association"]
         );
+        // How the association ended is logged, its start being unknown.
+        let a = associations(&whole);
+        assert_eq!(
+            (a.len(), a[0].outcome, a[0].exchanges),
+            (1, Outcome::Released, 1)
+        );
+        assert!(a[0].request.is_none() && a[0].response.is_none());
         let ex = dimse(&whole);
         let ds = ex[0].request.as_ref().unwrap().data_set.as_ref().unwrap();
         assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
