@@ -13,7 +13,17 @@
 //! copied. A P-DATA-TF PDU is read item by item as its bytes arrive, bulk
 //! elements are counted down, never stored, and a data set stops being read
 //! at Pixel Data (7FE0,0010): memory does not grow with the size of an
-//! image or of a declared length.
+//! image or of a declared length. Kept attributes are bounded per data set
+//! ([`DicomConfig::max_attributes`], [`DicomConfig::max_attribute_bytes`]),
+//! requests awaiting answers per association
+//! ([`DicomConfig::max_open_bytes`]); what is not kept is counted in the
+//! record.
+//!
+//! Lossy input: a stream that does not start with a PDU, or loses bytes,
+//! is resynchronised on the next plausible PDU; a gap where an answer was
+//! awaited closes what awaited it (`answer_lost`); a data set whose
+//! transfer syntax was negotiated out of sight is decoded in an inferred
+//! one ([`state`] has the rules).
 //!
 //! Split: [`parser`] is stateless byte parsing, [`state`] the per-flow
 //! state machine and limits, [`log`] the EVE `dicom` object, [`uid`] the

@@ -41,7 +41,7 @@
 //! awaiting answers are bounded per association by `max_open_bytes`, the
 //! oldest logged first when it is exceeded; [`StreamConsumer::shed`] logs
 //! every open exchange and drops the attributes of data sets being read.
-//! Every anomaly goes through [`Parser::anomaly`] (at most
+//! Every anomaly goes through one method (at most
 //! [`MAX_ANOMALIES`] records a flow).
 
 use super::dataset::{self, DataSetReader, Limits, Syntax};
