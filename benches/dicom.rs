@@ -2,7 +2,9 @@
 //! (`pcaps/dicom_store_large.pcap`: 16 KiB P-DATA-TF PDUs), both
 //! directions fed as the capture's TCP segments (about 1448 bytes each),
 //! one fresh parser per iteration. Pixel Data is skipped, not scanned, so
-//! the figure is per-segment overhead expressed in bytes/s.
+//! the figure is per-segment overhead expressed in bytes/s. A second run
+//! loses one to-server segment in 64: the parser then hunts through pixel
+//! data for the next PDU, which scans every byte.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -35,6 +37,34 @@ fn bench(c: &mut Criterion) {
                     records: &mut records,
                 };
                 p.data(&mut ctx, *dir, data);
+            }
+            let mut ctx = StreamContext {
+                ts: Default::default(),
+                records: &mut records,
+            };
+            p.end(&mut ctx);
+            black_box(records.len())
+        })
+    });
+    // The same with every 64th to-server segment lost: after each gap the
+    // parser hunts through pixel data for the next PDU (the resync path).
+    g.bench_function("c_store_2mib_segments_1_in_64_lost", |b| {
+        let mut records = Vec::with_capacity(64);
+        b.iter(|| {
+            records.clear();
+            let mut p = Parser::new(&cfg);
+            let mut n = 0usize;
+            for (dir, data) in &segs {
+                let mut ctx = StreamContext {
+                    ts: Default::default(),
+                    records: &mut records,
+                };
+                n += usize::from(*dir == wardwatch::flow::Direction::ToServer);
+                if n % 64 == 63 {
+                    p.gap(&mut ctx, *dir, data.len() as u32);
+                } else {
+                    p.data(&mut ctx, *dir, data);
+                }
             }
             let mut ctx = StreamContext {
                 ts: Default::default(),

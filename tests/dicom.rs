@@ -995,3 +995,38 @@ fn variants_decode_what_tshark_decodes_of_the_same_bytes() {
         }
     }
 }
+
+#[test]
+fn segments_lost_in_pixel_data_leave_the_c_store_whole() {
+    // The 2 MiB C-STORE with one to-server segment in 64 lost (gaps of
+    // their exact length): the losses fall in pixel data, which framing
+    // counts, so the exchange is logged whole, as without losses.
+    let cap = repo().join("pcaps/dicom_store_large.pcap");
+    let flows = parser_input::parser_input(&cap, |_, e| e.server.port == 104);
+    let mut calls = Vec::new();
+    let mut n = 0;
+    for (dir, data) in flows[0].data() {
+        n += usize::from(dir == Direction::ToServer);
+        if dir == Direction::ToServer && n > 16 && n % 64 == 0 {
+            calls.push(Call::Gap(dir, data.len() as u32));
+        } else {
+            calls.push(Call::Data(dir, data.to_vec()));
+        }
+    }
+    assert!(calls.iter().filter(|c| matches!(c, Call::Gap(..))).count() > 20);
+    let lossy = parse_calls(&[calls]);
+    let whole = parse_calls(&stream_calls(&packets(&cap)));
+    let strip = |v: &[Value]| -> Vec<Value> {
+        v.iter()
+            .filter(|r| r["event_type"] == "dicom")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(strip(&lossy), strip(&whole));
+    let anomalies: Vec<&Value> = lossy
+        .iter()
+        .filter(|r| r["event_type"] == "anomaly")
+        .collect();
+    assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+    assert_eq!(anomalies[0]["anomaly"]["event"], "gap");
+}

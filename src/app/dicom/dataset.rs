@@ -432,6 +432,29 @@ impl DataSetReader {
         }
     }
 
+    /// `n` bytes of the data set were lost (a gap). Reading goes on when
+    /// they fell inside a value being skipped anyway (or after Pixel
+    /// Data); otherwise the element structure is lost and the data set is
+    /// cut here.
+    pub fn lose(&mut self, n: u64) {
+        self.length = self.length.saturating_add(n);
+        match self.state {
+            State::Done => {}
+            State::Skip(m) if m >= n && self.inflater.is_none() => {
+                self.state = if m == n {
+                    State::Header
+                } else {
+                    State::Skip(m - n)
+                };
+            }
+            _ => {
+                self.cut();
+                self.buf = Vec::new();
+                self.state = State::Done;
+            }
+        }
+    }
+
     /// The first problem met, once: an anomaly event name.
     pub fn take_error(&mut self) -> Option<&'static str> {
         self.error.take()

@@ -83,6 +83,8 @@ struct Assembly {
     id: u8,
     command_buf: Vec<u8>,
     command_over: bool,
+    /// Bytes of the command set being gathered were lost in a gap.
+    command_lost: bool,
     /// The command, once complete, while its data set arrives.
     command: Option<Command>,
     data: Option<DataSetReader>,
@@ -691,6 +693,7 @@ impl Parser {
                     id,
                     command_buf: Vec::new(),
                     command_over: false,
+                    command_lost: false,
                     command: None,
                     data: None,
                     ts: None,
@@ -713,9 +716,14 @@ impl Parser {
             if done && h.is_last() {
                 let buf = std::mem::take(&mut asm.command_buf);
                 let over = std::mem::replace(&mut asm.command_over, false);
+                let lost = std::mem::replace(&mut asm.command_lost, false);
                 asm.data = None;
                 asm.command = None;
                 asm.ts = None;
+                if lost {
+                    // Part of it was in a gap (reported): nothing to decode.
+                    return;
+                }
                 if over {
                     self.anomaly(ctx, dir, "command_too_long");
                     return;
@@ -772,6 +780,7 @@ impl Parser {
                     id,
                     command_buf: Vec::new(),
                     command_over: false,
+                    command_lost: false,
                     command: None,
                     data: None,
                     ts: None,
@@ -782,6 +791,59 @@ impl Parser {
         if let Some(msg) = self.finish_data_set(&mut asm, false) {
             self.on_message(ctx, dir, msg);
         }
+    }
+
+    /// Counts `len` lost bytes through what framing would only have
+    /// counted: the rest of a PDV fragment (its assembly told what it
+    /// lost) and skipped PDUs. `false` when the loss reaches bytes framing
+    /// must read (a header, an association PDU): sync is lost. A PDU
+    /// boundary reached after the loss is checked strictly, as after a
+    /// hunt, before it is trusted.
+    fn skip_lost(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u64) -> bool {
+        let d = dir.index();
+        let mut rem = len;
+        while rem > 0 {
+            let Some(st) = self.dirs.get_mut(d) else {
+                return false;
+            };
+            match st.phase {
+                Phase::Skip(n) => {
+                    let k = n.min(rem);
+                    rem -= k;
+                    st.phase = if n > k {
+                        Phase::Skip(n - k)
+                    } else {
+                        Phase::PduHeader
+                    };
+                }
+                Phase::PdvData(h) => {
+                    let k = st.pdv_left.min(rem);
+                    rem -= k;
+                    st.pdv_left -= k;
+                    st.pdu_left = st.pdu_left.saturating_sub(k);
+                    let id = h.presentation_context_id;
+                    if let Some(asm) = st.contexts.iter_mut().find(|c| c.id == id) {
+                        if h.is_command() {
+                            asm.command_lost = true;
+                        } else if let Some(r) = asm.data.as_mut() {
+                            r.lose(k);
+                        }
+                    }
+                    if st.pdv_left == 0 {
+                        // The fragment ends: what follows it is framed.
+                        self.on_fragment(ctx, dir, h, &[]);
+                    }
+                }
+                _ => return false,
+            }
+        }
+        if let Some(st) = self.dirs.get_mut(d) {
+            if st.phase == Phase::PduHeader && st.hdr.is_empty() {
+                st.phase = Phase::Hunt(Check::Strict);
+                st.scanned = 0;
+            }
+        }
+        true
     }
 
     /// Data sets being read on direction `dir` stop here (gap, end of the
@@ -1199,10 +1261,14 @@ impl StreamConsumer for Parser {
         self.feed(ctx, dir, data);
     }
 
-    /// Bytes of `dir` were lost: a data set being read is delivered as far
-    /// as it went, the direction hunts for the next PDU, and what awaited
-    /// an answer travelling in `dir` is closed as `answer_lost`.
-    fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, _len: u32) {
+    /// `len` bytes of `dir` were lost. When they fall inside what framing
+    /// only counts (a PDV's bytes, a skipped PDU) it counts them and stays
+    /// in step — the data set or command they cut is marked so — and checks
+    /// the next PDU start strictly; otherwise a data set being read is
+    /// delivered as far as it went and the direction hunts for the next
+    /// PDU. Either way what awaited an answer travelling in `dir` is closed
+    /// as `answer_lost`.
+    fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u32) {
         let d = dir.index();
         if let Some(r) = self.gap_reported.get_mut(d) {
             if !*r {
@@ -1210,11 +1276,15 @@ impl StreamConsumer for Parser {
                 self.anomaly(ctx, dir, "gap");
             }
         }
-        self.flush_partial(ctx, dir);
         if let Some(st) = self.dirs.get_mut(d) {
             st.gapped = true;
             st.fresh = false;
-            st.lose_sync();
+        }
+        if !self.skip_lost(ctx, dir, u64::from(len)) {
+            self.flush_partial(ctx, dir);
+            if let Some(st) = self.dirs.get_mut(d) {
+                st.lose_sync();
+            }
         }
         let mut i = 0;
         while i < self.open.len() {
@@ -1883,5 +1953,70 @@ mod tests {
         let last = dimse(&records).pop().unwrap().clone();
         let ds = last.pending[0].data_set.as_ref().unwrap();
         assert!(ds.attributes_dropped > 0, "{ds:?}");
+    }
+
+    #[test]
+    fn gap_inside_a_fragment_is_counted_and_framing_stays_in_step() {
+        let (c, d) = store();
+        // The data set in one P-DATA-TF: PatientName, Pixel Data (64 KiB).
+        let p = pdata(0x02, &d);
+        let lost = 30_000;
+        let mut steps = vec![
+            Data(ToServer, pdu(1, &rq_body())),
+            Data(ToClient, pdu(2, &ac_body())),
+            Data(ToServer, pdata(0x03, &c)),
+            Data(ToServer, p[..1000].to_vec()),
+            Gap(ToServer),
+            Data(ToServer, p[1000 + lost..].to_vec()),
+            Data(ToClient, pdata(0x03, &rsp())),
+        ];
+        let mut parser = Parser::new(&DicomConfig::default());
+        let mut records = Vec::new();
+        for s in steps.drain(..) {
+            let mut ctx = StreamContext {
+                ts: Default::default(),
+                records: &mut records,
+            };
+            match s {
+                Data(dir, b) => parser.data(&mut ctx, dir, &b),
+                Gap(dir) => parser.gap(&mut ctx, dir, lost as u32),
+            }
+        }
+        parser.end(&mut StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        });
+        assert_eq!(anomalies(&records), ["gap"]);
+        let ex = dimse(&records);
+        assert_eq!(ex.len(), 1);
+        // The loss fell in the pixels: the data set is whole, its length
+        // counts the lost bytes, the response pairs with it.
+        let ds = ex[0].request.as_ref().unwrap().data_set.as_ref().unwrap();
+        assert_eq!(ds.get(0x0010_0010), Some("TEST^JANE"));
+        assert!(ds.pixel_data_skipped && !ds.incomplete);
+        assert_eq!(ds.length, d.len() as u64);
+        assert!(ex[0].response.is_some());
+    }
+
+    #[test]
+    fn gap_inside_a_command_drops_it_silently() {
+        let (c, _) = store();
+        let p = pdata(0x03, &c);
+        let mut parser = Parser::new(&DicomConfig::default());
+        let mut records = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        };
+        parser.data(&mut ctx, ToServer, &pdu(1, &rq_body()));
+        parser.data(&mut ctx, ToServer, &p[..20]);
+        parser.gap(&mut ctx, ToServer, 10);
+        parser.data(&mut ctx, ToServer, &p[30..]);
+        // The next PDU is framed as usual.
+        parser.data(&mut ctx, ToServer, &pdu(5, &[0; 4]));
+        parser.end(&mut ctx);
+        assert_eq!(anomalies(&records), ["gap"]);
+        assert!(dimse(&records).is_empty());
+        assert!(associations(&records)[0].release_requested);
     }
 }
