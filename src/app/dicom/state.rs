@@ -1130,26 +1130,41 @@ impl Parser {
 /// is before it). With `lenient_first`, a PDU at offset 0 is checked
 /// leniently (the start of a stream); every other candidate strictly.
 fn scan(buf: &[u8], lenient_first: bool, lim: &BoundaryLimits<'_>) -> (usize, Option<bool>) {
-    let mut i = 0usize;
+    let is_type = |b: &u8| (pdu_type::ASSOCIATE_RQ..=pdu_type::ABORT).contains(b);
+    let mut from = 0usize;
     loop {
-        let check = if lenient_first && i == 0 {
-            Check::Lenient
+        let (i, check) = if lenient_first && from == 0 && buf.first().is_some_and(is_type) {
+            (0, Check::Lenient)
         } else {
-            Check::Strict
+            match strict_candidate(buf, from.max(usize::from(lenient_first && from == 0))) {
+                Some(i) => (i, Check::Strict),
+                None => return (buf.len(), None),
+            }
         };
-        let Some(p) = buf
-            .get(i..)
-            .and_then(|b| b.iter().position(|x| (1..=7).contains(x)))
-        else {
-            return (buf.len(), None);
-        };
-        i += p;
         match parser::plausible_pdu(buf.get(i..).unwrap_or(&[]), check, lim) {
             Plausible::Yes => return (i, Some(true)),
             Plausible::NeedMore(_) => return (i, Some(false)),
-            Plausible::No => i += 1,
+            Plausible::No => from = i + 1,
         }
     }
+}
+
+/// The first position at or after `from` where a strictly checked PDU can
+/// start: a type byte (1..=7) followed by its reserved byte 0, found by
+/// looking for the zeros (memchr); or a type byte ending `buf`, whose
+/// reserved byte has not arrived.
+fn strict_candidate(buf: &[u8], from: usize) -> Option<usize> {
+    let is_type = |b: u8| (pdu_type::ASSOCIATE_RQ..=pdu_type::ABORT).contains(&b);
+    let mut j = from.checked_add(1)?;
+    while let Some(z) = buf.get(j..).and_then(|b| memchr::memchr(0, b)) {
+        let k = j + z;
+        if buf.get(k - 1).copied().is_some_and(is_type) {
+            return Some(k - 1);
+        }
+        j = k + 1;
+    }
+    let last = buf.len().checked_sub(1)?;
+    (last >= from && buf.get(last).copied().is_some_and(is_type)).then_some(last)
 }
 
 /// Heap estimate of a logged message: its strings and kept attributes.
@@ -2018,5 +2033,51 @@ mod tests {
         assert_eq!(anomalies(&records), ["gap"]);
         assert!(dimse(&records).is_empty());
         assert!(associations(&records)[0].release_requested);
+    }
+
+    #[test]
+    fn scan_finds_what_checking_every_position_finds() {
+        let lim = BoundaryLimits {
+            max_association_pdu: 65536,
+            max_pdata_pdu: None,
+            max_resync_pdu: 1 << 20,
+            contexts: None,
+        };
+        let naive = |buf: &[u8], lenient_first: bool| -> (usize, Option<bool>) {
+            for i in 0..buf.len() {
+                let check = if lenient_first && i == 0 {
+                    Check::Lenient
+                } else {
+                    Check::Strict
+                };
+                match parser::plausible_pdu(&buf[i..], check, &lim) {
+                    Plausible::Yes => return (i, Some(true)),
+                    Plausible::NeedMore(_) => return (i, Some(false)),
+                    Plausible::No => {}
+                }
+            }
+            (buf.len(), None)
+        };
+        let mut x: u32 = 7;
+        for round in 0..400 {
+            let len = (round * 37) % 700;
+            let mut buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    ((x >> 16) & if round % 2 == 0 { 0x07 } else { 0xff }) as u8
+                })
+                .collect();
+            if round % 5 == 0 && len > 40 {
+                // A real PDU inside (hand-built A-RELEASE-RQ).
+                buf[len / 2..len / 2 + 10].copy_from_slice(&pdu(5, &[0; 4]));
+            }
+            for lenient in [false, true] {
+                assert_eq!(
+                    scan(&buf, lenient, &lim),
+                    naive(&buf, lenient),
+                    "round {round}"
+                );
+            }
+        }
     }
 }
