@@ -50,6 +50,8 @@ ADDITIONS = [
             "type": {"enum": ["association", "dimse"]},
             "association": {"type": "object"},
             "dimse": {"type": "object"},
+            # The answer was lost in a gap (one-way capture): shared decision.
+            "answer_lost": {"type": "boolean"},
         },
         "additionalProperties": False,
     }),
