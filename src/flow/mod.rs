@@ -1066,6 +1066,97 @@ mod tests {
         assert!(id < 1 << 51);
     }
 
+    fn seg(
+        ts_s: u64,
+        src: Endpoint,
+        dst: Endpoint,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> PacketMeta {
+        let mut p = tcp(ts_s, src, dst, flags);
+        p.tcp = TcpMeta {
+            seq,
+            ack,
+            flags,
+            payload_len: len,
+        };
+        p
+    }
+
+    #[test]
+    fn pickup_from_a_service_port_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        t.set_service_ports([1883, 11112]);
+        let mut ended = Vec::new();
+        // The broker's packet first, on 1883 (>= 1024), no SYN.
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+        // Without the service port the first sender is the client.
+        let mut u: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let (j, _) = u.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(u.get_mut(j).unwrap().client(), s);
+    }
+
+    #[test]
+    fn rst_far_from_the_expected_sequence_does_not_close() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        use tcp_flags::{ACK, RST, SYN};
+        t.update(&seg(1, c, s, SYN, 100, 0, 0), &mut ended);
+        t.update(&seg(1, s, c, SYN | ACK, 5000, 101, 0), &mut ended);
+        let (i, _) = t.update(&seg(1, c, s, ACK, 101, 5001, 10), &mut ended);
+        // The server's next byte is 5001: an RST two million away is blind.
+        t.update(
+            &seg(2, s, c, RST | ACK, 5001 + 2_000_000, 111, 0),
+            &mut ended,
+        );
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Established);
+        assert_eq!(t.stats().rst_out_of_window, 1);
+        // The client's next byte is 111; an RST from it a little ahead (bytes
+        // the capture lost) is in the window.
+        t.update(&seg(3, c, s, RST, 111 + 1000, 0, 0), &mut ended);
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Closed);
+        assert_eq!(t.stats().rst, 2);
+    }
+
+    #[test]
+    fn rst_before_anything_is_known_of_its_sender_closes() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        use tcp_flags::{ACK, RST, SYN};
+        let (i, _) = t.update(&seg(1, c, s, SYN, 100, 0, 0), &mut ended);
+        // A refused connection: the server answers with RST+ACK.
+        t.update(&seg(1, s, c, RST | ACK, 0, 101, 0), &mut ended);
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Closed);
+    }
+
+    #[test]
+    fn swapping_sides_keeps_ids_and_swaps_counters() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, _) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
+        t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
+        let f = t.get_mut(i).unwrap();
+        let (id, cid) = (f.flow_id(), f.community_id(0));
+        assert_eq!(f.client(), s);
+        assert_eq!(f.pkts, [1, 2]);
+        f.swap_sides();
+        assert_eq!(f.client(), c);
+        assert_eq!(f.pkts, [2, 1]);
+        assert_eq!((f.flow_id(), f.community_id(0)), (id, cid));
+        // The table sends the client's next packet to-server.
+        let (_, d) = t.update(&tcp(2, c, s, tcp_flags::ACK), &mut ended);
+        assert_eq!(d, Direction::ToServer);
+    }
+
     proptest! {
         #[test]
         fn key_and_dispatch_hash_are_symmetric(

@@ -568,6 +568,11 @@ impl Worker {
         self.out.peak
     }
 
+    /// Bytes of `app_layer.memcap` this worker's flows hold now.
+    pub fn app_memory_held(&self) -> u64 {
+        self.app_lease.held()
+    }
+
     /// Detection's borrows, apart from the flow table.
     fn detecting(&mut self) -> (&mut FlowTable<FlowState>, Detecting<'_>) {
         (
@@ -1041,5 +1046,253 @@ mod tests {
             assert_eq!(a["app_proto"], "mqtt");
             assert_eq!(a["anomaly"]["type"], "applayer");
         }
+    }
+
+    /// Hand-built frames (not from a capture): Ethernet II, IPv4 without
+    /// options, TCP without options, checksums computed.
+    mod wire {
+        pub const CLIENT: ([u8; 4], u16) = ([10, 20, 1, 15], 50000);
+        pub const FIN: u8 = 0x01;
+        pub const SYN: u8 = 0x02;
+        pub const RST: u8 = 0x04;
+        pub const PSH: u8 = 0x08;
+        pub const ACK: u8 = 0x10;
+
+        fn sum16(data: &[u8], mut acc: u32) -> u32 {
+            for c in data.chunks(2) {
+                acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            acc
+        }
+
+        fn fold(mut acc: u32) -> u16 {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            !(acc as u16)
+        }
+
+        /// One TCP segment from `src` to `dst`.
+        pub fn tcp(
+            src: ([u8; 4], u16),
+            dst: ([u8; 4], u16),
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let mut t = Vec::with_capacity(20 + payload.len());
+            t.extend_from_slice(&src.1.to_be_bytes()); // source port
+            t.extend_from_slice(&dst.1.to_be_bytes()); // destination port
+            t.extend_from_slice(&seq.to_be_bytes()); // sequence number
+            t.extend_from_slice(&ack.to_be_bytes()); // acknowledgement number
+            t.push(0x50); // data offset 5 words
+            t.push(flags);
+            t.extend_from_slice(&[0xff, 0xff]); // window
+            t.extend_from_slice(&[0, 0]); // checksum, filled below
+            t.extend_from_slice(&[0, 0]); // urgent pointer
+            t.extend_from_slice(payload);
+            let mut pseudo = Vec::with_capacity(12);
+            pseudo.extend_from_slice(&src.0);
+            pseudo.extend_from_slice(&dst.0);
+            pseudo.extend_from_slice(&[0, 6]); // zero, protocol TCP
+            pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            let c = fold(sum16(&t, sum16(&pseudo, 0)));
+            t[16..18].copy_from_slice(&c.to_be_bytes());
+            let mut ip = vec![0x45, 0]; // version 4, IHL 5; DSCP
+            ip.extend_from_slice(&((20 + t.len()) as u16).to_be_bytes()); // total length
+            ip.extend_from_slice(&[0, 0, 0x40, 0]); // id, DF
+            ip.extend_from_slice(&[64, 6, 0, 0]); // TTL, TCP, checksum below
+            ip.extend_from_slice(&src.0);
+            ip.extend_from_slice(&dst.0);
+            let c = fold(sum16(&ip, 0));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]; // MACs
+            f.extend_from_slice(&[0x08, 0x00]); // IPv4
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&t);
+            f
+        }
+    }
+
+    /// Runs `frames` (1 ms apart) through a worker and returns its EVE
+    /// records and counters.
+    fn run_frames(cfg: &Config, frames: &[Vec<u8>]) -> (Vec<serde_json::Value>, WorkerStats) {
+        let mut w = Worker::new(cfg);
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        let mut out = w.take_output();
+        let stats = w.finish(Timestamp(0), &mut |b| out.extend_from_slice(&b));
+        let recs = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (recs, stats)
+    }
+
+    // Hand-built MQTT 3.1.1 messages: CONNECT with client id "mon",
+    // CONNACK accepted, PUBLISH QoS 0 topic "t" payload "72".
+    const CONNECT: &[u8] = &[
+        0x10, 0x0f, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x03, b'm',
+        b'o', b'n',
+    ];
+    const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
+    const PUBLISH: &[u8] = &[0x30, 0x05, 0x00, 0x01, b't', b'7', b'2'];
+
+    fn of_type<'a>(recs: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+        recs.iter().filter(|r| r["event_type"] == t).collect()
+    }
+
+    #[test]
+    fn bytes_held_at_flow_end_reach_the_parser() {
+        use wire::*;
+        // A pure ACK at seq 1000 starts the stream there; the CONNECT at
+        // seq 1010 waits behind a 10-byte hole nobody acknowledges until
+        // the flow ends (port 8080: content decides).
+        let srv = ([10, 10, 5, 10], 8080);
+        let frames = [
+            tcp(CLIENT, srv, 1000, 1, ACK, &[]),
+            tcp(CLIENT, srv, 1010, 1, PSH | ACK, CONNECT),
+        ];
+        let (recs, _) = run_frames(&Config::default(), &frames);
+        let mqtt = of_type(&recs, "mqtt");
+        assert_eq!(mqtt.len(), 1, "{recs:?}");
+        assert_eq!(mqtt[0]["mqtt"]["connect"]["client_id"], "mon");
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["app_proto"], "mqtt");
+        assert_eq!(flow[0]["tcp"]["ts_gap"], true);
+    }
+
+    /// A handshake and a CONNECT/CONNACK on 1883, then `rst` (from the
+    /// broker), then a PUBLISH from the client.
+    fn session_with_rst(rst_seq: u32) -> (Vec<serde_json::Value>, WorkerStats) {
+        use wire::*;
+        let srv = ([10, 10, 5, 10], 1883);
+        let c = 101 + CONNECT.len() as u32;
+        let frames = [
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, c, PSH | ACK, CONNACK),
+            tcp(srv, CLIENT, rst_seq, c, RST | ACK, &[]),
+            tcp(CLIENT, srv, c, 5005, PSH | ACK, PUBLISH),
+        ];
+        run_frames(&Config::default(), &frames)
+    }
+
+    #[test]
+    fn rst_out_of_window_neither_closes_nor_blinds() {
+        // An attacker's blind RST, a million bytes away from the broker's
+        // next sequence number (5005).
+        let (recs, stats) = session_with_rst(5005 + 1_000_000);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["flow"]["state"], "established");
+        assert_eq!(flow[0]["tcp"]["state"], "established");
+        assert_eq!(stats.flow.rst_out_of_window, 1);
+        let mqtt = of_type(&recs, "mqtt");
+        assert!(mqtt.iter().any(|r| r["mqtt"].get("publish").is_some()));
+    }
+
+    #[test]
+    fn rst_in_window_closes_the_flow() {
+        let (recs, stats) = session_with_rst(5005);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["flow"]["state"], "closed");
+        assert_eq!(stats.flow.rst_out_of_window, 0);
+        assert_eq!(stats.flow.rst, 1);
+    }
+
+    #[test]
+    fn huge_segments_of_tiny_messages_never_pile_up_output() {
+        use wire::*;
+        // Hand-built: one client, a handshake, CONNECT/CONNACK, then
+        // `segments` segments of 65 000 bytes, each 13 000 five-byte QoS 0
+        // PUBLISHes (topic "t", no payload): 13 000 records per packet.
+        fn frames(segments: u32) -> Vec<Vec<u8>> {
+            let srv = ([10, 10, 5, 10], 1883);
+            let tiny = [0x30, 0x03, 0x00, 0x01, b't'];
+            let packed: Vec<u8> = tiny.iter().copied().cycle().take(65_000).collect();
+            let mut seq = 101 + CONNECT.len() as u32;
+            let mut v = vec![
+                tcp(CLIENT, srv, 100, 0, SYN, &[]),
+                tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+                tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+                tcp(srv, CLIENT, 5001, seq, PSH | ACK, CONNACK),
+            ];
+            for _ in 0..segments {
+                v.push(tcp(CLIENT, srv, seq, 5005, ACK, &packed));
+                seq += packed.len() as u32;
+            }
+            v.push(tcp(CLIENT, srv, seq, 5005, FIN | ACK, &[]));
+            v
+        }
+        let mut peaks = Vec::new();
+        for segments in [1, 4] {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+            // The counting sink: a slow-ish writer that sees every block.
+            let sink = std::thread::spawn(move || {
+                let (mut lines, mut largest) = (0usize, 0usize);
+                for b in rx {
+                    largest = largest.max(b.len());
+                    lines += b.iter().filter(|&&c| c == b'\n').count();
+                }
+                (lines, largest)
+            });
+            let mut w = Worker::new(&Config::default());
+            w.set_output(Handoff::Wait(tx.clone()));
+            for (i, f) in frames(segments).iter().enumerate() {
+                let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            w.finish(Timestamp(0), &mut |b| {
+                tx.send(b).unwrap();
+            });
+            let peak = w.peak_pending_output();
+            drop(w);
+            drop(tx);
+            let (lines, largest) = sink.join().unwrap();
+            // Every PUBLISH, the CONNECT transaction and the flow.
+            assert_eq!(lines, 13_000 * segments as usize + 2);
+            // One record is far below 4 KiB: the worker never held more than
+            // a block and a record, and no block was bigger.
+            assert!(peak < OUTPUT_BLOCK + 4096, "peak {peak}");
+            assert!(largest < OUTPUT_BLOCK + 4096, "block {largest}");
+            peaks.push(peak);
+        }
+        // The bound does not grow with the records a packet produces.
+        assert!(peaks[1] < OUTPUT_BLOCK + 4096 && peaks[0] < OUTPUT_BLOCK + 4096);
+    }
+
+    #[test]
+    fn app_memcap_refusals_are_counted_and_released() {
+        use wire::*;
+        // Hand-built: 20 flows picked up mid-stream on a port no protocol
+        // is configured on, each sending 2 000 bytes nothing recognises,
+        // under an app-layer budget of 4 KiB: detection cannot hold them
+        // all, flows are decided early (counted), and the run ends normally
+        // with nothing left charged.
+        let mut cfg = Config::default();
+        cfg.app_layer.memcap = crate::memcap::ByteSize(4096);
+        let shared = RunShared::new(&cfg);
+        let mut w = Worker::with_shared(&cfg, Arc::new(Engine::empty()), &shared);
+        let mut n = 0u64;
+        for i in 0..20u16 {
+            let cli = ([10, 20, 1, 15], 40000 + i);
+            let srv = ([10, 10, 5, 10], 40404);
+            for k in 0..2u32 {
+                let f = tcp(cli, srv, 1 + k * 1000, 1, ACK, &[0xa5; 1000]);
+                n += 1;
+                let ts = Timestamp::from_parts(1_700_000_000, n * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, &f, f.len() as u32);
+            }
+        }
+        let stats = w.finish(Timestamp(0), &mut |_| {});
+        assert!(stats.app_layer.memcap > 0);
+        assert_eq!(stats.app_flows(AppProto::Failed), 20);
+        assert_eq!(w.app_memory_held(), 0);
     }
 }
