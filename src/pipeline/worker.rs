@@ -1295,4 +1295,76 @@ mod tests {
         assert_eq!(stats.app_flows(AppProto::Failed), 20);
         assert_eq!(w.app_memory_held(), 0);
     }
+
+    #[test]
+    fn live_output_drops_whole_blocks_and_counts_every_line() {
+        use wire::*;
+        // Hand-built: 39 000 QoS 0 PUBLISHes in three 65 000-byte segments.
+        let srv = ([10, 10, 5, 10], 1883);
+        let tiny = [0x30, 0x03, 0x00, 0x01, b't'];
+        let packed: Vec<u8> = tiny.iter().copied().cycle().take(65_000).collect();
+        let mut seq = 101 + CONNECT.len() as u32;
+        let mut frames = vec![
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+        ];
+        for _ in 0..3 {
+            frames.push(tcp(CLIENT, srv, seq, 5001, ACK, &packed));
+            seq += packed.len() as u32;
+        }
+        let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+        // Lines written through `handoff` (and at the end), and those dropped.
+        let run = |cap: usize, live: bool| -> (u64, u64) {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(cap);
+            let dropped = Arc::new(AtomicU64::new(0));
+            let mut w = Worker::new(&Config::default());
+            w.set_output(if live {
+                Handoff::Drop(tx, Arc::clone(&dropped))
+            } else {
+                Handoff::Wait(tx)
+            });
+            for (i, f) in frames.iter().enumerate() {
+                let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            let mut tail = Vec::new();
+            w.finish(Timestamp(0), &mut |b| tail.extend_from_slice(&b));
+            drop(w);
+            let written = rx.iter().map(|b| lines(&b)).sum::<u64>() + lines(&tail);
+            (written, dropped.load(Ordering::Relaxed))
+        };
+        // Offline, with room for everything: nothing is lost.
+        let (all, none) = run(4096, false);
+        assert_eq!(none, 0);
+        assert!(all > 39_000);
+        // Live, with a queue of one block nobody reads until the end: whole
+        // blocks are dropped, and every line is either written or counted.
+        let (written, lost) = run(1, true);
+        assert!(lost > 0, "the queue was full");
+        assert_eq!(written + lost, all);
+    }
+
+    #[test]
+    fn late_syn_ack_turns_a_pickup_around() {
+        use wire::*;
+        // Hand-built: the capture shows the server's ACK first (port 8080,
+        // configured for nothing, so it is taken for the client), then its
+        // SYN-ACK (reordered), then the client's CONNECT.
+        let srv = ([10, 10, 5, 10], 8080);
+        let frames = [
+            tcp(srv, CLIENT, 5001, 101, ACK, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, 118, PSH | ACK, CONNACK),
+        ];
+        let (recs, _) = run_frames(&Config::default(), &frames);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["src_port"], 50000);
+        assert_eq!(flow[0]["dest_port"], 8080);
+        assert_eq!(flow[0]["flow"]["pkts_toserver"], 1);
+        let mqtt = of_type(&recs, "mqtt");
+        assert_eq!(mqtt.len(), 1);
+        assert_eq!(mqtt[0]["src_port"], 50000);
+        assert!(mqtt[0]["mqtt"].get("connack").is_some());
+    }
 }
