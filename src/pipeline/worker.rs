@@ -1367,4 +1367,59 @@ mod tests {
         assert_eq!(mqtt[0]["src_port"], 50000);
         assert!(mqtt[0]["mqtt"].get("connack").is_some());
     }
+
+    /// Records the calls a parser receives.
+    struct Calls(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl StreamConsumer for Calls {
+        fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, d: &[u8]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("data {dir:?} {}", d.len()));
+        }
+        fn gap(&mut self, _: &mut StreamContext<'_>, dir: Direction, len: u32) {
+            self.0.lock().unwrap().push(format!("gap {dir:?} {len}"));
+        }
+        fn end(&mut self, _: &mut StreamContext<'_>) {}
+    }
+
+    #[test]
+    fn a_segments_ack_reaches_the_parser_before_its_payload() {
+        use wire::*;
+        // Hand-built: after the CONNACK the broker's next 100 bytes are lost
+        // by the capture; the client's PUBLISH acknowledges them. The hole
+        // in the broker's direction was there before the client sent the
+        // PUBLISH, so the parser hears of it first.
+        let srv = ([10, 10, 5, 10], 1883);
+        let c = 101 + CONNECT.len() as u32;
+        let frames = [
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, c, PSH | ACK, CONNACK),
+            tcp(CLIENT, srv, c, 5105, PSH | ACK, PUBLISH),
+        ];
+        let calls: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let shared = Arc::clone(&calls);
+        let mut w = Worker::new(&Config::default());
+        w.set_consumer_factory(Arc::new(move |_, _| {
+            Some(Box::new(Calls(Arc::clone(&shared))) as Box<dyn StreamConsumer>)
+        }));
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        w.finish(Timestamp(0), &mut |_| {});
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                format!("data ToServer {}", CONNECT.len()),
+                "data ToClient 4".to_string(),
+                "gap ToClient 100".to_string(),
+                format!("data ToServer {}", PUBLISH.len()),
+            ]
+        );
+    }
 }
