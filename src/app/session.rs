@@ -20,12 +20,15 @@
 //!   mid-stream probes ([`AppProtocol::probe_midstream`]), which find where
 //!   a run of messages starts; the parser gets the bytes from there. They
 //!   are held (copied, at most `midstream_depth` per direction, charged to
-//!   `app_layer.memcap`) and probed again each time they double. Without a
-//!   match on the first bytes, a flow on a configured port takes that
-//!   port's protocol at once, as above; elsewhere the flow fails once one
-//!   direction's `midstream_depth` bytes matched nothing (a run of
-//!   messages in the other direction alone, behind a direction that is
-//!   all payload, is then missed: waiting for it would mean dropping bytes).
+//!   `app_layer.memcap`) and probed again each time they double; before a
+//!   gap and at the end they get a last look (bytes held before a gap that
+//!   match nothing cannot be joined to what follows: they only served
+//!   detection). Without a match on the first bytes, a flow on a
+//!   configured port takes that port's protocol at once, as above (its
+//!   parser resynchronises); elsewhere the flow fails once one direction's
+//!   `midstream_depth` bytes matched nothing (a run of messages in the
+//!   other direction alone, behind a direction that is all payload, is then
+//!   missed: waiting for it would mean dropping bytes).
 //! - On any decision the parser is created and gets, in this order, the
 //!   bytes held for the client→server direction, those held for the other
 //!   direction, then the bytes that decided (requests before answers, as
@@ -289,9 +292,18 @@ impl Session {
         }
     }
 
-    fn gap(&mut self, env: &mut Env<'_>, dir: Direction, len: u32) {
+    fn gap(&mut self, env: &mut Env<'_>, mut dir: Direction, len: u32) {
         if let Some(g) = self.gap.get_mut(dir.index()) {
             *g = true;
+        }
+        if self.proto == AppProto::Unknown {
+            // A last look at what this direction held before the hole.
+            if let Some((p, swap, at, held)) = self.last_look(dir, env.oriented) {
+                self.decide(env, p, swap, Some((dir, at, held, &[])));
+                if swap {
+                    dir = dir.reverse();
+                }
+            }
         }
         if self.proto == AppProto::Unknown {
             // Detection cannot join bytes across a hole: what was held is
@@ -468,10 +480,8 @@ impl Session {
         let found = [Direction::ToServer, Direction::ToClient]
             .into_iter()
             .find_map(|dir| {
-                let st = probing.dirs.get(dir.index())?;
-                let (p, m) = midstream(&st.held)?;
-                let swap = sides(m.role, dir, env.oriented)?;
-                Some((p, swap, dir, m.at, st.held.len()))
+                self.last_look(dir, env.oriented)
+                    .map(|(p, swap, at, held)| (p, swap, dir, at, held))
             });
         match (found, by_port(env)) {
             (Some((p, swap, dir, at, held)), _) => {
@@ -480,6 +490,19 @@ impl Session {
             (None, Some((p, swap))) => self.decide(env, p, swap, None),
             (None, None) => self.decide(env, AppProto::Failed, false, None),
         }
+    }
+
+    /// A mid-stream probe over everything `dir` holds: the protocol, whether
+    /// the sides must be swapped, where its run starts and how many bytes
+    /// are held.
+    fn last_look(&self, dir: Direction, oriented: bool) -> Option<(AppProto, bool, usize, usize)> {
+        let st = self.probing.as_ref()?.dirs.get(dir.index())?;
+        if st.held.is_empty() {
+            return None;
+        }
+        let (p, m) = midstream(&st.held)?;
+        let swap = sides(m.role, dir, oriented)?;
+        Some((p, swap, m.at, st.held.len()))
     }
 
     /// Charges the change of this flow's memory to the app-layer budget.
@@ -859,6 +882,22 @@ mod tests {
             vec![(2, ToClient), (3, ToServer), (4, ToClient), (14, ToServer)]
         );
         assert_eq!(h.session.gaps(), [true, false]);
+    }
+
+    #[test]
+    fn held_run_is_parsed_before_a_gap() {
+        // Mid-stream, port 8080: PUBLISH and DISCONNECT held (the probes
+        // wait for the held bytes to double), then bytes are lost. The run
+        // is recognised on a last look and parsed before the gap.
+        let mut h = Harness::new(ends(50000, 8080), false);
+        h.data(ToServer, PUBLISH);
+        h.data(ToServer, DISCONNECT);
+        assert!(h.session.deciding());
+        h.run(ToServer, Event::Gap(100));
+        assert_eq!(h.session.proto(), AppProto::Mqtt);
+        assert_eq!(h.mqtt_types(), vec![(14, ToServer)]);
+        h.end();
+        assert_eq!(h.mqtt_types(), vec![(14, ToServer), (3, ToServer)]);
     }
 
     #[test]
