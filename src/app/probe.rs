@@ -195,34 +195,89 @@ impl Link {
     }
 }
 
-/// Chains of `msg` from every offset of `data`, right to left.
-fn chains(data: &[u8], msg: impl Fn(&[u8]) -> Option<Msg>) -> Vec<Link> {
-    let n = data.len();
-    let mut links = vec![Link::default(); n];
-    for i in (0..n).rev() {
-        let Some(m) = data.get(i..).and_then(&msg) else {
-            continue;
-        };
-        let roles = u32::from(m.roles) << Link::ROLE_SHIFT;
-        let end = i.saturating_add(m.len);
-        let link = if end == n {
-            Link::OK | Link::EXACT | roles | 1
-        } else if end > n {
-            Link::OK | roles | if m.strong { Link::STRONG_TAIL } else { 0 }
-        } else {
-            match links.get(end) {
-                Some(next) if next.ok() => {
-                    let count = (next.whole() + 1).min(Link::COUNT);
-                    (next.0 & !Link::COUNT) | roles | count
-                }
-                _ => continue,
+thread_local! {
+    /// The chain table, reused by every probe of the thread (a fresh zeroed
+    /// table per probe cost more than the probe).
+    static LINKS: std::cell::RefCell<Vec<Link>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Entries of the chain table kept between probes at most (4 MiB).
+const LINKS_KEPT: usize = 1 << 20;
+
+/// Most run starts a probe gets back from [`starts`].
+const STARTS: usize = 8;
+
+/// The smallest offsets (at most [`STARTS`], ascending) where a chain of
+/// `msg` runs to the end of `data` and `accept` takes it, with who sends
+/// it. One right-to-left pass over a reused table: a chain from offset `i`
+/// is its message plus the chain from where that message ends. `len` is a
+/// cheap first look (the declared total length, `usize::MAX` when cut by
+/// the end, `None` when impossible); `msg` runs only where that length
+/// continues a chain.
+fn starts(
+    data: &[u8],
+    len: impl Fn(&[u8]) -> Option<usize>,
+    msg: impl Fn(&[u8]) -> Option<Msg>,
+    accept: impl Fn(Link) -> bool,
+) -> Vec<(usize, Role)> {
+    let mut found: std::collections::VecDeque<(usize, Role)> =
+        std::collections::VecDeque::with_capacity(STARTS);
+    let mut scan = |links: &mut Vec<Link>| {
+        let n = data.len();
+        links.clear();
+        links.resize(n, Link::default());
+        for i in (0..n).rev() {
+            let rest = data.get(i..).unwrap_or(&[]);
+            let Some(l) = len(rest) else {
+                continue;
+            };
+            let end = i.saturating_add(l);
+            if end < n && !links.get(end).is_some_and(|x| x.ok()) {
+                continue;
             }
-        };
-        if let Some(l) = links.get_mut(i) {
-            *l = Link(link);
+            let Some(m) = msg(rest) else {
+                continue;
+            };
+            let roles = u32::from(m.roles) << Link::ROLE_SHIFT;
+            let end = i.saturating_add(m.len);
+            let link = Link(if end == n {
+                Link::OK | Link::EXACT | roles | 1
+            } else if end > n {
+                Link::OK | roles | if m.strong { Link::STRONG_TAIL } else { 0 }
+            } else {
+                match links.get(end) {
+                    Some(next) if next.ok() => {
+                        let count = (next.whole() + 1).min(Link::COUNT);
+                        (next.0 & !Link::COUNT) | roles | count
+                    }
+                    _ => continue,
+                }
+            });
+            if let Some(l) = links.get_mut(i) {
+                *l = link;
+            }
+            if accept(link) {
+                if let Some(r) = role(link.roles()) {
+                    // Right to left: each start found is the smallest yet.
+                    if found.len() == STARTS {
+                        found.pop_back();
+                    }
+                    found.push_front((i, r));
+                }
+            }
         }
-    }
-    links
+    };
+    LINKS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut links) => {
+            scan(&mut links);
+            if links.capacity() > LINKS_KEPT {
+                *links = Vec::new();
+            }
+        }
+        // Not reentered today; a fresh table if it ever is.
+        Err(_) => scan(&mut Vec::new()),
+    });
+    found.into()
 }
 
 fn role(bits: u8) -> Option<Role> {
@@ -238,10 +293,6 @@ fn role(bits: u8) -> Option<Role> {
 /// Largest MQTT message the mid-stream probe believes in (16 MiB: larger
 /// declared lengths in the middle of a stream are more likely noise).
 const MQTT_PROBE_MAX: usize = 1 << 24;
-
-/// Candidate chains fully parsed before the MQTT probe gives up (bounds
-/// the probe's cost to a few passes over the bytes).
-const MQTT_VERIFY: usize = 8;
 
 /// Who may send an MQTT control packet of type `t`.
 fn mqtt_roles(t: u8) -> u8 {
@@ -265,23 +316,55 @@ fn topic_text(t: &[u8]) -> bool {
     }
 }
 
+/// First bytes of an MQTT fixed header valid in some protocol level
+/// (MQTT 5.0 §2.1.3, the same as 3.1.1 plus AUTH): flags 0, except
+/// PUBLISH (any QoS but 3) and PUBREL, SUBSCRIBE, UNSUBSCRIBE (0b0010).
+/// Most bytes of anything else fail here, at one load.
+const MQTT_FIRST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let (ty, flags) = (b >> 4, b & 0x0f);
+        t[b] = match ty {
+            0 => false,
+            3 => (flags >> 1) & 3 != 3,
+            6 | 8 | 10 => flags == 0x02,
+            _ => flags == 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The total length an MQTT fixed header at `b[0]` declares.
+fn mqtt_len(b: &[u8]) -> Option<usize> {
+    let first = *b.first()?;
+    if !MQTT_FIRST[usize::from(first)] {
+        return None;
+    }
+    match mqtt::parse_fixed_header(b) {
+        Ok(Some(h)) => Some(h.total_len()),
+        Ok(None) => Some(usize::MAX),
+        Err(_) => None,
+    }
+}
+
 /// An MQTT message that could start at `b[0]`, with O(1) checks.
 fn mqtt_msg(b: &[u8]) -> Option<Msg> {
-    let h = match mqtt::plausible_header(b, level::V311, MQTT_PROBE_MAX) {
-        Some(h) => h,
-        None => match mqtt::plausible_header(b, level::V5, MQTT_PROBE_MAX) {
-            Some(h) => h,
-            None => {
-                // A header cut by the end: only its first byte can be judged.
-                let cut = b.len() < 5 && matches!(mqtt::parse_fixed_header(b), Ok(None));
-                let t = b.first().map_or(0, |f| f >> 4);
-                return (cut && t != 0).then_some(Msg {
-                    len: usize::MAX,
-                    roles: mqtt_roles(t),
-                    strong: false,
-                });
-            }
-        },
+    let first = *b.first()?;
+    if !MQTT_FIRST[usize::from(first)] {
+        return None;
+    }
+    // Plausible for 3.1.1 implies plausible for 5.0, which only relaxes
+    // lengths (reason codes, properties) and adds AUTH.
+    let Some(h) = mqtt::plausible_header(b, level::V5, MQTT_PROBE_MAX) else {
+        // A header cut by the end: only its first byte can be judged.
+        let cut = b.len() < 5 && matches!(mqtt::parse_fixed_header(b), Ok(None));
+        return cut.then_some(Msg {
+            len: usize::MAX,
+            roles: mqtt_roles(first >> 4),
+            strong: false,
+        });
     };
     let body = b.get(usize::from(h.header_len)..).unwrap_or(&[]);
     let rl = h.remaining_length as usize;
@@ -347,15 +430,12 @@ fn mqtt_parses(data: &[u8], mut at: usize) -> bool {
 
 /// MQTT in the middle of a stream.
 pub fn mqtt_midstream(data: &[u8]) -> Option<Midstream> {
-    let links = chains(data, mqtt_msg);
-    links
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.ok() && (l.whole() >= 3 || (l.exact() && l.whole() >= 2)))
-        .filter_map(|(at, l)| role(l.roles()).map(|r| (at, r)))
-        .take(MQTT_VERIFY)
-        .find(|&(at, _)| mqtt_parses(data, at))
-        .map(|(at, role)| Midstream { at, role })
+    starts(data, mqtt_len, mqtt_msg, |l| {
+        l.whole() >= 3 || (l.exact() && l.whole() >= 2)
+    })
+    .into_iter()
+    .find(|&(at, _)| mqtt_parses(data, at))
+    .map(|(at, role)| Midstream { at, role })
 }
 
 /// Largest P-DATA-TF PDU a probe believes in (64 MiB; negotiated maximum
@@ -363,6 +443,17 @@ pub fn mqtt_midstream(data: &[u8]) -> Option<Midstream> {
 const DICOM_MAX_PDATA: u32 = 1 << 26;
 /// PDV items of one PDU checked by the probe.
 const DICOM_PDV_CHECKS: usize = 4;
+
+/// The total length a DICOM PDU header at `b[0]` declares.
+fn dicom_len(b: &[u8]) -> Option<usize> {
+    let t = *b.first()?;
+    if !(1..=7).contains(&t) || b.get(1).is_some_and(|&r| r != 0) {
+        return None;
+    }
+    Some(b.get(2..6).map_or(usize::MAX, |l| {
+        6 + u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize
+    }))
+}
 
 /// A DICOM PDU that could start at `b[0]`, with O(1) checks.
 fn dicom_pdu(b: &[u8]) -> Option<Msg> {
@@ -447,17 +538,27 @@ fn pdv_items(body: &[u8], len: u32) -> bool {
 
 /// DICOM in the middle of a stream.
 pub fn dicom_midstream(data: &[u8]) -> Option<Midstream> {
-    let links = chains(data, dicom_pdu);
-    links
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.ok() && (l.whole() >= 1 || l.strong_tail()))
-        .find_map(|(at, l)| role(l.roles()).map(|role| Midstream { at, role }))
+    starts(data, dicom_len, dicom_pdu, |l| {
+        l.whole() >= 1 || l.strong_tail()
+    })
+    .first()
+    .map(|&(at, role)| Midstream { at, role })
 }
 
 /// Largest TLS record (TLSCiphertext, RFC 8446 §5.2: 2^14 + 256; TLS 1.2
 /// allowed 2^14 + 2048).
 const TLS_MAX_RECORD: usize = (1 << 14) + 2048;
+
+/// The total length a TLS record header at `b[0]` declares.
+fn tls_len(b: &[u8]) -> Option<usize> {
+    let t = *b.first()?;
+    if !(20..=24).contains(&t) || b.get(1).is_some_and(|&v| v != 3) {
+        return None;
+    }
+    Some(b.get(3..5).map_or(usize::MAX, |l| {
+        5 + usize::from(u16::from_be_bytes([l[0], l[1]]))
+    }))
+}
 
 fn tls_record(b: &[u8]) -> Option<Msg> {
     let t = *b.first()?;
@@ -484,11 +585,9 @@ fn tls_record(b: &[u8]) -> Option<Msg> {
 
 /// TLS records in the middle of a stream.
 pub fn tls_midstream(data: &[u8]) -> Option<Midstream> {
-    let links = chains(data, tls_record);
-    links
-        .iter()
-        .position(|l| l.ok() && l.whole() >= 1)
-        .map(|at| Midstream {
+    starts(data, tls_len, tls_record, |l| l.whole() >= 1)
+        .first()
+        .map(|&(at, _)| Midstream {
             at,
             role: Role::Either,
         })
@@ -739,6 +838,19 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_first_byte_table_agrees_with_the_parser() {
+        for b in 0..=255u8 {
+            // A PUBACK-sized message after each first byte.
+            let msg = [b, 0x02, 0x00, 0x01];
+            let parser = mqtt::plausible_header(&msg, level::V5, 16).is_some()
+                || mqtt::plausible_header(&[b, 0x00], level::V5, 16).is_some()
+                || mqtt::plausible_header(&[b, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], level::V5, 16)
+                    .is_some();
+            assert_eq!(MQTT_FIRST[usize::from(b)], parser, "{b:#04x}");
+        }
+    }
+
+    #[test]
     fn probe_cost_is_linear_on_adversarial_bytes() {
         // Every offset a plausible PUBLISH header (no timing: the chain
         // computation visits each offset once by construction; this checks
@@ -882,7 +994,7 @@ mod tests {
     #[test]
     fn midstream_probes_find_their_protocol_at_a_message_boundary() {
         // Recall on real captures cut at every delivery (measured: DICOM
-        // bulk 100 %; mqtt_large_split 46 %, as half of its cuts fall
+        // bulk 100 %; mqtt_large_split 43 %, as half of its cuts fall
         // inside a 198 KB PUBLISH whose payload holds no message boundary
         // within the depth; TLS 100 %). The floors guard against
         // regressions.
