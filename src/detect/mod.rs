@@ -1187,6 +1187,7 @@ fn app_code(p: AppProto) -> u8 {
         AppProto::Dicom => 3,
         AppProto::Tls => 4,
         AppProto::Failed => 5,
+        other => other.id(),
     }
 }
 

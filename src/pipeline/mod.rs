@@ -33,7 +33,7 @@ use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
-use worker::{RunShared, Worker, WorkerStats};
+use worker::{Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
 
 /// Packets read from a capture at a time.
 const CHUNK_PACKETS: usize = 1024;
@@ -41,8 +41,6 @@ const CHUNK_PACKETS: usize = 1024;
 const WORKER_QUEUE: usize = 64;
 /// Blocks of EVE lines queued before workers wait for the writer.
 const WRITER_QUEUE: usize = 256;
-/// A worker sends its EVE lines once it holds this many bytes.
-const OUTPUT_BLOCK: usize = 64 * 1024;
 
 /// What to read and where to write.
 #[derive(Debug, Clone)]
@@ -454,16 +452,14 @@ fn run_inline(
     filtering: &mut Filtering,
 ) -> (Vec<InputReport>, WorkerStats) {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
+    w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
     let inputs = read_all(readers, paths, progress, filtering, |chunk| {
         for p in &chunk.pkts {
             now = now.max(p.ts);
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
         }
-        if w.pending_output() >= OUTPUT_BLOCK {
-            return out_tx.send(w.take_output()).is_ok();
-        }
-        true
+        !w.output_closed()
     });
     // A failed send means the writer stopped on an error, reported at join.
     let stats = w.finish(now, &mut |block| {
@@ -480,10 +476,11 @@ fn worker_loop(
     out_tx: &Sender<Vec<u8>>,
 ) -> WorkerStats {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
+    w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
     for batch in rx {
         batch.feed(&mut w, &mut now);
-        if w.pending_output() >= OUTPUT_BLOCK && out_tx.send(w.take_output()).is_err() {
+        if w.output_closed() {
             break;
         }
     }

@@ -23,6 +23,11 @@ ADDITIONS = [
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
+    # Times app_layer.memcap refused a flow's growth (src/app/session.rs).
+    (["stats", "app_layer"], "memcap", {"type": "integer"}),
+    # RSTs too far from the expected sequence number to close their flow
+    # (src/flow/mod.rs).
+    (["stats", "tcp"], "rst_out_of_window", {"type": "integer"}),
     # Packets of the capture files a `-f` filter rejected (src/capture/bpf.rs).
     (["stats", "capture"], "filtered", {"type": "integer"}),
     # Live capture: EVE lines dropped because the writer's queue was full
