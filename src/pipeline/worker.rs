@@ -14,7 +14,7 @@ use crate::flow::tcp::TcpState;
 use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
-use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
+use crate::stream::{self, Event, Reassembler, StreamStats};
 use crate::time::Timestamp;
 use std::sync::Arc;
 
@@ -107,15 +107,13 @@ impl WorkerStats {
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n)),
         );
-        let s = &self.stream;
+        v.extend(
+            self.stream
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
         for (k, n) in [
-            ("tcp.reassembly_gap", s.gaps),
-            ("tcp.overlap", s.overlaps),
-            ("tcp.overlap_diff_data", s.overlap_diff_data),
-            ("tcp.ooo_segments", s.ooo_segments),
-            ("tcp.retransmissions", s.retransmissions),
-            ("tcp.reassembly_gap_bytes", s.gap_bytes),
-            ("tcp.ooo_limit_reached", s.ooo_limit_reached),
             ("app_layer.flow.mqtt", self.app[0]),
             ("app_layer.flow.dicom", self.app[1]),
             ("app_layer.flow.tls", self.app[2]),
@@ -296,6 +294,26 @@ impl Detecting<'_> {
     }
 }
 
+impl Detecting<'_> {
+    /// Stream anomalies of one flow, as EVE `anomaly` events of type
+    /// `stream` (Suricata's shape).
+    fn stream_anomalies(
+        &mut self,
+        flow: &mut Flow<Session>,
+        app: AppProto,
+        ts: Timestamp,
+        list: &[stream::Anomaly],
+    ) {
+        let (community, vlan) = (flow.community_id(self.seed), flow.key.vlan());
+        let header = event_header(flow, app, &community, &vlan);
+        let prefix = EventPrefix::new(&header);
+        for a in list {
+            let body = serde_json::json!({"type": "stream", "event": a.event()});
+            eve::write_event(self.out, &prefix, ts, "anomaly", &body);
+        }
+    }
+}
+
 fn alert_flow(flow: &Flow<Session>) -> AlertFlow {
     AlertFlow {
         pkts: flow.pkts,
@@ -316,9 +334,9 @@ pub struct Worker {
     decoder: Decoder,
     defrag: Defrag,
     flows: FlowTable<Session>,
-    stream_cfg: StreamConfig,
+    /// Reassembly limits, counters and this worker's `stream.memcap` lease.
+    stream: stream::Stage,
     app_cfg: AppConfig,
-    stream_stats: StreamStats,
     app_counts: [u64; 4],
     community_seed: u16,
     log_flows: bool,
@@ -359,9 +377,8 @@ impl Worker {
             decoder: Decoder::new(cfg.decoder.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
             flows: FlowTable::new(cfg.flow.clone()),
-            stream_cfg: cfg.stream.clone(),
+            stream: stream::Stage::new(cfg.stream.clone(), shared.memcaps.stream.lease()),
             app_cfg: cfg.app_layer.clone(),
-            stream_stats: StreamStats::default(),
             app_counts: [0; 4],
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
@@ -504,6 +521,10 @@ impl Worker {
             return;
         };
         if flow.state.done {
+            // Not parsed: hold nothing for it.
+            for st in &mut flow.state.streams {
+                st.discard(&mut self.stream);
+            }
             return;
         }
         // The endpoints as addresses are needed only while the protocol is
@@ -530,6 +551,7 @@ impl Worker {
         };
         let app_cfg = &self.app_cfg;
         let factory = &self.factory;
+        let mut anomalies: Vec<stream::Anomaly> = Vec::new();
         let mut deliver = |dir: Direction, ev: Event<'_>| match ev {
             Event::Data(bytes) => {
                 if detector.proto() == AppProto::Unknown {
@@ -580,21 +602,30 @@ impl Worker {
                     c.gap(&mut ctx, dir, len);
                 }
             }
+            Event::Anomaly(a) => anomalies.push(a),
         };
+        // The segment's ACK first: it covers what the peer received before
+        // sending this segment (gaps of a direction the capture misses).
+        if seg.flags & tcp_flags::ACK != 0 {
+            let pdir = dir.reverse();
+            peer.peer_ack(&mut self.stream, ts, seg.ack, &mut |ev| deliver(pdir, ev));
+        }
         this.segment(
-            &self.stream_cfg,
-            &mut self.stream_stats,
+            &mut self.stream,
+            ts,
             seg.seq,
             seg.flags,
             seg.payload,
             &mut |ev| deliver(dir, ev),
         );
-        if seg.flags & tcp_flags::ACK != 0 {
-            let pdir = dir.reverse();
-            peer.peer_ack(&mut self.stream_stats, seg.ack, &mut |ev| deliver(pdir, ev));
+        let app = flow.state.detector.proto();
+        if !anomalies.is_empty() {
+            let (flows, mut d) = self.detecting();
+            if let Some(flow) = flows.get_mut(idx) {
+                d.stream_anomalies(flow, app, ts, &anomalies);
+            }
         }
         if !batch.is_empty() {
-            let app = flow.state.detector.proto();
             let (flows, mut d) = self.detecting();
             if let Some(flow) = flows.get_mut(idx) {
                 d.records(flow, app, ts, &batch);
@@ -628,7 +659,7 @@ impl Worker {
                 } else {
                     Direction::ToClient
                 };
-                st.flush(&mut self.stream_stats, &mut |ev| {
+                st.flush(&mut self.stream, &mut |ev| {
                     let mut ctx = StreamContext {
                         ts,
                         records: &mut batch,
@@ -648,8 +679,14 @@ impl Worker {
                                 c.gap(&mut ctx, dir, len);
                             }
                         }
+                        // Flushing compares nothing.
+                        Event::Anomaly(_) => {}
                     }
                 });
+            }
+        } else {
+            for st in &mut flow.state.streams {
+                st.discard(&mut self.stream);
             }
         }
         let app = flow.state.detector.finish(&self.app_cfg, server_port);
@@ -740,7 +777,7 @@ impl Worker {
             decode: self.decoder.stats().clone(),
             defrag: self.defrag.stats().clone(),
             flow: self.flows.stats().clone(),
-            stream: self.stream_stats.clone(),
+            stream: self.stream.stats.clone(),
             app: self.app_counts,
             detect: self.detect.stats.clone(),
             last_ts: self.last_ts,
