@@ -208,6 +208,7 @@ fn refeed(stream: &[u8], order: Order, rng: &mut Lcg) -> (Vec<u8>, u64, u64) {
         r.peer_ack(&mut stage, t, ack, &mut out);
     }
     r.flush(&mut stage, &mut out);
+    stage.release_spares();
     assert_eq!(stage.memuse(), 0, "everything given back");
     (got, gaps, stage.stats.ooo_limit_reached)
 }

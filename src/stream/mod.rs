@@ -188,6 +188,10 @@ const BASE: u64 = 1 << 32;
 /// Smallest allocation of a window, so small segments do not regrow it.
 const MIN_WINDOW: u64 = 256;
 
+/// Most spare stores a [`Stage`] keeps (each at most `overlap_window` plus
+/// [`STORE_OVERHEAD`] bytes, charged to the budget).
+const SPARE_STORES: usize = 32;
+
 /// What a reassembler hands to its consumer, in stream order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -331,6 +335,15 @@ pub struct Stage {
     lease: Lease,
     /// Packet time of the current call.
     now: Timestamp,
+    /// Stores given up by idle reassemblers, still charged, kept for the
+    /// next one that needs a store (at most [`SPARE_STORES`]): a direction
+    /// whose window empties at every ack then allocates and regrows
+    /// nothing per segment.
+    #[expect(
+        clippy::vec_box,
+        reason = "boxes move between reassemblers and the pool without reallocating"
+    )]
+    spare: Vec<Box<Store>>,
     /// Units of bookkeeping work done so far: bytes copied or moved between
     /// held ranges and ranges visited. Not reported; tests and fuzzers check
     /// that it grows linearly (up to a log factor) with the input.
@@ -345,6 +358,7 @@ impl Stage {
             stats: StreamStats::default(),
             lease,
             now: Timestamp(0),
+            spare: Vec::new(),
             work: 0,
         }
     }
@@ -356,9 +370,38 @@ impl Stage {
         Stage::new(cfg, cap.lease())
     }
 
-    /// Bytes this stage's reassemblers hold now, as charged to the budget.
+    /// Bytes this stage holds now, as charged to the budget: what its
+    /// reassemblers hold plus the spare stores kept for reuse.
     pub fn memuse(&self) -> u64 {
         self.lease.held()
+    }
+
+    /// Frees the spare stores (their bytes go back to the budget).
+    pub fn release_spares(&mut self) {
+        for s in self.spare.drain(..) {
+            self.lease.release(s.charged);
+        }
+    }
+
+    /// A spare store, ready for a reassembler.
+    fn take_spare(&mut self) -> Option<Box<Store>> {
+        let mut s = self.spare.pop()?;
+        s.since = self.now;
+        Some(s)
+    }
+
+    /// Takes back a reassembler's store: kept for reuse when it holds no
+    /// range and there is room, else freed.
+    fn put_spare(&mut self, mut s: Box<Store>) {
+        if self.spare.len() < SPARE_STORES && s.pieces.is_empty() {
+            s.window.clear();
+            s.frontier = None;
+            s.next_abs = BASE;
+            s.held = 0;
+            self.spare.push(s);
+        } else {
+            self.lease.release(s.charged);
+        }
     }
 
     /// The window size in bytes, clamped to the sequence window.
@@ -631,7 +674,7 @@ impl Reassembler {
     /// is idle again afterwards.
     pub fn discard(&mut self, stage: &mut Stage) {
         if let Some(s) = self.store.take() {
-            stage.lease.release(s.charged);
+            stage.put_spare(s);
         }
         *self = Reassembler::default();
     }
@@ -741,6 +784,10 @@ impl Reassembler {
         if self.store.is_some() {
             return true;
         }
+        if let Some(s) = stage.take_spare() {
+            self.store = Some(s);
+            return true;
+        }
         if !stage.lease.try_reserve(STORE_OVERHEAD) {
             return false;
         }
@@ -756,7 +803,7 @@ impl Reassembler {
             .is_some_and(|s| s.pieces.is_empty() && s.window.is_empty() && s.frontier.is_none());
         if idle {
             if let Some(s) = self.store.take() {
-                stage.lease.release(s.charged);
+                stage.put_spare(s);
             }
         }
     }
@@ -810,10 +857,13 @@ impl Reassembler {
             return;
         }
         if self.store.is_none() {
-            if !stage.grant_window(STORE_OVERHEAD) {
+            if let Some(s) = stage.take_spare() {
+                self.store = Some(s);
+            } else if stage.grant_window(STORE_OVERHEAD) {
+                self.store = Some(Store::new(stage.now));
+            } else {
                 return;
             }
-            self.store = Some(Store::new(stage.now));
         }
         let Some(s) = self.store.as_mut() else {
             return;
@@ -1126,6 +1176,9 @@ impl Reassembler {
     /// Holds the bytes of `data` (starting `rel` bytes after `next`) that are
     /// not held yet, changing nothing if they do not fit.
     fn try_store(&mut self, stage: &mut Stage, rel: u32, data: &[u8], note: &mut Note) -> Stored {
+        if self.store.is_none() {
+            self.store = stage.take_spare();
+        }
         let next_abs = self.store.as_ref().map_or(BASE, |s| s.next_abs);
         let s = next_abs.saturating_add(u64::from(rel));
         let e = s.saturating_add(data.len() as u64);
@@ -1329,6 +1382,13 @@ mod tests {
             &self.st.stats
         }
 
+        /// Bytes charged for what the reassembler holds (spare stores
+        /// kept for reuse aside).
+        fn used(&self) -> u64 {
+            let spare: u64 = self.st.spare.iter().map(|s| s.charged).sum();
+            self.st.memuse() - spare
+        }
+
         /// All delivered data bytes, concatenated.
         fn data(&self) -> Vec<u8> {
             let mut v = Vec::new();
@@ -1449,12 +1509,12 @@ mod tests {
         assert!(g.evs.is_empty());
         assert_eq!(g.r.held_bytes(), 3);
         assert_eq!(g.r.memuse(), STORE_OVERHEAD + 3 + PIECE_OVERHEAD);
-        assert_eq!(g.st.memuse(), g.r.memuse());
+        assert_eq!(g.used(), g.r.memuse());
         g.seg(1, ACK, b"abc");
         g.seg(7, ACK, b"g");
         assert_eq!(g.evs, vec![data(b"abc"), data(b"def"), data(b"g")]);
         assert!(g.r.store.is_none(), "storage is freed once drained");
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
         assert_eq!(g.stats().ooo_segments, 1);
         assert_eq!(g.stats().gaps, 0);
     }
@@ -1469,7 +1529,37 @@ mod tests {
         assert!(g.r.memuse() > 0, "one byte still unacknowledged");
         g.ack(4);
         assert!(g.r.store.is_none());
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
+    }
+
+    #[test]
+    fn idle_stores_are_kept_for_reuse_up_to_a_bound() {
+        let mut st = Stage::standalone(StreamConfig::default());
+        let t = Timestamp(0);
+        let mut nothing = |_: Event<'_>| {};
+        let mut rs: Vec<Reassembler> = (0..SPARE_STORES + 8).map(|_| Reassembler::new()).collect();
+        for r in &mut rs {
+            r.segment(&mut st, t, 0, SYN, b"", &mut nothing);
+            r.segment(&mut st, t, 1, ACK, b"abc", &mut nothing);
+        }
+        // Everything acknowledged: the stores are idle.
+        for r in &mut rs {
+            r.peer_ack(&mut st, t, 4, &mut nothing);
+        }
+        assert_eq!(st.spare.len(), SPARE_STORES);
+        let before = st.memuse();
+        // A new direction takes a spare store: nothing new is reserved.
+        let mut r = Reassembler::new();
+        r.segment(&mut st, t, 0, SYN, b"", &mut nothing);
+        r.segment(&mut st, t, 1, ACK, b"x", &mut nothing);
+        assert_eq!(st.spare.len(), SPARE_STORES - 1);
+        assert_eq!(st.memuse(), before);
+        r.flush(&mut st, &mut nothing);
+        for r in &mut rs {
+            r.flush(&mut st, &mut nothing);
+        }
+        st.release_spares();
+        assert_eq!(st.memuse(), 0);
     }
 
     #[test]
@@ -1495,7 +1585,7 @@ mod tests {
         assert_eq!(g.pieces(), 1);
         // One range: one overhead charged.
         assert_eq!(g.r.memuse(), STORE_OVERHEAD + 6 + PIECE_OVERHEAD);
-        assert_eq!(g.st.memuse(), g.r.memuse());
+        assert_eq!(g.used(), g.r.memuse());
         g.seg(1, ACK, b"ab");
         assert_eq!(g.data(), b"abcdefgh");
     }
@@ -1691,7 +1781,7 @@ mod tests {
         g.flush();
         assert_eq!(g.evs, vec![Ev::Gap(4)]);
         assert_eq!(g.stats().ack_unseen_data, 1);
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
     }
 
     #[test]
@@ -1804,7 +1894,7 @@ mod tests {
         assert!(g.stats().ooo_limit_reached > 0);
         assert!(g.st.memuse() <= (4 << 20) + STORE_OVERHEAD);
         g.flush();
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
     }
 
     #[test]
@@ -1850,7 +1940,7 @@ mod tests {
         assert_eq!(a.r.held_bytes(), 600, "the other flow keeps its data");
         a.flush();
         b.flush();
-        assert_eq!(a.st.memuse() + b.st.memuse(), 0);
+        assert_eq!(a.used() + b.used(), 0);
     }
 
     #[test]
@@ -1902,7 +1992,7 @@ mod tests {
         let before = g.evs.len();
         g.r.discard(&mut g.st);
         assert_eq!(g.evs.len(), before);
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
         assert!(g.r.store.is_none());
     }
 
@@ -1977,7 +2067,7 @@ mod tests {
         g.ack(150); // an ack remembered for later
         assert!(g.st.memuse() > 0);
         g.seg(9000, SYN, b""); // new ISN before any data
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
     }
 
     #[test]
@@ -2041,7 +2131,7 @@ mod tests {
         assert_eq!(g.stats().data_after_fin, 6);
         assert_eq!(g.r.held_bytes(), 0);
         g.flush();
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
     }
 
     #[test]
@@ -2096,7 +2186,7 @@ mod tests {
             vec![data(b"a"), Ev::Gap(1), data(b"c"), Ev::Gap(2), data(b"fg")]
         );
         assert!(g.r.store.is_none());
-        assert_eq!(g.st.memuse(), 0);
+        assert_eq!(g.used(), 0);
         // Reset: the next segment is a new pickup.
         g.seg(500, ACK, b"z");
         assert_eq!(g.data(), b"acfgz");
@@ -2315,7 +2405,7 @@ mod tests {
             prop_assert_eq!(g.data(), original);
             prop_assert_eq!(g.stats().overlap_diff_data, conflicts);
             prop_assert_eq!(g.anomalies(), usize::from(conflicts > 0));
-            prop_assert_eq!(g.st.memuse(), 0);
+            prop_assert_eq!(g.used(), 0);
         }
 
         #[test]
@@ -2361,7 +2451,7 @@ mod tests {
                 prop_assert!(g.st.memuse() <= g.st.cfg.memcap.0);
             }
             g.flush();
-            prop_assert_eq!(g.st.memuse(), 0);
+            prop_assert_eq!(g.used(), 0);
             // The stream ends with the last byte anyone sent.
             let end = model.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
             model.truncate(end);
@@ -2422,7 +2512,7 @@ mod tests {
             g.flush();
             prop_assert!(g.gaps().is_empty(), "gaps {:?}", g.gaps());
             prop_assert_eq!(g.data(), original);
-            prop_assert_eq!(g.st.memuse(), 0);
+            prop_assert_eq!(g.used(), 0);
         }
     }
 }
