@@ -70,8 +70,16 @@ fn one_byte_shuffled() -> Vec<(usize, usize)> {
 
 /// Feeds `order`; with `ack_every` > 0 the peer acknowledges everything
 /// delivered after every `ack_every` segments, as a receiver with delayed
-/// acks does.
-fn run(cfg: &StreamConfig, stream: &[u8], order: &[(usize, usize)], ack_every: usize) -> u64 {
+/// acks does. With `hot`, each payload is read before it is fed, as the
+/// decoder's checksum validation does in the pipeline, so what remains is
+/// reassembly's own cost on cached bytes.
+fn run(
+    cfg: &StreamConfig,
+    stream: &[u8],
+    order: &[(usize, usize)],
+    ack_every: usize,
+    hot: bool,
+) -> u64 {
     let mut stage = Stage::standalone(cfg.clone());
     let mut r = Reassembler::new();
     let mut total = 0u64;
@@ -86,7 +94,15 @@ fn run(cfg: &StreamConfig, stream: &[u8], order: &[(usize, usize)], ack_every: u
     let mut delivered_to = ISN.wrapping_add(1);
     for (n, &(off, len)) in order.iter().enumerate() {
         let seq = ISN.wrapping_add(1).wrapping_add(off as u32);
-        r.segment(&mut stage, t, seq, ACK, &stream[off..off + len], &mut sink);
+        let payload = &stream[off..off + len];
+        if hot {
+            black_box(
+                payload
+                    .iter()
+                    .fold(0u32, |a, &b| a.wrapping_add(u32::from(b))),
+            );
+        }
+        r.segment(&mut stage, t, seq, ACK, payload, &mut sink);
         if ack_every > 0 && (n + 1) % ack_every == 0 {
             // In order here, so the peer has everything up to this segment.
             delivered_to = delivered_to.max(seq.wrapping_add(len as u32));
@@ -107,23 +123,25 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("reassembly");
     g.throughput(Throughput::Bytes(stream.len() as u64));
     let ordered = in_order();
-    g.bench_function("in_order_1460", |b| {
-        b.iter(|| run(&default, black_box(&stream), black_box(&ordered), 0))
-    });
-    g.bench_function("in_order_1460_acked", |b| {
-        b.iter(|| run(&default, black_box(&stream), black_box(&ordered), 2))
-    });
-    g.bench_function("in_order_1460_no_window", |b| {
-        b.iter(|| run(&no_window, black_box(&stream), black_box(&ordered), 0))
-    });
+    for (name, cfg, acks, hot) in [
+        ("in_order_1460", &default, 0, false),
+        ("in_order_1460_acked", &default, 2, false),
+        ("in_order_1460_no_window", &no_window, 0, false),
+        ("in_order_1460_hot", &default, 2, true),
+        ("in_order_1460_hot_no_window", &no_window, 2, true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| run(cfg, black_box(&stream), black_box(&ordered), acks, hot))
+        });
+    }
     let shuffled = reordered();
     g.bench_function("reordered_5pct_1460", |b| {
-        b.iter(|| run(&default, black_box(&stream), black_box(&shuffled), 0))
+        b.iter(|| run(&default, black_box(&stream), black_box(&shuffled), 0, false))
     });
     let ones = one_byte_shuffled();
     g.throughput(Throughput::Bytes(ones.len() as u64));
     g.bench_function("one_byte_shuffled_64k", |b| {
-        b.iter(|| run(&default, black_box(&stream), black_box(&ones), 0))
+        b.iter(|| run(&default, black_box(&stream), black_box(&ones), 0, false))
     });
     g.finish();
 }

@@ -101,9 +101,12 @@
 //!
 //! # Storage and complexity
 //!
-//! An idle [`Reassembler`] is 24 bytes. A [`Store`] is allocated behind it
+//! An idle [`Reassembler`] is 24 bytes. A `Store` is allocated behind it
 //! while it holds something — out-of-order ranges, window bytes, or an
-//! acknowledgement still to act on — and freed as soon as it holds nothing.
+//! acknowledgement still to act on — and handed back as soon as it holds
+//! nothing; the [`Stage`] keeps up to 32 of them (still charged) for reuse,
+//! so a direction whose window empties at every ack allocates nothing per
+//! segment.
 //! Held ranges sit in a `BTreeMap` keyed by a 64-bit stream offset (so
 //! wraparound never reorders keys), each range one `VecDeque` that grows at
 //! either end. A segment costs O(log p + k + n) for p held ranges, k ranges
@@ -177,11 +180,11 @@ impl Default for StreamConfig {
 /// and the allocation's header and rounding.
 pub const PIECE_OVERHEAD: u64 = 64;
 
-/// Heap bytes charged for a [`Store`] itself (checked against its size in a
+/// Heap bytes charged for a `Store` itself (checked against its size in a
 /// test).
 const STORE_OVERHEAD: u64 = 160;
 
-/// Stream offset of `next` when a [`Store`] is allocated: far enough above
+/// Stream offset of `next` when a `Store` is allocated: far enough above
 /// zero that an offset [`WINDOW`] behind it never underflows.
 const BASE: u64 = 1 << 32;
 
@@ -856,6 +859,18 @@ impl Reassembler {
         if limit == 0 || bytes.is_empty() {
             return;
         }
+        // Bytes the peer already acknowledged (its ack overtook them) need
+        // no keeping; they start at `next`.
+        let acked = match self.store.as_ref().and_then(|s| s.frontier) {
+            Some(f) => match place(f, self.next) {
+                Place::Ahead(d) => usize::try_from(d).unwrap_or(usize::MAX),
+                _ => 0,
+            },
+            None => 0,
+        };
+        let Some(bytes) = bytes.get(acked..).filter(|b| !b.is_empty()) else {
+            return;
+        };
         if self.store.is_none() {
             if let Some(s) = stage.take_spare() {
                 self.store = Some(s);
@@ -1667,6 +1682,17 @@ mod tests {
         g.seg(5, ACK, b"efgH");
         assert_eq!(g.stats().overlap_diff_data, 1);
         assert!(g.r.memuse() <= STORE_OVERHEAD + 4);
+    }
+
+    #[test]
+    fn bytes_whose_ack_overtook_them_are_not_kept() {
+        let mut g = Rig::new();
+        g.seg(0, SYN, b"");
+        g.ack(5);
+        g.seg(1, ACK, b"abcdef"); // "abcd" already acknowledged
+        assert_eq!(g.r.store.as_ref().map(|s| s.window.len()), Some(2));
+        g.seg(1, ACK, b"ABCDeF");
+        assert_eq!(g.stats().overlap_diff_data, 1, "only \"F\" is compared");
     }
 
     #[test]
