@@ -191,9 +191,12 @@ const BASE: u64 = 1 << 32;
 /// Smallest allocation of a window, so small segments do not regrow it.
 const MIN_WINDOW: u64 = 256;
 
-/// Most spare stores a [`Stage`] keeps (each at most `overlap_window` plus
-/// [`STORE_OVERHEAD`] bytes, charged to the budget).
-const SPARE_STORES: usize = 32;
+/// Most spare stores a [`Stage`] keeps, and most bytes they may hold
+/// together (charged to the budget): enough to absorb the churn of
+/// thousands of interleaved request/response flows, little next to
+/// `stream.memcap`.
+const SPARE_STORES: usize = 1024;
+const SPARE_BYTES: u64 = 1 << 20;
 
 /// What a reassembler hands to its consumer, in stream order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,14 +342,16 @@ pub struct Stage {
     /// Packet time of the current call.
     now: Timestamp,
     /// Stores given up by idle reassemblers, still charged, kept for the
-    /// next one that needs a store (at most [`SPARE_STORES`]): a direction
-    /// whose window empties at every ack then allocates and regrows
-    /// nothing per segment.
+    /// next one that needs a store (at most [`SPARE_STORES`] and
+    /// [`SPARE_BYTES`]): a direction whose window empties at every ack then
+    /// allocates and regrows nothing per segment.
     #[expect(
         clippy::vec_box,
         reason = "boxes move between reassemblers and the pool without reallocating"
     )]
     spare: Vec<Box<Store>>,
+    /// Bytes charged for the spare stores.
+    spare_bytes: u64,
     /// Units of bookkeeping work done so far: bytes copied or moved between
     /// held ranges and ranges visited. Not reported; tests and fuzzers check
     /// that it grows linearly (up to a log factor) with the input.
@@ -362,6 +367,7 @@ impl Stage {
             lease,
             now: Timestamp(0),
             spare: Vec::new(),
+            spare_bytes: 0,
             work: 0,
         }
     }
@@ -384,11 +390,13 @@ impl Stage {
         for s in self.spare.drain(..) {
             self.lease.release(s.charged);
         }
+        self.spare_bytes = 0;
     }
 
     /// A spare store, ready for a reassembler.
     fn take_spare(&mut self) -> Option<Box<Store>> {
         let mut s = self.spare.pop()?;
+        self.spare_bytes = self.spare_bytes.saturating_sub(s.charged);
         s.since = self.now;
         Some(s)
     }
@@ -396,11 +404,13 @@ impl Stage {
     /// Takes back a reassembler's store: kept for reuse when it holds no
     /// range and there is room, else freed.
     fn put_spare(&mut self, mut s: Box<Store>) {
-        if self.spare.len() < SPARE_STORES && s.pieces.is_empty() {
+        let room = self.spare_bytes.saturating_add(s.charged) <= SPARE_BYTES;
+        if self.spare.len() < SPARE_STORES && room && s.pieces.is_empty() {
             s.window.clear();
             s.frontier = None;
             s.next_abs = BASE;
             s.held = 0;
+            self.spare_bytes = self.spare_bytes.saturating_add(s.charged);
             self.spare.push(s);
         } else {
             self.lease.release(s.charged);
