@@ -895,7 +895,11 @@ impl Reassembler {
         };
         let need = (s.window.len() as u64).saturating_add(bytes.len() as u64);
         if need > s.window_cap && s.window_cap < limit {
-            let target = need.next_power_of_two().max(MIN_WINDOW).min(limit);
+            let target = need
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .max(MIN_WINDOW)
+                .min(limit);
             let grow = target - s.window_cap;
             if stage.grant_window(grow) {
                 let target_us = usize::try_from(target).unwrap_or(usize::MAX);
