@@ -78,7 +78,11 @@
 //! Not defended: data overtaken by more than one of its peer's ACKs is
 //! old when it arrives (after its gap was declared) and is not delivered;
 //! the peer acknowledging a FIN the capture never showed reads as one lost
-//! byte at the end of the stream.
+//! byte at the end of the stream; and two forged ACKs (valid checksums,
+//! sent by anyone on the monitored segment) up to 1 GiB ahead make the
+//! bytes they cover a gap, where the real sender would drop them as
+//! acknowledging data it never sent — the sensor cannot tell that from a
+//! capture that lost those bytes.
 //!
 //! # Details of the policy
 //! - A SYN sets the start to its sequence number + 1; data on a SYN (TCP Fast
@@ -393,6 +397,19 @@ impl Stage {
         self.spare_bytes = 0;
     }
 
+    /// Reserves `n` bytes, giving the spare stores back first if the
+    /// budget is short: they must never cost held data its room.
+    fn reserve(&mut self, n: u64) -> bool {
+        if self.lease.try_reserve(n) {
+            return true;
+        }
+        if self.spare.is_empty() {
+            return false;
+        }
+        self.release_spares();
+        self.lease.try_reserve(n)
+    }
+
     /// A spare store, ready for a reassembler.
     fn take_spare(&mut self) -> Option<Box<Store>> {
         let mut s = self.spare.pop()?;
@@ -427,7 +444,7 @@ impl Stage {
     fn grant_window(&mut self, n: u64) -> bool {
         let cap = self.lease.cap();
         let room = cap.used().saturating_add(n) <= cap.limit() / 2;
-        if room && self.lease.try_reserve(n) {
+        if room && self.reserve(n) {
             return true;
         }
         self.stats.overlap_window_memcap = self.stats.overlap_window_memcap.saturating_add(1);
@@ -801,7 +818,7 @@ impl Reassembler {
             self.store = Some(s);
             return true;
         }
-        if !stage.lease.try_reserve(STORE_OVERHEAD) {
+        if !stage.reserve(STORE_OVERHEAD) {
             return false;
         }
         self.store = Some(Store::new(stage.now));
@@ -1205,9 +1222,6 @@ impl Reassembler {
     /// Holds the bytes of `data` (starting `rel` bytes after `next`) that are
     /// not held yet, changing nothing if they do not fit.
     fn try_store(&mut self, stage: &mut Stage, rel: u32, data: &[u8], note: &mut Note) -> Stored {
-        if self.store.is_none() {
-            self.store = stage.take_spare();
-        }
         let next_abs = self.store.as_ref().map_or(BASE, |s| s.next_abs);
         let s = next_abs.saturating_add(u64::from(rel));
         let e = s.saturating_add(data.len() as u64);
@@ -1277,7 +1291,7 @@ impl Reassembler {
         let reserve = new_bytes
             .saturating_add(new_piece * PIECE_OVERHEAD)
             .saturating_add(if fresh { STORE_OVERHEAD } else { 0 });
-        if !stage.lease.try_reserve(reserve) {
+        if !stage.reserve(reserve) {
             return Stored::Refused;
         }
         if fresh {
@@ -1981,6 +1995,27 @@ mod tests {
         a.flush();
         b.flush();
         assert_eq!(a.used() + b.used(), 0);
+    }
+
+    #[test]
+    fn spare_stores_give_way_to_held_data() {
+        let cfg = StreamConfig {
+            memcap: ByteSize(1000),
+            ..StreamConfig::default()
+        };
+        let mut g = Rig::with(cfg);
+        g.seg(0, SYN, b"");
+        g.seg(1, ACK, b"abc");
+        g.ack(4); // acknowledged: the store goes spare, still charged
+        assert_eq!(g.st.spare.len(), 1);
+        let spare = g.st.memuse();
+        assert!(spare > 0);
+        // Held data needs nearly all of the budget: the spare goes.
+        let big = vec![9u8; (1000 - STORE_OVERHEAD - PIECE_OVERHEAD) as usize];
+        g.seg(10, ACK, &big);
+        assert_eq!(g.r.held_bytes(), big.len() as u64);
+        assert_eq!(g.stats().segment_memcap_drop, 0);
+        assert!(g.st.spare.is_empty());
     }
 
     #[test]
