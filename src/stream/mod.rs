@@ -108,9 +108,10 @@
 //! An idle [`Reassembler`] is 24 bytes. A `Store` is allocated behind it
 //! while it holds something — out-of-order ranges, window bytes, or an
 //! acknowledgement still to act on — and handed back as soon as it holds
-//! nothing; the [`Stage`] keeps up to 32 of them (still charged) for reuse,
-//! so a direction whose window empties at every ack allocates nothing per
-//! segment.
+//! nothing; the [`Stage`] keeps up to 1024 of them (1 MiB, still charged,
+//! given back first when the budget is short) for reuse, so a direction
+//! whose window empties at every ack allocates nothing per segment.
+//!
 //! Held ranges sit in a `BTreeMap` keyed by a 64-bit stream offset (so
 //! wraparound never reorders keys), each range one `VecDeque` that grows at
 //! either end. A segment costs O(log p + k + n) for p held ranges, k ranges
