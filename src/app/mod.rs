@@ -255,8 +255,11 @@ pub enum AppRecord {
     Mqtt(mqtt::Record),
     /// A DICOM association or DIMSE exchange (EVE `dicom`).
     Dicom(dicom::Record),
-    /// Malformed or unexpected input (EVE `anomaly`).
+    /// Malformed or unexpected input (EVE `anomaly` of type `applayer`).
     Anomaly(Anomaly),
+    /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
+    /// type `stream`).
+    StreamAnomaly(crate::stream::Anomaly),
 }
 
 /// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
@@ -314,8 +317,13 @@ impl AppRecord {
         match self {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
-            AppRecord::Anomaly(_) => "anomaly",
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
         }
+    }
+
+    /// An anomaly rather than a transaction: rules do not look at it.
+    pub fn is_anomaly(&self) -> bool {
+        matches!(self, AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_))
     }
 
     /// Who started the record, for records that have a side (EVE
@@ -346,6 +354,10 @@ impl AppRecord {
                 "type": "applayer",
                 "event": a.event,
                 "layer": "proto_parser",
+            }),
+            AppRecord::StreamAnomaly(a) => serde_json::json!({
+                "type": "stream",
+                "event": a.event(),
             }),
         }
     }

@@ -261,6 +261,7 @@ impl Session {
         match ev {
             Event::Data(bytes) => self.data(env, dir, bytes),
             Event::Gap(len) => self.gap(env, dir, len),
+            Event::Anomaly(a) => env.ctx().records.push(AppRecord::StreamAnomaly(a)),
         }
         self.charge(env);
     }

@@ -882,7 +882,7 @@ impl Engine {
         let (h, subject) = match rec {
             AppRecord::Mqtt(r) => (&self.mqtt, Subject::Mqtt(r)),
             AppRecord::Dicom(r) => (&self.dicom, Subject::Dicom(r)),
-            AppRecord::Anomaly(_) => return,
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => return,
         };
         if h.order.is_empty() {
             return;

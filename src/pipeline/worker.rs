@@ -39,7 +39,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
-use crate::stream::{Reassembler, StreamConfig, StreamStats};
+use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
 
 pub use crate::app::session::FlowEnds;
@@ -143,18 +143,12 @@ impl WorkerStats {
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n)),
         );
-        let s = &self.stream;
-        for (k, n) in [
-            ("tcp.reassembly_gap", s.gaps),
-            ("tcp.overlap", s.overlaps),
-            ("tcp.overlap_diff_data", s.overlap_diff_data),
-            ("tcp.ooo_segments", s.ooo_segments),
-            ("tcp.retransmissions", s.retransmissions),
-            ("tcp.reassembly_gap_bytes", s.gap_bytes),
-            ("tcp.ooo_limit_reached", s.ooo_limit_reached),
-        ] {
-            v.push((k.to_string(), n));
-        }
+        v.extend(
+            self.stream
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
         for p in PROTOCOLS {
             v.push((
                 format!("app_layer.flow.{}", p.name()),
@@ -384,7 +378,7 @@ impl FlowWriter<'_> {
     fn write(&mut self, r: &AppRecord) {
         let engine = self.d.engine;
         self.d.alerts.clear();
-        if engine.rule_count() > 0 && !matches!(r, AppRecord::Anomaly(_)) {
+        if engine.rule_count() > 0 && !r.is_anomaly() {
             let info = flow_info(
                 &self.ident,
                 self.tcp_state,
@@ -491,9 +485,9 @@ pub struct Worker {
     decoder: Decoder,
     defrag: Defrag,
     flows: FlowTable<FlowState>,
-    stream_cfg: StreamConfig,
+    /// Reassembly limits, counters and this worker's `stream.memcap` lease.
+    stream: stream::Stage,
     app_cfg: AppConfig,
-    stream_stats: StreamStats,
     app_flows: [u64; APP_SLOTS],
     app_stats: AppStats,
     /// This worker's share of `app_layer.memcap`.
@@ -538,9 +532,8 @@ impl Worker {
             decoder: Decoder::new(cfg.decoder.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
             flows,
-            stream_cfg: cfg.stream.clone(),
+            stream: stream::Stage::new(cfg.stream.clone(), shared.memcaps.stream.lease()),
             app_cfg: cfg.app_layer.clone(),
-            stream_stats: StreamStats::default(),
             app_flows: [0; APP_SLOTS],
             app_stats: AppStats::default(),
             app_lease: shared.memcaps.app.lease(),
@@ -732,6 +725,10 @@ impl Worker {
             return dir;
         };
         if !flow.state.app.inspecting() {
+            // Not parsed (TLS, failed): hold nothing for it.
+            for st in &mut flow.state.streams {
+                st.discard(d.stream);
+            }
             return dir;
         }
         // A SYN or SYN-ACK seen after the flow began without one (capture
@@ -793,18 +790,13 @@ impl Worker {
         // sent this segment.
         if seg.flags & tcp_flags::ACK != 0 {
             let pdir = dir.reverse();
-            peer.peer_ack(d.stream_stats, seg.ack, &mut |ev| {
+            peer.peer_ack(d.stream, ts, seg.ack, &mut |ev| {
                 app.event(&mut env, pdir, ev);
             });
         }
-        this.segment(
-            d.stream_cfg,
-            d.stream_stats,
-            seg.seq,
-            seg.flags,
-            seg.payload,
-            &mut |ev| app.event(&mut env, dir, ev),
-        );
+        this.segment(d.stream, ts, seg.seq, seg.flags, seg.payload, &mut |ev| {
+            app.event(&mut env, dir, ev)
+        });
         if app.take_swap() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
@@ -832,8 +824,7 @@ impl Worker {
                 factory: &self.factory,
                 lease: &mut self.app_lease,
                 app_stats: &mut self.app_stats,
-                stream_cfg: &self.stream_cfg,
-                stream_stats: &mut self.stream_stats,
+                stream: &mut self.stream,
             },
         )
     }
@@ -896,13 +887,17 @@ impl Worker {
                 } else {
                     Direction::ToClient
                 };
-                st.flush(d.stream_stats, &mut |ev| app.event(&mut env, dir, ev));
+                st.flush(d.stream, &mut |ev| app.event(&mut env, dir, ev));
             }
             app.end(&mut env);
             if app.take_swap() {
                 // Decided at the very end: the flow record takes the sides
                 // the bytes gave.
                 flow.swap_sides();
+            }
+        } else {
+            for st in &mut flow.state.streams {
+                st.discard(&mut self.stream);
             }
         }
         let app = flow.state.app.proto();
@@ -984,7 +979,7 @@ impl Worker {
             decode: self.decoder.stats().clone(),
             defrag: self.defrag.stats().clone(),
             flow: self.flows.stats().clone(),
-            stream: self.stream_stats.clone(),
+            stream: self.stream.stats.clone(),
             app: self.app_flows,
             app_layer: self.app_stats.clone(),
             detect: self.detect.stats.clone(),
@@ -1000,8 +995,7 @@ struct SegmentParts<'a> {
     factory: &'a ConsumerFactory,
     lease: &'a mut Lease,
     app_stats: &'a mut AppStats,
-    stream_cfg: &'a StreamConfig,
-    stream_stats: &'a mut StreamStats,
+    stream: &'a mut stream::Stage,
 }
 
 #[cfg(test)]
@@ -1419,17 +1413,22 @@ mod tests {
     fn a_segments_ack_reaches_the_parser_before_its_payload() {
         use wire::*;
         // Hand-built: after the CONNACK the broker's next 100 bytes are lost
-        // by the capture; the client's PUBLISH acknowledges them. The hole
-        // in the broker's direction was there before the client sent the
-        // PUBLISH, so the parser hears of it first.
+        // by the capture; the client's PUBLISHes acknowledge them.
+        // Reassembly declares acknowledged-but-unseen bytes lost at the
+        // peer's *next* ACK (the first one may have overtaken its data on
+        // the mirror port), and that ACK is taken before the payload of the
+        // segment carrying it: the parser hears of the hole before the
+        // second PUBLISH, which the client sent after the hole.
         let srv = ([10, 10, 5, 10], 1883);
         let c = 101 + CONNECT.len() as u32;
+        let c2 = c + PUBLISH.len() as u32;
         let frames = [
             tcp(CLIENT, srv, 100, 0, SYN, &[]),
             tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
             tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
             tcp(srv, CLIENT, 5001, c, PSH | ACK, CONNACK),
             tcp(CLIENT, srv, c, 5105, PSH | ACK, PUBLISH),
+            tcp(CLIENT, srv, c2, 5105, PSH | ACK, PUBLISH),
         ];
         let calls: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         let shared = Arc::clone(&calls);
@@ -1448,6 +1447,7 @@ mod tests {
             vec![
                 format!("data ToServer {}", CONNECT.len()),
                 "data ToClient 4".to_string(),
+                format!("data ToServer {}", PUBLISH.len()),
                 "gap ToClient 100".to_string(),
                 format!("data ToServer {}", PUBLISH.len()),
             ]

@@ -19,6 +19,10 @@ ADDITIONS = [
     (["stats", "tcp"], "retransmissions", {"type": "integer"}),
     (["stats", "tcp"], "reassembly_gap_bytes", {"type": "integer"}),
     (["stats", "tcp"], "ooo_limit_reached", {"type": "integer"}),
+    # Reassembly (src/stream/mod.rs): holes declared after `hole_timeout`,
+    # and overlap windows refused because stream.memcap was half used.
+    (["stats", "tcp"], "ooo_timeout", {"type": "integer"}),
+    (["stats", "tcp"], "overlap_window_memcap", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
