@@ -786,31 +786,24 @@ mod split1_reorder {
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): every MQTT and DICOM alert and 9420022/9420023 lost"]
         demo,
         dicom_echo,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420021 and 9420030 lost on both associations"]
         dicom_find,
         dicom_internet_echo,
         dicom_nonstd_port,
         dicom_rejected,
         dicom_store_large,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420021 lost on both associations"]
         dicom_store_phi,
         dicom_tls,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420012 and 9420013 lost"]
         dicom_userid,
         mqtt_foreign_broker,
         mqtt_incountry,
         mqtt_internet_refused,
         mqtt_large_split,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on both monitor flows"]
         mqtt_nonstd_port,
         mqtt_refused,
         mqtt_telemetry_nophi,
         mqtt_tls,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on 6 of 7 flows"]
         mqtt_v311_anon_phi,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on both flows"]
         mqtt_v31_default_creds,
-        #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on both flows"]
         mqtt_v5_props,
     );
 }
@@ -1115,7 +1108,6 @@ mod to_client_only {
         #[ignore = "needs MQTT 5 answers decoded without their CONNECT (wt-mqtt): no record of the v5 CONNACK (0x87), 9420031 on 2 of 3 scanner flows"]
         mqtt_internet_refused,
         mqtt_large_split,
-        #[ignore = "needs detection from the broker's bytes on port 8080 (wt-session): flow undecided, 9420020 lost"]
         mqtt_nonstd_port,
         mqtt_refused,
         mqtt_telemetry_nophi,
@@ -1268,7 +1260,6 @@ fn bad_checksum_packets_are_counted() {
 /// `"answer_lost": true` — every MQTT CONNECT and every DICOM association
 /// and exchange of a client-to-server-only copy.
 #[test]
-#[ignore = "needs one-way gaps (wt-stream) read as lost answers (wt-mqtt, wt-dicom): no answer_lost on 19 captures"]
 fn one_way_transactions_say_their_answer_was_lost() {
     each_capture(Variant::ToServerOnly, |cap, o| {
         let mut seen = 0;
