@@ -6,7 +6,8 @@
 #
 # 1. installs what is missing (apt-get / pip),
 # 2. runs gen_app.sh (MQTT, DICOM, HL7 captures between network namespaces),
-# 3. runs gen_link.sh if present (link-layer / encapsulation captures),
+# 3. runs gen_link.sh if present (link-layer / encapsulation captures) and
+#    gen_offload.sh (a capture with checksum offload),
 # 4. prints a table of the files with packet counts (capinfos -c).
 # No traffic leaves the namespaces the scripts create; public addresses in
 # the captures are rewritten bytes only.
@@ -49,6 +50,8 @@ if [ -x "$HERE/gen_link.sh" ]; then
 elif [ -f "$HERE/gen_link.sh" ]; then
     bash "$HERE/gen_link.sh"
 fi
+# The capture taken on a sending host with checksum offload (README-link.md).
+bash "$HERE/gen_offload.sh"
 
 # The capture `wardwatch --demo` embeds: real exchanges from the files above,
 # merged in time order (mergecap), one of each kind a SOC should see.

@@ -57,22 +57,17 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// One line for stderr.
-    pub fn message(&self) -> String {
-        if self.offload {
+    /// The line for stderr when validation was turned off; nothing to say
+    /// otherwise.
+    pub fn warning(&self) -> Option<String> {
+        self.offload.then(|| {
             format!(
                 "{} of the first {} packets with checksums carry the partial checksums of \
                  checksum offload (a capture taken on the sending host): checksums are not \
                  validated in this run (decoder.checksum_checks: auto; `yes` validates anyway)",
                 self.offloaded, self.checked
             )
-        } else {
-            format!(
-                "checksums validated (decoder.checksum_checks: auto; {} of the first {} \
-                 packets with checksums look offloaded)",
-                self.offloaded, self.checked
-            )
-        }
+        })
     }
 }
 

@@ -409,7 +409,9 @@ impl ChecksumGate<'_> {
         }
         for p in &chunk.pkts {
             if let Some(d) = self.detector.observe(p.link, chunk.data(p), p.origlen) {
-                eprintln!("wardwatch: {}", d.message());
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
                 break;
             }
         }
@@ -424,7 +426,9 @@ impl ChecksumGate<'_> {
     /// The input ended: decides on what was seen and passes what is held.
     fn finish(&mut self, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
         if let Some(d) = self.detector.finish() {
-            eprintln!("wardwatch: {}", d.message());
+            if let Some(w) = d.warning() {
+                eprintln!("wardwatch: {w}");
+            }
         }
         self.release(each)
     }

@@ -423,7 +423,9 @@ impl Worker {
         let det = Arc::clone(&self.shared.checksum);
         if det.decided().is_none() {
             if let Some(d) = det.observe(link, data, wire_len) {
-                eprintln!("wardwatch: {}", d.message());
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
             }
         }
         match det.decided() {
