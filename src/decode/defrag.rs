@@ -903,6 +903,117 @@ mod tests {
         assert_eq!(r.memuse(), 0);
     }
 
+    /// The real fragments of a committed capture (pcaps/README-link.md),
+    /// decoded, with their times and frame lengths.
+    fn real_fragments(name: &str) -> Vec<(Timestamp, Vec<u8>, Fragment<'static>, u32)> {
+        use crate::capture::Reader;
+        use crate::decode::{DecodeConfig, Decoded, Decoder};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pcaps")
+            .join(name);
+        let mut reader = Reader::open(&path).unwrap();
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk(64).unwrap() {
+            for p in &chunk.pkts {
+                // Leaked so the fragments can borrow their bytes for the
+                // whole test (a few kB).
+                let data: &'static [u8] = Vec::leak(chunk.data(p).to_vec());
+                if let Decoded::Fragment(f) = d.decode(p.link, data, p.origlen) {
+                    out.push((p.ts, data.to_vec(), f, p.origlen));
+                }
+            }
+        }
+        out
+    }
+
+    /// Hand-built flood: `n` first fragments (offset 0, more to come) of
+    /// datagrams that never complete, each from its own source address,
+    /// 1480 bytes (IPv4) or 1448 bytes (IPv6) of payload like a real
+    /// first fragment on a 1500-byte link.
+    fn flood(v6: bool, n: u32) -> Vec<(Fragment<'static>, u32)> {
+        static PAYLOAD: [u8; 1480] = [0x5a; 1480];
+        (0..n)
+            .map(|i| {
+                let src: IpAddr = if v6 {
+                    std::net::Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, (i >> 16) as u16, i as u16)
+                        .into()
+                } else {
+                    std::net::Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8).into()
+                };
+                let mut f = frag(
+                    v6,
+                    i,
+                    0,
+                    true,
+                    if v6 { &PAYLOAD[..1448] } else { &PAYLOAD[..] },
+                );
+                f.ip.src = src;
+                (f, if v6 { 1510 } else { 1514 })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flood_of_never_completed_fragments_leaves_room_for_real_datagrams() {
+        // frag_ipv4_udp.pcap: 3 UDP datagrams and an ICMP echo and reply
+        // (19 fragments); tcp_ipv6.pcap: 2 UDP datagrams and an ICMPv6 echo
+        // and reply (11 fragments). tshark reassembles 5 and 4 of them.
+        for (v6, name, want) in [(false, "frag_ipv4_udp.pcap", 5), (true, "tcp_ipv6.pcap", 4)] {
+            let real = real_fragments(name);
+            let cfg = DefragConfig::default();
+            let limit = cfg.memcap.0;
+            let mut r = Defrag::new(cfg);
+            let t0 = real[0].0;
+            for (f, len) in flood(v6, 20_000) {
+                r.insert(t0, &f, len);
+                assert!(r.memuse() <= limit, "{name}: {} held", r.memuse());
+                assert!(r.len() <= 4096);
+            }
+            let mut done = 0;
+            for (ts, _, f, len) in &real {
+                if r.insert(*ts, f, *len).is_some() {
+                    done += 1;
+                }
+            }
+            assert_eq!(done, want, "{name}");
+            let s = r.stats();
+            // Every flood fragment past the table's size, and the first
+            // real datagram, found it full and evicted the oldest.
+            assert_eq!(s.max_trackers_reached, 20_000 - 4096 + 1, "{name}");
+            assert_eq!(s.hard_reuse, s.max_trackers_reached, "{name}");
+            // Held memory: the table's worth of first fragments, not the
+            // flood's 29 MB.
+            assert!(
+                r.memuse() < 4096 * (1480 + 2 * TRACKER_OVERHEAD + 64),
+                "{name}"
+            );
+            drop(r);
+        }
+    }
+
+    #[test]
+    fn flood_under_a_small_memcap_is_bounded_by_bytes() {
+        let real = real_fragments("frag_ipv4_udp.pcap");
+        let cap = MemCap::new("defrag.memuse", 1 << 20);
+        let mut r = Defrag::with_lease(DefragConfig::default(), cap.lease());
+        let t0 = real[0].0;
+        for (f, len) in flood(false, 20_000) {
+            r.insert(t0, &f, len);
+            assert!(cap.used() <= 1 << 20);
+        }
+        // About 1 MiB / 1.6 kB per tracker: far fewer than max_trackers.
+        assert!(r.len() < 1000, "{}", r.len());
+        assert!(r.stats().memcap_reached > 0);
+        let done = real
+            .iter()
+            .filter(|(ts, _, f, len)| r.insert(*ts, f, *len).is_some())
+            .count();
+        assert_eq!(done, 5);
+        drop(r);
+        assert_eq!(cap.used(), 0);
+    }
+
     #[test]
     fn conflicting_ends_counted_first_end_kept() {
         let d = datagram();

@@ -1,7 +1,8 @@
-//! Checksum validation end to end (issue 10, item 1: the bad-checksum
-//! decoy).
+//! The decode stage end to end: checksum validation (issue 10, item 1: the
+//! bad-checksum decoy; checksum offload) and defragmentation under a flood
+//! of fragments that never complete (issue 10, item 8; `defrag.memcap`).
 //!
-//! The captures are real (`pcaps/README.md`); the decoys are hand-built
+//! Checksums. The captures are real (`pcaps/README.md`); the decoys are hand-built
 //! here, in memory: before every TCP segment that carries data, a copy of
 //! it with the same headers and sequence number, its payload replaced by
 //! garbage of the same length and its TCP checksum made wrong. The
@@ -9,6 +10,11 @@
 //! would keep the first copy and every credential and PHI finding would
 //! vanish. The decoys are checked against a plain RFC 1071 computation
 //! written here, independent of `src/decode/checksum.rs`.
+//!
+//! Fragments. 20 000 hand-built first fragments (offset 0, more to come,
+//! never completed) in front of the real fragmented exchanges of
+//! `frag_ipv4_udp.pcap` and `tcp_ipv6.pcap`: every record of the real
+//! traffic must come out as without the flood.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -324,4 +330,103 @@ fn offload_capture_numbers_are_what_tshark_says() {
     assert_eq!(count("ip.src == 10.31.0.10 && tcp.checksum.status == 0"), 0);
     assert_eq!(count("mqtt"), 5);
     assert_eq!(count("mqtt.msgtype == 1 && mqtt.username == \"admin\""), 1);
+}
+
+/// Hand-built flood frame `i`: Ethernet, then an IPv4 first fragment
+/// (identification `i`, MF set, offset 0, protocol UDP, valid header
+/// checksum) from 10.99.x.y, or an IPv6 packet whose fragment header says
+/// offset 0, M set, identification `i`, next header UDP, from fd00:99::x:y;
+/// then 1480 (IPv4) or 1448 (IPv6) bytes of filler, like a first fragment
+/// on a 1500-byte link.
+fn flood_frame(v6: bool, i: u32) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x10, 0x02, 0, 0, 0, 0x99, 0x01]; // dst, src MAC
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd]); // ethertype IPv6
+        f.extend_from_slice(&[0x60, 0, 0, 0]); // version 6, class, flow label
+        f.extend_from_slice(&(8u16 + 1448).to_be_bytes()); // payload length
+        f.extend_from_slice(&[44, 64]); // next header: fragment; hop limit
+        f.extend_from_slice(&[0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0]); // source fd00:99::
+        f.extend_from_slice(&i.to_be_bytes()); // … ::x:y
+        f.extend_from_slice(&[0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]); // dest fd00:10::10
+        f.extend_from_slice(&[17, 0]); // fragment header: next UDP, reserved
+        f.extend_from_slice(&[0x00, 0x01]); // offset 0, M = 1
+        f.extend_from_slice(&i.to_be_bytes()); // identification
+        f.extend_from_slice(&[0x5a; 1448]); // filler
+    } else {
+        f.extend_from_slice(&[0x08, 0x00]); // ethertype IPv4
+        let mut ip = vec![0x45, 0]; // version 4, IHL 5, TOS
+        ip.extend_from_slice(&(20u16 + 1480).to_be_bytes()); // total length
+        ip.extend_from_slice(&(i as u16).to_be_bytes()); // identification
+        ip.extend_from_slice(&[0x20, 0x00]); // MF, offset 0
+        ip.extend_from_slice(&[64, 17, 0, 0]); // TTL, UDP, checksum (below)
+        ip.extend_from_slice(&[10, 99, (i >> 8) as u8, i as u8]); // source
+        ip.extend_from_slice(&[10, 18, 0, 10]); // destination
+        let c = !ones_sum(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0x5a; 1480]); // filler
+    }
+    f
+}
+
+/// The capture with `n` flood frames in front, all at the first real
+/// packet's time (so none has timed out when the real fragments come).
+fn with_flood(p: &Pcap, v6: bool, n: u32) -> Pcap {
+    let mut records = Vec::new();
+    let first = p.records[0].0;
+    for i in 0..n {
+        let f = flood_frame(v6, i);
+        let mut hdr = first;
+        hdr[8..12].copy_from_slice(&(f.len() as u32).to_le_bytes()); // caplen
+        hdr[12..16].copy_from_slice(&(f.len() as u32).to_le_bytes()); // wire length
+        records.push((hdr, f));
+    }
+    records.extend(p.records.iter().cloned());
+    Pcap {
+        header: p.header.clone(),
+        records,
+    }
+}
+
+#[test]
+fn fragment_flood_does_not_lock_out_the_real_datagrams() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.yaml");
+    std::fs::write(&small, "defrag:\n  memcap: 1mb\n").unwrap();
+    // tshark reassembles 5 datagrams in frag_ipv4_udp.pcap (3 UDP, an ICMP
+    // echo and reply) and 4 in tcp_ipv6.pcap (2 UDP, an ICMPv6 echo and
+    // reply); pcaps/README-link.md.
+    for (v6, name, reassembled) in [
+        (false, "frag_ipv4_udp.pcap", 5u64),
+        (true, "tcp_ipv6.pcap", 4),
+    ] {
+        let original = repo().join("pcaps").join(name);
+        let want = records(&original, 1, None);
+        let ip = if v6 { "ipv6" } else { "ipv4" };
+        assert_eq!(stats(&want)["defrag"][ip]["reassembled"], reassembled);
+        let path = dir.path().join(name);
+        write_pcap(&path, &with_flood(&read_pcap(&original), v6, 20_000));
+        for (workers, config) in [(1, None), (2, None), (1, Some(small.as_path()))] {
+            let got = records(&path, workers, config);
+            let what = format!("{name}, {workers} workers, {config:?}");
+            // Flows, app records and alerts as without the flood (flood
+            // fragments never complete, so they make no flow).
+            assert_eq!(findings(&got), findings(&want), "{what}");
+            let d = &stats(&got)["defrag"];
+            assert_eq!(d[ip]["reassembled"], reassembled, "{what}");
+            assert!(
+                d["tracker_hard_reuse"].as_u64().unwrap() >= 20_000 - 4096 * 2,
+                "{what}: {d}"
+            );
+            if config.is_some() {
+                // 1 MiB holds ~600 first fragments: the byte budget acted.
+                assert!(d["memcap_reached"].as_u64().unwrap() > 0, "{what}: {d}");
+            } else {
+                assert!(
+                    d["max_trackers_reached"].as_u64().unwrap() > 0,
+                    "{what}: {d}"
+                );
+            }
+        }
+    }
 }
