@@ -44,11 +44,27 @@
 //! - **ERSPAN type I** (GRE 0x88be without a sequence number, no ERSPAN
 //!   header) is decapsulated and reported as [`Tunnel::ErspanII`]; the VLAN
 //!   field of ERSPAN headers is not used (the inner frame's tags are).
-//! - **Fragments** are returned as they are; a tunnel inside a fragmented
-//!   outer packet is not peeled after reassembly ([`Decoder::decode_l4`]
-//!   decodes the transport header only). IPv6 fragments report the next
-//!   header after the fragment header as `ip.proto`; an atomic fragment
-//!   (RFC 6946) is decoded as a whole packet.
+//! - **Fragments** are returned as they are, for [`defrag::Defrag`];
+//!   [`Decoder::decode_reassembled`] then decodes the datagram from its
+//!   transport header on, tunnels included. A fragment inside a reassembled
+//!   datagram's tunnel is not reassembled again. IPv6 fragments report the
+//!   next header after the fragment header as `ip.proto`; an atomic
+//!   fragment (RFC 6946) is decoded as a whole packet.
+//! - **Checksums** ([`checksum`], RFC 1071): the IPv4 header checksum of
+//!   every IPv4 header (tunnel layers and fragments included), and the TCP,
+//!   UDP, ICMP and ICMPv6 checksums (pseudo-headers for all but ICMP) of
+//!   every transport header decoded, the outer UDP of VXLAN too. A failure
+//!   makes the frame [`Decoded::Invalid`], counted under its own
+//!   `invalid_checksum` counter and not in `decoder.invalid`. Not verified:
+//!   a transport segment the capture cut short (its bytes are missing), a
+//!   reassembled datagram's pieces one by one (the datagram is verified
+//!   whole), GRE checksums, headers quoted inside ICMP errors. The IPv6
+//!   pseudo-header uses the IPv6 header's destination: a packet still on
+//!   its source route (routing header, segments left > 0) fails, as it is
+//!   not yet addressed to its final receiver. UDP checksum 0 is "none" over
+//!   IPv4 and over IPv6 on the VXLAN ports (RFC 6935), invalid otherwise.
+//!   [`Validation`] says whether to verify; `checksum_checks: auto` is
+//!   decided per run by [`offload::Detector`].
 
 pub mod checksum;
 pub mod defrag;
@@ -1343,6 +1359,40 @@ mod tests {
         };
         assert_eq!(d.decode_reassembled(&tcp4, &[0; 10]), Decoded::Invalid);
         assert_eq!(d.stats().get(Counter::TcpPktTooSmall), 1);
+    }
+
+    #[test]
+    fn tunnel_inside_a_fragmented_outer_packet_is_peeled_after_reassembly() {
+        let vx = [0x08, 0, 0, 0, 0, 0, 0x2a, 0]; // VXLAN: I flag, VNI 42
+                                                 // The outer datagrams, checksums sealed over the whole of each.
+        let mut vxlan = udp(9, 4789, &cat(&[&vx, &inner_eth_tcp(Some(5))]));
+        seal(&cat(&[&C4, &D4]), 17, &mut vxlan);
+        let gre = cat(&[&gre(0x6558), &inner_eth_tcp(None)]);
+        for (proto, dgram, tunnel, vlans) in [
+            (17u8, vxlan, Tunnel::Vxlan, &[5u16][..]),
+            (47, gre, Tunnel::Gre, &[][..]),
+        ] {
+            let mut d = dec();
+            let mut r = defrag::Defrag::new(defrag::DefragConfig::default());
+            // Two fragments: bytes 0..48 (MF), then 48.. at offset 6 × 8.
+            let f1 = cat(&[
+                &eth(0x0800),
+                &ipv4_frag(C4, D4, proto, 0x2000, &dgram[..48]),
+            ]);
+            let f2 = cat(&[&eth(0x0800), &ipv4_frag(C4, D4, proto, 6, &dgram[48..])]);
+            let mut done = None;
+            for f in [&f1, &f2] {
+                let Decoded::Fragment(fr) = decode_all(&mut d, LinkType::ETHERNET, f) else {
+                    panic!("proto {proto}: not a fragment");
+                };
+                if let Some(re) = r.insert(crate::time::Timestamp(1), &fr, f.len() as u32) {
+                    done = Some((fr, re));
+                }
+            }
+            let (fr, re) = done.unwrap();
+            let p = packet(d.decode_reassembled(&fr, &re.data));
+            assert_inner(p, tunnel, vlans);
+        }
     }
 
     /// Every hand-built checksummed frame of one kind, with the byte to
