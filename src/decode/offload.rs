@@ -10,7 +10,8 @@
 //! towards the decision and cannot switch validation off.
 //!
 //! The decision is taken once per run, on the first [`SAMPLE_PACKETS`]
-//! packets of the capture in capture order, by one [`Detector`] that every
+//! packets of the capture in capture order (fewer if they hold more than
+//! [`SAMPLE_BYTES`]), by one [`Detector`] that every
 //! worker shares: offload when at least one in [`OFFLOAD_RATIO`] of the
 //! sampled packets that carried a verifiable checksum shows the pattern
 //! (Suricata uses the same window and ratio, on all bad checksums). Reading
@@ -36,6 +37,10 @@ use crate::capture::LinkType;
 
 /// Packets sampled before deciding.
 pub const SAMPLE_PACKETS: u32 = 1000;
+/// Captured bytes sampled before deciding, if fewer packets hold them: the
+/// reader holds the sampled packets back, and jumbo frames must not make
+/// that hundreds of megabytes.
+pub const SAMPLE_BYTES: u64 = 8 << 20;
 /// Offload when at least one verifiable packet in this many shows it.
 pub const OFFLOAD_RATIO: u32 = 10;
 
@@ -76,6 +81,7 @@ impl Decision {
 struct Probe {
     decoder: Decoder,
     packets: u32,
+    bytes: u64,
     checked: u32,
     offloaded: u32,
 }
@@ -104,6 +110,7 @@ impl Detector {
             probe: Mutex::new(Probe {
                 decoder,
                 packets: 0,
+                bytes: 0,
                 checked: 0,
                 offloaded: 0,
             }),
@@ -134,9 +141,10 @@ impl Detector {
         let _ = p.decoder.decode(link, data, wire_len);
         let c = p.decoder.checked();
         p.packets += 1;
+        p.bytes = p.bytes.saturating_add(data.len() as u64);
         p.checked += u32::from(c.any);
         p.offloaded += u32::from(c.offload);
-        if p.packets < SAMPLE_PACKETS {
+        if p.packets < SAMPLE_PACKETS && p.bytes < SAMPLE_BYTES {
             return None;
         }
         Some(self.decide(&p))
@@ -275,6 +283,19 @@ mod tests {
         let e = auto();
         assert!(!e.finish().map(|x| x.offload).unwrap_or(true));
         assert_eq!(e.decided(), Some(Validation::Strict));
+    }
+
+    #[test]
+    fn jumbo_frames_end_the_sample_early() {
+        let d = auto();
+        let mut big = frame(0, 1);
+        big.resize(64 * 1024, 0); // trailing bytes beyond the IP length
+        let n = SAMPLE_BYTES.div_ceil(big.len() as u64) as u32;
+        for i in 1..=n {
+            let got = d.observe(LinkType::ETHERNET, &big, big.len() as u32);
+            assert_eq!(got.is_some(), i == n, "packet {i}");
+        }
+        assert!(d.offload_detected());
     }
 
     #[test]
