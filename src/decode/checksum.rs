@@ -72,17 +72,38 @@ pub fn fold(mut s: Sum) -> u16 {
     (s & 0xffff) as u16
 }
 
-/// The pseudo-header's sum: `addrs` is the source and destination address
-/// bytes as they sit in the IP header (8 bytes for IPv4, 32 for IPv6),
-/// then the protocol and the transport length. IPv4 carries the length in
-/// 16 bits and IPv6 in 32; a one's complement sum of the 32-bit form's two
-/// words is the same for lengths below 2^16 and right above.
+/// The pseudo-header's sum for IPv4 addresses `src` and `dst` (as
+/// big-endian integers, `u32::from(Ipv4Addr)`), the protocol and the
+/// transport length. Summed in registers in the big-endian domain, then
+/// brought into the native one ([`word`]): one's complement sums commute
+/// with byte swapping (RFC 1071 §2(B)).
 #[inline]
-pub fn pseudo(addrs: &[u8], proto: u8, len: usize) -> Sum {
+pub fn pseudo_v4(src: u32, dst: u32, proto: u8, len: usize) -> Sum {
+    let s = u64::from(src >> 16)
+        + u64::from(src & 0xffff)
+        + u64::from(dst >> 16)
+        + u64::from(dst & 0xffff);
+    word(fold(s + rest(proto, len)))
+}
+
+/// [`pseudo_v4`] for IPv6 addresses (`u128::from(Ipv6Addr)`); IPv6 carries
+/// the length in 32 bits, which sums the same for any length below 2^32.
+#[inline]
+pub fn pseudo_v6(src: u128, dst: u128, proto: u8, len: usize) -> Sum {
+    let mut s = 0u64;
+    for a in [src, dst] {
+        for i in 0..8 {
+            s += ((a >> (16 * i)) & 0xffff) as u64;
+        }
+    }
+    word(fold(s + rest(proto, len)))
+}
+
+/// The protocol and the length's two 16-bit halves, big-endian domain.
+#[inline]
+fn rest(proto: u8, len: usize) -> u64 {
     let len = u32::try_from(len).unwrap_or(u32::MAX);
-    // The high and low 16-bit halves of the length.
-    let (hi, lo) = ((len >> 16) as u16, (len & 0xffff) as u16);
-    add(0, addrs) + word(u16::from(proto)) + word(hi) + word(lo)
+    u64::from(proto) + u64::from(len >> 16) + u64::from(len & 0xffff)
 }
 
 /// What a checksum field says about its packet.
@@ -180,13 +201,23 @@ mod tests {
     #[test]
     fn word_and_pseudo_agree_with_bytes() {
         // Hand-built IPv4 pseudo-header: 10.0.0.1, 10.0.0.2, zero, TCP (6),
-        // length 0x01f4 — as bytes, and through `pseudo`.
+        // length 0x01f4 — as bytes, and through `pseudo_v4`.
         let bytes = [10, 0, 0, 1, 10, 0, 0, 2, 0, 6, 0x01, 0xf4];
         assert_eq!(
-            fold(pseudo(&bytes[..8], 6, 500)),
+            fold(pseudo_v4(0x0a00_0001, 0x0a00_0002, 6, 500)),
             fold(add(0, &bytes)),
             "v4 pseudo-header"
         );
+        // IPv6: 2001:db8::1 → fe80::ffff:2, next header 58, length
+        // 0x0001_0203 (32 bits), as bytes.
+        let (a, b) = (
+            0x2001_0db8_0000_0000_0000_0000_0000_0001u128,
+            0xfe80_0000_0000_0000_0000_0000_ffff_0002u128,
+        );
+        let mut v6 = a.to_be_bytes().to_vec();
+        v6.extend_from_slice(&b.to_be_bytes());
+        v6.extend_from_slice(&[0, 1, 2, 3, 0, 0, 0, 58]);
+        assert_eq!(fold(pseudo_v6(a, b, 58, 0x0001_0203)), fold(add(0, &v6)));
         assert_eq!(fold(word(0x1234)), fold(add(0, &[0x12, 0x34])));
     }
 
@@ -194,7 +225,6 @@ mod tests {
     fn verify_l4_good_bad_and_partial() {
         // Hand-built UDP datagram 10.0.0.1:1000 → 10.0.0.2:2000, 3 data
         // bytes (odd length), checksum filled in below.
-        let addrs = [10, 0, 0, 1, 10, 0, 0, 2];
         let mut u = vec![
             0x03, 0xe8, // source port 1000
             0x07, 0xd0, // destination port 2000
@@ -202,7 +232,7 @@ mod tests {
             0x00, 0x00, // checksum, computed below
             b'a', b'b', b'c', // data
         ];
-        let ps = pseudo(&addrs, 17, u.len());
+        let ps = pseudo_v4(0x0a00_0001, 0x0a00_0002, 17, u.len());
         let c = !native_to_be(fold(add(ps, &u)));
         u[6..8].copy_from_slice(&c.to_be_bytes());
         assert_eq!(verify_l4(ps, &u, c), Verdict::Good);

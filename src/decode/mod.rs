@@ -368,22 +368,12 @@ const ICMP_CHECKSUM: usize = 2;
 /// `ip`'s addresses (RFC 9293 §3.1, RFC 8200 §8.1).
 #[inline]
 fn pseudo_sum(ip: &IpInfo, len: usize) -> checksum::Sum {
-    let mut a = [0u8; 32];
-    let addrs: &[u8] = match (ip.src, ip.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            a[..4].copy_from_slice(&s.octets());
-            a[4..8].copy_from_slice(&d.octets());
-            &a[..8]
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            a[..16].copy_from_slice(&s.octets());
-            a[16..].copy_from_slice(&d.octets());
-            &a[..]
-        }
+    match (ip.src, ip.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_v4(s.into(), d.into(), ip.proto, len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_v6(s.into(), d.into(), ip.proto, len),
         // One IP header has addresses of one family.
-        _ => &[],
-    };
-    checksum::pseudo(addrs, ip.proto, len)
+        _ => 0,
+    }
 }
 
 impl Decoder {
@@ -462,20 +452,19 @@ impl Decoder {
             snapped,
         };
         match self.link(link, data)? {
-            Some(step) => self.layers(Next::Step(step), &mut st),
+            Some(step) => self.layers(step, &mut st),
             None => Ok(Decoded::NotIp),
         }
     }
 
     /// The layer loop: each step validates one header and names the next;
     /// it ends because every tunnel raises `depth`, which is bounded.
-    fn layers<'a>(&mut self, mut next: Next<'a>, st: &mut State) -> Result<Decoded<'a>, Counter> {
+    /// Inlined into both callers: the per-packet path keeps its values in
+    /// registers instead of passing them through memory.
+    #[inline(always)]
+    fn layers<'a>(&mut self, mut step: Step<'a>, st: &mut State) -> Result<Decoded<'a>, Counter> {
         loop {
-            let step = match next {
-                Next::Step(s) => s,
-                Next::Done(d) => return Ok(d),
-            };
-            next = match step {
+            let next = match step {
                 Step::Ethernet(b) => {
                     let e = EthernetFrame::new_checked(b).ok_or(Counter::EthernetPktTooSmall)?;
                     self.stats.incr(Counter::Ethernet);
@@ -491,6 +480,10 @@ impl Decoder {
                 Step::Ipv4(b) => self.ipv4(b, st)?,
                 Step::Ipv6(b) => self.ipv6(b, st)?,
             };
+            match next {
+                Next::Step(s) => step = s,
+                Next::Done(d) => return Ok(d),
+            }
         }
     }
 
@@ -920,8 +913,10 @@ impl Decoder {
             depth: frag.depth,
             snapped: false,
         };
-        let next = self.transport(info, payload, declared, v6, &mut st)?;
-        self.layers(next, &mut st)
+        match self.transport(info, payload, declared, v6, &mut st)? {
+            Next::Step(s) => self.layers(s, &mut st),
+            Next::Done(d) => Ok(d),
+        }
     }
 
     pub fn stats(&self) -> &DecodeStats {
