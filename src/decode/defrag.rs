@@ -35,6 +35,7 @@
 //! (overlapping IPv6 fragments are an attack; we keep the first data and
 //! count the overlap).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -262,6 +263,39 @@ fn copy(data: &mut [u8], payload: &[u8], start: usize, a: usize, b: usize) {
     }
 }
 
+/// The capacities a tracker needs for data up to `end` and one more range,
+/// and the bytes that adds to its charge.
+struct Growth {
+    data: usize,
+    ranges: usize,
+    delta: u64,
+}
+
+/// Buffers grow by doubling (capped at `max_datagram`), so in-order
+/// fragments copy each byte a bounded number of times; the range list
+/// doubles when full.
+fn growth(t: &Tracker, end: usize, max_dgram: usize) -> Growth {
+    let cap = t.data.capacity();
+    let data = if end > cap {
+        end.max(cap.saturating_mul(2)).min(max_dgram.max(end))
+    } else {
+        cap
+    };
+    let ranges = if t.have.len() == t.have.capacity() {
+        t.have.capacity().saturating_mul(2).max(4)
+    } else {
+        t.have.capacity()
+    };
+    let want = TRACKER_OVERHEAD
+        .saturating_add(data as u64)
+        .saturating_add((ranges as u64).saturating_mul(RANGE_BYTES));
+    Growth {
+        data,
+        ranges,
+        delta: want.saturating_sub(t.charged),
+    }
+}
+
 /// The reassembly table.
 #[derive(Debug)]
 pub struct Defrag {
@@ -312,14 +346,18 @@ impl Defrag {
         let mut evicted = false;
         while let Some(entry) = self.order.pop_front() {
             let (key, seq, _) = entry;
-            if self.table.get(&key).is_none_or(|t| t.seq != seq) {
-                continue;
-            }
             if Some(&key) == keep {
                 kept = Some(entry);
                 continue;
             }
-            self.remove(&key);
+            // One lookup: remove only if the entry is this tracker's.
+            let Entry::Occupied(e) = self.table.entry(key) else {
+                continue;
+            };
+            if e.get().seq != seq {
+                continue;
+            }
+            self.lease.release(e.remove().charged);
             self.stats.hard_reuse += 1;
             evicted = true;
             break;
@@ -378,15 +416,18 @@ impl Defrag {
         };
         // A tracker past its time must not absorb a new datagram that
         // reuses the id.
-        if let Some(t) = self.table.get(&key) {
-            if self.timed_out(t.created, now) {
+        let live = match self.table.get(&key) {
+            Some(t) if self.timed_out(t.created, now) => {
                 if !t.dead {
                     self.stats.timeouts += 1;
                 }
                 self.remove(&key);
+                false
             }
-        }
-        if !self.table.contains_key(&key) && !self.track(now, key) {
+            Some(_) => true,
+            None => false,
+        };
+        if !live && !self.track(now, key) {
             return None;
         }
         self.add(&key, frag, wire_len, v6)
@@ -446,13 +487,20 @@ impl Defrag {
         }
         t.frames = t.frames.saturating_add(1);
         t.wire_bytes = t.wire_bytes.saturating_add(u64::from(wire_len));
+        let start = usize::try_from(frag.offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(frag.payload.len());
+        let conflict = match (frag.more, t.total) {
+            (false, Some(total)) => total != end,
+            (false, None) => t.max_end() > end,
+            (true, Some(total)) => end > total,
+            (true, None) => false,
+        };
+        let growth = growth(t, end, max_dgram);
         if t.frames as usize > max_frags {
             self.stats.max_frags_reached += 1;
             self.kill(key);
             return None;
         }
-        let start = usize::try_from(frag.offset).unwrap_or(usize::MAX);
-        let end = start.saturating_add(frag.payload.len());
         if end > max_dgram {
             if v6 {
                 self.stats.ipv6_too_large += 1;
@@ -462,19 +510,22 @@ impl Defrag {
             self.kill(key);
             return None;
         }
-        let conflict = match (frag.more, t.total) {
-            (false, Some(total)) => total != end,
-            (false, None) => t.max_end() > end,
-            (true, Some(total)) => end > total,
-            (true, None) => false,
-        };
-        let overlapped = if conflict {
-            true
-        } else {
-            if !self.grow(key, end) {
-                return None;
-            }
-            let t = self.table.get_mut(key)?;
+        // Room for the bytes first (this may evict other trackers), then
+        // the copy.
+        if !conflict && growth.delta > 0 && !self.reserve(growth.delta, Some(key)) {
+            self.kill(key);
+            return None;
+        }
+        let t = self.table.get_mut(key)?;
+        let overlapped = conflict || {
+            t.charged = t.charged.saturating_add(growth.delta);
+            // Exactly the capacities charged: `reserve_exact` on a smaller
+            // buffer allocates what it is asked for.
+            t.data
+                .reserve_exact(growth.data.saturating_sub(t.data.len()));
+            t.have
+                .reserve_exact(growth.ranges.saturating_sub(t.have.len()));
+            debug_assert!(t.cost() <= t.charged);
             let o = t.fill(start, end, frag.payload);
             if !frag.more {
                 t.total = Some(end);
@@ -488,7 +539,6 @@ impl Defrag {
                 self.stats.ipv4_overlap += 1;
             }
         }
-        let t = self.table.get(key)?;
         let total = t.total?;
         let complete = match t.have.as_slice() {
             [] => total == 0,
@@ -510,48 +560,6 @@ impl Defrag {
             frames: t.frames,
             wire_bytes: t.wire_bytes,
         })
-    }
-
-    /// Makes room in `key`'s tracker for `end` bytes of data and one more
-    /// range, charging the growth to the budget first. Buffers grow by
-    /// doubling (capped at `max_datagram`) so in-order fragments copy each
-    /// byte a bounded number of times. False (datagram dropped, counted)
-    /// when the budget cannot be met even after evicting every other
-    /// tracker.
-    fn grow(&mut self, key: &Key, end: usize) -> bool {
-        let max_dgram = self.cfg.max_datagram;
-        let Some(t) = self.table.get(key) else {
-            return false;
-        };
-        let cap = t.data.capacity();
-        let data_cap = if end > cap {
-            end.max(cap.saturating_mul(2)).min(max_dgram.max(end))
-        } else {
-            cap
-        };
-        let ranges = if t.have.len() == t.have.capacity() {
-            t.have.capacity().saturating_mul(2).max(4)
-        } else {
-            t.have.capacity()
-        };
-        let want = TRACKER_OVERHEAD
-            .saturating_add(data_cap as u64)
-            .saturating_add((ranges as u64).saturating_mul(RANGE_BYTES));
-        let delta = want.saturating_sub(t.charged);
-        if delta > 0 && !self.reserve(delta, Some(key)) {
-            self.kill(key);
-            return false;
-        }
-        let Some(t) = self.table.get_mut(key) else {
-            return false;
-        };
-        t.charged = t.charged.saturating_add(delta);
-        // Exactly the capacities charged: `reserve_exact` on an empty or
-        // smaller buffer allocates what it is asked for.
-        t.data.reserve_exact(data_cap.saturating_sub(t.data.len()));
-        t.have.reserve_exact(ranges.saturating_sub(t.have.len()));
-        debug_assert!(t.cost() <= t.charged);
-        true
     }
 
     /// Drops the queue entries of trackers that no longer exist once the
