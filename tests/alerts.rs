@@ -91,6 +91,12 @@ const EXPECTED: &[(&str, &[(u64, usize)])] = &[
     ("mqtt_refused.pcap", &[(9420002, 1), (9420004, 1)]),
     // Three authenticated clients, vitals only.
     ("mqtt_telemetry_nophi.pcap", &[(9420004, 3)]),
+    // Taken on a host with checksum offload (README-link.md): admin/admin
+    // accepted, the password in clear, an HL7 PID published.
+    (
+        "offload_sender.pcap",
+        &[(9420001, 1), (9420004, 1), (9420020, 1)],
+    ),
     // Seven anonymous CONNECTs accepted from three hosts; patient JSON in
     // the five publishing connections and the two subscribers'.
     ("mqtt_v311_anon_phi.pcap", &[(9420003, 3), (9420020, 7)]),

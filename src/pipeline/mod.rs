@@ -131,8 +131,11 @@ struct Dispatch {
 
 impl Dispatch {
     fn new(cfg: &Config, workers: usize) -> Dispatch {
+        let mut decoder = Decoder::new(cfg.decoder.clone());
+        // Addresses are all it needs; the worker validates checksums.
+        decoder.set_validation(crate::decode::Validation::Off, false);
         Dispatch {
-            decoder: Decoder::new(cfg.decoder.clone()),
+            decoder,
             workers: workers.max(1),
         }
     }
@@ -386,17 +389,70 @@ struct Filtering {
     dropped: u64,
 }
 
+/// Holds the first chunks of a run back from the workers until
+/// `decoder.checksum_checks: auto` has decided on them
+/// (`decode::offload`), so every packet is decoded under the same decision
+/// whatever the number of workers or the way the input is read.
+struct ChecksumGate<'r> {
+    detector: &'r crate::decode::offload::Detector,
+    held: Vec<Chunk>,
+}
+
+impl ChecksumGate<'_> {
+    /// Passes `chunk` to `each`, or holds it while the decision is open;
+    /// false when `each` did.
+    fn admit(&mut self, chunk: &Chunk, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        if self.detector.decided().is_some() && self.held.is_empty() {
+            return each(chunk);
+        }
+        for p in &chunk.pkts {
+            if let Some(d) = self.detector.observe(p.link, chunk.data(p), p.origlen) {
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
+                break;
+            }
+        }
+        // Shares the buffer; the packet list is at most one chunk's.
+        self.held.push(chunk.clone());
+        if self.detector.decided().is_none() {
+            return true;
+        }
+        self.release(each)
+    }
+
+    /// The input ended: decides on what was seen and passes what is held.
+    fn finish(&mut self, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        if let Some(d) = self.detector.finish() {
+            if let Some(w) = d.warning() {
+                eprintln!("wardwatch: {w}");
+            }
+        }
+        self.release(each)
+    }
+
+    fn release(&mut self, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        std::mem::take(&mut self.held).iter().all(each)
+    }
+}
+
 /// Reads every input in turn, calling `each` with every chunk (after the
-/// filter, if any, took out the packets it rejects); stops early when
-/// `each` returns false (the writer is gone). An input's packet and byte
-/// counts are of what it holds, filtered packets included.
+/// filter, if any, took out the packets it rejects, and once the checksum
+/// decision is taken: [`ChecksumGate`]); stops early when `each` returns
+/// false (the writer is gone). An input's packet and byte counts are of
+/// what it holds, filtered packets included.
 fn read_all(
     readers: Vec<Reader>,
     paths: &[PathBuf],
     progress: &mut Progress,
     filtering: &mut Filtering,
+    shared: &RunShared,
     mut each: impl FnMut(&Chunk) -> bool,
 ) -> Vec<InputReport> {
+    let mut gate = ChecksumGate {
+        detector: &shared.checksum,
+        held: Vec::new(),
+    };
     let mut reports = Vec::new();
     let mut total_packets = 0u64;
     for (mut reader, path) in readers.into_iter().zip(paths) {
@@ -422,7 +478,7 @@ fn read_all(
                         });
                         filtering.dropped += (before - chunk.pkts.len()) as u64;
                     }
-                    if !each(&chunk) {
+                    if !gate.admit(&chunk, &mut each) {
                         break;
                     }
                     progress.tick(path, &reader, total_packets);
@@ -436,6 +492,7 @@ fn read_all(
         }
         reports.push(rep);
     }
+    gate.finish(&mut each);
     reports
 }
 
@@ -454,7 +511,7 @@ fn run_inline(
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
     w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
-    let inputs = read_all(readers, paths, progress, filtering, |chunk| {
+    let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
         for p in &chunk.pkts {
             now = now.max(p.ts);
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
@@ -523,7 +580,7 @@ fn run_parallel(
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
         let mut now = Timestamp(0);
         let mut last_tick = vec![Timestamp(0); n];
-        let inputs = read_all(readers, paths, progress, filtering, |chunk| {
+        let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
             for p in &chunk.pkts {
                 now = now.max(p.ts);
                 let i = dispatch.pick(p.link, chunk.data(p), p.origlen);

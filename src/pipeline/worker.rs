@@ -69,16 +69,21 @@ impl std::fmt::Debug for FlowState {
 }
 
 /// What every worker of one run shares: the memory budgets (global, not
-/// per worker). Made once per run; a worker clones what it needs.
+/// per worker) and the checksum decision. Made once per run; a worker
+/// clones what it needs.
 #[derive(Debug, Clone)]
 pub struct RunShared {
     pub memcaps: crate::memcap::Memcaps,
+    /// `decoder.checksum_checks`, decided once for the run
+    /// (`decode::offload`).
+    pub checksum: Arc<crate::decode::offload::Detector>,
 }
 
 impl RunShared {
     pub fn new(cfg: &Config) -> RunShared {
         RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
+            checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
         }
     }
 }
@@ -481,6 +486,10 @@ impl SessionSink for FlowWriter<'_> {
 
 /// A worker's state.
 pub struct Worker {
+    /// The run's budgets (and whatever else all workers share).
+    shared: RunShared,
+    /// The run's checksum decision is known and applied to `decoder`.
+    checksum_settled: bool,
     factory: ConsumerFactory,
     decoder: Decoder,
     defrag: Defrag,
@@ -529,8 +538,10 @@ impl Worker {
                 let app = cfg.app_layer.clone();
                 Arc::new(move |p, _: &FlowEnds| crate::app::new_consumer(p, &app))
             },
+            shared: shared.clone(),
+            checksum_settled: false,
             decoder: Decoder::new(cfg.decoder.clone()),
-            defrag: Defrag::new(cfg.defrag.clone()),
+            defrag: Defrag::with_lease(cfg.defrag.clone(), shared.memcaps.defrag.lease()),
             flows,
             stream: stream::Stage::new(cfg.stream.clone(), shared.memcaps.stream.lease()),
             app_cfg: cfg.app_layer.clone(),
@@ -611,14 +622,40 @@ impl Worker {
         )
     }
 
+    /// Applies the run's checksum decision once it is known. Until then
+    /// (live capture, or a worker used without the offline reader) this
+    /// worker's packets feed the decision, and the offload pattern passes
+    /// (`decode::offload`).
+    fn settle_checksums(&mut self, link: LinkType, data: &[u8], wire_len: u32) {
+        use crate::decode::Validation;
+        let det = Arc::clone(&self.shared.checksum);
+        if det.decided().is_none() {
+            if let Some(d) = det.observe(link, data, wire_len) {
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
+            }
+        }
+        match det.decided() {
+            Some(v) => {
+                self.decoder.set_validation(v, det.offload_detected());
+                self.checksum_settled = true;
+            }
+            None => self.decoder.set_validation(Validation::Lenient, false),
+        }
+    }
+
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
         if ts > self.last_ts {
             self.last_ts = ts;
         }
+        if !self.checksum_settled {
+            self.settle_checksums(link, data, wire_len);
+        }
         let reassembled: Reassembled;
-        let (vlan, ip, l4, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
-            Decoded::Packet(p) => (p.vlan, p.ip, p.l4, 1, u64::from(wire_len)),
+        let (p, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => (p, 1, u64::from(wire_len)),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the
                 // front), so they do not hold memory until the table fills.
@@ -627,18 +664,17 @@ impl Worker {
                     return;
                 };
                 reassembled = r;
-                let l4 = self.decoder.decode_l4(frag.ip.proto, &reassembled.data);
-                (
-                    frag.vlan,
-                    frag.ip,
-                    l4,
-                    reassembled.frames,
-                    reassembled.wire_bytes,
-                )
+                // A fragment inside a reassembled datagram's tunnel is not
+                // reassembled again.
+                let Decoded::Packet(p) = self.decoder.decode_reassembled(&frag, &reassembled.data)
+                else {
+                    return;
+                };
+                (p, reassembled.frames, reassembled.wire_bytes)
             }
             Decoded::NotIp | Decoded::Invalid => return,
         };
-        self.flow_packet(ts, vlan, ip, l4, frames, wire_bytes);
+        self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes);
     }
 
     fn flow_packet(
