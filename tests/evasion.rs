@@ -1088,7 +1088,6 @@ mod to_client_only {
         dicom_userid,
         mqtt_foreign_broker,
         mqtt_incountry,
-        #[ignore = "needs MQTT 5 answers decoded without their CONNECT (wt-mqtt): no record of the v5 CONNACK (0x87), 9420031 on 2 of 3 scanner flows"]
         mqtt_internet_refused,
         mqtt_large_split,
         mqtt_nonstd_port,
@@ -1124,7 +1123,6 @@ mod first_to_server_lost {
         dicom_userid,
         mqtt_foreign_broker,
         mqtt_incountry,
-        #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): no CONNACK record, 9420031 lost on 3 flows"]
         mqtt_internet_refused,
         mqtt_large_split,
         mqtt_nonstd_port,
@@ -1160,7 +1158,6 @@ mod pickup_at_server_data {
         dicom_userid,
         mqtt_foreign_broker,
         mqtt_incountry,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420031 lost on 3 flows"]
         mqtt_internet_refused,
         mqtt_large_split,
         mqtt_nonstd_port,
