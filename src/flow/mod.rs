@@ -313,7 +313,8 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
-    fn timeout<T>(&self, f: &Flow<T>) -> u64 {
+    /// Idle seconds after which `f` ends, for its protocol and state.
+    pub fn timeout<T>(&self, f: &Flow<T>) -> u64 {
         match f.key.proto {
             ip_proto::TCP => match f.tcp_state.flow_state() {
                 "new" => self.tcp.new,

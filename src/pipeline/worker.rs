@@ -9,7 +9,10 @@ use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
 use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, TcpSegment, Vlans, L4};
-use crate::detect::{Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, PacketInfo};
+use crate::detect::{
+    Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, FlowRef, PacketInfo,
+    ThresholdHub,
+};
 use crate::flow::tcp::TcpState;
 use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
 use crate::output::alert::{write_alert, AlertFlow};
@@ -44,16 +47,27 @@ impl std::fmt::Debug for Session {
 }
 
 /// What every worker of one run shares: the memory budgets (global, not
-/// per worker). Made once per run; a worker clones what it needs.
+/// per worker) and the threshold table. Made once per run; a worker clones
+/// what it needs.
 #[derive(Debug, Clone)]
 pub struct RunShared {
     pub memcaps: crate::memcap::Memcaps,
+    /// `threshold`/`detection_filter` state tracked by address or rule.
+    pub thresholds: Arc<ThresholdHub>,
 }
 
 impl RunShared {
+    /// For a run of one worker.
     pub fn new(cfg: &Config) -> RunShared {
+        RunShared::with_workers(cfg, 1)
+    }
+
+    /// For a run of `workers` workers: each must be made (`Worker::with_shared`)
+    /// before any of them gets a packet.
+    pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
+            thresholds: ThresholdHub::new(&cfg.detect, workers),
         }
     }
 }
@@ -179,21 +193,28 @@ struct Detecting<'a> {
     opts: &'a LogOptions,
 }
 
-/// What the engine is told about a flow.
+/// What the engine is told about a flow; `ts` is the match time.
+///
+/// TCP `established` (rule option `flow:established`) keeps Suricata's
+/// meaning where both sides are captured — the three-way handshake
+/// completed — and still holds on a one-way capture (an asymmetric mirror
+/// port) where the handshake cannot be seen whole: the client's ACK after
+/// its SYN, the server sending after its SYN/ACK with no client packet
+/// captured, or any flow picked up mid-stream.
 fn flow_info(flow: &Flow<Session>, ts: Timestamp, app: AppProto) -> FlowInfo {
-    let both_ways = flow.pkts[0] > 0 && flow.pkts[1] > 0;
+    let [to_server, to_client] = flow.pkts;
     let established = if flow.key.proto() == ip_proto::TCP {
         match flow.tcp_state {
-            TcpState::SynSent | TcpState::SynRecv => false,
-            // Picked up mid-stream: data both ways is as good as a handshake.
-            TcpState::None => both_ways,
+            TcpState::SynSent => false,
+            TcpState::SynRecv => to_server == 0 && to_client > 1,
             _ => true,
         }
     } else {
-        both_ways
+        to_server > 0 && to_client > 0
     };
     FlowInfo {
         ts,
+        flow_id: flow.flow_id(),
         client: flow.client(),
         server: flow.server(),
         proto: flow.key.proto(),
@@ -215,8 +236,16 @@ impl Detecting<'_> {
         &mut flow.state.detect
     }
 
-    /// Packet rules on one packet; alerts are written at once.
-    fn packet(&mut self, flow: &mut Flow<Session>, dir: Direction, ts: Timestamp, payload: &[u8]) {
+    /// Packet rules on one packet of the flow in table slot `slot`; alerts
+    /// are written at once (or held while a threshold decides).
+    fn packet(
+        &mut self,
+        flow: &mut Flow<Session>,
+        slot: u32,
+        dir: Direction,
+        ts: Timestamp,
+        payload: &[u8],
+    ) {
         let app = flow.state.detector.proto();
         if flow.state.detect_gen == self.gen
             && !self.engine.packet_needed(&flow.state.detect, dir, app)
@@ -240,28 +269,59 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        flow.alerted = true;
         let (community, vlan) = (flow.community_id(self.seed), flow.key.vlan());
         let header = event_header(flow, app, &community, &vlan);
         let af = alert_flow(flow);
-        for a in self.alerts.iter() {
-            write_alert(self.out, &header, ts, a, &af, None, self.opts);
+        let alerts = std::mem::take(self.alerts);
+        for a in &alerts {
+            self.alert(flow, slot, &header, ts, a, &af, None);
         }
+        *self.alerts = alerts;
         self.alerts.clear();
     }
 
-    /// Transaction rules on the app-layer records of one flow, then the
-    /// records: each record's alerts are written just before it.
+    /// Writes one alert, or hands it to the threshold table's wait when
+    /// its decision is not known yet.
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        &mut self,
+        flow: &mut Flow<Session>,
+        slot: u32,
+        header: &EventHeader<'_>,
+        ts: Timestamp,
+        a: &Alert,
+        af: &AlertFlow,
+        record: Option<&AppRecord>,
+    ) {
+        let Some(ticket) = a.undecided else {
+            write_alert(self.out, header, ts, a, af, record, self.opts);
+            flow.alerted = true;
+            return;
+        };
+        let mut line = Vec::new();
+        write_alert(&mut line, header, ts, a, af, record, self.opts);
+        let id = flow.flow_id();
+        if let Some(line) = self.state.hold(ticket, FlowRef { id, slot }, line) {
+            self.out.extend_from_slice(&line);
+            flow.alerted = true;
+        }
+    }
+
+    /// Transaction rules on the app-layer records of one flow (in table
+    /// slot `slot`, `u32::MAX` once ended), then the records: each record's
+    /// alerts are written just before it. `ts` is the records' time,
+    /// `match_ts` the time thresholds count them at.
     fn records(
         &mut self,
         flow: &mut Flow<Session>,
+        slot: u32,
         app: AppProto,
-        ts: Timestamp,
+        (ts, match_ts): (Timestamp, Timestamp),
         records: &[AppRecord],
     ) {
         let mut found: Vec<(usize, Alert)> = Vec::new();
         if self.engine.rule_count() > 0 {
-            let info = flow_info(flow, ts, app);
+            let info = flow_info(flow, match_ts, app);
             let engine = self.engine;
             for (i, r) in records.iter().enumerate() {
                 if matches!(r, AppRecord::Anomaly(_)) {
@@ -273,9 +333,6 @@ impl Detecting<'_> {
                 found.extend(self.alerts.drain(..).map(|a| (i, a)));
             }
         }
-        if !found.is_empty() {
-            flow.alerted = true;
-        }
         let (community, vlan) = (flow.community_id(self.seed), flow.key.vlan());
         let header = event_header(flow, app, &community, &vlan);
         let af = alert_flow(flow);
@@ -283,7 +340,7 @@ impl Detecting<'_> {
         let mut alerts = found.iter().peekable();
         for (i, r) in records.iter().enumerate() {
             while let Some((_, a)) = alerts.next_if(|(j, _)| *j == i) {
-                write_alert(self.out, &header, ts, a, &af, Some(r), self.opts);
+                self.alert(flow, slot, &header, ts, a, &af, Some(r));
             }
             eve::write_event(
                 self.out,
@@ -306,11 +363,7 @@ fn alert_flow(flow: &Flow<Session>) -> AlertFlow {
 
 /// A worker's state.
 pub struct Worker {
-    /// The run's budgets (and whatever else all workers share).
-    #[expect(
-        dead_code,
-        reason = "the stages take their leases in the memory-budget work"
-    )]
+    /// The run's budgets and threshold table.
     shared: RunShared,
     factory: ConsumerFactory,
     decoder: Decoder,
@@ -332,6 +385,8 @@ pub struct Worker {
     engine_gen: u64,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
+    /// Flow timeouts, for the time a flow ended by timeout ends at.
+    flow_cfg: crate::flow::FlowConfig,
     /// Scratch list of the alerts of one packet or record.
     alerts: Vec<Alert>,
 }
@@ -350,6 +405,12 @@ impl Worker {
     /// A worker evaluating `engine`'s rules, one of the workers sharing
     /// `shared`.
     pub fn with_shared(cfg: &Config, engine: Arc<Engine>, shared: &RunShared) -> Worker {
+        let detect = DetectState::shared(
+            &cfg.detect,
+            &shared.thresholds,
+            &engine,
+            cfg.flow.sweep_interval.max(1),
+        );
         Worker {
             shared: shared.clone(),
             factory: {
@@ -373,19 +434,44 @@ impl Worker {
             out: Vec::with_capacity(64 * 1024),
             engine,
             engine_gen: 1,
-            detect: DetectState::new(&cfg.detect),
+            detect,
             detect_cfg: cfg.detect.clone(),
+            flow_cfg: cfg.flow.clone(),
             alerts: Vec::new(),
         }
     }
 
     /// Switches to a reloaded ruleset. Flows keep their state; their rule
     /// state (flowbits, per-flow thresholds) starts afresh, and so do the
-    /// worker's thresholds.
+    /// run's shared thresholds (a table per ruleset); the counters go on.
     pub fn set_engine(&mut self, engine: Arc<Engine>) {
+        self.detect.leave(&mut self.out);
+        let stats = std::mem::take(&mut self.detect.stats);
+        self.detect = DetectState::shared(
+            &self.detect_cfg,
+            &self.shared.thresholds,
+            &engine,
+            self.flow_cfg.sweep_interval.max(1),
+        );
+        self.detect.stats = stats;
         self.engine = engine;
         self.engine_gen += 1;
-        self.detect = DetectState::new(&self.detect_cfg);
+    }
+
+    /// Tells the shared thresholds how far this worker got (after the last
+    /// packet or tick, every flow timeout due before its packet time less
+    /// one sweep interval has happened), and writes the alerts decided
+    /// meanwhile.
+    fn sync_detect(&mut self) {
+        let flows = &mut self.flows;
+        self.detect
+            .sync(self.last_ts, &mut self.out, &mut |f: FlowRef| {
+                if let Some(flow) = flows.get_mut(f.slot) {
+                    if flow.flow_id() == f.id {
+                        flow.alerted = true;
+                    }
+                }
+            });
     }
 
     /// Replaces the parser factory (tests use it to collect the reassembled
@@ -412,6 +498,7 @@ impl Worker {
 
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        self.sync_detect();
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -493,7 +580,7 @@ impl Worker {
             };
             let (flows, mut d) = self.detecting();
             if let Some(flow) = flows.get_mut(idx) {
-                d.packet(flow, dir, ts, payload);
+                d.packet(flow, idx, dir, ts, payload);
             }
         }
     }
@@ -597,7 +684,7 @@ impl Worker {
             let app = flow.state.detector.proto();
             let (flows, mut d) = self.detecting();
             if let Some(flow) = flows.get_mut(idx) {
-                d.records(flow, app, ts, &batch);
+                d.records(flow, idx, app, (ts, ts), &batch);
             }
         }
     }
@@ -660,7 +747,18 @@ impl Worker {
             });
         }
         if !batch.is_empty() {
-            self.detecting().1.records(&mut flow, app, ts, &batch);
+            // Thresholds count these at the time the flow ended: its
+            // timeout's expiry, or now (capture end, eviction, reuse) — a
+            // time no earlier than this worker's published floor.
+            let ended = match reason {
+                EndReason::Timeout => flow
+                    .last
+                    .plus_secs(self.flow_cfg.timeout(&flow).saturating_add(1)),
+                _ => self.last_ts.max(flow.last),
+            };
+            self.detecting()
+                .1
+                .records(&mut flow, u32::MAX, app, (ts, ended), &batch);
         }
         match app {
             AppProto::Mqtt => self.app_counts[0] += 1,
@@ -673,7 +771,7 @@ impl Worker {
             return;
         }
         let (community, vlan) = (flow.community_id(self.community_seed), flow.key.vlan());
-        let facts = FlowFacts {
+        let mut facts = FlowFacts {
             header: event_header(&flow, app, &community, &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
@@ -688,6 +786,18 @@ impl Worker {
                 gap: flow.state.gap,
             }),
         };
+        let id = flow.flow_id();
+        if !flow.alerted && self.detect.flow_waits(id) {
+            // An alert of the flow waits for its threshold decision: the
+            // record is written, with the right `alerted`, once it comes.
+            let mut without = Vec::new();
+            eve::write_flow(&mut without, &facts);
+            facts.alerted = true;
+            let mut with = Vec::new();
+            eve::write_flow(&mut with, &facts);
+            self.detect.park_flow(id, [without, with]);
+            return;
+        }
         eve::write_flow(&mut self.out, &facts);
     }
 
@@ -704,6 +814,7 @@ impl Worker {
     /// Packet time reached `now` on the capture as a whole (other workers'
     /// packets included): flows idle for longer than their timeout end.
     pub fn tick(&mut self, now: Timestamp) {
+        self.sync_detect();
         if now > self.last_ts {
             self.last_ts = now;
         }
@@ -728,6 +839,8 @@ impl Worker {
             }
         }
         self.flush_ended();
+        self.sync_detect();
+        self.detect.leave(&mut self.out);
         emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));

@@ -21,6 +21,9 @@ ADDITIONS = [
     (["stats", "tcp"], "ooo_limit_reached", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
+    # Threshold matches decided on what was known (src/detect/threshold.rs).
+    (["stats", "detect"], "threshold_late", {"type": "integer"}),
+    (["stats", "detect"], "threshold_memcap", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Packets of the capture files a `-f` filter rejected (src/capture/bpf.rs).
