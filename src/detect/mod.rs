@@ -1923,6 +1923,29 @@ alert tcp any any -> any any (msg:"n"; sid:11;)"#,
     }
 
     #[test]
+    fn credentials_outcomes_parse_and_unknown_means_no_answer() {
+        let (_, r) = build_with(
+            "alert mqtt any any -> any any (credentials:default,unknown; sid:1;)\n\
+             alert mqtt any any -> any any (credentials:default,maybe; sid:2;)\n\
+             alert mqtt any any -> any any (credentials:none,refused,x; sid:3;)",
+            &DetectConfig::default(),
+            Lookups::default(),
+        );
+        assert_eq!(
+            r.errors.iter().map(|x| x.sid).collect::<Vec<_>>(),
+            [Some(2), Some(3)]
+        );
+        assert!(r.errors[0].reason.contains("accepted, refused or unknown"));
+        use rule::Outcome;
+        let answers = [Some(true), Some(false), None];
+        let m = |o: Outcome| answers.map(|a| o.matches(a));
+        assert_eq!(m(Outcome::Any), [true, true, true]);
+        assert_eq!(m(Outcome::Accepted), [true, false, false]);
+        assert_eq!(m(Outcome::Refused), [false, true, false]);
+        assert_eq!(m(Outcome::Unknown), [false, false, true]);
+    }
+
+    #[test]
     fn packet_rules_cost_nothing_on_flows_their_headers_exclude() {
         let e = build("alert tcp any any -> any 502 (content:\"x\"; sid:1;)");
         let f = flow("10.0.0.1:1000", "10.0.0.9:80", 6);
