@@ -18,12 +18,19 @@
 //!   texts, is immutable afterwards and shared by all workers (`Arc`). A
 //!   reload builds a new one; a rule that fails to parse is reported in the
 //!   [`LoadReport`] with file, line and reason and the others still load.
-//! - Each worker owns a [`DetectState`] (thresholds tracked by source,
-//!   destination or rule; counters); each flow owns a [`FlowDetect`]
-//!   (flowbits, per-flow thresholds, cached countries).
+//! - Each worker owns a [`DetectState`] (counters, and its place in the
+//!   run's [`ThresholdHub`]: thresholds tracked by source, destination,
+//!   address pair or rule are shared by all workers and decided by match
+//!   time, module `threshold`); each flow owns a [`FlowDetect`] (flowbits,
+//!   per-flow thresholds, cached countries).
 //! - The worker calls [`Engine::packet`] for every packet of a flow and
 //!   [`Engine::record`] for every app-layer record, before writing the
-//!   record; alerts come back in `out` and the worker writes them.
+//!   record; alerts come back in `out` and the worker writes them, except
+//!   those marked `undecided`, which it holds through the contract of
+//!   module `deferred` ([`DetectState::hold`], [`DetectState::sync`]).
+//! - [`FlowInfo::ts`] is the match time thresholds count in; every match a
+//!   worker produces after calling [`DetectState::sync`] with packet time
+//!   `t` is at least `t` less the margin given to [`DetectState::shared`].
 
 mod addr;
 mod content;
