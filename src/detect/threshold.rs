@@ -471,7 +471,10 @@ impl Table {
     /// Decisions delivered to worker `slot` since the last call.
     pub(crate) fn take_decisions(&self, slot: usize) -> Vec<(Ticket, bool)> {
         match self.slots.get(slot) {
-            Some(s) if s.mail.swap(false, Ordering::AcqRel) => std::mem::take(&mut *lock(&s.inbox)),
+            // A plain load first: this runs for every packet, mail is rare.
+            Some(s) if s.mail.load(Ordering::Acquire) && s.mail.swap(false, Ordering::AcqRel) => {
+                std::mem::take(&mut *lock(&s.inbox))
+            }
             _ => Vec::new(),
         }
     }
