@@ -16,9 +16,10 @@
 //!   ([`DetectState::flow_waits`]) hands over its `flow` record in both
 //!   forms ([`DetectState::park_flow`]); the right one is written when the
 //!   last decision comes;
-//! - [`DetectState::leave`] when the worker stops or switches rulesets: what
-//!   is still undecided goes to the table, and the last worker to leave
-//!   writes it.
+//! - [`DetectState::leave`] when the worker stops or switches rulesets
+//!   (after joining the new ruleset's table, so that a table replaced
+//!   before every worker reached it is closed first): what is still
+//!   undecided goes to the table, and the last worker to leave writes it.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -158,7 +159,10 @@ impl ThresholdHub {
             table: Table::shared(self.max_entries, self.workers),
             orphans: Mutex::new(Held::default()),
         });
-        *cur = Some((Arc::downgrade(engine), Arc::clone(&t)));
+        if let Some((_, old)) = cur.replace((Arc::downgrade(engine), Arc::clone(&t))) {
+            // Workers that have not switched to the old table never will.
+            old.table.close();
+        }
         t
     }
 }
@@ -331,5 +335,94 @@ impl DetectState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+    use crate::time::Timestamp;
+
+    /// Submits a `limit 1` match by source `10.0.0.1` at `secs` in flow
+    /// `flow`; returns the ticket when it waits.
+    fn submit(st: &DetectState, secs: u64, flow: u64) -> Option<Ticket> {
+        let t = Threshold::parse("type limit, track by_src, count 1, seconds 60", false).unwrap();
+        let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+        let key = Key::new(0, &t, ip, ip).unwrap();
+        match st
+            .tracker
+            .submit(key, &t, Timestamp::from_parts(secs, 0), flow, 0)
+        {
+            Verdict::Pending(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn held_alerts_and_parked_records_come_out_with_their_decisions() {
+        let cfg = DetectConfig::default();
+        let hub = ThresholdHub::new(&cfg, 2);
+        let e = Arc::new(Engine::empty());
+        let (mut a, mut b) = (
+            DetectState::shared(&cfg, &hub, &e, 1),
+            DetectState::shared(&cfg, &hub, &e, 1),
+        );
+        // Worker a holds the match at 20 s (flow 1), worker b the one at 10 s
+        // (flow 2): only b's alerts.
+        let ka = submit(&a, 20, 1).unwrap();
+        let kb = submit(&b, 10, 2).unwrap();
+        assert!(a
+            .hold(ka, FlowRef { id: 1, slot: 5 }, b"A\n".to_vec())
+            .is_none());
+        assert!(b
+            .hold(kb, FlowRef { id: 2, slot: 7 }, b"B\n".to_vec())
+            .is_none());
+        assert!(a.flow_waits(1) && b.flow_waits(2));
+        b.park_flow(2, [b"flow2 no\n".to_vec(), b"flow2 yes\n".to_vec()]);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let mut alive = Vec::new();
+        // Both past 30 s (plus the one-second margin): decided.
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
+            alive.push(f)
+        });
+        b.sync(Timestamp::from_parts(31, 0), &mut out_b, &mut |f| {
+            alive.push(f)
+        });
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
+            alive.push(f)
+        });
+        assert_eq!(out_a, b"");
+        assert_eq!(out_b, b"B\nflow2 yes\n");
+        assert_eq!(alive, [FlowRef { id: 2, slot: 7 }]);
+        assert_eq!((a.stats.suppressed, b.stats.alerts), (1, 1));
+        assert!(!a.flow_waits(1) && !b.flow_waits(2));
+    }
+
+    #[test]
+    fn a_ruleset_replaced_before_every_worker_switched_still_writes_its_alerts() {
+        // Two reloads in a row: worker a goes through ruleset 2 while worker
+        // b goes straight from 1 to 3; a's undecided alert of ruleset 2
+        // must still be written.
+        let cfg = DetectConfig::default();
+        let hub = ThresholdHub::new(&cfg, 2);
+        let [e1, e2, e3] = [(); 3].map(|_| Arc::new(Engine::empty()));
+        let mut a = DetectState::shared(&cfg, &hub, &e1, 1);
+        let mut b = DetectState::shared(&cfg, &hub, &e1, 1);
+        let mut out = Vec::new();
+        let mut a2 = DetectState::shared(&cfg, &hub, &e2, 1);
+        a.leave(&mut out);
+        let k = submit(&a2, 10, 1).unwrap();
+        assert!(a2
+            .hold(k, FlowRef { id: 1, slot: 0 }, b"A2\n".to_vec())
+            .is_none());
+        let mut a3 = DetectState::shared(&cfg, &hub, &e3, 1);
+        a2.leave(&mut out);
+        let mut b3 = DetectState::shared(&cfg, &hub, &e3, 1);
+        b.leave(&mut out);
+        assert_eq!(out, b"A2\n");
+        a3.leave(&mut out);
+        b3.leave(&mut out);
+        assert_eq!(out, b"A2\n");
     }
 }

@@ -319,6 +319,9 @@ pub(crate) struct Table {
     slots: Box<[Slot]>,
     /// Workers announced at creation; their floors count from the start.
     declared: usize,
+    /// No more workers will join ([`Table::close`]): only the claimed slots
+    /// count.
+    closed: AtomicBool,
     claimed: AtomicUsize,
     departed: AtomicUsize,
     /// Matches before this time (ns) are decided.
@@ -354,6 +357,7 @@ impl Table {
             earliest: (0..SHARDS).map(|_| AtomicU64::new(u64::MAX)).collect(),
             slots: Box::new([]),
             declared: 0,
+            closed: AtomicBool::new(false),
             claimed: AtomicUsize::new(0),
             departed: AtomicUsize::new(0),
             settled_to: AtomicU64::new(u64::MAX),
@@ -379,12 +383,21 @@ impl Table {
         Some(i)
     }
 
+    /// No worker that has not claimed a slot yet will (a newer ruleset
+    /// replaced this table before every worker switched to it): the
+    /// unclaimed slots stop holding decisions back.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     fn active_slots(&self) -> &[Slot] {
-        let n = self
-            .claimed
-            .load(Ordering::Acquire)
-            .max(self.declared)
-            .min(self.slots.len());
+        let claimed = self.claimed.load(Ordering::Acquire);
+        let n = if self.closed.load(Ordering::Acquire) {
+            claimed
+        } else {
+            claimed.max(self.declared)
+        }
+        .min(self.slots.len());
         self.slots.get(..n).unwrap_or(&[])
     }
 

@@ -445,15 +445,15 @@ impl Worker {
     /// state (flowbits, per-flow thresholds) starts afresh, and so do the
     /// run's shared thresholds (a table per ruleset); the counters go on.
     pub fn set_engine(&mut self, engine: Arc<Engine>) {
-        self.detect.leave(&mut self.out);
-        let stats = std::mem::take(&mut self.detect.stats);
-        self.detect = DetectState::shared(
+        let new = DetectState::shared(
             &self.detect_cfg,
             &self.shared.thresholds,
             &engine,
             self.flow_cfg.sweep_interval.max(1),
         );
-        self.detect.stats = stats;
+        let mut old = std::mem::replace(&mut self.detect, new);
+        old.leave(&mut self.out);
+        self.detect.stats = old.stats;
         self.engine = engine;
         self.engine_gen += 1;
     }
