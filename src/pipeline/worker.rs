@@ -62,8 +62,8 @@ impl RunShared {
         RunShared::with_workers(cfg, 1)
     }
 
-    /// For a run of `workers` workers: each must be made (`Worker::with_shared`)
-    /// before any of them gets a packet.
+    /// For a run of `workers` workers (each made with `Worker::with_shared`):
+    /// threshold decisions shared by workers wait for all of them.
     pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
