@@ -469,8 +469,11 @@ const TO_SERVER_ONLY: Table = &[
 /// foreign host's packets (`$MEDICAL_DEVICES -> $EXTERNAL_NET`); the
 /// known-bad host rule matches any packet.
 const TO_CLIENT_ONLY: Table = &[
-    ("cms8000_exfil.pcap", &[(9420050, 1)]),
-    ("hl7_bare_515.pcap", &[(9420050, 1)]),
+    // The CN host's answers to the monitor: still a medical device talking
+    // to a country outside its allowlist (the rule is `<>`), and the
+    // backdoor address.
+    ("cms8000_exfil.pcap", &[(9420040, 1), (9420050, 1)]),
+    ("hl7_bare_515.pcap", &[(9420040, 1), (9420050, 1)]),
     ("hl7_mllp.pcap", &[]),
     ("hl7_nonstd_port.pcap", &[]),
     ("dicom_echo.pcap", &[]),
@@ -484,7 +487,8 @@ const TO_CLIENT_ONLY: Table = &[
     ("dicom_store_phi.pcap", &[]),
     ("dicom_tls.pcap", &[]),
     ("dicom_userid.pcap", &[]),
-    ("mqtt_foreign_broker.pcap", &[]),
+    // The foreign broker's packets to the infusion pump.
+    ("mqtt_foreign_broker.pcap", &[(9420040, 1)]),
     ("mqtt_incountry.pcap", &[]),
     // The broker's CONNACKs to the scanner's three connections.
     ("mqtt_internet_refused.pcap", &[(9420031, 3)]),
@@ -1040,7 +1044,6 @@ mod to_server_only {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
-        #[ignore = "needs the same flow-end handling for any worker count (wt-session): 9420013 on 10.20.4.21:40103 with 1 and 3 workers, on :42271 with 2; also 9420005 (wt-detect)"]
         demo,
         dicom_echo,
         dicom_find,
@@ -1053,16 +1056,13 @@ mod to_server_only {
         dicom_userid,
         mqtt_foreign_broker,
         mqtt_incountry,
-        #[ignore = "needs the credentials:default,unknown rule 9420005 (wt-detect): none for pump/pump"]
         mqtt_internet_refused,
         mqtt_large_split,
         mqtt_nonstd_port,
-        #[ignore = "needs the credentials:default,unknown rule 9420005 (wt-detect): none for pump/pump"]
         mqtt_refused,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
-        #[ignore = "needs the credentials:default,unknown rule 9420005 (wt-detect): none for admin/admin and guest/guest"]
         mqtt_v31_default_creds,
         mqtt_v5_props,
     );
@@ -1104,13 +1104,10 @@ mod to_client_only {
 mod first_to_server_lost {
     use super::*;
     cases!(FirstToServerLost, as_table(Variant::FirstToServerLost, FIRST_TO_SERVER_LOST);
-        #[ignore = "needs probing after an early gap (wt-session): flow never marked failed, 9420022 and 9420023 lost"]
         cms8000_exfil,
-        #[ignore = "needs probing after an early gap (wt-session): 9420022 and 9420023 lost, the flow is never marked failed"]
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
-        #[ignore = "needs probing after an early gap (wt-session), MQTT and DICOM resync (wt-mqtt, wt-dicom): every 9420020/9420021 and 9420022/9420023 lost"]
         demo,
         dicom_echo,
         dicom_find,
@@ -1139,13 +1136,10 @@ mod first_to_server_lost {
 mod pickup_at_server_data {
     use super::*;
     cases!(PickupAtServerData, as_table(Variant::PickupAtServerData, PICKUP_AT_SERVER_DATA);
-        #[ignore = "needs payload rules run on the reassembled stream when the protocol is decided (raw stream inspection): a pickup keeps probing mid-stream, so app-layer-protocol:failed is not known yet when the ORU packets pass and 9420022/9420023 are lost"]
         cms8000_exfil,
-        #[ignore = "needs payload rules run on the reassembled stream when the protocol is decided (raw stream inspection): a pickup keeps probing mid-stream, so app-layer-protocol:failed is not known yet when the ORU packets pass and 9420022/9420023 are lost"]
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
-        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 9 flows, 9420041 lost"]
         demo,
         dicom_echo,
         dicom_find,

@@ -97,6 +97,15 @@ pub trait SessionSink: RecordSink {
     /// the reverse of what the caller has: records that follow must be
     /// written with client and server exchanged.
     fn decided(&mut self, proto: AppProto, swapped: bool);
+
+    /// Bytes of `dir` that went past while the protocol was unknown (what
+    /// detection held), handed on right after [`SessionSink::decided`] so
+    /// that payload rules see them with the protocol now known: a flow
+    /// whose detection fails only at its end (a one-way capture, bytes
+    /// never acknowledged) is still matched by `app-layer-protocol:failed`
+    /// rules. Bytes lost to a gap while undecided, and bytes beyond the
+    /// probe depths, are not seen again.
+    fn raw(&mut self, _dir: Direction, _bytes: &[u8]) {}
 }
 
 impl SessionSink for Vec<AppRecord> {
@@ -414,6 +423,22 @@ impl Session {
             }
         }
         env.sink.decided(proto, swap);
+        if let Some(p) = probing.as_ref() {
+            for dir in [Direction::ToServer, Direction::ToClient] {
+                let Some(st) = p.dirs.get(dir.index()) else {
+                    continue;
+                };
+                // This call's bytes are the current packet's (or released
+                // by it): packet rules see them next, with the protocol.
+                let n = match current {
+                    Some((d, _, before, _)) if d == dir => before.min(st.held.len()),
+                    _ => st.held.len(),
+                };
+                if let Some(b) = st.held.get(..n).filter(|b| !b.is_empty()) {
+                    env.sink.raw(dir, b);
+                }
+            }
+        }
         let ends = env.ends.map(|e| if swap { e.swapped() } else { e });
         self.parser = ends.and_then(|e| (env.factory)(proto, &e));
         // Reassembly goes on for a protocol wardwatch parses even when the

@@ -440,7 +440,8 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
-    fn timeout<T>(&self, f: &Flow<T>) -> u64 {
+    /// Idle seconds after which `f` ends, for its protocol and state.
+    pub fn timeout<T>(&self, f: &Flow<T>) -> u64 {
         match f.key.proto {
             ip_proto::TCP => match f.tcp_state.flow_state() {
                 "new" => self.tcp.new,
@@ -722,8 +723,10 @@ impl<T: Default> FlowTable<T> {
         // The client is the sender of the first packet, except that a
         // SYN-ACK seen first (handshake start missed) comes from the server,
         // and that without a SYN a packet from a configured service port (to
-        // a port that is not one), or else from a well-known port (< 1024)
-        // to a higher one, is taken to come from the server.
+        // a port that is not one), or else from a port of a lower class to
+        // one of a higher class (well-known < 1024, registered < 32768,
+        // then the ephemeral ranges Linux and Windows pick client ports
+        // from), is taken to come from the server.
         let syn = pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK);
         let tcp = pkt.proto == ip_proto::TCP;
         let (src_svc, dst_svc) = if tcp {
@@ -738,7 +741,7 @@ impl<T: Default> FlowTable<T> {
         } else if src_svc != dst_svc {
             src_svc
         } else {
-            pkt.src.port < 1024 && pkt.dst.port >= 1024
+            port_class(pkt.src.port) < port_class(pkt.dst.port)
         };
         let client_is_lo = src_is_lo != from_server;
         let midstream = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0;
@@ -899,6 +902,17 @@ pub fn dispatch_hash(vlan: Vlans, a: IpAddr, b: IpAddr) -> u64 {
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((vlan, lo, hi))
 }
 
+/// 0 for well-known ports, 1 for registered ones, 2 for the ranges
+/// client ports are picked from (Linux 32768–60999, Windows and IANA
+/// 49152–65535).
+fn port_class(port: u16) -> u8 {
+    match port {
+        0..1024 => 0,
+        1024..32768 => 1,
+        _ => 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,6 +983,22 @@ mod tests {
         assert_eq!(d, Direction::ToClient);
         assert_eq!(t.get_mut(i).unwrap().client(), c);
         assert!(t.get_mut(i).unwrap().midstream);
+    }
+
+    #[test]
+    fn midstream_packet_from_registered_to_ephemeral_port_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        // An HL7 interface engine on 6661 answering a client's port 52446.
+        let (c, s) = (ep("10.20.4.21", 52446), ep("10.10.5.11", 6661));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+        // Two registered ports: the first packet's sender stays the client.
+        let (c, s) = (ep("10.20.4.21", 5000), ep("10.10.5.11", 6661));
+        let (i, d) = t.update(&tcp(2, c, s, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToServer);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
     }
 
     #[test]
@@ -1095,8 +1125,10 @@ mod tests {
         let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
         assert_eq!(d, Direction::ToClient);
         assert_eq!(t.get_mut(i).unwrap().client(), c);
-        // Without the service port the first sender is the client.
+        // Without the service port, between two registered ports, the first
+        // sender is the client.
         let mut u: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let c = ep(C.0, 20000);
         let (j, _) = u.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
         assert_eq!(u.get_mut(j).unwrap().client(), s);
     }
@@ -1140,7 +1172,8 @@ mod tests {
     fn swapping_sides_keeps_ids_and_swaps_counters() {
         let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
         let mut ended = Vec::new();
-        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        // Two registered ports: the first sender is taken as the client.
+        let (c, s) = (ep(C.0, 20000), ep(S.0, S.1));
         let (i, _) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
         t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
         t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);

@@ -480,7 +480,7 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let (snap_tx, snap_rx) = bounded::<(usize, Snapshot)>(n.saturating_mul(4));
     let stop: &AtomicBool = &opts.stop;
     let dropped_ref: &Arc<AtomicU64> = &out.dropped;
-    let run = super::worker::RunShared::new(cfg);
+    let run = super::worker::RunShared::with_workers(cfg, n);
     let common = Common {
         stop,
         dropped: dropped_ref,

@@ -179,7 +179,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         filter: opts.filter.clone(),
         dropped: 0,
     };
-    let shared = RunShared::new(cfg);
+    let shared = RunShared::with_workers(cfg, workers);
     let (inputs, stats) = if workers == 1 {
         run_inline(
             cfg,

@@ -31,7 +31,10 @@ use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
 use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, TcpSegment, Vlans, L4};
-use crate::detect::{Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, PacketInfo};
+use crate::detect::{
+    Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, FlowRef, PacketInfo,
+    ThresholdHub,
+};
 use crate::flow::tcp::TcpState;
 use crate::flow::{
     Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable, PacketMeta, TcpMeta,
@@ -77,13 +80,25 @@ pub struct RunShared {
     /// `decoder.checksum_checks`, decided once for the run
     /// (`decode::offload`).
     pub checksum: Arc<crate::decode::offload::Detector>,
+    /// `threshold`/`detection_filter` state tracked by address or rule.
+    pub thresholds: Arc<ThresholdHub>,
 }
 
 impl RunShared {
+    /// For a run of one worker.
     pub fn new(cfg: &Config) -> RunShared {
+        RunShared::with_workers(cfg, 1)
+    }
+
+    /// For a run of `workers` workers (each made with `Worker::with_shared`):
+    /// threshold decisions shared by workers wait for all of them, so the
+    /// count must be the number of workers that will call
+    /// `Worker::packet`/`tick`.
+    pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
             checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
+            thresholds: ThresholdHub::new(&cfg.detect, workers),
         }
     }
 }
@@ -251,7 +266,14 @@ struct Detecting<'a> {
     opts: &'a LogOptions,
 }
 
-/// What the engine is told about a flow.
+/// What the engine is told about a flow; `ts` is the match time.
+///
+/// TCP `established` (rule option `flow:established`) keeps Suricata's
+/// meaning where both sides are captured — the three-way handshake
+/// completed — and still holds on a one-way capture (an asymmetric mirror
+/// port) where the handshake cannot be seen whole: the client's ACK after
+/// its SYN, the server sending after its SYN/ACK with no client packet
+/// captured, or any flow picked up mid-stream.
 fn flow_info(
     ident: &FlowIdent,
     tcp_state: TcpState,
@@ -260,20 +282,20 @@ fn flow_info(
     ts: Timestamp,
     app: AppProto,
 ) -> FlowInfo {
-    let both_ways = pkts[0] > 0 && pkts[1] > 0;
+    let [to_server, to_client] = pkts;
     let proto = ident.key.proto();
     let established = if proto == ip_proto::TCP {
         match tcp_state {
-            TcpState::SynSent | TcpState::SynRecv => false,
-            // Picked up mid-stream: data both ways is as good as a handshake.
-            TcpState::None => both_ways,
+            TcpState::SynSent => false,
+            TcpState::SynRecv => to_server == 0 && to_client > 1,
             _ => true,
         }
     } else {
-        both_ways
+        to_server > 0 && to_client > 0
     };
     FlowInfo {
         ts,
+        flow_id: ident.flow_id(),
         client: ident.client(),
         server: ident.server(),
         proto,
@@ -307,10 +329,39 @@ fn event_header<'a>(
 }
 
 impl Detecting<'_> {
-    /// Packet rules on one packet; alerts are written at once.
+    /// Writes one alert of the flow `id` in table slot `slot` (`u32::MAX`
+    /// once ended), or hands it to the shared threshold table's wait when
+    /// its decision is not known yet (`alerted` is set when it is written).
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        &mut self,
+        alerted: &mut bool,
+        (id, slot): (u64, u32),
+        header: &EventHeader<'_>,
+        ts: Timestamp,
+        a: &Alert,
+        af: &AlertFlow,
+        record: Option<&AppRecord>,
+    ) {
+        let Some(ticket) = a.undecided else {
+            write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
+            *alerted = true;
+            return;
+        };
+        let mut line = Vec::new();
+        write_alert(&mut line, header, ts, a, af, record, self.opts);
+        if let Some(line) = self.state.hold(ticket, FlowRef { id, slot }, line) {
+            self.out.buf.extend_from_slice(&line);
+            *alerted = true;
+        }
+    }
+
+    /// Packet rules on one packet of the flow in table slot `slot`; alerts
+    /// are written at once (or held while a threshold decides).
     fn packet(
         &mut self,
         flow: &mut Flow<FlowState>,
+        slot: u32,
         dir: Direction,
         ts: Timestamp,
         payload: &[u8],
@@ -341,7 +392,6 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        flow.alerted = true;
         let (community, vlan) = (ident.community_id(self.seed), ident.key.vlan());
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
@@ -349,9 +399,12 @@ impl Detecting<'_> {
             bytes: flow.bytes,
             start: flow.start,
         };
-        for a in self.alerts.iter() {
-            write_alert(&mut self.out.buf, &header, ts, a, &af, None, self.opts);
+        let alerts = std::mem::take(self.alerts);
+        let id = (ident.flow_id(), slot);
+        for a in &alerts {
+            self.alert(&mut flow.alerted, id, &header, ts, a, &af, None);
         }
+        *self.alerts = alerts;
         self.alerts.clear();
         self.out.written();
     }
@@ -363,10 +416,16 @@ impl Detecting<'_> {
 struct FlowWriter<'a> {
     d: Detecting<'a>,
     ident: FlowIdent,
+    /// The flow's table slot (`u32::MAX` once ended), for held alerts.
+    slot: u32,
     tcp_state: TcpState,
     pkts: [u64; 2],
     bytes: [u64; 2],
+    /// Time of the records.
     ts: Timestamp,
+    /// Time thresholds count their matches at (later than `ts` for the
+    /// records of a flow that ended by timeout).
+    match_ts: Timestamp,
     app: AppProto,
     detect: &'a mut FlowDetect,
     detect_gen: &'a mut u64,
@@ -380,52 +439,73 @@ struct FlowWriter<'a> {
 }
 
 impl FlowWriter<'_> {
-    fn write(&mut self, r: &AppRecord) {
-        let engine = self.d.engine;
-        self.d.alerts.clear();
-        if engine.rule_count() > 0 && !r.is_anomaly() {
-            let info = flow_info(
-                &self.ident,
-                self.tcp_state,
-                self.pkts,
-                self.bytes,
-                self.ts,
-                self.app,
-            );
-            if *self.detect_gen != self.d.gen {
-                *self.detect = engine.new_flow(info.client.addr, info.server.addr);
-                *self.detect_gen = self.d.gen;
-            }
-            engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
+    /// The flow as the engine sees it now, with rule state made for the
+    /// ruleset in force.
+    fn info(&mut self) -> FlowInfo {
+        let info = flow_info(
+            &self.ident,
+            self.tcp_state,
+            self.pkts,
+            self.bytes,
+            self.match_ts,
+            self.app,
+        );
+        if *self.detect_gen != self.d.gen {
+            *self.detect = self.d.engine.new_flow(info.client.addr, info.server.addr);
+            *self.detect_gen = self.d.gen;
         }
+        info
+    }
+
+    /// The flow's serialised header and Community ID.
+    fn prefix(&mut self) -> &(EventPrefix, String) {
         let vlan = self.ident.key.vlan();
         let (ident, app, seed) = (self.ident, self.app, self.d.seed);
-        let (prefix, community) = self.prefix.get_or_insert_with(|| {
+        self.prefix.get_or_insert_with(|| {
             let community = ident.community_id(seed);
             let prefix = EventPrefix::new(&event_header(&ident, app, &community, &vlan));
             (prefix, community)
-        });
-        if !self.d.alerts.is_empty() {
-            *self.alerted = true;
-            let header = event_header(&ident, app, community, &vlan);
-            let af = AlertFlow {
-                pkts: self.pkts,
-                bytes: self.bytes,
-                start: ident.start,
-            };
-            for a in self.d.alerts.iter() {
-                write_alert(
-                    &mut self.d.out.buf,
-                    &header,
-                    self.ts,
-                    a,
-                    &af,
-                    Some(r),
-                    self.d.opts,
-                );
-            }
-            self.d.alerts.clear();
+        })
+    }
+
+    /// Writes the alerts the engine left in `d.alerts`, with the record
+    /// that raised them.
+    fn write_alerts(&mut self, record: Option<&AppRecord>) {
+        if self.d.alerts.is_empty() {
+            return;
         }
+        let community = self.prefix().1.clone();
+        let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let header = event_header(&ident, app, &community, &vlan);
+        let af = AlertFlow {
+            pkts: self.pkts,
+            bytes: self.bytes,
+            start: ident.start,
+        };
+        let alerts = std::mem::take(self.d.alerts);
+        let id = (ident.flow_id(), self.slot);
+        for a in &alerts {
+            self.d
+                .alert(self.alerted, id, &header, self.ts, a, &af, record);
+        }
+        *self.d.alerts = alerts;
+        self.d.alerts.clear();
+    }
+
+    fn write(&mut self, r: &AppRecord) {
+        self.d.alerts.clear();
+        if self.d.engine.rule_count() > 0 && !r.is_anomaly() {
+            let info = self.info();
+            let engine = self.d.engine;
+            engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
+        }
+        self.write_alerts(Some(r));
+        let (ident, app) = (self.ident, self.app);
+        let vlan = ident.key.vlan();
+        self.prefix();
+        let Some((prefix, community)) = self.prefix.as_ref() else {
+            return;
+        };
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
@@ -469,6 +549,27 @@ impl RecordSink for FlowWriter<'_> {
 }
 
 impl SessionSink for FlowWriter<'_> {
+    fn raw(&mut self, dir: Direction, bytes: &[u8]) {
+        self.d.alerts.clear();
+        if self.d.engine.rule_count() == 0 {
+            return;
+        }
+        let info = self.info();
+        let engine = self.d.engine;
+        engine.replay(
+            self.d.state,
+            self.detect,
+            &PacketInfo {
+                flow: info,
+                dir,
+                payload: bytes,
+            },
+            self.d.alerts,
+        );
+        self.write_alerts(None);
+        self.d.out.written();
+    }
+
     fn decided(&mut self, proto: AppProto, swapped: bool) {
         self.app = proto;
         self.prefix = None;
@@ -513,6 +614,8 @@ pub struct Worker {
     engine_gen: u64,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
+    /// Flow timeouts, for the time a flow ended by timeout ends at.
+    flow_cfg: crate::flow::FlowConfig,
     /// Scratch list of the alerts of one packet or record.
     alerts: Vec<Alert>,
 }
@@ -531,6 +634,12 @@ impl Worker {
     /// A worker evaluating `engine`'s rules, one of the workers sharing
     /// `shared`.
     pub fn with_shared(cfg: &Config, engine: Arc<Engine>, shared: &RunShared) -> Worker {
+        let detect = DetectState::shared(
+            &cfg.detect,
+            &shared.thresholds,
+            &engine,
+            cfg.flow.sweep_interval.max(1),
+        );
         let mut flows = FlowTable::new(cfg.flow.clone());
         flows.set_service_ports(cfg.app_layer.service_ports());
         Worker {
@@ -563,19 +672,46 @@ impl Worker {
             },
             engine,
             engine_gen: 1,
-            detect: DetectState::new(&cfg.detect),
+            detect,
             detect_cfg: cfg.detect.clone(),
+            flow_cfg: cfg.flow.clone(),
             alerts: Vec::new(),
         }
     }
 
     /// Switches to a reloaded ruleset. Flows keep their state; their rule
     /// state (flowbits, per-flow thresholds) starts afresh, and so do the
-    /// worker's thresholds.
+    /// run's shared thresholds (a table per ruleset); the counters go on.
     pub fn set_engine(&mut self, engine: Arc<Engine>) {
+        let new = DetectState::shared(
+            &self.detect_cfg,
+            &self.shared.thresholds,
+            &engine,
+            self.flow_cfg.sweep_interval.max(1),
+        );
+        let mut old = std::mem::replace(&mut self.detect, new);
+        old.leave(&mut self.out.buf);
+        self.out.written();
+        self.detect.stats = old.stats;
         self.engine = engine;
         self.engine_gen += 1;
-        self.detect = DetectState::new(&self.detect_cfg);
+    }
+
+    /// Tells the shared thresholds how far this worker got (after the last
+    /// packet or tick, every flow timeout due before its packet time less
+    /// one sweep interval has happened), and writes the alerts decided
+    /// meanwhile.
+    fn sync_detect(&mut self) {
+        let flows = &mut self.flows;
+        self.detect
+            .sync(self.last_ts, &mut self.out.buf, &mut |f: FlowRef| {
+                if let Some(flow) = flows.get_mut(f.slot) {
+                    if flow.flow_id() == f.id {
+                        flow.alerted = true;
+                    }
+                }
+            });
+        self.out.written();
     }
 
     /// Replaces the parser factory (tests use it to collect the reassembled
@@ -647,6 +783,7 @@ impl Worker {
 
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        self.sync_detect();
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -741,7 +878,7 @@ impl Worker {
             };
             let (flows, mut d) = self.detecting();
             if let Some(flow) = flows.get_mut(idx) {
-                d.packet(flow, dir, ts, payload);
+                d.packet(flow, idx, dir, ts, payload);
             }
         }
     }
@@ -795,10 +932,12 @@ impl Worker {
         } = state;
         let mut writer = FlowWriter {
             ident,
+            slot: idx,
             tcp_state,
             pkts,
             bytes,
             ts,
+            match_ts: ts,
             app: app.proto(),
             detect,
             detect_gen,
@@ -875,6 +1014,15 @@ impl Worker {
 
     fn end_flow(&mut self, mut flow: Flow<FlowState>, reason: EndReason) {
         let ts = flow.last;
+        // Thresholds count what the flow's end brings at the time the flow
+        // ended: its timeout's expiry, or now (capture end, eviction,
+        // reuse) — a time no earlier than this worker's published floor.
+        let ended = match reason {
+            EndReason::Timeout => flow
+                .last
+                .plus_secs(self.flow_cfg.timeout(&flow).saturating_add(1)),
+            _ => self.last_ts.max(flow.last),
+        };
         if flow.key.proto() == ip_proto::TCP && flow.state.app.inspecting() {
             let oriented = (flow.tcp_flags[0] | flow.tcp_flags[1]) & tcp_flags::SYN != 0;
             let ends = FlowEnds {
@@ -893,10 +1041,12 @@ impl Worker {
             } = state;
             let mut writer = FlowWriter {
                 ident,
+                slot: u32::MAX,
                 tcp_state,
                 pkts,
                 bytes,
                 ts,
+                match_ts: ended,
                 app: app.proto(),
                 detect,
                 detect_gen,
@@ -947,7 +1097,7 @@ impl Worker {
         }
         let ident = flow.ident();
         let (community, vlan) = (ident.community_id(self.community_seed), ident.key.vlan());
-        let facts = FlowFacts {
+        let mut facts = FlowFacts {
             header: event_header(&ident, app, &community, &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
@@ -962,6 +1112,18 @@ impl Worker {
                 gap: flow.state.app.gaps(),
             }),
         };
+        let id = ident.flow_id();
+        if !flow.alerted && self.detect.flow_waits(id) {
+            // An alert of the flow waits for its threshold decision: the
+            // record is written, with the right `alerted`, once it comes.
+            let mut without = Vec::new();
+            eve::write_flow(&mut without, &facts);
+            facts.alerted = true;
+            let mut with = Vec::new();
+            eve::write_flow(&mut with, &facts);
+            self.detect.park_flow(id, [without, with]);
+            return;
+        }
         eve::write_flow(&mut self.out.buf, &facts);
         self.out.written();
     }
@@ -979,6 +1141,7 @@ impl Worker {
     /// Packet time reached `now` on the capture as a whole (other workers'
     /// packets included): flows idle for longer than their timeout end.
     pub fn tick(&mut self, now: Timestamp) {
+        self.sync_detect();
         if now > self.last_ts {
             self.last_ts = now;
         }
@@ -1003,6 +1166,8 @@ impl Worker {
             }
         }
         self.flush_ended();
+        self.sync_detect();
+        self.detect.leave(&mut self.out.buf);
         emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));

@@ -39,6 +39,9 @@ ADDITIONS = [
     # Reservations refused by defrag.memcap (src/decode/defrag.rs); each
     # evicts the oldest datagram being reassembled.
     (["stats", "defrag"], "memcap_reached", {"type": "integer"}),
+    # Threshold matches decided on what was known (src/detect/threshold.rs).
+    (["stats", "detect"], "threshold_late", {"type": "integer"}),
+    (["stats", "detect"], "threshold_memcap", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Times app_layer.memcap refused a flow's growth (src/app/session.rs).

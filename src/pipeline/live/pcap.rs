@@ -434,7 +434,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         dropped: &out.dropped,
         engine: &opts.engine,
         snaps: snap_tx,
-        run: crate::pipeline::worker::RunShared::new(cfg),
+        run: crate::pipeline::worker::RunShared::with_workers(cfg, n),
     };
     let (sh, out_ref) = (&sh, &out);
     let stop: &AtomicBool = &opts.stop;
