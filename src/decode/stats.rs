@@ -123,6 +123,11 @@ pub struct DecodeStats {
     counts: [u64; N],
     /// Largest wire length seen (`decoder.max_pkt_size`); merged by maximum.
     max_pkt_size: u64,
+    /// Frames of a link type the decoder does not read (802.11, radiotap…),
+    /// `decoder.unsupported_link` (ours: Suricata refuses such captures),
+    /// and the highest such link type, for the warning that names it.
+    pub unsupported_link: u64,
+    pub unsupported_link_type: u16,
 }
 
 impl Default for DecodeStats {
@@ -130,6 +135,8 @@ impl Default for DecodeStats {
         DecodeStats {
             counts: [0; N],
             max_pkt_size: 0,
+            unsupported_link: 0,
+            unsupported_link_type: 0,
         }
     }
 }
@@ -176,6 +183,8 @@ impl DecodeStats {
             *a = a.wrapping_add(*b);
         }
         self.max_pkt_size = self.max_pkt_size.max(other.max_pkt_size);
+        self.unsupported_link = self.unsupported_link.wrapping_add(other.unsupported_link);
+        self.unsupported_link_type = self.unsupported_link_type.max(other.unsupported_link_type);
     }
 
     /// Every non-zero counter as a dotted path below `stats`, in Suricata's
@@ -195,6 +204,9 @@ impl DecodeStats {
         {
             out.push(("decoder.max_pkt_size", self.max_pkt_size));
             out.push(("decoder.avg_pkt_size", avg));
+        }
+        if self.unsupported_link != 0 {
+            out.push(("decoder.unsupported_link", self.unsupported_link));
         }
         out
     }

@@ -21,6 +21,8 @@ ADDITIONS = [
     (["stats", "tcp"], "ooo_limit_reached", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
+    # Frames of a link type the decoder does not read (src/decode/stats.rs).
+    (["stats", "decoder"], "unsupported_link", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Packets of the capture files a `-f` filter rejected (src/capture/bpf.rs).
