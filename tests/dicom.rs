@@ -273,7 +273,7 @@ fn frozen_facts_equal_live_tshark() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIPPED: tshark is not installed; the frozen facts are used as they are");
+        common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }
     for c in dicom_captures() {

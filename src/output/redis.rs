@@ -231,10 +231,12 @@ impl RedisSink {
     /// or authentication failed after a reconnection.
     pub fn write_lines(&mut self, block: &[u8]) -> io::Result<()> {
         self.pending.extend_from_slice(block);
+        self.drain()?;
+        // Live, what Redis did not take now waits within the budget.
         if self.target.live {
             self.evict_over_budget();
         }
-        self.drain()
+        Ok(())
     }
 
     /// Sends what is held (live: one attempt if the backoff allows it).
@@ -293,7 +295,7 @@ impl RedisSink {
                     return Ok(());
                 }
                 match self.connect() {
-                    Ok(c) => self.up(c),
+                    Ok(c) => self.conn = Some(c),
                     Err(e) => {
                         self.wait_or_fail(e)?;
                         if self.target.live {
@@ -350,6 +352,7 @@ impl RedisSink {
             .query::<Vec<redis::RedisResult<Value>>>(conn)
         {
             Ok(replies) => {
+                self.up();
                 self.head = end;
                 let mut refused = 0u64;
                 let mut first = None;
@@ -386,16 +389,19 @@ impl RedisSink {
         }
     }
 
+    /// Connects and checks the server answers `PING`, so that a missing
+    /// password (`NOAUTH`) is found before any record is sent.
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
         let t = Duration::from_secs(self.target.config.timeout.clamp(1, 5));
-        let conn = self.client.get_connection_with_timeout(t)?;
+        let mut conn = self.client.get_connection_with_timeout(t)?;
         conn.set_read_timeout(Some(t))?;
         conn.set_write_timeout(Some(t))?;
+        redis::cmd("PING").query::<Value>(&mut conn)?;
         Ok(conn)
     }
 
-    fn up(&mut self, conn: redis::Connection) {
-        self.conn = Some(conn);
+    /// Redis answered a batch: it is back, if it was away.
+    fn up(&mut self) {
         self.backoff = FIRST_BACKOFF;
         if let Some((since, _)) = self.down.take() {
             eprintln!(
