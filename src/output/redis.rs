@@ -113,9 +113,11 @@ pub struct Pipelining {
 
 impl Default for Pipelining {
     fn default() -> Self {
-        // 256 records per round trip: within 3 % of 1024 on the demo
-        // capture multiplied (see the commit adding it); 10, Suricata's
-        // default, halves throughput over loopback.
+        // 256 records per round trip. Measured on mqtt_v311_anon_phi
+        // multiplied 2000 times (104,001 records, one worker, Redis 7.0 on
+        // loopback, single runs on a shared machine): batch 10 (Suricata's
+        // default) 4.32 s, 64 3.13 s, 256 3.09 s, 1024 3.36 s; the same run
+        // to /dev/null 2.50 s.
         Pipelining {
             enabled: true,
             batch_size: 256,
