@@ -290,7 +290,7 @@ fn mqtt_messages_equal_tshark_on_every_capture() {
         );
     }
     if live_checked == 0 {
-        eprintln!("SKIPPED live comparison: tshark is not installed (frozen lists used)");
+        common::skip("live comparison: tshark is not installed (frozen lists used)");
     }
 }
 
