@@ -450,6 +450,8 @@ const TO_SERVER_ONLY: Table = &[
     // The two monitor connections publish; the nurse station only receives.
     ("mqtt_nonstd_port.pcap", &[(9420004, 2), (9420020, 2)]),
     ("mqtt_refused.pcap", &[(9420004, 1), (9420005, 1)]),
+    // The hub's position is on the site; both clients' passwords.
+    ("mqtt_site_hub.pcap", &[(9420004, 2)]),
     ("mqtt_telemetry_nophi.pcap", &[(9420004, 3)]),
     ("mqtt_tls.pcap", &[]),
     // Five publishing connections; the two subscribers only receive.
@@ -460,6 +462,9 @@ const TO_SERVER_ONLY: Table = &[
     ),
     // The ICU gateway publishes the FHIR Patients; the bridge receives them.
     ("mqtt_v5_props.pcap", &[(9420004, 3), (9420020, 1)]),
+    // The wearable and the tracker publish their positions; the central
+    // station only receives them. Three passwords.
+    ("mqtt_wearable_gps.pcap", &[(9420004, 3), (9420020, 2)]),
 ];
 
 /// Server → client only: no CONNECT, no A-ASSOCIATE-RQ is seen, so no
@@ -492,6 +497,7 @@ const TO_CLIENT_ONLY: Table = &[
     // The nurse station receives both patients.
     ("mqtt_nonstd_port.pcap", &[(9420020, 1)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     // The nurse station and the dashboard receive patient JSON.
@@ -499,6 +505,8 @@ const TO_CLIENT_ONLY: Table = &[
     ("mqtt_v31_default_creds.pcap", &[]),
     // The EHR bridge receives the forwarded FHIR Patients.
     ("mqtt_v5_props.pcap", &[(9420020, 1)]),
+    // The central station receives both devices' positions.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 1)]),
 ];
 
 /// The first client → server data segment lost. In every capture it holds
@@ -536,11 +544,15 @@ const FIRST_TO_SERVER_LOST: Table = &[
     ("mqtt_large_split.pcap", &[]),
     ("mqtt_nonstd_port.pcap", &[(9420020, 3)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     ("mqtt_v311_anon_phi.pcap", &[(9420020, 7)]),
     ("mqtt_v31_default_creds.pcap", &[(9420020, 2)]),
     ("mqtt_v5_props.pcap", &[(9420020, 2)]),
+    // Each login alone is lost; the positions follow on all three
+    // connections.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 3)]),
 ];
 
 /// The capture starts at the server's first data segment (CONNACK,
@@ -575,11 +587,15 @@ const PICKUP_AT_SERVER_DATA: Table = &[
     ("mqtt_large_split.pcap", &[]),
     ("mqtt_nonstd_port.pcap", &[(9420020, 3)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     ("mqtt_v311_anon_phi.pcap", &[(9420020, 7)]),
     ("mqtt_v31_default_creds.pcap", &[(9420020, 2)]),
     ("mqtt_v5_props.pcap", &[(9420020, 2)]),
+    // Each login alone is lost; the positions follow on all three
+    // connections.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 3)]),
 ];
 
 /// Alerts a class may raise or not, because deriving them takes an
@@ -732,11 +748,13 @@ mod split1 {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -764,11 +782,13 @@ mod reorder {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -805,6 +825,7 @@ mod split1_reorder {
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on both monitor flows"]
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on 6 of 7 flows"]
@@ -813,6 +834,7 @@ mod split1_reorder {
         mqtt_v31_default_creds,
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): 9420020 lost on both flows"]
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -840,11 +862,13 @@ mod retrans_same {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -872,11 +896,13 @@ mod retrans_partial {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -904,11 +930,13 @@ mod retrans_diff_after {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -936,11 +964,13 @@ mod retrans_diff_before {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -982,6 +1012,8 @@ mod decoy_badsum {
         #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
         mqtt_refused,
         #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
+        mqtt_site_hub,
+        #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
         mqtt_telemetry_nophi,
         mqtt_tls,
         #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
@@ -990,6 +1022,8 @@ mod decoy_badsum {
         mqtt_v31_default_creds,
         #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
         mqtt_v5_props,
+        #[ignore = "needs TCP checksum validation (wt-decode): every MQTT/DICOM alert lost"]
+        mqtt_wearable_gps,
     );
 }
 
@@ -1017,11 +1051,13 @@ mod rst_out_of_window {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1049,11 +1085,13 @@ mod rst_badsum {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1086,12 +1124,14 @@ mod to_server_only {
         mqtt_nonstd_port,
         #[ignore = "needs the credentials:default,unknown rule 9420005 (wt-detect): none for pump/pump"]
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         #[ignore = "needs the credentials:default,unknown rule 9420005 (wt-detect): none for admin/admin and guest/guest"]
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1121,11 +1161,13 @@ mod to_client_only {
         #[ignore = "needs detection from the broker's bytes on port 8080 (wt-session): flow undecided, 9420020 lost"]
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1162,6 +1204,7 @@ mod first_to_server_lost {
         #[ignore = "needs detection by content after an early gap on port 8080 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 7 flows"]
@@ -1170,6 +1213,8 @@ mod first_to_server_lost {
         mqtt_v31_default_creds,
         #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt), MQTT 5 without its CONNECT: 9420020 lost on 2 flows"]
         mqtt_v5_props,
+        #[ignore = "needs probing after an early gap (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
+        mqtt_wearable_gps,
     );
 }
 
@@ -1204,6 +1249,7 @@ mod pickup_at_server_data {
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 7 flows"]
@@ -1212,6 +1258,8 @@ mod pickup_at_server_data {
         mqtt_v31_default_creds,
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt), MQTT 5 without its CONNECT: 9420020 lost on 2 flows"]
         mqtt_v5_props,
+        #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 3 flows"]
+        mqtt_wearable_gps,
     );
 }
 // ------------------------------------------------- what must be reported
