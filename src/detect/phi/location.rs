@@ -9,9 +9,14 @@
 //! vital signs.
 //!
 //! A *position* is a latitude and a longitude that
-//! - are both in range (|lat| ≤ 90, |lon| ≤ 180) and neither is exactly 0:
-//!   `0.0, 0.0` ("null island") or a zero half is what a receiver without a
-//!   fix, or a device never located, sends;
+//! - are both in range (|lat| ≤ 90, |lon| ≤ 180), neither is exactly 0 and
+//!   they are not both within [`OPEN_SEA_DEG`] of 0: `0.0, 0.0` ("null
+//!   island") or a zero half is what a receiver without a fix, or a device
+//!   never located, sends, and the square of ±4° around it is open sea
+//!   (the Gulf of Guinea: the nearest coasts, Ghana's at 4.7° N and
+//!   São Tomé at 6.5° E, are outside it) where no patient is, while
+//!   `{"lat": 0.123, "long": 0.987}` is what an accelerometer reporting
+//!   lateral and longitudinal g sends;
 //! - are both precise: at least [`PhiConfig::location_min_decimals`]
 //!   significant decimal places of a degree (trailing zeros do not count,
 //!   so `48.80000` is one decimal). The default, 3, is 0.001° ≈ 111 m of
@@ -76,6 +81,10 @@ pub const MAX_SENTENCE: usize = 100;
 
 /// FHIR's geolocation extension (FHIR R4 extension registry).
 pub const GEOLOCATION_URL: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
+
+/// Half-side, in degrees, of the square of open sea around (0, 0) whose
+/// positions are not believed (see the module docs).
+pub const OPEN_SEA_DEG: f64 = 4.0;
 
 /// Mean Earth radius (IUGG), metres.
 const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -231,19 +240,13 @@ fn is_personal(lat: Coord, lon: Coord, cfg: &PhiConfig) -> bool {
         && lon.deg.abs() <= 180.0
         && lat.deg != 0.0
         && lon.deg != 0.0
+        && (lat.deg.abs() >= OPEN_SEA_DEG || lon.deg.abs() >= OPEN_SEA_DEG)
         && lat.decimals >= min
         && lon.decimals >= min
         && !cfg
             .site_locations
             .iter()
             .any(|s| s.contains(lat.deg, lon.deg))
-}
-
-/// Records a position when it is a patient's; `text` is `lat,lon`.
-fn found(lat: Coord, lon: Coord, field: &str, text: &str, cfg: &PhiConfig, col: &mut Collector) {
-    if is_personal(lat, lon, cfg) {
-        col.add(PhiKind::Location, field, text);
-    }
 }
 
 /// Evidence value of a position read from numbers.
@@ -274,55 +277,33 @@ pub fn postal_code_is_precise(code: &[u8]) -> bool {
 
 // ------------------------------------------------------------------ JSON
 
-const LAT_KEYS: [&[u8]; 6] = [
-    b"lat",
-    b"latitude",
-    b"gpslat",
-    b"gpslatitude",
-    b"geolat",
-    b"geolatitude",
-];
+/// What a member's key says its value is (keys compared lower case
+/// without separators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Lat,
+    Lon,
+    /// A `"lat,lon"` string.
+    Position,
+    /// `"lat,lon"` or `[lat, lon]`.
+    LatFirst,
+    /// `"lon,lat"` or `[lon, lat]`.
+    LonFirst,
+}
 
-const LON_KEYS: [&[u8]; 12] = [
-    b"lon",
-    b"lng",
-    b"long",
-    b"longitude",
-    b"gpslon",
-    b"gpslng",
-    b"gpslong",
-    b"gpslongitude",
-    b"geolon",
-    b"geolng",
-    b"geolong",
-    b"geolongitude",
-];
-
-/// Keys whose string value `"a,b"` is read as `lat,lon`.
-const POSITION_KEYS: [&[u8]; 12] = [
-    b"location",
-    b"position",
-    b"pos",
-    b"gps",
-    b"geo",
-    b"geolocation",
-    b"geopoint",
-    b"coords",
-    b"coordinates",
-    b"latlng",
-    b"latlon",
-    b"latlong",
-];
-
-/// Keys that say `[lat, lon]` (string or array).
-const LAT_FIRST_KEYS: [&[u8]; 3] = [b"latlng", b"latlon", b"latlong"];
-
-/// Keys that say `[lon, lat]` (string or array).
-const LON_FIRST_KEYS: [&[u8]; 3] = [b"lnglat", b"lonlat", b"longlat"];
-
-fn key_in(key: &str, set: &[&[u8]]) -> bool {
+fn role(key: &str) -> Option<Role> {
     let mut buf = [0u8; 32];
-    ids::normalize(key.as_bytes(), &mut buf).is_some_and(|k| set.contains(&k))
+    let r = match ids::normalize(key.as_bytes(), &mut buf)? {
+        b"lat" | b"latitude" | b"gpslat" | b"gpslatitude" | b"geolat" | b"geolatitude" => Role::Lat,
+        b"lon" | b"lng" | b"long" | b"longitude" | b"gpslon" | b"gpslng" | b"gpslong"
+        | b"gpslongitude" | b"geolon" | b"geolng" | b"geolong" | b"geolongitude" => Role::Lon,
+        b"location" | b"position" | b"pos" | b"gps" | b"geo" | b"geolocation" | b"geopoint"
+        | b"coords" | b"coordinates" => Role::Position,
+        b"latlng" | b"latlon" | b"latlong" => Role::LatFirst,
+        b"lnglat" | b"lonlat" | b"longlat" => Role::LonFirst,
+        _ => return None,
+    };
+    Some(r)
 }
 
 /// Scans a parsed JSON document for positions.
@@ -355,34 +336,30 @@ fn walk(v: &Value, key: Option<&str>, cfg: &PhiConfig, col: &mut Collector, dept
 }
 
 /// `key` is the member name the object is found under (arrays pass
-/// theirs on), naming the evidence.
+/// theirs on), naming the evidence. One pass over the members, each key
+/// normalised once.
 fn judge_object(map: &Map<String, Value>, key: Option<&str>, cfg: &PhiConfig, col: &mut Collector) {
-    lat_lon_members(map, key, cfg, col);
+    // The first latitude and longitude members whose values are numbers.
+    let mut lat: Option<(&str, &Value, Coord)> = None;
+    let mut lon: Option<(&str, &Value, Coord)> = None;
+    for (k, v) in map {
+        match role(k) {
+            Some(Role::Lat) if lat.is_none() => lat = coord_of_value(v).map(|c| (k.as_str(), v, c)),
+            Some(Role::Lon) if lon.is_none() => lon = coord_of_value(v).map(|c| (k.as_str(), v, c)),
+            Some(r @ (Role::Position | Role::LatFirst | Role::LonFirst)) => {
+                ordered_member(k, v, r, cfg, col);
+            }
+            _ => {}
+        }
+    }
+    if let (Some((lat_key, lat_v, lat)), Some((lon_key, lon_v, lon))) = (lat, lon) {
+        if is_personal(lat, lon, cfg) {
+            let field = key.map_or_else(|| format!("{lat_key},{lon_key}"), str::to_string);
+            col.add(PhiKind::Location, &field, &pair_text(lat_v, lon_v));
+        }
+    }
     geojson(map, key, cfg, col);
     fhir_geolocation(map, cfg, col);
-    for (k, v) in map {
-        ordered_member(k, v, cfg, col);
-    }
-}
-
-fn lat_lon_members(
-    map: &Map<String, Value>,
-    key: Option<&str>,
-    cfg: &PhiConfig,
-    col: &mut Collector,
-) {
-    let member = |keys: &[&[u8]]| {
-        map.iter()
-            .filter(|(k, _)| key_in(k, keys))
-            .find_map(|(k, v)| Some((k, v, coord_of_value(v)?)))
-    };
-    let (Some((lat_key, lat_v, lat)), Some((lon_key, lon_v, lon))) =
-        (member(&LAT_KEYS), member(&LON_KEYS))
-    else {
-        return;
-    };
-    let field = key.map_or_else(|| format!("{lat_key},{lon_key}"), str::to_string);
-    found(lat, lon, &field, &pair_text(lat_v, lon_v), cfg, col);
 }
 
 /// `[first, second(, altitude)]` of numbers.
@@ -404,10 +381,12 @@ fn geojson(map: &Map<String, Value>, key: Option<&str>, cfg: &PhiConfig, col: &m
         Some("MultiPoint" | "LineString") => coords.as_array().map_or(&[], Vec::as_slice),
         _ => return,
     };
-    let field = key.unwrap_or("coordinates");
     for p in positions {
         if let Some((lon_v, lon, lat_v, lat)) = number_pair(p) {
-            found(lat, lon, field, &pair_text(lat_v, lon_v), cfg, col);
+            if is_personal(lat, lon, cfg) {
+                let field = key.unwrap_or("coordinates");
+                col.add(PhiKind::Location, field, &pair_text(lat_v, lon_v));
+            }
         }
     }
 }
@@ -425,7 +404,9 @@ fn fhir_geolocation(map: &Map<String, Value>, cfg: &PhiConfig, col: &mut Collect
     };
     if let (Some(lat_v), Some(lon_v)) = (part("latitude"), part("longitude")) {
         if let (Some(lat), Some(lon)) = (coord_of_value(lat_v), coord_of_value(lon_v)) {
-            found(lat, lon, "geolocation", &pair_text(lat_v, lon_v), cfg, col);
+            if is_personal(lat, lon, cfg) {
+                col.add(PhiKind::Location, "geolocation", &pair_text(lat_v, lon_v));
+            }
         }
     }
 }
@@ -433,34 +414,35 @@ fn fhir_geolocation(map: &Map<String, Value>, cfg: &PhiConfig, col: &mut Collect
 /// A member holding both coordinates in an order its key names: `"lat,lon"`
 /// strings under position keys, `[lat, lon]` / `[lon, lat]` arrays under
 /// `latlng` / `lnglat`-style keys.
-fn ordered_member(k: &str, v: &Value, cfg: &PhiConfig, col: &mut Collector) {
-    let lon_first = key_in(k, &LON_FIRST_KEYS);
-    match v {
-        Value::String(s) if lon_first || key_in(k, &POSITION_KEYS) => {
+fn ordered_member(k: &str, v: &Value, role: Role, cfg: &PhiConfig, col: &mut Collector) {
+    let lon_first = role == Role::LonFirst;
+    let (x, y, first, second) = match v {
+        Value::String(s) => {
             let Some((a, b)) = s.split_once(',') else {
                 return;
             };
-            let (Some(x), Some(y)) = (parse_decimal(a.trim()), parse_decimal(b.trim())) else {
+            let (a, b) = (a.trim(), b.trim());
+            let (Some(x), Some(y)) = (parse_decimal(a), parse_decimal(b)) else {
                 return;
             };
-            let (lat, lon, text) = if lon_first {
-                (y, x, format!("{},{}", b.trim(), a.trim()))
-            } else {
-                (x, y, format!("{},{}", a.trim(), b.trim()))
-            };
-            found(lat, lon, k, &text, cfg, col);
+            (x, y, a.to_string(), b.to_string())
         }
-        Value::Array(_) if lon_first || key_in(k, &LAT_FIRST_KEYS) => {
+        Value::Array(_) if role != Role::Position => {
             let Some((xv, x, yv, y)) = number_pair(v) else {
                 return;
             };
-            if lon_first {
-                found(y, x, k, &pair_text(yv, xv), cfg, col);
-            } else {
-                found(x, y, k, &pair_text(xv, yv), cfg, col);
-            }
+            (x, y, xv.to_string(), yv.to_string())
         }
-        _ => {}
+        _ => return,
+    };
+    let (lat, lon) = if lon_first { (y, x) } else { (x, y) };
+    if is_personal(lat, lon, cfg) {
+        let text = if lon_first {
+            format!("{second},{first}")
+        } else {
+            format!("{first},{second}")
+        };
+        col.add(PhiKind::Location, k, &text);
     }
 }
 
@@ -552,10 +534,10 @@ fn sentence_at(data: &[u8], at: usize, cfg: &PhiConfig, col: &mut Collector) -> 
     };
     let lat = nmea_coord(f(la), 2, f(ns), b'N', b'S')?;
     let lon = nmea_coord(f(lo), 3, f(ew), b'E', b'W')?;
-    if fix {
+    if fix && is_personal(lat, lon, cfg) {
         let field = String::from_utf8_lossy(head.get(..5).unwrap_or_default());
         let text = format!("{:.6},{:.6}", lat.deg, lon.deg);
-        found(lat, lon, &format!("${field}"), &text, cfg, col);
+        col.add(PhiKind::Location, &format!("${field}"), &text);
     }
     Some(end)
 }
@@ -736,11 +718,14 @@ mod tests {
             r#"{"lat":48.85661,"lon":2}"#,
             // Trailing zeros are not precision.
             r#"{"lat":"48.80000","lon":"2.30000"}"#,
-            // Null island and zero halves.
+            // Null island, zero halves, the open sea around it (an
+            // accelerometer's lateral and longitudinal g).
             r#"{"lat":0.0,"lon":0.0}"#,
             r#"{"lat":"0.000000","lon":"0.000000"}"#,
             r#"{"lat":0,"lon":2.35601}"#,
             r#"{"lat":48.84512,"lon":-0.0}"#,
+            r#"{"accel":{"lat":0.123,"long":-0.987,"vert":9.806}}"#,
+            r#"{"lat":-3.99999,"lon":3.99999}"#,
             // Out of range.
             r#"{"lat":91.12345,"lon":2.35601}"#,
             r#"{"lat":48.84512,"lon":180.00001}"#,
@@ -749,8 +734,11 @@ mod tests {
         ] {
             assert!(json(doc, &c).is_empty(), "{doc}");
         }
-        // The edges themselves are in range.
+        // The edges themselves are in range; near the equator or the
+        // prime meridian, not both, is land (Quito, Greenwich).
         assert!(!json(r#"{"lat":-89.99991,"lon":179.99991}"#, &c).is_empty());
+        assert!(!json(r#"{"lat":-0.18065,"lon":-78.46784}"#, &c).is_empty());
+        assert!(!json(r#"{"lat":51.47788,"lon":-0.00147}"#, &c).is_empty());
     }
 
     #[test]
