@@ -597,6 +597,70 @@ proptest! {
         prop_assert!(r.kinds.windows(2).all(|w| w[0] < w[1]));
     }
 
+    /// Precision first, as a property: numbers under telemetry keys, and
+    /// coordinates with at most two decimals under latitude/longitude
+    /// keys, are never a location, whatever their values.
+    #[test]
+    fn unkeyed_or_coarse_numbers_are_never_a_location(
+        members in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("hr"), Just("spo2"), Just("sys"), Just("dia"), Just("temp"),
+                    Just("x"), Just("y"), Just("alt"), Just("speed"), Just("latency"),
+                    Just("longueur"), Just("lateral"), Just("fw"), Just("ts"),
+                ],
+                -200.0f64..200.0,
+                0usize..7,
+            ),
+            0..12,
+        ),
+        lat in -90.0f64..90.0,
+        lon in -180.0f64..180.0,
+        coarse in 0usize..3,
+    ) {
+        let mut doc = serde_json::Map::new();
+        for (k, v, d) in members {
+            doc.insert(k.into(), serde_json::from_str(&format!("{v:.d$}")).unwrap());
+        }
+        doc.insert("lat".into(), serde_json::from_str(&format!("{lat:.coarse$}")).unwrap());
+        doc.insert("lon".into(), serde_json::from_str(&format!("{lon:.coarse$}")).unwrap());
+        let text = serde_json::to_vec(&doc).unwrap();
+        prop_assert!(phi::scan_payload(&text, &cfg()).is_empty(), "{}", String::from_utf8_lossy(&text));
+    }
+
+    /// And the other side: a pair with 3 to 6 decimals (the last not 0),
+    /// in range, off the open sea around (0, 0) and outside any site, is
+    /// always found, with its text as evidence and a one-decimal mask.
+    #[test]
+    fn precise_pairs_are_always_a_location(
+        lat in -89.9f64..89.9,
+        lon in -179.9f64..179.9,
+        dlat in 3usize..7,
+        dlon in 3usize..7,
+        key in prop_oneof![Just(("lat", "lon")), Just(("latitude", "longitude")), Just(("Lat", "Lng")), Just(("gps_lat", "gps_long"))],
+    ) {
+        let t = |v: f64, d: usize| {
+            let s = format!("{v:.d$}");
+            // A last digit 0 would be one decimal fewer: make it 1.
+            if s.ends_with('0') { format!("{}1", &s[..s.len() - 1]) } else { s }
+        };
+        let (a, b) = (t(lat, dlat), t(lon, dlon));
+        let (la, lo): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+        prop_assume!(la.abs() >= 4.0 || lo.abs() >= 4.0);
+        prop_assume!(la != 0.0 && lo != 0.0);
+        let text = format!(r#"{{"{}":{a},"{}":{b}}}"#, key.0, key.1);
+        let r = phi::scan_payload(text.as_bytes(), &cfg());
+        prop_assert_eq!(&r.kinds, &vec![Location], "{}", text);
+        prop_assert_eq!(&r.evidence[0].value, &format!("{a},{b}"));
+        prop_assert_eq!(r.evidence[0].masked(), format!("~{la:.1},{lo:.1}"));
+        // With a site around it, nothing.
+        let site = PhiConfig {
+            site_locations: vec![phi::location::SiteLocation::new(la, lo, 10.0).unwrap()],
+            ..cfg()
+        };
+        prop_assert!(phi::scan_payload(text.as_bytes(), &site).is_empty());
+    }
+
     #[test]
     fn structured_noise_never_panics(
         body in proptest::collection::vec(
