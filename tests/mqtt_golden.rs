@@ -35,6 +35,8 @@ const CAPTURES: &[(&str, &[&str])] = &[
     ("mqtt_v311_anon_phi.pcap", &[]),
     ("mqtt_v31_default_creds.pcap", &[]),
     ("mqtt_v5_props.pcap", &[]),
+    ("mqtt_wearable_gps.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
 ];
 
 fn digest(b: &[u8]) -> Value {

@@ -90,7 +90,7 @@ ADDITIONS = [
         "required": ["kinds"],
         "properties": {
             "kinds": {"type": "array", "minItems": 1, "items": {
-                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom"]}},
+                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom", "location"]}},
             "evidence": {"type": "array", "items": {
                 "type": "object",
                 "required": ["kind", "field", "value"],
