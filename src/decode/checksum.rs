@@ -196,6 +196,9 @@ mod tests {
         // All-ones bytes exercise the carries.
         let ff = vec![0xffu8; 4099];
         assert_eq!(native_to_be(fold(add(0, &ff))), reference(&ff));
+        // A snap-length's worth.
+        let ff = vec![0xffu8; 256 * 1024 + 3];
+        assert_eq!(native_to_be(fold(add(0, &ff))), reference(&ff));
     }
 
     #[test]
