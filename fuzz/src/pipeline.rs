@@ -1,0 +1,118 @@
+//! Target `pipeline`: the whole sensor — capture reading, decoding,
+//! defragmentation, flows, reassembly, protocol detection, the MQTT and
+//! DICOM parsers, the default ruleset and the EVE writer — over an
+//! arbitrary capture, as a one-worker run does it.
+//!
+//! Input: `mode:u8 rest`. `mode & 1`: `rest` is the capture file itself.
+//! Otherwise `rest = sel:u8 frame*` in the `decode` layout (link
+//! type from `decode::LINKS`, packet time steps, cut frames), and
+//! the harness writes a well-formed pcap around the frames, so the fuzzer's
+//! effort goes into packet contents rather than file framing.
+//!
+//! Properties: every EVE line written, the closing `stats` record
+//! included, is one JSON object with a string `event_type` and a
+//! `timestamp`; the run ends normally on any input.
+
+use std::sync::{Arc, OnceLock};
+
+use wardwatch::capture::{Buffer, Reader};
+use wardwatch::config::Config;
+use wardwatch::detect::Engine;
+use wardwatch::output::eve;
+use wardwatch::pipeline::worker::{RunShared, Worker};
+use wardwatch::time::Timestamp;
+
+use super::decode::LINKS;
+use super::input::Cursor;
+
+fn engine() -> Arc<Engine> {
+    static E: OnceLock<Arc<Engine>> = OnceLock::new();
+    E.get_or_init(|| {
+        let medical = Engine::default_rules().text;
+        Arc::new(super::detect::build(&medical).0)
+    })
+    .clone()
+}
+
+/// A little-endian microsecond pcap of `link` around frames in the
+/// `decode` layout.
+pub fn pcap_of_frames(c: &mut Cursor<'_>) -> Vec<u8> {
+    let sel = c.u8();
+    let link = LINKS[usize::from(sel) % LINKS.len()];
+    let mut out = Vec::new();
+    // magic, version 2.4, thiszone, sigfigs, snaplen, network
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&u32::from(link.0).to_le_bytes());
+    let mut secs = 1_700_000_000u32;
+    while !c.is_empty() {
+        secs = secs.wrapping_add(u32::from(c.u8()));
+        let cut = u32::from(c.u8());
+        let len = usize::from(c.u16());
+        let frame = c.bytes(len);
+        // ts_sec, ts_usec, incl_len, orig_len
+        out.extend_from_slice(&secs.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32 + cut).to_le_bytes());
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+pub fn pipeline(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let mode = c.u8();
+    let file = if mode & 1 == 1 {
+        c.rest().to_vec()
+    } else {
+        pcap_of_frames(&mut c)
+    };
+    let Ok(mut reader) = Reader::from_buffer(Buffer::Owned(file)) else {
+        return;
+    };
+    let cfg = Config::default();
+    let shared = RunShared::new(&cfg);
+    let mut w = Worker::with_shared(&cfg, engine(), &shared);
+    let mut out = Vec::new();
+    let mut now = Timestamp(0);
+    while let Ok(Some(chunk)) = reader.next_chunk(64) {
+        for p in &chunk.pkts {
+            now = now.max(p.ts);
+            w.packet(p.ts, p.link, chunk.data(p), p.origlen);
+        }
+        out.extend_from_slice(&w.take_output());
+    }
+    let stats = w.finish(now, &mut |block| out.extend_from_slice(&block));
+    let mut counters = stats.counters();
+    counters.extend(shared.memcaps.counters());
+    eve::write_stats(&mut out, stats.last_ts, 0, &counters);
+    let mut lines = 0;
+    for line in out.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let v: serde_json::Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "EVE line is not JSON ({e}): {}",
+                String::from_utf8_lossy(line)
+            ),
+        };
+        let ok = v
+            .get("event_type")
+            .is_some_and(serde_json::Value::is_string)
+            && v.get("timestamp").is_some_and(serde_json::Value::is_string);
+        assert!(ok, "EVE line without event_type or timestamp: {v}");
+    }
+    assert!(lines >= 1, "no stats record");
+    assert_eq!(
+        out.last(),
+        Some(&b'\n'),
+        "output does not end with a newline"
+    );
+}
