@@ -3,7 +3,7 @@
 # process at a time, and fails on any crash, property failure, timeout or
 # out-of-memory.
 #
-#   fuzz/run.sh [-t SECONDS] [TARGET…]
+#   fuzz/run.sh [-t SECONDS] [-c CORPUS_DIR] [TARGET…]
 #
 # Without targets: every target except those listed in fuzz/known (targets
 # whose property fails on a known finding assigned elsewhere; the lead
@@ -11,7 +11,9 @@
 # runs even when listed there. SECONDS defaults to 25 (CI: 12 targets in
 # about 5 minutes on 2 cores, after the build).
 #
-# New corpus entries go to a temporary folder, never into fuzz/seeds/; a
+# New corpus entries go to a temporary folder (to CORPUS_DIR/<target>/
+# with -c, relative to fuzz/, kept between runs, with each run's log as CORPUS_DIR/<target>.log;
+# fuzz/corpus/ is ignored by git), never into fuzz/seeds/; a
 # failing input is kept under fuzz/artifacts/<target>/ (not committed:
 # minimise it with `cargo fuzz tmin -s none TARGET FILE` and keep it under
 # fuzz/regressions/<target>/, replayed by tests/fuzz_regressions.rs).
@@ -21,10 +23,14 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 secs=25
-if [ "${1:-}" = "-t" ]; then
-    secs=$2
-    shift 2
-fi
+corpus=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -t) secs=$2; shift 2;;
+        -c) corpus=$2; shift 2;;
+        *) break;;
+    esac
+done
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install -q cargo-fuzz || { echo "fuzz: cargo-fuzz could not be installed"; exit 1; }
 fi
@@ -49,16 +55,23 @@ fi
 ok=0
 failed=""
 for t in $targets; do
-    mkdir -p "$work/$t" "artifacts/$t"
+    dir="$work/$t"
+    log="$work/$t.log"
+    if [ -n "$corpus" ]; then
+        dir="$corpus/$t"
+        log="$corpus/$t.log"
+    fi
+    mkdir -p "$dir" "artifacts/$t"
     dict=""
     for d in "dict/$t.dict" "dict/${t%%_*}.dict"; do
         if [ -f "$d" ]; then dict="-dict=$d"; break; fi
     done
-    log="$work/$t.log"
     # -timeout: one input taking 10 s is a hang; -rss_limit_mb: 2 GiB is
     # far above any harness's need (the sensor's budget is 256 MiB); -max_len
     # lets inputs grow past the largest seed.
-    cargo fuzz run -s none "$t" "$work/$t" "seeds/$t" -- \
+    seeds="seeds/$t"
+    [ -d "$seeds" ] || seeds="seeds/${t%%_*}"
+    cargo fuzz run -s none "$t" "$dir" "$seeds" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
         -print_final_stats=1 $dict >"$log" 2>&1
     rc=$?
@@ -67,9 +80,11 @@ for t in $targets; do
     cov=$(echo "$last" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*')
     ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*')
     corp=$(echo "$last" | grep -o 'corp: [0-9]*' | grep -o '[0-9]*')
+    rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$')
     if [ "$rc" -eq 0 ]; then
         ok=$((ok + 1))
-        printf 'fuzz: %-14s ok     %9s execs  cov %5s  ft %6s  corpus %5s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
+        printf 'fuzz: %-14s ok  %10s execs  cov %5s  ft %6s  corpus %5s  rss %4s MB\n' \
+            "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}"
     else
         failed="$failed $t"
         printf 'fuzz: %-14s FAILED (exit %s) after %s execs\n' "$t" "$rc" "${execs:-?}"

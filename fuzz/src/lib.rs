@@ -35,7 +35,7 @@ pub use dataset::dicom_dataset;
 pub use decode::decode;
 pub use detect::detect;
 pub use phi::phi;
-pub use pipeline::pipeline;
+pub use pipeline::{pipeline, pipeline_workers};
 pub use reassembly::reassembly;
 pub use rules::rules;
 
@@ -57,4 +57,5 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("detect", detect),
     ("phi", phi),
     ("pipeline", pipeline),
+    ("pipeline_workers", pipeline_workers),
 ];

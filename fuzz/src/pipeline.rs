@@ -12,14 +12,23 @@
 //! Properties: every EVE line written, the closing `stats` record
 //! included, is one JSON object with a string `event_type` and a
 //! `timestamp`; the run ends normally on any input.
+//!
+//! Target `pipeline_workers`: the same input through the real multi-threaded
+//! run ([`wardwatch::pipeline::run`]: reader, dispatch by flow hash,
+//! workers, writer) with 1 and with 3 workers. Property (a shared decision
+//! of the project): the output is the same, line order aside, the `stats`
+//! record included except its timing field (`uptime`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use wardwatch::capture::{Buffer, Reader};
 use wardwatch::config::Config;
 use wardwatch::detect::Engine;
 use wardwatch::output::eve;
+use wardwatch::output::sink::Target;
 use wardwatch::pipeline::worker::{RunShared, Worker};
+use wardwatch::pipeline::{run, RunOptions};
 use wardwatch::time::Timestamp;
 
 use super::decode::LINKS;
@@ -63,15 +72,19 @@ pub fn pcap_of_frames(c: &mut Cursor<'_>) -> Vec<u8> {
     out
 }
 
-pub fn pipeline(data: &[u8]) {
+/// The capture file an input describes (see the module docs).
+fn capture_file(data: &[u8]) -> Vec<u8> {
     let mut c = Cursor::new(data);
     let mode = c.u8();
-    let file = if mode & 1 == 1 {
+    if mode & 1 == 1 {
         c.rest().to_vec()
     } else {
         pcap_of_frames(&mut c)
-    };
-    let Ok(mut reader) = Reader::from_buffer(Buffer::Owned(file)) else {
+    }
+}
+
+pub fn pipeline(data: &[u8]) {
+    let Ok(mut reader) = Reader::from_buffer(Buffer::Owned(capture_file(data))) else {
         return;
     };
     let cfg = Config::default();
@@ -115,4 +128,59 @@ pub fn pipeline(data: &[u8]) {
         Some(&b'\n'),
         "output does not end with a newline"
     );
+}
+
+/// The EVE lines of a real run over `file` with `workers` workers, each
+/// made canonical (keys sorted by `serde_json`, `stats.uptime` removed) and
+/// sorted; `None` when the capture does not open.
+fn run_lines(file: &[u8], workers: usize) -> Option<Vec<String>> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let reader = Reader::from_buffer(Buffer::Owned(file.to_vec())).ok()?;
+    let path = std::env::temp_dir().join(format!(
+        "wardwatch-fuzz-{}-{}.eve",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let opts = RunOptions {
+        inputs: vec!["fuzz".into()],
+        workers,
+        eve: Target::File(path.clone()),
+        progress: false,
+        engine: engine(),
+        filter: None,
+    };
+    let report = run(&Config::default(), &opts, vec![reader]);
+    let text = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
+    report.expect("an offline run to a file completes");
+    let text = text.expect("the run wrote its EVE file");
+    let mut lines: Vec<String> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_slice(l).expect("EVE lines are JSON");
+            if let Some(s) = v
+                .get_mut("stats")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                s.remove("uptime");
+            }
+            v.to_string()
+        })
+        .collect();
+    lines.sort();
+    Some(lines)
+}
+
+pub fn pipeline_workers(data: &[u8]) {
+    let file = capture_file(data);
+    let Some(one) = run_lines(&file, 1) else {
+        return;
+    };
+    let three = run_lines(&file, 3).expect("the capture opened once");
+    if one != three {
+        let only_one: Vec<&String> = one.iter().filter(|l| !three.contains(l)).collect();
+        let only_three: Vec<&String> = three.iter().filter(|l| !one.contains(l)).collect();
+        panic!("output differs between 1 and 3 workers:\n1 only: {only_one:#?}\n3 only: {only_three:#?}");
+    }
 }

@@ -114,12 +114,15 @@ impl Rig {
     }
 }
 
-/// The first-copy-wins model of the stream, by offset from ISN + 1.
+/// The first-copy-wins model of the stream, by offset from ISN + 1. Kept
+/// as byte slices so that checks are slice operations (`contains`, `==`),
+/// which run uninstrumented and keep the target fast.
 struct Model {
-    /// First byte sent at each offset.
-    first: Vec<Option<u8>>,
-    /// What the reassembler handed on: a byte or a gap, by offset.
-    out: Vec<Option<u8>>,
+    /// First byte sent at each offset, where `sent` is 1.
+    first: Vec<u8>,
+    sent: Vec<u8>,
+    /// Bytes handed on (data or gap) so far: the next offset.
+    out: usize,
     fin: Option<usize>,
     /// Largest offset acknowledged.
     acked: usize,
@@ -134,31 +137,44 @@ enum Why {
 
 impl Model {
     fn send(&mut self, off: usize, payload: &[u8], fin: bool) {
-        for (i, &b) in payload.iter().enumerate() {
-            self.first[off + i].get_or_insert(b);
+        let end = off + payload.len();
+        if self.first.len() < end {
+            self.first.resize(end, 0);
+            self.sent.resize(end, 0);
         }
-        if fin && self.fin.is_none() && off + payload.len() >= self.out.len() {
-            self.fin = Some(off + payload.len());
+        for (i, &b) in payload.iter().enumerate() {
+            if self.sent[off + i] == 0 {
+                self.sent[off + i] = 1;
+                self.first[off + i] = b;
+            }
+        }
+        if fin && self.fin.is_none() && end >= self.out {
+            self.fin = Some(end);
         }
     }
 
-    /// Checks the events of one call and appends them to `out`.
+    /// Whether any byte in `a..b` was sent.
+    fn any_sent(&self, a: usize, b: usize) -> bool {
+        let b = b.min(self.sent.len());
+        a < b && self.sent[a..b].contains(&1)
+    }
+
+    /// Checks the events of one call and moves `out` past them.
     fn absorb(&mut self, evs: &[Ev], why: Why) {
         for e in evs {
+            let start = self.out;
             match e {
                 Ev::Data(d) => {
-                    for &b in d {
-                        let p = self.out.len();
-                        assert_eq!(
-                            self.first.get(p).copied().flatten(),
-                            Some(b),
-                            "offset {p}: delivered a byte that is not the first sent there"
-                        );
-                        self.out.push(Some(b));
-                    }
+                    let end = start + d.len();
+                    let whole = end <= self.sent.len() && !self.sent[start..end].contains(&0);
+                    assert!(whole, "{start}..{end}: delivered bytes nobody sent");
+                    assert!(
+                        self.first[start..end] == d[..],
+                        "{start}..{end}: delivered bytes that are not the first sent there"
+                    );
+                    self.out = end;
                 }
                 Ev::Gap(n) => {
-                    let start = self.out.len();
                     let end = start + *n as usize;
                     match why {
                         Why::Segment { limit_hit } => assert!(
@@ -170,17 +186,15 @@ impl Model {
                         }
                         Why::Flush => {}
                     }
-                    for p in start..end {
-                        assert!(
-                            self.first.get(p).copied().flatten().is_none(),
-                            "offset {p}: gap over a byte that was sent"
-                        );
-                        self.out.push(None);
-                    }
+                    assert!(
+                        !self.any_sent(start, end),
+                        "gap {start}..{end} over a byte that was sent"
+                    );
+                    self.out = end;
                 }
             }
             if let Some(f) = self.fin {
-                assert!(self.out.len() <= f, "handed on past the FIN at {f}");
+                assert!(self.out <= f, "handed on past the FIN at {f}");
             }
         }
     }
@@ -218,8 +232,9 @@ pub fn reassembly(data: &[u8]) {
 fn modelled(g: &mut Rig, isn: u32, c: &mut Cursor<'_>) {
     let base = isn.wrapping_add(1);
     let mut m = Model {
-        first: vec![None; usize::from(u16::MAX) + 256],
-        out: Vec::new(),
+        first: Vec::new(),
+        sent: Vec::new(),
+        out: 0,
         fin: None,
         acked: 0,
     };
@@ -260,24 +275,19 @@ fn modelled(g: &mut Rig, isn: u32, c: &mut Cursor<'_>) {
     m.absorb(&g.evs, Why::Flush);
     // Bytes at or after the FIN are dropped; every byte sent before it
     // must have been handed on or gapped.
-    let fin = m.fin.unwrap_or(usize::MAX);
-    let before_fin = &m.first[..fin.min(m.first.len())];
-    if let Some(last) = before_fin.iter().rposition(Option::is_some) {
+    let fin = m.fin.unwrap_or(usize::MAX).min(m.sent.len());
+    if let Some(last) = m.sent[..fin].iter().rposition(|&b| b == 1) {
         assert!(
-            m.out.len() > last,
+            m.out > last,
             "stream ends at {} but a byte was sent at {last}",
-            m.out.len()
+            m.out
         );
     }
-    let sent_end = m
-        .first
-        .iter()
-        .rposition(Option::is_some)
-        .map_or(0, |p| p + 1);
+    let sent_end = m.sent.iter().rposition(|&b| b == 1).map_or(0, |p| p + 1);
     assert!(
-        m.out.len() <= sent_end.max(m.acked),
+        m.out <= sent_end.max(m.acked),
         "stream of {} bytes, longer than anything sent ({sent_end}) or acked ({})",
-        m.out.len(),
+        m.out,
         m.acked
     );
 }

@@ -2,7 +2,9 @@
 //! `pcaps/` (and the rule files) in the target's input layout. The
 //! committed `fuzz/seeds/<target>/` folders are this module's output
 //! (`fuzz/seed.sh` rewrites them); `tests/fuzz_regressions.rs` replays them
-//! through the harnesses, so the properties hold on real traffic too.
+//! through the harnesses, so the properties hold on real traffic too. A
+//! target without its own folder uses the folder of the name before its
+//! first `_` (`pipeline_workers` reads `seeds/pipeline/`).
 //!
 //! What the app-layer seeds hold is what the worker hands a parser — the
 //! capture read, decoded and reassembled by wardwatch itself, recorded
