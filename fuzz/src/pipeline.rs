@@ -3,7 +3,8 @@
 //! DICOM parsers, the default ruleset and the EVE writer — over an
 //! arbitrary capture, as a one-worker run does it.
 //!
-//! Input: `mode:u8 rest`. `mode & 1`: `rest` is the capture file itself.
+//! Input: `mode:u8 rest`. `mode & 2` logs sensitive values unmasked
+//! (`outputs.unmask_sensitive`). `mode & 1`: `rest` is the capture file itself.
 //! Otherwise `rest = sel:u8 frame*` in the `decode` layout (link
 //! type from `decode::LINKS`, packet time steps, cut frames), and
 //! the harness writes a well-formed pcap around the frames, so the fuzzer's
@@ -87,7 +88,8 @@ pub fn pipeline(data: &[u8]) {
     let Ok(mut reader) = Reader::from_buffer(Buffer::Owned(capture_file(data))) else {
         return;
     };
-    let cfg = Config::default();
+    let mut cfg = Config::default();
+    cfg.outputs.unmask_sensitive = data.first().is_some_and(|m| m & 2 != 0);
     let shared = RunShared::new(&cfg);
     let mut w = Worker::with_shared(&cfg, engine(), &shared);
     let mut out = Vec::new();
