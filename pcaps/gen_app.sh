@@ -427,13 +427,52 @@ make_tls() { # dir server-name
 }
 
 # ----------------------------------------------------------------- driver
+# ================================================================= HL7 v2
+# python-hl7 (PyPI `hl7`) peers: its MLLP listener answering with
+# Message.create_ack, its MLLP client, its `mllp_send` command line tool, and
+# plain sockets for unframed HL7 (lib/hl7_peers.py).
+HL7="python3 $WW_LIB/hl7_peers.py"
+
+scn_hl7_mllp() {
+    local n=hl7_mllp
+    srv_start 2575 "$WORK/$n.srv.log" $HL7 server 2575 2
+    cap_start "$WORK/$n.raw"
+    in_d1 $HL7 adt $SRV 2575
+    in_d2 $HL7 burst $SRV 2575
+    cap_stop
+    srv_stop
+    rw $n "$M_HL7GW" "$M_EHR" "$M_MONITOR"
+}
+
+scn_hl7_nonstd_port() {
+    local n=hl7_nonstd_port f=$WORK/adt.mllp   # one MLLP-framed message, as mllp_send reads it
+    python3 -c "import sys; sys.path.insert(0, '$WW_LIB'); import hl7_peers as h, fakeids; sys.stdout.buffer.write(h.frame(h.adt('A01', fakeids.JOHN, 'ADT-TEST-0600')))" >"$f"
+    srv_start 6661 "$WORK/$n.srv.log" $HL7 server 6661 1
+    cap_start "$WORK/$n.raw"
+    in_d1 mllp_send --port 6661 --file "$f" $SRV
+    cap_stop
+    srv_stop
+    rw $n "$M_HL7GW" "$M_VIEWER"
+}
+
+scn_hl7_bare_515() {
+    local n=hl7_bare_515
+    srv_start 515 "$WORK/$n.srv.log" $HL7 bare-server 515
+    cap_start "$WORK/$n.raw"
+    in_d1 $HL7 bare $SRV 515 3
+    cap_stop
+    srv_stop
+    rw $n "$M_CMS8000_C2" "$M_MONITOR"
+}
+
 ALL_MQTT="mqtt_v311_anon_phi mqtt_v31_default_creds mqtt_v5_props mqtt_refused mqtt_telemetry_nophi
 mqtt_tls mqtt_nonstd_port mqtt_large_split"
 ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid dicom_rejected
 dicom_nonstd_port dicom_tls"
 ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry dicom_internet_echo
 mqtt_internet_refused"
-ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO"
+ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515"
+ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 ww_net_up

@@ -6,8 +6,11 @@
 #
 # 1. installs what is missing (apt-get / pip),
 # 2. runs gen_app.sh (MQTT, DICOM, HL7 captures between network namespaces),
-# 3. runs gen_link.sh if present (link-layer / encapsulation captures),
-# 4. prints a table of the files with packet counts (capinfos -c).
+# 3. runs gen_link.sh if present (link-layer / encapsulation captures) and
+#    gen_offload.sh (a capture with checksum offload),
+# 4. runs gen_evasion.sh (adversarial captures in evasion/, after gen_link.sh:
+#    the fragment flood wraps frag_ipv4_udp.pcap),
+# 5. prints a table of the files with packet counts (capinfos -c).
 # No traffic leaves the namespaces the scripts create; public addresses in
 # the captures are rewritten bytes only.
 set -euo pipefail
@@ -38,8 +41,8 @@ fi
 # mosquitto must not be running as a system service on 1883 in our way; our
 # brokers live in their own namespaces, so a host service does not matter.
 
-if ! python3 -c 'import paho.mqtt, pynetdicom, pydicom; assert int(paho.mqtt.__version__.split(".")[0]) >= 2' 2>/dev/null; then
-    pkgs=("paho-mqtt>=2,<3" "pynetdicom>=2.1" "pydicom>=3")
+if ! python3 -c 'import paho.mqtt, pynetdicom, pydicom, scapy; assert int(paho.mqtt.__version__.split(".")[0]) >= 2' 2>/dev/null; then
+    pkgs=("paho-mqtt>=2,<3" "pynetdicom>=2.1" "pydicom>=3" "scapy>=2.5")
     python3 -m pip install "${pkgs[@]}" || python3 -m pip install --break-system-packages "${pkgs[@]}"
 fi
 
@@ -49,6 +52,9 @@ if [ -x "$HERE/gen_link.sh" ]; then
 elif [ -f "$HERE/gen_link.sh" ]; then
     bash "$HERE/gen_link.sh"
 fi
+# The capture taken on a sending host with checksum offload (README-link.md).
+bash "$HERE/gen_offload.sh"
+"$HERE/gen_evasion.sh"
 
 # The capture `wardwatch --demo` embeds: real exchanges from the files above,
 # merged in time order (mergecap), one of each kind a SOC should see.

@@ -8,9 +8,9 @@
 //! --test mqtt_golden` and review the diff by hand). Where tshark is
 //! installed, the frozen list must also equal tshark's live output.
 //!
-//! EVE `mqtt` records do not say which direction each message travelled,
-//! so messages are compared per conversation (both directions together), as
-//! multisets.
+//! A record says who started it (`direction`), not which way each of its
+//! messages went, so messages are compared per conversation (both
+//! directions together), as multisets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -370,4 +370,46 @@ fn v5_topic_alias_is_resolved_per_connection() {
     assert!(recs
         .iter()
         .any(|r| r["mqtt"]["disconnect"]["properties"]["reason_string"] == "bridge shutting down"));
+}
+
+#[test]
+fn records_say_who_sent_them() {
+    // pcaps/README.md: two monitors publish 150 messages each to the broker
+    // 10.10.5.10:1883, which forwards all 300 to the central station
+    // 10.20.8.30. Each record is written from its sender's side, with
+    // Suricata's `direction`.
+    let recs = mqtt_records("mqtt_telemetry_nophi.pcap");
+    let publishes: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["mqtt"]["publish"].is_object())
+        .collect();
+    assert_eq!(publishes.len(), 600);
+    let mut from_broker = 0;
+    for r in &publishes {
+        match r["direction"].as_str().unwrap() {
+            "to_client" => {
+                from_broker += 1;
+                assert_eq!(
+                    (&r["src_ip"], &r["src_port"]),
+                    (&json!("10.10.5.10"), &json!(1883))
+                );
+                assert_eq!(r["dest_ip"], "10.20.8.30");
+            }
+            "to_server" => {
+                assert_eq!(
+                    (&r["dest_ip"], &r["dest_port"]),
+                    (&json!("10.10.5.10"), &json!(1883))
+                );
+                assert!(r["src_ip"] == "10.20.1.15" || r["src_ip"] == "10.20.1.16");
+            }
+            d => panic!("direction {d}"),
+        }
+    }
+    assert_eq!(from_broker, 300);
+    // A login is the client's.
+    let c = recs
+        .iter()
+        .find(|r| r["mqtt"]["connect"].is_object())
+        .unwrap();
+    assert_eq!(c["direction"], "to_server");
 }

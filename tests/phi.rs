@@ -91,7 +91,7 @@ fn scan(r: &AppRecord) -> PhiReport {
     match r {
         AppRecord::Mqtt(m) => phi::scan_mqtt(m, &cfg()),
         AppRecord::Dicom(d) => phi::scan_dicom(d, &cfg()),
-        AppRecord::Anomaly(_) => PhiReport::default(),
+        AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => PhiReport::default(),
     }
 }
 

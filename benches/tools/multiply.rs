@@ -13,7 +13,11 @@
 //! whichever endpoint is not the first packet's destination.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
+
+#[path = "pcapw.rs"]
+mod pcapw;
+use pcapw::{checksum, PcapWriter};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -31,17 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .find_map(|p| ipv4_offset(p.data).map(|o| addr(p.data, o + 16)));
     let server = server.ok_or("no IPv4 packet in source")?;
-    let mut out = BufWriter::with_capacity(1 << 22, File::create(&args[3])?);
-    // pcap header: magic (µs, little endian), v2.4, zone 0, sigfigs 0,
-    // snaplen 262144, link type 1 (Ethernet).
-    out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    out.write_all(&2u16.to_le_bytes())?;
-    out.write_all(&4u16.to_le_bytes())?;
-    out.write_all(&[0; 8])?;
-    out.write_all(&262_144u32.to_le_bytes())?;
-    out.write_all(&1u32.to_le_bytes())?;
+    let mut out = PcapWriter::new(BufWriter::with_capacity(1 << 22, File::create(&args[3])?))?;
     let mut buf = Vec::with_capacity(65_536);
-    let mut total = 0u64;
     for p in &pkts {
         for k in 0..copies {
             buf.clear();
@@ -49,23 +44,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(o) = ipv4_offset(&buf) {
                 rewrite(&mut buf, o, server, k);
             }
-            let usec = p.usec + u64::from(k);
-            out.write_all(&((usec / 1_000_000) as u32).to_le_bytes())?;
-            out.write_all(&((usec % 1_000_000) as u32).to_le_bytes())?;
-            out.write_all(&(buf.len() as u32).to_le_bytes())?;
-            out.write_all(&p.origlen.to_le_bytes())?;
-            out.write_all(&buf)?;
-            total += 16 + buf.len() as u64;
+            out.packet_orig(p.usec + u64::from(k), &buf, p.origlen)?;
         }
     }
-    out.flush()?;
     eprintln!(
         "wrote {} packets, {} bytes, {} copies of {} packets",
-        pkts.len() as u64 * u64::from(copies),
-        total + 24,
+        out.packets,
+        out.bytes,
         copies,
         pkts.len()
     );
+    out.finish()?;
     Ok(())
 }
 
@@ -165,19 +154,4 @@ fn rewrite(b: &mut [u8], ip: usize, server: [u8; 4], k: u32) {
         c = 0xffff;
     }
     b[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-}
-
-fn checksum(data: &[u8], init: u32) -> u16 {
-    let mut sum = init;
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [x] = chunks.remainder() {
-        sum += u32::from(*x) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 mkdir -p tests/expected/conv
-for f in pcaps/*.pcap pcaps/*.pcapng; do
+for f in pcaps/*.pcap pcaps/*.pcapng pcaps/evasion/*.pcap; do
     [ -e "$f" ] || continue
     python3 tests/tools/tshark_conv.py "$f" > "tests/expected/conv/$(basename "$f").tsv"
 done

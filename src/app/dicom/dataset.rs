@@ -9,10 +9,23 @@
 //! depth counter (capped at [`MAX_DEPTH`]) so the top level is found again
 //! after them.
 //!
+//! Kept attributes are bounded per data set, whatever the input: at most
+//! [`Limits::max_attributes`] of them and [`Limits::max_attribute_bytes`]
+//! of their values. A tag normally occurs once; when it repeats, its first
+//! and its latest occurrence are kept (a receiver uses one of them) and the
+//! occurrences in between are counted as dropped, so a million copies of an
+//! element cost two slots. What could not be kept is said in the data set:
+//! `attributes_dropped`, and `truncated` for values not read.
+//!
+//! Transfer syntax: given by the caller (the one the A-ASSOCIATE-AC
+//! accepted), or, when the answer was not seen, recognised from the first
+//! element header ([`sniff`]) and marked as guessed.
+//!
 //! Memory: an element header (≤ 12 bytes), the value of one kept attribute
 //! (≤ `max_value` bytes), the kept attributes, and for the deflated
-//! transfer syntax an inflater with a fixed 32 KiB window plus an 8 KiB
-//! output block on the stack.
+//! transfer syntax a streaming inflater (a fixed 32 KiB window and its
+//! tables, [`INFLATER_BYTES`]) plus an 8 KiB output block on the stack:
+//! inflating never buffers the inflated data set, whatever its size.
 //!
 //! Text (PS3.5 §6.1): values are decoded with the Specific Character Set
 //! (0008,0005): `ISO_IR 192` as UTF-8 (invalid sequences replaced), the
@@ -63,19 +76,32 @@ pub const KEPT: &[(u32, &str, bool)] = &[
 
 /// The [`KEPT`] entry of `tag`.
 pub fn kept(tag: u32) -> Option<&'static (u32, &'static str, bool)> {
-    KEPT.binary_search_by_key(&tag, |k| k.0)
-        .ok()
-        .and_then(|i| KEPT.get(i))
+    kept_index(tag).and_then(|i| KEPT.get(i))
+}
+
+fn kept_index(tag: u32) -> Option<usize> {
+    KEPT.binary_search_by_key(&tag, |k| k.0).ok()
 }
 
 /// Nesting of undefined-length sequences and items walked before giving up.
 pub const MAX_DEPTH: u8 = 16;
+
+/// Estimated heap bytes of a streaming inflater (miniz_oxide's
+/// decompressor: a 32 KiB window and its Huffman tables), charged to the
+/// memory budget while a deflated data set is read.
+pub const INFLATER_BYTES: usize = 48 * 1024;
+
+/// Heap bytes charged per kept attribute besides its value (the entry and
+/// the decoded string's header).
+pub const ATTRIBUTE_OVERHEAD: usize = 64;
 
 const PIXEL_DATA: u32 = 0x7FE0_0010;
 const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 const UNDEFINED: u32 = u32::MAX;
+/// Bytes [`sniff`] looks at: a tag, and a VR or a 32-bit length.
+pub const SNIFF_LEN: usize = 8;
 
 /// How a data set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +117,21 @@ impl Syntax {
         big_endian: false,
         deflated: false,
     };
+    pub const EXPLICIT_LE: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: false,
+        deflated: false,
+    };
+    pub const EXPLICIT_BE: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: true,
+        deflated: false,
+    };
+    pub const DEFLATED: Syntax = Syntax {
+        explicit_vr: true,
+        big_endian: false,
+        deflated: true,
+    };
 
     /// The encoding of transfer syntax `uid`: every transfer syntax but
     /// Implicit VR LE (1.2.840.10008.1.2), Explicit VR BE (…1.2.2) and the
@@ -99,50 +140,170 @@ impl Syntax {
     pub fn from_uid(uid: &str) -> Syntax {
         match uid {
             "1.2.840.10008.1.2" => Syntax::IMPLICIT_LE,
-            "1.2.840.10008.1.2.2" => Syntax {
-                explicit_vr: true,
-                big_endian: true,
-                deflated: false,
-            },
-            "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.8.1" => Syntax {
-                explicit_vr: true,
-                big_endian: false,
-                deflated: true,
-            },
-            _ => Syntax {
-                explicit_vr: true,
-                big_endian: false,
-                deflated: false,
-            },
+            "1.2.840.10008.1.2.2" => Syntax::EXPLICIT_BE,
+            "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.8.1" => Syntax::DEFLATED,
+            _ => Syntax::EXPLICIT_LE,
+        }
+    }
+
+    /// The transfer syntax UID that stands for this encoding when nothing
+    /// better is known (PS3.5 §10, Annex A).
+    pub fn uid(self) -> &'static str {
+        match self {
+            s if s.deflated => "1.2.840.10008.1.2.1.99",
+            s if !s.explicit_vr => "1.2.840.10008.1.2",
+            s if s.big_endian => "1.2.840.10008.1.2.2",
+            _ => "1.2.840.10008.1.2.1",
         }
     }
 }
 
+/// Whether `vr` is a value representation of PS3.5 Table 6.2-1.
+fn is_vr(vr: [u8; 2]) -> bool {
+    matches!(
+        &vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FD"
+            | b"FL"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SQ"
+            | b"SS"
+            | b"ST"
+            | b"SV"
+            | b"TM"
+            | b"UC"
+            | b"UI"
+            | b"UL"
+            | b"UN"
+            | b"UR"
+            | b"US"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+/// Recognises a data set's encoding from its first [`SNIFF_LEN`] bytes,
+/// for when the transfer syntax was negotiated out of sight:
+/// - a VR after the tag: explicit VR, little or big endian by which
+///   reading of the group number is smaller (a data set starts with a low
+///   group, (0008,xxxx) in practice);
+/// - else a group a data set can start with (0008..=7FE0) and a length
+///   that an element at its start can have (under 16 MiB, or undefined),
+///   read little endian: implicit VR LE;
+/// - else neither: the bytes are taken for a raw deflate stream (Deflated
+///   Explicit VR LE), whose first bytes are a block header and Huffman
+///   codes, not an element header.
+pub fn sniff(b: &[u8]) -> Syntax {
+    let byte = |i: usize| b.get(i).copied().unwrap_or(0);
+    let le = u16::from_le_bytes([byte(0), byte(1)]);
+    let be = u16::from_be_bytes([byte(0), byte(1)]);
+    let len = u32::from_le_bytes([byte(4), byte(5), byte(6), byte(7)]);
+    if is_vr([byte(4), byte(5)]) {
+        if le <= be {
+            Syntax::EXPLICIT_LE
+        } else {
+            Syntax::EXPLICIT_BE
+        }
+    } else if (0x0008..=0x7FE0).contains(&le) && (len < 1 << 24 || len == UNDEFINED) {
+        Syntax::IMPLICIT_LE
+    } else {
+        Syntax::DEFLATED
+    }
+}
+
+/// The per-data-set bounds of a [`DataSetReader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest value kept; a longer one is listed as truncated.
+    pub max_value: usize,
+    /// Attributes kept.
+    pub max_attributes: usize,
+    /// Value bytes kept over all attributes; past it values are listed as
+    /// truncated.
+    pub max_attribute_bytes: usize,
+    /// Bytes of a deflated data set inflated before giving up on it.
+    pub max_inflated: u64,
+}
+
+impl Limits {
+    /// Generous bounds for tests.
+    #[cfg(test)]
+    pub fn test(max_value: usize, max_inflated: u64) -> Limits {
+        Limits {
+            max_value,
+            max_attributes: 64,
+            max_attribute_bytes: 1 << 20,
+            max_inflated,
+        }
+    }
+}
+
+/// Where a kept attribute goes: a new entry, or in place of the latest
+/// occurrence of the same tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    New,
+    Replace(usize),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// The transfer syntax is not known: gathering the first bytes.
+    Sniff,
     /// Reading an element header (partially held in `buf`).
     Header,
     /// Collecting the value of a kept attribute into `buf`.
-    Value { tag: u32, len: usize },
+    Value { tag: u32, len: usize, slot: Slot },
     /// Counting down a value that is not kept.
     Skip(u64),
     /// Pixel Data reached, or the data set is unreadable: ignore the rest.
     Done,
 }
 
+/// A kept attribute before decoding: tag, raw value, value not read.
+type Raw = (u32, Vec<u8>, bool);
+
 /// Walks one data set.
 pub struct DataSetReader {
-    syntax: Syntax,
+    /// `None` until [`sniff`] decided.
+    syntax: Option<Syntax>,
+    guessed: bool,
     state: State,
-    /// Bytes of an element header or kept value cut by a fragment end.
+    /// Bytes of an element header, of a kept value, or of the sniffed
+    /// start, cut by a fragment end.
     buf: Vec<u8>,
     depth: u8,
-    max_value: usize,
-    /// Kept attributes, undecoded: (tag, raw value, truncated).
-    raw: Vec<(u32, Vec<u8>, bool)>,
+    lim: Limits,
+    /// Kept attributes in stream order.
+    raw: Vec<Raw>,
+    /// Per [`KEPT`] entry: index in `raw` of its first and of its latest
+    /// occurrence.
+    slots: [[Option<u16>; 2]; KEPT.len()],
+    /// Value bytes in `raw`.
+    kept_bytes: usize,
+    /// [`KEPT`] entries with a first occurrence in `raw`.
+    distinct: usize,
+    /// Occurrences not kept (repeats, over the count limit, shed).
+    dropped: u32,
     inflater: Option<Box<Decompress>>,
     inflated: u64,
-    max_inflated: u64,
     /// Wire bytes fed.
     length: u64,
     pixel_data: bool,
@@ -183,28 +344,115 @@ fn long_vr(vr: [u8; 2]) -> bool {
 }
 
 impl DataSetReader {
-    pub fn new(syntax: Syntax, max_value: usize, max_inflated: u64) -> Self {
-        DataSetReader {
-            syntax,
-            state: State::Header,
+    /// A reader for a data set in `syntax`, or, with `None`, in a syntax
+    /// recognised from its first bytes ([`sniff`]).
+    pub fn new(syntax: Option<Syntax>, lim: Limits) -> Self {
+        let mut r = DataSetReader {
+            syntax: None,
+            guessed: false,
+            state: State::Sniff,
             buf: Vec::new(),
             depth: 0,
-            max_value,
+            lim,
             raw: Vec::new(),
-            inflater: syntax.deflated.then(|| Box::new(Decompress::new(false))),
+            slots: [[None; 2]; KEPT.len()],
+            kept_bytes: 0,
+            distinct: 0,
+            dropped: 0,
+            inflater: None,
             inflated: 0,
-            max_inflated,
             length: 0,
             pixel_data: false,
             incomplete: false,
             error: None,
+        };
+        if let Some(s) = syntax {
+            r.decide(s);
         }
+        r
+    }
+
+    fn decide(&mut self, s: Syntax) {
+        self.syntax = Some(s);
+        self.state = State::Header;
+        self.inflater = s.deflated.then(|| Box::new(Decompress::new(false)));
+    }
+
+    /// The encoding used, once known.
+    pub fn syntax(&self) -> Option<Syntax> {
+        self.syntax
+    }
+
+    /// The encoding was recognised from the bytes, not given.
+    pub fn guessed(&self) -> bool {
+        self.guessed
     }
 
     /// Bytes held for a cut header or value (what the memory bound is
     /// about; kept attributes are bounded separately).
     pub fn buffered(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// Heap bytes held: cut header or value, kept attributes, inflater.
+    /// O(1).
+    pub fn heap(&self) -> usize {
+        self.buf.capacity()
+            + self.raw.capacity() * std::mem::size_of::<Raw>()
+            + self.raw.len() * ATTRIBUTE_OVERHEAD
+            + self.kept_bytes
+            + self.inflater.as_ref().map_or(0, |_| INFLATER_BYTES)
+    }
+
+    /// Memory pressure: drops the attributes kept so far (counted in
+    /// `attributes_dropped`); later ones are still kept.
+    pub fn shed(&mut self) {
+        self.dropped = self
+            .dropped
+            .saturating_add(u32::try_from(self.raw.len()).unwrap_or(u32::MAX));
+        self.raw = Vec::new();
+        self.slots = [[None; 2]; KEPT.len()];
+        self.kept_bytes = 0;
+        self.distinct = 0;
+        if let State::Value { len, .. } = self.state {
+            // The value being collected is dropped too; its rest is skipped.
+            self.dropped = self.dropped.saturating_add(1);
+            let left = len.saturating_sub(self.buf.len());
+            self.state = State::Skip(left as u64);
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Reading stops before the data set's end (a gap, the end of the
+    /// association or of the flow): incomplete unless Pixel Data, after
+    /// which nothing is read anyway, was reached.
+    pub fn cut(&mut self) {
+        if !self.pixel_data {
+            self.incomplete = true;
+        }
+    }
+
+    /// `n` bytes of the data set were lost (a gap). Reading goes on when
+    /// they fell inside a value being skipped anyway (or after Pixel
+    /// Data); otherwise the element structure is lost and the data set is
+    /// cut here.
+    pub fn lose(&mut self, n: u64) {
+        self.length = self.length.saturating_add(n);
+        match self.state {
+            State::Done => {}
+            State::Skip(m) if m >= n && self.inflater.is_none() => {
+                self.state = if m == n {
+                    State::Header
+                } else {
+                    State::Skip(m - n)
+                };
+            }
+            _ => {
+                self.cut();
+                self.buf = Vec::new();
+                self.state = State::Done;
+            }
+        }
     }
 
     /// The first problem met, once: an anomaly event name.
@@ -219,9 +467,28 @@ impl DataSetReader {
     }
 
     /// The next bytes of the data set as they travel.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub fn feed(&mut self, mut data: &[u8]) {
         self.length = self.length.saturating_add(data.len() as u64);
-        if self.state == State::Done {
+        if self.state == State::Sniff {
+            let k = SNIFF_LEN.saturating_sub(self.buf.len()).min(data.len());
+            // Copied: the first bytes of a data set cut by a fragment end
+            // (≤ 8 bytes), needed whole to recognise the encoding.
+            self.buf.extend_from_slice(data.get(..k).unwrap_or(&[]));
+            data = data.get(k..).unwrap_or(&[]);
+            if self.buf.len() < SNIFF_LEN {
+                return;
+            }
+            self.guessed = true;
+            self.decide(sniff(&self.buf));
+            let start = std::mem::take(&mut self.buf);
+            self.decoded(&start);
+        }
+        self.decoded(data);
+    }
+
+    /// Bytes in the known syntax: inflated first when deflated.
+    fn decoded(&mut self, data: &[u8]) {
+        if self.state == State::Done || data.is_empty() {
             return;
         }
         match self.inflater.take() {
@@ -248,7 +515,7 @@ impl DataSetReader {
             input = input.get(used..).unwrap_or(&[]);
             self.walk(out.get(..made).unwrap_or(&[]));
             self.inflated = self.inflated.saturating_add(made as u64);
-            if self.inflated > self.max_inflated {
+            if self.inflated > self.lim.max_inflated {
                 return self.fail("inflated_too_long");
             }
             if status == Status::StreamEnd || (used == 0 && made == 0) {
@@ -264,7 +531,7 @@ impl DataSetReader {
     fn walk(&mut self, mut d: &[u8]) {
         while !d.is_empty() {
             match self.state {
-                State::Done => return,
+                State::Done | State::Sniff => return,
                 State::Skip(n) => {
                     let k = usize::try_from(n).unwrap_or(usize::MAX).min(d.len());
                     d = d.get(k..).unwrap_or(&[]);
@@ -275,7 +542,7 @@ impl DataSetReader {
                         State::Skip(left)
                     };
                 }
-                State::Value { tag, len } => {
+                State::Value { tag, len, slot } => {
                     let k = len.saturating_sub(self.buf.len()).min(d.len());
                     // Copied: a kept value cut by a fragment end; at most
                     // `max_value` bytes.
@@ -283,8 +550,8 @@ impl DataSetReader {
                     d = d.get(k..).unwrap_or(&[]);
                     if self.buf.len() >= len {
                         let v = std::mem::take(&mut self.buf);
-                        self.raw.push((tag, v, false));
                         self.state = State::Header;
+                        self.keep(tag, v, false, slot);
                     }
                 }
                 State::Header => {
@@ -315,12 +582,20 @@ impl DataSetReader {
         }
     }
 
+    fn big_endian(&self) -> bool {
+        self.syntax.is_some_and(|s| s.big_endian)
+    }
+
+    fn explicit_vr(&self) -> bool {
+        self.syntax.is_some_and(|s| s.explicit_vr)
+    }
+
     fn u16(&self, b: &[u8], at: usize) -> u16 {
         let x = [
             b.get(at).copied().unwrap_or(0),
             b.get(at + 1).copied().unwrap_or(0),
         ];
-        if self.syntax.big_endian {
+        if self.big_endian() {
             u16::from_be_bytes(x)
         } else {
             u16::from_le_bytes(x)
@@ -334,7 +609,7 @@ impl DataSetReader {
             b.get(at + 2).copied().unwrap_or(0),
             b.get(at + 3).copied().unwrap_or(0),
         ];
-        if self.syntax.big_endian {
+        if self.big_endian() {
             u32::from_be_bytes(x)
         } else {
             u32::from_le_bytes(x)
@@ -352,7 +627,7 @@ impl DataSetReader {
     fn header_len(&self, b: &[u8]) -> Option<usize> {
         let h = b.get(..6)?;
         let group = self.u16(h, 0);
-        if !self.syntax.explicit_vr || group == 0xFFFE {
+        if !self.explicit_vr() || group == 0xFFFE {
             return Some(8);
         }
         Some(if long_vr([h[4], h[5]]) { 12 } else { 8 })
@@ -363,7 +638,7 @@ impl DataSetReader {
         let tag = (u32::from(self.u16(h, 0)) << 16) | u32::from(self.u16(h, 2));
         let len = match h.len() {
             12 => self.u32(h, 8),
-            _ if !self.syntax.explicit_vr || tag >> 16 == 0xFFFE => self.u32(h, 4),
+            _ if !self.explicit_vr() || tag >> 16 == 0xFFFE => self.u32(h, 4),
             _ => u32::from(self.u16(h, 6)),
         };
         (tag, len)
@@ -394,27 +669,96 @@ impl DataSetReader {
             return;
         }
         let n = len as usize;
-        match kept(tag) {
-            Some(_) if self.depth == 0 && n <= self.max_value => {
-                if n == 0 {
-                    self.raw.push((tag, Vec::new(), false));
-                } else {
-                    self.state = State::Value { tag, len: n };
+        let skip = if len == 0 {
+            State::Header
+        } else {
+            State::Skip(u64::from(len))
+        };
+        let slot = match kept_index(tag) {
+            Some(k) if self.depth == 0 => self.slot(k),
+            _ => None,
+        };
+        let Some(slot) = slot else {
+            self.state = skip;
+            return;
+        };
+        let fits = n <= self.lim.max_value
+            && self.kept_bytes.saturating_add(n) <= self.lim.max_attribute_bytes;
+        if !fits {
+            self.state = skip;
+            self.keep(tag, Vec::new(), true, slot);
+        } else if n == 0 {
+            self.keep(tag, Vec::new(), false, slot);
+        } else {
+            self.state = State::Value { tag, len: n, slot };
+        }
+    }
+
+    /// Where the next occurrence of [`KEPT`] entry `k` goes: its first
+    /// occurrence and its latest one are kept, while the count allows;
+    /// `None` (counted as dropped) otherwise.
+    fn slot(&mut self, k: usize) -> Option<Slot> {
+        let [first, last] = self.slots.get(k).copied().unwrap_or([None, None]);
+        // Room is kept for the first occurrence of every kept tag not seen
+        // yet: repeats cannot crowd out a tag that comes later.
+        let unseen = KEPT.len().saturating_sub(self.distinct);
+        let room_first = self.raw.len() < self.lim.max_attributes;
+        let room_last = self.raw.len() < self.lim.max_attributes.saturating_sub(unseen);
+        match (first, last) {
+            (None, _) if room_first => Some(Slot::New),
+            (Some(_), None) if room_last => Some(Slot::New),
+            (Some(_), Some(j)) => {
+                // The latest occurrence replaces the previous latest.
+                self.dropped = self.dropped.saturating_add(1);
+                Some(Slot::Replace(usize::from(j)))
+            }
+            _ => {
+                self.dropped = self.dropped.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    fn keep(&mut self, tag: u32, value: Vec<u8>, truncated: bool, slot: Slot) {
+        let Some(k) = kept_index(tag) else {
+            return;
+        };
+        self.kept_bytes = self.kept_bytes.saturating_add(value.capacity());
+        match slot {
+            Slot::Replace(j) => {
+                if let Some(e) = self.raw.get_mut(j) {
+                    let old = std::mem::replace(e, (tag, value, truncated));
+                    self.kept_bytes = self.kept_bytes.saturating_sub(old.1.capacity());
                 }
             }
-            Some(_) if self.depth == 0 => {
-                self.raw.push((tag, Vec::new(), true));
-                self.state = State::Skip(u64::from(len));
+            Slot::New => {
+                let Ok(j) = u16::try_from(self.raw.len()) else {
+                    self.kept_bytes = self.kept_bytes.saturating_sub(value.capacity());
+                    self.dropped = self.dropped.saturating_add(1);
+                    return;
+                };
+                self.raw.push((tag, value, truncated));
+                if let Some(s) = self.slots.get_mut(k) {
+                    if s[0].is_none() {
+                        s[0] = Some(j);
+                        self.distinct += 1;
+                    } else {
+                        s[1] = Some(j);
+                    }
+                }
             }
-            _ if len == 0 => {}
-            _ => self.state = State::Skip(u64::from(len)),
         }
     }
 
     /// The data set as read, its values decoded; `transfer_syntax` is
-    /// recorded with it.
+    /// recorded with it, marked guessed when it was recognised from the
+    /// bytes.
     pub fn finish(mut self, transfer_syntax: Option<String>) -> DataSet {
-        if !matches!(self.state, State::Done | State::Header) || !self.buf.is_empty() {
+        let cut = match self.state {
+            State::Sniff | State::Done | State::Header => !self.buf.is_empty(),
+            State::Value { .. } | State::Skip(_) => true,
+        };
+        if cut {
             // Ended inside an element.
             self.incomplete = true;
         }
@@ -437,8 +781,10 @@ impl DataSetReader {
             })
             .collect();
         DataSet {
+            transfer_syntax_guessed: self.guessed && transfer_syntax.is_some(),
             transfer_syntax,
             attributes,
+            attributes_dropped: self.dropped,
             length: self.length,
             pixel_data_skipped: self.pixel_data,
             incomplete: self.incomplete,
@@ -493,7 +839,7 @@ mod tests {
     }
 
     fn read(d: &[u8], syntax: Syntax, chunk: usize) -> DataSet {
-        let mut r = DataSetReader::new(syntax, 64, 1 << 20);
+        let mut r = DataSetReader::new(Some(syntax), Limits::test(64, 1 << 20));
         for c in d.chunks(chunk.max(1)) {
             r.feed(c);
             assert!(r.buffered() <= 64, "buffered {}", r.buffered());
@@ -571,7 +917,7 @@ mod tests {
         let z = e.finish().unwrap();
         let ds = read(&z, Syntax::from_uid("1.2.840.10008.1.2.1.99"), 3);
         assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"));
-        let mut r = DataSetReader::new(Syntax::from_uid("1.2.840.10008.1.2.1.99"), 64, 1000);
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 1000));
         r.feed(b"\xff\xff\xff\xff garbage");
         assert_eq!(r.take_error(), Some("deflate_error"));
     }
@@ -596,7 +942,7 @@ mod tests {
             deep.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, 0xff, 0xff, 0xff, 0xff]);
             // SQ undefined
         }
-        let mut r = DataSetReader::new(Syntax::IMPLICIT_LE, 64, 1 << 20);
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
         r.feed(&deep);
         assert_eq!(r.take_error(), Some("sequence_too_deep"));
         let mut x = 7u32;
@@ -609,5 +955,202 @@ mod tests {
         for s in [Syntax::IMPLICIT_LE, Syntax::from_uid("1.2.840.10008.1.2.2")] {
             let _ = read(&g, s, 13);
         }
+    }
+
+    fn explicit_le(group: u16, elem: u16, vr: &[u8; 2], v: &[u8]) -> Vec<u8> {
+        let mut o = group.to_le_bytes().to_vec();
+        o.extend_from_slice(&elem.to_le_bytes());
+        o.extend_from_slice(vr);
+        o.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        o.extend_from_slice(v);
+        o
+    }
+
+    fn deflate(d: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(d).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn sniffed(d: &[u8], chunk: usize) -> (DataSet, Option<Syntax>) {
+        let mut r = DataSetReader::new(None, Limits::test(64, 1 << 20));
+        for c in d.chunks(chunk.max(1)) {
+            r.feed(c);
+        }
+        let s = r.syntax();
+        let uid = s.map(|s| s.uid().to_string());
+        (r.finish(uid), s)
+    }
+
+    #[test]
+    fn unknown_syntax_is_recognised_from_the_first_element_for_any_split() {
+        // Hand-built: the same two attributes in each encoding.
+        let mut ile = implicit(0x0008, 0x0005, b"ISO_IR 100"); // charset
+        ile.extend(implicit(0x0010, 0x0010, b"DOE^JOHN")); // PatientName
+        let mut ele = explicit_le(0x0008, 0x0005, b"CS", b"ISO_IR 100");
+        ele.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        let mut ebe = Vec::new();
+        for (g, e, vr, v) in [
+            (0x0008u16, 0x0005u16, b"CS", &b"ISO_IR 100"[..]),
+            (0x0010, 0x0010, b"PN", &b"DOE^JOHN"[..]),
+        ] {
+            ebe.extend_from_slice(&g.to_be_bytes()); // group, big endian
+            ebe.extend_from_slice(&e.to_be_bytes()); // element
+            ebe.extend_from_slice(vr); // VR
+            ebe.extend_from_slice(&(v.len() as u16).to_be_bytes()); // length
+            ebe.extend_from_slice(v);
+        }
+        let z = deflate(&ele);
+        for (d, want) in [
+            (&ile, Syntax::IMPLICIT_LE),
+            (&ele, Syntax::EXPLICIT_LE),
+            (&ebe, Syntax::EXPLICIT_BE),
+            (&z, Syntax::DEFLATED),
+        ] {
+            assert_eq!(sniff(d), want);
+            for chunk in [1, 2, 5, 6, 7, 1000] {
+                let (ds, s) = sniffed(d, chunk);
+                assert_eq!(s, Some(want), "chunk {chunk}");
+                assert_eq!(
+                    ds.get(0x0010_0010),
+                    Some("DOE^JOHN"),
+                    "{want:?} chunk {chunk}"
+                );
+                assert!(ds.transfer_syntax_guessed && !ds.incomplete);
+            }
+        }
+        // Fewer bytes than a sniff needs: no syntax, incomplete.
+        let (ds, s) = sniffed(&ile[..4], 1);
+        assert_eq!(
+            (s, ds.transfer_syntax_guessed, ds.incomplete),
+            (None, false, true)
+        );
+        // Nothing at all: an empty data set, complete.
+        let (ds, _) = sniffed(&[], 1);
+        assert!(!ds.incomplete && ds.attributes.is_empty());
+    }
+
+    #[test]
+    fn million_empty_patient_names_keep_two_attributes() {
+        // Found by fuzzing (issue 11): 1 M empty PatientName elements (8 MB
+        // of data set) kept 1 M attributes (41 MB). Hand-built: a name,
+        // then 1 M empty ones, then the real one.
+        let mut d = implicit(0x0010, 0x0010, b"FIRST^NAME");
+        d.extend(implicit(0x0010, 0x0010, b"").repeat(1_000_000));
+        d.extend(implicit(0x0010, 0x0010, b"LAST^NAME"));
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
+        let mut most = 0;
+        for c in d.chunks(65536) {
+            r.feed(c);
+            most = most.max(r.heap());
+        }
+        assert!(most < 4096, "held {most} bytes");
+        let ds = r.finish(None);
+        let names: Vec<&str> = ds.attributes.iter().map(|a| a.value.as_str()).collect();
+        assert_eq!(names, ["FIRST^NAME", "LAST^NAME"]);
+        assert_eq!(ds.attributes_dropped, 1_000_000);
+    }
+
+    #[test]
+    fn deflated_flood_of_four_million_attributes_is_bounded() {
+        // Found by fuzzing (issue 11): a deflated data set in a 47 kB flow
+        // kept 4 M attributes (127 MB). Hand-built: 4 M empty elements of
+        // every kept tag in turn (32 MB inflated), deflated.
+        let cycle: Vec<u8> = KEPT
+            .iter()
+            .flat_map(|(tag, _, _)| explicit_le((tag >> 16) as u16, *tag as u16, b"LO", b""))
+            .collect();
+        let mut d = cycle.repeat(4_000_000 / KEPT.len());
+        d.extend_from_slice(&cycle[..(4_000_000 % KEPT.len()) * 8]);
+        let z = deflate(&d);
+        assert!(z.len() < 1 << 20, "{} bytes deflated", z.len());
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 64 << 20));
+        let mut most = 0;
+        for c in z.chunks(1448) {
+            r.feed(c);
+            most = most.max(r.heap());
+        }
+        assert!(most < INFLATER_BYTES + 16384, "held {most} bytes");
+        let ds = r.finish(None);
+        // Every tag's first occurrence, and latest occurrences in the room
+        // left.
+        assert_eq!(ds.attributes.len(), 64);
+        assert!(KEPT.iter().all(|k| ds.get(k.0).is_some()));
+        assert_eq!(ds.attributes_dropped as usize, 4_000_000 - 64);
+        assert!(!ds.incomplete);
+    }
+
+    #[test]
+    fn inflation_streams_a_large_data_set_in_fixed_memory() {
+        // Hand-built: a 16 MiB private OB value (zeros, which deflate to
+        // almost nothing), then a PatientName.
+        let mut d = vec![0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]; // (0009,1010) OB, reserved
+        d.extend_from_slice(&(16u32 << 20).to_le_bytes()); // 16 MiB
+        d.resize(d.len() + (16 << 20), 0);
+        d.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        let z = deflate(&d);
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 64 << 20));
+        for c in z.chunks(1448) {
+            r.feed(c);
+            // The inflater's window and the walker's cut header, never the
+            // inflated bytes.
+            assert!(r.heap() <= INFLATER_BYTES + 1024, "{}", r.heap());
+        }
+        assert_eq!(r.finish(None).get(0x0010_0010), Some("DOE^JOHN"));
+        // The same with an inflate cap below 16 MiB: given up, said.
+        let mut r = DataSetReader::new(Some(Syntax::DEFLATED), Limits::test(64, 1 << 20));
+        r.feed(&z);
+        assert_eq!(r.take_error(), Some("inflated_too_long"));
+        assert!(r.finish(None).incomplete);
+    }
+
+    #[test]
+    fn value_bytes_past_the_budget_are_listed_truncated() {
+        let mut d = implicit(0x0010, 0x0010, &[b'A'; 40]); // PatientName, 40 bytes
+        d.extend(implicit(0x0010, 0x0020, &[b'B'; 40])); // PatientID, over a 64-byte budget
+        d.extend(implicit(0x0010, 0x0040, b"F")); // PatientSex, fits
+        let lim = Limits {
+            max_attribute_bytes: 64,
+            ..Limits::test(64, 1 << 20)
+        };
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), lim);
+        r.feed(&d);
+        let ds = r.finish(None);
+        assert_eq!(ds.attributes.len(), 3);
+        assert!(!ds.attributes[0].truncated && ds.attributes[1].truncated);
+        assert_eq!(ds.get(0x0010_0040), Some("F"));
+        // And a count limit: the third attribute is dropped, counted.
+        let lim = Limits {
+            max_attributes: 2,
+            ..Limits::test(64, 1 << 20)
+        };
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), lim);
+        r.feed(&d);
+        let ds = r.finish(None);
+        assert_eq!((ds.attributes.len(), ds.attributes_dropped), (2, 1));
+    }
+
+    #[test]
+    fn repeated_tag_keeps_its_first_and_latest_occurrence() {
+        let mut d = Vec::new();
+        for v in [&b"ONE"[..], b"TWO", b"THREE", b"FOUR"] {
+            d.extend(implicit(0x0010, 0x0010, v)); // PatientName, four times
+        }
+        d.extend(implicit(0x0010, 0x0020, b"ID")); // PatientID once
+        for chunk in [1, 3, 1000] {
+            let ds = read(&d, Syntax::IMPLICIT_LE, chunk);
+            let v: Vec<&str> = ds.attributes.iter().map(|a| a.value.as_str()).collect();
+            assert_eq!(v, ["ONE", "FOUR", "ID"], "chunk {chunk}");
+            assert_eq!(ds.attributes_dropped, 2);
+        }
+        // Memory pressure drops what was kept; reading goes on.
+        let mut r = DataSetReader::new(Some(Syntax::IMPLICIT_LE), Limits::test(64, 1 << 20));
+        r.feed(&d[..30]);
+        r.shed();
+        r.feed(&d[30..]);
+        let ds = r.finish(None);
+        assert!(ds.attributes_dropped >= 2);
+        assert_eq!(ds.get(0x0010_0020), Some("ID"));
     }
 }

@@ -503,15 +503,18 @@ pub fn keyword(name: &str, value: Option<&str>) -> Option<Result<Keyword, String
 }
 
 /// The login a record carries, if it is one: every association record
-/// (an association without user identity is an anonymous login). The
-/// username is the primary field of identity types 1 and 2, the password
-/// the non-empty passcode of type 2; `accepted` is [`accepted`], `Some(false)`
-/// when rejected, `None` when the outcome is unknown (no AC nor RJ seen).
+/// whose A-ASSOCIATE-RQ was seen (an association without user identity is
+/// an anonymous login; one picked up after its RQ says nothing of it).
+/// The username is the primary field of identity types 1 and 2, the
+/// password the non-empty passcode of type 2; `accepted` is [`accepted`],
+/// `Some(false)` when rejected, `None` when the outcome is unknown (no AC
+/// nor RJ seen: a one-way capture, or the answer lost in a gap).
 /// Exchanges carry no login.
 pub fn credentials(rec: &Record) -> Option<Credentials<'_>> {
     let Record::Association(a) = rec else {
         return None;
     };
+    a.request.as_ref()?;
     let answer = if accepted(a) {
         Some(true)
     } else if a.outcome == Outcome::Rejected {
@@ -1037,6 +1040,13 @@ mod tests {
         let c = credentials(&empty).unwrap();
         assert_eq!((c.username, c.password), (Some(&b"tech"[..]), None));
         assert!(pred("dicom.user_identity", "username").matches(&with_identity(1, b"")));
+        // Hand-built: an association known from its A-ASSOCIATE-AC only
+        // (the RQ lost or before the capture): no login to judge.
+        let ac_only = Record::Association(Box::new(Association {
+            response: Some(UserInfo::default()),
+            ..Default::default()
+        }));
+        assert!(credentials(&ac_only).is_none());
     }
 
     #[test]

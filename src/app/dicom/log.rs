@@ -9,6 +9,9 @@
 //!   and the kept attributes of the data sets (C-FIND query keys in the
 //!   request, matches in the `pending` responses).
 //!
+//! Both carry `"answer_lost": true` at the top of the object when the
+//! direction their answer travels in had a gap while it was awaited.
+//!
 //! UIDs are logged as `{"uid": …, "name": …}` (`name` when the standard
 //! knows it). Patient data, passcodes and identity tokens are masked unless
 //! [`LogOptions::unmask`]: see [`mask`]. Logged strings are capped at
@@ -71,9 +74,19 @@ fn dir_name(d: Direction) -> &'static str {
 pub fn record(r: &Record, opts: &LogOptions) -> Value {
     match r {
         Record::Association(a) => {
-            json!({"type": "association", "association": association(a, opts)})
+            let mut v = json!({"type": "association", "association": association(a, opts)});
+            if a.answer_lost {
+                v["answer_lost"] = true.into();
+            }
+            v
         }
-        Record::Dimse(e) => json!({"type": "dimse", "dimse": exchange(e, opts)}),
+        Record::Dimse(e) => {
+            let mut v = json!({"type": "dimse", "dimse": exchange(e, opts)});
+            if e.answer_lost {
+                v["answer_lost"] = true.into();
+            }
+            v
+        }
     }
 }
 
@@ -384,6 +397,9 @@ fn data_set(d: &DataSet, opts: &LogOptions) -> Value {
         "transfer_syntax",
         d.transfer_syntax.as_deref().map(uid_obj),
     );
+    if d.transfer_syntax_guessed {
+        m.insert("transfer_syntax_guessed".into(), true.into());
+    }
     m.insert("length".into(), d.length.into());
     m.insert("pixel_data_skipped".into(), d.pixel_data_skipped.into());
     if d.incomplete {
@@ -409,6 +425,9 @@ fn data_set(d: &DataSet, opts: &LogOptions) -> Value {
     m.insert("attributes".into(), Value::Object(attrs));
     if !truncated.is_empty() {
         m.insert("truncated".into(), truncated.into());
+    }
+    if d.attributes_dropped > 0 {
+        m.insert("attributes_dropped".into(), d.attributes_dropped.into());
     }
     Value::Object(m)
 }

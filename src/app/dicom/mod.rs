@@ -13,7 +13,17 @@
 //! copied. A P-DATA-TF PDU is read item by item as its bytes arrive, bulk
 //! elements are counted down, never stored, and a data set stops being read
 //! at Pixel Data (7FE0,0010): memory does not grow with the size of an
-//! image or of a declared length.
+//! image or of a declared length. Kept attributes are bounded per data set
+//! ([`DicomConfig::max_attributes`], [`DicomConfig::max_attribute_bytes`]),
+//! requests awaiting answers per association
+//! ([`DicomConfig::max_open_bytes`]); what is not kept is counted in the
+//! record.
+//!
+//! Lossy input: a stream that does not start with a PDU, or loses bytes,
+//! is resynchronised on the next plausible PDU; a gap where an answer was
+//! awaited closes what awaited it (`answer_lost`); a data set whose
+//! transfer syntax was negotiated out of sight is decoded in an inferred
+//! one ([`state`] has the rules).
 //!
 //! Split: [`parser`] is stateless byte parsing, [`state`] the per-flow
 //! state machine and limits, [`log`] the EVE `dicom` object, [`uid`] the
@@ -52,8 +62,26 @@ pub struct DicomConfig {
     /// C-FIND/C-GET/C-MOVE pending-response data sets logged per exchange
     /// (the rest are counted).
     pub max_matches: u32,
-    /// Bytes of a deflated data set inflated before giving up on it.
+    /// Bytes of a deflated data set inflated before giving up on it. The
+    /// inflater streams (fixed 32 KiB window): this bounds time, not
+    /// memory.
     pub max_inflated: u64,
+    /// Attributes kept per data set; the occurrences past it are counted in
+    /// `attributes_dropped`.
+    pub max_attributes: u32,
+    /// Value bytes kept per data set; values past it are listed as
+    /// truncated.
+    pub max_attribute_bytes: u32,
+    /// Bytes that an association's requests awaiting their final response
+    /// (with their data sets and C-FIND matches) may hold; past it the
+    /// oldest exchange is logged as it stands.
+    pub max_open_bytes: u64,
+    /// Bytes scanned for the next plausible PDU after a gap or a framing
+    /// error before that direction is given up.
+    pub max_resync: u64,
+    /// Longest P-DATA-TF PDU taken for a resynchronisation point when the
+    /// receiving side announced no maximum length.
+    pub max_resync_pdu: u32,
 }
 
 impl Default for DicomConfig {
@@ -65,6 +93,11 @@ impl Default for DicomConfig {
             max_pending: 64,
             max_matches: 32,
             max_inflated: 64 << 20,
+            max_attributes: 64,
+            max_attribute_bytes: 16384,
+            max_open_bytes: 1 << 20,
+            max_resync: 16 << 20,
+            max_resync_pdu: 1 << 20,
         }
     }
 }
@@ -103,7 +136,9 @@ pub struct Association {
     pub application_context: Option<Uid>,
     /// Proposed presentation contexts, with the acceptor's answers.
     pub presentation_contexts: Vec<PresentationContext>,
-    /// User information of the A-ASSOCIATE-RQ.
+    /// User information of the A-ASSOCIATE-RQ (empty when the RQ had
+    /// none); `None` when the RQ was not seen (picked up mid-association,
+    /// or lost in a gap).
     pub request: Option<UserInfo>,
     /// User information of the A-ASSOCIATE-AC.
     pub response: Option<UserInfo>,
@@ -117,6 +152,9 @@ pub struct Association {
     pub release_requested: bool,
     /// DIMSE exchanges logged for this association.
     pub exchanges: u32,
+    /// The direction answers travel in had a gap while an answer was
+    /// awaited (A-ASSOCIATE-AC/RJ, A-RELEASE-RP): it was lost, not refused.
+    pub answer_lost: bool,
 }
 
 /// How an association ended.
@@ -283,8 +321,16 @@ pub struct Attribute {
 pub struct DataSet {
     /// Transfer syntax it was decoded with.
     pub transfer_syntax: Option<Uid>,
+    /// `transfer_syntax` was recognised from the data set's first bytes
+    /// (the A-ASSOCIATE-AC was not seen and the context proposed several).
+    pub transfer_syntax_guessed: bool,
     /// Kept attributes, in stream order (top level only).
     pub attributes: Vec<Attribute>,
+    /// Occurrences of kept attributes that were not kept: repeats of a tag
+    /// between its first and latest occurrence, those past
+    /// [`DicomConfig::max_attributes`], those dropped under memory
+    /// pressure.
+    pub attributes_dropped: u32,
     /// Bytes of the data set on the wire.
     pub length: u64,
     /// Pixel Data was reached and skipped.
@@ -331,9 +377,40 @@ pub struct Exchange {
     pub pending: Vec<Message>,
     /// A C-CANCEL-RQ was sent for this request.
     pub cancelled: bool,
+    /// The direction the response travels in had a gap while it was
+    /// awaited: the exchange was closed without its final response.
+    pub answer_lost: bool,
 }
 
 /// The parser of one DICOM flow.
 pub fn new_parser(cfg: &DicomConfig) -> Option<Box<dyn StreamConsumer>> {
     Some(Box::new(Parser::new(cfg)))
+}
+
+/// DICOM as the session and the registry see it
+/// ([`crate::app::PROTOCOLS`]).
+#[derive(Debug)]
+pub struct Dicom;
+
+pub static PROTOCOL: Dicom = Dicom;
+
+impl crate::app::AppProtocol for Dicom {
+    fn proto(&self) -> crate::app::AppProto {
+        crate::app::AppProto::Dicom
+    }
+    fn name(&self) -> &'static str {
+        "dicom"
+    }
+    fn ports<'c>(&self, cfg: &'c crate::app::AppConfig) -> &'c [u16] {
+        &cfg.dicom_ports
+    }
+    fn probe_start(&self, data: &[u8]) -> crate::app::Verdict {
+        crate::app::probe::dicom_start(data)
+    }
+    fn probe_midstream(&self, data: &[u8]) -> Option<crate::app::Midstream> {
+        crate::app::probe::dicom_midstream(data)
+    }
+    fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
+        new_parser(&cfg.dicom)
+    }
 }

@@ -162,6 +162,179 @@ pub fn parse_pdv_header(input: &[u8], pdu_left: u64) -> Result<Progress<PdvHeade
     })
 }
 
+/// How much a PDU boundary found without framing is checked
+/// ([`plausible_pdu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Only what a receiving peer checks too (PS3.8 §9.3: reserved fields
+    /// "shall not be tested"): at the start of a stream, where the bytes
+    /// are most likely a real PDU and a stricter check than the peer's would
+    /// let a sender hide an association by setting a reserved byte.
+    Lenient,
+    /// Also reserved fields and fixed-size bodies: after a gap or a framing
+    /// error, where a PDU boundary is being guessed inside arbitrary data.
+    Strict,
+}
+
+/// What is known when a PDU boundary is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundaryLimits<'a> {
+    /// Longest association PDU decoded (`max_association_pdu`).
+    pub max_association_pdu: u32,
+    /// Longest P-DATA-TF the receiver accepts, `None` when it announced no
+    /// maximum (or the announcement was not seen).
+    pub max_pdata_pdu: Option<u32>,
+    /// Longest P-DATA-TF taken for a boundary in strict mode when
+    /// `max_pdata_pdu` is `None`.
+    pub max_resync_pdu: u32,
+    /// Presentation context ids of the association, when an
+    /// A-ASSOCIATE-RQ or -AC was seen.
+    pub contexts: Option<&'a [u8]>,
+}
+
+/// Outcome of [`plausible_pdu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plausible {
+    Yes,
+    No,
+    /// Undecided until `n` bytes from the candidate's start are present
+    /// (never more than [`BOUNDARY_LOOKAHEAD`]).
+    NeedMore(usize),
+}
+
+/// Bytes from a candidate PDU start that [`plausible_pdu`] may look at:
+/// the decision depends on these bytes only, never on where a segment
+/// ended, so the same stream gives the same boundary however it is cut.
+pub const BOUNDARY_LOOKAHEAD: usize = 4096;
+/// PDV headers of a candidate P-DATA-TF checked (the first ones).
+pub const BOUNDARY_MAX_PDVS: usize = 8;
+
+/// Whether `b` starts with a plausible PDU (PS3.8 §9.3):
+/// - every type: 1..=7; strict: reserved byte 0;
+/// - A-ASSOCIATE-RQ/AC: the 68 bytes of fixed fields fit, protocol version
+///   bit 0 set; strict: within `max_association_pdu`, reserved fields 0,
+///   the first item a known one (0x10, 0x20/0x21, 0x50);
+/// - A-ASSOCIATE-RJ, A-ABORT: a 4-byte body; strict: exactly 4 bytes with
+///   result, source and reason in their ranges (Tables 9-21, 9-26);
+/// - A-RELEASE-RQ/RP: strict: a 4-byte body of zeros;
+/// - P-DATA-TF: within the receiver's maximum (strict: within
+///   `max_resync_pdu` when none was announced); PDV items of at least 2
+///   bytes on odd presentation context ids (those of the association when
+///   known) that tile the PDU exactly, checked over the first
+///   [`BOUNDARY_MAX_PDVS`] items within [`BOUNDARY_LOOKAHEAD`]; strict:
+///   control header bits 2-7 zero.
+pub fn plausible_pdu(b: &[u8], check: Check, lim: &BoundaryLimits<'_>) -> Plausible {
+    use Plausible::{NeedMore, No, Yes};
+    let strict = check == Check::Strict;
+    let Some(h) = b.get(..PDU_HEADER_LEN) else {
+        return match b.first() {
+            Some(t) if !(pdu_type::ASSOCIATE_RQ..=pdu_type::ABORT).contains(t) => No,
+            Some(_) if strict && b.get(1).is_some_and(|&r| r != 0) => No,
+            _ => NeedMore(PDU_HEADER_LEN),
+        };
+    };
+    let t = h[0];
+    if !(pdu_type::ASSOCIATE_RQ..=pdu_type::ABORT).contains(&t) || (strict && h[1] != 0) {
+        return No;
+    }
+    let len = u32::from_be_bytes([h[2], h[3], h[4], h[5]]);
+    let total = u64::from(len) + PDU_HEADER_LEN as u64;
+    // The bytes this check needs, and a closure reading one of them.
+    let need = |n: usize| -> Option<Plausible> { (b.len() < n).then_some(NeedMore(n)) };
+    match t {
+        pdu_type::ASSOCIATE_RQ | pdu_type::ASSOCIATE_AC => {
+            if len < 68 || (strict && len > lim.max_association_pdu) {
+                return No;
+            }
+            let n = if strict && len > 68 { 75 } else { 10 };
+            if let Some(m) = need(n) {
+                return m;
+            }
+            if b[7] & 1 == 0 {
+                return No;
+            }
+            if strict {
+                let reserved = b[8] == 0 && b[9] == 0 && b[42..74].iter().all(|&x| x == 0);
+                let item = len == 68 || matches!(b[74], 0x10 | 0x20 | 0x21 | 0x50);
+                return if reserved && item { Yes } else { No };
+            }
+            Yes
+        }
+        pdu_type::ASSOCIATE_RJ | pdu_type::ABORT | pdu_type::RELEASE_RQ | pdu_type::RELEASE_RP => {
+            let fixed = matches!(t, pdu_type::ASSOCIATE_RJ | pdu_type::ABORT);
+            if !strict {
+                return if (fixed && len < 4) || len > lim.max_association_pdu {
+                    No
+                } else {
+                    Yes
+                };
+            }
+            if len != 4 {
+                return No;
+            }
+            if let Some(m) = need(10) {
+                return m;
+            }
+            let ok = match t {
+                pdu_type::ASSOCIATE_RJ => {
+                    b[6] == 0 && matches!(b[7], 1 | 2) && matches!(b[8], 1..=3)
+                }
+                pdu_type::ABORT => b[6] == 0 && b[7] == 0 && matches!(b[8], 0 | 2) && b[9] <= 6,
+                _ => b[6..10].iter().all(|&x| x == 0),
+            };
+            if ok {
+                Yes
+            } else {
+                No
+            }
+        }
+        _ => {
+            // P-DATA-TF.
+            let max = match (lim.max_pdata_pdu, check) {
+                (Some(m), _) => Some(m),
+                (None, Check::Strict) => Some(lim.max_resync_pdu),
+                (None, Check::Lenient) => None,
+            };
+            if len < PDV_HEADER_LEN as u32 || max.is_some_and(|m| len > m) {
+                return No;
+            }
+            let mut at = PDU_HEADER_LEN as u64;
+            for _ in 0..BOUNDARY_MAX_PDVS {
+                let Ok(pos) = usize::try_from(at) else {
+                    return Yes;
+                };
+                let end = pos.saturating_add(PDV_HEADER_LEN);
+                if end > BOUNDARY_LOOKAHEAD {
+                    return Yes;
+                }
+                if let Some(m) = need(end) {
+                    return m;
+                }
+                let v = &b[pos..end];
+                let pdv = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                let next = at + 4 + u64::from(pdv);
+                let (id, control) = (v[4], v[5]);
+                let known = lim.contexts.is_none_or(|c| c.contains(&id));
+                if pdv < 2 || next > total || id & 1 == 0 || !known {
+                    return No;
+                }
+                if strict && control & 0xFC != 0 {
+                    return No;
+                }
+                if next == total {
+                    return Yes;
+                }
+                // Another PDV item must fit in what is left.
+                if total - next < PDV_HEADER_LEN as u64 {
+                    return No;
+                }
+                at = next;
+            }
+            Yes
+        }
+    }
+}
+
 /// A bounds-checked big-endian reader over one slice.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -736,5 +909,124 @@ pub(crate) mod tests {
         let mut bad = c.clone();
         bad.extend_from_slice(&[0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff]); // length 4 GiB
         assert_eq!(parse_command(&bad), Err(ParseError::MalformedElement));
+    }
+
+    const LIM: BoundaryLimits<'static> = BoundaryLimits {
+        max_association_pdu: 65536,
+        max_pdata_pdu: None,
+        max_resync_pdu: 1 << 20,
+        contexts: None,
+    };
+
+    fn with_header(t: u8, reserved: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![t, reserved];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn real_pdus_are_plausible_in_both_modes_at_every_length_they_need() {
+        let mut pdata = vec![0, 0, 0, 4, 1, 3, 0xaa, 0xbb]; // PDV: length 4, context 1, last command
+        pdata.extend_from_slice(&[0, 0, 0, 3, 1, 2, 0xcc]); // PDV: length 3, context 1, last data
+        let pdus = [
+            with_header(1, 0, &rq_body()),
+            with_header(4, 0, &pdata),
+            with_header(3, 0, &[0, 1, 1, 7]), // RJ: permanent, user, reason 7
+            with_header(5, 0, &[0; 4]),       // RELEASE-RQ
+            with_header(7, 0, &[0, 0, 2, 6]), // ABORT: provider, reason 6
+        ];
+        for p in &pdus {
+            for check in [Check::Lenient, Check::Strict] {
+                assert_eq!(plausible_pdu(p, check, &LIM), Plausible::Yes, "{p:02x?}");
+                // A prefix is undecided until the bytes the check needs.
+                let Plausible::NeedMore(n) = plausible_pdu(&p[..5], check, &LIM) else {
+                    panic!("5 bytes decided {p:02x?}");
+                };
+                assert_eq!(n, 6);
+                for k in 6..p.len() {
+                    match plausible_pdu(&p[..k], check, &LIM) {
+                        Plausible::Yes => {}
+                        Plausible::NeedMore(n) => assert!(n > k, "{k}: {n}"),
+                        Plausible::No => panic!("prefix {k} of {p:02x?} rejected"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_bytes_are_checked_only_when_strict() {
+        // Hand-built: the RQ and a RELEASE-RQ with their reserved PDU byte
+        // set (PS3.8: sent as 00H, not tested by the receiver).
+        for p in [with_header(1, 9, &rq_body()), with_header(5, 9, &[0; 4])] {
+            assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+            assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        }
+    }
+
+    #[test]
+    fn pdvs_that_do_not_tile_or_use_even_contexts_are_implausible() {
+        // Hand-built P-DATA-TF bodies.
+        let bad = [
+            vec![0, 0, 0, 4, 1, 3, 0xaa, 0xbb, 0xcc], // PDV 4 bytes in a 9-byte PDU: 1 byte left over
+            vec![0, 0, 0, 9, 1, 3, 0xaa, 0xbb],       // PDV longer than the PDU
+            vec![0, 0, 0, 2, 2, 3],                   // context 2 (even)
+            vec![0, 0, 0, 1, 1, 3],                   // PDV shorter than its header
+            vec![0, 0, 0, 2, 1, 3, 0, 0, 0, 2, 4, 0], // second PDV on context 4
+        ];
+        for b in &bad {
+            let p = with_header(4, 0, b);
+            assert_eq!(
+                plausible_pdu(&p, Check::Lenient, &LIM),
+                Plausible::No,
+                "{b:02x?}"
+            );
+        }
+        // Control header bits 2-7 are reserved: checked when strict only.
+        let p = with_header(4, 0, &[0, 0, 0, 2, 1, 0x43]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+        assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        // Contexts of the association, when known.
+        let lim = BoundaryLimits {
+            contexts: Some(&[1, 3]),
+            ..LIM
+        };
+        let p = with_header(4, 0, &[0, 0, 0, 2, 5, 3]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &lim), Plausible::No);
+    }
+
+    #[test]
+    fn pdata_length_is_bounded_by_the_receiver_or_the_resync_limit() {
+        // Hand-built: a P-DATA-TF of 2 MiB with one PDV covering it.
+        let mut p = vec![4, 0];
+        p.extend_from_slice(&(2u32 << 20).to_be_bytes());
+        p.extend_from_slice(&((2u32 << 20) - 4).to_be_bytes());
+        p.extend_from_slice(&[1, 0]);
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &LIM), Plausible::Yes);
+        assert_eq!(plausible_pdu(&p, Check::Strict, &LIM), Plausible::No);
+        let announced = BoundaryLimits {
+            max_pdata_pdu: Some(16384),
+            ..LIM
+        };
+        assert_eq!(plausible_pdu(&p, Check::Lenient, &announced), Plausible::No);
+    }
+
+    #[test]
+    fn garbage_is_never_plausible_past_the_lookahead() {
+        let mut x: u32 = 99;
+        let g: Vec<u8> = (0..20000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for i in 0..g.len() {
+            for check in [Check::Lenient, Check::Strict] {
+                if let Plausible::NeedMore(n) = plausible_pdu(&g[i..], check, &LIM) {
+                    assert!(n <= BOUNDARY_LOOKAHEAD && n > g.len() - i);
+                }
+            }
+        }
     }
 }

@@ -31,9 +31,10 @@
 //!   match it.
 //! - `mqtt.reason_code:<uint>` (alias `mqtt.connack.return_code`, which
 //!   Suricata's documentation lists): the CONNACK return code (3.x) or
-//!   reason code (5.0), the reason code carried by PUBACK, PUBREC, PUBREL,
-//!   PUBCOMP, DISCONNECT and AUTH when present on the wire, and each
-//!   SUBACK granted-QoS/reason code and UNSUBACK reason code.
+//!   reason code (5.0), the reason code of a 5.0 PUBACK, PUBREC, PUBREL,
+//!   PUBCOMP, DISCONNECT and AUTH (0 when the wire leaves it out, as the
+//!   spec says and Suricata matches), and each SUBACK granted-QoS/reason
+//!   code and UNSUBACK reason code.
 //! - `mqtt.connack.session_present:<yes|true|no|false>`.
 //! - `mqtt.connect.flags:<flag>[,<flag>…]` with `username`, `password`,
 //!   `will`, `will_retain`, `clean_session`, each optionally `!`; or a uint
@@ -57,7 +58,7 @@
 //! and `mqtt.DISCONNECT;` in the doc's reason-code examples are not
 //! keywords (Suricata rejects them too); `mqtt.type:CONNACK;` is meant.
 
-use super::parser::packet_type;
+use super::parser::{level, packet_type};
 use super::{Body, Record};
 use crate::app::keyword::required;
 use crate::app::keyword::UintMatch;
@@ -191,10 +192,12 @@ impl Predicate {
                 publishes(rec).any(|msg| m.matches(u64::from(msg.flags & (DUP | RETAIN))))
             }
             Predicate::Qos(q) => publishes(rec).any(|msg| msg.qos() == *q),
-            Predicate::ReasonCode(m) => rec
-                .messages
-                .iter()
-                .any(|msg| reason_codes(&msg.body, &mut |c| m.matches(u64::from(c)))),
+            Predicate::ReasonCode(m) => {
+                let v5 = rec.protocol_version == level::V5;
+                rec.messages
+                    .iter()
+                    .any(|msg| reason_codes(&msg.body, v5, &mut |c| m.matches(u64::from(c))))
+            }
             Predicate::SessionPresent(want) => rec.messages.iter().any(|msg| match &msg.body {
                 Body::Connack(c) => c.session_present == *want,
                 _ => false,
@@ -217,12 +220,15 @@ fn publishes(rec: &Record) -> impl Iterator<Item = &super::Message> {
 }
 
 /// Calls `f` on each reason or return code a message carries, until it
-/// returns true.
-fn reason_codes(body: &Body, f: &mut dyn FnMut(u8) -> bool) -> bool {
+/// returns true. In 5.0 a PUBACK, PUBREC, PUBREL, PUBCOMP or DISCONNECT
+/// that leaves its reason code out means 0x00 Success (MQTT 5.0 §3.4.2.1,
+/// §3.14.2.1), and Suricata matches it so; 3.x has no reason codes there.
+fn reason_codes(body: &Body, v5: bool, f: &mut dyn FnMut(u8) -> bool) -> bool {
+    let omitted = if v5 { Some(0) } else { None };
     match body {
         Body::Connack(c) => f(c.return_code),
-        Body::Ack(a) => a.reason_code.is_some_and(&mut *f),
-        Body::Disconnect(r) | Body::Auth(r) => r.reason_code.is_some_and(&mut *f),
+        Body::Ack(a) => a.reason_code.or(omitted).is_some_and(&mut *f),
+        Body::Disconnect(r) | Body::Auth(r) => r.reason_code.or(omitted).is_some_and(&mut *f),
         Body::Suback(s) => s.qos_granted.iter().any(|c| f(*c)),
         Body::Unsuback(u) => u.reason_codes.iter().any(|c| f(*c)),
         _ => false,
@@ -467,6 +473,7 @@ mod tests {
             messages,
             protocol_version: version,
             mid_stream_guess: false,
+            answer_lost: false,
         }
     }
 
@@ -484,6 +491,7 @@ mod tests {
                 password: pass.map(<[u8]>::to_vec),
                 will: None,
                 properties: None,
+                skipped_length: 0,
             }),
         )
     }
@@ -686,12 +694,22 @@ mod tests {
         assert!(!pred("mqtt.reason_code", "16").matches(denied));
         let nobody = rec(5, vec![publish(0x02, "t", b"x"), puback(Some(16))]);
         assert!(pred("mqtt.reason_code", "16").matches(&nobody));
-        // A PUBACK without a reason code on the wire carries none.
+        // A 5.0 PUBACK that leaves the reason code out means 0 (Success),
+        // as Suricata matches it; a 3.1.1 PUBACK has no reason code.
         let ok = with(&props, |r| {
             r.publish().is_some_and(|p| p.topic == "fhir/ward3/patient")
                 && r.find(packet_type::PUBACK).is_some()
         });
-        assert!(!pred("mqtt.reason_code", "0").matches(ok));
+        assert!(matches!(
+            &ok.find(packet_type::PUBACK).unwrap().body,
+            Body::Ack(a) if a.reason_code.is_none()
+        ));
+        assert!(pred("mqtt.reason_code", "0").matches(ok));
+        assert!(!pred("mqtt.reason_code", "16").matches(ok));
+        let v311_ack = rec(4, vec![publish(0x02, "t", b"x"), puback(None)]);
+        assert!(!pred("mqtt.reason_code", "0").matches(&v311_ack));
+        assert!(pred("mqtt.reason_code", "0").matches(&rec(5, vec![disconnect(None)])));
+        assert!(!pred("mqtt.reason_code", "0").matches(&rec(4, vec![disconnect(None)])));
         // CONNACK 138 (banned) and 134 (bad user name or password);
         // mosquitto answered the wrong password with 0x87 instead.
         let pump = with(&refused, |r| client_id(r) == "infusion-pump-18");

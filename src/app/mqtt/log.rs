@@ -9,10 +9,13 @@
 //! in snake case after the spec (user properties as `key: value`).
 //!
 //! Our additions (listed in `tests/tools/validate_eve.py`):
-//! `mqtt.mid_stream_guess`, `connect.accepted` (with a CONNACK),
+//! `mqtt.mid_stream_guess`, `mqtt.answer_lost` (the answer was in bytes
+//! the capture lost or never showed), `connect.accepted` (with a CONNACK),
 //! `connect.keep_alive`, `publish.payload_length`, `publish.resolved_topic`
 //! (v5 topic alias), `properties` on `subscribe`, `suback`, `unsubscribe`,
-//! `unsuback`, `truncated`/`skipped_length` on every type, and `auth`.
+//! `unsuback`, `truncated`/`skipped_length` on every type (a message over
+//! the size limit: skipped whole; a CONNECT: its property bytes dropped
+//! unread, its fields still logged), and `auth`.
 //!
 //! Byte strings (passwords, payloads, will messages, correlation and
 //! authentication data) are written as text when they are UTF-8, otherwise
@@ -158,6 +161,9 @@ impl Serialize for Logged<'_> {
         if self.rec.mid_stream_guess {
             o.serialize_entry("mid_stream_guess", &true)?;
         }
+        if self.rec.answer_lost {
+            o.serialize_entry("answer_lost", &true)?;
+        }
         o.end()
     }
 }
@@ -213,6 +219,10 @@ impl Serialize for MessageLog<'_> {
                     o.serialize_entry("will", &WillLog { w, opts })?;
                 }
                 put_props(&mut o, &c.properties, opts)?;
+                if c.skipped_length > 0 {
+                    o.serialize_entry("truncated", &true)?;
+                    o.serialize_entry("skipped_length", &c.skipped_length)?;
+                }
                 o.serialize_entry("keep_alive", &c.keep_alive)?;
                 if let Some(a) = self.rec.accepted() {
                     o.serialize_entry("accepted", &a)?;

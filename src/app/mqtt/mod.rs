@@ -67,6 +67,9 @@ pub struct Record {
     /// The flow was picked up without its CONNECT: the protocol level was
     /// guessed from the bytes.
     pub mid_stream_guess: bool,
+    /// The answer this transaction waited for was in bytes the capture
+    /// lost (or never showed: a one-way capture).
+    pub answer_lost: bool,
 }
 
 /// One control packet.
@@ -170,6 +173,9 @@ pub struct Connect {
     pub password: Option<Vec<u8>>,
     pub will: Option<Will>,
     pub properties: Properties,
+    /// Property bytes dropped unread from a CONNECT over `max_msg_len`
+    /// (0: the whole CONNECT was read).
+    pub skipped_length: usize,
 }
 
 impl Connect {
@@ -327,6 +333,13 @@ impl Record {
         })
     }
 
+    /// Who sent the message that opened the record: `ToClient` for what
+    /// the broker started (a PUBLISH to a subscriber, or an answer whose
+    /// request was not seen).
+    pub fn direction(&self) -> Direction {
+        self.messages.first().map_or(Direction::ToServer, |m| m.dir)
+    }
+
     /// Was the CONNECT of this transaction accepted? `None` without a
     /// CONNACK.
     pub fn accepted(&self) -> Option<bool> {
@@ -342,4 +355,32 @@ impl Record {
 /// The parser of one MQTT flow.
 pub fn new_parser(cfg: &MqttConfig) -> Option<Box<dyn StreamConsumer>> {
     Some(Box::new(state::MqttState::new(cfg)))
+}
+
+/// MQTT as the session and the registry see it
+/// ([`crate::app::PROTOCOLS`]).
+#[derive(Debug)]
+pub struct Mqtt;
+
+pub static PROTOCOL: Mqtt = Mqtt;
+
+impl crate::app::AppProtocol for Mqtt {
+    fn proto(&self) -> crate::app::AppProto {
+        crate::app::AppProto::Mqtt
+    }
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+    fn ports<'c>(&self, cfg: &'c crate::app::AppConfig) -> &'c [u16] {
+        &cfg.mqtt_ports
+    }
+    fn probe_start(&self, data: &[u8]) -> crate::app::Verdict {
+        crate::app::probe::mqtt_start(data)
+    }
+    fn probe_midstream(&self, data: &[u8]) -> Option<crate::app::Midstream> {
+        crate::app::probe::mqtt_midstream(data)
+    }
+    fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
+        new_parser(&cfg.mqtt)
+    }
 }

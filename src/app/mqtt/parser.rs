@@ -509,21 +509,52 @@ impl<'a> TopicFilters<'a> {
 }
 
 /// A bounds-checked cursor; every read fails with `Malformed` past the end.
+///
+/// A reader over a *prefix* of a message ([`Reader::prefix`]) also says
+/// why it stopped short ([`Short`]), so a message too large to buffer can
+/// be read field by field as its bytes arrive ([`connect_prefix`]).
 #[derive(Debug, Clone)]
 struct Reader<'a> {
     buf: &'a [u8],
+    /// Length of the whole input, to tell offsets.
+    len: usize,
+    /// Reading a prefix: running out of bytes is not malformation.
+    prefix: bool,
+    short: Option<Short>,
 }
 
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
+        Reader {
+            buf,
+            len: buf.len(),
+            prefix: false,
+            short: None,
+        }
+    }
+    fn prefix(buf: &'a [u8]) -> Self {
+        Reader {
+            prefix: true,
+            ..Reader::new(buf)
+        }
+    }
+    /// Bytes read so far.
+    fn offset(&self) -> usize {
+        self.len - self.buf.len()
     }
     fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+    /// Fails for lack of bytes: `n` are wanted from here.
+    fn short_of(&mut self, n: usize) -> ErrorKind {
+        if self.prefix {
+            self.short = Some(Short::Bytes(n.saturating_sub(self.buf.len()).max(1)));
+        }
+        ErrorKind::Malformed
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], ErrorKind> {
         if n > self.buf.len() {
-            return Err(ErrorKind::Malformed);
+            return Err(self.short_of(n));
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
@@ -533,9 +564,8 @@ impl<'a> Reader<'a> {
         std::mem::take(&mut self.buf)
     }
     fn u8(&mut self) -> Result<u8, ErrorKind> {
-        let (&b, rest) = self.buf.split_first().ok_or(ErrorKind::Malformed)?;
-        self.buf = rest;
-        Ok(b)
+        let b = self.take(1)?;
+        Ok(b.first().copied().unwrap_or(0))
     }
     fn u16(&mut self) -> Result<u16, ErrorKind> {
         let b = self.take(2)?;
@@ -556,7 +586,8 @@ impl<'a> Reader<'a> {
                 self.take(n)?;
                 Ok(v)
             }
-            Varint::Short | Varint::Invalid => Err(ErrorKind::Malformed),
+            Varint::Short => Err(self.short_of(self.buf.len() + 1)),
+            Varint::Invalid => Err(ErrorKind::Malformed),
         }
     }
     /// Two-byte length prefixed bytes (5.0 §1.5.6).
@@ -569,6 +600,20 @@ impl<'a> Reader<'a> {
         let b = self.binary()?;
         std::str::from_utf8(b).map_err(|_| ErrorKind::InvalidUtf8)
     }
+}
+
+/// Why a reader over a message prefix stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Short {
+    /// The next field needs at least this many more bytes.
+    Bytes(usize),
+    /// A v5 property list is not all there: its length field starts at
+    /// offset `at`, its `len` bytes at `data_at`.
+    Properties {
+        at: usize,
+        data_at: usize,
+        len: usize,
+    },
 }
 
 enum Varint {
@@ -645,18 +690,45 @@ fn check_header(h: &FixedHeader, version: u8) -> Result<(), ErrorKind> {
     }
 }
 
-/// Could a message start here? Type and flags valid, remaining length
-/// decodable, within `max_msg_len`, and fitting the type's fixed sizes.
-/// Used to find a message boundary after lost bytes.
-pub fn plausible_header(input: &[u8], version: u8, max_msg_len: usize) -> Option<FixedHeader> {
+/// A three-way answer about bytes that may not all be there yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plausible<T> {
+    Yes(T),
+    No,
+    /// The bytes end too early to tell, and what is there agrees.
+    NeedMore,
+}
+
+/// Could a message start here? Type and flags valid (QoS 3 is not),
+/// remaining length decodable, within `max_msg_len`, and fitting the
+/// type's fixed sizes at protocol level `version` (0: not known yet). Used to find a message boundary where framing is
+/// unknown; a bad first byte is refused without looking further.
+pub fn plausible_header(input: &[u8], version: u8, max_msg_len: usize) -> Plausible<FixedHeader> {
     use packet_type::*;
-    let h = parse_fixed_header(input).ok()??;
-    check_header(&h, version).ok()?;
+    let Some(&b0) = input.first() else {
+        return Plausible::NeedMore;
+    };
+    let first = FixedHeader {
+        packet_type: b0 >> 4,
+        flags: b0 & 0x0f,
+        remaining_length: 0,
+        header_len: 2,
+    };
+    if check_header(&first, version).is_err() {
+        return Plausible::No;
+    }
+    let h = match parse_fixed_header(input) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Plausible::NeedMore,
+        Err(_) => return Plausible::No,
+    };
     if h.total_len() > max_msg_len {
-        return None;
+        return Plausible::No;
     }
     let rl = h.remaining_length;
-    let v5 = version == level::V5;
+    // An unknown level (0) allows what either 3.1.1 or 5.0 allows: 5.0
+    // only relaxes the fixed sizes (a v5 CONNACK has 3 bytes or more).
+    let v5 = version == level::V5 || version == 0;
     let fits = match h.packet_type {
         PINGREQ | PINGRESP => rl == 0,
         CONNACK => rl == 2 || (v5 && rl >= 3),
@@ -668,7 +740,68 @@ pub fn plausible_header(input: &[u8], version: u8, max_msg_len: usize) -> Option
         SUBSCRIBE | UNSUBSCRIBE | SUBACK => rl >= 3,
         _ => true,
     };
-    fits.then_some(h)
+    if fits {
+        Plausible::Yes(h)
+    } else {
+        Plausible::No
+    }
+}
+
+/// Does a CONNECT body start with a protocol name and level wardwatch
+/// knows (`MQIsdp` 3, `MQTT` 4 or 5)? `Yes(level)`, `No`, or `NeedMore`
+/// while the bytes present agree with one of them. Nothing else makes a
+/// stream's first bytes so surely a message start.
+pub fn connect_level(body: &[u8]) -> Plausible<u8> {
+    const KNOWN: [&[u8]; 3] = [
+        b"\x00\x06MQIsdp\x03",
+        b"\x00\x04MQTT\x04",
+        b"\x00\x04MQTT\x05",
+    ];
+    let mut need = false;
+    for k in KNOWN {
+        let n = body.len().min(k.len());
+        if body.get(..n) == k.get(..n) {
+            if n == k.len() {
+                return Plausible::Yes(k.last().copied().unwrap_or(0));
+            }
+            need = true;
+        }
+    }
+    if need {
+        Plausible::NeedMore
+    } else {
+        Plausible::No
+    }
+}
+
+/// How far a CONNECT body prefix goes ([`connect_prefix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectPrefix {
+    /// Every field is there; they end at this offset.
+    Complete(usize),
+    /// Stopped short; see [`Short`].
+    Short(Short),
+}
+
+/// Reads the prefix of a CONNECT body (5.0 §3.1) that has arrived so far,
+/// with the one CONNECT reader [`parse_body`] uses, to say what comes next:
+/// how many bytes the next field needs, or where a property list that is
+/// not all there starts — so that a CONNECT over the size limit can be
+/// read field by field and its property lists skipped rather than
+/// buffered (`state.rs`).
+///
+/// # Errors
+///
+/// The bytes present are not the start of a valid CONNECT.
+pub fn connect_prefix(body: &[u8]) -> Result<ConnectPrefix, ErrorKind> {
+    let mut r = Reader::prefix(body);
+    match parse_connect(&mut r) {
+        Ok(_) => Ok(ConnectPrefix::Complete(r.offset())),
+        Err(kind) => match r.short {
+            Some(s) => Ok(ConnectPrefix::Short(s)),
+            None => Err(kind),
+        },
+    }
 }
 
 /// Parses one message from the start of `input`. `version` is the
@@ -690,10 +823,18 @@ pub fn parse<'a>(
     let total = header.total_len();
     // A bad first byte with a length within the limit is stepped over; a
     // larger one more likely means framing is lost.
-    check_header(&header, version).map_err(|kind| ParseError {
-        kind,
-        skip: (total <= limits.max_msg_len).then_some(total),
-    })?;
+    match check_header(&header, version) {
+        // Decoded all the same, as Suricata does, so that its payload is
+        // inspected: clear text on the wire is a finding whatever the
+        // broker does with it. The state raises `invalid_qos_level`.
+        Ok(()) | Err(ErrorKind::InvalidQos) => {}
+        Err(kind) => {
+            return Err(ParseError {
+                kind,
+                skip: (total <= limits.max_msg_len).then_some(total),
+            })
+        }
+    }
     if total > limits.max_msg_len {
         return Ok(Progress::Skip { len: total, header });
     }
@@ -714,8 +855,17 @@ pub fn parse<'a>(
 
 /// Reads a property length and the list it announces.
 fn read_properties<'a>(r: &mut Reader<'a>) -> Result<Properties<'a>, ErrorKind> {
-    let n = r.varint()?;
-    let bytes = r.take(n as usize)?;
+    let at = r.offset();
+    let n = r.varint()? as usize;
+    if r.prefix && n > r.buf.len() {
+        r.short = Some(Short::Properties {
+            at,
+            data_at: r.offset(),
+            len: n,
+        });
+        return Err(ErrorKind::Malformed);
+    }
+    let bytes = r.take(n)?;
     Properties::new(bytes)
 }
 
@@ -1226,9 +1376,17 @@ mod tests {
         // Type 0 is reserved.
         let e = parse(&[0x00, 0x00], 0, &LIMITS).unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnassignedType);
-        // QoS 3.
-        let e = parse(&[0x36, 0x03, 0x00, 0x01, b'a'], 0, &LIMITS).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::InvalidQos);
+        // QoS 3 is decoded (with a packet identifier) for the state to
+        // flag: hand-built PUBLISH 0x36, length 5, topic "a", id 7.
+        let m = done(&[0x36, 0x05, 0x00, 0x01, b'a', 0x00, 0x07], 0);
+        assert_eq!(m.header.qos(), 3);
+        let Body::Publish(p) = m.body else { panic!() };
+        assert_eq!(p.message_id, Some(7));
+        assert_eq!(
+            plausible_header(&[0x36, 0x05], 0, 100),
+            Plausible::No,
+            "never a resync candidate"
+        );
         // Topic not UTF-8.
         let e = parse(&[0x30, 0x03, 0x00, 0x01, 0xff], 0, &LIMITS).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidUtf8);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Stress benchmark: hostile captures that try to make the sensor hold memory.
+#
+# Generates four synthetic captures (benches/tools/hostile.rs, valid
+# checksums) into bench-data/stress/:
+#   packed-publish  12.8 MB: 2.56 M five-byte MQTT PUBLISHes packed in 64 kB segments
+#   syn-flood       1 M SYNs from random sources to one broker
+#   frag-flood      200 k never-completed IPv4 first fragments
+#   unacked-qos1    100 k QoS 1 PUBLISHes the broker never acknowledges
+# then runs wardwatch over each through stdin (so the file mapping does not
+# count) and from the file (mapped: RSS includes the capture pages touched,
+# at most the file size), with the default configuration, with 1 and 2
+# workers, and prints wall
+# time, peak RSS (GNU time) and the memory counters of the final stats record:
+# every `*.memuse`, and every cap counter that is not zero (memcap, evictions,
+# table full, dropped lines).
+#
+# Not a test: the figures go into the README's "Memory under attack" table.
+# Usage: benches/stress.sh [WORKERS...]     (default: 1 2; needs GNU time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKERS=("${@:-1}")
+[ $# -eq 0 ] && WORKERS=(1 2)
+OUT=bench-data/stress
+mkdir -p "$OUT"
+
+cargo build --release --quiet --bin wardwatch --example hostile
+BIN=target/release/wardwatch
+GEN=target/release/examples/hostile
+KINDS=(packed-publish syn-flood frag-flood unacked-qos1)
+for k in "${KINDS[@]}"; do
+    [ -s "$OUT/$k.pcap" ] || "$GEN" "$k" "$OUT/$k.pcap"
+done
+
+# The counters of the final stats record that say which cap acted.
+counters() {
+    python3 - "$1" <<'EOF'
+import json, sys
+stats = None
+with open(sys.argv[1]) as f:
+    for line in f:
+        if '"event_type":"stats"' in line:
+            stats = json.loads(line)["stats"]
+def walk(o, path):
+    for k, v in o.items():
+        p = path + [k]
+        if isinstance(v, dict):
+            yield from walk(v, p)
+        else:
+            yield ".".join(p), v
+keys = ("memuse", "memcap", "evict", "reuse", "full", "dropped", "reached", "shed_")
+out = []
+for name, v in walk(stats or {}, []):
+    if any(k in name for k in keys) and (v or name.endswith("memuse")):
+        out.append(f"{name}={v}")
+print(" ".join(out) or "-")
+EOF
+}
+
+echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//')"
+echo "| capture | size | input | workers | wall | peak RSS | exit | counters |"
+echo "|---|---|---|---|---|---|---|---|"
+for k in "${KINDS[@]}"; do
+    cap="$OUT/$k.pcap"
+    size=$(du -h "$cap" | cut -f1)
+    for mode in stdin file; do
+        for w in "${WORKERS[@]}"; do
+            eve="$OUT/$k.$mode.w$w.eve.json"
+            cat "$cap" >/dev/null
+            if [ "$mode" = stdin ]; then
+                cmd="cat '$cap' | $BIN -r - --eve '$eve' -q --workers $w"
+            else
+                cmd="$BIN -r '$cap' --eve '$eve' -q --workers $w"
+            fi
+            set +e
+            t=$( { /usr/bin/time -f '%e %M %x' sh -c "$cmd"; } 2>&1 | tail -1)
+            set -e
+            read -r wall kb rc <<<"$t"
+            printf '| %s | %s | %s | %d | %.2f s | %d MiB | %s | %s |\n' "$k" "$size" "$mode" "$w" "$wall" "$((kb / 1024))" "$rc" "$(counters "$eve")"
+            rm -f "$eve"
+        done
+    done
+done
