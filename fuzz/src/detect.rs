@@ -148,6 +148,7 @@ pub fn flow(i: usize, app: AppProto) -> FlowInfo {
     let ip = |a: &str| a.parse::<IpAddr>().expect("a literal address");
     FlowInfo {
         ts: Timestamp(0),
+        flow_id: i as u64 + 1,
         client: Endpoint {
             addr: ip(c),
             port: cp,

@@ -4,7 +4,10 @@
 //! arbitrary capture, as a one-worker run does it.
 //!
 //! Input: `mode:u8 rest`. `mode & 2` logs sensitive values unmasked
-//! (`outputs.unmask_sensitive`). `mode & 1`: `rest` is the capture file itself.
+//! (`outputs.unmask_sensitive`); `mode & 4` turns checksum validation off
+//! (`decoder.checksum_checks: no`, else `auto`), so the fuzzer's packets
+//! reach the flows without valid checksums. `mode & 1`: `rest` is the
+//! capture file itself.
 //! Otherwise `rest = sel:u8 frame*` in the `decode` layout (link
 //! type from `decode::LINKS`, packet time steps, cut frames), and
 //! the harness writes a well-formed pcap around the frames, so the fuzzer's
@@ -25,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use wardwatch::capture::{Buffer, Reader};
 use wardwatch::config::Config;
+use wardwatch::decode::ChecksumChecks;
 use wardwatch::detect::Engine;
 use wardwatch::output::eve;
 use wardwatch::output::sink::Target;
@@ -89,7 +93,11 @@ pub fn pipeline(data: &[u8]) {
         return;
     };
     let mut cfg = Config::default();
-    cfg.outputs.unmask_sensitive = data.first().is_some_and(|m| m & 2 != 0);
+    let mode = data.first().copied().unwrap_or(0);
+    cfg.outputs.unmask_sensitive = mode & 2 != 0;
+    if mode & 4 != 0 {
+        cfg.decoder.checksum_checks = ChecksumChecks::No;
+    }
     let shared = RunShared::new(&cfg);
     let mut w = Worker::with_shared(&cfg, engine(), &shared);
     let mut out = Vec::new();
@@ -135,7 +143,7 @@ pub fn pipeline(data: &[u8]) {
 /// The EVE lines of a real run over `file` with `workers` workers, each
 /// made canonical (keys sorted by `serde_json`, `stats.uptime` removed) and
 /// sorted; `None` when the capture does not open.
-fn run_lines(file: &[u8], workers: usize) -> Option<Vec<String>> {
+fn run_lines(mode: u8, file: &[u8], workers: usize) -> Option<Vec<String>> {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let reader = Reader::from_buffer(Buffer::Owned(file.to_vec())).ok()?;
     let path = std::env::temp_dir().join(format!(
@@ -151,7 +159,12 @@ fn run_lines(file: &[u8], workers: usize) -> Option<Vec<String>> {
         engine: engine(),
         filter: None,
     };
-    let report = run(&Config::default(), &opts, vec![reader]);
+    // The same configuration as `pipeline` for the same mode byte.
+    let mut cfg = Config::default();
+    if mode & 4 != 0 {
+        cfg.decoder.checksum_checks = ChecksumChecks::No;
+    }
+    let report = run(&cfg, &opts, vec![reader]);
     let text = std::fs::read(&path);
     let _ = std::fs::remove_file(&path);
     report.expect("an offline run to a file completes");
@@ -175,11 +188,12 @@ fn run_lines(file: &[u8], workers: usize) -> Option<Vec<String>> {
 }
 
 pub fn pipeline_workers(data: &[u8]) {
+    let mode = data.first().copied().unwrap_or(0);
     let file = capture_file(data);
-    let Some(one) = run_lines(&file, 1) else {
+    let Some(one) = run_lines(mode, &file, 1) else {
         return;
     };
-    let three = run_lines(&file, 3).expect("the capture opened once");
+    let three = run_lines(mode, &file, 3).expect("the capture opened once");
     if one != three {
         let only_one: Vec<&String> = one.iter().filter(|l| !three.contains(l)).collect();
         let only_three: Vec<&String> = three.iter().filter(|l| !one.contains(l)).collect();

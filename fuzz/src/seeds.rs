@@ -432,7 +432,8 @@ pub fn derive(captures: &[(String, Vec<u8>)], rule_files: &[(String, String)]) -
                     for dir in [Direction::ToServer, Direction::ToClient] {
                         for (j, set) in data_sets(&stream(&f.steps, dir)).iter().enumerate() {
                             for syntax in [0u8, 1] {
-                                let mut v = vec![syntax, 64];
+                                // 32 attributes kept (`1 + sel / 5`).
+                                let mut v = vec![155 + syntax, 64];
                                 encode_sizes(&mut v, &[7, 100]);
                                 v.extend_from_slice(&set[..set.len().min(MAX_SEED - v.len())]);
                                 let name = format!("{id}-{}{j}-{syntax}", dir.index());
