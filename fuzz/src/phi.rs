@@ -11,10 +11,10 @@
 //!   value of at most [`MAX_VALUE_CHARS`] characters; when `max_evidence`
 //!   allows it, every kind found has evidence;
 //! - an SSN, NIR or BSN reported (whole, not cut by the value cap) passes
-//!   the identifier's own rules, checked
-//!   here by an independent implementation of the published rules (SSA area
-//!   / group / serial, INSEE key = 97 − n mod 97 with 2A/2B as 19/18, the
-//!   eleven-proof): a false identifier is an alert an analyst must dismiss.
+//!   the identifier's own rules, checked here by an independent
+//!   implementation of the published rules (SSA area / group / serial,
+//!   INSEE key = 97 − n mod 97 with 2A/2B as 19/18, the eleven-proof): a
+//!   false identifier is an alert an analyst must dismiss.
 
 use wardwatch::detect::phi::{scan_payload, PhiConfig, PhiKind, MAX_VALUE_CHARS};
 
