@@ -74,6 +74,10 @@ const OPEN: &[(&str, &str)] = &[
     ("dicom_dataset", "deflate-error-fuzzer-minimized"),
     ("dicom_dataset", "attribute-bytes-counted-by-capacity"),
     ("dicom_split", "resync-limit-not-applied-within-one-call"),
+    (
+        "mqtt_split",
+        "oversized-connect-protocol-level-by-segmentation",
+    ),
 ];
 
 fn open_finding(target: &str, name: &str) {
@@ -88,6 +92,7 @@ fn open_finding(target: &str, name: &str) {
     match target {
         "dicom_dataset" => harness::dataset::dicom_dataset_strict(&data),
         "dicom_split" => harness::app::dicom_split_strict(&data),
+        "mqtt_split" => harness::app::mqtt_split_strict(&data),
         _ => replay(target, &path),
     }
 }
@@ -147,6 +152,28 @@ fn dicom_dataset_attribute_bytes_counted_by_capacity() {
 #[ignore = "finding: max_resync is not applied to bytes discarded within one call (wt-dicom)"]
 fn dicom_split_resync_limit_not_applied_within_one_call() {
     open_finding("dicom_split", "resync-limit-not-applied-within-one-call");
+}
+
+// New finding (src/app/mqtt/state.rs, `keep_level_of_broken_connect`,
+// wt-mqtt): a CONNECT that fails to parse gives the flow its protocol
+// level only when its protocol name and level are in the same call as its
+// fixed header. To the server: PUBCOMP `70 02 00 10`, then a CONNECT with
+// invalid flags (`1f`) declaring 54 bytes (over `max_msg_len` 40) whose
+// first 7 arrive (`00 04 MQTT 05`), with a PUBCOMP `70 02 79 00` after it.
+// In one call the later PUBCOMP's record says `protocol_version` 5 and
+// `mid_stream_guess` false; in 1-byte calls 0 and true. The level decides
+// how later CONNACKs and PUBLISHes are decoded, so a sender can choose it
+// by segmenting. Found by `mqtt_split` in 4 minutes, minimised by
+// libFuzzer (`-minimize_crash`), rewritten by hand as `cfg 0xb1` (small
+// limits: `max_msg_len` 40), no sizes (1-byte pieces), one to-server step
+// of those 17 bytes.
+#[test]
+#[ignore = "finding: the level of a broken CONNECT is kept only when it arrived with its header (wt-mqtt)"]
+fn mqtt_split_oversized_connect_protocol_level_by_segmentation() {
+    open_finding(
+        "mqtt_split",
+        "oversized-connect-protocol-level-by-segmentation",
+    );
 }
 
 fn seeds_of(target: &str) {
