@@ -73,9 +73,12 @@ for t in $targets; do
     # lets inputs grow past the largest seed.
     seeds="seeds/$t"
     [ -d "$seeds" ] || seeds="seeds/${t%%_*}"
+    # Built first (a no-op when up to date), so the outside stop times
+    # fuzzing only.
+    cargo fuzz build -s none "$t" >"$log" 2>&1
     timeout $((secs + 60)) cargo fuzz run -s none "$t" "$dir" "$seeds" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-        -print_final_stats=1 $dict >"$log" 2>&1
+        -print_final_stats=1 $dict >>"$log" 2>&1
     rc=$?
     last=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')

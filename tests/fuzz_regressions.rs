@@ -59,7 +59,6 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 /// Runs `target`'s harness on `path`, naming the file when it fails.
 fn replay(target: &str, path: &Path) {
     assert!(path.is_file(), "no input {}", path.display());
-    assert!(path.is_file(), "no input {}", path.display());
     let data = std::fs::read(path).unwrap();
     let run = harness(target);
     if std::panic::catch_unwind(|| run(&data)).is_err() {
@@ -78,6 +77,7 @@ const OPEN: &[(&str, &str)] = &[
         "mqtt_split",
         "oversized-connect-protocol-level-by-segmentation",
     ),
+    ("pipeline_workers", "threshold-late-by-worker-count"),
 ];
 
 fn open_finding(target: &str, name: &str) {
@@ -93,6 +93,13 @@ fn open_finding(target: &str, name: &str) {
         "dicom_dataset" => harness::dataset::dicom_dataset_strict(&data),
         "dicom_split" => harness::app::dicom_split_strict(&data),
         "mqtt_split" => harness::app::mqtt_split_strict(&data),
+        // Depends on thread timing: fails in most runs, so it is run until
+        // it fails (20 runs all passing by chance: well under 1 in 10^6).
+        "pipeline_workers" => {
+            for _ in 0..20 {
+                harness::pipeline::pipeline_workers_strict(&data);
+            }
+        }
         _ => replay(target, &path),
     }
 }
@@ -174,6 +181,21 @@ fn mqtt_split_oversized_connect_protocol_level_by_segmentation() {
         "mqtt_split",
         "oversized-connect-protocol-level-by-segmentation",
     );
+}
+
+// New finding (src/detect/threshold.rs, `detect.threshold_late`,
+// wt-detect): with the capture's time running backwards, the count of
+// threshold matches decided late depends on the worker count and on
+// thread timing. A capture of two packets (fuzzer-minimised, 221 bytes):
+// an MQTT CONNECT without credentials (sid of the anonymous-access rule,
+// which has a threshold), then its CONNACK stamped 4096 s earlier. With 1
+// worker `threshold_late` is 1 on every run; with 3 it is 0 or 1 from run
+// to run (about 6 runs in 10 give 0). Alerts are the same; the stats are
+// not, against the shared decision that they are.
+#[test]
+#[ignore = "finding: detect.threshold_late depends on the worker count and thread timing (wt-detect)"]
+fn pipeline_workers_threshold_late_by_worker_count() {
+    open_finding("pipeline_workers", "threshold-late-by-worker-count");
 }
 
 fn seeds_of(target: &str) {
