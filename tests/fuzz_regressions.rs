@@ -77,6 +77,7 @@ const OPEN: &[(&str, &str)] = &[
         "mqtt_split",
         "oversized-connect-protocol-level-by-segmentation",
     ),
+    ("mqtt_split", "broken-connect-level-changes-anomalies"),
     ("pipeline_workers", "threshold-late-by-worker-count"),
 ];
 
@@ -92,7 +93,6 @@ fn open_finding(target: &str, name: &str) {
     match target {
         "dicom_dataset" => harness::dataset::dicom_dataset_strict(&data),
         "dicom_split" => harness::app::dicom_split_strict(&data),
-        "mqtt_split" => harness::app::mqtt_split_strict(&data),
         // Depends on thread timing: fails in most runs, so it is run until
         // it fails (20 runs all passing by chance: well under 1 in 10^6).
         "pipeline_workers" => {
@@ -173,7 +173,8 @@ fn dicom_split_resync_limit_not_applied_within_one_call() {
 // by segmenting. Found by `mqtt_split` in 4 minutes, minimised by
 // libFuzzer (`-minimize_crash`), rewritten by hand as `cfg 0xb1` (small
 // limits: `max_msg_len` 40), no sizes (1-byte pieces), one to-server step
-// of those 17 bytes.
+// of those 17 bytes. The target is listed in fuzz/known (CI skips it)
+// while this is open.
 #[test]
 #[ignore = "finding: the level of a broken CONNECT is kept only when it arrived with its header (wt-mqtt)"]
 fn mqtt_split_oversized_connect_protocol_level_by_segmentation() {
@@ -196,6 +197,19 @@ fn mqtt_split_oversized_connect_protocol_level_by_segmentation() {
 #[ignore = "finding: detect.threshold_late depends on the worker count and thread timing (wt-detect)"]
 fn pipeline_workers_threshold_late_by_worker_count() {
     open_finding("pipeline_workers", "threshold-late-by-worker-count");
+}
+
+// The same finding changing the anomalies, with the default limits (found
+// again by `mqtt_split` in 58 332 executions, minimised by libFuzzer, 23
+// bytes): to the server `70 03 6e 02 00`, then a CONNECT with invalid flags
+// (`15`) of 9 bytes `00 04 MQTT 04 2f 3a`, then `f9 6a`. In one call the
+// level 4 is kept and the rest reads as two `invalid_flags`; in 1-byte
+// calls it is not, and the rest gives `invalid_flags` and
+// `unassigned_msg_type`.
+#[test]
+#[ignore = "finding: the level of a broken CONNECT is kept only when it arrived with its header (wt-mqtt)"]
+fn mqtt_split_broken_connect_level_changes_anomalies() {
+    open_finding("mqtt_split", "broken-connect-level-changes-anomalies");
 }
 
 fn seeds_of(target: &str) {

@@ -19,14 +19,8 @@
 //!   (in any order: two problems noticed in one stretch of bytes may be
 //!   reported in either order depending on where a call ended).
 //!
-//! Exempt while open (findings in wt-mqtt's and wt-dicom's code), in the
-//! split targets only ([`mqtt_split_strict`] and [`dicom_split_strict`]
-//! have no exemption; the findings' tests use them):
-//! - MQTT records are compared without `protocol_version` and
-//!   `mid_stream_guess`: a CONNECT that fails to parse (invalid flags, over
-//!   `max_msg_len`) gives the flow its protocol level only when its
-//!   protocol name and level came in the same call as its fixed header
-//!   ([`EXEMPT_MQTT_LEVEL`]);
+//! Exempt while open (findings in wt-dicom's code), in `dicom_split` only
+//! ([`dicom_split_strict`] has no exemption; the findings' tests use it):
 //! - `max_attribute_bytes` is out of reach: kept value bytes are counted by
 //!   buffer capacity, which depends on fragmentation (see `dataset`,
 //!   [`EXEMPT_ATTRIBUTE_BYTES`]);
@@ -104,11 +98,6 @@ fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
 /// open resync-limit finding).
 pub const EXEMPT_RESYNC_LIMIT: bool = true;
 
-/// Whether the MQTT split target compares records without their
-/// `protocol_version` and `mid_stream_guess` (the open broken-CONNECT
-/// level finding); messages are still compared.
-pub const EXEMPT_MQTT_LEVEL: bool = true;
-
 /// The parser of the split targets: as [`parser`], but with `exempt`,
 /// while the open findings are ([`EXEMPT_ATTRIBUTE_BYTES`],
 /// [`EXEMPT_RESYNC_LIMIT`]), DICOM's `max_attribute_bytes` and
@@ -155,18 +144,7 @@ fn split(p: Proto, data: &[u8], exempt: bool) {
     let cfg = c.u8();
     let sizes = c.sizes();
     let steps = turns::parse(&mut c);
-    let run = |steps: &[turns::Step]| {
-        let mut recs = feed(split_parser(p, cfg, exempt), steps, false);
-        if exempt && EXEMPT_MQTT_LEVEL {
-            for r in &mut recs {
-                if let AppRecord::Mqtt(m) = r {
-                    m.protocol_version = 0;
-                    m.mid_stream_guess = false;
-                }
-            }
-        }
-        recs
-    };
+    let run = |steps: &[turns::Step]| feed(split_parser(p, cfg, exempt), steps, false);
     let want = run(&turns::merged(&steps));
     let given = run(&steps);
     assert_same(&want, &given, "the steps as given");
@@ -215,11 +193,6 @@ pub fn mqtt(data: &[u8]) {
 }
 
 pub fn mqtt_split(data: &[u8]) {
-    split(Proto::Mqtt, data, true);
-}
-
-/// The MQTT split target without exemptions, for the open finding's test.
-pub fn mqtt_split_strict(data: &[u8]) {
     split(Proto::Mqtt, data, false);
 }
 
