@@ -18,7 +18,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wardwatch::app::dicom::{DicomConfig, Parser};
-use wardwatch::app::{LogOptions, StreamConsumer, StreamContext};
+use wardwatch::app::{StreamConsumer, StreamContext};
+use wardwatch::output::mask::LogOptions;
 
 #[path = "../tests/common/parser_input.rs"]
 mod parser_input;

@@ -25,10 +25,11 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wardwatch::app::mqtt::parser::{self, Limits, Progress};
 use wardwatch::app::mqtt::{new_parser, MqttConfig};
-use wardwatch::app::{AppProto, LogOptions, StreamConsumer, StreamContext};
+use wardwatch::app::{AppProto, StreamConsumer, StreamContext};
 use wardwatch::capture::Reader;
 use wardwatch::config::Config;
 use wardwatch::flow::Direction;
+use wardwatch::output::mask::LogOptions;
 use wardwatch::pipeline::worker::Worker;
 use wardwatch::time::Timestamp;
 
