@@ -247,7 +247,7 @@ struct UserInfoLog<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_identity: Option<UserIdentityLog<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user_identity_server_response: Option<Sensitive<'a>>,
+    user_identity_server_response: Option<Value<'a>>,
 }
 
 impl<'a> UserInfoLog<'a> {
@@ -296,7 +296,7 @@ impl<'a> UserInfoLog<'a> {
             user_identity_server_response: u
                 .user_identity_server_response
                 .as_deref()
-                .map(|r| opts.sensitive(r)),
+                .map(|r| sensitive(opts, r)),
         }
     }
 }
@@ -335,7 +335,7 @@ struct UserIdentityLog<'a> {
     positive_response_requested: bool,
     primary_field: Value<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    secondary_field: Option<Sensitive<'a>>,
+    secondary_field: Option<Value<'a>>,
 }
 
 impl<'a> UserIdentityLog<'a> {
@@ -349,15 +349,25 @@ impl<'a> UserIdentityLog<'a> {
             primary_field: if matches!(id.identity_type, 1 | 2) {
                 Value::Text(display_bytes(&id.primary_field))
             } else {
-                Value::Sensitive(opts.sensitive(&id.primary_field))
+                sensitive(opts, &id.primary_field)
             },
             secondary_field: (!id.secondary_field.is_empty())
-                .then(|| opts.sensitive(&id.secondary_field)),
+                .then(|| sensitive(opts, &id.secondary_field)),
         }
     }
 }
 
-/// A string value: in clear (capped), or sensitive.
+/// A sensitive value: masked (over the whole value), or with `unmask` in
+/// clear and capped like any logged string.
+fn sensitive<'a>(opts: &'a LogOptions, value: &'a [u8]) -> Value<'a> {
+    if opts.unmask {
+        Value::Text(display_bytes(value))
+    } else {
+        Value::Sensitive(opts.sensitive(value))
+    }
+}
+
+/// A string value: in clear (capped), or masked.
 enum Value<'a> {
     Text(Cow<'a, str>),
     Sensitive(Sensitive<'a>),
@@ -545,7 +555,7 @@ impl<'a> DataSetLog<'a> {
                 continue;
             }
             let v = if *phi {
-                Value::Sensitive(opts.sensitive(a.value.as_bytes()))
+                sensitive(opts, a.value.as_bytes())
             } else {
                 Value::Text(Cow::Borrowed(&a.value))
             };
@@ -679,9 +689,13 @@ mod tests {
             ds.attributes[0].value = long.clone();
             ds.attributes[1].value = long.clone();
         }
-        let v = json(&Record::Dimse(e), &o);
+        let rec = Record::Dimse(e);
+        let v = json(&rec, &o);
         let attrs = &v["dimse"]["request"]["data_set"]["attributes"];
         assert_eq!(attrs["patient_name"], o.mask(long.as_bytes()));
         assert_eq!(attrs["modality"].as_str().unwrap().len(), MAX_STRING);
+        let v = json(&rec, &LogOptions::unmasked());
+        let attrs = &v["dimse"]["request"]["data_set"]["attributes"];
+        assert_eq!(attrs["patient_name"].as_str().unwrap().len(), MAX_STRING);
     }
 }
