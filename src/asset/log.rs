@@ -107,7 +107,7 @@ pub fn mac_hosts(t: &Table) -> HashMap<String, usize> {
 }
 
 /// The values of `kind` first seen no later than `upto`, earliest first.
-fn values<'a>(a: &'a Asset, kind: Kind, upto: Option<Seen>) -> Vec<&'a str> {
+fn values(a: &Asset, kind: Kind, upto: Option<Seen>) -> Vec<&str> {
     let mut v: Vec<_> = a
         .facts
         .iter()

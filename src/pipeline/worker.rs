@@ -642,6 +642,8 @@ pub struct Worker {
     alerts: Vec<Alert>,
     /// This worker's share of the asset inventory.
     assets: crate::asset::observe::View,
+    /// Source MAC of the frame being processed (inventory on).
+    src_mac: Option<[u8; 6]>,
 }
 
 impl Worker {
@@ -701,6 +703,7 @@ impl Worker {
             flow_cfg: cfg.flow.clone(),
             alerts: Vec::new(),
             assets: crate::asset::observe::View::new(&shared.assets),
+            src_mac: None,
         }
     }
 
@@ -848,12 +851,12 @@ impl Worker {
             }
             Decoded::NotIp | Decoded::Invalid => return,
         };
-        let mac = if self.assets.on() {
+        self.src_mac = if self.assets.on() {
             self.decoder.macs().map(|[src, _]| src)
         } else {
             None
         };
-        self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes, mac);
+        self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes);
     }
 
     fn flow_packet(
@@ -864,7 +867,6 @@ impl Worker {
         l4: L4<'_>,
         frames: u32,
         wire_bytes: u64,
-        src_mac: Option<[u8; 6]>,
     ) {
         // ICMP type/code stay out of the key, so a request and its reply are
         // one flow; the first packet's are kept for the Community ID.
@@ -905,7 +907,7 @@ impl Worker {
             tcp,
         };
         let (idx, mut dir) = self.flows.update(&meta, &mut self.ended);
-        if let (Some(m), Some(f)) = (src_mac, self.flows.get_mut(idx)) {
+        if let (Some(m), Some(f)) = (self.src_mac, self.flows.get_mut(idx)) {
             f.state.macs[dir.index()].get_or_insert(m);
         }
         self.flush_ended();
