@@ -6,9 +6,10 @@
 //!   clinical protocol (a DICOM, MQTT or HL7 role);
 //! - `ae-title-moved`: one of its DICOM AE titles (SCU or SCP) belongs to
 //!   another address in the baseline, and not to this one;
-//! - `device-changed`: the baseline knew its manufacturers, models or
-//!   software versions, and this run saw a value of that kind the
-//!   baseline did not list.
+//! - `device-changed`: the baseline knew its manufacturers, models,
+//!   software versions or DICOM implementation version names (the
+//!   software that speaks DICOM for it), and this run saw a value of that
+//!   kind the baseline did not list.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -25,7 +26,12 @@ pub struct Known {
 }
 
 /// Kinds compared for `device-changed`.
-pub const DEVICE_KINDS: [Kind; 3] = [Kind::Manufacturer, Kind::Model, Kind::SoftwareVersion];
+pub const DEVICE_KINDS: [Kind; 4] = [
+    Kind::Manufacturer,
+    Kind::Model,
+    Kind::SoftwareVersion,
+    Kind::ImplementationVersion,
+];
 
 /// Kinds holding AE titles.
 const AE_KINDS: [Kind; 2] = [Kind::DicomScuAe, Kind::DicomScpAe];
