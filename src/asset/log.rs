@@ -42,6 +42,32 @@ use super::{Asset, Kind, Seen, Table};
 use crate::output::eve::ip_string;
 use crate::time::Timestamp;
 
+/// A JSON object written in insertion order (serde_json's `Map` sorts its
+/// keys): the record reads `ip`, `event`, … as documented.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl Ordered {
+    fn insert(&mut self, k: impl Into<String>, v: impl Into<Value>) {
+        self.0.push((k.into(), v.into()));
+    }
+
+    fn append(&mut self, o: &mut Ordered) {
+        self.0.append(&mut o.0);
+    }
+}
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 fn ts(t: Timestamp) -> String {
     let mut s = String::with_capacity(32);
     t.write_eve(&mut s);
@@ -125,12 +151,12 @@ pub fn asset_object(
     upto: Option<Seen>,
     full: bool,
     baseline: Option<&Baseline>,
-) -> Map<String, Value> {
-    let mut o = Map::new();
-    o.insert("ip".into(), ip_string(a.ip).into());
-    o.insert("first_seen".into(), ts(a.first.ts).into());
+) -> Ordered {
+    let mut o = Ordered::default();
+    o.insert("ip", ip_string(a.ip));
+    o.insert("first_seen", ts(a.first.ts));
     if full {
-        o.insert("last_seen".into(), ts(a.last).into());
+        o.insert("last_seen", ts(a.last));
     }
     let m: Vec<Value> = values(a, Kind::Mac, upto)
         .into_iter()
@@ -147,12 +173,12 @@ pub fn asset_object(
         })
         .collect();
     if !m.is_empty() {
-        o.insert("macs".into(), m.into());
+        o.insert("macs", m);
     }
     for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
         let v = values(a, kind, upto);
         if !v.is_empty() {
-            o.insert(name.into(), v.into());
+            o.insert(name, v);
         }
     }
     for (group, kinds) in GROUPS {
@@ -164,7 +190,7 @@ pub fn asset_object(
             }
         }
         if !g.is_empty() {
-            o.insert((*group).into(), Value::Object(g));
+            o.insert(*group, Value::Object(g));
         }
     }
     let truncated: Vec<&str> = Kind::ALL
@@ -173,7 +199,7 @@ pub fn asset_object(
         .map(Kind::name)
         .collect();
     if !truncated.is_empty() {
-        o.insert("truncated".into(), truncated.into());
+        o.insert("truncated", truncated);
     }
     if full {
         let traffic: Vec<Value> = a
@@ -189,7 +215,7 @@ pub fn asset_object(
                 })
             })
             .collect();
-        o.insert("traffic".into(), traffic.into());
+        o.insert("traffic", traffic);
         let countries: Vec<Value> = a
             .countries
             .iter()
@@ -202,7 +228,7 @@ pub fn asset_object(
             })
             .collect();
         if !countries.is_empty() {
-            o.insert("countries".into(), countries.into());
+            o.insert("countries", countries);
         }
         let findings: Vec<Value> = a
             .findings
@@ -210,33 +236,35 @@ pub fn asset_object(
             .map(|(k, f)| json!({"kind": &**k, "count": f.count, "last": ts(f.last)}))
             .collect();
         if !findings.is_empty() {
-            o.insert("findings".into(), findings.into());
+            o.insert("findings", findings);
         }
-        o.insert("cleartext_clinical".into(), a.cleartext_clinical.into());
+        o.insert("cleartext_clinical", a.cleartext_clinical);
     }
     if let Some(b) = baseline {
-        o.insert("baseline".into(), b.compare(a, upto).to_value());
+        o.insert("baseline", b.compare(a, upto).to_value());
     }
     o
 }
 
-fn write_record(
-    out: &mut Vec<u8>,
-    at: Timestamp,
-    a: &Asset,
-    flow: Option<u64>,
-    asset: Map<String, Value>,
-) {
-    let mut r = Map::new();
-    r.insert("timestamp".into(), ts(at).into());
-    if let Some(f) = flow {
-        r.insert("flow_id".into(), f.into());
+fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, asset: Ordered) {
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        timestamp: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        flow_id: Option<u64>,
+        event_type: &'static str,
+        src_ip: String,
+        asset: &'a Ordered,
     }
-    r.insert("event_type".into(), "asset".into());
-    r.insert("src_ip".into(), ip_string(a.ip).into());
-    r.insert("asset".into(), Value::Object(asset));
+    let r = Record {
+        timestamp: ts(at),
+        flow_id: flow,
+        event_type: "asset",
+        src_ip: ip_string(a.ip),
+        asset: &asset,
+    };
     let start = out.len();
-    if serde_json::to_writer(&mut *out, &Value::Object(r)).is_ok() {
+    if serde_json::to_writer(&mut *out, &r).is_ok() {
         out.push(b'\n');
     } else {
         out.truncate(start);
@@ -277,17 +305,16 @@ pub fn write_changes(t: &mut Table, baseline: Option<&Baseline>, out: &mut Vec<u
             let identifying = group.iter().any(|&k| a.facts[k].kind.identifying());
             if announced || identifying {
                 let mut obj = asset_object(a, &macs, Some(last), false, baseline);
-                let mut body = Map::new();
-                body.insert(
-                    "event".into(),
-                    if announced { "changed" } else { "new" }.into(),
-                );
+                let mut body = Ordered::default();
+                // `ip` first, then what the record is.
+                body.0.push(obj.0.remove(0));
+                body.insert("event", if announced { "changed" } else { "new" });
                 if announced {
                     let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
                     kinds.sort();
                     kinds.dedup();
                     let names: Vec<&str> = kinds.into_iter().map(Kind::name).collect();
-                    body.insert("changed".into(), names.into());
+                    body.insert("changed", names);
                 }
                 body.append(&mut obj);
                 write_record(out, last.ts, a, Some(flow), body);
@@ -305,9 +332,11 @@ pub fn write_changes(t: &mut Table, baseline: Option<&Baseline>, out: &mut Vec<u
 pub fn write_snapshots(t: &Table, now: Timestamp, baseline: Option<&Baseline>, out: &mut Vec<u8>) {
     let macs = mac_hosts(t);
     for a in t.sorted() {
-        let mut body = Map::new();
-        body.insert("event".into(), "snapshot".into());
-        body.append(&mut asset_object(a, &macs, None, true, baseline));
+        let mut obj = asset_object(a, &macs, None, true, baseline);
+        let mut body = Ordered::default();
+        body.0.push(obj.0.remove(0));
+        body.insert("event", "snapshot");
+        body.append(&mut obj);
         write_record(out, now, a, None, body);
     }
 }
@@ -423,10 +452,10 @@ pub fn write_inventory(
             writeln!(f, "{}", row.join(","))?;
         }
     } else {
-        let hosts: Vec<Value> = t
+        let hosts: Vec<Ordered> = t
             .sorted()
             .into_iter()
-            .map(|a| Value::Object(asset_object(a, &macs, None, true, baseline)))
+            .map(|a| asset_object(a, &macs, None, true, baseline))
             .collect();
         serde_json::to_writer_pretty(&mut f, &json!({ "hosts": hosts }))?;
         writeln!(f)?;
