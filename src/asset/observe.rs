@@ -247,7 +247,7 @@ impl View {
                 c.bytes = c.bytes.saturating_add(sent.saturating_add(received));
             }
             if let Some(m) = f.macs[side] {
-                self.put(me.addr, Kind::Mac, &super::oui::format(m), seen);
+                self.put(me.addr, Kind::Mac, super::oui::format(m).as_str(), seen);
             }
             if let Some((client, server)) = app.and_then(roles) {
                 self.put(
@@ -260,8 +260,18 @@ impl View {
             // A port it answered on: it sent something back, or the bytes
             // said which protocol it serves (a one-way capture).
             if side == 1 && me.port != 0 && (f.pkts[1] > 0 || decided) {
-                let service = format!("{}/{}", proto_name(f), me.port);
-                self.put(me.addr, Kind::Service, &service, seen);
+                // On the stack: one is made per flow end. `udp/65535` or
+                // `255/65535` fit.
+                let mut buf = [0u8; 16];
+                let n = {
+                    use std::io::Write;
+                    let mut w = &mut buf[..];
+                    let _ = write!(w, "{}/{}", proto_name(f), me.port);
+                    16 - w.len()
+                };
+                if let Ok(service) = std::str::from_utf8(&buf[..n]) {
+                    self.put(me.addr, Kind::Service, service, seen);
+                }
             }
         }
     }
@@ -458,6 +468,64 @@ fn proto_name(f: &FlowEnd<'_>) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn view(cfg: &crate::config::Config) -> View {
+        View::new(&Arc::new(Hub::new(cfg).unwrap()))
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            ts: Timestamp::from_parts(1, 0),
+            flow: 7,
+        }
+    }
+
+    #[test]
+    fn values_holding_patient_data_are_masked_and_long_ones_cut() {
+        let mut cfg = crate::config::Config::default();
+        cfg.asset.max_value_len = 24;
+        let mut v = view(&cfg);
+        let h: IpAddr = "10.20.1.15".parse().unwrap();
+        // Hand-built: a client id embedding a French NIR with a valid key
+        // (the synthetic TEST^JANE's of pcaps/README.md), and a topic
+        // prefix longer than 24 bytes.
+        v.put(h, Kind::MqttClientId, "nir:200017511299931", seen());
+        v.put(
+            h,
+            Kind::MqttTopicPrefix,
+            "ward3/a-very-long-level-name-here",
+            seen(),
+        );
+        let a = v.table.get(&h).unwrap();
+        let ids = a.values(Kind::MqttClientId);
+        assert_eq!(ids.len(), 1);
+        assert!(!ids[0].contains("200017511299931"), "{ids:?}");
+        assert_eq!(
+            a.values(Kind::MqttTopicPrefix),
+            ["ward3/a-very-long-level-"]
+        );
+        assert_eq!((v.table.stats.phi_masked, v.table.stats.values_cut), (1, 1));
+    }
+
+    #[test]
+    fn hosts_outside_the_home_net_are_not_inventoried() {
+        let mut cfg = crate::config::Config::default();
+        cfg.asset.home_net = Some("[10.20.0.0/16]".into());
+        let mut v = view(&cfg);
+        v.put(
+            "10.10.5.10".parse().unwrap(),
+            Kind::Role,
+            "mqtt-broker",
+            seen(),
+        );
+        v.put(
+            "10.20.1.15".parse().unwrap(),
+            Kind::Role,
+            "mqtt-client",
+            seen(),
+        );
+        assert_eq!(v.table.len(), 1);
+    }
 
     #[test]
     fn topic_prefixes_stop_at_two_levels_and_wildcards() {

@@ -149,16 +149,26 @@ pub fn source() -> Option<&'static str> {
     table().map(|t| t.source.as_str())
 }
 
-/// `00:09:fb:1e:01:0f`.
-pub fn format(mac: [u8; 6]) -> String {
-    let mut s = String::with_capacity(17);
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push_str(&format!("{b:02x}"));
+/// A MAC address as text, on the stack (one is made per flow end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacText([u8; 17]);
+
+impl MacText {
+    pub fn as_str(&self) -> &str {
+        // Only hex digits and colons are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("")
     }
-    s
+}
+
+/// `00:09:fb:1e:01:0f`.
+pub fn format(mac: [u8; 6]) -> MacText {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [b':'; 17];
+    for (i, b) in mac.iter().enumerate() {
+        t[3 * i] = HEX[usize::from(b >> 4)];
+        t[3 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    MacText(t)
 }
 
 /// Parses `00:09:fb:1e:01:0f` (or with `-`).
@@ -212,7 +222,7 @@ mod tests {
     #[test]
     fn macs_print_and_parse() {
         let m = [0, 9, 0xfb, 0x1e, 1, 0x0f];
-        assert_eq!(format(m), "00:09:fb:1e:01:0f");
+        assert_eq!(format(m).as_str(), "00:09:fb:1e:01:0f");
         assert_eq!(parse("00-09-FB-1E-01-0F"), Some(m));
         assert_eq!(parse("00:09:fb"), None);
         assert_eq!(parse("00:09:fb:1e:01:0f:00"), None);
