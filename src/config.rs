@@ -108,7 +108,7 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         if self.flow.memcap < crate::memcap::ByteSize(crate::memcap::GRANULE) {
             return Err(ConfigError(format!(
-                "flow.memcap: {} bytes would hold almost no flow (each takes about 350 bytes, \
+                "flow.memcap: {} bytes would hold almost no flow (each takes about 250 bytes, \
                  and every worker has an equal share); give at least 64kb, or leave it out \
                  for the default",
                 self.flow.memcap.0

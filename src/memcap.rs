@@ -266,6 +266,27 @@ impl Memcaps {
     }
 }
 
+/// Asks the kernel not to back this process's memory with transparent huge
+/// pages. The allocator (mimalloc) advises huge pages on the regions it
+/// reserves, and one touched byte then makes 2 MiB resident: 1 024 MQTT
+/// connections' worth of state measured 45 MB resident with them and 16
+/// MB without, for no gain in speed (user time on the 126 000-flow
+/// pipeline benchmark the same or lower). Called first thing in `main`;
+/// mappings made before are covered too (the kernel checks at each fault).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no
+    // memory of ours; on failure (an old kernel) nothing changes.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
+/// Nothing to do where transparent huge pages are not Linux's.
+#[cfg(not(target_os = "linux"))]
+pub fn no_transparent_huge_pages() {}
+
 /// A size in bytes, written in configuration files as a number of bytes or
 /// with a unit as Suricata does: `64mb`, `512kb`, `1gb` (powers of 1024,
 /// case-insensitive, optional `b`/`ib`).

@@ -578,14 +578,18 @@ pub struct TcpMeta {
 const EVICTION_SAMPLE: usize = 8;
 
 /// Bytes one flow is charged to `flow.memcap`: its slot, its index entry
-/// (key, slot number, one control byte) at the hash table's lowest load
-/// (7/16 after it doubled, so 16/7 of an entry) and its free-list entry.
-/// For the worker's flows on x86-64: 224 + 122 + 4 = 350 bytes. The flow's
-/// reassembly and parser state are charged to their own budgets.
+/// (slot number and one control byte) at the hash table's lowest load, and
+/// its free-list entry. The index (hashbrown) doubles when it must grow
+/// while more than 7/16 of its buckets are live (deleted entries take room
+/// until it rehashes), so at worst 7/32 are: 32/7 of an entry per flow.
+/// For the worker's flows on x86-64: 224 + 23 + 4 = 251 bytes. While the
+/// index doubles, its old buckets (half the new ones) live a moment more.
+/// The flow's reassembly and parser state are charged to their own
+/// budgets.
 pub fn flow_bytes<T>() -> u64 {
-    let entry = std::mem::size_of::<(FlowKey, u32)>() + 1;
+    let entry = std::mem::size_of::<u32>() + 1;
     let size = std::mem::size_of::<Option<Flow<T>>>()
-        + (entry * 16).div_ceil(7)
+        + (entry * 32).div_ceil(7)
         + std::mem::size_of::<u32>();
     size as u64
 }
@@ -596,7 +600,10 @@ pub struct FlowTable<T> {
     /// This worker's share of `flow.memcap`: [`flow_bytes`] per flow.
     lease: Lease,
     flow_bytes: u64,
-    index: std::collections::HashMap<FlowKey, u32, ahash::RandomState>,
+    /// Slot numbers by the hash of their flow's key: the key lives in the
+    /// slot only (5 bytes a bucket, where a copy of the key would take 53).
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     slots: Vec<Option<Flow<T>>>,
     free: Vec<u32>,
     stats: FlowStats,
@@ -634,7 +641,8 @@ impl<T: Default> FlowTable<T> {
             cfg,
             lease,
             flow_bytes,
-            index: std::collections::HashMap::default(),
+            index: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::new(),
             slots,
             free,
             stats: FlowStats::default(),
@@ -690,7 +698,17 @@ impl<T: Default> FlowTable<T> {
         ended: &mut Vec<(Flow<T>, EndReason)>,
     ) -> (u32, Direction) {
         let (key, src_is_lo) = FlowKey::new(pkt.vlan, pkt.proto, pkt.src, pkt.dst);
-        let mut slot = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let mut slot = self
+            .index
+            .find(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|f| f.key == key)
+            })
+            .copied();
         if let Some(idx) = slot {
             if let Some(f) = self.slots.get(idx as usize).and_then(Option::as_ref) {
                 let idle = pkt.ts.since(f.last) / 1_000_000_000;
@@ -713,7 +731,7 @@ impl<T: Default> FlowTable<T> {
         }
         let idx = match slot {
             Some(idx) => idx,
-            None => self.create(key, src_is_lo, pkt, ended),
+            None => self.create(key, hash, src_is_lo, pkt, ended),
         };
         let dir = match self.slots.get_mut(idx as usize).and_then(Option::as_mut) {
             Some(f) => {
@@ -766,6 +784,7 @@ impl<T: Default> FlowTable<T> {
     fn create(
         &mut self,
         key: FlowKey,
+        hash: u64,
         src_is_lo: bool,
         pkt: &PacketMeta,
         ended: &mut Vec<(Flow<T>, EndReason)>,
@@ -830,18 +849,32 @@ impl<T: Default> FlowTable<T> {
             }
             None => {
                 self.slots.push(Some(flow));
-                // The budget holds far fewer than u32::MAX flows of 350
+                // The budget holds far fewer than u32::MAX flows of 251
                 // bytes.
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, idx);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, idx, |&i| {
+            slots
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |f| hasher.hash_one(f.key))
+        });
         idx
+    }
+
+    /// Takes slot `idx`, whose flow has `key`, out of the index.
+    fn unindex(&mut self, key: &FlowKey, idx: u32) {
+        let hash = self.hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
+            e.remove();
+        }
     }
 
     fn remove(&mut self, idx: u32) -> Option<Flow<T>> {
         let f = self.slots.get_mut(idx as usize)?.take()?;
-        self.index.remove(&f.key);
+        self.unindex(&f.key, idx);
         self.free.push(idx);
         self.lease.release(self.flow_bytes);
         Some(f)
@@ -948,7 +981,8 @@ impl<T: Default> FlowTable<T> {
                 break;
             };
             if let Some(f) = slot {
-                self.index.remove(&f.key);
+                // The popped slot's number is the new length.
+                self.unindex(&f.key, self.slots.len() as u32);
                 self.lease.release(self.flow_bytes);
                 self.count_end(&f, EndReason::Shutdown);
                 ended.push((f, EndReason::Shutdown));
