@@ -48,6 +48,12 @@ pub struct OutputSection {
     /// (forensic use). Off by default: they are masked to a length and a
     /// short prefix.
     pub unmask_sensitive: bool,
+    /// Written as `host` in every record (Suricata's `sensor-name`), so the
+    /// records of several sensors stay apart in one SIEM.
+    pub sensor_name: Option<String>,
+    /// Where EVE goes when `--eve` does not say: a file, a Unix socket or
+    /// Redis.
+    pub eve: crate::output::sink::EveConfig,
 }
 
 impl Default for OutputSection {
@@ -56,6 +62,8 @@ impl Default for OutputSection {
             community_id_seed: 0,
             flow: true,
             unmask_sensitive: false,
+            sensor_name: None,
+            eve: crate::output::sink::EveConfig::default(),
         }
     }
 }
@@ -91,7 +99,28 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let c: Config = serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Values that parse but cannot work.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.flow.max_flows == 0 {
+            return Err(ConfigError(
+                "flow.max_flows: 0 would track no flow at all (every packet dropped); \
+                 give at least 1, or leave it out for the default"
+                    .into(),
+            ));
+        }
+        if self.outputs.eve.redis.pipelining.batch_size == 0 {
+            return Err(ConfigError(
+                "outputs.eve.redis.pipelining.batch-size: 0; give at least 1 \
+                 (or `enabled: false` for one record per round trip)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +155,12 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(Config::parse(yaml).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn zero_max_flows_is_refused_with_the_setting_named() {
+        let e = Config::parse("flow:\n  max_flows: 0\n").unwrap_err();
+        assert!(e.0.contains("flow.max_flows"), "{}", e.0);
     }
 
     #[test]

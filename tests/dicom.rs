@@ -279,7 +279,7 @@ fn logged_facts_equal_tshark_on_every_dicom_capture() {
 fn frozen_facts_equal_live_tshark() {
     let tool = repo().join("tests/tools/dicom_tshark.py");
     if !tshark_present() {
-        eprintln!("SKIPPED: tshark is not installed; the frozen facts are used as they are");
+        common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }
     for c in dicom_captures() {

@@ -548,7 +548,11 @@ impl Decoder {
                     }
                 }
             }
-            _ => return Ok(None),
+            other => {
+                self.stats.unsupported_link += 1;
+                self.stats.unsupported_link_type = self.stats.unsupported_link_type.max(other.0);
+                return Ok(None);
+            }
         }))
     }
 

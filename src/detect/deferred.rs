@@ -270,7 +270,11 @@ impl DetectState {
             j.published = floor / 1_000_000_000;
             j.run.table.advance(j.slot, floor);
         }
-        let decisions = j.run.table.take_decisions(j.slot);
+        let mut decisions = j.run.table.take_decisions(j.slot);
+        // Shards deliver in their own order; tickets are handed out in
+        // match order, so lines come out in the order their alerts were
+        // raised (the same on every run).
+        decisions.sort_unstable_by_key(|&(t, _)| t);
         for (t, a) in decisions {
             let freed = j.held.decide(t, a, out, &mut self.stats, alive);
             j.lease.release(freed);
@@ -304,7 +308,8 @@ impl DetectState {
         let Tracker::Shared(mut j) = tracker else {
             return;
         };
-        let decisions = j.run.table.take_decisions(j.slot);
+        let mut decisions = j.run.table.take_decisions(j.slot);
+        decisions.sort_unstable_by_key(|&(t, _)| t);
         for (t, a) in decisions {
             j.held.decide(t, a, out, &mut self.stats, &mut |_| {});
         }
@@ -313,22 +318,28 @@ impl DetectState {
         lock(&j.run.orphans).merge(held);
         if j.run.table.depart(j.slot) {
             let mut orphans = lock(&j.run.orphans);
-            for slot in 0..j.run.table.slot_count() {
-                for (t, a) in j.run.table.take_decisions(slot) {
-                    orphans.decide(t, a, out, &mut self.stats, &mut |_| {});
-                }
+            let mut decisions: Vec<(Ticket, bool)> = (0..j.run.table.slot_count())
+                .flat_map(|slot| j.run.table.take_decisions(slot))
+                .collect();
+            decisions.sort_unstable_by_key(|&(t, _)| t);
+            for (t, a) in decisions {
+                orphans.decide(t, a, out, &mut self.stats, &mut |_| {});
             }
             // Every match is decided once all workers left; a line still
             // here lost its decision (a slot that never joined): written,
             // as evidence is never dropped.
             let rest = std::mem::take(&mut *orphans);
             let mut alerted = ahash::AHashSet::new();
-            for (line, flow) in rest.lines.into_values() {
+            let mut rest_lines: Vec<_> = rest.lines.into_iter().collect();
+            rest_lines.sort_unstable_by_key(|&(t, _)| t);
+            for (_, (line, flow)) in rest_lines {
                 out.extend_from_slice(&line);
                 self.stats.alerts += 1;
                 alerted.insert(flow.id);
             }
-            for (id, w) in rest.flows {
+            let mut flows: Vec<_> = rest.flows.into_iter().collect();
+            flows.sort_unstable_by_key(|&(id, _)| id);
+            for (id, w) in flows {
                 if let Some([without, with]) = w.record {
                     let a = w.alerted || alerted.contains(&id);
                     out.extend_from_slice(if a { &with } else { &without });

@@ -35,4 +35,5 @@
 
 pub mod alert;
 pub mod eve;
+pub mod redis;
 pub mod sink;

@@ -362,7 +362,7 @@ struct Output {
 /// writable by capture.user), then privileges go, before any thread
 /// starts.
 fn open_output(cfg: &Config, opts: &LiveOptions) -> Result<Output, RunError> {
-    let sink = open_sink(&opts.eve)?;
+    let sink = open_sink(&opts.eve, cfg.outputs.sensor_name.as_deref())?;
     let dropped = Arc::new(AtomicU64::new(0));
     if cfg.capture.user.is_empty() && running_as_root() && !cfg.capture.allow_root {
         return Err(RunError(
@@ -378,6 +378,7 @@ fn open_output(cfg: &Config, opts: &LiveOptions) -> Result<Output, RunError> {
         Some(WriterLive {
             reopen: opts.reopen.clone(),
             dropped: Arc::clone(&dropped),
+            host: cfg.outputs.sensor_name.clone(),
         }),
     )?;
     Ok(Output {

@@ -42,6 +42,8 @@ ADDITIONS = [
     # Threshold matches decided on what was known (src/detect/threshold.rs).
     (["stats", "detect"], "threshold_late", {"type": "integer"}),
     (["stats", "detect"], "threshold_memcap", {"type": "integer"}),
+    # Frames of a link type the decoder does not read (src/decode/stats.rs).
+    (["stats", "decoder"], "unsupported_link", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Times app_layer.memcap refused a flow's growth (src/app/session.rs).
@@ -88,7 +90,7 @@ ADDITIONS = [
         "required": ["kinds"],
         "properties": {
             "kinds": {"type": "array", "minItems": 1, "items": {
-                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom"]}},
+                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom", "location"]}},
             "evidence": {"type": "array", "items": {
                 "type": "object",
                 "required": ["kind", "field", "value"],
