@@ -96,6 +96,7 @@ pub fn phi(data: &[u8]) {
         } else {
             PhiConfig::default().max_scan_bytes
         },
+        ..PhiConfig::default()
     };
     let r = scan_payload(payload, &cfg);
     let order: Vec<PhiKind> = PhiKind::ALL
