@@ -379,10 +379,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Text of a UID or AE title: padding (NUL and spaces) removed, non-ASCII
-/// bytes replaced (UIDs and AE titles are ASCII by PS3.5 §6.2).
+/// Text of a UID or AE title: padding (NUL and spaces) removed, bytes that
+/// are not UTF-8 by the output's one rule (UIDs and AE titles are ASCII by
+/// PS3.5 §6.2).
 pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
+    crate::output::mask::display_bytes(b)
         .trim_matches(|c: char| c == '\0' || c == ' ')
         .to_string()
 }
