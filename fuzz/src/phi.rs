@@ -17,6 +17,7 @@
 //!   false identifier is an alert an analyst must dismiss.
 
 use wardwatch::detect::phi::{scan_payload, PhiConfig, PhiKind, MAX_VALUE_CHARS};
+use wardwatch::output::mask::LogOptions;
 
 use super::input::Cursor;
 
@@ -138,7 +139,10 @@ pub fn phi(data: &[u8]) {
             "reported {:?} fails its own rules: {:?}",
             e.kind, e.value
         );
-        let _ = wardwatch::output::mask::LogOptions::default().evidence(e);
+        // The logged forms of the evidence, masked and in full.
+        for opts in [LogOptions::default(), LogOptions::unmasked()] {
+            let _ = opts.evidence(e);
+        }
     }
     if cfg.max_evidence >= r.kinds.len() {
         for k in &r.kinds {
