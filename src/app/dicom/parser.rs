@@ -246,7 +246,13 @@ pub fn plausible_pdu(b: &[u8], check: Check, lim: &BoundaryLimits<'_>) -> Plausi
             if len < 68 || (strict && len > lim.max_association_pdu) {
                 return No;
             }
-            let n = if strict && len > 68 { 75 } else { 10 };
+            // Strict reads the reserved bytes up to offset 74 and, past the
+            // fixed part, the first item's type at 74.
+            let n = match (strict, len > 68) {
+                (true, true) => 75,
+                (true, false) => 74,
+                (false, _) => 10,
+            };
             if let Some(m) = need(n) {
                 return m;
             }
