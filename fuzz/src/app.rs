@@ -36,7 +36,8 @@
 
 use wardwatch::app::dicom::DicomConfig;
 use wardwatch::app::mqtt::MqttConfig;
-use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, LogOptions, StreamConsumer};
+use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, StreamConsumer};
+use wardwatch::output::mask::LogOptions;
 
 use super::dataset::EXEMPT_ATTRIBUTE_BYTES;
 use super::input::Cursor;
@@ -121,8 +122,7 @@ fn split_parser(p: Proto, cfg: u8, exempt: bool) -> Box<dyn StreamConsumer> {
 
 fn check_logs(recs: &[AppRecord]) {
     for r in recs {
-        for unmask in [false, true] {
-            let opts = LogOptions { unmask };
+        for opts in [LogOptions::default(), LogOptions::unmasked()] {
             let v = r.log(&opts);
             assert!(v.is_object(), "{} record logs as {v}", r.event_type());
             let direct = serde_json::to_vec(&r.loggable(&opts));

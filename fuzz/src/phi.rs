@@ -138,7 +138,7 @@ pub fn phi(data: &[u8]) {
             "reported {:?} fails its own rules: {:?}",
             e.kind, e.value
         );
-        let _ = e.masked();
+        let _ = wardwatch::output::mask::LogOptions::default().evidence(e);
     }
     if cfg.max_evidence >= r.kinds.len() {
         for k in &r.kinds {
