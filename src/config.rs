@@ -34,6 +34,8 @@ pub struct Config {
     pub vars: crate::detect::Vars,
     /// Rules, lists, country database, PHI limits.
     pub detect: crate::detect::DetectConfig,
+    /// Asset inventory: which hosts, and its bounds.
+    pub asset: crate::asset::AssetConfig,
 }
 
 /// `outputs:` section.
@@ -62,6 +64,8 @@ pub struct OutputSection {
     /// Where EVE goes when `--eve` does not say: a file, a Unix socket or
     /// Redis.
     pub eve: crate::output::sink::EveConfig,
+    /// EVE `asset` records and the inventory file.
+    pub asset: crate::asset::AssetOutput,
 }
 
 impl Default for OutputSection {
@@ -74,6 +78,7 @@ impl Default for OutputSection {
             mask_key: None,
             sensor_name: None,
             eve: crate::output::sink::EveConfig::default(),
+            asset: crate::asset::AssetOutput::default(),
         }
     }
 }

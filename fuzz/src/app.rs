@@ -37,7 +37,7 @@
 use wardwatch::app::dicom::DicomConfig;
 use wardwatch::app::mqtt::MqttConfig;
 use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, StreamConsumer};
-use wardwatch::output::mask::LogOptions;
+use wardwatch::output::mask::{LogOptions, MaskKey};
 
 use super::dataset::EXEMPT_ATTRIBUTE_BYTES;
 use super::input::Cursor;
@@ -122,7 +122,12 @@ fn split_parser(p: Proto, cfg: u8, exempt: bool) -> Box<dyn StreamConsumer> {
 
 fn check_logs(recs: &[AppRecord]) {
     for r in recs {
-        for opts in [LogOptions::default(), LogOptions::unmasked()] {
+        for unmask in [false, true] {
+            let opts = if unmask {
+                LogOptions::unmasked()
+            } else {
+                LogOptions::masked(MaskKey::from_secret(b"fuzz"))
+            };
             let v = r.log(&opts);
             assert!(v.is_object(), "{} record logs as {v}", r.event_type());
             let direct = serde_json::to_vec(&r.loggable(&opts));

@@ -2,7 +2,9 @@
 //! A), fed fragment by fragment as PDVs arrive.
 //!
 //! It keeps only the top-level attributes of [`KEPT`] — what a SOC needs to
-//! know whose data crossed the wire — and counts every other value down
+//! know whose data crossed the wire, and the device attributes (General
+//! Equipment module, PS3.3 C.7.5.1) the asset inventory reads — and counts
+//! every other value down
 //! without storing it. Reading stops at Pixel Data (7FE0,0010): the rest of
 //! the data set is ignored, not scanned. Sequences of defined length are
 //! skipped whole; sequences and items of undefined length are walked with a
@@ -48,6 +50,7 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0008_0050, "accession_number", true),
     (0x0008_0052, "query_retrieve_level", false),
     (0x0008_0060, "modality", false),
+    (0x0008_0070, "manufacturer", false),
     (0x0008_0080, "institution_name", false),
     (0x0008_0081, "institution_address", false),
     (0x0008_0090, "referring_physician_name", true),
@@ -55,6 +58,7 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0008_1030, "study_description", false),
     (0x0008_103E, "series_description", false),
     (0x0008_1050, "performing_physician_name", true),
+    (0x0008_1090, "manufacturer_model_name", false),
     (0x0010_0010, "patient_name", true),
     (0x0010_0020, "patient_id", true),
     (0x0010_0021, "issuer_of_patient_id", false),
@@ -70,6 +74,8 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0010_1090, "medical_record_locator", true),
     (0x0010_2154, "patient_telephone_numbers", true),
     (0x0010_4000, "patient_comments", true),
+    (0x0018_1000, "device_serial_number", false),
+    (0x0018_1020, "software_versions", false),
     (0x0020_000D, "study_instance_uid", false),
     (0x0020_000E, "series_instance_uid", false),
     (0x0020_0010, "study_id", false),
