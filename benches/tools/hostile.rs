@@ -14,6 +14,7 @@
 //! | `pubrec-repeat` | one MQTT connection, a QoS 2 PUBLISH, then N PUBRECs for it from the broker (4 bytes each, 16 000 to a segment), never a PUBCOMP | 2 000 000 |
 //! | `subscribe-tiny` | N MQTT connections, each with one unanswered SUBSCRIBE of ~1 MiB holding 262 000 one-byte topic filters | 48 |
 //! | `ooo-pieces` | N TCP connections to the broker, each sending 60 000 one-byte segments at every other byte after a lost first byte (the broker's ACKs stay at the hole) | 24 |
+//! | `all-at-once` | every budget at once, within 30 s of packet time so nothing times out: 1 M SYNs, 20 000 first fragments, 8 `ooo-pieces` connections, 1 000 `qos2-open` connections, 24 `subscribe-tiny` connections | — |
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -34,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(kind), Some(path)) = (args.get(1), args.get(2)) else {
         return Err(
             "usage: hostile KIND OUT.pcap [N] (KIND: packed-publish syn-flood frag-flood \
-             unacked-qos1 qos2-open pubrec-repeat subscribe-tiny ooo-pieces)"
+             unacked-qos1 qos2-open pubrec-repeat subscribe-tiny ooo-pieces all-at-once)"
                 .into(),
         );
     };
@@ -42,13 +43,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 22, File::create(path)?))?;
     match kind.as_str() {
         "packed-publish" => packed_publish(&mut w, n.unwrap_or(200))?,
-        "syn-flood" => syn_flood(&mut w, n.unwrap_or(1_000_000))?,
-        "frag-flood" => frag_flood(&mut w, n.unwrap_or(200_000))?,
+        "syn-flood" => drop(syn_flood(&mut w, n.unwrap_or(1_000_000), T0)?),
+        "frag-flood" => drop(frag_flood(&mut w, n.unwrap_or(200_000), T0)?),
         "unacked-qos1" => unacked_qos1(&mut w, n.unwrap_or(100_000))?,
-        "qos2-open" => qos2_open(&mut w, n.unwrap_or(1_000))?,
+        "qos2-open" => drop(qos2_open(&mut w, n.unwrap_or(1_000), T0)?),
         "pubrec-repeat" => pubrec_repeat(&mut w, n.unwrap_or(2_000_000))?,
-        "subscribe-tiny" => subscribe_tiny(&mut w, n.unwrap_or(48))?,
-        "ooo-pieces" => ooo_pieces(&mut w, n.unwrap_or(24))?,
+        "subscribe-tiny" => drop(subscribe_tiny(&mut w, n.unwrap_or(48), T0)?),
+        "ooo-pieces" => drop(ooo_pieces(&mut w, n.unwrap_or(24), T0)?),
+        "all-at-once" => all_at_once(&mut w)?,
         other => return Err(format!("unknown kind {other}").into()),
     }
     eprintln!("{path}: {} packets, {} bytes", w.packets, w.bytes);
@@ -175,7 +177,7 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
-fn syn_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
+fn syn_flood(w: &mut Writer, n: u64, t0: u64) -> std::io::Result<u64> {
     let mut frame = Vec::with_capacity(64);
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..n {
@@ -197,12 +199,12 @@ fn syn_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
             flags::SYN,
             &[],
         );
-        w.packet(T0 + i, &frame)?;
+        w.packet(t0 + i, &frame)?;
     }
-    Ok(())
+    Ok(t0 + n)
 }
 
-fn frag_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
+fn frag_flood(w: &mut Writer, n: u64, t0: u64) -> std::io::Result<u64> {
     let mut frame = Vec::with_capacity(1_600);
     let mut x = 0x2545_f491_4f6c_dd1du64;
     // UDP header (ports 40000 → 5000, length 2 008, checksum 0 = none) and
@@ -218,21 +220,21 @@ fn frag_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
         let src = [10, 64 + (r % 64) as u8, (r >> 8) as u8, (r >> 16) as u8];
         // Flags: more fragments (0x2000), offset 0.
         ipv4_frame(&mut frame, src, BROKER, 17, ((r >> 24) as u16, 0x2000), &l4);
-        w.packet(T0 + i, &frame)?;
+        w.packet(t0 + i, &frame)?;
     }
-    Ok(())
+    Ok(t0 + n)
 }
 
-/// Client `i` of many: 10.20.x.y:40000.
-fn client(i: u64) -> ([u8; 4], u16) {
-    ([10, 20, (i >> 8) as u8, i as u8], 40_000)
+/// Client `i` of many in 10.`net`.0.0/16, port 40000.
+fn client(net: u8, i: u64) -> ([u8; 4], u16) {
+    ([10, net, (i >> 8) as u8, i as u8], 40_000)
 }
 
-fn qos2_open(w: &mut Writer, conns: u64) -> std::io::Result<()> {
-    let mut t = T0;
+fn qos2_open(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
     let mut msgs = Vec::with_capacity(1024 * 7);
     for i in 0..conns {
-        let mut c = Conn::open_from(w, client(i), t)?;
+        let mut c = Conn::open_from(w, client(22, i), t)?;
         c.mqtt_login(w)?;
         msgs.clear();
         for id in 1..=1024u16 {
@@ -244,7 +246,7 @@ fn qos2_open(w: &mut Writer, conns: u64) -> std::io::Result<()> {
         c.send(w, &msgs)?;
         t = c.t;
     }
-    Ok(())
+    Ok(t)
 }
 
 fn pubrec_repeat(w: &mut Writer, n: u64) -> std::io::Result<()> {
@@ -265,8 +267,8 @@ fn pubrec_repeat(w: &mut Writer, n: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn subscribe_tiny(w: &mut Writer, conns: u64) -> std::io::Result<()> {
-    let mut t = T0;
+fn subscribe_tiny(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
     // SUBSCRIBE: type 8 flags 0x2, remaining length 1 048 002 (variable
     // byte integer 0xc2 0xfb 0x3f), packet id 1, then 262 000 filters of
     // length 1, topic "a", requested QoS 0 — 4 bytes each.
@@ -275,18 +277,18 @@ fn subscribe_tiny(w: &mut Writer, conns: u64) -> std::io::Result<()> {
         msg.extend_from_slice(b"\x00\x01a\x00");
     }
     for i in 0..conns {
-        let mut c = Conn::open_from(w, client(i), t)?;
+        let mut c = Conn::open_from(w, client(23, i), t)?;
         c.mqtt_login(w)?;
         c.send(w, &msg)?;
         t = c.t;
     }
-    Ok(())
+    Ok(t)
 }
 
-fn ooo_pieces(w: &mut Writer, conns: u64) -> std::io::Result<()> {
-    let mut t = T0;
+fn ooo_pieces(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
     for i in 0..conns {
-        let mut c = Conn::open_from(w, client(i), t)?;
+        let mut c = Conn::open_from(w, client(21, i), t)?;
         // The client's first data byte (at cseq) never shows; then one
         // byte at every other sequence number after it. The broker's ACK
         // stays at the hole.
@@ -301,5 +303,18 @@ fn ooo_pieces(w: &mut Writer, conns: u64) -> std::io::Result<()> {
         }
         t = c.t;
     }
+    Ok(t)
+}
+
+/// The hostile inputs one after the other, each holding its budget while
+/// the next fills another: flows, fragments, out-of-order ranges, open
+/// transactions (sources of the later parts differ from the SYN flood's,
+/// so their flows are the newest and stay).
+fn all_at_once(w: &mut Writer) -> std::io::Result<()> {
+    let t = syn_flood(w, 1_000_000, T0)?;
+    let t = frag_flood(w, 20_000, t)?;
+    let t = ooo_pieces(w, 8, t)?;
+    let t = qos2_open(w, 1_000, t)?;
+    subscribe_tiny(w, 24, t)?;
     Ok(())
 }

@@ -175,7 +175,7 @@ impl Default for StreamConfig {
             max_ooo_bytes: ByteSize::mib(4),
             hole_timeout: 30,
             overlap_window: ByteSize(64 * 1024),
-            memcap: ByteSize::mib(64),
+            memcap: ByteSize::mib(32),
         }
     }
 }

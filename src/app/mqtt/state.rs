@@ -740,6 +740,11 @@ impl MqttState {
             self.close(ctx, 0);
         }
         let rec = self.record(vec![msg]);
+        if size > self.max_open_bytes {
+            // It would be shed at once: logged now, without its answer.
+            ctx.records.push(AppRecord::Mqtt(rec));
+            return;
+        }
         self.open_bytes = self.open_bytes.saturating_add(size);
         self.open.push((key, rec, size));
     }
@@ -1416,6 +1421,18 @@ mod tests {
         let each = std::mem::size_of::<super::super::TopicFilter>() + 1;
         assert!(held >= 10_000 * each, "{held}");
         assert!(held > 8 * sub.len(), "{held}");
+        // One whose record alone is over max_open_bytes is logged at once,
+        // unanswered, and holds nothing.
+        let cfg = MqttConfig {
+            max_open_bytes: 100_000,
+            ..MqttConfig::default()
+        };
+        let mut s = MqttState::new(&cfg);
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let empty = s.memuse();
+        let r = feed(&mut s, &[(ToServer, &sub)]);
+        assert_eq!(mqtt(&r).len(), 1);
+        assert_eq!(s.memuse(), empty);
     }
 
     #[test]
