@@ -136,6 +136,18 @@ struct Cli {
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
 
+    /// Write the asset inventory (one entry per host of the home network)
+    /// to FILE at the end: CSV when FILE ends in `.csv`, else JSON
+    /// (outputs.asset.inventory).
+    #[arg(long = "inventory", value_name = "FILE.json|FILE.csv")]
+    inventory: Option<PathBuf>,
+
+    /// A previous inventory (JSON or CSV) to compare with: asset records
+    /// and the inventory say which hosts are new, which AE titles moved,
+    /// which devices changed (asset.baseline).
+    #[arg(long = "inventory-baseline", value_name = "FILE")]
+    inventory_baseline: Option<PathBuf>,
+
     /// Exit with status 4 when an alert of this severity or worse was
     /// raised (1 is the worst; 3 is an alert without classtype), for
     /// scripted assessments.
@@ -290,7 +302,18 @@ fn test_config(cli: &Cli) -> Result<bool> {
 }
 
 fn run(cli: &Cli) -> Result<RunReport> {
-    let (cfg, base) = load_config(cli)?;
+    let (mut cfg, base) = load_config(cli)?;
+    if let Some(p) = &cli.inventory {
+        cfg.outputs.asset.inventory = Some(p.clone());
+    }
+    if let Some(p) = &cli.inventory_baseline {
+        cfg.asset.baseline = Some(p.clone());
+    } else if let Some(b) = cfg.asset.baseline.take() {
+        cfg.asset.baseline = Some(base.join(b));
+    }
+    // The inventory's settings are checked (and a baseline read) before
+    // any packet is.
+    wardwatch::asset::Hub::new(&cfg).map_err(|e| anyhow::anyhow!("asset inventory: {e}"))?;
     let filter = cli
         .filter
         .as_deref()

@@ -261,9 +261,13 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
             &mut filtering,
         )?
     };
+    // Asset records and the inventory, once every worker handed its view
+    // over; a failure to write the inventory is reported after the EVE.
     let mut tail = Vec::new();
+    let inventory = shared.assets.finish(stats.last_ts, &mut tail);
     let mut counters = stats.counters();
     counters.extend(shared.memcaps.counters());
+    counters.extend(shared.assets.counters());
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
     }
@@ -274,6 +278,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         &counters,
     );
     let eve_lines = close_writer(out_tx, writer, tail)?;
+    inventory.map_err(RunError)?;
     Ok(RunReport {
         inputs,
         stats,
