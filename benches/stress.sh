@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Stress benchmark: hostile captures that try to make the sensor hold memory.
 #
-# Generates four synthetic captures (benches/tools/hostile.rs, valid
-# checksums) into bench-data/stress/:
+# Generates synthetic captures (benches/tools/hostile.rs, valid checksums;
+# its table says what each holds) into bench-data/stress/:
 #   packed-publish  12.8 MB: 2.56 M five-byte MQTT PUBLISHes packed in 64 kB segments
 #   syn-flood       1 M SYNs from random sources to one broker
 #   frag-flood      200 k never-completed IPv4 first fragments
 #   unacked-qos1    100 k QoS 1 PUBLISHes the broker never acknowledges
+#   qos2-open       1 000 MQTT connections with 1 024 unanswered QoS 2 PUBLISHes each
+#   pubrec-repeat   2 M PUBRECs for one QoS 2 PUBLISH
+#   subscribe-tiny  48 unanswered 1 MiB SUBSCRIBEs of 262 000 one-byte filters
+#   ooo-pieces      24 connections holding 60 000 one-byte out-of-order ranges each
+#   all-at-once     SYN flood, fragments, ranges and open transactions together
 # then runs wardwatch over each through stdin (so the file mapping does not
 # count; MODES="stdin file" adds runs from the mapped file, whose RSS
 # includes the capture pages touched, at most the file size), with the
@@ -30,7 +35,7 @@ mkdir -p "$OUT"
 cargo build --release --quiet --bin wardwatch --example hostile
 BIN=target/release/wardwatch
 GEN=target/release/examples/hostile
-read -r -a KINDS <<<"${KINDS:-packed-publish syn-flood frag-flood unacked-qos1}"
+read -r -a KINDS <<<"${KINDS:-packed-publish syn-flood frag-flood unacked-qos1 qos2-open pubrec-repeat subscribe-tiny ooo-pieces all-at-once}"
 read -r -a MODES <<<"${MODES:-stdin}"
 for k in "${KINDS[@]}"; do
     [ -s "$OUT/$k.pcap" ] || "$GEN" "$k" "$OUT/$k.pcap"

@@ -166,8 +166,15 @@ impl Lease {
         }
         let want = n - self.credit;
         // Round up to whole granules, but accept an exact fit when a
-        // granule more does not fit.
-        let rounded = want.div_ceil(GRANULE).saturating_mul(GRANULE);
+        // granule more does not fit, and never take credit past the
+        // ceiling (a share's unused credit would starve the other shares).
+        let room = self
+            .ceiling
+            .saturating_sub(self.held.saturating_add(self.credit));
+        let rounded = want
+            .div_ceil(GRANULE)
+            .saturating_mul(GRANULE)
+            .min(room.max(want));
         if self.cap.take(rounded) {
             self.credit = self.credit.saturating_add(rounded) - n;
         } else if self.cap.take(want) {
@@ -396,6 +403,22 @@ mod tests {
         assert!(b.try_reserve(2 * GRANULE));
         a.release(10);
         assert!(a.try_reserve(10));
+    }
+
+    #[test]
+    fn a_share_smaller_than_a_granule_takes_no_credit_past_it() {
+        // Two shares of 32 KiB: the first reservation must not take a
+        // whole 64 KiB granule and leave the other share nothing.
+        let cap = MemCap::new("test", GRANULE);
+        let mut a = cap.lease_share(2);
+        let mut b = cap.lease_share(2);
+        assert!(a.try_reserve(251));
+        assert!(b.try_reserve(251));
+        assert!(cap.used() <= GRANULE);
+        while a.try_reserve(251) {}
+        while b.try_reserve(251) {}
+        assert_eq!(a.held(), GRANULE / 2 / 251 * 251);
+        assert_eq!(b.held(), a.held());
     }
 
     #[test]

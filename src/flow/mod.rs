@@ -426,7 +426,7 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            memcap: crate::memcap::ByteSize::mib(64),
+            memcap: crate::memcap::ByteSize::mib(32),
             tcp: Timeouts {
                 new: 60,
                 established: 600,

@@ -33,13 +33,14 @@ use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
-use worker::{Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
+use worker::{send_block, Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
 
 /// Packets read from a capture at a time.
 const CHUNK_PACKETS: usize = 1024;
 /// Batches queued per worker before the reader waits.
 const WORKER_QUEUE: usize = 64;
-/// Blocks of EVE lines queued before workers wait for the writer.
+/// Blocks of EVE lines queued before workers wait for the writer: 16 MiB
+/// ([`worker::send_block`] makes a large block count for several).
 const WRITER_QUEUE: usize = 256;
 /// Bytes of chunks read from a pipe that may wait for workers (in
 /// batches) before the reader waits: without it, 64 batches per worker of
@@ -368,6 +369,10 @@ fn live_writer(
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
+        // Empty blocks only hold queue slots for a large one.
+        if block.is_empty() {
+            continue;
+        }
         let Some(s) = sink.as_mut() else {
             l.dropped.fetch_add(lines_in(&block), Ordering::Relaxed);
             continue;
@@ -432,7 +437,8 @@ fn spawn_writer(
             if let Some(l) = &live {
                 return live_writer(sink, &target, &out_rx, l);
             }
-            for block in out_rx.iter() {
+            // Empty blocks only hold queue slots for a large one.
+            for block in out_rx.iter().filter(|b| !b.is_empty()) {
                 sink.write_lines(&block).map_err(werr)?;
             }
             sink.flush().map_err(werr)?;
@@ -600,7 +606,7 @@ fn run_inline(
     });
     // A failed send means the writer stopped on an error, reported at join.
     let stats = w.finish(now, &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = send_block(out_tx, block);
     });
     (inputs, stats)
 }
@@ -622,7 +628,7 @@ fn worker_loop(
         }
     }
     w.finish(now, &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = send_block(out_tx, block);
     })
 }
 
