@@ -47,9 +47,17 @@ pub struct OutputSection {
     /// Write `flow` events.
     pub flow: bool,
     /// Log passwords, passcodes, message payloads and patient data in full
-    /// (forensic use). Off by default: they are masked to a length and a
-    /// short prefix.
+    /// (forensic use). Off by default: they are masked to their length and
+    /// a keyed hash (`crate::output::mask`).
     pub unmask_sensitive: bool,
+    /// File holding the secret (at least 16 bytes) that keys the masks'
+    /// hashes, so that one value masks the same way across restarts and
+    /// across the sensors sharing the file. Without it, each run makes a
+    /// random key.
+    pub mask_key_file: Option<std::path::PathBuf>,
+    /// The key read from `mask_key_file` when the configuration is parsed.
+    #[serde(skip)]
+    pub mask_key: Option<crate::output::mask::MaskKey>,
     /// Written as `host` in every record (Suricata's `sensor-name`), so the
     /// records of several sensors stay apart in one SIEM.
     pub sensor_name: Option<String>,
@@ -66,6 +74,8 @@ impl Default for OutputSection {
             community_id_seed: 0,
             flow: true,
             unmask_sensitive: false,
+            mask_key_file: None,
+            mask_key: None,
             sensor_name: None,
             eve: crate::output::sink::EveConfig::default(),
             asset: crate::asset::AssetOutput::default(),
@@ -104,8 +114,13 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let c: Config = serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut c: Config = serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         c.check()?;
+        if let Some(f) = &c.outputs.mask_key_file {
+            let key = crate::output::mask::key_from_file(f)
+                .map_err(|e| ConfigError(format!("outputs.mask_key_file: {e}")))?;
+            c.outputs.mask_key = Some(key);
+        }
         Ok(c)
     }
 

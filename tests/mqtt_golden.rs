@@ -354,7 +354,10 @@ fn logins_are_paired_with_their_answers() {
     let c = &recs[0]["mqtt"]["connect"];
     assert_eq!(c["protocol_string"], "MQIsdp");
     assert_eq!(c["username"], "admin");
-    assert_eq!(c["password"], "a… (5 bytes)");
+    assert_eq!(
+        common::untagged(c["password"].as_str().unwrap()),
+        "***(5 bytes #<tag>)"
+    );
 }
 
 #[test]

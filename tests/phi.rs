@@ -37,6 +37,7 @@ use proptest::prelude::*;
 use wardwatch::app::{dicom, mqtt, AppProto, AppRecord, StreamContext};
 use wardwatch::detect::phi::{self, PhiConfig, PhiKind, PhiReport};
 use wardwatch::flow::Direction;
+use wardwatch::output::mask::LogOptions;
 
 use PhiKind::*;
 
@@ -141,7 +142,10 @@ fn check_shape(reports: &[PhiReport]) {
         for e in &r.evidence {
             assert!(r.kinds.contains(&e.kind));
             assert!(e.value.chars().count() <= 64);
-            assert!(e.value.chars().count() < 3 || !e.masked().contains(&e.value));
+            assert!(
+                e.value.chars().count() < 3
+                    || !LogOptions::default().evidence(e).contains(&e.value)
+            );
         }
     }
 }
@@ -498,7 +502,10 @@ fn mqtt_wearable_gps_every_fix_is_a_location_and_none_before_it() {
             assert!(near(*got, want), "{got:?} {want:?}");
         }
         assert_eq!(wearable[1].evidence[0].field, "gps");
-        assert_eq!(wearable[1].evidence[0].masked(), "~48.8,2.4");
+        assert_eq!(
+            LogOptions::default().evidence(&wearable[1].evidence[0]),
+            "~48.8,2.4"
+        );
     }
     for run in [&tracker[..10], &tracker[10..]] {
         // Two epochs without a fix, five fixes outside the site, three on
@@ -652,7 +659,10 @@ proptest! {
         let r = phi::scan_payload(text.as_bytes(), &cfg());
         prop_assert_eq!(&r.kinds, &vec![Location], "{}", text);
         prop_assert_eq!(&r.evidence[0].value, &format!("{a},{b}"));
-        prop_assert_eq!(r.evidence[0].masked(), format!("~{la:.1},{lo:.1}"));
+        prop_assert_eq!(
+            LogOptions::default().evidence(&r.evidence[0]),
+            format!("~{la:.1},{lo:.1}")
+        );
         // With a site around it, nothing.
         let site = PhiConfig {
             site_locations: vec![phi::location::SiteLocation::new(la, lo, 10.0).unwrap()],

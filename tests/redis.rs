@@ -166,7 +166,8 @@ fn config(dir: &Path, port: u16, redis_extra: &str, top: &str) -> std::path::Pat
     p
 }
 
-/// The records without `stats.uptime`, which may differ between two runs.
+/// The records without `stats.uptime` and the tags of masked values, which
+/// may differ between two runs (`common::untagged`).
 fn comparable(records: &[Value]) -> Vec<String> {
     records
         .iter()
@@ -175,7 +176,7 @@ fn comparable(records: &[Value]) -> Vec<String> {
             if let Some(s) = r.get_mut("stats").and_then(Value::as_object_mut) {
                 s.remove("uptime");
             }
-            r.to_string()
+            untagged(&r.to_string())
         })
         .collect()
 }

@@ -678,6 +678,9 @@ pub struct Hub {
     home: crate::detect::AddrSet,
     /// What a finding's value must be, as PHI detection configures it.
     phi: crate::detect::phi::PhiConfig,
+    /// How a value that looks like PHI is masked: always, with the run's
+    /// key (`outputs.unmask_sensitive` does not reach asset records).
+    mask: crate::output::mask::LogOptions,
     table: Mutex<Table>,
     /// Findings of alerts held for a threshold decision, by ticket.
     pending: Mutex<ahash::AHashMap<crate::detect::Ticket, observe::PendingFinding>>,
@@ -710,6 +713,11 @@ impl Hub {
             out: cfg.outputs.asset.clone(),
             home,
             phi: cfg.detect.phi.clone(),
+            mask: crate::output::mask::LogOptions::masked(
+                cfg.outputs
+                    .mask_key
+                    .unwrap_or_else(crate::output::mask::MaskKey::per_process),
+            ),
             table: Mutex::new(Table::new(&cfg.asset, true)),
             pending: Mutex::new(ahash::AHashMap::new()),
             periodic: std::sync::atomic::AtomicBool::new(false),
@@ -730,6 +738,11 @@ impl Hub {
             out,
             home: crate::detect::AddrSet::default(),
             phi: cfg.detect.phi.clone(),
+            mask: crate::output::mask::LogOptions::masked(
+                cfg.outputs
+                    .mask_key
+                    .unwrap_or_else(crate::output::mask::MaskKey::per_process),
+            ),
             table: Mutex::new(Table::new(&cfg.asset, true)),
             pending: Mutex::new(ahash::AHashMap::new()),
             periodic: std::sync::atomic::AtomicBool::new(false),

@@ -183,7 +183,7 @@ impl View {
                     field: kind.name().into(),
                     value: v.into_owned(),
                 };
-                return Cow::Owned(e.masked());
+                return Cow::Owned(self.hub.mask.evidence(&e).into_owned());
             }
         }
         v

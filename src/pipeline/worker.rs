@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::app::session::{AppStats, Env, ParserFactory, Session as AppSession, SessionSink};
-use crate::app::{AppConfig, AppProto, AppRecord, LogOptions, RecordSink, PROTOCOLS};
+use crate::app::{AppConfig, AppProto, AppRecord, RecordSink, PROTOCOLS};
 use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
@@ -42,6 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
 
@@ -686,9 +687,7 @@ impl Worker {
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
             ended: Vec::new(),
-            log_opts: LogOptions {
-                unmask: cfg.outputs.unmask_sensitive,
-            },
+            log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(OUTPUT_BLOCK),

@@ -182,7 +182,8 @@ pub fn have(tool: &str) -> bool {
 }
 
 /// Records without the fields that legitimately differ between runs
-/// (`stats.uptime`), as sorted JSON lines.
+/// (`stats.uptime`; the tags of masked values, keyed per run without
+/// `outputs.mask_key_file`: see [`untagged`]), as sorted JSON lines.
 pub fn normalised(records: &[Value]) -> Vec<String> {
     let mut v: Vec<String> = records
         .iter()
@@ -191,11 +192,35 @@ pub fn normalised(records: &[Value]) -> Vec<String> {
             if let Some(s) = r.get_mut("stats").and_then(Value::as_object_mut) {
                 s.remove("uptime");
             }
-            r.to_string()
+            untagged(&r.to_string())
         })
         .collect();
     v.sort();
     v
+}
+
+/// `text` with the tag of every masked value (`***(9 bytes #5bc2ad6a1f03)`,
+/// `src/output/mask.rs`) replaced by `#<tag>`: the length stays compared.
+pub fn untagged(text: &str) -> String {
+    const MARK: &str = " bytes #";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(MARK) {
+        let (head, tail) = rest.split_at(i + MARK.len());
+        out.push_str(head);
+        let tag = tail
+            .get(..12)
+            .filter(|t| t.bytes().all(|b| b.is_ascii_hexdigit()));
+        match (tag, tail.get(12..13)) {
+            (Some(_), Some(")")) => {
+                out.push_str("<tag>");
+                rest = &tail[12..];
+            }
+            _ => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Validates EVE lines against Suricata's schema plus our additions

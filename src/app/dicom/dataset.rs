@@ -30,9 +30,10 @@
 //! inflating never buffers the inflated data set, whatever its size.
 //!
 //! Text (PS3.5 §6.1): values are decoded with the Specific Character Set
-//! (0008,0005): `ISO_IR 192` as UTF-8 (invalid sequences replaced), the
-//! default repertoire and `ISO_IR 100` as Latin-1 (every byte one code
-//! point); any other character set is decoded as UTF-8 with replacement.
+//! (0008,0005): the default repertoire and `ISO_IR 100` as Latin-1 (every
+//! byte one code point); `ISO_IR 192` and any other character set as
+//! UTF-8, a value that is not UTF-8 written by the output's one rule
+//! (bytes from 0x80 as `\xNN`, [`crate::output::mask`]).
 
 use flate2::{Decompress, FlushDecompress, Status};
 
@@ -802,12 +803,14 @@ impl DataSetReader {
 /// (the module doc gives the rule), removing padding: trailing spaces and
 /// NULs, leading spaces.
 pub fn decode_text(v: &[u8], charset: &str) -> String {
-    let s: String = if charset.contains("ISO_IR 192") {
-        String::from_utf8_lossy(v).into_owned()
-    } else if charset.trim().is_empty() || charset.contains("ISO_IR 100") {
+    // Not Latin-1: UTF-8, or bytes that are not (a character set not
+    // decoded here) by the output's one rule.
+    let s: String = if !charset.contains("ISO_IR 192")
+        && (charset.trim().is_empty() || charset.contains("ISO_IR 100"))
+    {
         v.iter().map(|&b| char::from(b)).collect()
     } else {
-        String::from_utf8_lossy(v).into_owned()
+        crate::output::mask::display_bytes(v).into_owned()
     };
     s.trim_end_matches(['\0', ' '])
         .trim_start_matches(' ')

@@ -31,6 +31,7 @@
 use super::ids::{self, Hint};
 use super::location;
 use super::{Collector, PhiKind};
+use crate::output::mask::display_bytes;
 
 /// The PID fields that identify a patient, with their evidence names.
 const PID_FIELDS: [(usize, &str); 6] = [
@@ -118,7 +119,7 @@ fn scan_pid(seg: &[u8], d: Delims, col: &mut Collector) {
         // Only the start is converted: evidence keeps 64 characters, and
         // the SSN check needs at most 11 bytes.
         let head = value.get(..EVIDENCE_BYTES).unwrap_or(value);
-        let text = String::from_utf8_lossy(head);
+        let text = display_bytes(head);
         if n == 11 && address_is_precise(value, d) {
             col.mark(PhiKind::Hl7);
             col.add(PhiKind::Location, name, &text);
@@ -158,7 +159,7 @@ fn scan_identifiers(value: &[u8], d: Delims, col: &mut Collector) {
         let authority = comps.nth(2).unwrap_or_default();
         let type_code = comps.next().unwrap_or_default();
         if let Some(hint) = hint_of(authority, type_code, d) {
-            ids::check_hinted(hint, &String::from_utf8_lossy(id), "PID-3", col);
+            ids::check_hinted(hint, &display_bytes(id), "PID-3", col);
         }
     }
 }

@@ -58,7 +58,8 @@
 //!   finer than 10^-(m+1), so they count as m + 1 decimals of a degree.
 //!
 //! Evidence: the position as `lat,lon` (JSON: the numbers as written; NMEA:
-//! decimal degrees to 6 places); masked, [`coarsened`] to one decimal
+//! decimal degrees to 6 places); the output's masking policy
+//! ([`crate::output::mask`]) logs it [`coarsened`] to one decimal
 //! (`~48.8,2.4`, about 11 km).
 //!
 //! Work: one walk of the parsed JSON; one memchr pass over the bytes for
@@ -71,6 +72,7 @@ use serde_json::{Map, Number, Value};
 
 use super::ids;
 use super::{Collector, PhiConfig, PhiKind};
+use crate::output::mask::display_bytes;
 
 /// Nesting walked (objects and arrays).
 pub const MAX_DEPTH: usize = 32;
@@ -535,7 +537,7 @@ fn sentence_at(data: &[u8], at: usize, cfg: &PhiConfig, col: &mut Collector) -> 
     let lat = nmea_coord(f(la), 2, f(ns), b'N', b'S')?;
     let lon = nmea_coord(f(lo), 3, f(ew), b'E', b'W')?;
     if fix && is_personal(lat, lon, cfg) {
-        let field = String::from_utf8_lossy(head.get(..5).unwrap_or_default());
+        let field = display_bytes(head.get(..5).unwrap_or_default());
         let text = format!("{:.6},{:.6}", lat.deg, lon.deg);
         col.add(PhiKind::Location, &format!("${field}"), &text);
     }

@@ -118,36 +118,14 @@ pub struct Evidence {
     pub kind: PhiKind,
     /// Where: `PID-5`, `birthDate`, `PatientName (0010,0010)`, `nir`.
     pub field: String,
-    /// The value as found (capped); mask it with [`Evidence::masked`]
-    /// before logging unless unmasking was asked for.
+    /// The value as found (capped), as text by the output's non-UTF-8 rule
+    /// ([`crate::output::mask::display_bytes`]); logged through the one
+    /// masking policy ([`crate::output::mask::LogOptions::evidence`]).
     pub value: String,
-}
-
-impl Evidence {
-    /// The value hidden: its first character (only when the value has at
-    /// least [`MASK_SHOW_FIRST_FROM`] characters, so a short value such as a
-    /// sex code is not revealed whole) and its length, e.g. `T***(9 chars)`;
-    /// a position is coarsened instead (`~48.8,2.4`, [`location::coarsened`]).
-    pub fn masked(&self) -> String {
-        if self.kind == PhiKind::Location {
-            if let Some(coarse) = location::coarsened(&self.value) {
-                return coarse;
-            }
-        }
-        let n = self.value.chars().count();
-        match self.value.chars().next() {
-            None => String::new(),
-            Some(first) if n >= MASK_SHOW_FIRST_FROM => format!("{first}***({n} chars)"),
-            Some(_) => format!("***({n} chars)"),
-        }
-    }
 }
 
 /// Longest evidence value kept, in characters.
 pub const MAX_VALUE_CHARS: usize = 64;
-
-/// Values shorter than this are masked without their first character.
-pub const MASK_SHOW_FIRST_FROM: usize = 6;
 
 /// What was found in one payload or record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -370,49 +348,6 @@ mod tests {
         let bad = "site_locations:\n  - {lat: 148.8, lon: 2.3, radius_m: 200}\n";
         let e = serde_norway::from_str::<PhiConfig>(bad).unwrap_err();
         assert!(e.to_string().contains("latitude"), "{e}");
-    }
-
-    #[test]
-    fn masked_hides_the_value() {
-        let e = Evidence {
-            kind: PhiKind::Nir,
-            field: "nir".into(),
-            value: "200017511299931".into(),
-        };
-        let m = e.masked();
-        assert_eq!(m, "2***(15 chars)");
-        assert!(!m.contains("00017"));
-        let short = Evidence {
-            value: "F".into(),
-            ..e.clone()
-        };
-        assert_eq!(short.masked(), "***(1 chars)");
-        let empty = Evidence {
-            value: String::new(),
-            ..e
-        };
-        assert_eq!(empty.masked(), "");
-    }
-
-    #[test]
-    fn masked_location_is_coarsened_and_an_address_hidden() {
-        let pos = Evidence {
-            kind: PhiKind::Location,
-            field: "gps".into(),
-            value: "48.84512,2.35601".into(),
-        };
-        assert_eq!(pos.masked(), "~48.8,2.4");
-        let addr = Evidence {
-            value: "1 RUE DE L'EXEMPLE^^PARIS^^75012^FR".into(),
-            ..pos.clone()
-        };
-        assert_eq!(addr.masked(), "1***(35 chars)");
-        // Another kind's value that looks like a position is not coarsened.
-        let other = Evidence {
-            kind: PhiKind::Json,
-            ..pos
-        };
-        assert_eq!(other.masked(), "4***(16 chars)");
     }
 
     #[test]
