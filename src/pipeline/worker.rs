@@ -102,7 +102,7 @@ impl RunShared {
     /// `Worker::packet`/`tick`.
     pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
-            memcaps: crate::memcap::Memcaps::new(cfg),
+            memcaps: crate::memcap::Memcaps::new(cfg, workers),
             checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
             thresholds: ThresholdHub::new(&cfg.detect, workers),
             // A configuration the hub refuses is reported by `main` before
@@ -667,7 +667,7 @@ impl Worker {
             &engine,
             cfg.flow.sweep_interval.max(1),
         );
-        let mut flows = FlowTable::new(cfg.flow.clone());
+        let mut flows = FlowTable::with_lease(cfg.flow.clone(), shared.memcaps.flow_lease());
         flows.set_service_ports(cfg.app_layer.service_ports());
         Worker {
             factory: {

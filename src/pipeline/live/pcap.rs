@@ -279,6 +279,7 @@ impl Pending {
             buf: Arc::new(Buffer::Owned(p.data)),
             pkts: p.pkts,
             now,
+            _ticket: None,
         })
         .is_ok()
     }
