@@ -305,7 +305,7 @@ impl EventPrefix {
 /// Appends one app-layer event (`mqtt`, `dicom`, `anomaly`…): `timestamp`
 /// of the packet that completed it, the flow's header fields, and `body`
 /// under the key `event_type` (which needs no escaping: it is one of ours).
-pub fn write_event<B: Serialize + ?Sized>(
+pub fn write_event<B: Serialize>(
     out: &mut Vec<u8>,
     p: &EventPrefix,
     ts: Timestamp,
@@ -317,12 +317,12 @@ pub fn write_event<B: Serialize + ?Sized>(
 
 /// [`write_event`] with more top-level fields after the event's own object
 /// (an alert's `direction`, `flow`, the triggering record, `phi`, `geo`).
-pub fn write_event_with<B: Serialize + ?Sized>(
+pub fn write_event_with(
     out: &mut Vec<u8>,
     p: &EventPrefix,
     ts: Timestamp,
     event_type: &str,
-    body: &B,
+    body: &dyn erased::Field,
     extra: &[(&str, &dyn erased::Field)],
 ) {
     let start = out.len();
@@ -337,7 +337,7 @@ pub fn write_event_with<B: Serialize + ?Sized>(
     out.extend_from_slice(b",\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\":");
-    if json::write(out, body).is_err() {
+    if body.write_json(out).is_err() {
         out.truncate(start);
         return;
     }
@@ -366,6 +366,13 @@ pub mod erased {
     impl<T: serde::Serialize> Field for T {
         fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
             super::json::write(out, self)
+        }
+    }
+
+    impl Field for super::json::Raw<'_> {
+        fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
+            out.extend_from_slice(self.0);
+            Ok(())
         }
     }
 }

@@ -51,6 +51,11 @@ pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), 
     value.serialize(&mut Ser { out })
 }
 
+/// JSON already written (a record serialised once for itself and for the
+/// alerts that carry it), copied as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a>(pub &'a [u8]);
+
 /// Appends `s` as a JSON string, quoted and escaped.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');

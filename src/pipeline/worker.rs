@@ -42,6 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::json::{self, Raw};
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
@@ -259,6 +260,9 @@ pub enum Handoff {
 /// A worker's EVE lines not yet handed to the writer.
 struct EveOut {
     buf: Vec<u8>,
+    /// The object of the record being written, serialised once for the
+    /// record and for each of its alerts (reused from record to record).
+    record: Vec<u8>,
     handoff: Option<Handoff>,
     /// The writer is gone (it stopped on an error): lines are discarded.
     closed: bool,
@@ -394,7 +398,7 @@ impl Detecting<'_> {
         ts: Timestamp,
         a: &Alert,
         af: &AlertFlow,
-        record: Option<&AppRecord>,
+        record: Option<(&str, Raw<'_>)>,
     ) {
         let Some(ticket) = a.undecided else {
             write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
@@ -527,7 +531,7 @@ impl FlowWriter<'_> {
 
     /// Writes the alerts the engine left in `d.alerts`, with the record
     /// that raised them.
-    fn write_alerts(&mut self, record: Option<&AppRecord>) {
+    fn write_alerts(&mut self, record: Option<(&str, Raw<'_>)>) {
         if self.d.alerts.is_empty() {
             return;
         }
@@ -562,8 +566,22 @@ impl FlowWriter<'_> {
             let engine = self.d.engine;
             engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
         }
-        self.write_alerts(Some(r));
+        // The record's object, serialised once for its alerts and itself
+        // (it cannot fail: its keys are strings; if it did, the record
+        // would be left out and its alerts written without it).
+        let mut body = std::mem::take(&mut self.d.out.record);
+        body.clear();
+        let logged = json::write(&mut body, &r.loggable(self.d.opts)).is_ok();
+        self.write_alerts(logged.then_some((r.event_type(), Raw(&body))));
         self.d.assets.record(&self.ident, self.ts, r);
+        if logged {
+            self.write_record(r, Raw(&body));
+        }
+        self.d.out.record = body;
+    }
+
+    /// Writes the record `r`, whose object is `body`.
+    fn write_record(&mut self, r: &AppRecord, body: Raw<'_>) {
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
         self.prefix();
@@ -573,10 +591,9 @@ impl FlowWriter<'_> {
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
-        let body = r.loggable(self.d.opts);
         let buf = &mut self.d.out.buf;
         match r.direction() {
-            None => eve::write_event(buf, prefix, self.ts, r.event_type(), &body),
+            None => eve::write_event_with(buf, prefix, self.ts, r.event_type(), &body, &[]),
             Some(Direction::ToServer) => eve::write_event_with(
                 buf,
                 prefix,
@@ -732,6 +749,7 @@ impl Worker {
             last_ts: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(OUTPUT_BLOCK),
+                record: Vec::new(),
                 handoff: None,
                 closed: false,
                 peak: 0,
