@@ -103,7 +103,9 @@ pub struct FlowState {
     /// (0: not made yet). A reloaded ruleset, or the flow's sides found
     /// reversed, starts it afresh.
     detect: FlowDetect,
-    detect_gen: u64,
+    detect_gen: u32,
+    /// The flow's Community ID once its first event needed it.
+    community: Community,
     /// Source MAC of the first packet of each direction (client → server
     /// first), for the asset inventory.
     macs: [Option<[u8; 6]>; 2],
@@ -114,6 +116,35 @@ impl std::fmt::Debug for FlowState {
         f.debug_struct("FlowState")
             .field("app", &self.app)
             .finish_non_exhaustive()
+    }
+}
+
+/// A flow's Community ID, made on first use and kept for the flow's
+/// every later record, alert and flow record (one SHA-1 per flow, not one
+/// per packet that logs; v1 is the same whichever side is the client, so a
+/// flow found reversed keeps it). A thin box: 8 bytes in the flow's slot,
+/// 32 on the heap once made.
+#[derive(Default)]
+struct Community(Option<Box<[u8; COMMUNITY_LEN]>>);
+
+/// `1:` and the base64 of a SHA-1 digest.
+const COMMUNITY_LEN: usize = 30;
+
+impl Community {
+    /// The ID, made now if it was not (or, should it ever not be 30 ASCII
+    /// bytes, made afresh on every call rather than kept wrong).
+    fn get(&mut self, ident: &FlowIdent, seed: u16) -> std::borrow::Cow<'_, str> {
+        if self.0.is_none() {
+            let id = ident.community_id(seed);
+            match <[u8; COMMUNITY_LEN]>::try_from(id.as_bytes()) {
+                Ok(a) => self.0 = Some(Box::new(a)),
+                Err(_) => return std::borrow::Cow::Owned(id),
+            }
+        }
+        match self.0.as_deref().map(|a| std::str::from_utf8(a)) {
+            Some(Ok(s)) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(ident.community_id(seed)),
+        }
     }
 }
 
@@ -314,7 +345,7 @@ impl EveOut {
 /// table.
 struct Detecting<'a> {
     engine: &'a Engine,
-    gen: u64,
+    gen: u32,
     state: &'a mut DetectState,
     alerts: &'a mut Vec<Alert>,
     out: &'a mut EveOut,
@@ -454,7 +485,8 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        let (community, vlan) = (ident.community_id(self.seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let community = flow.state.community.get(&ident, self.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
@@ -489,11 +521,13 @@ struct FlowWriter<'a> {
     match_ts: Timestamp,
     app: AppProto,
     detect: &'a mut FlowDetect,
-    detect_gen: &'a mut u64,
+    detect_gen: &'a mut u32,
     alerted: &'a mut bool,
-    /// The flow's serialised header and Community ID, made on the first
-    /// record (most calls make none).
-    prefix: Option<(EventPrefix, String)>,
+    /// The flow's Community ID.
+    community: &'a mut Community,
+    /// The flow's serialised header, made on the first record (most calls
+    /// make none).
+    prefix: Option<EventPrefix>,
     /// The header seen from the server's side, for records the server
     /// started.
     reversed: Option<EventPrefix>,
@@ -518,14 +552,18 @@ impl FlowWriter<'_> {
         info
     }
 
-    /// The flow's serialised header and Community ID.
-    fn prefix(&mut self) -> &(EventPrefix, String) {
+    /// The flow's serialised header.
+    fn prefix(&mut self) -> &EventPrefix {
         let vlan = self.ident.key.vlan();
         let (ident, app, seed) = (self.ident, self.app, self.d.seed);
+        let community = &mut *self.community;
         self.prefix.get_or_insert_with(|| {
-            let community = ident.community_id(seed);
-            let prefix = EventPrefix::new(&event_header(&ident, app, &community, &vlan));
-            (prefix, community)
+            EventPrefix::new(&event_header(
+                &ident,
+                app,
+                &community.get(&ident, seed),
+                &vlan,
+            ))
         })
     }
 
@@ -535,8 +573,8 @@ impl FlowWriter<'_> {
         if self.d.alerts.is_empty() {
             return;
         }
-        let community = self.prefix().1.clone();
         let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let community = self.community.get(&ident, self.d.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
@@ -585,7 +623,7 @@ impl FlowWriter<'_> {
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
         self.prefix();
-        let Some((prefix, community)) = self.prefix.as_ref() else {
+        let Some(prefix) = self.prefix.as_ref() else {
             return;
         };
         // A record whose messages one side started says which side, and is
@@ -603,8 +641,9 @@ impl FlowWriter<'_> {
                 &[("direction", &"to_server")],
             ),
             Some(Direction::ToClient) => {
+                let community = self.community.get(&ident, self.d.seed);
                 let reversed = self.reversed.get_or_insert_with(|| {
-                    let mut h = event_header(&ident, app, community, &vlan);
+                    let mut h = event_header(&ident, app, &community, &vlan);
                     std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
                     std::mem::swap(&mut h.src_port, &mut h.dest_port);
                     EventPrefix::new(&h)
@@ -692,7 +731,7 @@ pub struct Worker {
     out: EveOut,
     engine: Arc<Engine>,
     /// Generation of `engine` (starts at 1, bumped by each reload).
-    engine_gen: u64,
+    engine_gen: u32,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
     /// Flow timeouts, for the time a flow ended by timeout ends at.
@@ -783,7 +822,8 @@ impl Worker {
         self.out.written();
         self.detect.stats = old.stats;
         self.engine = engine;
-        self.engine_gen += 1;
+        // 0 means "no rule state yet" in a flow.
+        self.engine_gen = self.engine_gen.wrapping_add(1).max(1);
     }
 
     /// Tells the shared thresholds how far this worker got (after the last
@@ -1036,6 +1076,7 @@ impl Worker {
             app,
             detect,
             detect_gen,
+            community,
             ..
         } = state;
         let mut writer = FlowWriter {
@@ -1050,6 +1091,7 @@ impl Worker {
             detect,
             detect_gen,
             alerted,
+            community,
             prefix: None,
             reversed: None,
             d: d.detecting,
@@ -1148,6 +1190,7 @@ impl Worker {
                 app,
                 detect,
                 detect_gen,
+                community,
                 ..
             } = state;
             let mut writer = FlowWriter {
@@ -1162,6 +1205,7 @@ impl Worker {
                 detect,
                 detect_gen,
                 alerted,
+                community,
                 prefix: None,
                 reversed: None,
                 d: d.detecting,
@@ -1222,7 +1266,9 @@ impl Worker {
             return;
         }
         let ident = flow.ident();
-        let (community, vlan) = (ident.community_id(self.community_seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let mut community = std::mem::take(&mut flow.state.community);
+        let community = community.get(&ident, self.community_seed);
         let mut facts = FlowFacts {
             header: event_header(&ident, app, &community, &vlan),
             pkts: flow.pkts,
