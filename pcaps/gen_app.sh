@@ -465,13 +465,24 @@ scn_hl7_bare_515() {
     rw $n "$M_CMS8000_C2" "$M_MONITOR"
 }
 
+scn_hl7_variants() {
+    local n=hl7_variants
+    srv_start 2575 "$WORK/$n.srv.log" $HL7 server 2575 2
+    cap_start "$WORK/$n.raw"
+    in_d1 $HL7 variants $SRV 2575
+    in_d2 $HL7 split $SRV 2575
+    cap_stop
+    srv_stop
+    rw $n "$M_HL7GW" "$M_EHR" "$M_MONITOR"
+}
+
 ALL_MQTT="mqtt_v311_anon_phi mqtt_v31_default_creds mqtt_v5_props mqtt_refused mqtt_telemetry_nophi
 mqtt_tls mqtt_nonstd_port mqtt_large_split"
 ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid dicom_rejected
 dicom_nonstd_port dicom_tls"
 ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry dicom_internet_echo
 mqtt_internet_refused"
-ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515"
+ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515 hl7_variants"
 ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }

@@ -357,13 +357,13 @@ fn flow_records_say_alerted_exactly_for_flows_with_alerts() {
 fn packet_rules_see_the_protocol_decided_by_the_same_packet() {
     // cms8000_exfil.pcap: three HL7 ORU messages, each in one segment to
     // the server (pcaps/README.md). The first of them is also the packet
-    // that shows the flow is no known protocol; a rule asking for
-    // `app-layer-protocol:failed` must match it too: three alerts, not two.
+    // that shows the flow is HL7; a rule asking for
+    // `app-layer-protocol:hl7` must match it too: three alerts, not two.
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("hl7.rules");
     std::fs::write(
         &rules,
-        "alert tcp any any -> any any (msg:\"hl7\"; flow:to_server; app-layer-protocol:failed; content:\"MSH|7C|\"; sid:1;)\n",
+        "alert tcp any any -> any any (msg:\"hl7\"; flow:to_server; app-layer-protocol:hl7; content:\"MSH|7C|\"; sid:1;)\n",
     )
     .unwrap();
     let path = repo().join("pcaps/cms8000_exfil.pcap");

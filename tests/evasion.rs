@@ -423,6 +423,8 @@ const TO_SERVER_ONLY: Table = &[
     ),
     ("hl7_mllp.pcap", &[]),
     ("hl7_nonstd_port.pcap", &[(9420023, 1)]),
+    // Internal hosts on the HL7 port: nothing to report in any copy.
+    ("hl7_variants.pcap", &[]),
     ("dicom_echo.pcap", &[]),
     // The second query's identifier carries PatientID=MRN-TEST-0001 (PHI by
     // itself, src/detect/phi/dicom.rs); the first asks PatientName=* only.
@@ -473,6 +475,8 @@ const TO_CLIENT_ONLY: Table = &[
     ("hl7_bare_515.pcap", &[(9420050, 1)]),
     ("hl7_mllp.pcap", &[]),
     ("hl7_nonstd_port.pcap", &[]),
+    // Internal hosts on the HL7 port: nothing to report in any copy.
+    ("hl7_variants.pcap", &[]),
     ("dicom_echo.pcap", &[]),
     // Both sets of C-FIND responses carry patients.
     ("dicom_find.pcap", &[(9420021, 2)]),
@@ -519,6 +523,8 @@ const FIRST_TO_SERVER_LOST: Table = &[
     ("hl7_mllp.pcap", &[]),
     // Its only message was in the lost segment.
     ("hl7_nonstd_port.pcap", &[]),
+    // Internal hosts on the HL7 port: nothing to report in any copy.
+    ("hl7_variants.pcap", &[]),
     ("dicom_echo.pcap", &[]),
     ("dicom_find.pcap", &[(9420021, 2)]),
     ("dicom_internet_echo.pcap", &[(9420032, 1)]),
@@ -559,6 +565,8 @@ const PICKUP_AT_SERVER_DATA: Table = &[
     ),
     ("hl7_mllp.pcap", &[]),
     ("hl7_nonstd_port.pcap", &[]),
+    // Internal hosts on the HL7 port: nothing to report in any copy.
+    ("hl7_variants.pcap", &[]),
     ("dicom_echo.pcap", &[]),
     ("dicom_find.pcap", &[(9420021, 2)]),
     ("dicom_internet_echo.pcap", &[(9420032, 1)]),
@@ -715,6 +723,7 @@ mod split1 {
         hl7_mllp,
         #[ignore = "needs packet rules' content matched on reassembled bytes: 9420023 lost (MSH| split across segments)"]
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs packet rules' content matched on reassembled bytes (wt-detect): 9420022 and 9420023 lost on the CMS8000 flow"]
         demo,
         dicom_echo,
@@ -748,6 +757,7 @@ mod reorder {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -783,6 +793,7 @@ mod split1_reorder {
         hl7_mllp,
         #[ignore = "needs packet rules' content matched on reassembled bytes: 9420023 lost (MSH| split across segments)"]
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs byte-bounded out-of-order reassembly (wt-stream): every MQTT and DICOM alert and 9420022/9420023 lost"]
         demo,
         dicom_echo,
@@ -824,6 +835,7 @@ mod retrans_same {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -856,6 +868,7 @@ mod retrans_partial {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -888,6 +901,7 @@ mod retrans_diff_after {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -920,6 +934,7 @@ mod retrans_diff_before {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -948,11 +963,14 @@ mod retrans_diff_before {
 mod decoy_badsum {
     use super::*;
     cases!(DecoyBadChecksum, same_alerts;
+        #[ignore = "needs bad-checksum packets ignored (wt-decode): the decoy's garbage decides the protocol (failed, not hl7) and 9420023 is lost"]
         cms8000_exfil,
         #[ignore = "needs bad-checksum packets ignored (wt-decode): the decoys' bytes count and 9420041 fires"]
         hl7_bare_515,
         hl7_mllp,
+        #[ignore = "needs bad-checksum packets ignored (wt-decode): the decoy's garbage decides the protocol (failed, not hl7) and 9420023 is lost"]
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs TCP checksum validation (wt-decode): every MQTT and DICOM alert lost, header alerts kept"]
         demo,
         dicom_echo,
@@ -1001,6 +1019,7 @@ mod rst_out_of_window {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -1033,6 +1052,7 @@ mod rst_badsum {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -1065,6 +1085,7 @@ mod to_server_only {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs the same flow-end handling for any worker count (wt-session): 9420013 on 10.20.4.21:40103 with 1 and 3 workers, on :42271 with 2; also 9420005 (wt-detect)"]
         demo,
         dicom_echo,
@@ -1103,6 +1124,7 @@ mod to_client_only {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         demo,
         dicom_echo,
         dicom_find,
@@ -1139,6 +1161,7 @@ mod first_to_server_lost {
         hl7_bare_515,
         hl7_mllp,
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs probing after an early gap (wt-session), MQTT and DICOM resync (wt-mqtt, wt-dicom): every 9420020/9420021 and 9420022/9420023 lost"]
         demo,
         dicom_echo,
@@ -1183,6 +1206,7 @@ mod pickup_at_server_data {
         hl7_mllp,
         #[ignore = "needs orientation by what the bytes say (wt-session): the flow is taken backwards and 9420023 fires"]
         hl7_nonstd_port,
+        hl7_variants,
         #[ignore = "needs orientation by the server's bytes on ports >= 1024 (wt-session) and MQTT resync (wt-mqtt): 9420020 lost on 9 flows, 9420041 lost"]
         demo,
         dicom_echo,

@@ -15,6 +15,7 @@
 //! bytes of a first segment shorter than the probe needs are copied.
 
 pub mod dicom;
+pub mod hl7;
 pub mod keyword;
 pub mod mqtt;
 pub mod probe;
@@ -34,6 +35,7 @@ pub enum AppProto {
     Unknown,
     Mqtt,
     Dicom,
+    Hl7,
     /// TLS: recorded as encrypted, not parsed.
     Tls,
     /// Payload was seen but matched no protocol.
@@ -47,6 +49,7 @@ impl AppProto {
             AppProto::Unknown => None,
             AppProto::Mqtt => Some("mqtt"),
             AppProto::Dicom => Some("dicom"),
+            AppProto::Hl7 => Some("hl7"),
             AppProto::Tls => Some("tls"),
             AppProto::Failed => Some("failed"),
         }
@@ -61,6 +64,8 @@ pub struct AppConfig {
     pub mqtt_ports: Vec<u16>,
     /// Ports of clear-text DICOM (104, 11112).
     pub dicom_ports: Vec<u16>,
+    /// Ports of HL7 v2 over MLLP (2575).
+    pub hl7_ports: Vec<u16>,
     /// Ports of TLS-wrapped services (MQTT 8883, DICOM 2762, HTTPS 443).
     pub tls_ports: Vec<u16>,
     /// Bytes per direction examined before detection gives up.
@@ -73,6 +78,8 @@ pub struct AppConfig {
     pub mqtt: mqtt::MqttConfig,
     /// DICOM parser limits.
     pub dicom: dicom::DicomConfig,
+    /// HL7 parser limits.
+    pub hl7: hl7::Hl7Config,
 }
 
 impl Default for AppConfig {
@@ -80,11 +87,13 @@ impl Default for AppConfig {
         AppConfig {
             mqtt_ports: vec![1883],
             dicom_ports: vec![104, 11112],
+            hl7_ports: vec![2575],
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
             memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
+            hl7: hl7::Hl7Config::default(),
         }
     }
 }
@@ -96,6 +105,8 @@ impl AppConfig {
             AppProto::Mqtt
         } else if self.dicom_ports.contains(&port) {
             AppProto::Dicom
+        } else if self.hl7_ports.contains(&port) {
+            AppProto::Hl7
         } else if self.tls_ports.contains(&port) {
             AppProto::Tls
         } else {
@@ -121,6 +132,9 @@ pub enum AppRecord {
     Mqtt(mqtt::Record),
     /// A DICOM association or DIMSE exchange (EVE `dicom`).
     Dicom(dicom::Record),
+    /// An HL7 message and its answer (EVE `hl7`); boxed, as it is larger
+    /// than the other records.
+    Hl7(Box<hl7::Record>),
     /// Malformed or unexpected input (EVE `anomaly`).
     Anomaly(Anomaly),
 }
@@ -154,6 +168,7 @@ pub struct Credentials<'a> {
 /// supports it (MQTT, the busiest), else through a JSON value.
 pub enum Loggable<'a> {
     Mqtt(mqtt::log::Logged<'a>),
+    Hl7(hl7::log::Logged<'a>),
     Value(serde_json::Value),
 }
 
@@ -161,6 +176,7 @@ impl serde::Serialize for Loggable<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Loggable::Mqtt(l) => l.serialize(s),
+            Loggable::Hl7(l) => l.serialize(s),
             Loggable::Value(v) => v.serialize(s),
         }
     }
@@ -180,6 +196,7 @@ impl AppRecord {
         match self {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
+            AppRecord::Hl7(_) => "hl7",
             AppRecord::Anomaly(_) => "anomaly",
         }
     }
@@ -190,6 +207,7 @@ impl AppRecord {
     pub fn direction(&self) -> Option<Direction> {
         match self {
             AppRecord::Mqtt(r) => Some(r.direction()),
+            AppRecord::Hl7(r) => Some(r.direction()),
             _ => None,
         }
     }
@@ -199,6 +217,7 @@ impl AppRecord {
     pub fn loggable<'a>(&'a self, opts: &'a LogOptions) -> Loggable<'a> {
         match self {
             AppRecord::Mqtt(r) => Loggable::Mqtt(mqtt::log::Logged { rec: r, opts }),
+            AppRecord::Hl7(r) => Loggable::Hl7(hl7::log::Logged { rec: r, opts }),
             other => Loggable::Value(other.log(opts)),
         }
     }
@@ -208,6 +227,8 @@ impl AppRecord {
         match self {
             AppRecord::Mqtt(r) => r.log(opts),
             AppRecord::Dicom(r) => r.log(opts),
+            AppRecord::Hl7(r) => serde_json::to_value(hl7::log::Logged { rec: r, opts })
+                .unwrap_or(serde_json::Value::Null),
             AppRecord::Anomaly(a) => serde_json::json!({
                 "type": "applayer",
                 "event": a.event,
@@ -250,6 +271,7 @@ pub fn new_consumer(p: AppProto, cfg: &AppConfig) -> Option<Box<dyn StreamConsum
     match p {
         AppProto::Mqtt => mqtt::new_parser(&cfg.mqtt),
         AppProto::Dicom => dicom::new_parser(&cfg.dicom),
+        AppProto::Hl7 => hl7::new_parser(&cfg.hl7),
         _ => None,
     }
 }
@@ -335,6 +357,9 @@ impl Detector {
                 let by_port = cfg.by_port(server_port);
                 if by_port != AppProto::Unknown {
                     self.decide(by_port)
+                } else if hl7::probe_midstream(data.get(..depth).unwrap_or(data)) {
+                    // Weaker than a port: HL7 in the middle of a stream.
+                    self.decide(AppProto::Hl7)
                 } else {
                     self.decide(AppProto::Failed)
                 }
@@ -344,7 +369,7 @@ impl Detector {
 
     fn decide(&mut self, p: AppProto) -> Detection {
         self.proto = p;
-        if !matches!(p, AppProto::Mqtt | AppProto::Dicom) {
+        if !matches!(p, AppProto::Mqtt | AppProto::Dicom | AppProto::Hl7) {
             self.pending = None;
         }
         Detection::Decided(p)

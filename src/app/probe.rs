@@ -11,6 +11,9 @@
 //!   printable ASCII.
 //! - TLS (RFC 8446 §5.1): a handshake record (type 22, major version 3)
 //!   starting with ClientHello to the server or ServerHello to the client.
+//! - HL7 v2, either direction: an MLLP start block then `MSH`, `FHS` or
+//!   `BHS` with plausible delimiters, or such a segment bare
+//!   ([`crate::app::hl7::probe_start`]).
 
 use crate::app::AppProto;
 use crate::flow::Direction;
@@ -25,7 +28,12 @@ pub enum Verdict {
 
 /// Runs every probe on the first bytes of `dir`.
 pub fn probe(dir: Direction, data: &[u8]) -> Verdict {
-    let verdicts = [mqtt(dir, data), dicom(dir, data), tls(dir, data)];
+    let verdicts = [
+        mqtt(dir, data),
+        dicom(dir, data),
+        tls(dir, data),
+        crate::app::hl7::probe_start(data),
+    ];
     if let Some(v) = verdicts.iter().find(|v| matches!(v, Verdict::Match(_))) {
         return *v;
     }

@@ -882,7 +882,8 @@ impl Engine {
         let (h, subject) = match rec {
             AppRecord::Mqtt(r) => (&self.mqtt, Subject::Mqtt(r)),
             AppRecord::Dicom(r) => (&self.dicom, Subject::Dicom(r)),
-            AppRecord::Anomaly(_) => return,
+            // No hl7 transaction rules yet (issue 12: keyword interface).
+            AppRecord::Anomaly(_) | AppRecord::Hl7(_) => return,
         };
         if h.order.is_empty() {
             return;
@@ -1187,6 +1188,7 @@ fn app_code(p: AppProto) -> u8 {
         AppProto::Dicom => 3,
         AppProto::Tls => 4,
         AppProto::Failed => 5,
+        AppProto::Hl7 => 6,
     }
 }
 

@@ -639,6 +639,7 @@ impl Compiler<'_> {
                 let proto = match p {
                     "mqtt" => AppProto::Mqtt,
                     "dicom" => AppProto::Dicom,
+                    "hl7" => AppProto::Hl7,
                     "tls" => AppProto::Tls,
                     "failed" => AppProto::Failed,
                     o => return Err(format!("unknown protocol {o:?}")),

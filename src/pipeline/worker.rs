@@ -65,8 +65,8 @@ pub struct WorkerStats {
     pub defrag: crate::decode::defrag::DefragStats,
     pub flow: crate::flow::FlowStats,
     pub stream: StreamStats,
-    /// Flows per detected app protocol: mqtt, dicom, tls, failed.
-    pub app: [u64; 4],
+    /// Flows per detected app protocol: mqtt, dicom, tls, failed, hl7.
+    pub app: [u64; 5],
     /// Rule evaluation.
     pub detect: DetectStats,
     /// Last packet time seen.
@@ -120,6 +120,7 @@ impl WorkerStats {
             ("app_layer.flow.dicom", self.app[1]),
             ("app_layer.flow.tls", self.app[2]),
             ("app_layer.flow.failed_tcp", self.app[3]),
+            ("app_layer.flow.hl7", self.app[4]),
         ] {
             v.push((k.to_string(), n));
         }
@@ -344,7 +345,7 @@ pub struct Worker {
     stream_cfg: StreamConfig,
     app_cfg: AppConfig,
     stream_stats: StreamStats,
-    app_counts: [u64; 4],
+    app_counts: [u64; 5],
     community_seed: u16,
     log_flows: bool,
     ended: Vec<(Flow<Session>, EndReason)>,
@@ -387,7 +388,7 @@ impl Worker {
             stream_cfg: cfg.stream.clone(),
             app_cfg: cfg.app_layer.clone(),
             stream_stats: StreamStats::default(),
-            app_counts: [0; 4],
+            app_counts: [0; 5],
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
             ended: Vec::new(),
@@ -692,6 +693,7 @@ impl Worker {
             AppProto::Dicom => self.app_counts[1] += 1,
             AppProto::Tls => self.app_counts[2] += 1,
             AppProto::Failed => self.app_counts[3] += 1,
+            AppProto::Hl7 => self.app_counts[4] += 1,
             AppProto::Unknown => {}
         }
         if !self.log_flows {
