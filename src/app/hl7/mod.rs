@@ -131,6 +131,13 @@ impl Message {
 
     /// The first segment named `name`.
     pub fn segment(&self, name: &[u8]) -> Option<&[u8]> {
+        if name == b"MSH" {
+            // The text starts with its MSH.
+            let t = &self.text;
+            return t
+                .get(..memchr::memchr(CR, t).unwrap_or(t.len()))
+                .filter(|s| s.starts_with(b"MSH"));
+        }
         match self.index.get(name) {
             Some(at) => {
                 let rest = self.text.get(at?..)?;
@@ -143,6 +150,11 @@ impl Message {
     /// Field `n` of the first segment named `name`, raw (escapes and
     /// delimiters as sent).
     pub fn field(&self, name: &[u8], n: usize) -> Option<&[u8]> {
+        if name == b"MSH" {
+            if let Some(f) = self.index.msh_field(&self.text, n) {
+                return f;
+            }
+        }
         parser::field(self.segment(name)?, n, &self.delimiters)
     }
 

@@ -105,15 +105,13 @@ pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
             Verdict::NeedMore
         }
     };
-    let names: [(&[u8; 3], HeaderKind); 3] = [
-        (b"MSH", HeaderKind::Msh),
-        (b"BHS", HeaderKind::Bhs),
-        (b"FHS", HeaderKind::Fhs),
-    ];
-    let n = seg.len().min(3);
-    let head = seg.get(..n).unwrap_or(&[]);
-    let Some(&(_, kind)) = names.iter().find(|(name, _)| name.get(..n) == Some(head)) else {
-        return Verdict::No;
+    // Most segments are no header: their first byte says so.
+    let kind = match seg {
+        [b'M', b'S', b'H', ..] => HeaderKind::Msh,
+        [b'B', b'H', b'S', ..] => HeaderKind::Bhs,
+        [b'F', b'H', b'S', ..] => HeaderKind::Fhs,
+        [] | [b'M'] | [b'M', b'S'] | [b'B' | b'F'] | [b'B' | b'F', b'H'] => return need(),
+        _ => return Verdict::No,
     };
     let Some(&field) = seg.get(3) else {
         return need();

@@ -167,7 +167,13 @@ pub struct SegIndex {
     pid: u32,
     pv1: u32,
     evn: u32,
+    /// Where MSH-2 to MSH-[`MSH_FIELDS`] start in the text (`NONE`: the
+    /// MSH has fewer fields); the last entry is the end of the MSH.
+    msh: [u32; MSH_FIELDS],
 }
+
+/// MSH fields indexed: up to MSH-16 (application acknowledgment type).
+const MSH_FIELDS: usize = 16;
 
 impl SegIndex {
     const NONE: u32 = u32::MAX;
@@ -177,7 +183,56 @@ impl SegIndex {
         pid: Self::NONE,
         pv1: Self::NONE,
         evn: Self::NONE,
+        msh: [Self::NONE; MSH_FIELDS],
     };
+
+    /// Indexes the fields of `msh` (the message's first segment, ended by
+    /// CR or the text's end), read with field separator `sep`.
+    fn index_msh(&mut self, msh: &[u8], sep: u8) {
+        let end = memchr::memchr(CR, msh).unwrap_or(msh.len());
+        let seg = msh.get(..end).unwrap_or(&[]);
+        self.msh = [Self::NONE; MSH_FIELDS];
+        // MSH-2 starts after the separator that is MSH-1; each separator
+        // after it starts the next field; the slot after the last field
+        // holds the MSH's end + 1, so that every field ends one byte before
+        // the next slot. A plain byte loop: fields are a few bytes long,
+        // memchr's setup per field would cost more.
+        let mut k = 0;
+        let mut put = |at: usize, k: &mut usize| {
+            if let Some(slot) = self.msh.get_mut(*k) {
+                *slot = u32::try_from(at).unwrap_or(Self::NONE);
+                *k += 1;
+            }
+        };
+        put(4, &mut k);
+        for (i, &b) in seg.iter().enumerate().skip(4) {
+            if b == sep {
+                if k >= MSH_FIELDS {
+                    return;
+                }
+                put(i + 1, &mut k);
+            }
+        }
+        put(end + 1, &mut k);
+    }
+
+    /// MSH-`n` as indexed: `Some(None)` when the MSH has no such field,
+    /// `None` when not indexed.
+    pub fn msh_field<'t>(&self, text: &'t [u8], n: usize) -> Option<Option<&'t [u8]>> {
+        if !self.known || !(2..=MSH_FIELDS).contains(&n) {
+            return None;
+        }
+        let start = *self.msh.get(n - 2)?;
+        let next = *self.msh.get(n - 1)?;
+        if start == Self::NONE || next == Self::NONE {
+            return Some(None);
+        }
+        let (a, b) = (
+            usize::try_from(start).ok()?,
+            usize::try_from(next).ok()?.checked_sub(1)?,
+        );
+        Some(text.get(a..b))
+    }
 
     fn slot(&mut self, name: &[u8]) -> Option<&mut u32> {
         match name {
@@ -217,6 +272,36 @@ impl Default for SegIndex {
         SegIndex {
             known: false,
             ..SegIndex::EMPTY
+        }
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn msh_index_gives_the_fields_the_parser_gives() {
+        let d = parser::Delimiters::default();
+        for msh in [
+            &b"MSH|^~\\&|A|B|C|D|1||ADT^A01|C1|P|2.5|||NE|NE\rPID|1"[..],
+            b"MSH|^~\\&|A",
+            b"MSH|^~\\&",
+            b"MSH|^~\\&||||||||||||||||||||x\r",
+        ] {
+            let mut ix = SegIndex::EMPTY;
+            ix.index_msh(msh, b'|');
+            let seg = msh.split(|&b| b == CR).next().unwrap();
+            for n in 2..MSH_FIELDS + 3 {
+                // Indexed up to MSH_FIELDS; past it, not indexed (searched).
+                let want = (n <= MSH_FIELDS).then(|| parser::field(seg, n, &d));
+                assert_eq!(
+                    ix.msh_field(msh, n),
+                    want,
+                    "{:?} MSH-{n}",
+                    String::from_utf8_lossy(msh)
+                );
+            }
         }
     }
 }
@@ -282,6 +367,10 @@ impl Building {
     /// current segment) kept at its start.
     fn take(&mut self, upto: usize, dir: Direction, incomplete: bool) -> Option<Message> {
         let upto = upto.min(self.text.len());
+        if self.has_msh {
+            let text = self.text.get(..upto).unwrap_or(&[]);
+            self.index.index_msh(text, self.delimiters.field);
+        }
         let msg = self.has_msh.then(|| Message {
             dir,
             framing: self.framing,
@@ -581,12 +670,19 @@ impl Hl7State {
     /// used (all, unless the mode changed).
     fn content(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
         let mut pos = 0;
+        // The next start block: looked for once per call, not per segment
+        // (a frame has one). Only up to the first start or end block: the
+        // call returns there, so no byte is searched twice over calls.
+        let next_sb = memchr::memchr2(SB, EB, input).filter(|&i| input.get(i) == Some(&SB));
         while let Some(rest) = input.get(pos..).filter(|r| !r.is_empty()) {
             let term = memchr::memchr3(CR, LF, EB, rest);
             let body = rest.get(..term.unwrap_or(rest.len())).unwrap_or(&[]);
             // A start block ends the frame that lacked its end block (or
             // the bare message) and starts the next.
-            if let Some(s) = memchr::memchr(SB, body) {
+            if let Some(s) = next_sb
+                .and_then(|at| at.checked_sub(pos))
+                .filter(|&s| s < body.len())
+            {
                 let max = self.cfg.max_segment_len;
                 self.side(dir).b.append(body.get(..s).unwrap_or(&[]), max);
                 let side = self.side(dir);
