@@ -1,17 +1,24 @@
 //! Decode throughput: our `Decoder::decode` against etherparse's
-//! `SlicedPacket::from_ethernet` on the same frames.
+//! `SlicedPacket::from_ethernet` on the same frames, and the cost of
+//! checksum validation (`checksum_*` groups).
 //!
 //! The frames are a realistic mix for a hospital mirror port, built with
 //! etherparse's `PacketBuilder`: mostly Ethernet/IPv4/TCP with small
 //! payloads (MQTT-sized), some 802.1Q-tagged, some IPv6/TCP and IPv4/UDP.
 //! Both sides read the ports and payload length so neither does less work.
+//!
+//! The `checksum_*` groups decode 1000 frames per iteration, so the time
+//! criterion prints in µs is also the time per packet in ns; `small` is the
+//! mix above, `1500` full-sized IPv4/IPv6 TCP segments (DICOM bulk data).
+//! `validate` checks every checksum, `skip` runs with `checksum_checks: no`
+//! and `sum` is the bare one's complement sum over the same bytes.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice, VlanId};
 use wardwatch::capture::LinkType;
-use wardwatch::decode::{DecodeConfig, Decoded, Decoder, L4};
+use wardwatch::decode::{checksum, DecodeConfig, Decoded, Decoder, Validation, L4};
 
 /// A small deterministic generator, so runs compare like with like.
 struct Lcg(u64);
@@ -73,6 +80,82 @@ fn frames(n: usize) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// `n` full-sized TCP segments (1514-byte frames over IPv4, 1494 over
+/// IPv6: 1448 and 1428 bytes of data), three IPv4 for one IPv6.
+fn big_frames(n: usize) -> Vec<Vec<u8>> {
+    let mut r = Lcg(7);
+    (0..n)
+        .filter_map(|i| {
+            let payload: Vec<u8> = (0..1448).map(|_| r.next() as u8).collect();
+            let mut f = Vec::with_capacity(1514);
+            let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            let ok = if i % 4 == 3 {
+                let (mut s6, mut d6) = ([0u8; 16], [0u8; 16]);
+                (s6[0], s6[15], d6[0], d6[15]) = (0x20, 1, 0x20, 2);
+                eth.ipv6(s6, d6, 64)
+                    .tcp(40000, 11112, r.next() as u32, 512)
+                    .write(&mut f, &payload[..1428])
+            } else {
+                eth.ipv4([10, 1, 0, 1], [10, 2, 0, 1], 64)
+                    .tcp(40000, 104, r.next() as u32, 512)
+                    .ack(r.next() as u32)
+                    .write(&mut f, &payload)
+            };
+            ok.is_ok().then_some(f)
+        })
+        .collect()
+}
+
+/// Decodes every frame; returns something that depends on every packet.
+fn decode_all(d: &mut Decoder, frames: &[Vec<u8>]) -> usize {
+    let mut n = 0usize;
+    for f in frames {
+        if let Decoded::Packet(p) = d.decode(LinkType::ETHERNET, black_box(f), f.len() as u32) {
+            n += usize::from(p.ip.proto);
+        }
+    }
+    n
+}
+
+fn bench_checksums(c: &mut Criterion) {
+    for (name, frames) in [("small", frames(1000)), ("1500", big_frames(1000))] {
+        let bytes: usize = frames.iter().map(Vec::len).sum();
+        let mut g = c.benchmark_group(format!("checksum_{name}"));
+        g.throughput(Throughput::Bytes(bytes as u64));
+        for (label, v) in [("validate", Validation::Strict), ("skip", Validation::Off)] {
+            g.bench_function(label, |bch| {
+                let mut d = Decoder::new(DecodeConfig::default());
+                d.set_validation(v, false);
+                // Every frame must pass, or the bench measures drops.
+                let passed = frames
+                    .iter()
+                    .filter(|f| {
+                        matches!(
+                            d.decode(LinkType::ETHERNET, f, f.len() as u32),
+                            Decoded::Packet(_)
+                        )
+                    })
+                    .count();
+                assert_eq!(passed, frames.len(), "{name} {label}");
+                bch.iter(|| black_box(decode_all(&mut d, &frames)))
+            });
+        }
+        g.bench_function("sum", |bch| {
+            bch.iter(|| {
+                let mut s = 0u64;
+                for f in &frames {
+                    s = s.wrapping_add(u64::from(checksum::fold(checksum::add(
+                        0,
+                        black_box(&f[14..]),
+                    ))));
+                }
+                black_box(s)
+            })
+        });
+        g.finish();
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -141,5 +224,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_checksums);
 criterion_main!(benches);

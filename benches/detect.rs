@@ -112,6 +112,9 @@ fn records(capture: &str, proto: AppProto) -> Vec<(FlowEnds, Vec<AppRecord>)> {
 fn info(ends: &FlowEnds, app: AppProto) -> FlowInfo {
     FlowInfo {
         ts: Timestamp::from_parts(1_700_000_000, 0),
+        // Orders matches of equal time only; the client port tells this
+        // capture's flows apart.
+        flow_id: u64::from(ends.client.port),
         client: ends.client,
         server: ends.server,
         proto: 6,

@@ -6,7 +6,8 @@
 #
 # 1. installs what is missing (apt-get / pip),
 # 2. runs gen_app.sh (MQTT, DICOM, HL7 captures between network namespaces),
-# 3. runs gen_link.sh if present (link-layer / encapsulation captures),
+# 3. runs gen_link.sh if present (link-layer / encapsulation captures) and
+#    gen_offload.sh (a capture with checksum offload),
 # 4. runs gen_evasion.sh (adversarial captures in evasion/, after gen_link.sh:
 #    the fragment flood wraps frag_ipv4_udp.pcap),
 # 5. prints a table of the files with packet counts (capinfos -c).
@@ -51,6 +52,8 @@ if [ -x "$HERE/gen_link.sh" ]; then
 elif [ -f "$HERE/gen_link.sh" ]; then
     bash "$HERE/gen_link.sh"
 fi
+# The capture taken on a sending host with checksum offload (README-link.md).
+bash "$HERE/gen_offload.sh"
 "$HERE/gen_evasion.sh"
 
 # The capture `wardwatch --demo` embeds: real exchanges from the files above,

@@ -93,7 +93,7 @@ fn scan(r: &AppRecord) -> PhiReport {
         AppRecord::Dicom(d) => phi::scan_dicom(d, &cfg()),
         // The whole reassembled message (src/app/hl7: `Message::text`).
         AppRecord::Hl7(h) => phi::scan_payload(&h.message.text, &cfg()),
-        AppRecord::Anomaly(_) => PhiReport::default(),
+        AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => PhiReport::default(),
     }
 }
 

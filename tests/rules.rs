@@ -24,12 +24,22 @@ use wardwatch::time::Timestamp;
 
 /// Every MQTT flow of a capture with the records its parser produced.
 fn mqtt_flows(capture: &str) -> Vec<(FlowEnds, Vec<AppRecord>)> {
+    mqtt_flows_seen(capture, None)
+}
+
+/// The same, the parser given only the data travelling `only` when set
+/// (what a one-way mirror port delivers).
+fn mqtt_flows_seen(capture: &str, only: Option<Direction>) -> Vec<(FlowEnds, Vec<AppRecord>)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pcaps")
         .join(capture);
     parser_input::parser_input(&path, |p, _| p == AppProto::Mqtt)
-        .iter()
-        .map(|f| {
+        .into_iter()
+        .map(|mut f| {
+            if let Some(d) = only {
+                f.calls
+                    .retain(|c| matches!(c, parser_input::Call::Data(x, _) if *x == d));
+            }
             let p = wardwatch::app::mqtt::new_parser(&MqttConfig::default()).unwrap();
             (f.ends, f.records(p))
         })
@@ -39,6 +49,9 @@ fn mqtt_flows(capture: &str) -> Vec<(FlowEnds, Vec<AppRecord>)> {
 fn info(ends: &FlowEnds) -> FlowInfo {
     FlowInfo {
         ts: Timestamp::from_parts(1_700_000_000, 0),
+        // Orders matches of equal time only; the client port tells this
+        // capture's flows apart.
+        flow_id: u64::from(ends.client.port),
         client: ends.client,
         server: ends.server,
         proto: 6,
@@ -80,9 +93,19 @@ fn engine(rules: &str) -> Engine {
 
 /// Alerts per sid (with their directions) over every MQTT record of a capture.
 fn alerts(e: &Engine, capture: &str) -> BTreeMap<u32, Vec<Direction>> {
+    alerts_seen(e, capture, None)
+}
+
+/// Alerts per sid over the MQTT records of a capture's data travelling
+/// `only` (both ways when `None`).
+fn alerts_seen(
+    e: &Engine,
+    capture: &str,
+    only: Option<Direction>,
+) -> BTreeMap<u32, Vec<Direction>> {
     let mut st = DetectState::default();
     let mut by_sid: BTreeMap<u32, Vec<Direction>> = BTreeMap::new();
-    let flows = mqtt_flows(capture);
+    let flows = mqtt_flows_seen(capture, only);
     assert!(!flows.is_empty(), "{capture} has MQTT flows");
     for (ends, recs) in flows {
         let f = info(&ends);
@@ -247,6 +270,31 @@ fn credentials_keyword_over_real_logins() {
         (0, 0, 0, 0)
     );
     assert!(count(&a, 5) >= 2);
+}
+
+#[test]
+fn credentials_outcome_unknown_when_the_answer_is_not_captured() {
+    let e = engine(
+        "alert mqtt any any -> any any (credentials:default,unknown; sid:1;)\n\
+         alert mqtt any any -> any any (credentials:none,unknown; sid:2;)\n\
+         alert mqtt any any -> any any (credentials:default,accepted; sid:3;)\n\
+         alert mqtt any any -> any any (credentials:default; sid:4;)",
+    );
+    let to_server = Some(Direction::ToServer);
+    // Both directions: every login was answered (pcaps/README.md).
+    for cap in ["mqtt_v31_default_creds.pcap", "mqtt_refused.pcap"] {
+        let a = alerts(&e, cap);
+        assert_eq!((count(&a, 1), count(&a, 2)), (0, 0), "{cap}");
+    }
+    // Client side only: admin/admin and guest/guest, outcome unknown; the
+    // default-credential test without an outcome still matches.
+    let a = alerts_seen(&e, "mqtt_v31_default_creds.pcap", to_server);
+    let got: Vec<usize> = (1..=4).map(|s| count(&a, s)).collect();
+    assert_eq!(got, [2, 0, 0, 2]);
+    // pump/pump and the three anonymous attempts, refusals not seen.
+    let a = alerts_seen(&e, "mqtt_refused.pcap", to_server);
+    let got: Vec<usize> = (1..=4).map(|s| count(&a, s)).collect();
+    assert_eq!(got, [1, 3, 0, 1]);
 }
 
 #[test]

@@ -1,24 +1,33 @@
-//! App layer: which protocol a TCP conversation speaks, and the interface
-//! protocol parsers implement.
+//! App layer: which protocol a TCP conversation speaks, the interface every
+//! application protocol implements, and the per-flow [`session`] that ties
+//! them together.
 //!
-//! Owns: protocol detection — by the first bytes of each direction
-//! ([`probe`]) and by configurable ports — and the [`StreamConsumer`]
-//! contract that the MQTT and DICOM parsers implement.
+//! Owns:
+//! - [`AppProtocol`], the one interface of an application protocol: its EVE
+//!   name, configured ports, start-of-stream probe, mid-stream probe, which
+//!   side its bytes say is the server, and its parser constructor. Every
+//!   protocol is one entry of [`PROTOCOLS`]; the pipeline, the stats and
+//!   detection reach protocols only through that table and [`AppProto`]. A
+//!   new protocol is a folder `app/<proto>/` (its `AppProtocol` value and
+//!   its `AppProto` constant) plus one line in [`PROTOCOLS`].
+//! - [`StreamConsumer`], the contract between a flow's session and a
+//!   parser: in-order bytes, gaps, end, and the parser's memory use; and
+//!   [`RecordSink`], where a parser puts each record as soon as it is made
+//!   (the worker detects on it and serialises it at once, so memory does not
+//!   grow with the number of records one segment holds).
+//! - [`session::Session`]: one flow's app layer — detection, orientation,
+//!   the parser, gaps and end — with one code path for data, gap and end.
+//! - [`probe`]: the probes (start of stream and mid-stream) of MQTT, DICOM
+//!   and TLS.
 //!
-//! Detection order: a content match in either direction decides (so MQTT on
-//! 8080 or DICOM on 4242 is found, and TLS on 8883 is recorded as `tls`, not
-//! parsed as MQTT). When the first bytes match nothing, a flow on a
-//! configured port is assigned that port's protocol — its parser then
-//! decides whether the stream is really that protocol (mid-stream pickup
-//! sees no CONNECT or A-ASSOCIATE); otherwise detection has `failed`.
-//! At most `probe_depth` bytes per direction are looked at, and only the
-//! bytes of a first segment shorter than the probe needs are copied.
+//! Detection order: see [`session`].
 
 pub mod dicom;
 pub mod hl7;
 pub mod keyword;
 pub mod mqtt;
 pub mod probe;
+pub mod session;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -27,33 +36,130 @@ use serde::Deserialize;
 use crate::flow::Direction;
 use crate::time::Timestamp;
 
-/// An application protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AppProto {
-    /// Not decided yet (or no payload seen).
-    #[default]
-    Unknown,
-    Mqtt,
-    Dicom,
-    Hl7,
-    /// TLS: recorded as encrypted, not parsed.
-    Tls,
-    /// Payload was seen but matched no protocol.
-    Failed,
-}
+/// An application protocol: [`AppProto::Unknown`] while undecided,
+/// [`AppProto::Failed`] when nothing matched, else one entry of
+/// [`PROTOCOLS`] (each protocol declares its constant next to its
+/// [`AppProtocol`] value). A small number, the same in every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppProto(u8);
 
+// The constants read like the enum variants they replace, so `match`
+// arms and `AppProto::Mqtt` comparisons stay as they were.
+#[allow(non_upper_case_globals)]
 impl AppProto {
+    /// Not decided yet (or no payload seen).
+    pub const Unknown: AppProto = AppProto(1);
+    pub const Mqtt: AppProto = AppProto(2);
+    pub const Dicom: AppProto = AppProto(3);
+    /// TLS: recorded as encrypted, not parsed.
+    pub const Tls: AppProto = AppProto(4);
+    /// Payload was seen but matched no protocol.
+    pub const Failed: AppProto = AppProto(5);
+
+    /// A protocol's constant; ids must be unique (a test checks the table).
+    pub const fn new(id: u8) -> AppProto {
+        AppProto(id)
+    }
+
+    /// The number behind the constant, never 0.
+    pub fn id(self) -> u8 {
+        self.0
+    }
+
+    /// The protocol's entry in [`PROTOCOLS`], if it is one.
+    pub fn protocol(self) -> Option<&'static dyn AppProtocol> {
+        PROTOCOLS.iter().copied().find(|p| p.proto() == self)
+    }
+
     /// EVE `app_proto`; `None` while undecided.
     pub fn eve_name(self) -> Option<&'static str> {
         match self {
             AppProto::Unknown => None,
-            AppProto::Mqtt => Some("mqtt"),
-            AppProto::Dicom => Some("dicom"),
-            AppProto::Hl7 => Some("hl7"),
-            AppProto::Tls => Some("tls"),
             AppProto::Failed => Some("failed"),
+            p => p.protocol().map(|p| p.name()),
         }
     }
+
+    /// The protocol whose EVE name is `name` (`failed` included).
+    pub fn from_name(name: &str) -> Option<AppProto> {
+        if name == "failed" {
+            return Some(AppProto::Failed);
+        }
+        PROTOCOLS
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.proto())
+    }
+}
+
+impl Default for AppProto {
+    fn default() -> Self {
+        AppProto::Unknown
+    }
+}
+
+/// Every application protocol wardwatch recognises, in probing order (on a
+/// tie, the earlier entry wins). One line per protocol.
+pub static PROTOCOLS: &[&dyn AppProtocol] = &[
+    &mqtt::PROTOCOL,
+    &dicom::PROTOCOL,
+    &probe::TLS,
+    &hl7::PROTOCOL,
+];
+
+/// Who sends the bytes a probe looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+    /// The bytes could come from either side.
+    Either,
+}
+
+/// A start-of-stream probe's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bytes open a conversation of this protocol, sent by this side.
+    Match(Role),
+    /// A consistent prefix, too short to decide.
+    NeedMore,
+    NoMatch,
+}
+
+/// A mid-stream probe's find: a run of the protocol's messages starts `at`
+/// bytes in and continues to the end of what was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Midstream {
+    pub at: usize,
+    /// Who sends them, when their types say (an MQTT CONNACK comes from the
+    /// broker, a DICOM A-ASSOCIATE-AC from the acceptor).
+    pub role: Role,
+}
+
+/// One application protocol, as the session, the stats and the EVE output
+/// see it. Implementations are stateless values in [`PROTOCOLS`].
+pub trait AppProtocol: Sync {
+    /// The protocol's constant.
+    fn proto(&self) -> AppProto;
+    /// EVE `app_proto` (and the `app_layer.flow.<name>` counter).
+    fn name(&self) -> &'static str;
+    /// Server ports configured for it.
+    fn ports<'c>(&self, cfg: &'c AppConfig) -> &'c [u16];
+    /// Do these first bytes of a direction open a conversation of this
+    /// protocol? Reads only `data`; [`Verdict::NeedMore`] for a consistent
+    /// prefix too short to decide.
+    fn probe_start(&self, data: &[u8]) -> Verdict;
+    /// Do these bytes, taken from the middle of a stream (after a gap, or
+    /// picked up without a handshake), hold a run of this protocol's
+    /// messages that continues to their end (or to a message cut by the
+    /// end)? Must answer in time linear in `data.len()`, and must not take
+    /// random binary or text (HTTP, HL7) for the protocol.
+    fn probe_midstream(&self, _data: &[u8]) -> Option<Midstream> {
+        None
+    }
+    /// The parser of one flow; `None` for a protocol that is only
+    /// recognised (TLS).
+    fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>>;
 }
 
 /// `app_layer:` configuration: the ports each protocol is expected on.
@@ -68,8 +174,16 @@ pub struct AppConfig {
     pub hl7_ports: Vec<u16>,
     /// Ports of TLS-wrapped services (MQTT 8883, DICOM 2762, HTTPS 443).
     pub tls_ports: Vec<u16>,
-    /// Bytes per direction examined before detection gives up.
+    /// Bytes per direction examined by the start-of-stream probes before
+    /// detection gives up.
     pub probe_depth: usize,
+    /// Bytes per direction held and examined by the mid-stream probes (a
+    /// stream picked up without its handshake, or after lost bytes) before
+    /// detection gives up on that direction. Held bytes count towards
+    /// `memcap`; probing costs about 6 ns per byte (three protocols). The
+    /// default covers the 16 KiB PDUs of dcmtk and pynetdicom: a DICOM
+    /// transfer picked up inside a PDU finds the next one.
+    pub midstream_depth: crate::memcap::ByteSize,
     /// Parser state all flows of all workers together may hold: buffered
     /// message tails, open transactions, kept attributes
     /// (`app_layer.memcap`).
@@ -90,6 +204,7 @@ impl Default for AppConfig {
             hl7_ports: vec![2575],
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
+            midstream_depth: crate::memcap::ByteSize(16 * 1024),
             memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
@@ -99,30 +214,50 @@ impl Default for AppConfig {
 }
 
 impl AppConfig {
-    /// The protocol expected on a server port, if any.
+    /// The protocol configured on a port, if any (the first in
+    /// [`PROTOCOLS`] order).
     pub fn by_port(&self, port: u16) -> AppProto {
-        if self.mqtt_ports.contains(&port) {
-            AppProto::Mqtt
-        } else if self.dicom_ports.contains(&port) {
-            AppProto::Dicom
-        } else if self.hl7_ports.contains(&port) {
-            AppProto::Hl7
-        } else if self.tls_ports.contains(&port) {
-            AppProto::Tls
-        } else {
-            AppProto::Unknown
-        }
+        PROTOCOLS
+            .iter()
+            .find(|p| p.ports(self).contains(&port))
+            .map_or(AppProto::Unknown, |p| p.proto())
+    }
+
+    /// Every configured server port, of every protocol.
+    pub fn service_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        PROTOCOLS.iter().flat_map(|p| p.ports(self).iter().copied())
+    }
+}
+
+/// Where a parser puts each record it makes. The worker's sink runs
+/// detection on the record and serialises it before the parser goes on;
+/// tests collect into a `Vec`.
+pub trait RecordSink {
+    fn push(&mut self, record: AppRecord);
+}
+
+impl RecordSink for Vec<AppRecord> {
+    fn push(&mut self, record: AppRecord) {
+        Vec::push(self, record);
     }
 }
 
 /// Context handed to a consumer with each call.
-#[derive(Debug)]
 pub struct StreamContext<'a> {
     /// Time of the packet that delivered the bytes.
     pub ts: Timestamp,
-    /// Where the parser puts what it decoded; the worker writes each record
-    /// as an EVE event of the flow (and detection will match on them).
-    pub records: &'a mut Vec<AppRecord>,
+    /// Where the parser puts what it decoded, one record at a time: the
+    /// worker writes each as an EVE event of the flow (after detection
+    /// matched on it) before the call returns.
+    pub records: &'a mut dyn RecordSink,
+}
+
+impl std::fmt::Debug for StreamContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamContext")
+            .field("ts", &self.ts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an app-layer parser reports.
@@ -135,8 +270,11 @@ pub enum AppRecord {
     /// An HL7 message and its answer (EVE `hl7`); boxed, as it is larger
     /// than the other records.
     Hl7(Box<hl7::Record>),
-    /// Malformed or unexpected input (EVE `anomaly`).
+    /// Malformed or unexpected input (EVE `anomaly` of type `applayer`).
     Anomaly(Anomaly),
+    /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
+    /// type `stream`).
+    StreamAnomaly(crate::stream::Anomaly),
 }
 
 /// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
@@ -197,8 +335,13 @@ impl AppRecord {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Hl7(_) => "hl7",
-            AppRecord::Anomaly(_) => "anomaly",
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
         }
+    }
+
+    /// An anomaly rather than a transaction: rules do not look at it.
+    pub fn is_anomaly(&self) -> bool {
+        matches!(self, AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_))
     }
 
     /// Who started the record, for records that have a side (EVE
@@ -234,6 +377,10 @@ impl AppRecord {
                 "event": a.event,
                 "layer": "proto_parser",
             }),
+            AppRecord::StreamAnomaly(a) => serde_json::json!({
+                "type": "stream",
+                "event": a.event(),
+            }),
         }
     }
 }
@@ -268,205 +415,51 @@ pub trait StreamConsumer: Send {
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.
 pub fn new_consumer(p: AppProto, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>> {
-    match p {
-        AppProto::Mqtt => mqtt::new_parser(&cfg.mqtt),
-        AppProto::Dicom => dicom::new_parser(&cfg.dicom),
-        AppProto::Hl7 => hl7::new_parser(&cfg.hl7),
-        _ => None,
-    }
-}
-
-/// Per-flow detection state: small until the first payload arrives.
-#[derive(Debug, Default)]
-pub struct Detector {
-    proto: AppProto,
-    /// First bytes of each direction, kept only while a probe needs more
-    /// than the first segment gave (copied: the segment is gone by the
-    /// time the next one arrives).
-    pending: Option<Box<[Vec<u8>; 2]>>,
-    /// Payload bytes looked at per direction.
-    seen: [u16; 2],
-}
-
-/// Outcome of feeding a detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detection {
-    /// Still looking.
-    Pending,
-    /// Decided (possibly [`AppProto::Failed`]).
-    Decided(AppProto),
-}
-
-impl Detector {
-    pub fn proto(&self) -> AppProto {
-        self.proto
-    }
-
-    /// Looks at the next in-order bytes of `dir`; `server_port` is the
-    /// flow's server-side port. Bytes of earlier segments that the probes
-    /// needed are kept (see [`Detector::take_pending`]); `data` itself is
-    /// never kept once a decision is made.
-    pub fn feed(
-        &mut self,
-        cfg: &AppConfig,
-        server_port: u16,
-        dir: Direction,
-        data: &[u8],
-    ) -> Detection {
-        if self.proto != AppProto::Unknown {
-            return Detection::Decided(self.proto);
-        }
-        if data.is_empty() {
-            return Detection::Pending;
-        }
-        let d = dir.index();
-        let depth = cfg.probe_depth.clamp(8, 4096);
-        let held: &[u8] = self
-            .pending
-            .as_ref()
-            .and_then(|p| p.get(d))
-            .map_or(&[], Vec::as_slice);
-        let verdict = if held.is_empty() {
-            probe::probe(dir, data.get(..depth.min(data.len())).unwrap_or(&[]))
-        } else {
-            // Copied: the probe needs the earlier bytes and these in one slice.
-            let mut view = held.to_vec();
-            let take = data.len().min(depth.saturating_sub(view.len()));
-            view.extend_from_slice(data.get(..take).unwrap_or(&[]));
-            probe::probe(dir, &view)
-        };
-        let seen = self.seen.get(d).copied().unwrap_or(0);
-        let seen = seen.saturating_add(u16::try_from(data.len()).unwrap_or(u16::MAX));
-        if let Some(s) = self.seen.get_mut(d) {
-            *s = seen;
-        }
-        match verdict {
-            probe::Verdict::Match(p) => self.decide(p),
-            probe::Verdict::NeedMore if usize::from(seen) < depth => {
-                let pending = self.pending.get_or_insert_with(Default::default);
-                if let Some(buf) = pending.get_mut(d) {
-                    // Copied: the segment is gone when the next one arrives;
-                    // at most `depth` bytes per direction.
-                    buf.extend_from_slice(data);
-                }
-                Detection::Pending
-            }
-            _ => {
-                // Neither a match nor worth waiting for in this direction:
-                // fall back on the port, else fail.
-                let by_port = cfg.by_port(server_port);
-                if by_port != AppProto::Unknown {
-                    self.decide(by_port)
-                } else if hl7::probe_midstream(data.get(..depth).unwrap_or(data)) {
-                    // Weaker than a port: HL7 in the middle of a stream.
-                    self.decide(AppProto::Hl7)
-                } else {
-                    self.decide(AppProto::Failed)
-                }
-            }
-        }
-    }
-
-    fn decide(&mut self, p: AppProto) -> Detection {
-        self.proto = p;
-        if !matches!(p, AppProto::Mqtt | AppProto::Dicom | AppProto::Hl7) {
-            self.pending = None;
-        }
-        Detection::Decided(p)
-    }
-
-    /// Bytes of earlier segments held while probing, per direction
-    /// (to-server first), which a parser created on the decision must be
-    /// given before the segment that decided. Empties the store.
-    pub fn take_pending(&mut self) -> [Vec<u8>; 2] {
-        self.pending.take().map(|b| *b).unwrap_or_default()
-    }
-
-    /// The flow ended or lost data before detection finished: decide on
-    /// what is known.
-    pub fn finish(&mut self, cfg: &AppConfig, server_port: u16) -> AppProto {
-        if self.proto == AppProto::Unknown && self.seen != [0, 0] {
-            let by_port = cfg.by_port(server_port);
-            self.proto = if by_port != AppProto::Unknown {
-                by_port
-            } else {
-                AppProto::Failed
-            };
-        }
-        self.proto
-    }
+    p.protocol().and_then(|proto| proto.parser(cfg))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // Hand-built: the first 10 bytes of an MQTT 3.1.1 CONNECT.
-    const CONNECT: &[u8] = &[0x10, 0x1a, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02];
-
     #[test]
-    fn mqtt_on_any_port_is_found_by_content() {
-        let mut d = Detector::default();
-        let cfg = AppConfig::default();
-        assert_eq!(
-            d.feed(&cfg, 8080, Direction::ToServer, CONNECT),
-            Detection::Decided(AppProto::Mqtt)
-        );
+    fn every_protocol_has_its_own_id_and_name() {
+        let mut ids: Vec<u8> = PROTOCOLS.iter().map(|p| p.proto().id()).collect();
+        ids.extend([AppProto::Unknown.id(), AppProto::Failed.id()]);
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "ids collide");
+        assert!(ids.iter().all(|&i| i > 0 && usize::from(i) < 16));
+        for p in PROTOCOLS {
+            assert_eq!(p.proto().eve_name(), Some(p.name()));
+            assert_eq!(AppProto::from_name(p.name()), Some(p.proto()));
+        }
+        assert_eq!(AppProto::Unknown.eve_name(), None);
+        assert_eq!(AppProto::from_name("failed"), Some(AppProto::Failed));
+        assert_eq!(AppProto::from_name("http"), None);
     }
 
     #[test]
-    fn connect_split_in_two_segments_is_found() {
-        let mut d = Detector::default();
+    fn ports_name_their_protocol() {
         let cfg = AppConfig::default();
-        assert_eq!(
-            d.feed(&cfg, 8080, Direction::ToServer, &CONNECT[..3]),
-            Detection::Pending
-        );
-        assert_eq!(
-            d.feed(&cfg, 8080, Direction::ToServer, &CONNECT[3..]),
-            Detection::Decided(AppProto::Mqtt)
-        );
+        assert_eq!(cfg.by_port(1883), AppProto::Mqtt);
+        assert_eq!(cfg.by_port(11112), AppProto::Dicom);
+        assert_eq!(cfg.by_port(8883), AppProto::Tls);
+        assert_eq!(cfg.by_port(2575), AppProto::Hl7);
+        assert_eq!(cfg.by_port(8080), AppProto::Unknown);
+        let mut all: Vec<u16> = cfg.service_ports().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![104, 443, 1883, 2575, 2762, 8883, 11112]);
     }
 
     #[test]
-    fn unknown_bytes_on_mqtt_port_fall_back_to_port() {
-        let mut d = Detector::default();
+    fn parsers_exist_for_mqtt_dicom_and_hl7_only() {
         let cfg = AppConfig::default();
-        // Hand-built: a PUBLISH header, as seen when picking up mid-stream.
-        let publish = [0x30, 0x05, 0x00, 0x01, b't', b'h', b'i'];
-        assert_eq!(
-            d.feed(&cfg, 1883, Direction::ToServer, &publish),
-            Detection::Decided(AppProto::Mqtt)
-        );
-    }
-
-    #[test]
-    fn unknown_bytes_elsewhere_fail() {
-        let mut d = Detector::default();
-        let cfg = AppConfig::default();
-        assert_eq!(
-            d.feed(
-                &cfg,
-                8080,
-                Direction::ToServer,
-                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-            ),
-            Detection::Decided(AppProto::Failed)
-        );
-    }
-
-    #[test]
-    fn tls_on_mqtt_tls_port_is_tls() {
-        let mut d = Detector::default();
-        let cfg = AppConfig::default();
-        // Hand-built: TLS record header (handshake, TLS 1.0 record version,
-        // length 0x00c8) and handshake type 1 (ClientHello).
-        let hello = [
-            0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
-        ];
-        assert_eq!(
-            d.feed(&cfg, 8883, Direction::ToServer, &hello),
-            Detection::Decided(AppProto::Tls)
-        );
+        assert!(new_consumer(AppProto::Mqtt, &cfg).is_some());
+        assert!(new_consumer(AppProto::Dicom, &cfg).is_some());
+        assert!(new_consumer(AppProto::Hl7, &cfg).is_some());
+        assert!(new_consumer(AppProto::Tls, &cfg).is_none());
+        assert!(new_consumer(AppProto::Failed, &cfg).is_none());
     }
 }

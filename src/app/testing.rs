@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{AppRecord, StreamConsumer, StreamContext};
+use super::{AppRecord, RecordSink, StreamConsumer, StreamContext};
 use crate::capture::Reader;
 use crate::config::Config;
 use crate::flow::Direction;
@@ -19,28 +19,52 @@ struct Tap {
     out: Arc<Mutex<Vec<AppRecord>>>,
 }
 
-impl Tap {
-    fn keep(&self, ctx: &StreamContext<'_>, from: usize) {
-        let mut out = self.out.lock().unwrap();
-        out.extend(ctx.records.iter().skip(from).cloned());
+/// Passes records on and keeps a copy.
+struct Tee<'a, 'b> {
+    outer: &'a mut dyn RecordSink,
+    copy: &'b Mutex<Vec<AppRecord>>,
+}
+
+impl RecordSink for Tee<'_, '_> {
+    fn push(&mut self, r: AppRecord) {
+        self.copy.lock().unwrap().push(r.clone());
+        self.outer.push(r);
     }
 }
 
 impl StreamConsumer for Tap {
     fn data(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, data: &[u8]) {
-        let n = ctx.records.len();
-        self.inner.data(ctx, dir, data);
-        self.keep(ctx, n);
+        let mut tee = Tee {
+            outer: &mut *ctx.records,
+            copy: &self.out,
+        };
+        let mut c = StreamContext {
+            ts: ctx.ts,
+            records: &mut tee,
+        };
+        self.inner.data(&mut c, dir, data);
     }
     fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u32) {
-        let n = ctx.records.len();
-        self.inner.gap(ctx, dir, len);
-        self.keep(ctx, n);
+        let mut tee = Tee {
+            outer: &mut *ctx.records,
+            copy: &self.out,
+        };
+        let mut c = StreamContext {
+            ts: ctx.ts,
+            records: &mut tee,
+        };
+        self.inner.gap(&mut c, dir, len);
     }
     fn end(&mut self, ctx: &mut StreamContext<'_>) {
-        let n = ctx.records.len();
-        self.inner.end(ctx);
-        self.keep(ctx, n);
+        let mut tee = Tee {
+            outer: &mut *ctx.records,
+            copy: &self.out,
+        };
+        let mut c = StreamContext {
+            ts: ctx.ts,
+            records: &mut tee,
+        };
+        self.inner.end(&mut c);
     }
 }
 

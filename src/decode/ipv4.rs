@@ -35,6 +35,7 @@ mod field {
     pub const FLG_OFF: usize = 6;
     pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
     pub const SRC: usize = 12;
     pub const DST: usize = 16;
 }
@@ -156,6 +157,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         )
     }
 
+    /// The header checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    /// The header, options included (what its checksum covers).
+    #[inline]
+    pub fn header(&self) -> &[u8] {
+        let d = self.buffer.as_ref();
+        d.get(..self.header_len()).unwrap_or(d)
+    }
+
     /// Payload length the header declares (total length − header length).
     #[inline]
     pub fn payload_len(&self) -> usize {
@@ -187,7 +201,7 @@ mod tests {
             0x40, 0x00, // flags DF, offset 0
             0x40, // TTL 64
             0x11, // protocol UDP
-            0x00, 0x00, // checksum (not checked)
+            0x00, 0x00, // checksum (not checked by the view)
             10, 0, 0, 1, // source
             10, 0, 0, 2, // destination
             0x01, 0x01, 0x01, 0x00, // options: NOP NOP NOP EOL

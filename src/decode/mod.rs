@@ -44,17 +44,35 @@
 //! - **ERSPAN type I** (GRE 0x88be without a sequence number, no ERSPAN
 //!   header) is decapsulated and reported as [`Tunnel::ErspanII`]; the VLAN
 //!   field of ERSPAN headers is not used (the inner frame's tags are).
-//! - **Fragments** are returned as they are; a tunnel inside a fragmented
-//!   outer packet is not peeled after reassembly ([`Decoder::decode_l4`]
-//!   decodes the transport header only). IPv6 fragments report the next
-//!   header after the fragment header as `ip.proto`; an atomic fragment
-//!   (RFC 6946) is decoded as a whole packet.
+//! - **Fragments** are returned as they are, for [`defrag::Defrag`];
+//!   [`Decoder::decode_reassembled`] then decodes the datagram from its
+//!   transport header on, tunnels included. A fragment inside a reassembled
+//!   datagram's tunnel is not reassembled again. IPv6 fragments report the
+//!   next header after the fragment header as `ip.proto`; an atomic
+//!   fragment (RFC 6946) is decoded as a whole packet.
+//! - **Checksums** ([`checksum`], RFC 1071): the IPv4 header checksum of
+//!   every IPv4 header (tunnel layers and fragments included), and the TCP,
+//!   UDP, ICMP and ICMPv6 checksums (pseudo-headers for all but ICMP) of
+//!   every transport header decoded, the outer UDP of VXLAN too. A failure
+//!   makes the frame [`Decoded::Invalid`], counted under its own
+//!   `invalid_checksum` counter and not in `decoder.invalid`. Not verified:
+//!   a transport segment the capture cut short (its bytes are missing), a
+//!   reassembled datagram's pieces one by one (the datagram is verified
+//!   whole), GRE checksums, headers quoted inside ICMP errors. The IPv6
+//!   pseudo-header uses the IPv6 header's destination: a packet still on
+//!   its source route (routing header, segments left > 0) fails, as it is
+//!   not yet addressed to its final receiver. UDP checksum 0 is "none" over
+//!   IPv4 and over IPv6 on the VXLAN ports (RFC 6935), invalid otherwise.
+//!   [`Validation`] says whether to verify; `checksum_checks: auto` is
+//!   decided per run by [`offload::Detector`].
 
+pub mod checksum;
 pub mod defrag;
 pub mod ethernet;
 pub mod gre;
 pub mod ipv4;
 pub mod ipv6;
+pub mod offload;
 pub mod sll;
 mod stats;
 pub mod tcp;
@@ -66,6 +84,7 @@ use std::net::IpAddr;
 
 use crate::capture::LinkType;
 
+use checksum::Verdict;
 use ethernet::{ethertype, EthernetFrame, VlanTag};
 use gre::{ErspanHeader, ErspanPayload, GreHeader};
 use ipv4::Ipv4Packet;
@@ -111,6 +130,9 @@ pub struct DecodeConfig {
     pub max_vlan_layers: u8,
     /// Most tunnel layers peeled off one frame.
     pub max_tunnel_depth: u8,
+    /// Validate IPv4 header, TCP, UDP, ICMP and ICMPv6 checksums and drop
+    /// packets that fail (Suricata's `checksum-checks`).
+    pub checksum_checks: ChecksumChecks,
 }
 
 impl Default for DecodeConfig {
@@ -119,8 +141,44 @@ impl Default for DecodeConfig {
             vxlan_ports: vec![4789],
             max_vlan_layers: 3,
             max_tunnel_depth: 3,
+            checksum_checks: ChecksumChecks::Auto,
         }
     }
+}
+
+/// `decoder.checksum_checks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumChecks {
+    /// Validate, unless the first packets of the capture show checksum
+    /// offload (see [`offload`]).
+    #[default]
+    Auto,
+    Yes,
+    No,
+}
+
+/// How the decoder treats checksums right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// A packet with a wrong checksum is dropped and counted.
+    #[default]
+    Strict,
+    /// As strict, but a checksum in the offload pattern
+    /// ([`checksum::Verdict::Offload`]) passes: used while `auto` has not
+    /// decided yet (live capture).
+    Lenient,
+    /// Checksums are not computed.
+    Off,
+}
+
+/// Checksums seen in the last decoded frame (for [`offload::Detector`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checked {
+    /// At least one checksum was verified.
+    pub any: bool,
+    /// At least one was in the offload pattern.
+    pub offload: bool,
 }
 
 /// The transport layer of a decoded packet; payloads borrow the frame.
@@ -220,6 +278,9 @@ pub struct Fragment<'a> {
     pub more: bool,
     /// The fragment's payload (part of the transport header and data).
     pub payload: &'a [u8],
+    /// Tunnels peeled to reach it (they count against `max_tunnel_depth`
+    /// when the reassembled datagram is decoded further).
+    pub depth: u8,
 }
 
 /// What a frame turned out to be.
@@ -229,7 +290,9 @@ pub enum Decoded<'a> {
     Fragment(Fragment<'a>),
     /// A well-formed frame that is not IP (ARP, LLDP…): counted, not tracked.
     NotIp,
-    /// Malformed; the reason has been counted.
+    /// Malformed (counted by reason and in `decoder.invalid`), or failing
+    /// a checksum (counted in its `invalid_checksum` counter only): dropped,
+    /// as the receiving host drops it.
     Invalid,
 }
 
@@ -238,6 +301,8 @@ pub enum Decoded<'a> {
 pub struct Decoder {
     cfg: DecodeConfig,
     stats: DecodeStats,
+    validation: Validation,
+    checked: Checked,
 }
 
 impl Vlans {
@@ -296,13 +361,55 @@ impl State {
 
 /// Smallest ICMP/ICMPv6 message: type, code, checksum and 4 more bytes.
 const ICMP_MIN_LEN: usize = 8;
+/// Offset of the ICMP/ICMPv6 checksum field.
+const ICMP_CHECKSUM: usize = 2;
+
+/// The pseudo-header sum of a transport segment of `len` bytes between
+/// `ip`'s addresses (RFC 9293 §3.1, RFC 8200 §8.1).
+#[inline]
+fn pseudo_sum(ip: &IpInfo, len: usize) -> checksum::Sum {
+    match (ip.src, ip.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_v4(s.into(), d.into(), ip.proto, len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_v6(s.into(), d.into(), ip.proto, len),
+        // One IP header has addresses of one family.
+        _ => 0,
+    }
+}
 
 impl Decoder {
+    /// A decoder; with `checksum_checks: auto` it validates strictly until
+    /// told otherwise ([`Decoder::set_validation`]).
     pub fn new(cfg: DecodeConfig) -> Self {
+        let validation = match cfg.checksum_checks {
+            ChecksumChecks::Auto | ChecksumChecks::Yes => Validation::Strict,
+            ChecksumChecks::No => Validation::Off,
+        };
         Decoder {
             cfg,
             stats: DecodeStats::default(),
+            validation,
+            checked: Checked::default(),
         }
+    }
+
+    /// Changes how checksums are treated from the next frame on; `Off`
+    /// because offload was detected is recorded in the stats
+    /// (`decoder.checksum_offload_detected`).
+    pub fn set_validation(&mut self, v: Validation, offload_detected: bool) {
+        self.validation = v;
+        if offload_detected {
+            self.stats.set_checksum_offload();
+        }
+    }
+
+    pub fn validation(&self) -> Validation {
+        self.validation
+    }
+
+    /// What the checksums of the last frame decoded looked like (all
+    /// false when validation is off).
+    pub fn checked(&self) -> Checked {
+        self.checked
     }
 
     /// Decodes one frame of link type `link`; `wire_len` is its length on the
@@ -310,19 +417,28 @@ impl Decoder {
     /// means the capture cut the frame (see the module docs on truncation).
     pub fn decode<'a>(&mut self, link: LinkType, data: &'a [u8], wire_len: u32) -> Decoded<'a> {
         self.stats.frame(wire_len);
+        self.checked = Checked::default();
         let snapped = usize::try_from(wire_len).map_or(true, |w| w > data.len());
-        match self.run(link, data, snapped) {
+        let r = self.run(link, data, snapped);
+        self.outcome(r)
+    }
+
+    /// Counts a failure: a checksum under its own counter, a malformed
+    /// packet under its reason and `decoder.invalid`.
+    fn outcome<'a>(&mut self, r: Result<Decoded<'a>, Counter>) -> Decoded<'a> {
+        match r {
             Ok(d) => d,
             Err(reason) => {
                 self.stats.incr(reason);
-                self.stats.incr(Counter::Invalid);
+                if !reason.is_checksum() {
+                    self.stats.incr(Counter::Invalid);
+                }
                 Decoded::Invalid
             }
         }
     }
 
-    /// The layer loop: each step validates one header and names the next;
-    /// it ends because every tunnel raises `depth`, which is bounded.
+    /// The layers of one frame, from its link-layer header.
     fn run<'a>(
         &mut self,
         link: LinkType,
@@ -335,10 +451,18 @@ impl Decoder {
             depth: 0,
             snapped,
         };
-        let mut step = match self.link(link, data)? {
-            Some(s) => s,
-            None => return Ok(Decoded::NotIp),
-        };
+        match self.link(link, data)? {
+            Some(step) => self.layers(step, &mut st),
+            None => Ok(Decoded::NotIp),
+        }
+    }
+
+    /// The layer loop: each step validates one header and names the next;
+    /// it ends because every tunnel raises `depth`, which is bounded.
+    /// Inlined into both callers: the per-packet path keeps its values in
+    /// registers instead of passing them through memory.
+    #[inline(always)]
+    fn layers<'a>(&mut self, mut step: Step<'a>, st: &mut State) -> Result<Decoded<'a>, Counter> {
         loop {
             let next = match step {
                 Step::Ethernet(b) => {
@@ -347,19 +471,38 @@ impl Decoder {
                     st.vlans = Vlans::default();
                     Next::Step(Step::EtherType(e.ethertype(), e.payload()))
                 }
-                Step::EtherType(t, b) => self.ethertype(t, b, &mut st)?,
+                Step::EtherType(t, b) => self.ethertype(t, b, st)?,
                 Step::Ip(b) => match b.first().map(|v| v >> 4) {
                     Some(4) => Next::Step(Step::Ipv4(b)),
                     Some(6) => Next::Step(Step::Ipv6(b)),
                     _ => return Err(Counter::RawInvalidIpVersion),
                 },
-                Step::Ipv4(b) => self.ipv4(b, &mut st)?,
-                Step::Ipv6(b) => self.ipv6(b, &mut st)?,
+                Step::Ipv4(b) => self.ipv4(b, st)?,
+                Step::Ipv6(b) => self.ipv6(b, st)?,
             };
             match next {
                 Next::Step(s) => step = s,
                 Next::Done(d) => return Ok(d),
             }
+        }
+    }
+
+    /// Applies a checksum verdict: `Ok` when the packet may go on, else the
+    /// counter `fail` of the layer.
+    #[inline]
+    fn judge(&mut self, v: Verdict, fail: Counter) -> Result<(), Counter> {
+        self.checked.any = true;
+        match v {
+            Verdict::Good => Ok(()),
+            Verdict::Offload => {
+                self.checked.offload = true;
+                if self.validation == Validation::Lenient {
+                    Ok(())
+                } else {
+                    Err(fail)
+                }
+            }
+            Verdict::Bad => Err(fail),
         }
     }
 
@@ -453,6 +596,11 @@ impl Decoder {
     fn ipv4<'a>(&mut self, b: &'a [u8], st: &mut State) -> Result<Next<'a>, Counter> {
         let ip = Ipv4Packet::new_checked(b, st.snapped)?;
         self.stats.incr(Counter::Ipv4);
+        if self.validation != Validation::Off {
+            // The header is whole even in a snapped frame.
+            let v = checksum::verify_plain(ip.header(), ip.checksum());
+            self.judge(v, Counter::Ipv4InvalidChecksum)?;
+        }
         let info = IpInfo {
             src: IpAddr::V4(ip.src_addr()),
             dst: IpAddr::V4(ip.dst_addr()),
@@ -468,6 +616,7 @@ impl Decoder {
                 offset: ip.frag_offset(),
                 more: ip.more_frags(),
                 payload: ip.payload(),
+                depth: st.depth,
             })));
         }
         self.transport(info, ip.payload(), ip.payload_len(), false, st)
@@ -514,6 +663,7 @@ impl Decoder {
                     offset,
                     more,
                     payload,
+                    depth: st.depth,
                 })))
             }
         }
@@ -567,6 +717,10 @@ impl Decoder {
             _ => {}
         }
         let l4 = self.l4(info.proto, payload, declared)?;
+        // A snapped frame lacks bytes the checksum covers: not verifiable.
+        if self.validation != Validation::Off && payload.len() >= declared {
+            self.verify_l4(&info, &l4, payload.get(..declared).unwrap_or(payload))?;
+        }
         if let L4::Udp(u) = l4 {
             if self.cfg.vxlan_ports.contains(&u.dst_port) {
                 if let Some(v) = VxlanHeader::new_checked(u.payload) {
@@ -578,6 +732,45 @@ impl Decoder {
             }
         }
         Ok(st.packet(info, l4))
+    }
+
+    /// Verifies the checksum of the transport header `l4` decoded from
+    /// `segment` (its header and data, exactly as long as IP declared).
+    #[inline]
+    fn verify_l4(&mut self, ip: &IpInfo, l4: &L4<'_>, segment: &[u8]) -> Result<(), Counter> {
+        let (offset, fail) = match l4 {
+            L4::Tcp(_) => (tcp::CHECKSUM, Counter::TcpInvalidChecksum),
+            L4::Udp(u) => {
+                let field = wire::be16_at(segment, udp::CHECKSUM).unwrap_or(0);
+                // RFC 768: zero is "no checksum" over IPv4. Over IPv6 it
+                // is invalid (RFC 8200 §8.1), except for tunnels (RFC 6935
+                // and 6936 allow it on VXLAN endpoints).
+                if field == 0 && (ip.src.is_ipv4() || self.cfg.vxlan_ports.contains(&u.dst_port)) {
+                    return Ok(());
+                }
+                (udp::CHECKSUM, Counter::UdpInvalidChecksum)
+            }
+            L4::Icmp { .. } if ip.proto == ip_proto::ICMP => {
+                let field = wire::be16_at(segment, ICMP_CHECKSUM).unwrap_or(0);
+                let v = match checksum::verify_plain(segment, field) {
+                    // ICMP is always summed by the sender's kernel: a zero
+                    // field is simply wrong.
+                    Verdict::Offload => Verdict::Bad,
+                    v => v,
+                };
+                return self.judge(v, Counter::Icmpv4InvalidChecksum);
+            }
+            L4::Icmp { .. } => (ICMP_CHECKSUM, Counter::Icmpv6InvalidChecksum),
+            L4::Other => return Ok(()),
+        };
+        let field = wire::be16_at(segment, offset).unwrap_or(0);
+        let v = checksum::verify_l4(pseudo_sum(ip, segment.len()), segment, field);
+        let v = match (v, l4) {
+            // ICMPv6 is summed in software too.
+            (Verdict::Offload, L4::Icmp { .. }) => Verdict::Bad,
+            (v, _) => v,
+        };
+        self.judge(v, fail)
     }
 
     /// GRE and what it carries.
@@ -677,34 +870,52 @@ impl Decoder {
         })
     }
 
-    /// Decodes the transport header of a reassembled datagram. For IPv6,
-    /// extension headers that followed the fragment header (destination
-    /// options, routing, AH) are walked first. A malformed header is counted
-    /// and returned as [`L4::Other`]; tunnels are not peeled here.
-    pub fn decode_l4<'a>(&mut self, proto: u8, data: &'a [u8]) -> L4<'a> {
-        use ipv6::next_header::{AH, DEST_OPTS, HOP_BY_HOP, ROUTING};
-        let (proto, data, declared) = if matches!(proto, HOP_BY_HOP | ROUTING | DEST_OPTS | AH) {
-            match ipv6::walk_chain(proto, data, data.len(), &mut self.stats) {
-                Ok(ChainEnd::Transport {
-                    proto,
-                    payload,
-                    declared,
-                }) => (proto, payload, declared),
-                Ok(ChainEnd::Fragment { .. }) => return L4::Other,
-                Err(reason) => {
-                    self.stats.incr(reason);
-                    return L4::Other;
+    /// Decodes a datagram that `frag`'s fragments reassembled into `data`,
+    /// from its transport header on: for IPv6, the extension headers that
+    /// followed the fragment header first; the transport checksum over the
+    /// whole datagram; then any tunnel it carries, as [`Decoder::decode`]
+    /// does. Counted as `decode` counts a frame, except `decoder.pkts` and
+    /// `decoder.bytes` (every fragment was counted already).
+    pub fn decode_reassembled<'a>(&mut self, frag: &Fragment<'_>, data: &'a [u8]) -> Decoded<'a> {
+        self.checked = Checked::default();
+        let r = self.reassembled(frag, data);
+        self.outcome(r)
+    }
+
+    fn reassembled<'a>(
+        &mut self,
+        frag: &Fragment<'_>,
+        data: &'a [u8],
+    ) -> Result<Decoded<'a>, Counter> {
+        use ipv6::next_header::{AH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, ROUTING};
+        let v6 = frag.ip.src.is_ipv6();
+        let mut info = frag.ip;
+        let (payload, declared) =
+            if v6 && matches!(info.proto, HOP_BY_HOP | ROUTING | DEST_OPTS | AH | FRAGMENT) {
+                match ipv6::walk_chain(info.proto, data, data.len(), &mut self.stats)? {
+                    ChainEnd::Transport {
+                        proto,
+                        payload,
+                        declared,
+                    } => {
+                        info.proto = proto;
+                        (payload, declared)
+                    }
+                    // A second fragment header inside a reassembled datagram.
+                    ChainEnd::Fragment { .. } => return Err(Counter::Ipv6ExthdrDuplFh),
                 }
-            }
-        } else {
-            (proto, data, data.len())
+            } else {
+                (data, data.len())
+            };
+        let mut st = State {
+            vlans: frag.vlan,
+            tunnel: frag.tunnel,
+            depth: frag.depth,
+            snapped: false,
         };
-        match self.l4(proto, data, declared) {
-            Ok(l4) => l4,
-            Err(reason) => {
-                self.stats.incr(reason);
-                L4::Other
-            }
+        match self.transport(info, payload, declared, v6, &mut st)? {
+            Next::Step(s) => self.layers(s, &mut st),
+            Next::Done(d) => Ok(d),
         }
     }
 
@@ -756,7 +967,9 @@ mod tests {
         ipv4_frag(src, dst, proto, 0, payload)
     }
 
-    /// IPv4 header with flags/offset word `flg_off`, then `payload`.
+    /// IPv4 header with flags/offset word `flg_off`, then `payload`. The
+    /// header checksum is filled in, and so is the transport checksum of an
+    /// unfragmented TCP/UDP/ICMP payload ([`seal`]).
     fn ipv4_frag(src: [u8; 4], dst: [u8; 4], proto: u8, flg_off: u16, payload: &[u8]) -> Vec<u8> {
         let total = (20 + payload.len()) as u16;
         let mut v = vec![0x45, 0x00]; // version 4, IHL 5; TOS 0
@@ -764,21 +977,87 @@ mod tests {
         v.extend_from_slice(&[0xbe, 0xef]); // identification
         v.extend_from_slice(&flg_off.to_be_bytes()); // flags, fragment offset
         v.extend_from_slice(&[64, proto]); // TTL 64, protocol
-        v.extend_from_slice(&[0, 0]); // checksum (not checked)
+        v.extend_from_slice(&[0, 0]); // header checksum, filled in below
         v.extend_from_slice(&src); // source
         v.extend_from_slice(&dst); // destination
-        v.extend_from_slice(payload);
+        let c = !ones_sum(&[&v]);
+        v[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut p = payload.to_vec();
+        if flg_off & 0x3fff == 0 {
+            seal(&cat(&[&src, &dst]), proto, &mut p);
+        }
+        v.extend_from_slice(&p);
         v
     }
 
-    /// IPv6 header, then `payload` (extension headers included).
+    /// The one's complement sum of `parts` concatenated, big-endian 16-bit
+    /// words, an odd last byte padded with zero: RFC 1071 written the plain
+    /// way, as a reference independent of `checksum.rs`.
+    fn ones_sum(parts: &[&[u8]]) -> u16 {
+        let all = parts.concat();
+        let mut s: u32 = 0;
+        for c in all.chunks(2) {
+            s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    /// Fills in the checksum of the TCP (6), UDP (17), ICMP (1) or ICMPv6
+    /// (58) message `seg` sent between `addrs` (source then destination
+    /// bytes); leaves messages too short for their header as they are, so
+    /// malformed fixtures stay malformed.
+    fn seal(addrs: &[u8], proto: u8, seg: &mut [u8]) {
+        let (at, min) = match proto {
+            6 => (16, 20),
+            17 => (6, 8),
+            1 | 58 => (2, 8),
+            _ => return,
+        };
+        if seg.len() < min {
+            return;
+        }
+        seg[at..at + 2].copy_from_slice(&[0, 0]);
+        let len = (seg.len() as u32).to_be_bytes();
+        // Pseudo-header: addresses, zero, protocol, length (32 bits, which
+        // sums the same as IPv4's 16 for lengths below 65536).
+        let pseudo = cat(&[addrs, &[0, proto], &len]);
+        let sum = if proto == 1 {
+            ones_sum(&[seg])
+        } else {
+            ones_sum(&[&pseudo, seg])
+        };
+        let mut c = !sum;
+        if proto == 17 && c == 0 {
+            c = 0xffff; // RFC 768: a computed zero is sent as all ones
+        }
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    /// IPv6 header, then `payload` (extension headers included); the
+    /// transport checksum after a chain of hop-by-hop, routing,
+    /// destination-options and AH headers is filled in ([`seal`]).
     fn ipv6(src: [u8; 16], dst: [u8; 16], nh: u8, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0x60, 0, 0, 0]; // version 6, traffic class, flow label
         v.extend_from_slice(&(payload.len() as u16).to_be_bytes()); // payload length
         v.extend_from_slice(&[nh, 55]); // next header, hop limit 55
         v.extend_from_slice(&src); // source
         v.extend_from_slice(&dst); // destination
-        v.extend_from_slice(payload);
+        let mut p = payload.to_vec();
+        let (mut nh, mut at) = (nh, 0usize);
+        while at + 2 <= p.len() {
+            let len = match nh {
+                0 | 43 | 60 => (usize::from(p[at + 1]) + 1) * 8,
+                51 => (usize::from(p[at + 1]) + 2) * 4,
+                _ => break,
+            };
+            nh = p[at];
+            at += len;
+        }
+        if at <= p.len() {
+            seal(&cat(&[&src, &dst]), nh, &mut p[at..]);
+        }
+        v.extend_from_slice(&p);
         v
     }
 
@@ -790,7 +1069,7 @@ mod tests {
         v.extend_from_slice(&2000u32.to_be_bytes()); // acknowledgment
         v.extend_from_slice(&[0x50, 0x18]); // data offset 5; flags PSH|ACK
         v.extend_from_slice(&512u16.to_be_bytes()); // window
-        v.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        v.extend_from_slice(&[0, 0, 0, 0]); // checksum (sealed by the IP helper), urgent pointer
         v.extend_from_slice(payload);
         v
     }
@@ -800,7 +1079,7 @@ mod tests {
         let mut v = sport.to_be_bytes().to_vec(); // source port
         v.extend_from_slice(&dport.to_be_bytes()); // destination port
         v.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes()); // length
-        v.extend_from_slice(&[0, 0]); // checksum (none)
+        v.extend_from_slice(&[0, 0]); // checksum: none, unless the IP helper seals it
         v.extend_from_slice(payload);
         v
     }
@@ -809,7 +1088,7 @@ mod tests {
     fn icmp(ty: u8) -> Vec<u8> {
         vec![
             ty, 0, // type, code
-            0, 0, // checksum
+            0, 0, // checksum (sealed by the IP helper)
             0, 1, 0, 1, // identifier, sequence
         ]
     }
@@ -1002,36 +1281,318 @@ mod tests {
     }
 
     #[test]
-    fn fragments_reassemble_and_decode_l4() {
-        let dgram = udp(1000, 2000, b"0123456789abcdef");
+    fn fragments_reassemble_and_decode_with_checksum_over_the_datagram() {
+        // The UDP checksum covers the whole datagram: sealed here, checked
+        // only after reassembly (each fragment alone would fail it).
+        let mut dgram = udp(1000, 2000, b"0123456789abcdef");
+        seal(&cat(&[&A4, &B4]), 17, &mut dgram);
         let mut d = dec();
         let mut r = defrag::Defrag::new(defrag::DefragConfig::default());
-        let f1 = cat(&[&eth(0x0800), &ipv4_frag(A4, B4, 17, 0x2000, &dgram[..16])]);
-        let f2 = cat(&[&eth(0x0800), &ipv4_frag(A4, B4, 17, 2, &dgram[16..])]);
-        let mut out = None;
-        for f in [&f1, &f2] {
-            if let Decoded::Fragment(fr) = decode_all(&mut d, LinkType::ETHERNET, f) {
-                out = r.insert(crate::time::Timestamp(1), &fr, f.len() as u32);
+        let frags = |dgram: &[u8]| {
+            [
+                cat(&[&eth(0x0800), &ipv4_frag(A4, B4, 17, 0x2000, &dgram[..16])]),
+                cat(&[&eth(0x0800), &ipv4_frag(A4, B4, 17, 2, &dgram[16..])]),
+            ]
+        };
+        let reassemble = |d: &mut Decoder, r: &mut defrag::Defrag, fs: &[Vec<u8>]| {
+            let mut out = None;
+            for f in fs {
+                if let Decoded::Fragment(fr) = decode_all(d, LinkType::ETHERNET, f) {
+                    out = r
+                        .insert(crate::time::Timestamp(1), &fr, f.len() as u32)
+                        .map(|x| (fr.ip, x));
+                }
             }
-        }
-        let re = out.unwrap();
+            out.unwrap()
+        };
+        let (ip, re) = reassemble(&mut d, &mut r, &frags(&dgram));
         assert_eq!(re.frames, 2);
-        match d.decode_l4(17, &re.data) {
-            L4::Udp(u) => assert_eq!(
-                (u.src_port, u.dst_port, u.payload),
-                (1000, 2000, &b"0123456789abcdef"[..])
-            ),
-            other => panic!("{other:?}"),
-        }
-        // IPv6: a destination-options header after the fragment header.
-        let data = cat(&[&[6, 0, 1, 4, 0, 0, 0, 0], &tcp(1, 2, b"x")]);
+        let frag = Fragment {
+            vlan: Vlans::default(),
+            tunnel: Tunnel::None,
+            ip,
+            id: 0xbeef,
+            offset: 0,
+            more: false,
+            payload: &[],
+            depth: 0,
+        };
+        let u = udp_of(packet(d.decode_reassembled(&frag, &re.data)));
+        assert_eq!(
+            (u.src_port, u.dst_port, u.payload),
+            (1000, 2000, &b"0123456789abcdef"[..])
+        );
+        // One data byte changed in the second fragment: the datagram fails.
+        let mut bad = dgram.clone();
+        bad[20] ^= 0x40;
+        let (_, re) = reassemble(&mut d, &mut r, &frags(&bad));
+        assert_eq!(d.decode_reassembled(&frag, &re.data), Decoded::Invalid);
+        assert_eq!(d.stats().get(Counter::UdpInvalidChecksum), 1);
+        assert_eq!(d.stats().get(Counter::Invalid), 0);
+        // IPv6: a destination-options header after the fragment header; the
+        // pseudo-header length is the TCP segment's.
+        let mut seg = tcp(1, 2, b"x");
+        seal(&cat(&[&a6(), &b6()]), 6, &mut seg);
+        let data = cat(&[&[6, 0, 1, 4, 0, 0, 0, 0], &seg]);
+        let frag6 = Fragment {
+            ip: IpInfo {
+                src: IpAddr::V6(Ipv6Addr::from(a6())),
+                dst: IpAddr::V6(Ipv6Addr::from(b6())),
+                proto: 60,
+                ttl: 1,
+            },
+            ..frag
+        };
         assert!(matches!(
-            d.decode_l4(60, &data),
+            packet(d.decode_reassembled(&frag6, &data)).l4,
             L4::Tcp(TcpSegment { payload: b"x", .. })
         ));
-        // A malformed reassembled header is counted.
-        assert_eq!(d.decode_l4(6, &[0; 10]), L4::Other);
+        // A malformed reassembled header is counted and dropped.
+        let tcp4 = Fragment {
+            ip: IpInfo { proto: 6, ..ip },
+            ..frag
+        };
+        assert_eq!(d.decode_reassembled(&tcp4, &[0; 10]), Decoded::Invalid);
         assert_eq!(d.stats().get(Counter::TcpPktTooSmall), 1);
+    }
+
+    #[test]
+    fn tunnel_inside_a_fragmented_outer_packet_is_peeled_after_reassembly() {
+        let vx = [0x08, 0, 0, 0, 0, 0, 0x2a, 0]; // VXLAN: I flag, VNI 42
+                                                 // The outer datagrams, checksums sealed over the whole of each.
+        let mut vxlan = udp(9, 4789, &cat(&[&vx, &inner_eth_tcp(Some(5))]));
+        seal(&cat(&[&C4, &D4]), 17, &mut vxlan);
+        let gre = cat(&[&gre(0x6558), &inner_eth_tcp(None)]);
+        for (proto, dgram, tunnel, vlans) in [
+            (17u8, vxlan, Tunnel::Vxlan, &[5u16][..]),
+            (47, gre, Tunnel::Gre, &[][..]),
+        ] {
+            let mut d = dec();
+            let mut r = defrag::Defrag::new(defrag::DefragConfig::default());
+            // Two fragments: bytes 0..48 (MF), then 48.. at offset 6 × 8.
+            let f1 = cat(&[
+                &eth(0x0800),
+                &ipv4_frag(C4, D4, proto, 0x2000, &dgram[..48]),
+            ]);
+            let f2 = cat(&[&eth(0x0800), &ipv4_frag(C4, D4, proto, 6, &dgram[48..])]);
+            let mut done = None;
+            for f in [&f1, &f2] {
+                let Decoded::Fragment(fr) = decode_all(&mut d, LinkType::ETHERNET, f) else {
+                    panic!("proto {proto}: not a fragment");
+                };
+                if let Some(re) = r.insert(crate::time::Timestamp(1), &fr, f.len() as u32) {
+                    done = Some((fr, re));
+                }
+            }
+            let (fr, re) = done.unwrap();
+            let p = packet(d.decode_reassembled(&fr, &re.data));
+            assert_inner(p, tunnel, vlans);
+        }
+    }
+
+    /// Every hand-built checksummed frame of one kind, with the byte to
+    /// flip to corrupt it (a payload byte, or a header byte for IPv4) and
+    /// the counter that must count it.
+    fn checksummed() -> Vec<(&'static str, Vec<u8>, usize, Counter)> {
+        let e = 14; // Ethernet header
+        vec![
+            // TCP over IPv4, odd payload length.
+            (
+                "tcp4",
+                cat(&[&eth(0x0800), &ipv4(A4, B4, 6, &tcp(1234, 1883, b"abc"))]),
+                e + 20 + 20 + 2,
+                Counter::TcpInvalidChecksum,
+            ),
+            // TCP over IPv6: the pseudo-header holds 32 address bytes.
+            (
+                "tcp6",
+                cat(&[
+                    &eth(0x86dd),
+                    &ipv6(a6(), b6(), 6, &tcp(1234, 104, b"dicom")),
+                ]),
+                e + 40 + 20 + 4,
+                Counter::TcpInvalidChecksum,
+            ),
+            (
+                "udp4",
+                cat(&[&eth(0x0800), &ipv4(A4, B4, 17, &udp(5000, 53, b"odd"))]),
+                e + 20 + 8 + 1,
+                Counter::UdpInvalidChecksum,
+            ),
+            (
+                "udp6",
+                cat(&[&eth(0x86dd), &ipv6(a6(), b6(), 17, &udp(5000, 53, b"even"))]),
+                e + 40 + 8,
+                Counter::UdpInvalidChecksum,
+            ),
+            (
+                "icmp4",
+                cat(&[&eth(0x0800), &ipv4(A4, B4, 1, &cat(&[&icmp(8), b"ping!"]))]),
+                e + 20 + 8 + 4,
+                Counter::Icmpv4InvalidChecksum,
+            ),
+            (
+                "icmp6",
+                cat(&[
+                    &eth(0x86dd),
+                    &ipv6(a6(), b6(), 58, &cat(&[&icmp(128), b"ping"])),
+                ]),
+                e + 40 + 8,
+                Counter::Icmpv6InvalidChecksum,
+            ),
+            // IPv4 header: the TTL byte.
+            (
+                "ipv4 header",
+                cat(&[&eth(0x0800), &ipv4(A4, B4, 6, &tcp(1, 2, b""))]),
+                e + 8,
+                Counter::Ipv4InvalidChecksum,
+            ),
+        ]
+    }
+
+    #[test]
+    fn valid_checksums_pass_corrupted_ones_are_dropped_and_counted() {
+        for (name, f, at, counter) in checksummed() {
+            let mut d = dec();
+            assert!(
+                matches!(
+                    decode_all(&mut d, LinkType::ETHERNET, &f),
+                    Decoded::Packet(_)
+                ),
+                "{name}: valid frame"
+            );
+            assert!(d.checked().any && !d.checked().offload, "{name}");
+            let mut bad = f.clone();
+            bad[at] ^= 0x01;
+            assert_eq!(
+                decode_all(&mut d, LinkType::ETHERNET, &bad),
+                Decoded::Invalid,
+                "{name}: corrupted"
+            );
+            let s = d.stats();
+            assert_eq!(s.get(counter), 1, "{name}");
+            // A checksum failure is not a malformed packet.
+            assert_eq!(s.get(Counter::Invalid), 0, "{name}");
+            // Validation off: the same bytes go through.
+            let mut off = dec();
+            off.set_validation(Validation::Off, false);
+            assert!(
+                matches!(
+                    decode_all(&mut off, LinkType::ETHERNET, &bad),
+                    Decoded::Packet(_)
+                ),
+                "{name}: not validated"
+            );
+            assert_eq!(off.checked(), Checked::default());
+        }
+    }
+
+    #[test]
+    fn tunnelled_segment_checked_under_a_valid_outer_checksum() {
+        let vx = [0x08, 0, 0, 0, 0, 0, 0x2a, 0]; // VXLAN: I flag, VNI 42
+        let mut inner = inner_eth_tcp(None);
+        inner[14 + 20 + 20] ^= 1; // a payload byte of the inner segment
+                                  // The outer UDP checksum is sealed over the corrupted inner frame.
+        let f = outer(17, &udp(9, 4789, &cat(&[&vx, &inner])));
+        let mut d = dec();
+        assert_eq!(decode_all(&mut d, LinkType::ETHERNET, &f), Decoded::Invalid);
+        assert_eq!(d.stats().get(Counter::TcpInvalidChecksum), 1);
+        assert_eq!(d.stats().get(Counter::UdpInvalidChecksum), 0);
+        assert_eq!(d.stats().get(Counter::Vxlan), 1);
+    }
+
+    #[test]
+    fn udp_zero_checksum_is_none_over_ipv4_only() {
+        // `udp` writes a zero checksum; the IP helpers seal it, so clear it
+        // again after.
+        let mut v4 = cat(&[&eth(0x0800), &ipv4(A4, B4, 17, &udp(5000, 53, b"q"))]);
+        v4[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        let mut v6 = cat(&[&eth(0x86dd), &ipv6(a6(), b6(), 17, &udp(5000, 53, b"q"))]);
+        v6[14 + 40 + 6..14 + 40 + 8].copy_from_slice(&[0, 0]);
+        let mut d = dec();
+        assert!(matches!(
+            decode_all(&mut d, LinkType::ETHERNET, &v4),
+            Decoded::Packet(_)
+        ));
+        assert_eq!(
+            decode_all(&mut d, LinkType::ETHERNET, &v6),
+            Decoded::Invalid
+        );
+        assert_eq!(d.stats().get(Counter::UdpInvalidChecksum), 1);
+        // A VXLAN endpoint over IPv6 may send zero (RFC 6935).
+        let mut vx = cat(&[&eth(0x86dd), &ipv6(a6(), b6(), 17, &udp(9, 4789, &[0; 8]))]);
+        vx[14 + 40 + 6..14 + 40 + 8].copy_from_slice(&[0, 0]);
+        assert_ne!(
+            decode_all(&mut d, LinkType::ETHERNET, &vx),
+            Decoded::Invalid
+        );
+        assert_eq!(d.stats().get(Counter::UdpInvalidChecksum), 1);
+    }
+
+    #[test]
+    fn offload_pattern_dropped_when_strict_passed_when_lenient() {
+        // Hand-built sending-host TCP segment: the checksum field holds the
+        // pseudo-header sum only, as Linux leaves it for the NIC.
+        let mut f = cat(&[&eth(0x0800), &ipv4(A4, B4, 6, &tcp(1234, 1883, b"abc"))]);
+        let pseudo = ones_sum(&[&A4, &B4, &[0, 6], &23u16.to_be_bytes()]);
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let mut strict = dec();
+        assert_eq!(
+            decode_all(&mut strict, LinkType::ETHERNET, &f),
+            Decoded::Invalid
+        );
+        assert_eq!(
+            strict.checked(),
+            Checked {
+                any: true,
+                offload: true
+            }
+        );
+        assert_eq!(strict.stats().get(Counter::TcpInvalidChecksum), 1);
+        let mut lenient = dec();
+        lenient.set_validation(Validation::Lenient, false);
+        assert!(matches!(
+            decode_all(&mut lenient, LinkType::ETHERNET, &f),
+            Decoded::Packet(_)
+        ));
+        assert!(lenient.checked().offload);
+        // Any other wrong value is still dropped when lenient.
+        f[14 + 20 + 16] ^= 0x10;
+        assert_eq!(
+            decode_all(&mut lenient, LinkType::ETHERNET, &f),
+            Decoded::Invalid
+        );
+        assert!(!lenient.checked().offload);
+        // A zero IPv4 header checksum (Windows offload) is the pattern too.
+        let mut z = cat(&[&eth(0x0800), &ipv4(A4, B4, 6, &tcp(1, 2, b""))]);
+        z[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        assert!(matches!(
+            decode_all(&mut lenient, LinkType::ETHERNET, &z),
+            Decoded::Packet(_)
+        ));
+        assert_eq!(
+            decode_all(&mut strict, LinkType::ETHERNET, &z),
+            Decoded::Invalid
+        );
+        assert_eq!(strict.stats().get(Counter::Ipv4InvalidChecksum), 1);
+    }
+
+    #[test]
+    fn snapped_transport_is_not_verified_but_the_ip_header_is() {
+        let f = cat(&[&eth(0x0800), &ipv4(A4, B4, 6, &tcp(1234, 1883, b"abcdef"))]);
+        let mut cut = f[..f.len() - 3].to_vec();
+        // The missing bytes would have made the checksum wrong anyway.
+        let mut d = dec();
+        assert!(matches!(
+            d.decode(LinkType::ETHERNET, &cut, f.len() as u32),
+            Decoded::Packet(_)
+        ));
+        cut[14 + 8] ^= 1; // TTL: the header checksum no longer matches
+        assert_eq!(
+            d.decode(LinkType::ETHERNET, &cut, f.len() as u32),
+            Decoded::Invalid
+        );
+        assert_eq!(d.stats().get(Counter::Ipv4InvalidChecksum), 1);
     }
 
     #[test]
@@ -1727,8 +2288,25 @@ mod tests {
                 let link = LINKS[link];
                 let _ = d.decode(link, &data, data.len() as u32);
                 let _ = d.decode(link, &data, data.len() as u32 + extra);
-                for proto in [0u8, 1, 6, 17, 43, 44, 51, 58, 60] {
-                    let _ = d.decode_l4(proto, &data);
+                for proto in [0u8, 1, 4, 6, 17, 41, 43, 44, 47, 51, 58, 60] {
+                    for v6 in [false, true] {
+                        let (src, dst): (IpAddr, IpAddr) = if v6 {
+                            (Ipv6Addr::from(a6()).into(), Ipv6Addr::from(b6()).into())
+                        } else {
+                            (Ipv4Addr::from(A4).into(), Ipv4Addr::from(B4).into())
+                        };
+                        let f = Fragment {
+                            vlan: Vlans::default(),
+                            tunnel: Tunnel::None,
+                            ip: IpInfo { src, dst, proto, ttl: 1 },
+                            id: 1,
+                            offset: 0,
+                            more: false,
+                            payload: &[],
+                            depth: 0,
+                        };
+                        let _ = d.decode_reassembled(&f, &data);
+                    }
                 }
             }
 

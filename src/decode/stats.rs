@@ -3,8 +3,10 @@
 //! Owns: the list of everything the decoder counts and the dotted path under
 //! which each count is reported in EVE `stats` records. Invariant: every path
 //! is a name that Suricata's EVE schema (`stats.decoder.*`) allows, so that
-//! dashboards built for Suricata read ours unchanged; a unit test checks this
-//! against the schema file. Counting is one array increment, no hashing.
+//! dashboards built for Suricata read ours unchanged, except the checksum
+//! counters Suricata lacks, which are declared as our additions in
+//! `tests/tools/validate_eve.py`; a unit test checks both against the
+//! files. Counting is one array increment, no hashing.
 
 /// Declares [`Counter`] and the path of each variant in one place, so the two
 /// cannot drift apart.
@@ -112,6 +114,30 @@ counters! {
     ErspanHeaderTooSmall => "decoder.event.erspan.header_too_small",
     ErspanUnsupportedVersion => "decoder.event.erspan.unsupported_version",
     VxlanUnknownPayloadType => "decoder.event.vxlan.unknown_payload_type",
+    // Checksums (`decode::checksum`): the packet is dropped as its
+    // receiver would drop it, and not counted in `decoder.invalid`.
+    // Suricata counts only TCP's, under this name; the others are ours
+    // (declared in tests/tools/validate_eve.py).
+    TcpInvalidChecksum => "tcp.invalid_checksum",
+    Ipv4InvalidChecksum => "decoder.event.ipv4.invalid_checksum",
+    UdpInvalidChecksum => "decoder.event.udp.invalid_checksum",
+    Icmpv4InvalidChecksum => "decoder.event.icmpv4.invalid_checksum",
+    Icmpv6InvalidChecksum => "decoder.event.icmpv6.invalid_checksum",
+}
+
+impl Counter {
+    /// A checksum failure rather than a malformed packet.
+    #[inline]
+    pub const fn is_checksum(self) -> bool {
+        matches!(
+            self,
+            Counter::TcpInvalidChecksum
+                | Counter::Ipv4InvalidChecksum
+                | Counter::UdpInvalidChecksum
+                | Counter::Icmpv4InvalidChecksum
+                | Counter::Icmpv6InvalidChecksum
+        )
+    }
 }
 
 /// Number of counters.
@@ -123,6 +149,10 @@ pub struct DecodeStats {
     counts: [u64; N],
     /// Largest wire length seen (`decoder.max_pkt_size`); merged by maximum.
     max_pkt_size: u64,
+    /// `checksum_checks: auto` found checksum offload and stopped
+    /// validating (`decoder.checksum_offload_detected`); merged by "or",
+    /// so the count does not depend on the number of workers.
+    checksum_offload: bool,
 }
 
 impl Default for DecodeStats {
@@ -130,6 +160,7 @@ impl Default for DecodeStats {
         DecodeStats {
             counts: [0; N],
             max_pkt_size: 0,
+            checksum_offload: false,
         }
     }
 }
@@ -170,18 +201,30 @@ impl DecodeStats {
         self.max_pkt_size
     }
 
+    /// Records that checksum validation was turned off for offload.
+    pub(crate) fn set_checksum_offload(&mut self) {
+        self.checksum_offload = true;
+    }
+
+    /// True when `checksum_checks: auto` turned validation off.
+    pub fn checksum_offload(&self) -> bool {
+        self.checksum_offload
+    }
+
     /// Adds `other` into `self` (workers' stats are summed at the end).
     pub fn merge(&mut self, other: &DecodeStats) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.wrapping_add(*b);
         }
         self.max_pkt_size = self.max_pkt_size.max(other.max_pkt_size);
+        self.checksum_offload |= other.checksum_offload;
     }
 
     /// Every non-zero counter as a dotted path below `stats`, in Suricata's
     /// names: `decoder.pkts`, `decoder.ipv4`, `decoder.event.ipv4.trunc_pkt`…
     /// plus `decoder.max_pkt_size` and `decoder.avg_pkt_size` (whole bytes)
-    /// once a packet has been seen.
+    /// once a packet has been seen, and `decoder.checksum_offload_detected`
+    /// (1) when `checksum_checks: auto` stopped validating.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut out = Vec::with_capacity(32);
         for (c, v) in Counter::ALL.iter().zip(self.counts.iter()) {
@@ -195,6 +238,9 @@ impl DecodeStats {
         {
             out.push(("decoder.max_pkt_size", self.max_pkt_size));
             out.push(("decoder.avg_pkt_size", avg));
+        }
+        if self.checksum_offload {
+            out.push(("decoder.checksum_offload_detected", 1));
         }
         out
     }
@@ -228,20 +274,47 @@ pub(crate) mod tests {
         node["type"] == "integer"
     }
 
+    /// True when `tests/tools/validate_eve.py` declares the dotted `path`
+    /// below `stats` as one of our additions: a line
+    /// `(["stats", "a", "b"], "key", {"type": "integer"})`.
+    pub(crate) fn declared_addition(path: &str) -> bool {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/validate_eve.py");
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let Some((parents, key)) = path.rsplit_once('.') else {
+            return false;
+        };
+        let mut list = String::from("[\"stats\"");
+        for p in parents.split('.') {
+            list.push_str(&format!(", \"{p}\""));
+        }
+        let want = format!("({list}], \"{key}\", {{\"type\": \"integer\"}})");
+        text.contains(&want)
+    }
+
     #[test]
-    fn every_counter_path_exists_in_eve_schema() {
+    fn every_counter_path_exists_in_eve_schema_or_is_declared() {
         let Some(stats) = stats_schema() else { return };
         let mut s = DecodeStats::default();
         for c in Counter::ALL {
             s.incr(*c);
         }
         s.frame(100);
+        s.set_checksum_offload();
         let paths = s.counters();
-        // Every counter, plus max and average size.
-        assert_eq!(paths.len(), N + 2);
+        // Every counter, plus max and average size and the offload flag.
+        assert_eq!(paths.len(), N + 3);
         for (p, _) in paths {
-            assert!(schema_has(&stats, p), "{p} is not in the EVE schema");
+            if schema_has(&stats, p) {
+                continue;
+            }
+            assert!(
+                declared_addition(p),
+                "{p} is neither in the EVE schema nor declared in validate_eve.py"
+            );
         }
+        assert!(schema_has(&stats, "tcp.invalid_checksum"));
+        assert!(!declared_addition("decoder.event.ipv4.no_such_thing"));
     }
 
     #[test]

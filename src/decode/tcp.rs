@@ -38,6 +38,9 @@ mod field {
 /// Length of a header without options.
 pub const MIN_HEADER_LEN: usize = 20;
 
+/// Offset of the checksum field.
+pub const CHECKSUM: usize = 16;
+
 /// A view of a TCP segment.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpPacket<T: AsRef<[u8]>> {
@@ -125,7 +128,7 @@ mod tests {
         0x60, // data offset 6 (24 bytes), reserved 0
         0x18, // flags PSH|ACK
         0x01, 0x00, // window 256
-        0x00, 0x00, // checksum (not checked)
+        0x00, 0x00, // checksum (not checked by the view)
         0x00, 0x00, // urgent pointer
         0x02, 0x04, 0x05, 0xb4, // option MSS 1460
         b'a', b'b', b'c', // data

@@ -23,6 +23,9 @@ mod field {
 /// Length of the header.
 pub const HEADER_LEN: usize = 8;
 
+/// Offset of the checksum field.
+pub const CHECKSUM: usize = 6;
+
 /// A view of a UDP datagram.
 #[derive(Debug, Clone, Copy)]
 pub struct UdpPacket<T: AsRef<[u8]>> {

@@ -18,15 +18,23 @@
 //!   texts, is immutable afterwards and shared by all workers (`Arc`). A
 //!   reload builds a new one; a rule that fails to parse is reported in the
 //!   [`LoadReport`] with file, line and reason and the others still load.
-//! - Each worker owns a [`DetectState`] (thresholds tracked by source,
-//!   destination or rule; counters); each flow owns a [`FlowDetect`]
-//!   (flowbits, per-flow thresholds, cached countries).
+//! - Each worker owns a [`DetectState`] (counters, and its place in the
+//!   run's [`ThresholdHub`]: thresholds tracked by source, destination,
+//!   address pair or rule are shared by all workers and decided by match
+//!   time, module `threshold`); each flow owns a [`FlowDetect`] (flowbits,
+//!   per-flow thresholds, cached countries).
 //! - The worker calls [`Engine::packet`] for every packet of a flow and
 //!   [`Engine::record`] for every app-layer record, before writing the
-//!   record; alerts come back in `out` and the worker writes them.
+//!   record; alerts come back in `out` and the worker writes them, except
+//!   those marked `undecided`, which it holds through the contract of
+//!   module `deferred` ([`DetectState::hold`], [`DetectState::sync`]).
+//! - [`FlowInfo::ts`] is the match time thresholds count in; every match a
+//!   worker produces after calling [`DetectState::sync`] with packet time
+//!   `t` is at least `t` less the margin given to [`DetectState::shared`].
 
 mod addr;
 mod content;
+mod deferred;
 pub mod geo;
 pub mod lists;
 mod lookup;
@@ -47,11 +55,13 @@ use crate::app::{dicom, mqtt, AppProto, AppRecord};
 use crate::flow::{Direction, Endpoint};
 use crate::time::Timestamp;
 
+pub use deferred::{FlowRef, ThresholdHub};
 pub use lookup::{
     CountryLookup, CredentialLookup, Dataset, IpLookup, Lookups, Nothing, PhiDetectors, PhiScanner,
     ReputationLookup, StringLookup,
 };
 use rule::{BufId, Cond, CredTest, FlowbitAction, Proto, Rule, Side};
+pub use threshold::Ticket;
 
 /// ISO 3166-1 alpha-2 country code, upper case ASCII (`*b"FR"`).
 pub type Country = [u8; 2];
@@ -108,9 +118,15 @@ pub struct DetectConfig {
     /// `iprep` categories and reputation files; `None` means the embedded
     /// known-bad list (the Contec CMS8000 addresses).
     pub reputation: Option<ReputationConfig>,
-    /// Entries kept for `threshold`/`detection_filter` tracking per worker;
-    /// beyond it new entries are not tracked (counted).
+    /// Entries (a rule, tracked address and window) plus undecided matches
+    /// kept for `threshold`/`detection_filter` by all workers together;
+    /// beyond it a match is decided on what is known (counted in
+    /// `detect.threshold_table_full`).
     pub max_threshold_entries: usize,
+    /// Bytes of alert lines all workers may hold while their threshold
+    /// decision waits for other workers; beyond it an alert is written
+    /// undecided (counted in `detect.threshold_memcap`).
+    pub threshold_memcap: crate::memcap::ByteSize,
     /// PHI detector limits.
     pub phi: phi::PhiConfig,
 }
@@ -125,6 +141,7 @@ impl Default for DetectConfig {
             datasets: BTreeMap::new(),
             reputation: None,
             max_threshold_entries: 65536,
+            threshold_memcap: crate::memcap::ByteSize::mib(16),
             phi: phi::PhiConfig::default(),
         }
     }
@@ -264,19 +281,28 @@ pub struct Alert {
     pub phi: Option<phi::PhiReport>,
     /// Country of the client and of the server, when known.
     pub countries: [Option<Country>; 2],
+    /// The rule's threshold decides later (the match is tracked with other
+    /// workers' matches): hand the alert to [`DetectState::hold`].
+    pub undecided: Option<Ticket>,
 }
 
 /// What the engine knows of a flow at a packet or record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowInfo {
+    /// The match time: the packet's time, or for a transaction logged when
+    /// its flow ended, the time the flow ended (thresholds count in it).
     pub ts: Timestamp,
+    /// The flow's EVE `flow_id` (orders matches of equal time).
+    pub flow_id: u64,
     pub client: Endpoint,
     pub server: Endpoint,
     /// IP protocol number.
     pub proto: u8,
     pub app_proto: AppProto,
-    /// TCP: the three-way handshake was seen (or the flow was picked up
-    /// with data both ways). UDP: packets both ways.
+    /// TCP: the handshake completed as far as the capture shows (both
+    /// sides', or the client's ACK after its SYN, or the server sending
+    /// after its SYN/ACK when the client side is not captured), or the flow
+    /// was picked up mid-stream. UDP: packets both ways.
     pub established: bool,
     /// Bytes on the wire to the server and to the client so far.
     pub bytes: [u64; 2],
@@ -292,11 +318,12 @@ pub struct PacketInfo<'a> {
     pub payload: &'a [u8],
 }
 
-/// Per-worker detection state.
+/// Per-worker detection state: counters, scratch space, and where the
+/// worker's thresholds are counted (module `deferred`).
 #[derive(Debug)]
 pub struct DetectState {
     pub stats: DetectStats,
-    table: threshold::Table,
+    tracker: deferred::Tracker,
     scratch: Scratch,
 }
 
@@ -307,10 +334,31 @@ impl Default for DetectState {
 }
 
 impl DetectState {
+    /// State of a caller alone with its thresholds, evaluating matches in
+    /// match order (tests, tools): every threshold decides at once.
     pub fn new(cfg: &DetectConfig) -> DetectState {
         DetectState {
             stats: DetectStats::default(),
-            table: threshold::Table::new(cfg.max_threshold_entries),
+            tracker: deferred::Tracker::Private(threshold::Table::private(
+                cfg.max_threshold_entries,
+            )),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// State of one worker of a run evaluating `engine`: thresholds tracked
+    /// by address or rule are shared through `hub`. `margin_secs` is how
+    /// far behind its packet time the worker may still produce a match
+    /// (the flow table's sweep interval: flows time out at most that late).
+    pub fn shared(
+        cfg: &DetectConfig,
+        hub: &ThresholdHub,
+        engine: &Arc<Engine>,
+        margin_secs: u64,
+    ) -> DetectState {
+        DetectState {
+            stats: DetectStats::default(),
+            tracker: deferred::Tracker::join(hub, engine, margin_secs, cfg.max_threshold_entries),
             scratch: Scratch::default(),
         }
     }
@@ -323,8 +371,16 @@ pub struct DetectStats {
     pub alerts: u64,
     /// Matches held back by `threshold`/`detection_filter`.
     pub suppressed: u64,
-    /// Threshold entries not tracked because the table was full.
+    /// Threshold matches decided on what was known because the table was
+    /// full.
     pub threshold_table_full: u64,
+    /// Threshold matches earlier than the time already decided (the
+    /// capture's time ran backwards, a flow was evicted): decided on what
+    /// was known.
+    pub threshold_late: u64,
+    /// Alerts written before their threshold decision because the
+    /// detection memory budget was spent.
+    pub threshold_memcap: u64,
 }
 
 impl DetectStats {
@@ -332,13 +388,17 @@ impl DetectStats {
         self.alerts += o.alerts;
         self.suppressed += o.suppressed;
         self.threshold_table_full += o.threshold_table_full;
+        self.threshold_late += o.threshold_late;
+        self.threshold_memcap += o.threshold_memcap;
     }
 
-    pub fn counters(&self) -> [(&'static str, u64); 3] {
+    pub fn counters(&self) -> [(&'static str, u64); 5] {
         [
             ("detect.alert", self.alerts),
             ("detect.alerts_suppressed", self.suppressed),
             ("detect.threshold_table_full", self.threshold_table_full),
+            ("detect.threshold_late", self.threshold_late),
+            ("detect.threshold_memcap", self.threshold_memcap),
         ]
     }
 }
@@ -406,7 +466,10 @@ pub struct FlowDetect {
 struct FlowExtra {
     bits: Vec<u64>,
     /// `track by_flow` entries by rule index.
-    thresholds: Vec<(u32, threshold::Entry)>,
+    thresholds: Vec<(u32, threshold::FlowEntry)>,
+    /// Matches of this flow sent to the shared threshold table so far (their
+    /// order within the flow).
+    tracked: u32,
 }
 
 impl FlowDetect {
@@ -458,12 +521,20 @@ impl FlowDetect {
         match e.thresholds.iter_mut().find(|(r, _)| *r == rule) {
             Some((_, entry)) => entry.hit(t, ts),
             None => {
-                let mut entry = threshold::Entry::first(ts);
+                let mut entry = threshold::FlowEntry::new();
                 let alert = entry.hit(t, ts);
                 e.thresholds.push((rule, entry));
                 alert
             }
         }
+    }
+
+    /// The order of the next tracked match within the flow.
+    fn next_tracked(&mut self) -> u32 {
+        let e = self.extra.get_or_insert_with(Box::default);
+        let n = e.tracked;
+        e.tracked = e.tracked.saturating_add(1);
+        n
     }
 }
 
@@ -788,6 +859,31 @@ impl Engine {
         p: &PacketInfo<'_>,
         out: &mut Vec<Alert>,
     ) {
+        self.packet_rules(st, fd, p, out, false);
+    }
+
+    /// Evaluates, on bytes that went past as packets while the flow's
+    /// app-layer protocol was unknown, the packet rules that name an
+    /// app-layer protocol (`app-layer-protocol`): the only ones whose
+    /// answer the decision can change, so the others do not alert twice.
+    pub fn replay(
+        &self,
+        st: &mut DetectState,
+        fd: &mut FlowDetect,
+        p: &PacketInfo<'_>,
+        out: &mut Vec<Alert>,
+    ) {
+        self.packet_rules(st, fd, p, out, true);
+    }
+
+    fn packet_rules(
+        &self,
+        st: &mut DetectState,
+        fd: &mut FlowDetect,
+        p: &PacketInfo<'_>,
+        out: &mut Vec<Alert>,
+        replay: bool,
+    ) {
         if fd.passed() {
             return;
         }
@@ -863,7 +959,8 @@ impl Engine {
         };
         let o = Orient::new(&p.flow, p.dir);
         self.run(h, st, fd, &mut ev, out, |r| {
-            packet_header(r, &p.flow, p.dir).then_some(o)
+            let named = || r.conds.iter().any(|c| matches!(c, Cond::AppProto { .. }));
+            (packet_header(r, &p.flow, p.dir) && (!replay || named())).then_some(o)
         });
     }
 
@@ -882,8 +979,8 @@ impl Engine {
         let (h, subject) = match rec {
             AppRecord::Mqtt(r) => (&self.mqtt, Subject::Mqtt(r)),
             AppRecord::Dicom(r) => (&self.dicom, Subject::Dicom(r)),
-            // No hl7 transaction rules yet (issue 12: keyword interface).
-            AppRecord::Anomaly(_) | AppRecord::Hl7(_) => return,
+            // hl7 transaction rules: step 2 (keyword interface).
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Hl7(_) => return,
         };
         if h.order.is_empty() {
             return;
@@ -1002,20 +1099,27 @@ impl Engine {
         if r.noalert {
             return false;
         }
+        let mut undecided = None;
         if let Some(t) = &r.threshold {
-            let alert = if rule::is_flow_tracked(t) {
-                fd.threshold_hit(i, t, ev.f.ts)
-            } else {
-                match threshold::Key::new(i, t, o.src.addr, o.dst.addr) {
-                    Some(k) => match st.table.hit(k, t, ev.f.ts) {
-                        threshold::Verdict::Alert => true,
-                        threshold::Verdict::Suppress => false,
-                        threshold::Verdict::Untracked(a) => {
+            let alert = match threshold::Key::new(i, t, o.src.addr, o.dst.addr) {
+                None => fd.threshold_hit(i, t, ev.f.ts),
+                Some(k) => {
+                    let seq = fd.next_tracked();
+                    match st.tracker.submit(k, t, ev.f.ts, ev.f.flow_id, seq) {
+                        threshold::Verdict::Decided(a) => a,
+                        threshold::Verdict::Pending(ticket) => {
+                            undecided = Some(ticket);
+                            true
+                        }
+                        threshold::Verdict::Full(a) => {
                             st.stats.threshold_table_full += 1;
                             a
                         }
-                    },
-                    None => true,
+                        threshold::Verdict::Late(a) => {
+                            st.stats.threshold_late += 1;
+                            a
+                        }
+                    }
                 }
             };
             if !alert {
@@ -1029,8 +1133,12 @@ impl Engine {
             dir: o.dir,
             phi: if r.has_phi { ev.phi.clone() } else { None },
             countries,
+            undecided,
         });
-        st.stats.alerts += 1;
+        // An undecided alert is counted when it is written.
+        if undecided.is_none() {
+            st.stats.alerts += 1;
+        }
         false
     }
 
@@ -1107,7 +1215,7 @@ impl Engine {
                     Side::Any => one(s) || one(d),
                 }
             }
-            Cond::Credentials { test, accepted } => {
+            Cond::Credentials { test, outcome } => {
                 let creds = match ev.subject {
                     Subject::Mqtt(r) => mqtt::detect::credentials(r).map(|c| (c, "mqtt")),
                     Subject::Dicom(r) => dicom::detect::credentials(r).map(|c| (c, "dicom")),
@@ -1124,7 +1232,7 @@ impl Engine {
                     CredTest::Cleartext => c.password.is_some_and(|p| !p.is_empty()),
                     CredTest::None => c.username.is_none(),
                 };
-                hit && accepted.is_none_or(|a| c.accepted == Some(a))
+                hit && outcome.matches(c.accepted)
             }
             Cond::Phi(kinds) => {
                 let scanner = &self.lookups.phi;
@@ -1188,7 +1296,7 @@ fn app_code(p: AppProto) -> u8 {
         AppProto::Dicom => 3,
         AppProto::Tls => 4,
         AppProto::Failed => 5,
-        AppProto::Hl7 => 6,
+        other => other.id(),
     }
 }
 
@@ -1223,8 +1331,12 @@ mod tests {
     }
 
     fn flow(client: &str, server: &str, proto: u8) -> FlowInfo {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (client, server, proto).hash(&mut h);
         FlowInfo {
             ts: Timestamp::from_parts(1_700_000_000, 0),
+            flow_id: h.finish(),
             client: ep(client),
             server: ep(server),
             proto,
@@ -1843,6 +1955,29 @@ alert tcp any any -> any any (msg:"n"; sid:11;)"#,
             r.errors.iter().map(|x| x.sid).collect::<Vec<_>>(),
             [Some(1), Some(2)]
         );
+    }
+
+    #[test]
+    fn credentials_outcomes_parse_and_unknown_means_no_answer() {
+        let (_, r) = build_with(
+            "alert mqtt any any -> any any (credentials:default,unknown; sid:1;)\n\
+             alert mqtt any any -> any any (credentials:default,maybe; sid:2;)\n\
+             alert mqtt any any -> any any (credentials:none,refused,x; sid:3;)",
+            &DetectConfig::default(),
+            Lookups::default(),
+        );
+        assert_eq!(
+            r.errors.iter().map(|x| x.sid).collect::<Vec<_>>(),
+            [Some(2), Some(3)]
+        );
+        assert!(r.errors[0].reason.contains("accepted, refused or unknown"));
+        use rule::Outcome;
+        let answers = [Some(true), Some(false), None];
+        let m = |o: Outcome| answers.map(|a| o.matches(a));
+        assert_eq!(m(Outcome::Any), [true, true, true]);
+        assert_eq!(m(Outcome::Accepted), [true, false, false]);
+        assert_eq!(m(Outcome::Refused), [false, true, false]);
+        assert_eq!(m(Outcome::Unknown), [false, false, true]);
     }
 
     #[test]

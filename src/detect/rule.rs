@@ -16,7 +16,7 @@ use super::content::{Content, DatasetTest, Item, Pcre};
 use super::lookup::{Dataset, Lookups};
 use super::phi::PhiKind;
 use super::text::{self, RawRule};
-use super::threshold::{Threshold, Track};
+use super::threshold::Threshold;
 use super::{Action, Country, RuleMeta, Vars};
 use crate::app::keyword::UintMatch;
 use crate::app::{dicom, mqtt, AppProto};
@@ -118,6 +118,29 @@ pub(crate) enum CredTest {
     None,
 }
 
+/// The server's answer a `credentials` test asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Whatever it was, or none.
+    Any,
+    Accepted,
+    Refused,
+    /// No answer captured: a one-way capture, an answer lost to a gap
+    /// (`answer_lost`), or a server that never answered.
+    Unknown,
+}
+
+impl Outcome {
+    pub(crate) fn matches(self, accepted: Option<bool>) -> bool {
+        match self {
+            Outcome::Any => true,
+            Outcome::Accepted => accepted == Some(true),
+            Outcome::Refused => accepted == Some(false),
+            Outcome::Unknown => accepted.is_none(),
+        }
+    }
+}
+
 /// A test of a rule, in evaluation order.
 #[derive(Debug, Clone)]
 pub(crate) enum Cond {
@@ -152,7 +175,7 @@ pub(crate) enum Cond {
     },
     Credentials {
         test: CredTest,
-        accepted: Option<bool>,
+        outcome: Outcome,
     },
     Phi(Vec<PhiKind>),
 }
@@ -673,17 +696,18 @@ impl Compiler<'_> {
                     Some("none") => CredTest::None,
                     o => return Err(format!("{o:?}: expected default, cleartext or none")),
                 };
-                let accepted = match parts.next() {
-                    None => None,
-                    Some("accepted") => Some(true),
-                    Some("refused") => Some(false),
-                    Some(o) => return Err(format!("{o:?}: expected accepted or refused")),
+                let outcome = match parts.next() {
+                    None => Outcome::Any,
+                    Some("accepted") => Outcome::Accepted,
+                    Some("refused") => Outcome::Refused,
+                    Some("unknown") => Outcome::Unknown,
+                    Some(o) => return Err(format!("{o:?}: expected accepted, refused or unknown")),
                 };
                 if let Some(extra) = parts.next() {
                     return Err(format!("unexpected {extra:?}"));
                 }
                 b.uses_credentials = true;
-                b.conds.push(Cond::Credentials { test, accepted });
+                b.conds.push(Cond::Credentials { test, outcome });
             }
             _ => return self.protocol_keyword(b, name, v),
         }
@@ -958,11 +982,6 @@ pub(crate) fn allowed_groups(
         out.push((set, cs));
     }
     Ok(out)
-}
-
-/// Threshold kinds, re-exported for the engine's match on them.
-pub(crate) fn is_flow_tracked(t: &Threshold) -> bool {
-    t.track == Track::Flow
 }
 
 /// The URL a reference type expands to in EVE, as in Suricata's default

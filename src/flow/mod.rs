@@ -10,8 +10,20 @@
 //!
 //! Invariants:
 //! - Both directions of a conversation map to the same key; the endpoint
-//!   that sent the first packet (or the SYN) is the *client*, and
-//!   `to_server` counters count its packets.
+//!   that sent the SYN is the *client* (the receiver of a SYN-ACK seen
+//!   first); without either, the endpoint on a configured service port
+//!   ([`FlowTable::set_service_ports`]) is the server, else one on a
+//!   well-known port (< 1024) talking to a higher one, else the sender of
+//!   the first packet is the client. `to_server` counters count the
+//!   client's packets. A later stage may find the sides the other way round
+//!   from the bytes ([`Flow::swap_sides`]): counters, flags and TCP state
+//!   are then swapped; `flow_id` and the Community ID do not depend on the
+//!   sides and stay as they were.
+//! - A TCP RST changes the connection state only when its sequence number
+//!   is within `rst_window` of the next byte expected from its sender (known
+//!   from that side's segments and the other side's acknowledgements, RFC
+//!   9293 §3.10.7.4, RFC 5961 §3): an attacker's blind RST does not close
+//!   the flow (counted in `tcp.rst_out_of_window`).
 //! - The table never holds more than `max_flows` flows; reaching the cap
 //!   evicts the least recently seen of a small sample (counted in
 //!   `flow.memcap`), so eviction is O(1) and cannot be steered by an attacker
@@ -191,10 +203,25 @@ pub struct Flow<T> {
     pub alerted: bool,
     /// ICMP type and code of the first packet (for the Community ID).
     pub icmp: [u8; 2],
+    /// TCP: the next sequence number expected from each side, as far as its
+    /// segments and the other side's acks tell (bit `1 << d` of
+    /// `seq_known`).
+    next_seq: [u32; 2],
+    seq_known: u8,
     pub state: T,
 }
 
-impl<T> Flow<T> {
+/// A flow's identity, copied apart from its state: enough to name its
+/// endpoints and ids while later stages hold its state borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowIdent {
+    pub key: FlowKey,
+    client_is_lo: bool,
+    pub start: Timestamp,
+    icmp: [u8; 2],
+}
+
+impl FlowIdent {
     pub fn client(&self) -> Endpoint {
         if self.client_is_lo {
             self.key.lo()
@@ -212,13 +239,15 @@ impl<T> Flow<T> {
     }
 
     /// A 51-bit id (so it survives JSON readers that use doubles), the same
-    /// for every worker count: a stable hash of the key and start time.
+    /// for every worker count and either orientation: a stable hash of the
+    /// key and start time.
     pub fn flow_id(&self) -> u64 {
         let h = self.key.stable_hash() ^ self.start.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h ^ (h >> 29)) & ((1 << 51) - 1)
     }
 
-    /// Community ID v1 with `seed`, computed from client to server.
+    /// Community ID v1 with `seed` (the same whichever side is the
+    /// client: the specification orders the endpoints).
     pub fn community_id(&self, seed: u16) -> String {
         let (c, s) = (self.client(), self.server());
         match self.key.proto {
@@ -232,6 +261,99 @@ impl<T> Flow<T> {
             ),
             p => community_id::community_id(seed, c.addr, c.port, s.addr, s.port, p),
         }
+    }
+
+    /// The same flow seen from the other side.
+    pub fn swapped(self) -> FlowIdent {
+        FlowIdent {
+            client_is_lo: !self.client_is_lo,
+            ..self
+        }
+    }
+}
+
+impl<T> Flow<T> {
+    /// The flow's identity, copied.
+    pub fn ident(&self) -> FlowIdent {
+        FlowIdent {
+            key: self.key,
+            client_is_lo: self.client_is_lo,
+            start: self.start,
+            icmp: self.icmp,
+        }
+    }
+
+    pub fn client(&self) -> Endpoint {
+        self.ident().client()
+    }
+
+    pub fn server(&self) -> Endpoint {
+        self.ident().server()
+    }
+
+    /// See [`FlowIdent::flow_id`].
+    pub fn flow_id(&self) -> u64 {
+        self.ident().flow_id()
+    }
+
+    /// Community ID v1 with `seed`, computed from client to server.
+    pub fn community_id(&self, seed: u16) -> String {
+        self.ident().community_id(seed)
+    }
+
+    /// Makes the client the server and the other way round: per-direction
+    /// counters, flags, sequence tracking and the TCP state follow. Ids do
+    /// not change.
+    pub fn swap_sides(&mut self) {
+        self.client_is_lo = !self.client_is_lo;
+        self.pkts.swap(0, 1);
+        self.bytes.swap(0, 1);
+        self.tcp_flags.swap(0, 1);
+        self.next_seq.swap(0, 1);
+        self.seq_known = ((self.seq_known & 1) << 1) | ((self.seq_known >> 1) & 1);
+        self.tcp_state = self.tcp_state.mirrored();
+    }
+
+    /// Records what a TCP segment of `dir` says about the next sequence
+    /// numbers: its own end (SYN and FIN count one each), and the peer's
+    /// next byte from its ack. Values more than 1 GiB ahead of what is known
+    /// are nonsense and ignored, like reassembly does.
+    fn note_seq(&mut self, dir: Direction, t: &TcpMeta) {
+        let d = dir.index();
+        let len = t
+            .payload_len
+            .wrapping_add(u32::from(t.flags & tcp_flags::SYN != 0))
+            .wrapping_add(u32::from(t.flags & tcp_flags::FIN != 0));
+        self.advance_seq(d, t.seq.wrapping_add(len));
+        if t.flags & tcp_flags::ACK != 0 {
+            self.advance_seq(1 - d, t.ack);
+        }
+    }
+
+    fn advance_seq(&mut self, d: usize, v: u32) {
+        let bit = 1u8 << d;
+        let Some(cur) = self.next_seq.get_mut(d) else {
+            return;
+        };
+        if self.seq_known & bit == 0 {
+            *cur = v;
+            self.seq_known |= bit;
+        } else if v.wrapping_sub(*cur).wrapping_sub(1) < 1 << 30 {
+            *cur = v;
+        }
+    }
+
+    /// Whether an RST with sequence number `seq` sent in `dir` lies within
+    /// `window` of the next byte expected from that side (true when nothing
+    /// is known of it yet).
+    fn rst_in_window(&self, dir: Direction, seq: u32, window: u32) -> bool {
+        let d = dir.index();
+        if self.seq_known & (1 << d) == 0 {
+            return true;
+        }
+        let next = self.next_seq.get(d).copied().unwrap_or(seq);
+        let off = seq.wrapping_sub(next);
+        off <= window || off.wrapping_neg() <= window
     }
 
     /// Whether packets went both ways.
@@ -285,6 +407,10 @@ pub struct FlowConfig {
     pub other: Timeouts,
     /// How often, in seconds of packet time, idle flows are looked for.
     pub sweep_interval: u64,
+    /// Bytes an RST's sequence number may lie from the next byte expected
+    /// from its sender and still close the flow (a host accepts only the
+    /// exact one, RFC 5961 §3.2; the slack covers bytes the capture lost).
+    pub rst_window: u32,
 }
 
 impl Default for FlowConfig {
@@ -308,12 +434,14 @@ impl Default for FlowConfig {
                 closed: 10,
             },
             sweep_interval: 1,
+            rst_window: 65535,
         }
     }
 }
 
 impl FlowConfig {
-    fn timeout<T>(&self, f: &Flow<T>) -> u64 {
+    /// Idle seconds after which `f` ends, for its protocol and state.
+    pub fn timeout<T>(&self, f: &Flow<T>) -> u64 {
         match f.key.proto {
             ip_proto::TCP => match f.tcp_state.flow_state() {
                 "new" => self.tcp.new,
@@ -352,6 +480,8 @@ pub struct FlowStats {
     pub syn: u64,
     pub synack: u64,
     pub rst: u64,
+    /// RSTs too far from the expected sequence number to close their flow.
+    pub rst_out_of_window: u64,
     /// Flows still open at the end, per EVE flow state.
     pub end_new: u64,
     pub end_established: u64,
@@ -372,6 +502,7 @@ impl FlowStats {
         self.syn += o.syn;
         self.synack += o.synack;
         self.rst += o.rst;
+        self.rst_out_of_window += o.rst_out_of_window;
         self.end_new += o.end_new;
         self.end_established += o.end_established;
         self.end_closed += o.end_closed;
@@ -396,6 +527,7 @@ impl FlowStats {
             ("tcp.syn", self.syn),
             ("tcp.synack", self.synack),
             ("tcp.rst", self.rst),
+            ("tcp.rst_out_of_window", self.rst_out_of_window),
         ]
     }
 }
@@ -418,6 +550,18 @@ pub struct PacketMeta {
     pub frames: u32,
     /// ICMP type and code; zero for other protocols.
     pub icmp: [u8; 2],
+    /// TCP sequence numbers (zero for other protocols).
+    pub tcp: TcpMeta,
+}
+
+/// What the flow table reads of a TCP header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpMeta {
+    pub seq: u32,
+    pub ack: u32,
+    /// Same as [`PacketMeta::tcp_flags`].
+    pub flags: u8,
+    pub payload_len: u32,
 }
 
 /// Sampled slots examined when the table is full.
@@ -433,6 +577,9 @@ pub struct FlowTable<T> {
     next_sweep: Timestamp,
     /// Rotates the eviction sample over the slots.
     evict_cursor: usize,
+    /// Ports of configured services, one bit each (see
+    /// [`FlowTable::set_service_ports`]).
+    service: Option<Box<[u64; 1024]>>,
 }
 
 impl<T: Default> FlowTable<T> {
@@ -445,7 +592,27 @@ impl<T: Default> FlowTable<T> {
             stats: FlowStats::default(),
             next_sweep: Timestamp(0),
             evict_cursor: 0,
+            service: None,
         }
+    }
+
+    /// Ports that configured services listen on: without a SYN, the side
+    /// using one (and not the other) is taken for the server.
+    pub fn set_service_ports(&mut self, ports: impl IntoIterator<Item = u16>) {
+        let mut bits = Box::new([0u64; 1024]);
+        for p in ports {
+            if let Some(w) = bits.get_mut(usize::from(p) / 64) {
+                *w |= 1 << (p % 64);
+            }
+        }
+        self.service = Some(bits);
+    }
+
+    fn is_service(&self, port: u16) -> bool {
+        self.service.as_ref().is_some_and(|b| {
+            b.get(usize::from(port) / 64)
+                .is_some_and(|w| w & (1 << (port % 64)) != 0)
+        })
     }
 
     pub fn stats(&self) -> &FlowStats {
@@ -510,7 +677,18 @@ impl<T: Default> FlowTable<T> {
                 }
                 if f.key.proto == ip_proto::TCP {
                     f.tcp_flags[d] |= pkt.tcp_flags;
-                    f.tcp_state = f.tcp_state.next(dir, pkt.tcp_flags);
+                    let mut flags = pkt.tcp_flags;
+                    if flags & tcp_flags::RST != 0 {
+                        if f.rst_in_window(dir, pkt.tcp.seq, self.cfg.rst_window) {
+                            f.note_seq(dir, &pkt.tcp);
+                        } else {
+                            flags &= !tcp_flags::RST;
+                            self.stats.rst_out_of_window += 1;
+                        }
+                    } else {
+                        f.note_seq(dir, &pkt.tcp);
+                    }
+                    f.tcp_state = f.tcp_state.next(dir, flags);
                     self.stats.syn += u64::from(
                         pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN,
                     );
@@ -544,15 +722,26 @@ impl<T: Default> FlowTable<T> {
         }
         // The client is the sender of the first packet, except that a
         // SYN-ACK seen first (handshake start missed) comes from the server,
-        // and that without a SYN a packet from a well-known port (< 1024) to
-        // a higher one is taken to come from the server.
+        // and that without a SYN a packet from a configured service port (to
+        // a port that is not one), or else from a port of a lower class to
+        // one of a higher class (well-known < 1024, registered < 32768,
+        // then the ephemeral ranges Linux and Windows pick client ports
+        // from), is taken to come from the server.
         let syn = pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK);
-        let from_server = if pkt.proto == ip_proto::TCP && syn == tcp_flags::SYN | tcp_flags::ACK {
-            true
-        } else if pkt.proto == ip_proto::TCP && syn == tcp_flags::SYN {
-            false
+        let tcp = pkt.proto == ip_proto::TCP;
+        let (src_svc, dst_svc) = if tcp {
+            (self.is_service(pkt.src.port), self.is_service(pkt.dst.port))
         } else {
-            pkt.src.port < 1024 && pkt.dst.port >= 1024
+            (false, false)
+        };
+        let from_server = if tcp && syn == tcp_flags::SYN | tcp_flags::ACK {
+            true
+        } else if tcp && syn == tcp_flags::SYN {
+            false
+        } else if src_svc != dst_svc {
+            src_svc
+        } else {
+            port_class(pkt.src.port) < port_class(pkt.dst.port)
         };
         let client_is_lo = src_is_lo != from_server;
         let midstream = pkt.proto == ip_proto::TCP && pkt.tcp_flags & tcp_flags::SYN == 0;
@@ -568,6 +757,8 @@ impl<T: Default> FlowTable<T> {
             midstream,
             alerted: false,
             icmp: pkt.icmp,
+            next_seq: [0; 2],
+            seq_known: 0,
             state: T::default(),
         };
         self.stats.total += 1;
@@ -711,6 +902,17 @@ pub fn dispatch_hash(vlan: Vlans, a: IpAddr, b: IpAddr) -> u64 {
     ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((vlan, lo, hi))
 }
 
+/// 0 for well-known ports, 1 for registered ones, 2 for the ranges
+/// client ports are picked from (Linux 32768–60999, Windows and IANA
+/// 49152–65535).
+fn port_class(port: u16) -> u8 {
+    match port {
+        0..1024 => 0,
+        1024..32768 => 1,
+        _ => 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +936,10 @@ mod tests {
             wire_bytes: 100,
             frames: 1,
             icmp: [0, 0],
+            tcp: TcpMeta {
+                flags,
+                ..TcpMeta::default()
+            },
         }
     }
 
@@ -777,6 +983,22 @@ mod tests {
         assert_eq!(d, Direction::ToClient);
         assert_eq!(t.get_mut(i).unwrap().client(), c);
         assert!(t.get_mut(i).unwrap().midstream);
+    }
+
+    #[test]
+    fn midstream_packet_from_registered_to_ephemeral_port_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        // An HL7 interface engine on 6661 answering a client's port 52446.
+        let (c, s) = (ep("10.20.4.21", 52446), ep("10.10.5.11", 6661));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+        // Two registered ports: the first packet's sender stays the client.
+        let (c, s) = (ep("10.20.4.21", 5000), ep("10.10.5.11", 6661));
+        let (i, d) = t.update(&tcp(2, c, s, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToServer);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
     }
 
     #[test]
@@ -872,6 +1094,100 @@ mod tests {
         );
         assert_eq!(u.get_mut(j).unwrap().flow_id(), id);
         assert!(id < 1 << 51);
+    }
+
+    fn seg(
+        ts_s: u64,
+        src: Endpoint,
+        dst: Endpoint,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> PacketMeta {
+        let mut p = tcp(ts_s, src, dst, flags);
+        p.tcp = TcpMeta {
+            seq,
+            ack,
+            flags,
+            payload_len: len,
+        };
+        p
+    }
+
+    #[test]
+    fn pickup_from_a_service_port_makes_its_receiver_the_client() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        t.set_service_ports([1883, 11112]);
+        let mut ended = Vec::new();
+        // The broker's packet first, on 1883 (>= 1024), no SYN.
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, d) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(d, Direction::ToClient);
+        assert_eq!(t.get_mut(i).unwrap().client(), c);
+        // Without the service port, between two registered ports, the first
+        // sender is the client.
+        let mut u: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let c = ep(C.0, 20000);
+        let (j, _) = u.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        assert_eq!(u.get_mut(j).unwrap().client(), s);
+    }
+
+    #[test]
+    fn rst_far_from_the_expected_sequence_does_not_close() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        use tcp_flags::{ACK, RST, SYN};
+        t.update(&seg(1, c, s, SYN, 100, 0, 0), &mut ended);
+        t.update(&seg(1, s, c, SYN | ACK, 5000, 101, 0), &mut ended);
+        let (i, _) = t.update(&seg(1, c, s, ACK, 101, 5001, 10), &mut ended);
+        // The server's next byte is 5001: an RST two million away is blind.
+        t.update(
+            &seg(2, s, c, RST | ACK, 5001 + 2_000_000, 111, 0),
+            &mut ended,
+        );
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Established);
+        assert_eq!(t.stats().rst_out_of_window, 1);
+        // The client's next byte is 111; an RST from it a little ahead (bytes
+        // the capture lost) is in the window.
+        t.update(&seg(3, c, s, RST, 111 + 1000, 0, 0), &mut ended);
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Closed);
+        assert_eq!(t.stats().rst, 2);
+    }
+
+    #[test]
+    fn rst_before_anything_is_known_of_its_sender_closes() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        use tcp_flags::{ACK, RST, SYN};
+        let (i, _) = t.update(&seg(1, c, s, SYN, 100, 0, 0), &mut ended);
+        // A refused connection: the server answers with RST+ACK.
+        t.update(&seg(1, s, c, RST | ACK, 0, 101, 0), &mut ended);
+        assert_eq!(t.get_mut(i).unwrap().tcp_state, TcpState::Closed);
+    }
+
+    #[test]
+    fn swapping_sides_keeps_ids_and_swaps_counters() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        // Two registered ports: the first sender is taken as the client.
+        let (c, s) = (ep(C.0, 20000), ep(S.0, S.1));
+        let (i, _) = t.update(&tcp(1, s, c, tcp_flags::ACK | tcp_flags::PSH), &mut ended);
+        t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
+        t.update(&tcp(1, c, s, tcp_flags::ACK), &mut ended);
+        let f = t.get_mut(i).unwrap();
+        let (id, cid) = (f.flow_id(), f.community_id(0));
+        assert_eq!(f.client(), s);
+        assert_eq!(f.pkts, [1, 2]);
+        f.swap_sides();
+        assert_eq!(f.client(), c);
+        assert_eq!(f.pkts, [2, 1]);
+        assert_eq!((f.flow_id(), f.community_id(0)), (id, cid));
+        // The table sends the client's next packet to-server.
+        let (_, d) = t.update(&tcp(2, c, s, tcp_flags::ACK), &mut ended);
+        assert_eq!(d, Direction::ToServer);
     }
 
     proptest! {

@@ -77,6 +77,23 @@ impl TcpState {
         }
     }
 
+    /// The same state with client and server exchanged (the flow's sides
+    /// were found the other way round). States this passive model reaches
+    /// only with a handshake map to themselves; a flow is never swapped
+    /// once its handshake was seen. FIN_WAIT2 maps to CLOSE_WAIT, which
+    /// forgets that the first FIN was acknowledged: the next FIN still
+    /// leads to LAST_ACK and CLOSED.
+    pub fn mirrored(self) -> TcpState {
+        use TcpState::*;
+        match self {
+            FinWait1 | FinWait2 => CloseWait,
+            CloseWait => FinWait1,
+            Closing => LastAck,
+            LastAck => Closing,
+            s => s,
+        }
+    }
+
     /// EVE `tcp.state`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -175,6 +192,22 @@ mod tests {
             run(&[(ToServer, SYN), (ToClient, RST | ACK)]),
             TcpState::Closed
         );
+    }
+
+    #[test]
+    fn mirrored_close_ends_closed_either_way() {
+        // Picked up mid-stream, the client closing first, but the sides
+        // found swapped after the first FIN: the rest of the close, seen
+        // with the right sides, still ends closed.
+        let s = run(&[(ToServer, ACK), (ToServer, FIN | ACK)]).mirrored();
+        assert_eq!(s, TcpState::CloseWait);
+        assert_eq!(
+            s.next(ToServer, FIN | ACK).next(ToClient, ACK),
+            TcpState::Closed
+        );
+        for s in [TcpState::Established, TcpState::Closing, TcpState::FinWait1] {
+            assert_eq!(s.mirrored().mirrored().flow_state(), s.flow_state());
+        }
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //!   names (`decoder.*`, `defrag.*`, `flow.*`, `tcp.*`, `app_layer.flow.*`),
 //!   plus a few of ours where Suricata has none (`tcp.ooo_segments`,
 //!   `tcp.retransmissions`, `tcp.reassembly_gap_bytes`,
-//!   `tcp.ooo_limit_reached`, `app_layer.flow.dicom`).
+//!   `tcp.ooo_limit_reached`, `tcp.ooo_timeout`, `tcp.overlap_window_memcap`,
+//!   `app_layer.flow.dicom`).
 //!
 //! IPv6 addresses are written fully expanded (`2001:0db8:0000:…`), as
 //! Suricata does.

@@ -41,9 +41,9 @@ use crossbeam_channel::{bounded, Sender};
 
 use crossbeam_channel::Receiver;
 
-#[cfg(target_os = "linux")]
-use super::worker::Worker;
 use super::worker::WorkerStats;
+#[cfg(target_os = "linux")]
+use super::worker::{Handoff, Worker};
 #[cfg(target_os = "linux")]
 use super::{close_writer, InputReport, OUTPUT_BLOCK};
 use super::{open_sink, spawn_writer, RunError, RunReport, WriterHandle, WriterLive};
@@ -177,7 +177,7 @@ fn read_kernel(rings: &mut [Ring]) -> Option<String> {
 #[cfg(target_os = "linux")]
 struct Common<'a> {
     stop: &'a AtomicBool,
-    dropped: &'a AtomicU64,
+    dropped: &'a Arc<AtomicU64>,
     engine: &'a SharedEngine,
     run: &'a super::worker::RunShared,
 }
@@ -199,6 +199,8 @@ fn live_worker(
     } = *common;
     let (mut generation, engine) = shared.current();
     let mut w = Worker::with_shared(cfg, engine, run);
+    // Never waits for the writer: a full queue drops the block (counted).
+    w.set_output(Handoff::Drop(out_tx.clone(), Arc::clone(dropped)));
     let interval = Duration::from_secs(u64::from(cfg.capture.stats_interval));
     let mut last_snap = Instant::now();
     let mut error = None;
@@ -217,7 +219,10 @@ fn live_worker(
                     break;
                 }
                 any = true;
-                if w.pending_output() >= OUTPUT_BLOCK && !offer(out_tx, w.take_output(), dropped) {
+                if w.output_closed()
+                    || (w.pending_output() >= OUTPUT_BLOCK
+                        && !offer(out_tx, w.take_output(), dropped))
+                {
                     stop.store(true, Ordering::Relaxed);
                     break;
                 }
@@ -257,7 +262,9 @@ fn live_worker(
         }
     }
     // Blocks the kernel already handed over are still analysed (at most one
-    // ring's worth each), so a stop loses nothing that was captured.
+    // ring's worth each), so a stop loses nothing that was captured; their
+    // lines wait for the writer.
+    w.set_output(Handoff::Wait(out_tx.clone()));
     for r in rings.iter_mut() {
         for _ in 0..cfg.capture.block_count {
             if r.next_block(|ts, link, data, len| w.packet(ts, link, data, len))
@@ -472,8 +479,8 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let out = open_output(cfg, opts)?;
     let (snap_tx, snap_rx) = bounded::<(usize, Snapshot)>(n.saturating_mul(4));
     let stop: &AtomicBool = &opts.stop;
-    let dropped_ref: &AtomicU64 = &out.dropped;
-    let run = super::worker::RunShared::new(cfg);
+    let dropped_ref: &Arc<AtomicU64> = &out.dropped;
+    let run = super::worker::RunShared::with_workers(cfg, n);
     let common = Common {
         stop,
         dropped: dropped_ref,

@@ -33,7 +33,7 @@ use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
-use worker::{RunShared, Worker, WorkerStats};
+use worker::{Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
 
 /// Packets read from a capture at a time.
 const CHUNK_PACKETS: usize = 1024;
@@ -41,8 +41,6 @@ const CHUNK_PACKETS: usize = 1024;
 const WORKER_QUEUE: usize = 64;
 /// Blocks of EVE lines queued before workers wait for the writer.
 const WRITER_QUEUE: usize = 256;
-/// A worker sends its EVE lines once it holds this many bytes.
-const OUTPUT_BLOCK: usize = 64 * 1024;
 
 /// What to read and where to write.
 #[derive(Debug, Clone)]
@@ -133,8 +131,11 @@ struct Dispatch {
 
 impl Dispatch {
     fn new(cfg: &Config, workers: usize) -> Dispatch {
+        let mut decoder = Decoder::new(cfg.decoder.clone());
+        // Addresses are all it needs; the worker validates checksums.
+        decoder.set_validation(crate::decode::Validation::Off, false);
         Dispatch {
-            decoder: Decoder::new(cfg.decoder.clone()),
+            decoder,
             workers: workers.max(1),
         }
     }
@@ -178,7 +179,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         filter: opts.filter.clone(),
         dropped: 0,
     };
-    let shared = RunShared::new(cfg);
+    let shared = RunShared::with_workers(cfg, workers);
     let (inputs, stats) = if workers == 1 {
         run_inline(
             cfg,
@@ -388,17 +389,70 @@ struct Filtering {
     dropped: u64,
 }
 
+/// Holds the first chunks of a run back from the workers until
+/// `decoder.checksum_checks: auto` has decided on them
+/// (`decode::offload`), so every packet is decoded under the same decision
+/// whatever the number of workers or the way the input is read.
+struct ChecksumGate<'r> {
+    detector: &'r crate::decode::offload::Detector,
+    held: Vec<Chunk>,
+}
+
+impl ChecksumGate<'_> {
+    /// Passes `chunk` to `each`, or holds it while the decision is open;
+    /// false when `each` did.
+    fn admit(&mut self, chunk: &Chunk, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        if self.detector.decided().is_some() && self.held.is_empty() {
+            return each(chunk);
+        }
+        for p in &chunk.pkts {
+            if let Some(d) = self.detector.observe(p.link, chunk.data(p), p.origlen) {
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
+                break;
+            }
+        }
+        // Shares the buffer; the packet list is at most one chunk's.
+        self.held.push(chunk.clone());
+        if self.detector.decided().is_none() {
+            return true;
+        }
+        self.release(each)
+    }
+
+    /// The input ended: decides on what was seen and passes what is held.
+    fn finish(&mut self, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        if let Some(d) = self.detector.finish() {
+            if let Some(w) = d.warning() {
+                eprintln!("wardwatch: {w}");
+            }
+        }
+        self.release(each)
+    }
+
+    fn release(&mut self, each: &mut impl FnMut(&Chunk) -> bool) -> bool {
+        std::mem::take(&mut self.held).iter().all(each)
+    }
+}
+
 /// Reads every input in turn, calling `each` with every chunk (after the
-/// filter, if any, took out the packets it rejects); stops early when
-/// `each` returns false (the writer is gone). An input's packet and byte
-/// counts are of what it holds, filtered packets included.
+/// filter, if any, took out the packets it rejects, and once the checksum
+/// decision is taken: [`ChecksumGate`]); stops early when `each` returns
+/// false (the writer is gone). An input's packet and byte counts are of
+/// what it holds, filtered packets included.
 fn read_all(
     readers: Vec<Reader>,
     paths: &[PathBuf],
     progress: &mut Progress,
     filtering: &mut Filtering,
+    shared: &RunShared,
     mut each: impl FnMut(&Chunk) -> bool,
 ) -> Vec<InputReport> {
+    let mut gate = ChecksumGate {
+        detector: &shared.checksum,
+        held: Vec::new(),
+    };
     let mut reports = Vec::new();
     let mut total_packets = 0u64;
     for (mut reader, path) in readers.into_iter().zip(paths) {
@@ -424,7 +478,7 @@ fn read_all(
                         });
                         filtering.dropped += (before - chunk.pkts.len()) as u64;
                     }
-                    if !each(&chunk) {
+                    if !gate.admit(&chunk, &mut each) {
                         break;
                     }
                     progress.tick(path, &reader, total_packets);
@@ -438,6 +492,7 @@ fn read_all(
         }
         reports.push(rep);
     }
+    gate.finish(&mut each);
     reports
 }
 
@@ -454,16 +509,14 @@ fn run_inline(
     filtering: &mut Filtering,
 ) -> (Vec<InputReport>, WorkerStats) {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
+    w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
-    let inputs = read_all(readers, paths, progress, filtering, |chunk| {
+    let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
         for p in &chunk.pkts {
             now = now.max(p.ts);
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);
         }
-        if w.pending_output() >= OUTPUT_BLOCK {
-            return out_tx.send(w.take_output()).is_ok();
-        }
-        true
+        !w.output_closed()
     });
     // A failed send means the writer stopped on an error, reported at join.
     let stats = w.finish(now, &mut |block| {
@@ -480,10 +533,11 @@ fn worker_loop(
     out_tx: &Sender<Vec<u8>>,
 ) -> WorkerStats {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
+    w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
     for batch in rx {
         batch.feed(&mut w, &mut now);
-        if w.pending_output() >= OUTPUT_BLOCK && out_tx.send(w.take_output()).is_err() {
+        if w.output_closed() {
             break;
         }
     }
@@ -526,7 +580,7 @@ fn run_parallel(
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
         let mut now = Timestamp(0);
         let mut last_tick = vec![Timestamp(0); n];
-        let inputs = read_all(readers, paths, progress, filtering, |chunk| {
+        let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
             for p in &chunk.pkts {
                 now = now.max(p.ts);
                 let i = dispatch.pick(p.link, chunk.data(p), p.origlen);

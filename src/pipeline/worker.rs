@@ -1,62 +1,110 @@
 //! One worker: decode → flow → stream → app for the flows hashed to it, and
-//! EVE lines for the flows that end. A worker owns all of its state, so no
+//! EVE lines for what they produce. A worker owns all of its state, so no
 //! lock is taken per packet.
+//!
+//! Per TCP segment: the flow table updates counters and TCP state (an RST
+//! out of window changes nothing, see [`crate::flow`]); then the segment's
+//! ACK goes to the reverse direction's reassembler *before* its payload
+//! goes to its own (the ACK covers bytes its sender had received before
+//! sending this segment, so a gap it reveals comes first); every
+//! reassembly event goes to the flow's app-layer session
+//! ([`crate::app::session`]) through one path, and when the session finds
+//! the flow's sides reversed the worker swaps them (flow counters and
+//! flags, reassemblers, session) before the next packet.
+//!
+//! Output: each app-layer record goes to detection and is serialised as
+//! soon as the parser makes it ([`FlowWriter`]); the worker's EVE buffer is
+//! handed to the writer whenever it reaches [`OUTPUT_BLOCK`] bytes, in the
+//! middle of a packet if need be ([`Handoff`]): offline the worker waits
+//! for room, live it drops the block and counts its lines. So the memory a
+//! worker holds for output does not depend on how many records one packet
+//! produces.
 
-use crate::app::{
-    AppConfig, AppProto, AppRecord, Detection, Detector, LogOptions, StreamConsumer, StreamContext,
-};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::app::session::{AppStats, Env, ParserFactory, Session as AppSession, SessionSink};
+use crate::app::{AppConfig, AppProto, AppRecord, LogOptions, RecordSink, PROTOCOLS};
 use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
 use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, TcpSegment, Vlans, L4};
-use crate::detect::{Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, PacketInfo};
+use crate::detect::{
+    Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, FlowRef, PacketInfo,
+    ThresholdHub,
+};
 use crate::flow::tcp::TcpState;
-use crate::flow::{Direction, EndReason, Endpoint, Flow, FlowTable, PacketMeta};
+use crate::flow::{
+    Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable, PacketMeta, TcpMeta,
+};
+use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
-use crate::stream::{Event, Reassembler, StreamConfig, StreamStats};
+use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
-use std::sync::Arc;
+
+pub use crate::app::session::FlowEnds;
+
+/// A worker hands its EVE lines to the writer once it holds this many
+/// bytes (a record or an alert may take it a little past).
+pub const OUTPUT_BLOCK: usize = 64 * 1024;
 
 /// What later stages keep per flow.
 #[derive(Default)]
-pub struct Session {
+pub struct FlowState {
     streams: [Reassembler; 2],
-    detector: Detector,
-    /// Data was lost in this direction.
-    gap: [bool; 2],
-    /// Reassembly stopped: the protocol has no parser (TLS, failed).
-    done: bool,
-    consumer: Option<Box<dyn StreamConsumer>>,
+    app: AppSession,
     /// Rule state of the flow, valid for engine generation `detect_gen`
-    /// (0: not made yet). A reloaded ruleset starts it afresh.
+    /// (0: not made yet). A reloaded ruleset, or the flow's sides found
+    /// reversed, starts it afresh.
     detect: FlowDetect,
     detect_gen: u64,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for FlowState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("detector", &self.detector)
-            .field("gap", &self.gap)
+        f.debug_struct("FlowState")
+            .field("app", &self.app)
             .finish_non_exhaustive()
     }
 }
 
 /// What every worker of one run shares: the memory budgets (global, not
-/// per worker). Made once per run; a worker clones what it needs.
+/// per worker) and the checksum decision. Made once per run; a worker
+/// clones what it needs.
 #[derive(Debug, Clone)]
 pub struct RunShared {
     pub memcaps: crate::memcap::Memcaps,
+    /// `decoder.checksum_checks`, decided once for the run
+    /// (`decode::offload`).
+    pub checksum: Arc<crate::decode::offload::Detector>,
+    /// `threshold`/`detection_filter` state tracked by address or rule.
+    pub thresholds: Arc<ThresholdHub>,
 }
 
 impl RunShared {
+    /// For a run of one worker.
     pub fn new(cfg: &Config) -> RunShared {
+        RunShared::with_workers(cfg, 1)
+    }
+
+    /// For a run of `workers` workers (each made with `Worker::with_shared`):
+    /// threshold decisions shared by workers wait for all of them, so the
+    /// count must be the number of workers that will call
+    /// `Worker::packet`/`tick`.
+    pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
+            checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
+            thresholds: ThresholdHub::new(&cfg.detect, workers),
         }
     }
 }
+
+/// Flows per app-layer protocol, indexed by [`AppProto::id`].
+const APP_SLOTS: usize = 16;
 
 /// Counters of a worker, merged at the end of a run.
 #[derive(Debug, Clone, Default)]
@@ -65,8 +113,10 @@ pub struct WorkerStats {
     pub defrag: crate::decode::defrag::DefragStats,
     pub flow: crate::flow::FlowStats,
     pub stream: StreamStats,
-    /// Flows per detected app protocol: mqtt, dicom, tls, failed, hl7.
-    pub app: [u64; 5],
+    /// Flows per decided app protocol, by [`AppProto::id`].
+    pub app: [u64; APP_SLOTS],
+    /// App-layer counters (memory budget).
+    pub app_layer: AppStats,
     /// Rule evaluation.
     pub detect: DetectStats,
     /// Last packet time seen.
@@ -80,10 +130,16 @@ impl WorkerStats {
         self.flow.merge(&o.flow);
         self.stream.merge(&o.stream);
         self.detect.merge(&o.detect);
+        self.app_layer.merge(&o.app_layer);
         for (x, y) in self.app.iter_mut().zip(o.app) {
             *x += y;
         }
         self.last_ts = self.last_ts.max(o.last_ts);
+    }
+
+    /// Flows whose protocol was decided as `p`.
+    pub fn app_flows(&self, p: AppProto) -> u64 {
+        self.app.get(usize::from(p.id())).copied().unwrap_or(0)
     }
 
     /// Every counter as a dotted path below `stats`.
@@ -107,23 +163,23 @@ impl WorkerStats {
                 .into_iter()
                 .map(|(k, n)| (k.to_string(), n)),
         );
-        let s = &self.stream;
-        for (k, n) in [
-            ("tcp.reassembly_gap", s.gaps),
-            ("tcp.overlap", s.overlaps),
-            ("tcp.overlap_diff_data", s.overlap_diff_data),
-            ("tcp.ooo_segments", s.ooo_segments),
-            ("tcp.retransmissions", s.retransmissions),
-            ("tcp.reassembly_gap_bytes", s.gap_bytes),
-            ("tcp.ooo_limit_reached", s.ooo_limit_reached),
-            ("app_layer.flow.mqtt", self.app[0]),
-            ("app_layer.flow.dicom", self.app[1]),
-            ("app_layer.flow.tls", self.app[2]),
-            ("app_layer.flow.failed_tcp", self.app[3]),
-            ("app_layer.flow.hl7", self.app[4]),
-        ] {
-            v.push((k.to_string(), n));
+        v.extend(
+            self.stream
+                .counters()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n)),
+        );
+        for p in PROTOCOLS {
+            v.push((
+                format!("app_layer.flow.{}", p.name()),
+                self.app_flows(p.proto()),
+            ));
         }
+        v.push((
+            "app_layer.flow.failed_tcp".to_string(),
+            self.app_flows(AppProto::Failed),
+        ));
+        v.push(("app_layer.memcap".to_string(), self.app_layer.memcap));
         v.extend(
             self.detect
                 .counters()
@@ -136,101 +192,196 @@ impl WorkerStats {
 
 /// Creates the app-layer parser of a flow once its protocol is known; `None`
 /// means the flow's bytes are not parsed. Called once per TCP flow.
-pub type ConsumerFactory =
-    Arc<dyn Fn(AppProto, &FlowEnds) -> Option<Box<dyn StreamConsumer>> + Send + Sync>;
+pub type ConsumerFactory = Arc<ParserFactory>;
 
-/// The endpoints of a flow, for a [`ConsumerFactory`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowEnds {
-    pub client: Endpoint,
-    pub server: Endpoint,
+/// Where a worker's EVE blocks go once they reach [`OUTPUT_BLOCK`] bytes.
+#[derive(Debug, Clone)]
+pub enum Handoff {
+    /// Offline: wait for room in the writer's queue (nothing is lost).
+    Wait(Sender<Vec<u8>>),
+    /// Live: never wait; a block the queue has no room for is dropped and
+    /// its lines are added to the counter (`output.eve.dropped_lines`).
+    Drop(Sender<Vec<u8>>, Arc<AtomicU64>),
 }
 
-/// The fields a flow's events share; `community` and `vlan` are the flow's,
-/// computed by the caller so the header can borrow them.
-fn event_header<'a>(
-    flow: &Flow<Session>,
-    app: AppProto,
-    community: &'a str,
-    vlan: &'a Vlans,
-) -> EventHeader<'a> {
-    let (c, s) = (flow.client(), flow.server());
-    EventHeader {
-        flow_id: flow.flow_id(),
-        vlan: vlan.as_slice(),
-        src_ip: c.addr,
-        src_port: c.port,
-        dest_ip: s.addr,
-        dest_port: s.port,
-        proto: flow.key.proto(),
-        app_proto: app.eve_name(),
-        community_id: community,
+/// A worker's EVE lines not yet handed to the writer.
+struct EveOut {
+    buf: Vec<u8>,
+    handoff: Option<Handoff>,
+    /// The writer is gone (it stopped on an error): lines are discarded.
+    closed: bool,
+    /// Most bytes held unsent at once (after a record was written).
+    peak: usize,
+}
+
+impl EveOut {
+    /// Hands the buffer on when it reached the block size.
+    fn written(&mut self) {
+        self.peak = self.peak.max(self.buf.len());
+        if self.buf.len() >= OUTPUT_BLOCK && self.handoff.is_some() {
+            self.hand_off();
+        }
+    }
+
+    /// Hands whatever is buffered to the writer now (nothing without a
+    /// hand-off: the caller takes the buffer).
+    fn hand_off(&mut self) {
+        let Some(h) = self.handoff.as_ref() else {
+            return;
+        };
+        if self.buf.is_empty() {
+            return;
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_BLOCK));
+        if self.closed {
+            return;
+        }
+        match h {
+            Handoff::Wait(tx) => {
+                if tx.send(block).is_err() {
+                    self.closed = true;
+                }
+            }
+            Handoff::Drop(tx, dropped) => match tx.try_send(block) {
+                Ok(()) => {}
+                Err(TrySendError::Full(b)) => {
+                    let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                    dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => self.closed = true,
+            },
+        }
     }
 }
 
-/// What detection needs from the worker, borrowed apart from its flow
+/// What detection and serialisation need, borrowed apart from the flow
 /// table.
 struct Detecting<'a> {
     engine: &'a Engine,
     gen: u64,
     state: &'a mut DetectState,
     alerts: &'a mut Vec<Alert>,
-    out: &'a mut Vec<u8>,
+    out: &'a mut EveOut,
     seed: u16,
     opts: &'a LogOptions,
 }
 
-/// What the engine is told about a flow.
-fn flow_info(flow: &Flow<Session>, ts: Timestamp, app: AppProto) -> FlowInfo {
-    let both_ways = flow.pkts[0] > 0 && flow.pkts[1] > 0;
-    let established = if flow.key.proto() == ip_proto::TCP {
-        match flow.tcp_state {
-            TcpState::SynSent | TcpState::SynRecv => false,
-            // Picked up mid-stream: data both ways is as good as a handshake.
-            TcpState::None => both_ways,
+/// What the engine is told about a flow; `ts` is the match time.
+///
+/// TCP `established` (rule option `flow:established`) keeps Suricata's
+/// meaning where both sides are captured — the three-way handshake
+/// completed — and still holds on a one-way capture (an asymmetric mirror
+/// port) where the handshake cannot be seen whole: the client's ACK after
+/// its SYN, the server sending after its SYN/ACK with no client packet
+/// captured, or any flow picked up mid-stream.
+fn flow_info(
+    ident: &FlowIdent,
+    tcp_state: TcpState,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    ts: Timestamp,
+    app: AppProto,
+) -> FlowInfo {
+    let [to_server, to_client] = pkts;
+    let proto = ident.key.proto();
+    let established = if proto == ip_proto::TCP {
+        match tcp_state {
+            TcpState::SynSent => false,
+            TcpState::SynRecv => to_server == 0 && to_client > 1,
             _ => true,
         }
     } else {
-        both_ways
+        to_server > 0 && to_client > 0
     };
     FlowInfo {
         ts,
-        client: flow.client(),
-        server: flow.server(),
-        proto: flow.key.proto(),
+        flow_id: ident.flow_id(),
+        client: ident.client(),
+        server: ident.server(),
+        proto,
         app_proto: app,
         established,
-        bytes: flow.bytes,
-        pkts: flow.pkts,
+        bytes,
+        pkts,
+    }
+}
+
+/// The fields a flow's events share; `community` and `vlan` are the flow's,
+/// computed by the caller so the header can borrow them.
+fn event_header<'a>(
+    ident: &FlowIdent,
+    app: AppProto,
+    community: &'a str,
+    vlan: &'a Vlans,
+) -> EventHeader<'a> {
+    let (c, s) = (ident.client(), ident.server());
+    EventHeader {
+        flow_id: ident.flow_id(),
+        vlan: vlan.as_slice(),
+        src_ip: c.addr,
+        src_port: c.port,
+        dest_ip: s.addr,
+        dest_port: s.port,
+        proto: ident.key.proto(),
+        app_proto: app.eve_name(),
+        community_id: community,
     }
 }
 
 impl Detecting<'_> {
-    /// The flow's rule state, made on first use and after a reload.
-    fn flow_state<'f>(&self, flow: &'f mut Flow<Session>) -> &'f mut FlowDetect {
-        if flow.state.detect_gen != self.gen {
-            let (c, s) = (flow.client(), flow.server());
-            flow.state.detect = self.engine.new_flow(c.addr, s.addr);
-            flow.state.detect_gen = self.gen;
+    /// Writes one alert of the flow `id` in table slot `slot` (`u32::MAX`
+    /// once ended), or hands it to the shared threshold table's wait when
+    /// its decision is not known yet (`alerted` is set when it is written).
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        &mut self,
+        alerted: &mut bool,
+        (id, slot): (u64, u32),
+        header: &EventHeader<'_>,
+        ts: Timestamp,
+        a: &Alert,
+        af: &AlertFlow,
+        record: Option<&AppRecord>,
+    ) {
+        let Some(ticket) = a.undecided else {
+            write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
+            *alerted = true;
+            return;
+        };
+        let mut line = Vec::new();
+        write_alert(&mut line, header, ts, a, af, record, self.opts);
+        if let Some(line) = self.state.hold(ticket, FlowRef { id, slot }, line) {
+            self.out.buf.extend_from_slice(&line);
+            *alerted = true;
         }
-        &mut flow.state.detect
     }
 
-    /// Packet rules on one packet; alerts are written at once.
-    fn packet(&mut self, flow: &mut Flow<Session>, dir: Direction, ts: Timestamp, payload: &[u8]) {
-        let app = flow.state.detector.proto();
+    /// Packet rules on one packet of the flow in table slot `slot`; alerts
+    /// are written at once (or held while a threshold decides).
+    fn packet(
+        &mut self,
+        flow: &mut Flow<FlowState>,
+        slot: u32,
+        dir: Direction,
+        ts: Timestamp,
+        payload: &[u8],
+    ) {
+        let app = flow.state.app.proto();
         if flow.state.detect_gen == self.gen
             && !self.engine.packet_needed(&flow.state.detect, dir, app)
         {
             return;
         }
-        let info = flow_info(flow, ts, app);
+        let ident = flow.ident();
+        let info = flow_info(&ident, flow.tcp_state, flow.pkts, flow.bytes, ts, app);
         self.alerts.clear();
-        let engine = self.engine;
-        let fd = self.flow_state(flow);
-        engine.packet(
+        if flow.state.detect_gen != self.gen {
+            flow.state.detect = self.engine.new_flow(info.client.addr, info.server.addr);
+            flow.state.detect_gen = self.gen;
+        }
+        self.engine.packet(
             self.state,
-            fd,
+            &mut flow.state.detect,
             &PacketInfo {
                 flow: info,
                 dir,
@@ -241,123 +392,230 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        flow.alerted = true;
-        let (community, vlan) = (flow.community_id(self.seed), flow.key.vlan());
-        let header = event_header(flow, app, &community, &vlan);
-        let af = alert_flow(flow);
-        for a in self.alerts.iter() {
-            write_alert(self.out, &header, ts, a, &af, None, self.opts);
+        let (community, vlan) = (ident.community_id(self.seed), ident.key.vlan());
+        let header = event_header(&ident, app, &community, &vlan);
+        let af = AlertFlow {
+            pkts: flow.pkts,
+            bytes: flow.bytes,
+            start: flow.start,
+        };
+        let alerts = std::mem::take(self.alerts);
+        let id = (ident.flow_id(), slot);
+        for a in &alerts {
+            self.alert(&mut flow.alerted, id, &header, ts, a, &af, None);
         }
+        *self.alerts = alerts;
         self.alerts.clear();
-    }
-
-    /// Transaction rules on the app-layer records of one flow, then the
-    /// records: each record's alerts are written just before it.
-    fn records(
-        &mut self,
-        flow: &mut Flow<Session>,
-        app: AppProto,
-        ts: Timestamp,
-        records: &[AppRecord],
-    ) {
-        let mut found: Vec<(usize, Alert)> = Vec::new();
-        if self.engine.rule_count() > 0 {
-            let info = flow_info(flow, ts, app);
-            let engine = self.engine;
-            for (i, r) in records.iter().enumerate() {
-                if matches!(r, AppRecord::Anomaly(_)) {
-                    continue;
-                }
-                self.alerts.clear();
-                let fd = self.flow_state(flow);
-                engine.record(self.state, fd, &info, r, self.alerts);
-                found.extend(self.alerts.drain(..).map(|a| (i, a)));
-            }
-        }
-        if !found.is_empty() {
-            flow.alerted = true;
-        }
-        let (community, vlan) = (flow.community_id(self.seed), flow.key.vlan());
-        let header = event_header(flow, app, &community, &vlan);
-        let af = alert_flow(flow);
-        let prefix = EventPrefix::new(&header);
-        // A record whose messages one side started says which side, and is
-        // written from that side (as alerts are): who published is then
-        // `src_ip`, whether client or broker.
-        let mut reversed: Option<EventPrefix> = None;
-        let mut alerts = found.iter().peekable();
-        for (i, r) in records.iter().enumerate() {
-            while let Some((_, a)) = alerts.next_if(|(j, _)| *j == i) {
-                write_alert(self.out, &header, ts, a, &af, Some(r), self.opts);
-            }
-            let body = r.loggable(self.opts);
-            match r.direction() {
-                None => eve::write_event(self.out, &prefix, ts, r.event_type(), &body),
-                Some(Direction::ToServer) => eve::write_event_with(
-                    self.out,
-                    &prefix,
-                    ts,
-                    r.event_type(),
-                    &body,
-                    &[("direction", &"to_server")],
-                ),
-                Some(Direction::ToClient) => {
-                    let p = reversed.get_or_insert_with(|| {
-                        let mut h = header.clone();
-                        std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
-                        std::mem::swap(&mut h.src_port, &mut h.dest_port);
-                        EventPrefix::new(&h)
-                    });
-                    eve::write_event_with(
-                        self.out,
-                        p,
-                        ts,
-                        r.event_type(),
-                        &body,
-                        &[("direction", &"to_client")],
-                    )
-                }
-            }
-        }
+        self.out.written();
     }
 }
 
-fn alert_flow(flow: &Flow<Session>) -> AlertFlow {
-    AlertFlow {
-        pkts: flow.pkts,
-        bytes: flow.bytes,
-        start: flow.start,
+/// The session's sink for one flow and one call: each record goes through
+/// transaction rules (its alerts are written just before it) and is
+/// serialised at once; the buffer is handed on at [`OUTPUT_BLOCK`].
+struct FlowWriter<'a> {
+    d: Detecting<'a>,
+    ident: FlowIdent,
+    /// The flow's table slot (`u32::MAX` once ended), for held alerts.
+    slot: u32,
+    tcp_state: TcpState,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    /// Time of the records.
+    ts: Timestamp,
+    /// Time thresholds count their matches at (later than `ts` for the
+    /// records of a flow that ended by timeout).
+    match_ts: Timestamp,
+    app: AppProto,
+    detect: &'a mut FlowDetect,
+    detect_gen: &'a mut u64,
+    alerted: &'a mut bool,
+    /// The flow's serialised header and Community ID, made on the first
+    /// record (most calls make none).
+    prefix: Option<(EventPrefix, String)>,
+    /// The header seen from the server's side, for records the server
+    /// started.
+    reversed: Option<EventPrefix>,
+}
+
+impl FlowWriter<'_> {
+    /// The flow as the engine sees it now, with rule state made for the
+    /// ruleset in force.
+    fn info(&mut self) -> FlowInfo {
+        let info = flow_info(
+            &self.ident,
+            self.tcp_state,
+            self.pkts,
+            self.bytes,
+            self.match_ts,
+            self.app,
+        );
+        if *self.detect_gen != self.d.gen {
+            *self.detect = self.d.engine.new_flow(info.client.addr, info.server.addr);
+            *self.detect_gen = self.d.gen;
+        }
+        info
+    }
+
+    /// The flow's serialised header and Community ID.
+    fn prefix(&mut self) -> &(EventPrefix, String) {
+        let vlan = self.ident.key.vlan();
+        let (ident, app, seed) = (self.ident, self.app, self.d.seed);
+        self.prefix.get_or_insert_with(|| {
+            let community = ident.community_id(seed);
+            let prefix = EventPrefix::new(&event_header(&ident, app, &community, &vlan));
+            (prefix, community)
+        })
+    }
+
+    /// Writes the alerts the engine left in `d.alerts`, with the record
+    /// that raised them.
+    fn write_alerts(&mut self, record: Option<&AppRecord>) {
+        if self.d.alerts.is_empty() {
+            return;
+        }
+        let community = self.prefix().1.clone();
+        let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let header = event_header(&ident, app, &community, &vlan);
+        let af = AlertFlow {
+            pkts: self.pkts,
+            bytes: self.bytes,
+            start: ident.start,
+        };
+        let alerts = std::mem::take(self.d.alerts);
+        let id = (ident.flow_id(), self.slot);
+        for a in &alerts {
+            self.d
+                .alert(self.alerted, id, &header, self.ts, a, &af, record);
+        }
+        *self.d.alerts = alerts;
+        self.d.alerts.clear();
+    }
+
+    fn write(&mut self, r: &AppRecord) {
+        self.d.alerts.clear();
+        if self.d.engine.rule_count() > 0 && !r.is_anomaly() {
+            let info = self.info();
+            let engine = self.d.engine;
+            engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
+        }
+        self.write_alerts(Some(r));
+        let (ident, app) = (self.ident, self.app);
+        let vlan = ident.key.vlan();
+        self.prefix();
+        let Some((prefix, community)) = self.prefix.as_ref() else {
+            return;
+        };
+        // A record whose messages one side started says which side, and is
+        // written from that side (as alerts are): who published is then
+        // `src_ip`, whether client or broker.
+        let body = r.loggable(self.d.opts);
+        let buf = &mut self.d.out.buf;
+        match r.direction() {
+            None => eve::write_event(buf, prefix, self.ts, r.event_type(), &body),
+            Some(Direction::ToServer) => eve::write_event_with(
+                buf,
+                prefix,
+                self.ts,
+                r.event_type(),
+                &body,
+                &[("direction", &"to_server")],
+            ),
+            Some(Direction::ToClient) => {
+                let reversed = self.reversed.get_or_insert_with(|| {
+                    let mut h = event_header(&ident, app, community, &vlan);
+                    std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
+                    std::mem::swap(&mut h.src_port, &mut h.dest_port);
+                    EventPrefix::new(&h)
+                });
+                eve::write_event_with(
+                    buf,
+                    reversed,
+                    self.ts,
+                    r.event_type(),
+                    &body,
+                    &[("direction", &"to_client")],
+                )
+            }
+        }
+        self.d.out.written();
+    }
+}
+
+impl RecordSink for FlowWriter<'_> {
+    fn push(&mut self, record: AppRecord) {
+        self.write(&record);
+    }
+}
+
+impl SessionSink for FlowWriter<'_> {
+    fn raw(&mut self, dir: Direction, bytes: &[u8]) {
+        self.d.alerts.clear();
+        if self.d.engine.rule_count() == 0 {
+            return;
+        }
+        let info = self.info();
+        let engine = self.d.engine;
+        engine.replay(
+            self.d.state,
+            self.detect,
+            &PacketInfo {
+                flow: info,
+                dir,
+                payload: bytes,
+            },
+            self.d.alerts,
+        );
+        self.write_alerts(None);
+        self.d.out.written();
+    }
+
+    fn decided(&mut self, proto: AppProto, swapped: bool) {
+        self.app = proto;
+        self.prefix = None;
+        self.reversed = None;
+        if swapped {
+            self.ident = self.ident.swapped();
+            self.pkts.swap(0, 1);
+            self.bytes.swap(0, 1);
+            self.tcp_state = self.tcp_state.mirrored();
+            // Rule state was made for the other orientation.
+            *self.detect_gen = 0;
+        }
     }
 }
 
 /// A worker's state.
 pub struct Worker {
     /// The run's budgets (and whatever else all workers share).
-    #[expect(
-        dead_code,
-        reason = "the stages take their leases in the memory-budget work"
-    )]
     shared: RunShared,
+    /// The run's checksum decision is known and applied to `decoder`.
+    checksum_settled: bool,
     factory: ConsumerFactory,
     decoder: Decoder,
     defrag: Defrag,
-    flows: FlowTable<Session>,
-    stream_cfg: StreamConfig,
+    flows: FlowTable<FlowState>,
+    /// Reassembly limits, counters and this worker's `stream.memcap` lease.
+    stream: stream::Stage,
     app_cfg: AppConfig,
-    stream_stats: StreamStats,
-    app_counts: [u64; 5],
+    app_flows: [u64; APP_SLOTS],
+    app_stats: AppStats,
+    /// This worker's share of `app_layer.memcap`.
+    app_lease: Lease,
     community_seed: u16,
     log_flows: bool,
-    ended: Vec<(Flow<Session>, EndReason)>,
+    ended: Vec<(Flow<FlowState>, EndReason)>,
     log_opts: LogOptions,
     last_ts: Timestamp,
     /// EVE lines not yet handed to the writer.
-    out: Vec<u8>,
+    out: EveOut,
     engine: Arc<Engine>,
     /// Generation of `engine` (starts at 1, bumped by each reload).
     engine_gen: u64,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
+    /// Flow timeouts, for the time a flow ended by timeout ends at.
+    flow_cfg: crate::flow::FlowConfig,
     /// Scratch list of the alerts of one packet or record.
     alerts: Vec<Alert>,
 }
@@ -376,19 +634,29 @@ impl Worker {
     /// A worker evaluating `engine`'s rules, one of the workers sharing
     /// `shared`.
     pub fn with_shared(cfg: &Config, engine: Arc<Engine>, shared: &RunShared) -> Worker {
+        let detect = DetectState::shared(
+            &cfg.detect,
+            &shared.thresholds,
+            &engine,
+            cfg.flow.sweep_interval.max(1),
+        );
+        let mut flows = FlowTable::new(cfg.flow.clone());
+        flows.set_service_ports(cfg.app_layer.service_ports());
         Worker {
-            shared: shared.clone(),
             factory: {
                 let app = cfg.app_layer.clone();
-                Arc::new(move |p, _| crate::app::new_consumer(p, &app))
+                Arc::new(move |p, _: &FlowEnds| crate::app::new_consumer(p, &app))
             },
+            shared: shared.clone(),
+            checksum_settled: false,
             decoder: Decoder::new(cfg.decoder.clone()),
-            defrag: Defrag::new(cfg.defrag.clone()),
-            flows: FlowTable::new(cfg.flow.clone()),
-            stream_cfg: cfg.stream.clone(),
+            defrag: Defrag::with_lease(cfg.defrag.clone(), shared.memcaps.defrag.lease()),
+            flows,
+            stream: stream::Stage::new(cfg.stream.clone(), shared.memcaps.stream.lease()),
             app_cfg: cfg.app_layer.clone(),
-            stream_stats: StreamStats::default(),
-            app_counts: [0; 5],
+            app_flows: [0; APP_SLOTS],
+            app_stats: AppStats::default(),
+            app_lease: shared.memcaps.app.lease(),
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
             ended: Vec::new(),
@@ -396,22 +664,54 @@ impl Worker {
                 unmask: cfg.outputs.unmask_sensitive,
             },
             last_ts: Timestamp(0),
-            out: Vec::with_capacity(64 * 1024),
+            out: EveOut {
+                buf: Vec::with_capacity(OUTPUT_BLOCK),
+                handoff: None,
+                closed: false,
+                peak: 0,
+            },
             engine,
             engine_gen: 1,
-            detect: DetectState::new(&cfg.detect),
+            detect,
             detect_cfg: cfg.detect.clone(),
+            flow_cfg: cfg.flow.clone(),
             alerts: Vec::new(),
         }
     }
 
     /// Switches to a reloaded ruleset. Flows keep their state; their rule
     /// state (flowbits, per-flow thresholds) starts afresh, and so do the
-    /// worker's thresholds.
+    /// run's shared thresholds (a table per ruleset); the counters go on.
     pub fn set_engine(&mut self, engine: Arc<Engine>) {
+        let new = DetectState::shared(
+            &self.detect_cfg,
+            &self.shared.thresholds,
+            &engine,
+            self.flow_cfg.sweep_interval.max(1),
+        );
+        let mut old = std::mem::replace(&mut self.detect, new);
+        old.leave(&mut self.out.buf);
+        self.out.written();
+        self.detect.stats = old.stats;
         self.engine = engine;
         self.engine_gen += 1;
-        self.detect = DetectState::new(&self.detect_cfg);
+    }
+
+    /// Tells the shared thresholds how far this worker got (after the last
+    /// packet or tick, every flow timeout due before its packet time less
+    /// one sweep interval has happened), and writes the alerts decided
+    /// meanwhile.
+    fn sync_detect(&mut self) {
+        let flows = &mut self.flows;
+        self.detect
+            .sync(self.last_ts, &mut self.out.buf, &mut |f: FlowRef| {
+                if let Some(flow) = flows.get_mut(f.slot) {
+                    if flow.flow_id() == f.id {
+                        flow.alerted = true;
+                    }
+                }
+            });
+        self.out.written();
     }
 
     /// Replaces the parser factory (tests use it to collect the reassembled
@@ -420,8 +720,30 @@ impl Worker {
         self.factory = f;
     }
 
+    /// Hands EVE blocks to the writer as they fill (see [`Handoff`]);
+    /// without it they wait in the worker until [`Worker::take_output`].
+    pub fn set_output(&mut self, handoff: Handoff) {
+        self.out.handoff = Some(handoff);
+    }
+
+    /// The writer went away (it stopped on an error): reading can stop.
+    pub fn output_closed(&self) -> bool {
+        self.out.closed
+    }
+
+    /// Most EVE bytes this worker held unsent at any time (after a record
+    /// or a packet's alerts were written).
+    pub fn peak_pending_output(&self) -> usize {
+        self.out.peak
+    }
+
+    /// Bytes of `app_layer.memcap` this worker's flows hold now.
+    pub fn app_memory_held(&self) -> u64 {
+        self.app_lease.held()
+    }
+
     /// Detection's borrows, apart from the flow table.
-    fn detecting(&mut self) -> (&mut FlowTable<Session>, Detecting<'_>) {
+    fn detecting(&mut self) -> (&mut FlowTable<FlowState>, Detecting<'_>) {
         (
             &mut self.flows,
             Detecting {
@@ -436,14 +758,41 @@ impl Worker {
         )
     }
 
+    /// Applies the run's checksum decision once it is known. Until then
+    /// (live capture, or a worker used without the offline reader) this
+    /// worker's packets feed the decision, and the offload pattern passes
+    /// (`decode::offload`).
+    fn settle_checksums(&mut self, link: LinkType, data: &[u8], wire_len: u32) {
+        use crate::decode::Validation;
+        let det = Arc::clone(&self.shared.checksum);
+        if det.decided().is_none() {
+            if let Some(d) = det.observe(link, data, wire_len) {
+                if let Some(w) = d.warning() {
+                    eprintln!("wardwatch: {w}");
+                }
+            }
+        }
+        match det.decided() {
+            Some(v) => {
+                self.decoder.set_validation(v, det.offload_detected());
+                self.checksum_settled = true;
+            }
+            None => self.decoder.set_validation(Validation::Lenient, false),
+        }
+    }
+
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        self.sync_detect();
         if ts > self.last_ts {
             self.last_ts = ts;
         }
+        if !self.checksum_settled {
+            self.settle_checksums(link, data, wire_len);
+        }
         let reassembled: Reassembled;
-        let (vlan, ip, l4, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
-            Decoded::Packet(p) => (p.vlan, p.ip, p.l4, 1, u64::from(wire_len)),
+        let (p, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => (p, 1, u64::from(wire_len)),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the
                 // front), so they do not hold memory until the table fills.
@@ -452,18 +801,17 @@ impl Worker {
                     return;
                 };
                 reassembled = r;
-                let l4 = self.decoder.decode_l4(frag.ip.proto, &reassembled.data);
-                (
-                    frag.vlan,
-                    frag.ip,
-                    l4,
-                    reassembled.frames,
-                    reassembled.wire_bytes,
-                )
+                // A fragment inside a reassembled datagram's tunnel is not
+                // reassembled again.
+                let Decoded::Packet(p) = self.decoder.decode_reassembled(&frag, &reassembled.data)
+                else {
+                    return;
+                };
+                (p, reassembled.frames, reassembled.wire_bytes)
             }
             Decoded::NotIp | Decoded::Invalid => return,
         };
-        self.flow_packet(ts, vlan, ip, l4, frames, wire_bytes);
+        self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes);
     }
 
     fn flow_packet(
@@ -477,10 +825,20 @@ impl Worker {
     ) {
         // ICMP type/code stay out of the key, so a request and its reply are
         // one flow; the first packet's are kept for the Community ID.
-        let (ksport, kdport, flags) = match l4 {
-            L4::Tcp(t) => (t.src_port, t.dst_port, t.flags),
-            L4::Udp(u) => (u.src_port, u.dst_port, 0),
-            L4::Icmp { .. } | L4::Other => (0, 0, 0),
+        let (ksport, kdport, flags, tcp) = match l4 {
+            L4::Tcp(t) => (
+                t.src_port,
+                t.dst_port,
+                t.flags,
+                TcpMeta {
+                    seq: t.seq,
+                    ack: t.ack,
+                    flags: t.flags,
+                    payload_len: u32::try_from(t.payload.len()).unwrap_or(u32::MAX),
+                },
+            ),
+            L4::Udp(u) => (u.src_port, u.dst_port, 0, TcpMeta::default()),
+            L4::Icmp { .. } | L4::Other => (0, 0, 0, TcpMeta::default()),
         };
         let meta = PacketMeta {
             ts,
@@ -501,11 +859,12 @@ impl Worker {
                 L4::Icmp { icmp_type, code } => [icmp_type, code],
                 _ => [0, 0],
             },
+            tcp,
         };
-        let (idx, dir) = self.flows.update(&meta, &mut self.ended);
+        let (idx, mut dir) = self.flows.update(&meta, &mut self.ended);
         self.flush_ended();
         if let L4::Tcp(seg) = l4 {
-            self.tcp_segment(idx, dir, ts, seg);
+            dir = self.tcp_segment(idx, dir, ts, seg);
         }
         // Packet rules run after the segment went through reassembly and
         // the app layer, so the packet that decides the flow's protocol is
@@ -519,113 +878,130 @@ impl Worker {
             };
             let (flows, mut d) = self.detecting();
             if let Some(flow) = flows.get_mut(idx) {
-                d.packet(flow, dir, ts, payload);
+                d.packet(flow, idx, dir, ts, payload);
             }
         }
     }
 
-    /// Reassembly and the app layer for one TCP segment of flow `idx`.
-    fn tcp_segment(&mut self, idx: u32, dir: Direction, ts: Timestamp, seg: TcpSegment<'_>) {
-        let Some(flow) = self.flows.get_mut(idx) else {
-            return;
+    /// Reassembly and the app layer for one TCP segment of flow `idx`;
+    /// returns the segment's direction (reversed when the flow's sides
+    /// were found swapped).
+    fn tcp_segment(
+        &mut self,
+        idx: u32,
+        mut dir: Direction,
+        ts: Timestamp,
+        seg: TcpSegment<'_>,
+    ) -> Direction {
+        let (flows, d) = self.detecting_flows();
+        let Some(flow) = flows.get_mut(idx) else {
+            return dir;
         };
-        if flow.state.done {
-            return;
+        if !flow.state.app.inspecting() {
+            // Not parsed (TLS, failed): hold nothing for it.
+            for st in &mut flow.state.streams {
+                st.discard(d.stream);
+            }
+            return dir;
         }
-        // The endpoints as addresses are needed only while the protocol is
-        // undecided (for detection and the parser factory): not per packet.
-        let ends = (flow.state.detector.proto() == AppProto::Unknown).then(|| FlowEnds {
+        // A SYN or SYN-ACK seen after the flow began without one (capture
+        // reordering) says who the client is, while nothing was decided.
+        let syn = seg.flags & (tcp_flags::SYN | tcp_flags::ACK);
+        let late = (syn == tcp_flags::SYN && dir == Direction::ToClient)
+            || (syn == tcp_flags::SYN | tcp_flags::ACK && dir == Direction::ToServer);
+        if late && flow.midstream && flow.state.app.deciding() {
+            flow.swap_sides();
+            flow.state.streams.swap(0, 1);
+            flow.state.app.swap_sides();
+            flow.state.detect_gen = 0;
+            dir = dir.reverse();
+        }
+        let oriented = (flow.tcp_flags[0] | flow.tcp_flags[1]) & tcp_flags::SYN != 0;
+        let ends = flow.state.app.deciding().then(|| FlowEnds {
             client: flow.client(),
             server: flow.server(),
         });
-        let server_port = ends.map_or(0, |e| e.server.port);
-        let s = &mut flow.state;
-        let mut batch: Vec<AppRecord> = Vec::new();
-        let Session {
+        let ident = flow.ident();
+        let (tcp_state, pkts, bytes) = (flow.tcp_state, flow.pkts, flow.bytes);
+        let Flow { state, alerted, .. } = flow;
+        let FlowState {
             streams,
-            detector,
-            gap,
-            done,
-            consumer,
-            ..
-        } = s;
+            app,
+            detect,
+            detect_gen,
+        } = state;
+        let mut writer = FlowWriter {
+            ident,
+            slot: idx,
+            tcp_state,
+            pkts,
+            bytes,
+            ts,
+            match_ts: ts,
+            app: app.proto(),
+            detect,
+            detect_gen,
+            alerted,
+            prefix: None,
+            reversed: None,
+            d: d.detecting,
+        };
+        let mut env = Env {
+            cfg: d.app_cfg,
+            ts,
+            ends,
+            oriented,
+            factory: &**d.factory,
+            sink: &mut writer,
+            lease: d.lease,
+            stats: d.app_stats,
+        };
         let [to_server, to_client] = streams;
         let (this, peer) = match dir {
             Direction::ToServer => (to_server, to_client),
             Direction::ToClient => (to_client, to_server),
         };
-        let app_cfg = &self.app_cfg;
-        let factory = &self.factory;
-        let mut deliver = |dir: Direction, ev: Event<'_>| match ev {
-            Event::Data(bytes) => {
-                if detector.proto() == AppProto::Unknown {
-                    if let Detection::Decided(p) = detector.feed(app_cfg, server_port, dir, bytes) {
-                        *consumer = ends.and_then(|e| factory(p, &e));
-                        *done =
-                            consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
-                        let held = detector.take_pending();
-                        if let Some(c) = consumer.as_mut() {
-                            for (d, b) in [Direction::ToServer, Direction::ToClient]
-                                .into_iter()
-                                .zip(held)
-                            {
-                                if !b.is_empty() {
-                                    let mut ctx = StreamContext {
-                                        ts,
-                                        records: &mut batch,
-                                    };
-                                    c.data(&mut ctx, d, &b);
-                                }
-                            }
-                        }
-                    }
-                }
-                if let Some(c) = consumer.as_mut() {
-                    let mut ctx = StreamContext {
-                        ts,
-                        records: &mut batch,
-                    };
-                    c.data(&mut ctx, dir, bytes);
-                }
-            }
-            Event::Gap(len) => {
-                gap[dir.index()] = true;
-                if detector.proto() == AppProto::Unknown {
-                    // Detection cannot see past a hole: decide on what is
-                    // known, and let a parser resynchronise after the gap.
-                    let p = detector.finish(app_cfg, server_port);
-                    *consumer = ends.and_then(|e| factory(p, &e));
-                    *done = consumer.is_none() && !matches!(p, AppProto::Mqtt | AppProto::Dicom);
-                    detector.take_pending();
-                }
-                if let Some(c) = consumer.as_mut() {
-                    let mut ctx = StreamContext {
-                        ts,
-                        records: &mut batch,
-                    };
-                    c.gap(&mut ctx, dir, len);
-                }
-            }
-        };
-        this.segment(
-            &self.stream_cfg,
-            &mut self.stream_stats,
-            seg.seq,
-            seg.flags,
-            seg.payload,
-            &mut |ev| deliver(dir, ev),
-        );
+        // The ACK first: it covers bytes the sender had received before it
+        // sent this segment.
         if seg.flags & tcp_flags::ACK != 0 {
             let pdir = dir.reverse();
-            peer.peer_ack(&mut self.stream_stats, seg.ack, &mut |ev| deliver(pdir, ev));
+            peer.peer_ack(d.stream, ts, seg.ack, &mut |ev| {
+                app.event(&mut env, pdir, ev);
+            });
         }
-        if !batch.is_empty() {
-            let app = flow.state.detector.proto();
-            let (flows, mut d) = self.detecting();
-            if let Some(flow) = flows.get_mut(idx) {
-                d.records(flow, app, ts, &batch);
-            }
+        this.segment(d.stream, ts, seg.seq, seg.flags, seg.payload, &mut |ev| {
+            app.event(&mut env, dir, ev)
+        });
+        if app.take_swap() {
+            flow.swap_sides();
+            flow.state.streams.swap(0, 1);
+            dir = dir.reverse();
         }
+        dir
+    }
+
+    /// The worker's parts a TCP segment needs, borrowed apart from the flow
+    /// table.
+    fn detecting_flows(&mut self) -> (&mut FlowTable<FlowState>, SegmentParts<'_>) {
+        (
+            &mut self.flows,
+            SegmentParts {
+                detecting: Detecting {
+                    engine: &self.engine,
+                    gen: self.engine_gen,
+                    state: &mut self.detect,
+                    alerts: &mut self.alerts,
+                    out: &mut self.out,
+                    seed: self.community_seed,
+                    opts: &self.log_opts,
+                },
+                app_cfg: &self.app_cfg,
+                factory: &self.factory,
+                lease: &mut self.app_lease,
+                app_stats: &mut self.app_stats,
+                stream: &mut self.stream,
+            },
+        )
     }
 
     /// Writes records for flows that ended and frees them.
@@ -636,72 +1012,93 @@ impl Worker {
         }
     }
 
-    fn end_flow(&mut self, mut flow: Flow<Session>, reason: EndReason) {
-        let server_port = flow.server().port;
+    fn end_flow(&mut self, mut flow: Flow<FlowState>, reason: EndReason) {
         let ts = flow.last;
-        let mut batch: Vec<AppRecord> = Vec::new();
-        if flow.key.proto() == ip_proto::TCP && !flow.state.done {
-            let Session {
+        // Thresholds count what the flow's end brings at the time the flow
+        // ended: its timeout's expiry, or now (capture end, eviction,
+        // reuse) — a time no earlier than this worker's published floor.
+        let ended = match reason {
+            EndReason::Timeout => flow
+                .last
+                .plus_secs(self.flow_cfg.timeout(&flow).saturating_add(1)),
+            _ => self.last_ts.max(flow.last),
+        };
+        if flow.key.proto() == ip_proto::TCP && flow.state.app.inspecting() {
+            let oriented = (flow.tcp_flags[0] | flow.tcp_flags[1]) & tcp_flags::SYN != 0;
+            let ends = FlowEnds {
+                client: flow.client(),
+                server: flow.server(),
+            };
+            let ident = flow.ident();
+            let (tcp_state, pkts, bytes) = (flow.tcp_state, flow.pkts, flow.bytes);
+            let (_, d) = self.detecting_flows();
+            let Flow { state, alerted, .. } = &mut flow;
+            let FlowState {
                 streams,
-                detector,
-                gap,
-                consumer,
-                ..
-            } = &mut flow.state;
+                app,
+                detect,
+                detect_gen,
+            } = state;
+            let mut writer = FlowWriter {
+                ident,
+                slot: u32::MAX,
+                tcp_state,
+                pkts,
+                bytes,
+                ts,
+                match_ts: ended,
+                app: app.proto(),
+                detect,
+                detect_gen,
+                alerted,
+                prefix: None,
+                reversed: None,
+                d: d.detecting,
+            };
+            let mut env = Env {
+                cfg: d.app_cfg,
+                ts,
+                ends: Some(ends),
+                oriented,
+                factory: &**d.factory,
+                sink: &mut writer,
+                lease: d.lease,
+                stats: d.app_stats,
+            };
+            // Bytes reassembly still holds take the same path as any others,
+            // then the session ends (deciding on what is known).
             for (i, st) in streams.iter_mut().enumerate() {
                 let dir = if i == 0 {
                     Direction::ToServer
                 } else {
                     Direction::ToClient
                 };
-                st.flush(&mut self.stream_stats, &mut |ev| {
-                    let mut ctx = StreamContext {
-                        ts,
-                        records: &mut batch,
-                    };
-                    match ev {
-                        Event::Data(bytes) => {
-                            if detector.proto() == AppProto::Unknown {
-                                detector.feed(&self.app_cfg, server_port, dir, bytes);
-                            }
-                            if let Some(c) = consumer.as_mut() {
-                                c.data(&mut ctx, dir, bytes);
-                            }
-                        }
-                        Event::Gap(len) => {
-                            gap[i] = true;
-                            if let Some(c) = consumer.as_mut() {
-                                c.gap(&mut ctx, dir, len);
-                            }
-                        }
-                    }
-                });
+                st.flush(d.stream, &mut |ev| app.event(&mut env, dir, ev));
+            }
+            app.end(&mut env);
+            if app.take_swap() {
+                // Decided at the very end: the flow record takes the sides
+                // the bytes gave.
+                flow.swap_sides();
+            }
+        } else {
+            for st in &mut flow.state.streams {
+                st.discard(&mut self.stream);
             }
         }
-        let app = flow.state.detector.finish(&self.app_cfg, server_port);
-        if let Some(c) = flow.state.consumer.as_mut() {
-            c.end(&mut StreamContext {
-                ts,
-                records: &mut batch,
-            });
-        }
-        if !batch.is_empty() {
-            self.detecting().1.records(&mut flow, app, ts, &batch);
-        }
-        match app {
-            AppProto::Mqtt => self.app_counts[0] += 1,
-            AppProto::Dicom => self.app_counts[1] += 1,
-            AppProto::Tls => self.app_counts[2] += 1,
-            AppProto::Failed => self.app_counts[3] += 1,
-            AppProto::Hl7 => self.app_counts[4] += 1,
-            AppProto::Unknown => {}
+        let app = flow.state.app.proto();
+        if let Some(n) = self.app_flows.get_mut(usize::from(app.id())) {
+            if app != AppProto::Unknown {
+                *n += 1;
+            }
         }
         if !self.log_flows {
             return;
         }
-        let (community, vlan) = (flow.community_id(self.community_seed), flow.key.vlan());
-        let facts = FlowFacts {
-            header: event_header(&flow, app, &community, &vlan),
+        let ident = flow.ident();
+        let (community, vlan) = (ident.community_id(self.community_seed), ident.key.vlan());
+        let mut facts = FlowFacts {
+            header: event_header(&ident, app, &community, &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
             start: flow.start,
@@ -712,25 +1109,39 @@ impl Worker {
             tcp: (flow.key.proto() == ip_proto::TCP).then_some(TcpFacts {
                 flags: flow.tcp_flags,
                 state: flow.tcp_state.as_str(),
-                gap: flow.state.gap,
+                gap: flow.state.app.gaps(),
             }),
         };
-        eve::write_flow(&mut self.out, &facts);
+        let id = ident.flow_id();
+        if !flow.alerted && self.detect.flow_waits(id) {
+            // An alert of the flow waits for its threshold decision: the
+            // record is written, with the right `alerted`, once it comes.
+            let mut without = Vec::new();
+            eve::write_flow(&mut without, &facts);
+            facts.alerted = true;
+            let mut with = Vec::new();
+            eve::write_flow(&mut with, &facts);
+            self.detect.park_flow(id, [without, with]);
+            return;
+        }
+        eve::write_flow(&mut self.out.buf, &facts);
+        self.out.written();
     }
 
-    /// EVE lines produced so far (the buffer is left empty).
+    /// EVE lines produced and not handed on yet (the buffer is left empty).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.out, Vec::with_capacity(64 * 1024))
+        std::mem::replace(&mut self.out.buf, Vec::with_capacity(OUTPUT_BLOCK))
     }
 
     /// Bytes of EVE output waiting.
     pub fn pending_output(&self) -> usize {
-        self.out.len()
+        self.out.buf.len()
     }
 
     /// Packet time reached `now` on the capture as a whole (other workers'
     /// packets included): flows idle for longer than their timeout end.
     pub fn tick(&mut self, now: Timestamp) {
+        self.sync_detect();
         if now > self.last_ts {
             self.last_ts = now;
         }
@@ -739,10 +1150,10 @@ impl Worker {
     }
 
     /// Ends every flow (the capture is over), handing EVE lines to `emit` a
-    /// block at a time, and returns the counters. `end` is the last packet
-    /// time of the whole capture: flows idle for longer than their timeout
-    /// by then end as timed out, the others as `shutdown` — the same for
-    /// every number of workers.
+    /// block at a time (or to the hand-off, when set), and returns the
+    /// counters. `end` is the last packet time of the whole capture: flows
+    /// idle for longer than their timeout by then end as timed out, the
+    /// others as `shutdown` — the same for every number of workers.
     pub fn finish(&mut self, end: Timestamp, emit: &mut dyn FnMut(Vec<u8>)) -> WorkerStats {
         let end = end.max(self.last_ts);
         self.last_ts = end;
@@ -750,11 +1161,13 @@ impl Worker {
         self.flush_ended();
         while self.flows.drain(1024, &mut self.ended) {
             self.flush_ended();
-            if self.out.len() >= 64 * 1024 {
+            if self.out.buf.len() >= OUTPUT_BLOCK {
                 emit(self.take_output());
             }
         }
         self.flush_ended();
+        self.sync_detect();
+        self.detect.leave(&mut self.out.buf);
         emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));
@@ -767,18 +1180,29 @@ impl Worker {
             decode: self.decoder.stats().clone(),
             defrag: self.defrag.stats().clone(),
             flow: self.flows.stats().clone(),
-            stream: self.stream_stats.clone(),
-            app: self.app_counts,
+            stream: self.stream.stats.clone(),
+            app: self.app_flows,
+            app_layer: self.app_stats.clone(),
             detect: self.detect.stats.clone(),
             last_ts: self.last_ts,
         }
     }
 }
 
+/// What a TCP segment's reassembly and app layer borrow from the worker.
+struct SegmentParts<'a> {
+    detecting: Detecting<'a>,
+    app_cfg: &'a AppConfig,
+    factory: &'a ConsumerFactory,
+    lease: &'a mut Lease,
+    app_stats: &'a mut AppStats,
+    stream: &'a mut stream::Stage,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Anomaly;
+    use crate::app::{Anomaly, StreamConsumer, StreamContext};
     use crate::capture::Reader;
 
     /// Reports one anomaly per `data` call and one at the end.
@@ -848,5 +1272,386 @@ mod tests {
             assert_eq!(a["app_proto"], "mqtt");
             assert_eq!(a["anomaly"]["type"], "applayer");
         }
+    }
+
+    /// Hand-built frames (not from a capture): Ethernet II, IPv4 without
+    /// options, TCP without options, checksums computed.
+    mod wire {
+        pub const CLIENT: ([u8; 4], u16) = ([10, 20, 1, 15], 50000);
+        pub const FIN: u8 = 0x01;
+        pub const SYN: u8 = 0x02;
+        pub const RST: u8 = 0x04;
+        pub const PSH: u8 = 0x08;
+        pub const ACK: u8 = 0x10;
+
+        fn sum16(data: &[u8], mut acc: u32) -> u32 {
+            for c in data.chunks(2) {
+                acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            acc
+        }
+
+        fn fold(mut acc: u32) -> u16 {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            !(acc as u16)
+        }
+
+        /// One TCP segment from `src` to `dst`.
+        pub fn tcp(
+            src: ([u8; 4], u16),
+            dst: ([u8; 4], u16),
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let mut t = Vec::with_capacity(20 + payload.len());
+            t.extend_from_slice(&src.1.to_be_bytes()); // source port
+            t.extend_from_slice(&dst.1.to_be_bytes()); // destination port
+            t.extend_from_slice(&seq.to_be_bytes()); // sequence number
+            t.extend_from_slice(&ack.to_be_bytes()); // acknowledgement number
+            t.push(0x50); // data offset 5 words
+            t.push(flags);
+            t.extend_from_slice(&[0xff, 0xff]); // window
+            t.extend_from_slice(&[0, 0]); // checksum, filled below
+            t.extend_from_slice(&[0, 0]); // urgent pointer
+            t.extend_from_slice(payload);
+            let mut pseudo = Vec::with_capacity(12);
+            pseudo.extend_from_slice(&src.0);
+            pseudo.extend_from_slice(&dst.0);
+            pseudo.extend_from_slice(&[0, 6]); // zero, protocol TCP
+            pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+            let c = fold(sum16(&t, sum16(&pseudo, 0)));
+            t[16..18].copy_from_slice(&c.to_be_bytes());
+            let mut ip = vec![0x45, 0]; // version 4, IHL 5; DSCP
+            ip.extend_from_slice(&((20 + t.len()) as u16).to_be_bytes()); // total length
+            ip.extend_from_slice(&[0, 0, 0x40, 0]); // id, DF
+            ip.extend_from_slice(&[64, 6, 0, 0]); // TTL, TCP, checksum below
+            ip.extend_from_slice(&src.0);
+            ip.extend_from_slice(&dst.0);
+            let c = fold(sum16(&ip, 0));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]; // MACs
+            f.extend_from_slice(&[0x08, 0x00]); // IPv4
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&t);
+            f
+        }
+    }
+
+    /// Runs `frames` (1 ms apart) through a worker and returns its EVE
+    /// records and counters.
+    fn run_frames(cfg: &Config, frames: &[Vec<u8>]) -> (Vec<serde_json::Value>, WorkerStats) {
+        let mut w = Worker::new(cfg);
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        let mut out = w.take_output();
+        let stats = w.finish(Timestamp(0), &mut |b| out.extend_from_slice(&b));
+        let recs = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (recs, stats)
+    }
+
+    // Hand-built MQTT 3.1.1 messages: CONNECT with client id "mon",
+    // CONNACK accepted, PUBLISH QoS 0 topic "t" payload "72".
+    const CONNECT: &[u8] = &[
+        0x10, 0x0f, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x03, b'm',
+        b'o', b'n',
+    ];
+    const CONNACK: &[u8] = &[0x20, 0x02, 0x00, 0x00];
+    const PUBLISH: &[u8] = &[0x30, 0x05, 0x00, 0x01, b't', b'7', b'2'];
+
+    fn of_type<'a>(recs: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+        recs.iter().filter(|r| r["event_type"] == t).collect()
+    }
+
+    #[test]
+    fn bytes_held_at_flow_end_reach_the_parser() {
+        use wire::*;
+        // A pure ACK at seq 1000 starts the stream there; the CONNECT at
+        // seq 1010 waits behind a 10-byte hole nobody acknowledges until
+        // the flow ends (port 8080: content decides).
+        let srv = ([10, 10, 5, 10], 8080);
+        let frames = [
+            tcp(CLIENT, srv, 1000, 1, ACK, &[]),
+            tcp(CLIENT, srv, 1010, 1, PSH | ACK, CONNECT),
+        ];
+        let (recs, _) = run_frames(&Config::default(), &frames);
+        let mqtt = of_type(&recs, "mqtt");
+        assert_eq!(mqtt.len(), 1, "{recs:?}");
+        assert_eq!(mqtt[0]["mqtt"]["connect"]["client_id"], "mon");
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["app_proto"], "mqtt");
+        assert_eq!(flow[0]["tcp"]["ts_gap"], true);
+    }
+
+    /// A handshake and a CONNECT/CONNACK on 1883, then `rst` (from the
+    /// broker), then a PUBLISH from the client.
+    fn session_with_rst(rst_seq: u32) -> (Vec<serde_json::Value>, WorkerStats) {
+        use wire::*;
+        let srv = ([10, 10, 5, 10], 1883);
+        let c = 101 + CONNECT.len() as u32;
+        let frames = [
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, c, PSH | ACK, CONNACK),
+            tcp(srv, CLIENT, rst_seq, c, RST | ACK, &[]),
+            tcp(CLIENT, srv, c, 5005, PSH | ACK, PUBLISH),
+        ];
+        run_frames(&Config::default(), &frames)
+    }
+
+    #[test]
+    fn rst_out_of_window_neither_closes_nor_blinds() {
+        // An attacker's blind RST, a million bytes away from the broker's
+        // next sequence number (5005).
+        let (recs, stats) = session_with_rst(5005 + 1_000_000);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["flow"]["state"], "established");
+        assert_eq!(flow[0]["tcp"]["state"], "established");
+        assert_eq!(stats.flow.rst_out_of_window, 1);
+        let mqtt = of_type(&recs, "mqtt");
+        assert!(mqtt.iter().any(|r| r["mqtt"].get("publish").is_some()));
+    }
+
+    #[test]
+    fn rst_in_window_closes_the_flow() {
+        let (recs, stats) = session_with_rst(5005);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["flow"]["state"], "closed");
+        assert_eq!(stats.flow.rst_out_of_window, 0);
+        assert_eq!(stats.flow.rst, 1);
+    }
+
+    #[test]
+    fn huge_segments_of_tiny_messages_never_pile_up_output() {
+        use wire::*;
+        // Hand-built: one client, a handshake, CONNECT/CONNACK, then
+        // `segments` segments of 65 000 bytes, each 13 000 five-byte QoS 0
+        // PUBLISHes (topic "t", no payload): 13 000 records per packet.
+        fn frames(segments: u32) -> Vec<Vec<u8>> {
+            let srv = ([10, 10, 5, 10], 1883);
+            let tiny = [0x30, 0x03, 0x00, 0x01, b't'];
+            let packed: Vec<u8> = tiny.iter().copied().cycle().take(65_000).collect();
+            let mut seq = 101 + CONNECT.len() as u32;
+            let mut v = vec![
+                tcp(CLIENT, srv, 100, 0, SYN, &[]),
+                tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+                tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+                tcp(srv, CLIENT, 5001, seq, PSH | ACK, CONNACK),
+            ];
+            for _ in 0..segments {
+                v.push(tcp(CLIENT, srv, seq, 5005, ACK, &packed));
+                seq += packed.len() as u32;
+            }
+            v.push(tcp(CLIENT, srv, seq, 5005, FIN | ACK, &[]));
+            v
+        }
+        let mut peaks = Vec::new();
+        for segments in [1, 4] {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+            // The counting sink: a slow-ish writer that sees every block.
+            let sink = std::thread::spawn(move || {
+                let (mut lines, mut largest) = (0usize, 0usize);
+                for b in rx {
+                    largest = largest.max(b.len());
+                    lines += b.iter().filter(|&&c| c == b'\n').count();
+                }
+                (lines, largest)
+            });
+            let mut w = Worker::new(&Config::default());
+            w.set_output(Handoff::Wait(tx.clone()));
+            for (i, f) in frames(segments).iter().enumerate() {
+                let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            w.finish(Timestamp(0), &mut |b| {
+                tx.send(b).unwrap();
+            });
+            let peak = w.peak_pending_output();
+            drop(w);
+            drop(tx);
+            let (lines, largest) = sink.join().unwrap();
+            // Every PUBLISH, the CONNECT transaction and the flow.
+            assert_eq!(lines, 13_000 * segments as usize + 2);
+            // One record is far below 4 KiB: the worker never held more than
+            // a block and a record, and no block was bigger.
+            assert!(peak < OUTPUT_BLOCK + 4096, "peak {peak}");
+            assert!(largest < OUTPUT_BLOCK + 4096, "block {largest}");
+            peaks.push(peak);
+        }
+        // The bound does not grow with the records a packet produces.
+        assert!(peaks[1] < OUTPUT_BLOCK + 4096 && peaks[0] < OUTPUT_BLOCK + 4096);
+    }
+
+    #[test]
+    fn app_memcap_refusals_are_counted_and_released() {
+        use wire::*;
+        // Hand-built: 20 flows picked up mid-stream on a port no protocol
+        // is configured on, each sending 2 000 bytes nothing recognises,
+        // under an app-layer budget of 4 KiB: detection cannot hold them
+        // all, flows are decided early (counted), and the run ends normally
+        // with nothing left charged.
+        let mut cfg = Config::default();
+        cfg.app_layer.memcap = crate::memcap::ByteSize(4096);
+        let shared = RunShared::new(&cfg);
+        let mut w = Worker::with_shared(&cfg, Arc::new(Engine::empty()), &shared);
+        let mut n = 0u64;
+        for i in 0..20u16 {
+            let cli = ([10, 20, 1, 15], 40000 + i);
+            let srv = ([10, 10, 5, 10], 40404);
+            for k in 0..2u32 {
+                let f = tcp(cli, srv, 1 + k * 1000, 1, ACK, &[0xa5; 1000]);
+                n += 1;
+                let ts = Timestamp::from_parts(1_700_000_000, n * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, &f, f.len() as u32);
+            }
+        }
+        let stats = w.finish(Timestamp(0), &mut |_| {});
+        assert!(stats.app_layer.memcap > 0);
+        assert_eq!(stats.app_flows(AppProto::Failed), 20);
+        assert_eq!(w.app_memory_held(), 0);
+    }
+
+    #[test]
+    fn live_output_drops_whole_blocks_and_counts_every_line() {
+        use wire::*;
+        // Hand-built: 39 000 QoS 0 PUBLISHes in three 65 000-byte segments.
+        let srv = ([10, 10, 5, 10], 1883);
+        let tiny = [0x30, 0x03, 0x00, 0x01, b't'];
+        let packed: Vec<u8> = tiny.iter().copied().cycle().take(65_000).collect();
+        let mut seq = 101 + CONNECT.len() as u32;
+        let mut frames = vec![
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+        ];
+        for _ in 0..3 {
+            frames.push(tcp(CLIENT, srv, seq, 5001, ACK, &packed));
+            seq += packed.len() as u32;
+        }
+        let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+        // Lines written through `handoff` (and at the end), and those dropped.
+        let run = |cap: usize, live: bool| -> (u64, u64) {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(cap);
+            let dropped = Arc::new(AtomicU64::new(0));
+            let mut w = Worker::new(&Config::default());
+            w.set_output(if live {
+                Handoff::Drop(tx, Arc::clone(&dropped))
+            } else {
+                Handoff::Wait(tx)
+            });
+            for (i, f) in frames.iter().enumerate() {
+                let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+                w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            let mut tail = Vec::new();
+            w.finish(Timestamp(0), &mut |b| tail.extend_from_slice(&b));
+            drop(w);
+            let written = rx.iter().map(|b| lines(&b)).sum::<u64>() + lines(&tail);
+            (written, dropped.load(Ordering::Relaxed))
+        };
+        // Offline, with room for everything: nothing is lost.
+        let (all, none) = run(4096, false);
+        assert_eq!(none, 0);
+        assert!(all > 39_000);
+        // Live, with a queue of one block nobody reads until the end: whole
+        // blocks are dropped, and every line is either written or counted.
+        let (written, lost) = run(1, true);
+        assert!(lost > 0, "the queue was full");
+        assert_eq!(written + lost, all);
+    }
+
+    #[test]
+    fn late_syn_ack_turns_a_pickup_around() {
+        use wire::*;
+        // Hand-built: the capture shows the server's ACK first (port 8080,
+        // configured for nothing, so it is taken for the client), then its
+        // SYN-ACK (reordered), then the client's CONNECT.
+        let srv = ([10, 10, 5, 10], 8080);
+        let frames = [
+            tcp(srv, CLIENT, 5001, 101, ACK, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, 118, PSH | ACK, CONNACK),
+        ];
+        let (recs, _) = run_frames(&Config::default(), &frames);
+        let flow = of_type(&recs, "flow");
+        assert_eq!(flow[0]["src_port"], 50000);
+        assert_eq!(flow[0]["dest_port"], 8080);
+        assert_eq!(flow[0]["flow"]["pkts_toserver"], 1);
+        let mqtt = of_type(&recs, "mqtt");
+        assert_eq!(mqtt.len(), 1);
+        assert_eq!(mqtt[0]["src_port"], 50000);
+        assert!(mqtt[0]["mqtt"].get("connack").is_some());
+    }
+
+    /// Records the calls a parser receives.
+    struct Calls(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl StreamConsumer for Calls {
+        fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, d: &[u8]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("data {dir:?} {}", d.len()));
+        }
+        fn gap(&mut self, _: &mut StreamContext<'_>, dir: Direction, len: u32) {
+            self.0.lock().unwrap().push(format!("gap {dir:?} {len}"));
+        }
+        fn end(&mut self, _: &mut StreamContext<'_>) {}
+    }
+
+    #[test]
+    fn a_segments_ack_reaches_the_parser_before_its_payload() {
+        use wire::*;
+        // Hand-built: after the CONNACK the broker's next 100 bytes are lost
+        // by the capture; the client's PUBLISHes acknowledge them.
+        // Reassembly declares acknowledged-but-unseen bytes lost at the
+        // peer's *next* ACK (the first one may have overtaken its data on
+        // the mirror port), and that ACK is taken before the payload of the
+        // segment carrying it: the parser hears of the hole before the
+        // second PUBLISH, which the client sent after the hole.
+        let srv = ([10, 10, 5, 10], 1883);
+        let c = 101 + CONNECT.len() as u32;
+        let c2 = c + PUBLISH.len() as u32;
+        let frames = [
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(CLIENT, srv, 101, 5001, PSH | ACK, CONNECT),
+            tcp(srv, CLIENT, 5001, c, PSH | ACK, CONNACK),
+            tcp(CLIENT, srv, c, 5105, PSH | ACK, PUBLISH),
+            tcp(CLIENT, srv, c2, 5105, PSH | ACK, PUBLISH),
+        ];
+        let calls: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let shared = Arc::clone(&calls);
+        let mut w = Worker::new(&Config::default());
+        w.set_consumer_factory(Arc::new(move |_, _| {
+            Some(Box::new(Calls(Arc::clone(&shared))) as Box<dyn StreamConsumer>)
+        }));
+        for (i, f) in frames.iter().enumerate() {
+            let ts = Timestamp::from_parts(1_700_000_000, i as u64 * 1_000_000);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        w.finish(Timestamp(0), &mut |_| {});
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                format!("data ToServer {}", CONNECT.len()),
+                "data ToClient 4".to_string(),
+                format!("data ToServer {}", PUBLISH.len()),
+                "gap ToClient 100".to_string(),
+                format!("data ToServer {}", PUBLISH.len()),
+            ]
+        );
     }
 }

@@ -57,11 +57,37 @@ ADDITIONS = [
     (["stats", "tcp"], "retransmissions", {"type": "integer"}),
     (["stats", "tcp"], "reassembly_gap_bytes", {"type": "integer"}),
     (["stats", "tcp"], "ooo_limit_reached", {"type": "integer"}),
+    # Reassembly (src/stream/mod.rs): holes declared after `hole_timeout`,
+    # and overlap windows refused because stream.memcap was half used.
+    (["stats", "tcp"], "ooo_timeout", {"type": "integer"}),
+    (["stats", "tcp"], "overlap_window_memcap", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "hl7", {"type": "integer"}),
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
+    # Packets dropped for a bad checksum (src/decode/stats.rs). Suricata
+    # counts only TCP's (tcp.invalid_checksum) and has rule keywords
+    # (ipv4-csum, udpv4-csum, icmpv4-csum…) for the others; these name them
+    # in its decoder-event style.
+    (["stats", "decoder", "event", "ipv4"], "invalid_checksum", {"type": "integer"}),
+    (["stats", "decoder", "event", "udp"], "invalid_checksum", {"type": "integer"}),
+    (["stats", "decoder", "event", "icmpv4"], "invalid_checksum", {"type": "integer"}),
+    (["stats", "decoder", "event", "icmpv6"], "invalid_checksum", {"type": "integer"}),
+    # 1 when `decoder.checksum_checks: auto` found checksum offload in the
+    # first packets and stopped validating (src/decode/offload.rs).
+    (["stats", "decoder"], "checksum_offload_detected", {"type": "integer"}),
+    # Reservations refused by defrag.memcap (src/decode/defrag.rs); each
+    # evicts the oldest datagram being reassembled.
+    (["stats", "defrag"], "memcap_reached", {"type": "integer"}),
+    # Threshold matches decided on what was known (src/detect/threshold.rs).
+    (["stats", "detect"], "threshold_late", {"type": "integer"}),
+    (["stats", "detect"], "threshold_memcap", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
+    # Times app_layer.memcap refused a flow's growth (src/app/session.rs).
+    (["stats", "app_layer"], "memcap", {"type": "integer"}),
+    # RSTs too far from the expected sequence number to close their flow
+    # (src/flow/mod.rs).
+    (["stats", "tcp"], "rst_out_of_window", {"type": "integer"}),
     # Packets of the capture files a `-f` filter rejected (src/capture/bpf.rs).
     (["stats", "capture"], "filtered", {"type": "integer"}),
     # Live capture: EVE lines dropped because the writer's queue was full

@@ -386,3 +386,31 @@ pub struct Exchange {
 pub fn new_parser(cfg: &DicomConfig) -> Option<Box<dyn StreamConsumer>> {
     Some(Box::new(Parser::new(cfg)))
 }
+
+/// DICOM as the session and the registry see it
+/// ([`crate::app::PROTOCOLS`]).
+#[derive(Debug)]
+pub struct Dicom;
+
+pub static PROTOCOL: Dicom = Dicom;
+
+impl crate::app::AppProtocol for Dicom {
+    fn proto(&self) -> crate::app::AppProto {
+        crate::app::AppProto::Dicom
+    }
+    fn name(&self) -> &'static str {
+        "dicom"
+    }
+    fn ports<'c>(&self, cfg: &'c crate::app::AppConfig) -> &'c [u16] {
+        &cfg.dicom_ports
+    }
+    fn probe_start(&self, data: &[u8]) -> crate::app::Verdict {
+        crate::app::probe::dicom_start(data)
+    }
+    fn probe_midstream(&self, data: &[u8]) -> Option<crate::app::Midstream> {
+        crate::app::probe::dicom_midstream(data)
+    }
+    fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
+        new_parser(&cfg.dicom)
+    }
+}

@@ -1960,9 +1960,13 @@ mod tests {
         p.shed(&mut ctx);
         let after = p.memuse();
         assert!(after < empty + 16384, "{empty} -> {held} -> {after}");
-        assert_eq!(anomalies(ctx.records), ["memcap"]);
+        assert_eq!(anomalies(&records), ["memcap"]);
         // Every exchange was logged with its matches.
-        assert_eq!(dimse(ctx.records).len(), 8);
+        assert_eq!(dimse(&records).len(), 8);
+        let mut ctx = StreamContext {
+            ts: Default::default(),
+            records: &mut records,
+        };
         p.data(&mut ctx, ToClient, &pdata(0x02, &d[3000..]));
         p.end(&mut ctx);
         let last = dimse(&records).pop().unwrap().clone();

@@ -23,10 +23,11 @@ pub mod state;
 
 use serde::Deserialize;
 
-use crate::app::probe::Verdict as Probe;
-use crate::app::{AppProto, StreamConsumer};
+use crate::app::{
+    AppConfig, AppProto, AppProtocol, Midstream, Role, StreamConsumer, Verdict as Probe,
+};
 use crate::flow::Direction;
-use parser::{Delimiters, Verdict, CR, LF, SB};
+use parser::{Delimiters, Verdict, CR, EB, LF, SB};
 
 /// `app_layer.hl7` configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -226,6 +227,40 @@ pub fn new_parser(cfg: &Hl7Config) -> Option<Box<dyn StreamConsumer>> {
     Some(Box::new(state::Hl7State::new(cfg)))
 }
 
+// The protocol's constant, declared next to its [`AppProtocol`] value.
+#[allow(non_upper_case_globals)]
+impl AppProto {
+    pub const Hl7: AppProto = AppProto::new(6);
+}
+
+/// HL7 v2 as the session and the registry see it
+/// ([`crate::app::PROTOCOLS`]).
+#[derive(Debug)]
+pub struct Hl7;
+
+pub static PROTOCOL: Hl7 = Hl7;
+
+impl AppProtocol for Hl7 {
+    fn proto(&self) -> AppProto {
+        AppProto::Hl7
+    }
+    fn name(&self) -> &'static str {
+        "hl7"
+    }
+    fn ports<'c>(&self, cfg: &'c AppConfig) -> &'c [u16] {
+        &cfg.hl7_ports
+    }
+    fn probe_start(&self, data: &[u8]) -> Probe {
+        probe_start(data)
+    }
+    fn probe_midstream(&self, data: &[u8]) -> Option<Midstream> {
+        probe_midstream(data)
+    }
+    fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>> {
+        new_parser(&cfg.hl7)
+    }
+}
+
 /// Probe of a direction's first bytes (either direction: an
 /// acknowledgment starts with MSH too): an MLLP start block then a header
 /// segment, or a bare header segment (`MSH`, `FHS` or `BHS`, a field
@@ -237,26 +272,65 @@ pub fn probe_start(data: &[u8]) -> Probe {
         Some(_) => data,
     };
     match parser::header(body, false) {
-        Verdict::Yes(_) => Probe::Match(AppProto::Hl7),
+        Verdict::Yes((_, d)) => Probe::Match(sender(body, &d)),
         Verdict::NeedMore => Probe::NeedMore,
         Verdict::No => Probe::NoMatch,
     }
+}
+
+/// Who sends the message whose header starts `msg`, as far as the bytes
+/// say: an acknowledgment (MSH-9 `ACK`, or an MSA segment right after the
+/// MSH, v2.5.1 §2.9) answers a message, and the side that answers is the
+/// server of an HL7 connection (the listener receives and acknowledges,
+/// v2.5.1 Appendix C.4.3); anything else may come from either side.
+fn sender(msg: &[u8], d: &Delimiters) -> Role {
+    let end = memchr::memchr3(CR, LF, EB, msg);
+    let msh = msg.get(..end.unwrap_or(msg.len())).unwrap_or(&[]);
+    // MSH-9.1 counts only when followed by its delimiter (not cut).
+    let ty = parser::field(msh, 9, d).filter(|_| parser::field(msh, 10, d).is_some());
+    if ty.is_some_and(|f| parser::component(f, 1, d) == b"ACK") {
+        return Role::Server;
+    }
+    let next = end
+        .and_then(|e| msg.get(e..))
+        .map(|r| r.trim_ascii_start())
+        .and_then(|r| r.get(..4));
+    if next.is_some_and(|n| n.get(..3) == Some(b"MSA") && n.get(3) == Some(&d.field)) {
+        return Role::Server;
+    }
+    Role::Either
+}
+
+/// Bytes HL7 text may hold: printable text (any encoding), tab, line ends
+/// and the MLLP block characters.
+fn is_text(b: u8) -> bool {
+    b >= 0x20 || matches!(b, b'\t' | CR | LF | SB | EB)
 }
 
 /// Probe of bytes from the middle of a stream (a capture that starts
 /// mid-connection, or after lost bytes): a header segment after an MLLP
 /// start block or a line end, or two segment starts — a CR, a segment id
 /// (`[A-Z][A-Z0-9]{2}`) and the same delimiter after both (the field
-/// separator; MSH's own when one was seen).
-pub fn probe_midstream(data: &[u8]) -> bool {
-    let mut separator: Option<u8> = None;
-    for (i, &b) in data.iter().enumerate() {
+/// separator) — in text that runs to the end of the bytes (HL7 is text: a
+/// run followed by binary, such as an HL7 message inside an MQTT payload
+/// followed by the next MQTT header, is not HL7 on the wire). The run
+/// starts at the block start, or at the first byte after the line end.
+/// Linear: each candidate is judged on at most [`parser::HEADER_PREFIX`]
+/// bytes.
+pub fn probe_midstream(data: &[u8]) -> Option<Midstream> {
+    let from = data.iter().rposition(|&b| !is_text(b)).map_or(0, |i| i + 1);
+    let mut first: Option<(usize, u8, Role)> = None;
+    for (i, &b) in data.iter().enumerate().skip(from) {
         if !matches!(b, CR | LF | SB) {
             continue;
         }
         let rest = data.get(i + 1..).unwrap_or(&[]);
-        if let Verdict::Yes(_) = parser::header(rest, false) {
-            return true;
+        if let Verdict::Yes((_, d)) = parser::header(rest, false) {
+            let at = if b == SB { i } else { i + 1 };
+            return Some(Midstream {
+                at,
+                role: sender(rest, &d),
+            });
         }
         if b != CR {
             continue;
@@ -267,13 +341,22 @@ pub fn probe_midstream(data: &[u8]) -> bool {
         if !parser::is_segment_id(id) || !sep.is_ascii_punctuation() {
             continue;
         }
-        match separator {
-            Some(s) if s == sep => return true,
+        // An answer's segments come from the server (as in `sender`).
+        let role = if id == b"MSA" {
+            Role::Server
+        } else {
+            Role::Either
+        };
+        match first {
+            Some((at, s, r)) if s == sep => {
+                let role = if r == Role::Server { r } else { role };
+                return Some(Midstream { at, role });
+            }
             Some(_) => {}
-            None => separator = Some(sep),
+            None => first = Some((i + 1, sep, role)),
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -288,7 +371,7 @@ mod tests {
             b"BHS|^~\\&|",
             b"FHS|^~\\&|",
         ] {
-            assert_eq!(probe_start(start), Probe::Match(AppProto::Hl7));
+            assert_eq!(probe_start(start), Probe::Match(Role::Either));
             for n in 0..start.len() {
                 assert_eq!(probe_start(&start[..n]), Probe::NeedMore, "{start:?} {n}");
             }
@@ -309,20 +392,43 @@ mod tests {
     }
 
     #[test]
+    fn an_acknowledgment_comes_from_the_server_and_other_messages_from_either() {
+        // Hand-built headers: an ACK by MSH-9, a response by its MSA right
+        // after the MSH, an ADT, and an ACK whose MSH-9 is cut.
+        let ack = b"\x0bMSH|^~\\&|R|RF|S|SF|20240101||ACK^A01|C2|P|2.5\rMSA|AA|C1\r";
+        let rsp = b"MSH|^~\\&|R|RF|S|SF|20240101||RSP^K22|C3|P|2.5\r\nMSA|AA|C1\r";
+        let adt = b"MSH|^~\\&|S|SF|R|RF|20240101||ADT^A01|C1|P|2.5\rEVN|A01\r";
+        let cut = b"MSH|^~\\&|R|RF|S|SF|20240101||AC";
+        assert_eq!(probe_start(ack), Probe::Match(Role::Server));
+        assert_eq!(probe_start(rsp), Probe::Match(Role::Server));
+        assert_eq!(probe_start(adt), Probe::Match(Role::Either));
+        assert_eq!(probe_start(cut), Probe::Match(Role::Either));
+        let mid = |b: &[u8]| probe_midstream(b).map(|m| (m.at, m.role));
+        let mut tail = b"|AA|C0\x1c\r".to_vec();
+        tail.extend_from_slice(ack);
+        assert_eq!(mid(&tail), Some((8, Role::Server)));
+        // Hand-built: the tail of an ACK (MSA, ERR segments).
+        assert_eq!(mid(b"x\rMSA|AE|C1\rERR|||207"), Some((2, Role::Server)));
+    }
+
+    #[test]
     fn midstream_needs_a_header_at_a_line_start_or_two_segment_starts() {
+        let mid = |b: &[u8]| probe_midstream(b).map(|m| m.at);
         // Hand-built: the tail of a PID segment, then PV1 and OBX.
-        assert!(probe_midstream(b"E^JANE||19000101|F\rPV1|1|I|W3\rOBX|1|NM"));
-        assert!(probe_midstream(b"|AA|CTRL-1\x1c\r\x0bMSH|^~\\&|APP"));
-        assert!(probe_midstream(b"junk\nMSH|^~\\&|APP"));
+        assert_eq!(mid(b"E^JANE||19000101|F\rPV1|1|I|W3\rOBX|1|NM"), Some(19));
+        assert_eq!(mid(b"|AA|CTRL-1\x1c\r\x0bMSH|^~\\&|APP"), Some(12));
+        assert_eq!(mid(b"junk\nMSH|^~\\&|APP"), Some(5));
         // One segment start only, or two with different separators.
-        assert!(!probe_midstream(b"E^JANE||19000101|F\rPV1|1|I|W3"));
-        assert!(!probe_midstream(b"x\rPV1|1\rOBX!1"));
+        assert_eq!(mid(b"E^JANE||19000101|F\rPV1|1|I|W3"), None);
+        assert_eq!(mid(b"x\rPV1|1\rOBX!1"), None);
         // HTTP lines: CR is followed by LF, never by a segment id.
-        assert!(!probe_midstream(
-            b"HTTP/1.1 200 OK\r\nETag: x\r\nAge: 1\r\n"
-        ));
+        assert_eq!(mid(b"HTTP/1.1 200 OK\r\nETag: x\r\nAge: 1\r\n"), None);
         // An HL7 message inside another protocol's payload, not at a line
         // start (an MQTT PUBLISH carrying HL7): no.
-        assert!(!probe_midstream(b"\x30\x40\x00\x03a/bMSH|^~\\&|APP|FAC"));
+        assert_eq!(mid(b"\x30\x40\x00\x03a/bMSH|^~\\&|APP|FAC"), None);
+        // Segments followed by binary (the next MQTT header): no; the run
+        // after the binary counts.
+        assert_eq!(mid(b"x\rPID|1\rPV1|1\r\x30\x10\x00\x03a/b"), None);
+        assert_eq!(mid(b"\x00\x03a/b\rPID|1\rPV1|1\r"), Some(6));
     }
 }

@@ -356,3 +356,31 @@ impl Record {
 pub fn new_parser(cfg: &MqttConfig) -> Option<Box<dyn StreamConsumer>> {
     Some(Box::new(state::MqttState::new(cfg)))
 }
+
+/// MQTT as the session and the registry see it
+/// ([`crate::app::PROTOCOLS`]).
+#[derive(Debug)]
+pub struct Mqtt;
+
+pub static PROTOCOL: Mqtt = Mqtt;
+
+impl crate::app::AppProtocol for Mqtt {
+    fn proto(&self) -> crate::app::AppProto {
+        crate::app::AppProto::Mqtt
+    }
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+    fn ports<'c>(&self, cfg: &'c crate::app::AppConfig) -> &'c [u16] {
+        &cfg.mqtt_ports
+    }
+    fn probe_start(&self, data: &[u8]) -> crate::app::Verdict {
+        crate::app::probe::mqtt_start(data)
+    }
+    fn probe_midstream(&self, data: &[u8]) -> Option<crate::app::Midstream> {
+        crate::app::probe::mqtt_midstream(data)
+    }
+    fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
+        new_parser(&cfg.mqtt)
+    }
+}

@@ -701,7 +701,7 @@ pub enum Plausible<T> {
 
 /// Could a message start here? Type and flags valid (QoS 3 is not),
 /// remaining length decodable, within `max_msg_len`, and fitting the
-/// type's fixed sizes. Used to find a message boundary where framing is
+/// type's fixed sizes at protocol level `version` (0: not known yet). Used to find a message boundary where framing is
 /// unknown; a bad first byte is refused without looking further.
 pub fn plausible_header(input: &[u8], version: u8, max_msg_len: usize) -> Plausible<FixedHeader> {
     use packet_type::*;
@@ -726,7 +726,9 @@ pub fn plausible_header(input: &[u8], version: u8, max_msg_len: usize) -> Plausi
         return Plausible::No;
     }
     let rl = h.remaining_length;
-    let v5 = version == level::V5;
+    // An unknown level (0) allows what either 3.1.1 or 5.0 allows: 5.0
+    // only relaxes the fixed sizes (a v5 CONNACK has 3 bytes or more).
+    let v5 = version == level::V5 || version == 0;
     let fits = match h.packet_type {
         PINGREQ | PINGRESP => rl == 0,
         CONNACK => rl == 2 || (v5 && rl >= 3),

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use super::super::worker::{Worker, WorkerStats};
+use super::super::worker::{Handoff, Worker, WorkerStats};
 use super::super::{
     close_writer, Batch, Dispatch, InputReport, RunError, RunReport, OUTPUT_BLOCK, WORKER_QUEUE,
 };
@@ -64,7 +64,7 @@ struct End {
 struct Shared<'a> {
     cfg: &'a Config,
     stop: &'a AtomicBool,
-    dropped: &'a AtomicU64,
+    dropped: &'a Arc<AtomicU64>,
     engine: &'a SharedEngine,
     snaps: Sender<(usize, Snap)>,
     run: crate::pipeline::worker::RunShared,
@@ -105,6 +105,8 @@ fn drain(h: &mut PcapHandle, mut each: impl FnMut(Timestamp, LinkType, &[u8], u3
 fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -> End {
     let (mut generation, engine) = sh.engine.current();
     let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
+    // Never waits for the writer: a full queue drops the block (counted).
+    w.set_output(Handoff::Drop(out_tx.clone(), Arc::clone(sh.dropped)));
     let interval = sh.interval();
     let mut last_snap = Instant::now();
     let mut error = None;
@@ -123,7 +125,9 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
                 w.tick(now());
             }
             Ok(_) => {
-                if w.pending_output() >= OUTPUT_BLOCK && !offer(out_tx, w.take_output(), sh.dropped)
+                if w.output_closed()
+                    || (w.pending_output() >= OUTPUT_BLOCK
+                        && !offer(out_tx, w.take_output(), sh.dropped))
                 {
                     sh.stop.store(true, Ordering::Relaxed);
                     break;
@@ -153,6 +157,8 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
         }
     }
     if error.is_none() {
+        // What libpcap still holds is analysed; its lines wait for the writer.
+        w.set_output(Handoff::Wait(out_tx.clone()));
         drain(&mut h, |ts, link, data, len| w.packet(ts, link, data, len));
     }
     if let Some(e) = read_stats(&mut h) {
@@ -180,6 +186,8 @@ fn batch_worker(
 ) -> End {
     let (mut generation, engine) = sh.engine.current();
     let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
+    // Never waits for the writer: a full queue drops the block (counted).
+    w.set_output(Handoff::Drop(out_tx.clone(), Arc::clone(sh.dropped)));
     let interval = sh.interval();
     let idle = Duration::from_millis(u64::from(sh.cfg.capture.poll_timeout_ms));
     let mut last_snap = Instant::now();
@@ -191,7 +199,9 @@ fn batch_worker(
         match rx.recv_timeout(idle) {
             Ok(batch) => {
                 batch.feed(&mut w, &mut now_ts);
-                if w.pending_output() >= OUTPUT_BLOCK && !offer(out_tx, w.take_output(), sh.dropped)
+                if w.output_closed()
+                    || (w.pending_output() >= OUTPUT_BLOCK
+                        && !offer(out_tx, w.take_output(), sh.dropped))
                 {
                     // The writer is gone: stop everything.
                     sh.stop.store(true, Ordering::Relaxed);
@@ -424,7 +434,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         dropped: &out.dropped,
         engine: &opts.engine,
         snaps: snap_tx,
-        run: crate::pipeline::worker::RunShared::new(cfg),
+        run: crate::pipeline::worker::RunShared::with_workers(cfg, n),
     };
     let (sh, out_ref) = (&sh, &out);
     let stop: &AtomicBool = &opts.stop;

@@ -1,0 +1,428 @@
+//! Alerts whose threshold decision waits for other workers (module
+//! `threshold`, "Why a decision may wait"), kept by the worker that raised
+//! them, and the run-wide table they wait on.
+//!
+//! Contract with the worker (`pipeline::worker`):
+//! - an [`Alert`](super::Alert) with `undecided: Some(ticket)` is written to
+//!   a line of its own and given to [`DetectState::hold`] with the flow it
+//!   belongs to; the line comes back when it must be written at once (the
+//!   detection memory budget is spent: the alert is written undecided and
+//!   counted, never dropped);
+//! - [`DetectState::sync`] with the worker's packet time after every packet
+//!   or clock tick publishes the worker's floor and writes the lines decided
+//!   as alerts; it calls back for each flow that got one, so the flow's
+//!   `alerted` is set;
+//! - a flow that ends while one of its alerts is undecided
+//!   ([`DetectState::flow_waits`]) hands over its `flow` record in both
+//!   forms ([`DetectState::park_flow`]); the right one is written when the
+//!   last decision comes;
+//! - [`DetectState::leave`] when the worker stops or switches rulesets
+//!   (after joining the new ruleset's table, so that a table replaced
+//!   before every worker reached it is closed first): what is still
+//!   undecided goes to the table, and the last worker to leave writes it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use super::threshold::{Key, Table, Threshold, Ticket, Verdict};
+use super::{DetectStats, Engine};
+use crate::memcap::{Lease, MemCap};
+
+/// The flow an undecided alert belongs to: its id, and its slot in the
+/// worker's flow table (`u32::MAX` once the flow ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRef {
+    pub id: u64,
+    pub slot: u32,
+}
+
+/// Bytes counted per held line besides its text (map entry, bookkeeping).
+const LINE_OVERHEAD: u64 = 64;
+
+#[derive(Debug, Default)]
+struct FlowWait {
+    undecided: u32,
+    /// One of its undecided alerts was decided as an alert.
+    alerted: bool,
+    /// The flow ended: its `flow` record without and with `alerted`.
+    record: Option<[Vec<u8>; 2]>,
+}
+
+/// Undecided alert lines and the flow records waiting for them.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    lines: ahash::AHashMap<Ticket, (Vec<u8>, FlowRef)>,
+    flows: ahash::AHashMap<u64, FlowWait>,
+}
+
+impl Held {
+    fn hold(&mut self, t: Ticket, flow: FlowRef, line: Vec<u8>) {
+        self.lines.insert(t, (line, flow));
+        self.flows.entry(flow.id).or_default().undecided += 1;
+    }
+
+    /// Applies one decision; returns the bytes freed.
+    fn decide(
+        &mut self,
+        t: Ticket,
+        alert: bool,
+        out: &mut Vec<u8>,
+        stats: &mut DetectStats,
+        alive: &mut dyn FnMut(FlowRef),
+    ) -> u64 {
+        let Some((line, flow)) = self.lines.remove(&t) else {
+            return 0;
+        };
+        if alert {
+            out.extend_from_slice(&line);
+            stats.alerts += 1;
+            alive(flow);
+        } else {
+            stats.suppressed += 1;
+        }
+        if let Some(w) = self.flows.get_mut(&flow.id) {
+            w.alerted |= alert;
+            w.undecided = w.undecided.saturating_sub(1);
+            if w.undecided == 0 {
+                if let Some(r) = w.record.take() {
+                    let [without, with] = r;
+                    out.extend_from_slice(if w.alerted { &with } else { &without });
+                }
+                self.flows.remove(&flow.id);
+            }
+        }
+        line.len() as u64 + LINE_OVERHEAD
+    }
+
+    fn merge(&mut self, o: Held) {
+        self.lines.extend(o.lines);
+        for (id, w) in o.flows {
+            let mine = self.flows.entry(id).or_default();
+            mine.undecided += w.undecided;
+            mine.alerted |= w.alerted;
+            if mine.record.is_none() {
+                mine.record = w.record;
+            }
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.lines
+            .values()
+            .map(|(l, _)| l.len() as u64 + LINE_OVERHEAD)
+            .sum()
+    }
+}
+
+/// One ruleset's shared table, with what departed workers left undecided.
+#[derive(Debug)]
+pub(crate) struct RunTable {
+    pub table: Table,
+    orphans: Mutex<Held>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The thresholds of one run: the table the workers share, one per
+/// ruleset (a reload starts a fresh one, as each worker switches), and the
+/// memory budget of undecided alerts.
+#[derive(Debug)]
+pub struct ThresholdHub {
+    workers: usize,
+    max_entries: usize,
+    memcap: Arc<MemCap>,
+    current: Mutex<Option<(Weak<Engine>, Arc<RunTable>)>>,
+}
+
+impl ThresholdHub {
+    /// A hub for a run of `workers` workers.
+    pub fn new(cfg: &super::DetectConfig, workers: usize) -> Arc<ThresholdHub> {
+        Arc::new(ThresholdHub {
+            workers,
+            max_entries: cfg.max_threshold_entries,
+            memcap: MemCap::new("detect.threshold_memuse", cfg.threshold_memcap.0),
+            current: Mutex::new(None),
+        })
+    }
+
+    /// The table of `engine`'s ruleset: the current one, or a new one when
+    /// the engine is new (the first worker to switch after a reload).
+    fn table(&self, engine: &Arc<Engine>) -> Arc<RunTable> {
+        let mut cur = lock(&self.current);
+        if let Some((e, t)) = cur.as_ref() {
+            if std::ptr::eq(e.as_ptr(), Arc::as_ptr(engine)) {
+                return Arc::clone(t);
+            }
+        }
+        let t = Arc::new(RunTable {
+            table: Table::shared(self.max_entries, self.workers),
+            orphans: Mutex::new(Held::default()),
+        });
+        if let Some((_, old)) = cur.replace((Arc::downgrade(engine), Arc::clone(&t))) {
+            // Workers that have not switched to the old table never will.
+            old.table.close();
+        }
+        t
+    }
+}
+
+/// A worker's membership of a shared table.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    run: Arc<RunTable>,
+    slot: usize,
+    held: Held,
+    lease: Lease,
+    /// Nanoseconds between the worker's packet time and its floor.
+    margin: u64,
+    /// Second of the floor last published.
+    published: u64,
+}
+
+/// Where a worker's thresholds are counted.
+#[derive(Debug)]
+pub(crate) enum Tracker {
+    /// Alone: every match decided when it arrives.
+    Private(Table),
+    Shared(Box<Joined>),
+    /// Left its table (stopped).
+    Gone,
+}
+
+impl Tracker {
+    /// Joins `engine`'s table of `hub`; a private table when no slot is
+    /// left.
+    pub(crate) fn join(
+        hub: &ThresholdHub,
+        engine: &Arc<Engine>,
+        margin_secs: u64,
+        max: usize,
+    ) -> Tracker {
+        let run = hub.table(engine);
+        match run.table.claim() {
+            Some(slot) => Tracker::Shared(Box::new(Joined {
+                run,
+                slot,
+                held: Held::default(),
+                lease: hub.memcap.lease(),
+                margin: margin_secs.saturating_mul(1_000_000_000),
+                published: u64::MAX,
+            })),
+            None => Tracker::Private(Table::private(max)),
+        }
+    }
+}
+
+impl Tracker {
+    /// Records a match (module `threshold`, [`Table::submit`]).
+    pub(crate) fn submit(
+        &self,
+        key: Key,
+        t: &Threshold,
+        ts: crate::time::Timestamp,
+        flow: u64,
+        seq: u32,
+    ) -> Verdict {
+        match self {
+            Tracker::Private(tab) => tab.submit(None, key, t, ts, flow, seq),
+            Tracker::Shared(j) => j.run.table.submit(Some(j.slot), key, t, ts, flow, seq),
+            // Nothing is evaluated after leaving; decide as a first match.
+            Tracker::Gone => Verdict::Full(t.alerts(0)),
+        }
+    }
+}
+
+use super::DetectState;
+
+impl DetectState {
+    /// Keeps the line of an undecided alert until its decision; `Some` with
+    /// the line when it must be written now (budget spent, counted in
+    /// `detect.threshold_memcap`, or no shared table).
+    pub fn hold(&mut self, ticket: Ticket, flow: FlowRef, line: Vec<u8>) -> Option<Vec<u8>> {
+        let Tracker::Shared(j) = &mut self.tracker else {
+            self.stats.alerts += 1;
+            return Some(line);
+        };
+        if !j.lease.try_reserve(line.len() as u64 + LINE_OVERHEAD) {
+            self.stats.threshold_memcap += 1;
+            self.stats.alerts += 1;
+            return Some(line);
+        }
+        j.held.hold(ticket, flow, line);
+        None
+    }
+
+    /// Publishes the worker's floor for packet time `now` (at most once
+    /// per second) and writes the alerts decided since the last call to
+    /// `out`; `alive` is called with the flow of each.
+    pub fn sync(
+        &mut self,
+        now: crate::time::Timestamp,
+        out: &mut Vec<u8>,
+        alive: &mut dyn FnMut(FlowRef),
+    ) {
+        let Tracker::Shared(j) = &mut self.tracker else {
+            return;
+        };
+        let floor = now.0.saturating_sub(j.margin);
+        if floor / 1_000_000_000 != j.published {
+            j.published = floor / 1_000_000_000;
+            j.run.table.advance(j.slot, floor);
+        }
+        let decisions = j.run.table.take_decisions(j.slot);
+        for (t, a) in decisions {
+            let freed = j.held.decide(t, a, out, &mut self.stats, alive);
+            j.lease.release(freed);
+        }
+    }
+
+    /// Whether an alert of flow `id` is still undecided.
+    pub fn flow_waits(&self, id: u64) -> bool {
+        match &self.tracker {
+            Tracker::Shared(j) => j.held.flows.get(&id).is_some_and(|w| w.undecided > 0),
+            _ => false,
+        }
+    }
+
+    /// Keeps the `flow` record of ended flow `id` (without and with
+    /// `alerted`) until its alerts are decided.
+    pub fn park_flow(&mut self, id: u64, record: [Vec<u8>; 2]) {
+        if let Tracker::Shared(j) = &mut self.tracker {
+            if let Some(w) = j.held.flows.get_mut(&id) {
+                w.record = Some(record);
+            }
+        }
+    }
+
+    /// Leaves the shared table (the worker stops, or switches to a new
+    /// ruleset): what is still undecided is left to the table, and the last
+    /// worker to leave writes every remaining decided line and parked
+    /// record to `out`.
+    pub fn leave(&mut self, out: &mut Vec<u8>) {
+        let tracker = std::mem::replace(&mut self.tracker, Tracker::Gone);
+        let Tracker::Shared(mut j) = tracker else {
+            return;
+        };
+        let decisions = j.run.table.take_decisions(j.slot);
+        for (t, a) in decisions {
+            j.held.decide(t, a, out, &mut self.stats, &mut |_| {});
+        }
+        let held = std::mem::take(&mut j.held);
+        j.lease.release(held.bytes());
+        lock(&j.run.orphans).merge(held);
+        if j.run.table.depart(j.slot) {
+            let mut orphans = lock(&j.run.orphans);
+            for slot in 0..j.run.table.slot_count() {
+                for (t, a) in j.run.table.take_decisions(slot) {
+                    orphans.decide(t, a, out, &mut self.stats, &mut |_| {});
+                }
+            }
+            // Every match is decided once all workers left; a line still
+            // here lost its decision (a slot that never joined): written,
+            // as evidence is never dropped.
+            let rest = std::mem::take(&mut *orphans);
+            let mut alerted = ahash::AHashSet::new();
+            for (line, flow) in rest.lines.into_values() {
+                out.extend_from_slice(&line);
+                self.stats.alerts += 1;
+                alerted.insert(flow.id);
+            }
+            for (id, w) in rest.flows {
+                if let Some([without, with]) = w.record {
+                    let a = w.alerted || alerted.contains(&id);
+                    out.extend_from_slice(if a { &with } else { &without });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+    use crate::time::Timestamp;
+
+    /// Submits a `limit 1` match by source `10.0.0.1` at `secs` in flow
+    /// `flow`; returns the ticket when it waits.
+    fn submit(st: &DetectState, secs: u64, flow: u64) -> Option<Ticket> {
+        let t = Threshold::parse("type limit, track by_src, count 1, seconds 60", false).unwrap();
+        let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+        let key = Key::new(0, &t, ip, ip).unwrap();
+        match st
+            .tracker
+            .submit(key, &t, Timestamp::from_parts(secs, 0), flow, 0)
+        {
+            Verdict::Pending(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn held_alerts_and_parked_records_come_out_with_their_decisions() {
+        let cfg = DetectConfig::default();
+        let hub = ThresholdHub::new(&cfg, 2);
+        let e = Arc::new(Engine::empty());
+        let (mut a, mut b) = (
+            DetectState::shared(&cfg, &hub, &e, 1),
+            DetectState::shared(&cfg, &hub, &e, 1),
+        );
+        // Worker a holds the match at 20 s (flow 1), worker b the one at 10 s
+        // (flow 2): only b's alerts.
+        let ka = submit(&a, 20, 1).unwrap();
+        let kb = submit(&b, 10, 2).unwrap();
+        assert!(a
+            .hold(ka, FlowRef { id: 1, slot: 5 }, b"A\n".to_vec())
+            .is_none());
+        assert!(b
+            .hold(kb, FlowRef { id: 2, slot: 7 }, b"B\n".to_vec())
+            .is_none());
+        assert!(a.flow_waits(1) && b.flow_waits(2));
+        b.park_flow(2, [b"flow2 no\n".to_vec(), b"flow2 yes\n".to_vec()]);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let mut alive = Vec::new();
+        // Both past 30 s (plus the one-second margin): decided.
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
+            alive.push(f)
+        });
+        b.sync(Timestamp::from_parts(31, 0), &mut out_b, &mut |f| {
+            alive.push(f)
+        });
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
+            alive.push(f)
+        });
+        assert_eq!(out_a, b"");
+        assert_eq!(out_b, b"B\nflow2 yes\n");
+        assert_eq!(alive, [FlowRef { id: 2, slot: 7 }]);
+        assert_eq!((a.stats.suppressed, b.stats.alerts), (1, 1));
+        assert!(!a.flow_waits(1) && !b.flow_waits(2));
+    }
+
+    #[test]
+    fn a_ruleset_replaced_before_every_worker_switched_still_writes_its_alerts() {
+        // Two reloads in a row: worker a goes through ruleset 2 while worker
+        // b goes straight from 1 to 3; a's undecided alert of ruleset 2
+        // must still be written.
+        let cfg = DetectConfig::default();
+        let hub = ThresholdHub::new(&cfg, 2);
+        let [e1, e2, e3] = [(); 3].map(|_| Arc::new(Engine::empty()));
+        let mut a = DetectState::shared(&cfg, &hub, &e1, 1);
+        let mut b = DetectState::shared(&cfg, &hub, &e1, 1);
+        let mut out = Vec::new();
+        let mut a2 = DetectState::shared(&cfg, &hub, &e2, 1);
+        a.leave(&mut out);
+        let k = submit(&a2, 10, 1).unwrap();
+        assert!(a2
+            .hold(k, FlowRef { id: 1, slot: 0 }, b"A2\n".to_vec())
+            .is_none());
+        let mut a3 = DetectState::shared(&cfg, &hub, &e3, 1);
+        a2.leave(&mut out);
+        let mut b3 = DetectState::shared(&cfg, &hub, &e3, 1);
+        b.leave(&mut out);
+        assert_eq!(out, b"A2\n");
+        a3.leave(&mut out);
+        b3.leave(&mut out);
+        assert_eq!(out, b"A2\n");
+    }
+}
