@@ -45,6 +45,7 @@ M_EHR="10.10.6.30,mac=00:50:56:06:00:1e"       # EHR bridge
 M_CMS8000_C2="202.114.4.120,mac=$GW_MAC,ttl=-13"  # CISA ICSMA-25-030-01 address (CN)
 M_KP_BROKER="175.45.178.20,mac=$GW_MAC,ttl=-17"   # 175.45.176.0/22, APNIC, KP
 M_FR_BROKER="90.63.221.20,mac=$GW_MAC,ttl=-6"     # 90.0.0.0/9, RIPE NCC, FR (Orange)
+M_FR_CLOUD="90.63.221.30,mac=$GW_MAC,ttl=-6"      # the same network: a telemonitoring service (FR)
 M_SCANNER="162.142.125.221,mac=$GW_MAC,ttl=-18"   # Censys scanning range 162.142.125.0/24 (US)
 
 # rw NAME SRV_MAP D1_MAP [D2_MAP [D3_MAP]]: rewrite $WORK/NAME.raw into OUT.
@@ -482,7 +483,20 @@ ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid 
 dicom_nonstd_port dicom_tls"
 ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry dicom_internet_echo
 mqtt_internet_refused"
-ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515 hl7_variants"
+# FHIR Patients posted over plain HTTP to a French telemonitoring service:
+# patient data leaving the network on a protocol wardwatch does not parse
+# (the raw-TCP PHI rule's case).
+scn_fhir_http_exfil() {
+    local n=fhir_http_exfil
+    srv_start 80 "$WORK/$n.srv.log" python3 "$WW_LIB/fhir_http.py" server 80
+    cap_start "$WORK/$n.raw"
+    in_d1 python3 "$WW_LIB/fhir_http.py" post $SRV 80
+    cap_stop
+    srv_stop
+    rw $n "$M_FR_CLOUD" "$M_MONITOR"
+}
+
+ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515 hl7_variants fhir_http_exfil"
 ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }

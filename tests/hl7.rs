@@ -20,6 +20,9 @@
 //!   flow has one `gap` anomaly.
 //! - PHI on the whole message: a PID in a later TCP segment than its MSH is
 //!   in the record's text, and the PHI detector finds it there.
+//! - Rules: every `hl7.*` keyword value the independent decoder read
+//!   selects exactly the records holding it; `phi`, `geoip` and `iprep` on
+//!   hl7 records.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,7 +31,6 @@ mod common;
 mod parser_input;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Command;
 
 use common::*;
@@ -37,6 +39,7 @@ use wardwatch::app::hl7::log::Logged;
 use wardwatch::app::hl7::{new_parser, Hl7Config};
 use wardwatch::app::{AppProto, AppRecord, LogOptions};
 use wardwatch::detect::phi::{scan_payload, PhiConfig, PhiKind};
+use wardwatch::detect::{DetectConfig, DetectState, Engine, FlowInfo, Lookups, RuleSource, Vars};
 use wardwatch::flow::Direction;
 
 /// Every capture with HL7: the decoder that reads it independently and
@@ -51,26 +54,6 @@ const CAPTURES: &[(&str, &str, &[&str])] = &[
 
 fn capture(name: &str) -> std::path::PathBuf {
     repo().join("pcaps").join(name)
-}
-
-fn run_eve(path: &std::path::Path, unmask: bool) -> Vec<Value> {
-    let mut cfg = tempfile::NamedTempFile::new().unwrap();
-    writeln!(cfg, "outputs: {{unmask_sensitive: {unmask}}}").unwrap();
-    let out = run(&[
-        "-r",
-        path.to_str().unwrap(),
-        "--workers",
-        "1",
-        "-c",
-        cfg.path().to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_lines(&out.stdout)
 }
 
 fn hl7_records(records: &[Value]) -> Vec<&Value> {
@@ -208,32 +191,13 @@ fn frozen_facts_equal_live_tshark_and_python_hl7() {
     }
 }
 
-/// `hl7` and `anomaly` records with run-dependent fields masked.
-fn golden_lines(records: &[Value]) -> String {
-    let mut out = String::new();
-    for r in records {
-        if r["event_type"] != "hl7" && r["event_type"] != "anomaly" {
-            continue;
-        }
-        let mut r = r.clone();
-        for k in ["timestamp", "flow_id", "community_id"] {
-            if r.get(k).is_some() {
-                r[k] = Value::from("<masked>");
-            }
-        }
-        // The acknowledgments' MSH-7 is the generating machine's clock
-        // (pcaps/README.md); it is not logged, so nothing else varies.
-        out += &r.to_string();
-        out.push('\n');
-    }
-    out
-}
-
 #[test]
 fn golden_eve_records_per_capture() {
     let regen = std::env::var_os("WW_REGEN_HL7").is_some();
     for (name, _, _) in CAPTURES {
-        let got = golden_lines(&run_eve(&capture(name), false));
+        // The acknowledgments' MSH-7 is the generating machine's clock
+        // (pcaps/README.md); it is not logged, so nothing else varies.
+        let got = golden_lines(&run_eve(&capture(name), false), "hl7");
         let p = repo()
             .join("tests/expected/hl7")
             .join(format!("{name}.eve.jsonl"));
@@ -475,5 +439,254 @@ fn one_way_copies_keep_the_direction_seen_and_lose_the_answers() {
             }
             assert!(gaps.values().all(|&n| n == 1), "{name}: {gaps:?}");
         }
+    }
+}
+
+// ------------------------------------------------------------ rules
+
+/// An engine with `rules` (one per line) and the given lookups.
+fn engine_with(rules: &str, lookups: Lookups) -> Engine {
+    let (e, report) = Engine::build_with(
+        &Vars::default(),
+        &DetectConfig::default(),
+        lookups,
+        &[RuleSource {
+            name: "hl7-test.rules".into(),
+            text: rules.into(),
+        }],
+    )
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(e.rule_count(), rules.lines().count());
+    e
+}
+
+/// An HL7 flow as the engine sees it when its records are written.
+fn flow_info(f: &parser_input::FlowInput) -> FlowInfo {
+    FlowInfo {
+        ts: wardwatch::time::Timestamp::from_parts(1_700_000_000, 0),
+        // Orders matches of equal time only.
+        flow_id: u64::from(f.ends.client.port),
+        client: f.ends.client,
+        server: f.ends.server,
+        proto: 6,
+        app_proto: AppProto::Hl7,
+        established: true,
+        bytes: [0, 0],
+        pkts: [0, 0],
+    }
+}
+
+/// Alerts per sid over the `hl7` records of every HL7 flow of a capture,
+/// each flow seen as the parser orients it.
+fn hl7_alerts(e: &Engine, name: &str) -> BTreeMap<u32, usize> {
+    let mut st = DetectState::default();
+    let mut by_sid = BTreeMap::new();
+    let flows = parser_input::parser_input(&capture(name), |p, _| p == AppProto::Hl7);
+    for f in flows {
+        let info = flow_info(&f);
+        let mut fd = e.new_flow(info.client.addr, info.server.addr);
+        for r in f.records(new_parser(&Hl7Config::default()).unwrap()) {
+            let mut out = Vec::new();
+            e.record(&mut st, &mut fd, &info, &r, &mut out);
+            for a in out {
+                *by_sid.entry(a.rule.sid).or_insert(0) += 1;
+            }
+        }
+    }
+    by_sid
+}
+
+/// A rule's content matching exactly `v` (hex, so that no character of
+/// the value needs escaping).
+fn exact(v: &str) -> String {
+    let hex: Vec<String> = v.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("content:\"|{}|\"; startswith; endswith;", hex.join(" "))
+}
+
+/// The records of a capture as the independent decoder's frozen facts
+/// describe them: each message with the facts of its answer (by the
+/// `answers` fact), as (key, value) sets.
+fn records_from_facts(name: &str) -> Vec<Vec<(String, String)>> {
+    let mut by_ctrl: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut answer_of: BTreeMap<String, String> = BTreeMap::new();
+    for line in frozen_facts(name).lines() {
+        let mut p = line.splitn(3, '\t');
+        let (c, k, v) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+        if k == "answers" {
+            answer_of.insert(c.to_string(), v.to_string());
+        }
+        by_ctrl
+            .entry(c.to_string())
+            .or_default()
+            .push((k.to_string(), v.to_string()));
+    }
+    let mut records: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (c, facts) in by_ctrl {
+        let owner = match answer_of.get(&c) {
+            Some(m) => m.clone(),
+            None => c,
+        };
+        records.entry(owner).or_default().extend(facts);
+    }
+    records.into_values().collect()
+}
+
+#[test]
+fn hl7_keywords_match_the_records_the_independent_decoder_describes() {
+    // For every value tshark (or python-hl7) decoded of a header field,
+    // ack code or patient name, a rule matching that value exactly alerts
+    // on exactly the records (message and answer) holding it.
+    const KEYWORDS: &[(&str, &str)] = &[
+        ("hl7.message_type", "message_type"),
+        ("hl7.trigger_event", "trigger_event"),
+        ("hl7.message_structure", "message_structure"),
+        ("hl7.version", "version"),
+        ("hl7.processing_id", "processing_id"),
+        ("hl7.sending_application", "sending_application"),
+        ("hl7.sending_facility", "sending_facility"),
+        ("hl7.receiving_application", "receiving_application"),
+        ("hl7.receiving_facility", "receiving_facility"),
+        ("hl7.ack_code", "ack_code"),
+        ("hl7.field:PID-5", "patient.patient_name"),
+        ("hl7.field:MSA-1", "ack_code"),
+        ("hl7.field:PV1-2", "patient_class"),
+    ];
+    for (name, _, _) in CAPTURES {
+        let records = records_from_facts(name);
+        let mut rules = String::new();
+        let mut want = BTreeMap::new();
+        let mut sid = 0u32;
+        for (kw, key) in KEYWORDS {
+            let values: std::collections::BTreeSet<&str> = records
+                .iter()
+                .flatten()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            for v in values {
+                sid += 1;
+                let n = records
+                    .iter()
+                    .filter(|r| r.iter().any(|(k, x)| k == key && x == v))
+                    .count();
+                want.insert(sid, n);
+                rules.push_str(&format!(
+                    "alert hl7 any any -> any any (msg:\"{kw} {sid}\"; {kw}; {} sid:{sid};)\n",
+                    exact(v)
+                ));
+            }
+        }
+        assert!(sid >= 10, "{name}: {sid} rules");
+        let got = hl7_alerts(&engine_with(&rules, Lookups::default()), name);
+        let got: BTreeMap<u32, usize> = (1..=sid)
+            .map(|s| (s, got.get(&s).copied().unwrap_or(0)))
+            .collect();
+        assert_eq!(got, want, "{name}:\n{rules}");
+    }
+}
+
+#[test]
+fn segment_and_field_rules_on_the_captured_messages() {
+    // hl7_mllp.pcap (pcaps/README.md): nine messages, each acknowledged
+    // (nine MSA segments); one ACK AE with an ERR segment; NK1 only in
+    // the ADT^A01 and the four ADT^A08 (tshark's facts: five next of kin).
+    let e = engine_with(
+        "alert hl7 any any -> any any (hl7.segment; content:\"MSA|7C|\"; startswith; sid:1;)\n\
+         alert hl7 any any -> any any (hl7.segment; content:\"ERR|7C|\"; startswith; sid:2;)\n\
+         alert hl7 any any -> any any (hl7.segment; content:\"NK1|7C|\"; startswith; sid:3;)\n\
+         alert hl7 any any -> any any (hl7.field:MSA-3; content:\"Patient identifier missing\"; sid:4;)\n\
+         alert hl7 any any -> any any (hl7.message_type; content:\"ORM\"; hl7.ack_code; content:\"AE\"; sid:5;)\n\
+         alert hl7 any any -> any any (hl7.message_type; content:\"ADT\"; hl7.ack_code; content:\"AE\"; sid:6;)\n\
+         alert hl7 any any -> any 2575 (hl7.message_type; content:\"ORU\"; sid:7;)\n\
+         alert hl7 any any -> any !2575 (hl7.message_type; content:\"ORU\"; sid:8;)",
+        Lookups::default(),
+    );
+    let got = hl7_alerts(&e, "hl7_mllp.pcap");
+    let want = BTreeMap::from([(1, 9), (2, 1), (3, 5), (4, 1), (5, 1), (7, 2)]);
+    assert_eq!(got, want);
+    // Custom delimiters (hl7_variants.pcap: `MSH!*#%@$` in the 2.8 ORU)
+    // and escapes (`D\X27\ARC^JEANNE`) read as logged.
+    let e = engine_with(
+        "alert hl7 any any -> any any (hl7.field:PID-5; content:\"D'ARC^JEANNE\"; startswith; endswith; sid:1;)\n\
+         alert hl7 any any -> any any (hl7.version; content:\"2.8\"; hl7.field:MSH-2; content:\"*#%@$\"; sid:2;)",
+        Lookups::default(),
+    );
+    assert_eq!(
+        hl7_alerts(&e, "hl7_variants.pcap"),
+        BTreeMap::from([(1, 1), (2, 1)])
+    );
+}
+
+#[test]
+fn phi_geoip_and_iprep_work_on_hl7_records() {
+    // The real country database and known-bad list: cms8000_exfil.pcap's
+    // three ORU^R01 (TEST^JANE) go to 202.114.4.120, CN, on the CMS8000
+    // backdoor list (pcaps/README.md).
+    let lookups = Lookups::load(&DetectConfig::default(), &repo()).unwrap();
+    let rules = "alert hl7 any any -> any any (phi; sid:1;)\n\
+                 alert hl7 any any -> any any (geoip:dst,CN; sid:2;)\n\
+                 alert hl7 any any -> any any (iprep:dst,KnownBadMedical,>,0; sid:3;)\n\
+                 alert hl7 any any -> any any (geoip:dst,FR; sid:4;)\n\
+                 alert hl7 $HOME_NET any -> $EXTERNAL_NET any (hl7.message_type; content:\"ORU\"; phi:hl7; sid:5;)";
+    let e = engine_with(rules, lookups.clone());
+    for cap in ["cms8000_exfil.pcap", "hl7_bare_515.pcap"] {
+        assert_eq!(
+            hl7_alerts(&e, cap),
+            BTreeMap::from([(1, 3), (2, 3), (3, 3), (5, 3)]),
+            "{cap}"
+        );
+    }
+    // Internal hosts: patient data (every message of hl7_mllp names its
+    // patient), nothing foreign.
+    assert_eq!(hl7_alerts(&e, "hl7_mllp.pcap"), BTreeMap::from([(1, 9)]));
+    // The PID that travelled in a later TCP segment than its MSH
+    // (hl7_variants.pcap, SPLIT-TEST-0001) is found by `phi` on the
+    // record, and the alert carries its evidence.
+    let e = engine_with(
+        "alert hl7 any any -> any any (hl7.control_id; content:\"SPLIT-TEST-0001\"; phi:hl7; sid:1;)",
+        lookups,
+    );
+    let flows =
+        parser_input::parser_input(&capture("hl7_variants.pcap"), |p, _| p == AppProto::Hl7);
+    let mut st = DetectState::default();
+    let mut evidence = Vec::new();
+    for f in flows {
+        let info = flow_info(&f);
+        let mut fd = e.new_flow(info.client.addr, info.server.addr);
+        for r in f.records(new_parser(&Hl7Config::default()).unwrap()) {
+            let mut out = Vec::new();
+            e.record(&mut st, &mut fd, &info, &r, &mut out);
+            for a in out {
+                evidence.extend(a.phi.unwrap().evidence.into_iter().map(|e| e.field));
+            }
+        }
+    }
+    assert!(evidence.iter().any(|f| f == "PID-5"), "{evidence:?}");
+}
+
+#[test]
+fn hl7_rules_that_cannot_work_are_rejected() {
+    for bad in [
+        // A content without a sticky buffer in a transaction rule.
+        "alert hl7 any any -> any any (content:\"MSH\"; sid:1;)",
+        // Two protocols' keywords.
+        "alert tcp any any -> any any (hl7.message_type; content:\"ADT\"; mqtt.type:PUBLISH; sid:1;)",
+        // Another protocol's keyword in an hl7 rule.
+        "alert hl7 any any -> any any (mqtt.type:PUBLISH; sid:1;)",
+        "alert hl7 any any -> any any (hl7.field:PID; content:\"x\"; sid:1;)",
+        "alert udp any any -> any any (hl7.version; content:\"2.5\"; sid:1;)",
+    ] {
+        let (_, report) = Engine::build_with(
+            &Vars::default(),
+            &DetectConfig::default(),
+            Lookups::default(),
+            &[RuleSource {
+                name: "bad.rules".into(),
+                text: bad.into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(report.errors.len(), 1, "{bad}");
     }
 }

@@ -160,6 +160,11 @@ pub trait AppProtocol: Sync {
     /// The parser of one flow; `None` for a protocol that is only
     /// recognised (TLS).
     fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>>;
+    /// The rule keywords the protocol offers ([`crate::detect::Keywords`]);
+    /// `None` for a protocol rules cannot look into (TLS).
+    fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
+        None
+    }
 }
 
 /// `app_layer:` configuration: the ports each protocol is expected on.
@@ -336,6 +341,16 @@ impl AppRecord {
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Hl7(_) => "hl7",
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
+        }
+    }
+
+    /// The protocol of a transaction record (`None` for anomalies).
+    pub fn app_proto(&self) -> Option<AppProto> {
+        match self {
+            AppRecord::Mqtt(_) => Some(AppProto::Mqtt),
+            AppRecord::Dicom(_) => Some(AppProto::Dicom),
+            AppRecord::Hl7(_) => Some(AppProto::Hl7),
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! Rule keywords of hl7: sticky buffers over a [`Record`], named in the
-//! style of Suricata's app-layer keywords (issue 12, part 2 "Detection").
-//! Not registered with the rule engine yet: the protocol keyword interface
-//! (issue 12, part 1) will take [`keyword`] and [`Buffer::any`] as they
-//! are.
+//! style of Suricata's app-layer keywords (issue 12, part 2 "Detection"),
+//! offered to the engine through [`ProtocolKeywords`], as are `phi` on a
+//! record ([`phi_text`]: the whole reassembled message) and its login
+//! (none: HL7 v2 carries none).
 //!
 //! Contract: [`keyword`] is asked for every option name of a rule; `None`
 //! means "not one of mine". A [`Buffer`] yields the byte strings that the
@@ -29,14 +29,16 @@
 //! around `content:"ADT"` and a message with custom delimiters matches the
 //! same rules.
 
+use std::borrow::Cow;
+
 use super::parser;
 use super::{Message, Record};
+use crate::app::AppRecord;
+use crate::detect::phi::{self, PhiConfig, PhiReport};
+use crate::detect::protocol::{NoPredicate, ProtocolKeywords, RecordBuffer, TxRecord, Typed};
 
-/// A compiled keyword.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keyword {
-    Buffer(Buffer),
-}
+/// A compiled keyword: hl7 offers buffers only.
+pub type Keyword = Typed<Buffer, NoPredicate>;
 
 /// A field selection: segment, field, optional component (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,13 +104,15 @@ fn decoded(value: &[u8], m: &Message, f: &mut dyn FnMut(&[u8]) -> bool) -> bool 
     !out.is_empty() && f(&out)
 }
 
-impl Buffer {
-    /// Calls `f` on each instance until it returns true; returns whether it
-    /// did.
-    pub fn any(&self, rec: &Record, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+impl RecordBuffer for Buffer {
+    type Record = Record;
+    /// A record's instances: its message's, then its answer's.
+    fn any(&self, rec: &Record, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         rec.messages().any(|m| self.any_in(m, f))
     }
+}
 
+impl Buffer {
     fn any_in(&self, m: &Message, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         let msh = |n: usize| m.field(b"MSH", n).unwrap_or(&[]);
         match self {
@@ -199,6 +203,71 @@ pub fn keyword(name: &str, value: Option<&str>) -> Option<Result<Keyword, String
         );
     }
     None
+}
+
+/// The bytes of `m` the PHI detectors read: its whole text when it fits in
+/// `max` bytes (they read no more); else a copy of its MSH, then its
+/// identity segments ([`super::state::LATE`]: PID, NK1, PV1, … wherever
+/// they are), then its text from the start, up to `max` bytes — so that
+/// padding before PID does not push the patient past what is scanned.
+pub fn phi_text(m: &Message, max: usize) -> Cow<'_, [u8]> {
+    if m.text.len() <= max {
+        return Cow::Borrowed(&m.text);
+    }
+    // Copied: at most `max` bytes, once per scan of an oversized message.
+    let mut out = Vec::with_capacity(max);
+    let put = |seg: &[u8], out: &mut Vec<u8>| {
+        let room = max.saturating_sub(out.len());
+        if seg.len() < room {
+            out.extend_from_slice(seg);
+            out.push(parser::CR);
+        }
+    };
+    let identity = |s: &[u8]| {
+        super::state::LATE
+            .iter()
+            .any(|l| l[..] == *parser::segment_name(s))
+    };
+    let mut segs = m.segments();
+    if let Some(msh) = segs.next() {
+        put(msh, &mut out);
+    }
+    for s in m.segments().skip(1).filter(|s| identity(s)) {
+        put(s, &mut out);
+    }
+    for s in segs {
+        put(s, &mut out);
+    }
+    Cow::Owned(out)
+}
+
+// The rule engine's view ([`crate::detect::Keywords`], reached through
+// the protocol's entry in [`crate::app::PROTOCOLS`]).
+
+impl TxRecord for Record {
+    fn of(rec: &AppRecord) -> Option<&Record> {
+        match rec {
+            AppRecord::Hl7(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl ProtocolKeywords for super::Hl7 {
+    type Record = Record;
+    type Buffer = Buffer;
+    type Predicate = NoPredicate;
+    fn keyword(&self, name: &str, value: Option<&str>) -> Option<Result<Keyword, String>> {
+        keyword(name, value)
+    }
+    /// The first message of the record (the message, then its answer) in
+    /// which the detectors find patient data.
+    fn phi(&self, rec: &Record, cfg: &PhiConfig) -> PhiReport {
+        rec.messages()
+            .map(|m| phi::scan_payload(&phi_text(m, cfg.max_scan_bytes), cfg))
+            .find(|p| !p.is_empty())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -259,6 +259,9 @@ impl AppProtocol for Hl7 {
     fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>> {
         new_parser(&cfg.hl7)
     }
+    fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
+        Some(&PROTOCOL)
+    }
 }
 
 /// Probe of a direction's first bytes (either direction: an

@@ -974,14 +974,7 @@ mod tests {
         feed_cfg(&Hl7Config::default(), calls)
     }
 
-    fn events(r: &[AppRecord]) -> Vec<&'static str> {
-        r.iter()
-            .filter_map(|r| match r {
-                AppRecord::Anomaly(a) => Some(a.event),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::app::testing::anomaly_events as events;
 
     fn recs(r: &[AppRecord]) -> Vec<&Record> {
         r.iter()
