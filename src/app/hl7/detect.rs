@@ -396,4 +396,37 @@ PID|1||MRN-1^^^CHU^MR~NIR-1^^^INS^NH||TEST^JANE\rPV1|1|I\r",
         assert_eq!(buf("hl7.field", Some("PID-5")).name(), "hl7.field");
         assert_eq!(buf("hl7.ack_code", None).name(), "hl7.ack_code");
     }
+
+    #[test]
+    fn padding_before_pid_does_not_push_the_patient_out_of_the_phi_scan() {
+        // Hand-built: an ORU whose 4 kB OBX comes before PID, scanned with
+        // room for 512 bytes.
+        let mut text = b"MSH|^~\\&|MON|W3|CIS|CHU|2024||ORU^R01|C9|P|2.5\r".to_vec();
+        text.extend_from_slice(b"OBX|1|ED|ECG||");
+        text.extend(std::iter::repeat_n(b'A', 4000));
+        text.extend_from_slice(b"\rPID|1||MRN-1^^^CHU^MR||TEST^JANE||19000101|F\rPV1|1|I\r");
+        let m = msg(Direction::ToServer, &text);
+        let cfg = PhiConfig {
+            max_scan_bytes: 512,
+            ..PhiConfig::default()
+        };
+        // The text as sent: PID is past what the detectors read.
+        assert!(!phi::scan_payload(&m.text, &cfg)
+            .kinds
+            .contains(&phi::PhiKind::Hl7));
+        let view = phi_text(&m, cfg.max_scan_bytes);
+        assert!(view.len() <= 512, "{}", view.len());
+        assert!(view.starts_with(b"MSH|"));
+        let report = phi::scan_payload(&view, &cfg);
+        assert!(
+            report.evidence.iter().any(|e| e.field == "PID-5"),
+            "{report:?}"
+        );
+        // A message that fits is read as it is, not copied.
+        let small = msg(
+            Direction::ToServer,
+            b"MSH|^~\\&|A|B|C|D|1||ADT^A01|C1|P|2.5\r",
+        );
+        assert!(matches!(phi_text(&small, 512), Cow::Borrowed(_)));
+    }
 }
