@@ -5,6 +5,12 @@
 //! the figure is per-segment overhead expressed in bytes/s. A second run
 //! loses one to-server segment in 64 (gaps counted through the pixels); a
 //! third measures the worst case of hunting for a PDU after a gap.
+//!
+//! `log_find_and_store_phi`: the records of `dicom_find.pcap` (C-FIND
+//! matches of three patients) and `dicom_store_phi.pcap` (two C-STOREs
+//! with a full patient module) serialised as their EVE `dicom` objects
+//! with the default options (patient data masked); throughput in bytes of
+//! JSON written.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -13,6 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wardwatch::app::dicom::{DicomConfig, Parser};
 use wardwatch::app::{StreamConsumer, StreamContext};
+use wardwatch::output::mask::LogOptions;
 
 #[path = "../tests/common/parser_input.rs"]
 mod parser_input;
@@ -102,6 +109,32 @@ fn bench(c: &mut Criterion) {
             }
             p.end(&mut ctx);
             black_box(records.len())
+        })
+    });
+    let mut logged = Vec::new();
+    for name in ["dicom_find.pcap", "dicom_store_phi.pcap"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pcaps")
+            .join(name);
+        for f in parser_input::parser_input(&path, |_, e| e.server.port == 104) {
+            logged.extend(f.records(Box::new(Parser::new(&cfg))));
+        }
+    }
+    let opts = LogOptions::default();
+    let json_len: usize = logged
+        .iter()
+        .map(|r| serde_json::to_vec(&r.loggable(&opts)).unwrap().len())
+        .sum();
+    assert!(logged.len() >= 8, "{} records", logged.len());
+    g.throughput(Throughput::Bytes(json_len as u64));
+    g.bench_function("log_find_and_store_phi", |b| {
+        let mut out = Vec::with_capacity(json_len);
+        b.iter(|| {
+            out.clear();
+            for r in &logged {
+                let _ = serde_json::to_writer(&mut out, &r.loggable(&opts));
+            }
+            black_box(out.len())
         })
     });
     g.finish();

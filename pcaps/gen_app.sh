@@ -41,6 +41,11 @@ M_BROKER="10.10.5.10,mac=00:50:56:05:00:0a"    # MQTT broker
 M_HL7GW="10.10.5.11,mac=00:50:56:05:00:0b"     # integration engine (MQTT client)
 M_PACS="10.10.7.20,mac=00:50:56:07:00:14"      # PACS
 M_EHR="10.10.6.30,mac=00:50:56:06:00:1e"       # EHR bridge
+M_HUB="10.20.1.60,mac=00:09:fb:1e:01:3c"        # bedside hub, ward 3 (installed on site)
+# Remote-monitoring SIMs: the hospital's private mobile network (APN),
+# routed in through the edge router, 4 hops away.
+M_WEARABLE="10.40.0.21,mac=$GW_MAC,ttl=-4"     # patient wearable WEAR-0007
+M_TRACKER="10.40.0.22,mac=$GW_MAC,ttl=-4"      # patient GPS tracker TRK-0031
 # Public hosts: seen through the edge router, 13 hops away.
 M_CMS8000_C2="202.114.4.120,mac=$GW_MAC,ttl=-13"  # CISA ICSMA-25-030-01 address (CN)
 M_KP_BROKER="175.45.178.20,mac=$GW_MAC,ttl=-17"   # 175.45.176.0/22, APNIC, KP
@@ -263,6 +268,43 @@ for i in range(400):
     rw $n "$M_BROKER" "10.20.1.50,mac=00:09:fb:1e:01:32" "10.20.1.51,mac=00:09:fb:1e:01:33" "$M_NURSE"
 }
 
+# Patient location (pcaps/README.md, "Patient location"): positions in
+# public places in Paris; lib/mqtt_clients.py holds the paths.
+scn_mqtt_wearable_gps() {
+    local n=mqtt_wearable_gps c=$WORK/m.conf
+    mosq_passwd "$WORK/pw" wear-0007 Mz4Qh8Tn2Rw6Kp1X trk-0031 Lc7Wv3Nd9Gx5Hb2Q central Ck1Vn6Xs4Qa8Me3W
+    mosq_conf "$c" "listener 1883 0.0.0.0" "allow_anonymous false" "password_file $WORK/pw"
+    srv_start 1883 "$WORK/$n.broker.log" mosquitto -c "$c"
+    cap_start "$WORK/$n.raw"
+    in_d3 mosquitto_sub -V mqttv311 -h $SRV -i central-station-1 -u central -P Ck1Vn6Xs4Qa8Me3W \
+        -q 1 -t 'rpm/#' -C 31 -W 30 >/dev/null &
+    local sub=$!
+    sleep 1
+    in_d1 $PY wearable $SRV 1883
+    in_d2 $PY tracker $SRV 1883
+    wait $sub || true
+    cap_stop
+    srv_stop
+    rw $n "$M_BROKER" "$M_WEARABLE" "$M_TRACKER" "$M_NURSE"
+}
+
+scn_mqtt_site_hub() {
+    local n=mqtt_site_hub c=$WORK/m.conf
+    mosq_passwd "$WORK/pw" hub-w3-12 Pf6Jx2Kq9Bz4Wm7T central Ck1Vn6Xs4Qa8Me3W
+    mosq_conf "$c" "listener 1883 0.0.0.0" "allow_anonymous false" "password_file $WORK/pw"
+    srv_start 1883 "$WORK/$n.broker.log" mosquitto -c "$c"
+    cap_start "$WORK/$n.raw"
+    in_d2 mosquitto_sub -V mqttv311 -h $SRV -i central-station-1 -u central -P Ck1Vn6Xs4Qa8Me3W \
+        -t 'ward3/hub-w3-12/#' -C 21 -W 30 >/dev/null &
+    local sub=$!
+    sleep 1
+    in_d1 $PY hub $SRV 1883
+    wait $sub || true
+    cap_stop
+    srv_stop
+    rw $n "$M_BROKER" "$M_HUB" "$M_NURSE"
+}
+
 # ================================================================= DICOM
 DP="python3 $WW_LIB/dicom_peers.py"
 dcm_files() { [ -f "$WORK/dcm/ct_jane.dcm" ] || { mkdir -p "$WORK/dcm" && python3 "$WW_LIB/make_dicom.py" "$WORK/dcm"; }; }
@@ -478,7 +520,7 @@ scn_hl7_variants() {
 }
 
 ALL_MQTT="mqtt_v311_anon_phi mqtt_v31_default_creds mqtt_v5_props mqtt_refused mqtt_telemetry_nophi
-mqtt_tls mqtt_nonstd_port mqtt_large_split"
+mqtt_tls mqtt_nonstd_port mqtt_large_split mqtt_wearable_gps mqtt_site_hub"
 ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid dicom_rejected
 dicom_nonstd_port dicom_tls"
 ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry dicom_internet_echo

@@ -41,8 +41,8 @@ fi
 # mosquitto must not be running as a system service on 1883 in our way; our
 # brokers live in their own namespaces, so a host service does not matter.
 
-if ! python3 -c 'import paho.mqtt, pynetdicom, pydicom, scapy; assert int(paho.mqtt.__version__.split(".")[0]) >= 2' 2>/dev/null; then
-    pkgs=("paho-mqtt>=2,<3" "pynetdicom>=2.1" "pydicom>=3" "scapy>=2.5")
+if ! python3 -c 'import paho.mqtt, pynetdicom, pydicom, scapy, pynmea2; assert int(paho.mqtt.__version__.split(".")[0]) >= 2' 2>/dev/null; then
+    pkgs=("paho-mqtt>=2,<3" "pynetdicom>=2.1" "pydicom>=3" "scapy>=2.5" "pynmea2>=1.19")
     python3 -m pip install "${pkgs[@]}" || python3 -m pip install --break-system-packages "${pkgs[@]}"
 fi
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub vars: crate::detect::Vars,
     /// Rules, lists, country database, PHI limits.
     pub detect: crate::detect::DetectConfig,
+    /// Asset inventory: which hosts, and its bounds.
+    pub asset: crate::asset::AssetConfig,
 }
 
 /// `outputs:` section.
@@ -45,9 +47,25 @@ pub struct OutputSection {
     /// Write `flow` events.
     pub flow: bool,
     /// Log passwords, passcodes, message payloads and patient data in full
-    /// (forensic use). Off by default: they are masked to a length and a
-    /// short prefix.
+    /// (forensic use). Off by default: they are masked to their length and
+    /// a keyed hash (`crate::output::mask`).
     pub unmask_sensitive: bool,
+    /// File holding the secret (at least 16 bytes) that keys the masks'
+    /// hashes, so that one value masks the same way across restarts and
+    /// across the sensors sharing the file. Without it, each run makes a
+    /// random key.
+    pub mask_key_file: Option<std::path::PathBuf>,
+    /// The key read from `mask_key_file` when the configuration is parsed.
+    #[serde(skip)]
+    pub mask_key: Option<crate::output::mask::MaskKey>,
+    /// Written as `host` in every record (Suricata's `sensor-name`), so the
+    /// records of several sensors stay apart in one SIEM.
+    pub sensor_name: Option<String>,
+    /// Where EVE goes when `--eve` does not say: a file, a Unix socket or
+    /// Redis.
+    pub eve: crate::output::sink::EveConfig,
+    /// EVE `asset` records and the inventory file.
+    pub asset: crate::asset::AssetOutput,
 }
 
 impl Default for OutputSection {
@@ -56,6 +74,11 @@ impl Default for OutputSection {
             community_id_seed: 0,
             flow: true,
             unmask_sensitive: false,
+            mask_key_file: None,
+            mask_key: None,
+            sensor_name: None,
+            eve: crate::output::sink::EveConfig::default(),
+            asset: crate::asset::AssetOutput::default(),
         }
     }
 }
@@ -91,7 +114,33 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let mut c: Config = serde_norway::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        c.check()?;
+        if let Some(f) = &c.outputs.mask_key_file {
+            let key = crate::output::mask::key_from_file(f)
+                .map_err(|e| ConfigError(format!("outputs.mask_key_file: {e}")))?;
+            c.outputs.mask_key = Some(key);
+        }
+        Ok(c)
+    }
+
+    /// Values that parse but cannot work.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.flow.max_flows == 0 {
+            return Err(ConfigError(
+                "flow.max_flows: 0 would track no flow at all (every packet dropped); \
+                 give at least 1, or leave it out for the default"
+                    .into(),
+            ));
+        }
+        if self.outputs.eve.redis.pipelining.batch_size == 0 {
+            return Err(ConfigError(
+                "outputs.eve.redis.pipelining.batch-size: 0; give at least 1 \
+                 (or `enabled: false` for one record per round trip)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +175,12 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(Config::parse(yaml).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn zero_max_flows_is_refused_with_the_setting_named() {
+        let e = Config::parse("flow:\n  max_flows: 0\n").unwrap_err();
+        assert!(e.0.contains("flow.max_flows"), "{}", e.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! in `main.rs` only parses the command line and configuration.
 
 pub mod app;
+pub mod asset;
 pub mod capture;
 pub mod config;
 pub mod decode;

@@ -13,17 +13,29 @@ use anyhow::{bail, Context, Result};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
+use wardwatch::app::{AppProto, PROTOCOLS};
 use wardwatch::capture::bpf::Filter;
 use wardwatch::capture::{Buffer, Reader};
 use wardwatch::config::Config;
 use wardwatch::detect::{Engine, LoadReport};
-use wardwatch::output::sink::Target;
+use wardwatch::output::redis::RedisTarget;
+use wardwatch::output::sink::{self, Target};
 use wardwatch::pipeline::rules::load_engine;
 use wardwatch::pipeline::{self, human_bytes, RunOptions, RunReport};
 
 /// Exit status when a capture was damaged: events before the damage were
 /// written, reading stopped there.
 const EXIT_DAMAGED: u8 = 3;
+/// Exit status when `--fail-on` saw an alert of its severity or worse.
+const EXIT_ALERTED: u8 = 4;
+
+/// What `wardwatch` alone prints (the four ways to run it), and clap's
+/// usage line.
+const USAGE: &str = "\
+wardwatch -r FILE [-r FILE…] [OPTIONS]   analyse captures (pcap, pcapng; - for stdin)
+       wardwatch -i IFACE [OPTIONS]             capture live on a mirror port
+       wardwatch --demo [OPTIONS]               analyse the built-in demo capture
+       wardwatch -T [-c FILE] [-S RULES]        check the configuration and rules";
 
 /// The capture `--demo` analyses: real MQTT and DICOM exchanges of the
 /// corpus, merged by `pcaps/generate.sh` (see `pcaps/README.md`).
@@ -36,14 +48,18 @@ const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/demo.pcap");
 #[command(
     name = "wardwatch",
     version,
+    override_usage = USAGE,
     after_help = "Examples:\n  \
     wardwatch -r capture.pcap -l /var/log/wardwatch      EVE to /var/log/wardwatch/eve.json\n  \
     wardwatch -r a.pcap -r b.pcapng --eve -               EVE lines on stdout\n  \
     wardwatch -i eth1 -l /var/log/wardwatch                live capture on a mirror port\n  \
+    wardwatch -i eth1 --eve redis://10.0.0.5:6379/suricata live, EVE to a central Redis\n  \
     tcpdump -i eth1 -w - | wardwatch -r - -l .            read a pipe\n\n\
-    Exit status: 0 success; 1 error (unreadable input or config, output not writable);\n\
+    Exit status: 0 success (also when the EVE reader closed standard output);\n\
+    1 error (unreadable or empty input, bad configuration, output not writable,\n\
+    Redis unreachable past outputs.eve.redis.timeout or refusing the password);\n\
     2 bad command line; 3 a capture was truncated or corrupt (events before the damage\n\
-    were written)."
+    were written); 4 --fail-on: an alert of that severity or worse was raised."
 )]
 struct Cli {
     /// Capture file to read (pcap or pcapng; `-` for standard input). Repeat to
@@ -60,7 +76,9 @@ struct Cli {
     /// CAP_NET_RAW; or libpcap: `capture.method: libpcap`, builds with
     /// `--features libpcap`, the only method off Linux). Repeat for several interfaces (both sides of a TAP).
     /// Runs until SIGINT or SIGTERM, then ends every flow, writes the final
-    /// stats and exits 0; SIGHUP reopens the EVE file (logrotate).
+    /// stats and exits 0; SIGHUP reopens the EVE file (logrotate) and reloads
+    /// the rules and lists (a ruleset with errors is refused, the running one
+    /// kept).
     #[arg(
         short = 'i',
         long = "interface",
@@ -78,9 +96,14 @@ struct Cli {
     #[arg(short = 'l', long = "log-dir", value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
 
-    /// Where EVE goes instead of DIR/eve.json: a file path, `-` for stdout, or
-    /// `unix:PATH` to connect to a listening Unix stream socket.
-    #[arg(long = "eve", value_name = "FILE|-|unix:PATH")]
+    /// Where EVE goes instead of DIR/eve.json (or outputs.eve in the
+    /// configuration): a file path, `-` for stdout, `unix:PATH` to connect to
+    /// a listening Unix stream socket, or `redis://HOST[:PORT][/KEY]` (mode,
+    /// password… from outputs.eve.redis).
+    #[arg(
+        long = "eve",
+        value_name = "FILE|-|unix:PATH|redis://HOST[:PORT][/KEY]"
+    )]
     eve: Option<PathBuf>,
 
     /// Worker threads; flows are spread over them by a symmetric hash.
@@ -112,6 +135,24 @@ struct Cli {
     /// No progress lines and no summary on stderr.
     #[arg(short = 'q', long = "quiet")]
     quiet: bool,
+
+    /// Write the asset inventory (one entry per host of the home network)
+    /// to FILE at the end: CSV when FILE ends in `.csv`, else JSON
+    /// (outputs.asset.inventory).
+    #[arg(long = "inventory", value_name = "FILE.json|FILE.csv")]
+    inventory: Option<PathBuf>,
+
+    /// A previous inventory (JSON or CSV) to compare with: asset records
+    /// and the inventory say which hosts are new, which AE titles moved,
+    /// which devices changed (asset.baseline).
+    #[arg(long = "inventory-baseline", value_name = "FILE")]
+    inventory_baseline: Option<PathBuf>,
+
+    /// Exit with status 4 when an alert of this severity or worse was
+    /// raised (1 is the worst; 3 is an alert without classtype), for
+    /// scripted assessments.
+    #[arg(long = "fail-on", value_name = "SEVERITY", value_parser = clap::value_parser!(u8).range(1..))]
+    fail_on: Option<u8>,
 }
 
 /// The configuration `--demo` uses unless `-c` names one: the modelled
@@ -120,6 +161,10 @@ struct Cli {
 const DEMO_CONFIG: &str = include_str!("../pcaps/demo.yaml");
 
 fn main() -> ExitCode {
+    if std::env::args_os().len() == 1 {
+        eprintln!("Usage: {USAGE}\n\nwardwatch --help lists every option.");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     if cli.test_config {
         return match test_config(&cli) {
@@ -137,6 +182,17 @@ fn main() -> ExitCode {
                 eprintln!("{}", summary(&report));
             }
             let mut code = ExitCode::SUCCESS;
+            let d = &report.stats.decode;
+            if d.unsupported_link > 0 {
+                eprintln!(
+                    "wardwatch: warning: {} packet{} of link type {} (and maybe others) not decoded: \
+                     wardwatch reads Ethernet, Linux SLL/SLL2, raw IP and BSD loopback captures \
+                     (counted as decoder.unsupported_link)",
+                    d.unsupported_link,
+                    if d.unsupported_link == 1 { "" } else { "s" },
+                    d.unsupported_link_type
+                );
+            }
             for i in &report.inputs {
                 if let Some(e) = &i.error {
                     eprintln!(
@@ -146,8 +202,24 @@ fn main() -> ExitCode {
                     code = ExitCode::from(EXIT_DAMAGED);
                 }
             }
+            // A finding outranks damage: that is what --fail-on asks about.
+            if let Some(sev) = cli.fail_on {
+                let n = sink::alerts_written(sev);
+                if n > 0 {
+                    if !cli.quiet {
+                        eprintln!(
+                            "wardwatch: {n} alert{} of severity {sev} or worse (--fail-on {sev})",
+                            if n == 1 { "" } else { "s" }
+                        );
+                    }
+                    code = ExitCode::from(EXIT_ALERTED);
+                }
+            }
             code
         }
+        // A reader that stops reading (`--eve - | head -1`) ends the run
+        // quietly, as it does for grep or tshark.
+        Err(e) if format!("{e:#}").contains(sink::STDOUT_CLOSED) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wardwatch: error: {e:#}");
             ExitCode::FAILURE
@@ -174,7 +246,9 @@ fn load_config(cli: &Cli) -> Result<(Config, PathBuf)> {
 }
 
 /// Loads the ruleset, printing every bad rule (and, unless quiet, the
-/// warnings) on stderr.
+/// warnings) on stderr. A dataset the built-in rules use but no
+/// configuration names (`known-ae-titles` on a default setup) is not a
+/// warning: `-T` notes it once on stdout.
 fn load_rules(cli: &Cli, cfg: &Config, base: &Path) -> Result<(Engine, LoadReport)> {
     let (engine, report) = load_engine(cfg, base, &cli.rules).context("loading detection")?;
     for e in &report.errors {
@@ -182,10 +256,20 @@ fn load_rules(cli: &Cli, cfg: &Config, base: &Path) -> Result<(Engine, LoadRepor
     }
     if !cli.quiet {
         for w in &report.warnings {
+            if unconfigured_dataset(cfg, w) {
+                continue;
+            }
             eprintln!("wardwatch: warning: {w}");
         }
     }
     Ok((engine, report))
+}
+
+/// A warning about a dataset that rules use and the configuration does not
+/// define, while the configuration defines no dataset at all (a default
+/// setup: the built-in rule for known AE titles waits for a list).
+fn unconfigured_dataset(cfg: &Config, warning: &str) -> bool {
+    cfg.detect.datasets.is_empty() && warning.contains("is not configured (detect.datasets)")
 }
 
 /// `-T`: true when every rule loads.
@@ -195,6 +279,13 @@ fn test_config(cli: &Cli) -> Result<bool> {
         .check()
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let (engine, report) = load_rules(cli, &cfg, &base)?;
+    for w in report
+        .warnings
+        .iter()
+        .filter(|w| unconfigured_dataset(&cfg, w))
+    {
+        println!("wardwatch: note: {w}");
+    }
     println!(
         "wardwatch: {} rule{} loaded, {} not loaded; {}",
         engine.rule_count(),
@@ -210,7 +301,18 @@ fn test_config(cli: &Cli) -> Result<bool> {
 }
 
 fn run(cli: &Cli) -> Result<RunReport> {
-    let (cfg, base) = load_config(cli)?;
+    let (mut cfg, base) = load_config(cli)?;
+    if let Some(p) = &cli.inventory {
+        cfg.outputs.asset.inventory = Some(p.clone());
+    }
+    if let Some(p) = &cli.inventory_baseline {
+        cfg.asset.baseline = Some(p.clone());
+    } else if let Some(b) = cfg.asset.baseline.take() {
+        cfg.asset.baseline = Some(base.join(b));
+    }
+    // The inventory's settings are checked (and a baseline read) before
+    // any packet is.
+    wardwatch::asset::Hub::new(&cfg).map_err(|e| anyhow::anyhow!("asset inventory: {e}"))?;
     let filter = cli
         .filter
         .as_deref()
@@ -227,17 +329,26 @@ fn run(cli: &Cli) -> Result<RunReport> {
     {
         bail!("standard input (`-r -`) can be read only once");
     }
+    let live = !cli.interfaces.is_empty();
     let eve = match &cli.eve {
         Some(p) if p.as_os_str() == "-" => Target::Stdout,
         Some(p) if p.to_string_lossy().starts_with("unix:") => Target::Unix(PathBuf::from(
             p.to_string_lossy().trim_start_matches("unix:").to_string(),
         )),
+        Some(p) if p.to_string_lossy().starts_with("redis://") => {
+            let mut config = cfg.outputs.eve.redis.clone();
+            redis_url(&p.to_string_lossy(), &mut config)?;
+            Target::Redis(Box::new(RedisTarget { config, live }))
+        }
         Some(p) => Target::File(p.clone()),
         None => {
-            std::fs::create_dir_all(&cli.log_dir).with_context(|| {
-                format!("cannot create log directory {}", cli.log_dir.display())
-            })?;
-            Target::File(cli.log_dir.join("eve.json"))
+            let t = cfg.outputs.eve.target(&cli.log_dir, live);
+            if matches!(t, Target::File(_)) {
+                std::fs::create_dir_all(&cli.log_dir).with_context(|| {
+                    format!("cannot create log directory {}", cli.log_dir.display())
+                })?;
+            }
+            t
         }
     };
     let workers = match cli.workers {
@@ -264,6 +375,37 @@ fn run(cli: &Cli) -> Result<RunReport> {
         pipeline::open_inputs(&opts.inputs)?
     };
     Ok(pipeline::run(&cfg, &opts, readers)?)
+}
+
+/// `redis://HOST[:PORT][/KEY]` (an IPv6 host in brackets) into `config`.
+fn redis_url(url: &str, config: &mut wardwatch::output::redis::RedisConfig) -> Result<()> {
+    let rest = url.trim_start_matches("redis://");
+    let (hostport, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .with_context(|| format!("--eve {url}: missing `]` after the IPv6 address"))?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    if host.is_empty() || host.contains('@') {
+        bail!("--eve {url}: expected redis://HOST[:PORT][/KEY] (a password goes in outputs.eve.redis.password)");
+    }
+    config.server = host.to_string();
+    if let Some(p) = port {
+        config.port = p
+            .parse()
+            .with_context(|| format!("--eve {url}: bad port {p:?}"))?;
+    }
+    if !key.is_empty() {
+        config.key = key.to_string();
+    }
+    Ok(())
 }
 
 #[cfg(any(target_os = "linux", all(feature = "libpcap", unix)))]
@@ -350,9 +492,14 @@ fn summary(r: &RunReport) -> String {
         .map(|(_, n)| n)
         .sum();
     let f = &s.flow;
+    let apps = PROTOCOLS
+        .iter()
+        .map(|p| format!("{} {}", p.name(), s.app_flows(p.proto())))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "wardwatch: read {} input{} ({}, {packets} packets) in {:.2} s ({:.2} M packets/s); \
-         {} flows (TCP {}, UDP {}, ICMP {}), app protocols: mqtt {}, dicom {}, tls {}, \
+         {} flows (TCP {}, UDP {}, ICMP {}), app protocols: {apps}, \
          unrecognised {}; {decode_errors} malformed packets; {} reassembly gaps, {} out-of-order \
          segments; {} flows evicted at the flow cap; {} EVE records written.",
         r.inputs.len(),
@@ -364,10 +511,7 @@ fn summary(r: &RunReport) -> String {
         f.tcp,
         f.udp,
         f.icmpv4 + f.icmpv6,
-        s.app[0],
-        s.app[1],
-        s.app[2],
-        s.app[3],
+        s.app_flows(AppProto::Failed),
         s.stream.gaps,
         s.stream.ooo_segments,
         f.memcap,

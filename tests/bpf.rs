@@ -205,7 +205,7 @@ fn tcpdump_dd(expr: &str) -> Option<Program> {
 #[test]
 fn programs_are_the_ones_tcpdump_prints() {
     if !have("tcpdump") {
-        eprintln!("SKIPPED: tcpdump not installed");
+        common::skip("tcpdump not installed");
         return;
     }
     for expr in EXPRS {
@@ -255,12 +255,12 @@ fn live_filter_keeps_rejected_traffic_in_the_kernel() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root || !have("ip") || !have("python3") {
-        eprintln!("SKIPPED live filter test: needs root, ip and python3");
+        common::skip("live filter test: needs root, ip and python3");
         return;
     }
     let name = format!("ww_bpf_{}", std::process::id());
     if !sh(&["ip", "netns", "add", &name]) {
-        eprintln!("SKIPPED live filter test: cannot create a network namespace");
+        common::skip("live filter test: cannot create a network namespace");
         return;
     }
     let mut ns = Netns(name.clone(), Vec::new());

@@ -55,7 +55,7 @@ fn flow_counts_and_community_ids_equal_the_frozen_reference() {
 #[test]
 fn frozen_counts_are_what_tshark_says() {
     if !have("tshark") || !have("python3") {
-        eprintln!("SKIPPED: tshark or python3 not installed; frozen counts used alone");
+        common::skip("tshark or python3 not installed; frozen counts used alone");
         return;
     }
     for cap in captures() {

@@ -7,9 +7,13 @@
 //!   `tests/tools/dicom_tshark.py`; when tshark is installed the frozen file
 //!   is checked against a live run.
 //! - Golden EVE: the `dicom` and `anomaly` records of each capture as
-//!   logged by default (PHI masked), timestamps and flow ids masked, in
+//!   logged by default (PHI masked, with the test key
+//!   `tests/data/mask.key` so that masks are the same in every run),
+//!   timestamps and flow ids masked, in
 //!   `tests/expected/dicom/<capture>.eve.jsonl`. Regenerate with
 //!   `WW_REGEN_DICOM=1 cargo test --test dicom` and review the diff by hand.
+//!   Every patient attribute tshark decodes is in its golden file as the
+//!   mask of tshark's value.
 //! - Memory: the 2 MiB C-STORE of `dicom_store_large.pcap` decodes with the
 //!   parser holding a bounded number of bytes, whatever the split.
 //! - Lossy and one-way captures: every capture is cut as a sensor would
@@ -35,8 +39,9 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 use wardwatch::app::dicom::{dataset, DicomConfig, Parser};
-use wardwatch::app::{AppRecord, LogOptions, StreamConsumer, StreamContext};
+use wardwatch::app::{AppRecord, StreamConsumer, StreamContext};
 use wardwatch::flow::Direction;
+use wardwatch::output::mask::{key_from_file, LogOptions};
 
 const PORTS: [&str; 3] = ["104", "11112", "4242"];
 
@@ -53,6 +58,12 @@ fn dicom_captures() -> Vec<std::path::PathBuf> {
 
 fn name(c: &std::path::Path) -> String {
     c.file_name().unwrap().to_str().unwrap().to_string()
+}
+
+/// The test mask key's options (`tests/data/mask.key`, the key of
+/// [`run_eve`]).
+fn test_masking() -> LogOptions {
+    LogOptions::masked(key_from_file(&repo().join("tests/data/mask.key")).unwrap())
 }
 
 fn s(v: &Value) -> String {
@@ -258,7 +269,7 @@ fn logged_facts_equal_tshark_on_every_dicom_capture() {
 fn frozen_facts_equal_live_tshark() {
     let tool = repo().join("tests/tools/dicom_tshark.py");
     if !tshark_present() {
-        eprintln!("SKIPPED: tshark is not installed; the frozen facts are used as they are");
+        common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }
     for c in dicom_captures() {
@@ -302,6 +313,27 @@ fn golden_eve_records_per_capture() {
             "{}: EVE changed (WW_REGEN_DICOM=1 to accept)",
             name(&c)
         );
+        // Each patient attribute tshark decodes is logged as its value's
+        // mask under the test key (and never in clear).
+        let o = test_masking();
+        for fact in frozen_facts(&c).lines() {
+            let Some((tag, value)) = fact.strip_prefix("attr ").and_then(|f| f.split_once(' '))
+            else {
+                continue;
+            };
+            let (g, e) = tag.split_once(',').unwrap();
+            let tag = u32::from_str_radix(&format!("{g}{e}"), 16).unwrap();
+            let Some((_, field, true)) = dataset::kept(tag) else {
+                continue;
+            };
+            let masked = format!("\"{field}\":\"{}\"", o.mask(value.as_bytes()));
+            assert!(
+                value.is_empty() || want.contains(&masked),
+                "{}: {field} {value:?} not logged as {masked}",
+                name(&c)
+            );
+            assert!(value.len() < 4 || !want.contains(value), "{value} in clear");
+        }
     }
 }
 
@@ -327,7 +359,15 @@ fn default_output_masks_phi_and_passcodes() {
     ] {
         assert!(!all.contains(secret), "{secret} logged in clear by default");
     }
-    assert!(all.contains("\"patient_name\":\"TE*******\""));
+    let o = test_masking();
+    for (field, value) in [
+        ("patient_name", "TEST^JANE"),
+        ("patient_id", "MRN-TEST-0001"),
+        ("secondary_field", "Radiology123!"),
+    ] {
+        let want = format!("\"{field}\":\"{}\"", o.mask(value.as_bytes()));
+        assert!(all.contains(&want), "{want} not logged");
+    }
     // Usernames are logged, as for MQTT.
     assert!(all.contains("\"primary_field\":\"radiology\""));
 }
@@ -385,8 +425,8 @@ fn large_c_store_decodes_with_bounded_memory_for_any_split() {
     let store = whole
         .iter()
         .find_map(|r| match r {
-            AppRecord::Dicom(d) => {
-                let v = d.log(&LogOptions { unmask: true });
+            AppRecord::Dicom(_) => {
+                let v = r.log(&LogOptions::unmasked());
                 (v["type"] == "dimse").then_some(v)
             }
             _ => None,
@@ -621,7 +661,7 @@ fn parse_calls(flows: &[Vec<Call>]) -> Vec<Value> {
             ts: Default::default(),
             records: &mut records,
         });
-        let opts = LogOptions { unmask: true };
+        let opts = LogOptions::unmasked();
         for r in &records {
             let mut v = serde_json::json!({"event_type": r.event_type()});
             v[r.event_type()] = r.log(&opts);

@@ -478,6 +478,8 @@ const TO_SERVER_ONLY: Table = &[
     // The two monitor connections publish; the nurse station only receives.
     ("mqtt_nonstd_port.pcap", &[(9420004, 2), (9420020, 2)]),
     ("mqtt_refused.pcap", &[(9420004, 1), (9420005, 1)]),
+    // The hub's position is on the site; both clients' passwords.
+    ("mqtt_site_hub.pcap", &[(9420004, 2)]),
     ("mqtt_telemetry_nophi.pcap", &[(9420004, 3)]),
     ("mqtt_tls.pcap", &[]),
     // Five publishing connections; the two subscribers only receive.
@@ -488,6 +490,9 @@ const TO_SERVER_ONLY: Table = &[
     ),
     // The ICU gateway publishes the FHIR Patients; the bridge receives them.
     ("mqtt_v5_props.pcap", &[(9420004, 3), (9420020, 1)]),
+    // The wearable and the tracker publish their positions; the central
+    // station only receives them. Three passwords.
+    ("mqtt_wearable_gps.pcap", &[(9420004, 3), (9420020, 2)]),
 ];
 
 /// Server → client only: no CONNECT, no A-ASSOCIATE-RQ is seen, so no
@@ -535,6 +540,7 @@ const TO_CLIENT_ONLY: Table = &[
     // The nurse station receives both patients.
     ("mqtt_nonstd_port.pcap", &[(9420020, 1)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     // The nurse station and the dashboard receive patient JSON.
@@ -542,6 +548,8 @@ const TO_CLIENT_ONLY: Table = &[
     ("mqtt_v31_default_creds.pcap", &[]),
     // The EHR bridge receives the forwarded FHIR Patients.
     ("mqtt_v5_props.pcap", &[(9420020, 1)]),
+    // The central station receives both devices' positions.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 1)]),
 ];
 
 /// The first client → server data segment lost. In every capture it holds
@@ -594,11 +602,15 @@ const FIRST_TO_SERVER_LOST: Table = &[
     ("mqtt_large_split.pcap", &[]),
     ("mqtt_nonstd_port.pcap", &[(9420020, 3)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     ("mqtt_v311_anon_phi.pcap", &[(9420020, 7)]),
     ("mqtt_v31_default_creds.pcap", &[(9420020, 2)]),
     ("mqtt_v5_props.pcap", &[(9420020, 2)]),
+    // Each login alone is lost; the positions follow on all three
+    // connections.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 3)]),
 ];
 
 /// The capture starts at the server's first data segment (CONNACK,
@@ -648,11 +660,15 @@ const PICKUP_AT_SERVER_DATA: Table = &[
     ("mqtt_large_split.pcap", &[]),
     ("mqtt_nonstd_port.pcap", &[(9420020, 3)]),
     ("mqtt_refused.pcap", &[]),
+    ("mqtt_site_hub.pcap", &[]),
     ("mqtt_telemetry_nophi.pcap", &[]),
     ("mqtt_tls.pcap", &[]),
     ("mqtt_v311_anon_phi.pcap", &[(9420020, 7)]),
     ("mqtt_v31_default_creds.pcap", &[(9420020, 2)]),
     ("mqtt_v5_props.pcap", &[(9420020, 2)]),
+    // Each login alone is lost; the positions follow on all three
+    // connections.
+    ("mqtt_wearable_gps.pcap", &[(9420020, 3)]),
 ];
 
 /// Alerts a class may raise or not, because deriving them takes an
@@ -802,11 +818,13 @@ mod split1 {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -835,11 +853,13 @@ mod reorder {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -868,11 +888,13 @@ mod split1_reorder {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -901,11 +923,13 @@ mod retrans_same {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -934,11 +958,13 @@ mod retrans_partial {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -967,11 +993,13 @@ mod retrans_diff_after {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1000,11 +1028,13 @@ mod retrans_diff_before {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1033,11 +1063,13 @@ mod decoy_badsum {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1066,11 +1098,13 @@ mod rst_out_of_window {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1099,11 +1133,13 @@ mod rst_badsum {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1132,11 +1168,13 @@ mod to_server_only {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1165,11 +1203,13 @@ mod to_client_only {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1198,11 +1238,13 @@ mod first_to_server_lost {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 
@@ -1231,11 +1273,13 @@ mod pickup_at_server_data {
         mqtt_large_split,
         mqtt_nonstd_port,
         mqtt_refused,
+        mqtt_site_hub,
         mqtt_telemetry_nophi,
         mqtt_tls,
         mqtt_v311_anon_phi,
         mqtt_v31_default_creds,
         mqtt_v5_props,
+        mqtt_wearable_gps,
     );
 }
 // ------------------------------------------------- what must be reported

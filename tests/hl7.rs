@@ -37,10 +37,11 @@ use common::*;
 use serde_json::Value;
 use wardwatch::app::hl7::log::Logged;
 use wardwatch::app::hl7::{new_parser, Hl7Config};
-use wardwatch::app::{AppProto, AppRecord, LogOptions};
+use wardwatch::app::{AppProto, AppRecord};
 use wardwatch::detect::phi::{scan_payload, PhiConfig, PhiKind};
 use wardwatch::detect::{DetectConfig, DetectState, Engine, FlowInfo, Lookups, RuleSource, Vars};
 use wardwatch::flow::Direction;
+use wardwatch::output::mask::{key_from_file, LogOptions};
 
 /// Every capture with HL7: the decoder that reads it independently and
 /// the ports tshark must be told.
@@ -232,7 +233,10 @@ fn default_output_masks_patient_data() {
     ] {
         assert!(!all.contains(secret), "{secret} logged in clear by default");
     }
-    assert!(all.contains("\"patient_name\":[\"TE*******\"]"));
+    // Masked by the shared policy with the runs' key (tests/data/mask.key).
+    let key = key_from_file(&repo().join("tests/data/mask.key")).unwrap();
+    let jane = LogOptions::masked(key).mask(b"TEST^JANE");
+    assert!(all.contains(&format!("\"patient_name\":[\"{jane}\"]")), "{jane}");
     // What is not patient data is logged as sent.
     assert!(all.contains("\"sending_application\":\"CMS8000\""));
 }
@@ -344,7 +348,7 @@ fn pid_in_a_later_segment_than_msh_is_in_the_record_and_found() {
 /// (unmasked) or the anomaly's `event`, and `direction`.
 fn one_way(name: &str, keep: Direction) -> Vec<Value> {
     let flows = parser_input::parser_input(&capture(name), |p, _| p == AppProto::Hl7);
-    let opts = LogOptions { unmask: true };
+    let opts = LogOptions::unmasked();
     let mut out = Vec::new();
     for (i, f) in flows.iter().enumerate() {
         let mut input = f.clone();

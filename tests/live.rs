@@ -32,7 +32,7 @@ use serde_json::Value;
 #[test]
 fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cleanly() {
     if !is_root() {
-        eprintln!("SKIPPED live capture test: needs root (network namespaces, AF_PACKET)");
+        common::skip("live capture test: needs root (network namespaces, AF_PACKET)");
         return;
     }
     for (cmd, arg) in [
@@ -41,7 +41,7 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
         ("mosquitto_pub", "--help"),
     ] {
         if !have_cmd(cmd, arg) {
-            eprintln!("SKIPPED live capture test: `{cmd}` is not installed");
+            common::skip(&format!("live capture test: `{cmd}` is not installed"));
             return;
         }
     }
@@ -299,13 +299,15 @@ fn start_wardwatch(
 #[test]
 fn dicom_echo_between_namespaces_is_captured_live_into_a_unix_socket() {
     if !is_root() {
-        eprintln!("SKIPPED live DICOM test: needs root (network namespaces, AF_PACKET)");
+        common::skip("live DICOM test: needs root (network namespaces, AF_PACKET)");
         return;
     }
     // Full paths: pynetdicom installs scripts of the same names.
     for tool in ["/usr/bin/storescp", "/usr/bin/echoscu"] {
         if !Path::new(tool).exists() || !have_cmd("ip", "-V") {
-            eprintln!("SKIPPED live DICOM test: {tool} (dcmtk) or ip is not installed");
+            common::skip(&format!(
+                "live DICOM test: {tool} (dcmtk) or ip is not installed"
+            ));
             return;
         }
     }
@@ -402,12 +404,12 @@ fn dicom_echo_between_namespaces_is_captured_live_into_a_unix_socket() {
 #[test]
 fn capturing_on_as_root_without_a_user_is_refused() {
     if !is_root() || !have_cmd("ip", "-V") {
-        eprintln!("SKIPPED root refusal test: needs root and ip");
+        common::skip("root refusal test: needs root and ip");
         return;
     }
     let ns = format!("ww_live_{}r", std::process::id());
     if !sh(&["ip", "netns", "add", &ns]) {
-        eprintln!("SKIPPED root refusal test: cannot create a network namespace");
+        common::skip("root refusal test: cannot create a network namespace");
         return;
     }
     let lab = Lab {

@@ -74,7 +74,7 @@ fn start(
 
 fn capture_mqtt_with_libpcap(tag: &str, workers: &str) {
     if !is_root() {
-        eprintln!("SKIPPED libpcap live capture test: needs root (network namespaces, capture)");
+        common::skip("libpcap live capture test: needs root (network namespaces, capture)");
         return;
     }
     for (cmd, arg) in [
@@ -83,7 +83,9 @@ fn capture_mqtt_with_libpcap(tag: &str, workers: &str) {
         ("mosquitto_pub", "--help"),
     ] {
         if !have_cmd(cmd, arg) {
-            eprintln!("SKIPPED libpcap live capture test: `{cmd}` is not installed");
+            common::skip(&format!(
+                "libpcap live capture test: `{cmd}` is not installed"
+            ));
             return;
         }
     }

@@ -6,13 +6,21 @@
 //! each capture comes from `pcaps/README.md` (what the generator put in,
 //! the fake patients' identifiers), not from our own output:
 //! - positives: `mqtt_v311_anon_phi` (JSON with name/MRN/birth date and
-//!   NIR), `mqtt_v31_default_creds` (HL7 with NIRs in PID-3),
+//!   NIR), `mqtt_v31_default_creds` (HL7 with NIRs in PID-3 and street
+//!   addresses in PID-11),
 //!   `mqtt_v5_props` (FHIR Patients with NIRs and a BSN; its FHIR
 //!   Observation alone is clean), `mqtt_nonstd_port` (patient JSON),
 //!   `cms8000_exfil` (HL7 over MLLP on raw TCP, no national id),
-//!   `dicom_store_phi`, `dicom_store_large` and `dicom_find` (DICOM);
+//!   `dicom_store_phi`, `dicom_store_large` and `dicom_find` (DICOM),
+//!   `mqtt_wearable_gps` (a wearable's and a tracker's positions along
+//!   paths listed in `pcaps/lib/mqtt_clients.py`, before and after their
+//!   first fix, the tracker's last fixes on the hospital's grounds);
 //! - negatives: every capture whose README entry says "PHI strings: none"
-//!   yields nothing, from its records and from its raw TCP payloads.
+//!   yields nothing, from its records and from its raw TCP payloads, and
+//!   `mqtt_site_hub` (a fixed hub's installed position, coarse and
+//!   vital-sign numbers) yields nothing with the modelled hospital's
+//!   configuration (`pcaps/demo.yaml`, its site) — and its position
+//!   without it, so the site is what keeps it clean.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -29,6 +37,7 @@ use proptest::prelude::*;
 use wardwatch::app::{dicom, mqtt, AppProto, AppRecord, StreamContext};
 use wardwatch::detect::phi::{self, PhiConfig, PhiKind, PhiReport};
 use wardwatch::flow::Direction;
+use wardwatch::output::mask::LogOptions;
 
 use PhiKind::*;
 
@@ -135,7 +144,10 @@ fn check_shape(reports: &[PhiReport]) {
         for e in &r.evidence {
             assert!(r.kinds.contains(&e.kind));
             assert!(e.value.chars().count() <= 64);
-            assert!(e.value.chars().count() < 3 || !e.masked().contains(&e.value));
+            assert!(
+                e.value.chars().count() < 3
+                    || !LogOptions::default().evidence(e).contains(&e.value)
+            );
         }
     }
 }
@@ -172,7 +184,7 @@ fn mqtt_v31_default_creds_hl7_pid_with_nirs() {
     let recs = records("mqtt_v31_default_creds.pcap");
     let reports: Vec<_> = recs.iter().map(scan).collect();
     check_shape(&reports);
-    assert_eq!(union(&reports), vec![Hl7, Nir]);
+    assert_eq!(union(&reports), vec![Hl7, Nir, Location]);
     assert_eq!(
         values(&reports, Nir),
         BTreeSet::from(["100017511299882".to_string(), "200017511299931".to_string()])
@@ -195,7 +207,21 @@ fn mqtt_v31_default_creds_hl7_pid_with_nirs() {
             .collect();
         assert_eq!(
             fields,
-            BTreeSet::from(["PID-3", "PID-5", "PID-7", "PID-11", "PID-13"])
+            BTreeSet::from(["PID-3", "PID-5", "PID-7", "PID-13"])
+        );
+        // PID-11, the patients' street addresses (fakeids.py), is location
+        // evidence, listed once.
+        let addr: Vec<_> = r.evidence.iter().filter(|e| e.field == "PID-11").collect();
+        assert_eq!(addr.len(), 1);
+        assert_eq!(addr[0].kind, Location);
+        assert!(
+            [
+                "1 RUE DE L'EXEMPLE^^PARIS^^75012^FR",
+                "2 AVENUE DU TEST^^LYON^^69001^FR"
+            ]
+            .contains(&addr[0].value.as_str()),
+            "{:?}",
+            addr[0]
         );
     }
 }
@@ -385,6 +411,149 @@ fn negative_captures_yield_nothing_from_records_or_raw_payloads() {
     }
 }
 
+/// The modelled hospital's PHI settings (`pcaps/demo.yaml`: its grounds
+/// as the one site).
+fn site_cfg() -> PhiConfig {
+    let c = wardwatch::config::Config::load(&repo().join("pcaps/demo.yaml")).unwrap();
+    assert_eq!(c.detect.phi.site_locations.len(), 1);
+    c.detect.phi
+}
+
+/// The paths of `pcaps/lib/mqtt_clients.py` (WEARABLE_PATH, TRACKER_PATH),
+/// copied by hand: the positions the devices were given.
+const WEARABLE_PATH: [(f64, f64); 20] = [
+    (48.84512, 2.35601),
+    (48.84504, 2.35626),
+    (48.84496, 2.35651),
+    (48.84488, 2.35676),
+    (48.84480, 2.35701),
+    (48.84472, 2.35726),
+    (48.84464, 2.35751),
+    (48.84456, 2.35776),
+    (48.84448, 2.35801),
+    (48.84440, 2.35826),
+    (48.84433, 2.35852),
+    (48.84425, 2.35877),
+    (48.84417, 2.35902),
+    (48.84409, 2.35927),
+    (48.84401, 2.35952),
+    (48.84393, 2.35977),
+    (48.84385, 2.36002),
+    (48.84377, 2.36027),
+    (48.84369, 2.36052),
+    (48.84361, 2.36077),
+];
+
+/// The tracker's fixes outside the 300 m site (1510 to 398 m from its
+/// centre); its last three (224, 99 and 18 m) are inside.
+const TRACKER_OUTSIDE: [(f64, f64); 5] = [
+    (48.85027, 2.37285),
+    (48.84853, 2.37612),
+    (48.84684, 2.37915),
+    (48.84521, 2.38163),
+    (48.84362, 2.38420),
+];
+const TRACKER_INSIDE: [(f64, f64); 3] = [
+    (48.84260, 2.38600),
+    (48.84180, 2.38720),
+    (48.84130, 2.38800),
+];
+
+/// The one position of a report (`lat,lon`).
+fn position(r: &PhiReport) -> (f64, f64) {
+    assert_eq!(r.kinds, vec![Location], "{r:?}");
+    let e = &r.evidence[0];
+    let (a, b) = e.value.split_once(',').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+fn near(a: (f64, f64), b: (f64, f64)) -> bool {
+    // NMEA carries 1e-4 minute: 2e-6 degree.
+    (a.0 - b.0).abs() < 5e-6 && (a.1 - b.1).abs() < 5e-6
+}
+
+#[test]
+fn mqtt_wearable_gps_every_fix_is_a_location_and_none_before_it() {
+    let recs = records("mqtt_wearable_gps.pcap");
+    let site = site_cfg();
+    let pubs = publishes(&recs);
+    // pcaps/README.md: 21 wearable and 10 tracker messages, each also
+    // forwarded to the central station.
+    assert_eq!(pubs.len(), 62);
+    let (mut wearable, mut tracker) = (Vec::new(), Vec::new());
+    for p in &pubs {
+        match p.effective_topic() {
+            "rpm/wear-0007/vitals" => wearable.push(phi::scan_payload(&p.payload, &site)),
+            "rpm/trk-0031/nmea" => tracker.push((
+                phi::scan_payload(&p.payload, &site),
+                phi::scan_payload(&p.payload, &cfg()),
+            )),
+            t => panic!("topic {t}"),
+        }
+    }
+    assert_eq!((wearable.len(), tracker.len()), (42, 20));
+    check_shape(&wearable);
+    // Each direction in order: the first message (before the first fix,
+    // 0.0/0.0) is clean, then the path.
+    for run in [&wearable[..21], &wearable[21..]] {
+        let (first, fixes) = run.split_first().unwrap();
+        let fixes: Vec<_> = fixes.iter().map(position).collect();
+        assert!(first.is_empty(), "{first:?}");
+        assert_eq!(fixes.len(), WEARABLE_PATH.len());
+        for (got, want) in fixes.iter().zip(WEARABLE_PATH) {
+            assert!(near(*got, want), "{got:?} {want:?}");
+        }
+        assert_eq!(wearable[1].evidence[0].field, "gps");
+        assert_eq!(
+            LogOptions::default().evidence(&wearable[1].evidence[0]),
+            "~48.8,2.4"
+        );
+    }
+    for run in [&tracker[..10], &tracker[10..]] {
+        // Two epochs without a fix, five fixes outside the site, three on
+        // the grounds: found only without the site configured.
+        for (with_site, without) in &run[..2] {
+            assert!(with_site.is_empty() && without.is_empty());
+        }
+        for ((with_site, _), want) in run[2..7].iter().zip(TRACKER_OUTSIDE) {
+            assert!(near(position(with_site), want), "{with_site:?}");
+            assert_eq!(with_site.evidence[0].field, "$GPRMC");
+        }
+        for ((with_site, without), want) in run[7..].iter().zip(TRACKER_INSIDE) {
+            assert!(with_site.is_empty(), "{with_site:?}");
+            assert!(near(position(without), want), "{without:?}");
+        }
+    }
+}
+
+#[test]
+fn mqtt_site_hub_installed_position_is_clean_only_at_the_site() {
+    let recs = records("mqtt_site_hub.pcap");
+    let pubs = publishes(&recs);
+    assert_eq!(pubs.len(), 42);
+    let site = site_cfg();
+    let mut flagged_without_site = 0;
+    for p in &pubs {
+        let r = phi::scan_payload(&p.payload, &site);
+        assert!(r.is_empty(), "{r:?}");
+        let bare = phi::scan_payload(&p.payload, &cfg());
+        if p.effective_topic() == "ward3/hub-w3-12/status" {
+            // GeoJSON point and its receiver's GGA: one place, once.
+            assert!(near(position(&bare), (48.84133, 2.38795)), "{bare:?}");
+            flagged_without_site += 1;
+        } else {
+            // Vitals: blood-pressure pairs, temperatures, "2.4.1".
+            assert!(bare.is_empty(), "{bare:?}");
+        }
+    }
+    assert_eq!(flagged_without_site, 2);
+    for r in &recs {
+        if let AppRecord::Mqtt(m) = r {
+            assert!(phi::scan_mqtt(m, &site).is_empty());
+        }
+    }
+}
+
 #[test]
 fn dicom_association_records_are_clean() {
     for name in ["dicom_store_phi.pcap", "dicom_userid.pcap"] {
@@ -431,10 +600,77 @@ proptest! {
         max_evidence in 0usize..4,
         max_scan_bytes in 0usize..4096,
     ) {
-        let c = PhiConfig { max_scan_bytes, max_evidence };
+        let c = PhiConfig { max_scan_bytes, max_evidence, ..PhiConfig::default() };
         let r = phi::scan_payload(&data, &c);
         prop_assert!(r.evidence.len() <= max_evidence);
         prop_assert!(r.kinds.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Precision first, as a property: numbers under telemetry keys, and
+    /// coordinates with at most two decimals under latitude/longitude
+    /// keys, are never a location, whatever their values.
+    #[test]
+    fn unkeyed_or_coarse_numbers_are_never_a_location(
+        members in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("hr"), Just("spo2"), Just("sys"), Just("dia"), Just("temp"),
+                    Just("x"), Just("y"), Just("alt"), Just("speed"), Just("latency"),
+                    Just("longueur"), Just("lateral"), Just("fw"), Just("ts"),
+                ],
+                -200.0f64..200.0,
+                0usize..7,
+            ),
+            0..12,
+        ),
+        lat in -90.0f64..90.0,
+        lon in -180.0f64..180.0,
+        coarse in 0usize..3,
+    ) {
+        let mut doc = serde_json::Map::new();
+        for (k, v, d) in members {
+            doc.insert(k.into(), serde_json::from_str(&format!("{v:.d$}")).unwrap());
+        }
+        doc.insert("lat".into(), serde_json::from_str(&format!("{lat:.coarse$}")).unwrap());
+        doc.insert("lon".into(), serde_json::from_str(&format!("{lon:.coarse$}")).unwrap());
+        let text = serde_json::to_vec(&doc).unwrap();
+        prop_assert!(phi::scan_payload(&text, &cfg()).is_empty(), "{}", String::from_utf8_lossy(&text));
+    }
+
+    /// And the other side: a pair with 3 to 6 decimals (the last not 0),
+    /// in range, off the open sea around (0, 0) and outside any site, is
+    /// always found, with its text as evidence and a one-decimal mask.
+    #[test]
+    fn precise_pairs_are_always_a_location(
+        lat in -89.9f64..89.9,
+        lon in -179.9f64..179.9,
+        dlat in 3usize..7,
+        dlon in 3usize..7,
+        key in prop_oneof![Just(("lat", "lon")), Just(("latitude", "longitude")), Just(("Lat", "Lng")), Just(("gps_lat", "gps_long"))],
+    ) {
+        let t = |v: f64, d: usize| {
+            let s = format!("{v:.d$}");
+            // A last digit 0 would be one decimal fewer: make it 1.
+            if s.ends_with('0') { format!("{}1", &s[..s.len() - 1]) } else { s }
+        };
+        let (a, b) = (t(lat, dlat), t(lon, dlon));
+        let (la, lo): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+        prop_assume!(la.abs() >= 4.0 || lo.abs() >= 4.0);
+        prop_assume!(la != 0.0 && lo != 0.0);
+        let text = format!(r#"{{"{}":{a},"{}":{b}}}"#, key.0, key.1);
+        let r = phi::scan_payload(text.as_bytes(), &cfg());
+        prop_assert_eq!(&r.kinds, &vec![Location], "{}", text);
+        prop_assert_eq!(&r.evidence[0].value, &format!("{a},{b}"));
+        prop_assert_eq!(
+            LogOptions::default().evidence(&r.evidence[0]),
+            format!("~{la:.1},{lo:.1}")
+        );
+        // With a site around it, nothing.
+        let site = PhiConfig {
+            site_locations: vec![phi::location::SiteLocation::new(la, lo, 10.0).unwrap()],
+            ..cfg()
+        };
+        prop_assert!(phi::scan_payload(text.as_bytes(), &site).is_empty());
     }
 
     #[test]
@@ -455,7 +691,7 @@ proptest! {
     ) {
         let mut data = prefix.to_vec();
         data.extend_from_slice(&body);
-        let c = PhiConfig { max_scan_bytes: 4096, max_evidence: 3 };
+        let c = PhiConfig { max_scan_bytes: 4096, max_evidence: 3, ..PhiConfig::default() };
         let r = phi::scan_payload(&data, &c);
         prop_assert!(r.evidence.len() <= 3);
         for e in &r.evidence {

@@ -297,13 +297,155 @@ def bigpub(host, port):
     print("waveform payload %d bytes" % len(payload), file=sys.stderr)
 
 
+# ---------------------------------------------------------------- scenario: patient location
+# Public places in Paris (pcaps/README.md, "Patient location"). The
+# hospital's grounds (demo.yaml site_locations) are centred on the Jardin
+# de Reuilly, 48.84120 N 2.38820 E, radius 300 m.
+
+# The wearable's walk through the Jardin des Plantes, from the rue Cuvier
+# side towards the Austerlitz side: 20 fixes, 5 decimals each (none with
+# fewer than 3 significant decimals once JSON drops trailing zeros).
+WEARABLE_PATH = [
+    (48.84512, 2.35601), (48.84504, 2.35626), (48.84496, 2.35651), (48.84488, 2.35676),
+    (48.84480, 2.35701), (48.84472, 2.35726), (48.84464, 2.35751), (48.84456, 2.35776),
+    (48.84448, 2.35801), (48.84440, 2.35826), (48.84433, 2.35852), (48.84425, 2.35877),
+    (48.84417, 2.35902), (48.84409, 2.35927), (48.84401, 2.35952), (48.84393, 2.35977),
+    (48.84385, 2.36002), (48.84377, 2.36027), (48.84369, 2.36052), (48.84361, 2.36077),
+]
+
+# The tracker's walk along the Coulee verte Rene-Dumont (avenue Daumesnil)
+# into the Jardin de Reuilly: the first five fixes are 1510, 1202, 912,
+# 656 and 398 m from the site centre, the last three 224, 99 and 18 m
+# (inside the 300 m site).
+TRACKER_PATH = [
+    (48.85027, 2.37285), (48.84853, 2.37612), (48.84684, 2.37915), (48.84521, 2.38163),
+    (48.84362, 2.38420), (48.84260, 2.38600), (48.84180, 2.38720), (48.84130, 2.38800),
+]
+
+# Where the bedside hub is installed: the site, 18 m from its centre.
+HUB_POSITION = (48.84133, 2.38795)
+
+
+def nmea_angle(value, deg_digits):
+    """Decimal degrees as NMEA's (d)ddmm.mmmm."""
+    a = abs(value)
+    deg = int(a)
+    return "%0*d%07.4f" % (deg_digits, deg, (a - deg) * 60)
+
+
+def nmea_fix(t, pos):
+    """RMC and GGA sentences (pynmea2 renders the checksums) of one fix at
+    second t after 2025-01-01 10:15:00 UTC; pos None: the receiver has no
+    fix yet (RMC status V, GGA quality 0, empty positions)."""
+    import pynmea2
+
+    hms = "1015%02d.00" % t
+    if pos is None:
+        rmc = ("V", "", "", "", "", "", "", "010125", "", "", "N")
+        gga = ("", "", "", "", "0", "00", "99.9", "", "M", "", "M", "", "")
+    else:
+        lat = (nmea_angle(pos[0], 2), "N" if pos[0] >= 0 else "S")
+        lon = (nmea_angle(pos[1], 3), "E" if pos[1] >= 0 else "W")
+        rmc = ("A",) + lat + lon + ("0.9", "118.0", "010125", "", "", "A")
+        gga = lat + lon + ("1", "08", "1.1", "41.0", "M", "46.0", "M", "", "")
+    return "%s\r\n%s\r\n" % (
+        pynmea2.RMC("GP", "RMC", (hms,) + rmc).render(),
+        pynmea2.GGA("GP", "GGA", (hms,) + gga).render(),
+    )
+
+
+def wearable(host, port):
+    """Patient wearable (paho 3.1.1, TCP_NODELAY): vitals with its GPS fix,
+    QoS 1; the first message is sent before the first fix (0.0, 0.0)."""
+    rnd = random.Random("WEAR-0007")
+    c = mk("WEAR-0007")
+    c.username_pw_set("wear-0007", "Mz4Qh8Tn2Rw6Kp1X")
+    connect_blocking(c, host, port, keepalive=60)
+    c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ts0 = 1735726500000  # 2025-01-01T10:15:00Z
+    fixes = [(0.0, 0.0)] + WEARABLE_PATH
+    for i, (lat, lon) in enumerate(fixes):
+        msg = {
+            "device": "WEAR-0007",
+            "seq": i,
+            "ts": ts0 + i * 5000,
+            "hr": rnd.randint(78, 104),
+            "spo2": rnd.randint(93, 98),
+            "steps": 40 * i,
+            "batt": 87,
+            "gps": {"lat": lat, "lon": lon, "acc": 4.8 if i else 0.0, "fix": i > 0},
+        }
+        c.publish("rpm/wear-0007/vitals", json.dumps(msg, separators=(",", ":")), qos=1).wait_for_publish(5)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+
+
+def tracker(host, port):
+    """GPS tracker (paho 3.1.1, TCP_NODELAY) publishing its receiver's NMEA
+    output, one epoch (RMC + GGA) per message, QoS 0: two epochs before the
+    first fix, then one fix per point of TRACKER_PATH."""
+    c = mk("TRK-0031")
+    c.username_pw_set("trk-0031", "Lc7Wv3Nd9Gx5Hb2Q")
+    connect_blocking(c, host, port, keepalive=60)
+    c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    epochs = [None, None] + TRACKER_PATH
+    for t, pos in enumerate(epochs):
+        c.publish("rpm/trk-0031/nmea", nmea_fix(t, pos), qos=0)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+
+
+def hub(host, port):
+    """Bedside hub installed in ward 3 (paho 3.1.1): a retained status with
+    where it is installed (GeoJSON point, the NMEA of its receiver, a coarse
+    area), then 20 vitals messages with blood-pressure pairs, QoS 0."""
+    rnd = random.Random("HUB-W3-12")
+    c = mk("HUB-W3-12")
+    c.username_pw_set("hub-w3-12", "Pf6Jx2Kq9Bz4Wm7T")
+    connect_blocking(c, host, port, keepalive=60)
+    c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lat, lon = HUB_POSITION
+    status = {
+        "device": "HUB-W3-12",
+        "fw": "3.1.4",
+        "location": {"type": "Point", "coordinates": [lon, lat]},
+        "gnss": nmea_fix(0, HUB_POSITION).split("\r\n")[1],
+        "tz_area": {"lat": 48.84, "lon": 2.39},
+    }
+    c.publish("ward3/hub-w3-12/status", json.dumps(status, separators=(",", ":")), qos=1,
+              retain=True).wait_for_publish(5)
+    ts0 = 1735726500000
+    for i in range(20):
+        msg = {
+            "device": "HUB-W3-12",
+            "bed": "W3-12",
+            "seq": i,
+            "ts": ts0 + i * 5000,
+            "hr": rnd.randint(60, 90),
+            "spo2": rnd.randint(94, 99),
+            "nibp": {"sys": 120.5 + rnd.randint(-4, 4), "dia": 80.25 + rnd.randint(-3, 3)},
+            "temp": round(36.6 + rnd.random(), 2),
+            "fw": "2.4.1",
+        }
+        c.publish("ward3/hub-w3-12/vitals", json.dumps(msg, separators=(",", ":")), qos=0)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
+
+
 def phijson(_host, _port):
     """Not a client: print the patient JSON for mosquitto_pub (args: jane|john hr spo2 seq)."""
     p = {"jane": fakeids.JANE, "john": fakeids.JOHN}[sys.argv[2]]
     print(phi_json(p, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
 
 
-ROLES = {f.__name__: f for f in (sub311, pub311, v31, v5sub, v5pub, badlogin, telemetry, bigpub)}
+ROLES = {f.__name__: f for f in (sub311, pub311, v31, v5sub, v5pub, badlogin, telemetry, bigpub,
+                                  wearable, tracker, hub)}
 
 if __name__ == "__main__":
     if sys.argv[1] == "phijson":

@@ -23,7 +23,7 @@ DICOM_PDU = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "
              6: "A-RELEASE-RP", 7: "A-ABORT"}
 DECODE_AS = {"mqtt_nonstd_port": ["-d", "tcp.port==8080,mqtt"], "dicom_nonstd_port": ["-d", "tcp.port==4242,dicom"],
              "dicom_tls": ["-d", "tcp.port==2762,tls"]}
-PHI_NEGATIVE = {"mqtt_telemetry_nophi", "mqtt_foreign_broker", "mqtt_incountry", "dicom_echo", "mqtt_refused",
+PHI_NEGATIVE = {"mqtt_telemetry_nophi", "mqtt_foreign_broker", "mqtt_incountry", "dicom_echo", "mqtt_refused", "mqtt_site_hub",
                 "mqtt_large_split", "dicom_userid", "dicom_rejected", "dicom_nonstd_port"}
 PHI_POSITIVE = {"mqtt_v311_anon_phi", "mqtt_v31_default_creds", "mqtt_v5_props", "mqtt_nonstd_port",
                 "dicom_store_phi", "dicom_store_large", "dicom_find", "cms8000_exfil", "fhir_http_exfil"}

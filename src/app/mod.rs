@@ -34,6 +34,7 @@ pub(crate) mod testing;
 use serde::Deserialize;
 
 use crate::flow::Direction;
+use crate::output::mask::LogOptions;
 use crate::time::Timestamp;
 
 /// An application protocol: [`AppProto::Unknown`] while undecided,
@@ -307,30 +308,45 @@ pub struct Credentials<'a> {
     pub accepted: Option<bool>,
 }
 
-/// A record's EVE object: serialised directly where the protocol's logger
-/// supports it (MQTT, the busiest), else through a JSON value.
-pub enum Loggable<'a> {
-    Mqtt(mqtt::log::Logged<'a>),
-    Hl7(hl7::log::Logged<'a>),
-    Value(serde_json::Value),
+/// A record's EVE object, serialised straight into the output: each
+/// protocol's `log.rs` describes its record as a `Serialize` type; masking
+/// and the non-UTF-8 rule are [`crate::output::mask`]'s.
+pub struct Loggable<'a> {
+    rec: &'a AppRecord,
+    opts: &'a LogOptions,
 }
 
 impl serde::Serialize for Loggable<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Loggable::Mqtt(l) => l.serialize(s),
-            Loggable::Hl7(l) => l.serialize(s),
-            Loggable::Value(v) => v.serialize(s),
+        let opts = self.opts;
+        match self.rec {
+            AppRecord::Mqtt(rec) => mqtt::log::Logged { rec, opts }.serialize(s),
+            AppRecord::Dicom(rec) => dicom::log::Logged { rec, opts }.serialize(s),
+            AppRecord::Hl7(rec) => hl7::log::Logged { rec, opts }.serialize(s),
+            AppRecord::Anomaly(a) => AnomalyLog {
+                kind: "applayer",
+                event: a.event,
+                layer: Some("proto_parser"),
+            }
+            .serialize(s),
+            AppRecord::StreamAnomaly(a) => AnomalyLog {
+                kind: "stream",
+                event: a.event(),
+                layer: None,
+            }
+            .serialize(s),
         }
     }
 }
 
-/// How sensitive values are logged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogOptions {
-    /// Log passwords, passcodes, payloads and patient data in full. Off by
-    /// default: the sensor must not become a leak of what it protects.
-    pub unmask: bool,
+/// The EVE `anomaly` object (Suricata's `type`, `event`, `layer`).
+#[derive(serde::Serialize)]
+struct AnomalyLog {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer: Option<&'static str>,
 }
 
 impl AppRecord {
@@ -373,30 +389,14 @@ impl AppRecord {
     /// What is logged under the key [`AppRecord::event_type`], ready to be
     /// serialised straight into the output.
     pub fn loggable<'a>(&'a self, opts: &'a LogOptions) -> Loggable<'a> {
-        match self {
-            AppRecord::Mqtt(r) => Loggable::Mqtt(mqtt::log::Logged { rec: r, opts }),
-            AppRecord::Hl7(r) => Loggable::Hl7(hl7::log::Logged { rec: r, opts }),
-            other => Loggable::Value(other.log(opts)),
-        }
+        Loggable { rec: self, opts }
     }
 
-    /// The object logged under the key [`AppRecord::event_type`].
+    /// The object logged under the key [`AppRecord::event_type`] as a JSON
+    /// value (tests and tools; the EVE writer serialises
+    /// [`AppRecord::loggable`]).
     pub fn log(&self, opts: &LogOptions) -> serde_json::Value {
-        match self {
-            AppRecord::Mqtt(r) => r.log(opts),
-            AppRecord::Dicom(r) => r.log(opts),
-            AppRecord::Hl7(r) => serde_json::to_value(hl7::log::Logged { rec: r, opts })
-                .unwrap_or(serde_json::Value::Null),
-            AppRecord::Anomaly(a) => serde_json::json!({
-                "type": "applayer",
-                "event": a.event,
-                "layer": "proto_parser",
-            }),
-            AppRecord::StreamAnomaly(a) => serde_json::json!({
-                "type": "stream",
-                "event": a.event(),
-            }),
-        }
+        serde_json::to_value(self.loggable(opts)).unwrap_or(serde_json::Value::Null)
     }
 }
 

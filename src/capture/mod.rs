@@ -136,6 +136,9 @@ pub enum CaptureErrorKind {
     Io(String),
     /// The first bytes are not a pcap or pcapng header.
     UnknownFormat,
+    /// The input holds no byte at all (an empty file, `/dev/null`, a pipe
+    /// closed at once): not a capture, rather than a truncated one.
+    Empty,
     /// The capture ended inside a record or block header.
     Truncated,
     /// A record or block is malformed (bad length, unknown interface…).
@@ -157,6 +160,9 @@ impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             CaptureErrorKind::Io(e) => write!(f, "{e}"),
+            CaptureErrorKind::Empty => {
+                write!(f, "empty (0 bytes): not a pcap or pcapng capture")
+            }
             CaptureErrorKind::UnknownFormat => {
                 write!(
                     f,
@@ -274,8 +280,9 @@ impl Reader {
         if path.as_os_str() == "-" {
             return Reader::from_read(Box::new(io::stdin()));
         }
+        // The caller names the file; the message says only what happened.
         let io_err = |e: io::Error| CaptureError {
-            kind: CaptureErrorKind::Io(format!("{}: {e}", path.display())),
+            kind: CaptureErrorKind::Io(e.to_string()),
             offset: 0,
             packets_before: 0,
         };
@@ -368,7 +375,12 @@ impl Reader {
                 }
             };
             if !r.more(need)? {
-                return Err(r.fail(CaptureErrorKind::Truncated));
+                let empty = r.buf.get(r.pos..).is_none_or(<[u8]>::is_empty);
+                return Err(r.fail(if empty {
+                    CaptureErrorKind::Empty
+                } else {
+                    CaptureErrorKind::Truncated
+                }));
             }
         }
     }
@@ -945,7 +957,12 @@ mod tests {
                     let err = opened
                         .err()
                         .unwrap_or_else(|| panic!("{how} cut {cut}: opened"));
-                    assert_eq!(err.kind, CaptureErrorKind::Truncated, "{how} cut {cut}");
+                    let want = if cut == 0 {
+                        CaptureErrorKind::Empty
+                    } else {
+                        CaptureErrorKind::Truncated
+                    };
+                    assert_eq!(err.kind, want, "{how} cut {cut}");
                     continue;
                 }
                 let mut r = opened.unwrap_or_else(|e| panic!("{how} cut {cut}: {e}"));
@@ -1129,7 +1146,7 @@ mod tests {
             Some(CaptureErrorKind::UnknownFormat)
         );
         assert_eq!(kind(&[0x00]), Some(CaptureErrorKind::UnknownFormat));
-        assert_eq!(kind(b""), Some(CaptureErrorKind::Truncated));
+        assert_eq!(kind(b""), Some(CaptureErrorKind::Empty));
         // The first two bytes of a little-endian pcap magic.
         assert_eq!(kind(&[0xd4, 0xc3]), Some(CaptureErrorKind::Truncated));
         // The first three bytes of a pcapng section header.
@@ -1139,7 +1156,7 @@ mod tests {
             streamed(b"garbage garbage garbage"),
             Some(CaptureErrorKind::UnknownFormat)
         );
-        assert_eq!(streamed(b""), Some(CaptureErrorKind::Truncated));
+        assert_eq!(streamed(b""), Some(CaptureErrorKind::Empty));
     }
 
     /// Builds a pcap of `n` packets with sizes from 14 to 1513 bytes.
@@ -1190,7 +1207,7 @@ mod tests {
     }
 
     #[test]
-    fn open_regular_file_is_mapped_and_empty_file_is_truncated() {
+    fn open_regular_file_is_mapped_and_empty_file_is_empty() {
         let (file, _) = pcap_file(false, true, 1, &three_packets());
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("three.pcap");
@@ -1204,7 +1221,7 @@ mod tests {
         let empty = dir.path().join("empty.pcap");
         std::fs::write(&empty, b"").expect("write");
         let err = Reader::open(&empty).err().expect("error");
-        assert_eq!(err.kind, CaptureErrorKind::Truncated);
+        assert_eq!(err.kind, CaptureErrorKind::Empty);
 
         let err = Reader::open(&dir.path().join("missing.pcap"))
             .err()

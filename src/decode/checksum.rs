@@ -8,7 +8,8 @@
 //! Sums are computed on native-endian 32-bit words accumulated in `u64`s
 //! and folded at the end (RFC 1071 §2: the one's complement sum does not
 //! depend on byte order, and deferred carries may be added later), so the
-//! loop is plain additions that the compiler vectorises. A value that stays
+//! loop is plain additions that the compiler vectorises — with AVX2 where
+//! the CPU has it (chosen at run time). A value that stays
 //! in this "native" domain is a [`Sum`]; [`word`] brings a big-endian field
 //! value into it.
 //!
@@ -24,35 +25,50 @@ pub type Sum = u64;
 /// Adds the bytes of `data` to `acc`. An odd trailing byte counts as the
 /// high byte of a last 16-bit word, as RFC 1071 pads it.
 #[inline]
+#[allow(unsafe_code)]
 pub fn add(acc: Sum, data: &[u8]) -> Sum {
-    // 32-byte blocks of eight 32-bit words, summed in four independent
-    // lanes the compiler turns into vector additions. Every word is below
-    // 2^32, so no sum overflows for slices shorter than 2^32 bytes; wire
-    // data is at most 64 KiB (256 KiB for a snap length).
-    let mut s: Sum = 0;
-    let mut blocks = data.chunks_exact(32);
-    for b in &mut blocks {
-        let mut lane = [0u64; 4];
-        for (i, w) in b.chunks_exact(4).enumerate() {
-            lane[i % 4] += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
-        s += lane[0] + lane[1] + lane[2] + lane[3];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `words_avx2` needs AVX2, which the CPU was just found to
+        // have (the answer is cached: one load per call).
+        return acc.wrapping_add(unsafe { words_avx2(data) });
     }
-    let mut words = blocks.remainder().chunks_exact(4);
-    for w in &mut words {
-        s += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    }
+    acc.wrapping_add(words(data))
+}
+
+/// [`words`] compiled for AVX2: four 32-bit words widened and added per
+/// instruction instead of two (measured with callgrind on 45 MB of
+/// 1500-byte frames: 10.6 M instructions against 23.9 M for the SSE2 loop;
+/// the whole pipeline over 20 copies of `dicom_store_large.pcap` went from
+/// 208.3 M to 195.5 M instructions, against 176.7 M without validation).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn words_avx2(data: &[u8]) -> Sum {
+    words(data)
+}
+
+/// The sum of `data` as native-endian 32-bit words: a plain reduction the
+/// compiler vectorises. Every word is below 2^32, so no sum overflows for
+/// slices shorter than 2^32 bytes; wire data is at most 64 KiB (256 KiB for
+/// a snap length).
+#[inline(always)]
+fn words(data: &[u8]) -> Sum {
+    let body = data.len() & !3;
+    let (body, tail) = data.split_at(body);
+    let s: u64 = body
+        .chunks_exact(4)
+        .map(|w| u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+        .sum();
     // The last 1 to 3 bytes, zero-padded at the end: the RFC's padding of
     // an odd last byte (built by hand: a variable-length copy would cost a
     // `memcpy` call per packet).
-    let last = match *words.remainder() {
+    let last = match *tail {
         [a] => [a, 0, 0, 0],
         [a, b] => [a, b, 0, 0],
         [a, b, c] => [a, b, c, 0],
         _ => [0; 4],
     };
-    s += u64::from(u32::from_ne_bytes(last));
-    acc.wrapping_add(s)
+    s + u64::from(u32::from_ne_bytes(last))
 }
 
 /// A big-endian 16-bit field value, as the native domain holds it.
@@ -196,6 +212,17 @@ mod tests {
         // All-ones bytes exercise the carries.
         let ff = vec![0xffu8; 4099];
         assert_eq!(native_to_be(fold(add(0, &ff))), reference(&ff));
+        // A snap-length's worth.
+        let ff = vec![0xffu8; 256 * 1024 + 3];
+        assert_eq!(native_to_be(fold(add(0, &ff))), reference(&ff));
+        // The portable loop too, where `add` took the AVX2 one.
+        for end in 0..data.len() {
+            assert_eq!(
+                native_to_be(fold(words(&data[..end]))),
+                reference(&data[..end])
+            );
+        }
+        assert_eq!(native_to_be(fold(words(&ff))), reference(&ff));
     }
 
     #[test]

@@ -303,6 +303,9 @@ pub struct Decoder {
     stats: DecodeStats,
     validation: Validation,
     checked: Checked,
+    /// Source and destination MAC of the innermost Ethernet header of the
+    /// last frame decoded (`None`: it had none).
+    macs: Option<[[u8; 6]; 2]>,
 }
 
 impl Vlans {
@@ -389,6 +392,7 @@ impl Decoder {
             stats: DecodeStats::default(),
             validation,
             checked: Checked::default(),
+            macs: None,
         }
     }
 
@@ -406,6 +410,13 @@ impl Decoder {
         self.validation
     }
 
+    /// Source and destination MAC addresses of the innermost Ethernet
+    /// header of the last frame decoded (the asset inventory reads the
+    /// source's); `None` for link types without one.
+    pub fn macs(&self) -> Option<[[u8; 6]; 2]> {
+        self.macs
+    }
+
     /// What the checksums of the last frame decoded looked like (all
     /// false when validation is off).
     pub fn checked(&self) -> Checked {
@@ -418,6 +429,7 @@ impl Decoder {
     pub fn decode<'a>(&mut self, link: LinkType, data: &'a [u8], wire_len: u32) -> Decoded<'a> {
         self.stats.frame(wire_len);
         self.checked = Checked::default();
+        self.macs = None;
         let snapped = usize::try_from(wire_len).map_or(true, |w| w > data.len());
         let r = self.run(link, data, snapped);
         self.outcome(r)
@@ -469,6 +481,7 @@ impl Decoder {
                     let e = EthernetFrame::new_checked(b).ok_or(Counter::EthernetPktTooSmall)?;
                     self.stats.incr(Counter::Ethernet);
                     st.vlans = Vlans::default();
+                    self.macs = Some([e.src_addr(), e.dst_addr()]);
                     Next::Step(Step::EtherType(e.ethertype(), e.payload()))
                 }
                 Step::EtherType(t, b) => self.ethertype(t, b, st)?,
@@ -548,7 +561,11 @@ impl Decoder {
                     }
                 }
             }
-            _ => return Ok(None),
+            other => {
+                self.stats.unsupported_link += 1;
+                self.stats.unsupported_link_type = self.stats.unsupported_link_type.max(other.0);
+                return Ok(None);
+            }
         }))
     }
 

@@ -153,6 +153,11 @@ pub struct DecodeStats {
     /// validating (`decoder.checksum_offload_detected`); merged by "or",
     /// so the count does not depend on the number of workers.
     checksum_offload: bool,
+    /// Frames of a link type the decoder does not read (802.11, radiotap…),
+    /// `decoder.unsupported_link` (ours: Suricata refuses such captures),
+    /// and the highest such link type, for the warning that names it.
+    pub unsupported_link: u64,
+    pub unsupported_link_type: u16,
 }
 
 impl Default for DecodeStats {
@@ -161,6 +166,8 @@ impl Default for DecodeStats {
             counts: [0; N],
             max_pkt_size: 0,
             checksum_offload: false,
+            unsupported_link: 0,
+            unsupported_link_type: 0,
         }
     }
 }
@@ -218,6 +225,8 @@ impl DecodeStats {
         }
         self.max_pkt_size = self.max_pkt_size.max(other.max_pkt_size);
         self.checksum_offload |= other.checksum_offload;
+        self.unsupported_link = self.unsupported_link.wrapping_add(other.unsupported_link);
+        self.unsupported_link_type = self.unsupported_link_type.max(other.unsupported_link_type);
     }
 
     /// Every non-zero counter as a dotted path below `stats`, in Suricata's
@@ -241,6 +250,9 @@ impl DecodeStats {
         }
         if self.checksum_offload {
             out.push(("decoder.checksum_offload_detected", 1));
+        }
+        if self.unsupported_link != 0 {
+            out.push(("decoder.unsupported_link", self.unsupported_link));
         }
         out
     }

@@ -67,7 +67,7 @@ impl Held {
         alert: bool,
         out: &mut Vec<u8>,
         stats: &mut DetectStats,
-        alive: &mut dyn FnMut(FlowRef),
+        decided: &mut dyn FnMut(FlowRef, Ticket, bool),
     ) -> u64 {
         let Some((line, flow)) = self.lines.remove(&t) else {
             return 0;
@@ -75,10 +75,10 @@ impl Held {
         if alert {
             out.extend_from_slice(&line);
             stats.alerts += 1;
-            alive(flow);
         } else {
             stats.suppressed += 1;
         }
+        decided(flow, t, alert);
         if let Some(w) = self.flows.get_mut(&flow.id) {
             w.alerted |= alert;
             w.undecided = w.undecided.saturating_sub(1);
@@ -255,12 +255,13 @@ impl DetectState {
 
     /// Publishes the worker's floor for packet time `now` (at most once
     /// per second) and writes the alerts decided since the last call to
-    /// `out`; `alive` is called with the flow of each.
+    /// `out`; `decided` is called with the flow, the ticket and the
+    /// outcome (written as an alert or not) of each held alert decided.
     pub fn sync(
         &mut self,
         now: crate::time::Timestamp,
         out: &mut Vec<u8>,
-        alive: &mut dyn FnMut(FlowRef),
+        decided: &mut dyn FnMut(FlowRef, Ticket, bool),
     ) {
         let Tracker::Shared(j) = &mut self.tracker else {
             return;
@@ -270,9 +271,13 @@ impl DetectState {
             j.published = floor / 1_000_000_000;
             j.run.table.advance(j.slot, floor);
         }
-        let decisions = j.run.table.take_decisions(j.slot);
+        let mut decisions = j.run.table.take_decisions(j.slot);
+        // Shards deliver in their own order; tickets are handed out in
+        // match order, so lines come out in the order their alerts were
+        // raised (the same on every run).
+        decisions.sort_unstable_by_key(|&(t, _)| t);
         for (t, a) in decisions {
-            let freed = j.held.decide(t, a, out, &mut self.stats, alive);
+            let freed = j.held.decide(t, a, out, &mut self.stats, decided);
             j.lease.release(freed);
         }
     }
@@ -298,37 +303,47 @@ impl DetectState {
     /// Leaves the shared table (the worker stops, or switches to a new
     /// ruleset): what is still undecided is left to the table, and the last
     /// worker to leave writes every remaining decided line and parked
-    /// record to `out`.
-    pub fn leave(&mut self, out: &mut Vec<u8>) {
+    /// record to `out`; `decided` hears of every held alert decided
+    /// meanwhile, as with [`DetectState::sync`] (a line whose decision was
+    /// lost is written: it counts as an alert).
+    pub fn leave(&mut self, out: &mut Vec<u8>, decided: &mut dyn FnMut(FlowRef, Ticket, bool)) {
         let tracker = std::mem::replace(&mut self.tracker, Tracker::Gone);
         let Tracker::Shared(mut j) = tracker else {
             return;
         };
-        let decisions = j.run.table.take_decisions(j.slot);
+        let mut decisions = j.run.table.take_decisions(j.slot);
+        decisions.sort_unstable_by_key(|&(t, _)| t);
         for (t, a) in decisions {
-            j.held.decide(t, a, out, &mut self.stats, &mut |_| {});
+            j.held.decide(t, a, out, &mut self.stats, decided);
         }
         let held = std::mem::take(&mut j.held);
         j.lease.release(held.bytes());
         lock(&j.run.orphans).merge(held);
         if j.run.table.depart(j.slot) {
             let mut orphans = lock(&j.run.orphans);
-            for slot in 0..j.run.table.slot_count() {
-                for (t, a) in j.run.table.take_decisions(slot) {
-                    orphans.decide(t, a, out, &mut self.stats, &mut |_| {});
-                }
+            let mut decisions: Vec<(Ticket, bool)> = (0..j.run.table.slot_count())
+                .flat_map(|slot| j.run.table.take_decisions(slot))
+                .collect();
+            decisions.sort_unstable_by_key(|&(t, _)| t);
+            for (t, a) in decisions {
+                orphans.decide(t, a, out, &mut self.stats, decided);
             }
             // Every match is decided once all workers left; a line still
             // here lost its decision (a slot that never joined): written,
             // as evidence is never dropped.
             let rest = std::mem::take(&mut *orphans);
             let mut alerted = ahash::AHashSet::new();
-            for (line, flow) in rest.lines.into_values() {
+            let mut rest_lines: Vec<_> = rest.lines.into_iter().collect();
+            rest_lines.sort_unstable_by_key(|&(t, _)| t);
+            for (t, (line, flow)) in rest_lines {
                 out.extend_from_slice(&line);
                 self.stats.alerts += 1;
                 alerted.insert(flow.id);
+                decided(flow, t, true);
             }
-            for (id, w) in rest.flows {
+            let mut flows: Vec<_> = rest.flows.into_iter().collect();
+            flows.sort_unstable_by_key(|&(id, _)| id);
+            for (id, w) in flows {
                 if let Some([without, with]) = w.record {
                     let a = w.alerted || alerted.contains(&id);
                     out.extend_from_slice(if a { &with } else { &without });
@@ -383,15 +398,14 @@ mod tests {
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
         let mut alive = Vec::new();
         // Both past 30 s (plus the one-second margin): decided.
-        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
-            alive.push(f)
-        });
-        b.sync(Timestamp::from_parts(31, 0), &mut out_b, &mut |f| {
-            alive.push(f)
-        });
-        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut |f| {
-            alive.push(f)
-        });
+        let mut note = |f: FlowRef, _: Ticket, alert: bool| {
+            if alert {
+                alive.push(f)
+            }
+        };
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut note);
+        b.sync(Timestamp::from_parts(31, 0), &mut out_b, &mut note);
+        a.sync(Timestamp::from_parts(31, 0), &mut out_a, &mut note);
         assert_eq!(out_a, b"");
         assert_eq!(out_b, b"B\nflow2 yes\n");
         assert_eq!(alive, [FlowRef { id: 2, slot: 7 }]);
@@ -411,18 +425,18 @@ mod tests {
         let mut b = DetectState::shared(&cfg, &hub, &e1, 1);
         let mut out = Vec::new();
         let mut a2 = DetectState::shared(&cfg, &hub, &e2, 1);
-        a.leave(&mut out);
+        a.leave(&mut out, &mut |_, _, _| {});
         let k = submit(&a2, 10, 1).unwrap();
         assert!(a2
             .hold(k, FlowRef { id: 1, slot: 0 }, b"A2\n".to_vec())
             .is_none());
         let mut a3 = DetectState::shared(&cfg, &hub, &e3, 1);
-        a2.leave(&mut out);
+        a2.leave(&mut out, &mut |_, _, _| {});
         let mut b3 = DetectState::shared(&cfg, &hub, &e3, 1);
-        b.leave(&mut out);
+        b.leave(&mut out, &mut |_, _, _| {});
         assert_eq!(out, b"A2\n");
-        a3.leave(&mut out);
-        b3.leave(&mut out);
+        a3.leave(&mut out, &mut |_, _, _| {});
+        b3.leave(&mut out, &mut |_, _, _| {});
         assert_eq!(out, b"A2\n");
     }
 }

@@ -116,7 +116,7 @@ pub trait PhiScanner: Send + Sync + Debug {
 }
 
 /// [`phi`]'s detectors with their configured limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PhiDetectors(pub phi::PhiConfig);
 
 impl PhiScanner for PhiDetectors {
@@ -238,7 +238,7 @@ impl Lookups {
             reputation: Arc::new(reputation),
             credentials: Arc::new(credentials),
             datasets,
-            phi: Arc::new(PhiDetectors(cfg.phi)),
+            phi: Arc::new(PhiDetectors(cfg.phi.clone())),
         })
     }
 }

@@ -57,6 +57,7 @@ use crate::app::{AppProto, AppRecord, PROTOCOLS};
 use crate::flow::{Direction, Endpoint};
 use crate::time::Timestamp;
 
+pub(crate) use addr::AddrSet;
 pub use deferred::{FlowRef, ThresholdHub};
 pub use lookup::{
     CountryLookup, CredentialLookup, Dataset, IpLookup, Lookups, Nothing, PhiDetectors, PhiScanner,
@@ -857,6 +858,12 @@ impl Engine {
             },
             report,
         ))
+    }
+
+    /// The country of `ip` in the engine's country database (`None` when
+    /// unknown), for the asset inventory.
+    pub fn country_of(&self, ip: IpAddr) -> Option<Country> {
+        self.lookups.geo.country(ip)
     }
 
     /// Rules loaded.

@@ -11,16 +11,20 @@
 //! src_port, dest_port}` (the flow's own client→server orientation), the
 //! record that triggered it under its own key (`mqtt`, `dicom`), and two
 //! objects of ours: `phi{kinds, evidence[{kind, field, value}]}` (values
-//! masked unless `outputs.unmask_sensitive`) and `geo{src_country,
+//! masked by [`super::mask`]'s one policy unless `outputs.unmask_sensitive`:
+//! a patient name masks the same way here as in the record beside it) and
+//! `geo{src_country,
 //! dest_country}` (ISO codes, each present only when the country database
 //! knows the address).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::eve::{self, erased::Field, EventHeader, EventPrefix};
-use crate::app::{AppRecord, LogOptions};
+use super::mask::{display_bytes, LogOptions};
+use crate::app::AppRecord;
 use crate::detect::{Alert, Country};
 use crate::flow::Direction;
 use crate::time::Timestamp;
@@ -72,7 +76,7 @@ struct PhiObject<'a> {
 struct EvidenceObject<'a> {
     kind: &'static str,
     field: &'a str,
-    value: String,
+    value: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -84,7 +88,7 @@ struct GeoObject {
 }
 
 fn country(c: Option<Country>) -> Option<String> {
-    c.map(|c| String::from_utf8_lossy(&c).into_owned())
+    c.map(|c| display_bytes(&c).into_owned())
 }
 
 /// Appends one `alert` event. `header` is the flow's (client → server);
@@ -149,11 +153,7 @@ pub fn write_alert(
                 .map(|e| EvidenceObject {
                     kind: e.kind.name(),
                     field: &e.field,
-                    value: if opts.unmask {
-                        e.value.clone()
-                    } else {
-                        e.masked()
-                    },
+                    value: opts.evidence(e),
                 })
                 .collect(),
         });

@@ -3,8 +3,10 @@
 //! SOC already runs take it as it is.
 //!
 //! Owns: serialisation structs (kept apart from the domain types of earlier
-//! stages: they take plain values), the `stats` record, and the sink that
-//! writes lines to a file or stdout.
+//! stages: they take plain values), the `stats` record, the sink that
+//! writes lines to a file or stdout, and [`mask`]: the one masking policy
+//! and the one rule for bytes that are not UTF-8, used by every protocol's
+//! records, by alerts and by PHI evidence.
 //!
 //! Event types written so far:
 //!
@@ -35,4 +37,6 @@
 
 pub mod alert;
 pub mod eve;
+pub mod mask;
+pub mod redis;
 pub mod sink;

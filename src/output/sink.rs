@@ -1,12 +1,22 @@
-//! Where EVE lines go: a file in the log directory, stdout, or a Unix
-//! stream socket. The writer
-//! thread receives whole lines already serialised by the workers, so
-//! writing is a plain copy; the channel in front of it is bounded, so a
-//! slow disk slows the readers down (offline) instead of growing memory.
+//! Where EVE lines go: a file in the log directory, stdout, a Unix stream
+//! socket, or Redis (see [`crate::output::redis`]). The writer thread
+//! receives whole lines already serialised by the workers, so writing is a
+//! plain copy; the channel in front of it is bounded, so a slow disk slows
+//! the readers down (offline) instead of growing memory.
+//!
+//! `outputs.sensor_name` is added here, once for every event type: each
+//! line `{…}` leaves as `{…,"host":"NAME"}` (Suricata's `host` field,
+//! which its `sensor-name` setting fills), so the records of several
+//! sensors stay apart in one SIEM index.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+
+use super::redis::{RedisConfig, RedisSink, RedisTarget};
 
 /// An EVE destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,58 +29,268 @@ pub enum Target {
     /// drops (and counts) lines while the reader is absent or too slow
     /// rather than growing memory or stalling the capture.
     Unix(PathBuf),
+    /// Redis (Suricata's `filetype: redis`): offline waits for it, live
+    /// holds a bounded buffer and counts what it drops.
+    Redis(Box<RedisTarget>),
+}
+
+/// `outputs.eve:` — Suricata's `eve-log` `filetype`, `filename` and
+/// `redis` settings. `--eve` on the command line overrides them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EveConfig {
+    pub filetype: FileType,
+    /// `regular`: the file, relative to `-l DIR`; `unix_stream`: the socket.
+    pub filename: PathBuf,
+    pub redis: RedisConfig,
+}
+
+impl Default for EveConfig {
+    fn default() -> Self {
+        EveConfig {
+            filetype: FileType::Regular,
+            filename: PathBuf::from("eve.json"),
+            redis: RedisConfig::default(),
+        }
+    }
+}
+
+/// Suricata's `filetype` values that wardwatch writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileType {
+    Regular,
+    UnixStream,
+    Redis,
+}
+
+impl EveConfig {
+    /// The destination this section names; relative file names start at
+    /// `log_dir`. `live` selects Redis's live behaviour.
+    pub fn target(&self, log_dir: &Path, live: bool) -> Target {
+        match self.filetype {
+            FileType::Regular => Target::File(log_dir.join(&self.filename)),
+            FileType::UnixStream => Target::Unix(self.filename.clone()),
+            FileType::Redis => Target::Redis(Box::new(RedisTarget {
+                config: self.redis.clone(),
+                live,
+            })),
+        }
+    }
+}
+
+/// The message of the error a write to a closed standard output gives
+/// (`--eve - | head -1`): `main` ends such a run quietly with success.
+pub const STDOUT_CLOSED: &str = "standard output closed by its reader";
+
+/// Alert records written by this process's sinks, by severity (index 1 to
+/// 4; 0 holds anything else): `--fail-on` reads them at exit. One count for
+/// the process, because one process runs one pipeline.
+static ALERTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// Alert records of severity `sev` or worse (a lower number) written so
+/// far by this process.
+pub fn alerts_written(sev: u8) -> u64 {
+    ALERTS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i >= 1 && *i <= usize::from(sev))
+        .map(|(_, n)| n.load(Ordering::Relaxed))
+        .sum::<u64>()
+        + if sev > 4 {
+            ALERTS[0].load(Ordering::Relaxed)
+        } else {
+            0
+        }
+}
+
+/// Counts the alert records of a block by `alert.severity`. Only lines
+/// whose head says `"event_type":"alert"` are parsed.
+fn tally_alerts(block: &[u8]) {
+    #[derive(Deserialize)]
+    struct Line {
+        alert: Alert,
+    }
+    #[derive(Deserialize)]
+    struct Alert {
+        severity: u64,
+    }
+    let finder = memchr::memmem::Finder::new(b"\"event_type\":\"alert\"");
+    for line in block.split(|&b| b == b'\n') {
+        let head = &line[..line.len().min(160)];
+        if finder.find(head).is_none() {
+            continue;
+        }
+        if let Ok(l) = serde_json::from_slice::<Line>(line) {
+            let i = usize::try_from(l.alert.severity)
+                .ok()
+                .filter(|s| (1..=4).contains(s))
+                .unwrap_or(0);
+            if let Some(n) = ALERTS.get(i) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// How long a write to a Unix-socket reader may block before the reader
 /// counts as stalled (the connection is dropped and retried later).
 pub const UNIX_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+enum Out {
+    Stream(BufWriter<Box<dyn Write + Send>>),
+    Redis(Box<RedisSink>),
+}
+
 /// An open destination.
 pub struct Sink {
-    w: BufWriter<Box<dyn Write + Send>>,
+    out: Out,
     lines: u64,
+    /// `,"host":"NAME"}` when a sensor name is set.
+    host: Option<Vec<u8>>,
+    /// The block with `host` added to each line.
+    scratch: Vec<u8>,
+    /// Writing to standard output (a closed pipe ends the run quietly).
+    stdout: bool,
 }
 
 impl Sink {
     /// Opens the target (creating the file, appending to an existing one).
     ///
     /// # Errors
-    /// The file cannot be created or opened for appending.
+    /// The file cannot be created or opened for appending; the socket
+    /// cannot be connected; Redis refuses the password, or (offline) stays
+    /// unreachable.
     pub fn open(target: &Target) -> io::Result<Sink> {
-        let w: Box<dyn Write + Send> = match target {
-            Target::Stdout => Box::new(io::stdout()),
-            Target::File(p) => Box::new(open_append(p)?),
+        Sink::open_with(target, None)
+    }
+
+    /// [`Sink::open`], adding `"host": sensor_name` to every record when a
+    /// name is given.
+    ///
+    /// # Errors
+    /// As [`Sink::open`].
+    pub fn open_with(target: &Target, sensor_name: Option<&str>) -> io::Result<Sink> {
+        let out = match target {
+            Target::Stdout => Out::Stream(stream(Box::new(io::stdout()))),
+            Target::File(p) => Out::Stream(stream(Box::new(open_append(p)?))),
             Target::Unix(p) => {
                 let c = std::os::unix::net::UnixStream::connect(p)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
                 c.set_write_timeout(Some(UNIX_WRITE_TIMEOUT))?;
-                Box::new(c)
+                Out::Stream(stream(Box::new(c)))
             }
+            Target::Redis(r) => Out::Redis(Box::new(RedisSink::open(r)?)),
         };
+        let host = sensor_name.filter(|n| !n.is_empty()).map(|n| {
+            let mut h = b",\"host\":".to_vec();
+            // A string always serialises.
+            h.extend_from_slice(serde_json::to_string(n).unwrap_or_default().as_bytes());
+            h.push(b'}');
+            h
+        });
         Ok(Sink {
-            w: BufWriter::with_capacity(1 << 20, w),
+            out,
             lines: 0,
+            host,
+            scratch: Vec::new(),
+            stdout: matches!(target, Target::Stdout),
         })
     }
 
     /// Writes a block of complete lines.
     ///
     /// # Errors
-    /// The underlying write failed (disk full, closed pipe).
+    /// The underlying write failed (disk full, closed pipe; Redis offline:
+    /// unreachable past its timeout, or a record refused).
     pub fn write_lines(&mut self, block: &[u8]) -> io::Result<()> {
-        self.lines += block.iter().filter(|&&b| b == b'\n').count() as u64;
-        self.w.write_all(block)
+        tally_alerts(block);
+        let block = match &self.host {
+            Some(h) => {
+                add_host(&mut self.scratch, block, h);
+                &self.scratch[..]
+            }
+            None => block,
+        };
+        match &mut self.out {
+            Out::Stream(w) => {
+                self.lines += memchr::memchr_iter(b'\n', block).count() as u64;
+                w.write_all(block)
+                    .map_err(|e| closed_stdout(e, self.stdout))
+            }
+            Out::Redis(r) => r.write_lines(block),
+        }
     }
 
-    /// Lines written so far.
+    /// Lines written so far (for Redis: acknowledged by it).
     pub fn lines(&self) -> u64 {
-        self.lines
+        match &self.out {
+            Out::Stream(_) => self.lines,
+            Out::Redis(r) => r.delivered(),
+        }
     }
 
+    /// Lines this sink dropped since the last call (live Redis: buffer full
+    /// or refused by Redis; 0 for the other targets, which drop nothing
+    /// themselves).
+    pub fn take_dropped(&mut self) -> u64 {
+        match &mut self.out {
+            Out::Stream(_) => 0,
+            Out::Redis(r) => r.take_dropped(),
+        }
+    }
+
+    /// Lines accepted but not written yet (live Redis while it is away).
+    pub fn held(&self) -> u64 {
+        match &self.out {
+            Out::Stream(_) => 0,
+            Out::Redis(r) => r.held(),
+        }
+    }
+
+    /// Pushes out what is buffered; for live Redis, also the retry of held
+    /// records that the live writer calls while idle.
+    ///
     /// # Errors
     /// The final write failed.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
+        match &mut self.out {
+            Out::Stream(w) => w.flush().map_err(|e| closed_stdout(e, self.stdout)),
+            Out::Redis(r) => r.flush(),
+        }
+    }
+}
+
+/// On standard output, a broken pipe is said in [`STDOUT_CLOSED`]'s words.
+fn closed_stdout(e: io::Error, stdout: bool) -> io::Error {
+    if stdout && e.kind() == io::ErrorKind::BrokenPipe {
+        io::Error::new(io::ErrorKind::BrokenPipe, STDOUT_CLOSED)
+    } else {
+        e
+    }
+}
+
+fn stream(w: Box<dyn Write + Send>) -> BufWriter<Box<dyn Write + Send>> {
+    BufWriter::with_capacity(1 << 20, w)
+}
+
+/// Copies `block` into `out` with `host` (`,"host":…}`) in place of the
+/// closing brace of every line. A line that does not end in `}` is copied
+/// as it is.
+fn add_host(out: &mut Vec<u8>, block: &[u8], host: &[u8]) {
+    out.clear();
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        match body.strip_suffix(b"}") {
+            Some(open) => {
+                out.extend_from_slice(open);
+                out.extend_from_slice(host);
+            }
+            None => out.extend_from_slice(body),
+        }
+        if line.ends_with(b"\n") {
+            out.push(b'\n');
+        }
     }
 }
 
@@ -80,4 +300,45 @@ fn open_append(p: &Path) -> io::Result<File> {
         .append(true)
         .open(p)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_goes_into_every_line_as_a_json_string() {
+        let mut out = Vec::new();
+        // Hand-made lines: an object, a nested object, an escaped name.
+        add_host(
+            &mut out,
+            b"{\"a\":1}\n{\"b\":{\"c\":2}}\n",
+            b",\"host\":\"ward \\\"3\\\"\"}",
+        );
+        let lines: Vec<serde_json::Value> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["host"], "ward \"3\"");
+        assert_eq!(lines[1]["b"]["c"], 2);
+        assert_eq!(lines[1]["host"], "ward \"3\"");
+    }
+
+    #[test]
+    fn eve_section_names_its_target() {
+        let c: EveConfig =
+            serde_norway::from_str("filetype: unix_stream\nfilename: /run/e.sock").unwrap();
+        assert_eq!(
+            c.target(Path::new("/log"), false),
+            Target::Unix("/run/e.sock".into())
+        );
+        let d = EveConfig::default();
+        assert_eq!(
+            d.target(Path::new("/log"), false),
+            Target::File("/log/eve.json".into())
+        );
+        assert!(serde_norway::from_str::<EveConfig>("filetype: syslog").is_err());
+    }
 }

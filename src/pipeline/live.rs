@@ -294,6 +294,18 @@ fn live_worker(
     }
 }
 
+/// The run's last asset records, then `stats` (the last block a live run
+/// writes), and whether the inventory file could be written.
+pub(crate) fn with_assets(
+    run: &super::worker::RunShared,
+    stats: Vec<u8>,
+) -> (Result<(), String>, Vec<u8>) {
+    let mut tail = Vec::new();
+    let inventory = run.assets.finish(now(), &mut tail);
+    tail.extend_from_slice(&stats);
+    (inventory, tail)
+}
+
 /// A `stats` record: the capture's counters, the workers' and the EVE
 /// lines dropped so far.
 fn stats_record(
@@ -362,7 +374,7 @@ struct Output {
 /// writable by capture.user), then privileges go, before any thread
 /// starts.
 fn open_output(cfg: &Config, opts: &LiveOptions) -> Result<Output, RunError> {
-    let sink = open_sink(&opts.eve)?;
+    let sink = open_sink(&opts.eve, cfg.outputs.sensor_name.as_deref())?;
     let dropped = Arc::new(AtomicU64::new(0));
     if cfg.capture.user.is_empty() && running_as_root() && !cfg.capture.allow_root {
         return Err(RunError(
@@ -378,6 +390,7 @@ fn open_output(cfg: &Config, opts: &LiveOptions) -> Result<Output, RunError> {
         Some(WriterLive {
             reopen: opts.reopen.clone(),
             dropped: Arc::clone(&dropped),
+            host: cfg.outputs.sensor_name.clone(),
         }),
     )?;
     Ok(Output {
@@ -481,6 +494,7 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let stop: &AtomicBool = &opts.stop;
     let dropped_ref: &Arc<AtomicU64> = &out.dropped;
     let run = super::worker::RunShared::with_workers(cfg, n);
+    run.assets.set_live();
     let common = Common {
         stop,
         dropped: dropped_ref,
@@ -528,7 +542,9 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
 
     let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
     let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs(), &out.dropped);
+    let (inventory, tail) = with_assets(&run, tail);
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
+    inventory.map_err(RunError)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
         return Err(RunError(format!("capture failed: {e}")));
     }

@@ -170,7 +170,8 @@ pub fn open_inputs(inputs: &[PathBuf]) -> Result<Vec<Reader>, RunError> {
 /// The EVE destination cannot be opened or written.
 pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunReport, RunError> {
     let started = Instant::now();
-    let (out_tx, writer) = spawn_writer(open_sink(&opts.eve)?, &opts.eve, None)?;
+    let sink = open_sink(&opts.eve, cfg.outputs.sensor_name.as_deref())?;
+    let (out_tx, writer) = spawn_writer(sink, &opts.eve, None)?;
 
     let paths: Vec<PathBuf> = opts.inputs.clone();
     let mut progress = Progress::new(opts.progress);
@@ -204,9 +205,13 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
             &mut filtering,
         )?
     };
+    // Asset records and the inventory, once every worker handed its view
+    // over; a failure to write the inventory is reported after the EVE.
     let mut tail = Vec::new();
+    let inventory = shared.assets.finish(stats.last_ts, &mut tail);
     let mut counters = stats.counters();
     counters.extend(shared.memcaps.counters());
+    counters.extend(shared.assets.counters());
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
     }
@@ -217,6 +222,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         &counters,
     );
     let eve_lines = close_writer(out_tx, writer, tail)?;
+    inventory.map_err(RunError)?;
     Ok(RunReport {
         inputs,
         stats,
@@ -226,9 +232,9 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     })
 }
 
-/// Opens the EVE destination.
-fn open_sink(eve: &Target) -> Result<Sink, RunError> {
-    Sink::open(eve).map_err(|e| RunError(format!("cannot open EVE output: {e}")))
+/// Opens the EVE destination; `host` is `outputs.sensor_name`.
+fn open_sink(eve: &Target, host: Option<&str>) -> Result<Sink, RunError> {
+    Sink::open_with(eve, host).map_err(|e| RunError(format!("cannot open EVE output: {e}")))
 }
 
 /// The writer thread's handle: the EVE lines written, or why writing
@@ -241,8 +247,10 @@ struct WriterLive {
     /// Set by SIGHUP: reopen the EVE file (after logrotate moved it).
     reopen: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// EVE lines dropped: queue full (workers never wait for the writer),
-    /// or a Unix-socket reader absent or stalled.
+    /// a Unix-socket reader absent or stalled, or Redis's buffer full.
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// `outputs.sensor_name`, for the sinks opened again.
+    host: Option<String>,
 }
 
 /// Lines in a block of EVE lines.
@@ -267,14 +275,17 @@ fn live_writer(
     let mut done = 0u64;
     let mut last_try = Instant::now();
     loop {
+        // Only a file is reopened: a socket or Redis connection is not
+        // rotated (and Redis's held records must not be thrown away).
         if l.reopen
             .as_ref()
             .is_some_and(|f| f.swap(false, Ordering::SeqCst))
+            && matches!(target, Target::File(_))
         {
             if let Some(s) = sink.as_mut() {
                 s.flush().map_err(werr)?;
             }
-            match Sink::open(target) {
+            match Sink::open_with(target, l.host.as_deref()) {
                 Ok(new) => {
                     done += sink.replace(new).map_or(0, |s| s.lines());
                 }
@@ -285,14 +296,21 @@ fn live_writer(
         }
         if sink.is_none() && last_try.elapsed() >= Duration::from_secs(1) {
             last_try = Instant::now();
-            if let Ok(s) = Sink::open(target) {
+            if let Ok(s) = Sink::open_with(target, l.host.as_deref()) {
                 eprintln!("wardwatch: EVE reader back; writing again");
                 sink = Some(s);
             }
         }
         let block = match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(b) => b,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            // Idle: Redis retries what it holds.
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Some(s) = sink.as_mut() {
+                    s.flush().map_err(werr)?;
+                    l.dropped.fetch_add(s.take_dropped(), Ordering::Relaxed);
+                }
+                continue;
+            }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
         let Some(s) = sink.as_mut() else {
@@ -308,6 +326,7 @@ fn live_writer(
                 Ok(())
             }
         });
+        l.dropped.fetch_add(s.take_dropped(), Ordering::Relaxed);
         if let Err(e) = r {
             if !unix {
                 return Err(werr(e));
@@ -328,6 +347,12 @@ fn live_writer(
                 if !unix {
                     return Err(werr(e));
                 }
+            }
+            if s.held() > 0 {
+                eprintln!(
+                    "wardwatch: {} EVE lines still waiting for Redis at exit were dropped",
+                    s.held()
+                );
             }
             Ok(done + s.lines())
         }

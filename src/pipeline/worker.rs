@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::app::session::{AppStats, Env, ParserFactory, Session as AppSession, SessionSink};
-use crate::app::{AppConfig, AppProto, AppRecord, LogOptions, RecordSink, PROTOCOLS};
+use crate::app::{AppConfig, AppProto, AppRecord, RecordSink, PROTOCOLS};
 use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
@@ -42,6 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
 
@@ -61,6 +62,9 @@ pub struct FlowState {
     /// reversed, starts it afresh.
     detect: FlowDetect,
     detect_gen: u64,
+    /// Source MAC of the first packet of each direction (client → server
+    /// first), for the asset inventory.
+    macs: [Option<[u8; 6]>; 2],
 }
 
 impl std::fmt::Debug for FlowState {
@@ -82,6 +86,8 @@ pub struct RunShared {
     pub checksum: Arc<crate::decode::offload::Detector>,
     /// `threshold`/`detection_filter` state tracked by address or rule.
     pub thresholds: Arc<ThresholdHub>,
+    /// The asset inventory every worker's view is merged into.
+    pub assets: Arc<crate::asset::Hub>,
 }
 
 impl RunShared {
@@ -99,6 +105,11 @@ impl RunShared {
             memcaps: crate::memcap::Memcaps::new(cfg),
             checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
             thresholds: ThresholdHub::new(&cfg.detect, workers),
+            // A configuration the hub refuses is reported by `main` before
+            // any run; here it only means no inventory.
+            assets: Arc::new(
+                crate::asset::Hub::new(cfg).unwrap_or_else(|_| crate::asset::Hub::disabled(cfg)),
+            ),
         }
     }
 }
@@ -264,6 +275,7 @@ struct Detecting<'a> {
     out: &'a mut EveOut,
     seed: u16,
     opts: &'a LogOptions,
+    assets: &'a mut crate::asset::observe::View,
 }
 
 /// What the engine is told about a flow; `ts` is the match time.
@@ -336,7 +348,7 @@ impl Detecting<'_> {
     fn alert(
         &mut self,
         alerted: &mut bool,
-        (id, slot): (u64, u32),
+        (ident, slot): (&FlowIdent, u32),
         header: &EventHeader<'_>,
         ts: Timestamp,
         a: &Alert,
@@ -346,13 +358,18 @@ impl Detecting<'_> {
         let Some(ticket) = a.undecided else {
             write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
             *alerted = true;
+            self.assets.alert(ident, ts, &a.rule);
             return;
         };
         let mut line = Vec::new();
         write_alert(&mut line, header, ts, a, af, record, self.opts);
+        let id = ident.flow_id();
         if let Some(line) = self.state.hold(ticket, FlowRef { id, slot }, line) {
             self.out.buf.extend_from_slice(&line);
             *alerted = true;
+            self.assets.alert(ident, ts, &a.rule);
+        } else {
+            self.assets.held(ticket, ident, ts, &a.rule);
         }
     }
 
@@ -400,9 +417,8 @@ impl Detecting<'_> {
             start: flow.start,
         };
         let alerts = std::mem::take(self.alerts);
-        let id = (ident.flow_id(), slot);
         for a in &alerts {
-            self.alert(&mut flow.alerted, id, &header, ts, a, &af, None);
+            self.alert(&mut flow.alerted, (&ident, slot), &header, ts, a, &af, None);
         }
         *self.alerts = alerts;
         self.alerts.clear();
@@ -483,10 +499,16 @@ impl FlowWriter<'_> {
             start: ident.start,
         };
         let alerts = std::mem::take(self.d.alerts);
-        let id = (ident.flow_id(), self.slot);
         for a in &alerts {
-            self.d
-                .alert(self.alerted, id, &header, self.ts, a, &af, record);
+            self.d.alert(
+                self.alerted,
+                (&ident, self.slot),
+                &header,
+                self.ts,
+                a,
+                &af,
+                record,
+            );
         }
         *self.d.alerts = alerts;
         self.d.alerts.clear();
@@ -500,6 +522,7 @@ impl FlowWriter<'_> {
             engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
         }
         self.write_alerts(Some(r));
+        self.d.assets.record(&self.ident, self.ts, r);
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
         self.prefix();
@@ -618,6 +641,10 @@ pub struct Worker {
     flow_cfg: crate::flow::FlowConfig,
     /// Scratch list of the alerts of one packet or record.
     alerts: Vec<Alert>,
+    /// This worker's share of the asset inventory.
+    assets: crate::asset::observe::View,
+    /// Source MAC of the frame being processed (inventory on).
+    src_mac: Option<[u8; 6]>,
 }
 
 impl Worker {
@@ -660,9 +687,7 @@ impl Worker {
             community_seed: cfg.outputs.community_id_seed,
             log_flows: cfg.outputs.flow,
             ended: Vec::new(),
-            log_opts: LogOptions {
-                unmask: cfg.outputs.unmask_sensitive,
-            },
+            log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(OUTPUT_BLOCK),
@@ -676,6 +701,8 @@ impl Worker {
             detect_cfg: cfg.detect.clone(),
             flow_cfg: cfg.flow.clone(),
             alerts: Vec::new(),
+            assets: crate::asset::observe::View::new(&shared.assets),
+            src_mac: None,
         }
     }
 
@@ -690,7 +717,10 @@ impl Worker {
             self.flow_cfg.sweep_interval.max(1),
         );
         let mut old = std::mem::replace(&mut self.detect, new);
-        old.leave(&mut self.out.buf);
+        let assets = &mut self.assets;
+        old.leave(&mut self.out.buf, &mut |_, t, alert| {
+            assets.decided(t, alert)
+        });
         self.out.written();
         self.detect.stats = old.stats;
         self.engine = engine;
@@ -702,15 +732,23 @@ impl Worker {
     /// one sweep interval has happened), and writes the alerts decided
     /// meanwhile.
     fn sync_detect(&mut self) {
-        let flows = &mut self.flows;
-        self.detect
-            .sync(self.last_ts, &mut self.out.buf, &mut |f: FlowRef| {
+        let (flows, assets) = (&mut self.flows, &mut self.assets);
+        self.detect.sync(
+            self.last_ts,
+            &mut self.out.buf,
+            &mut |f: FlowRef, t, alert| {
+                assets.decided(t, alert);
+                if !alert {
+                    return;
+                }
                 if let Some(flow) = flows.get_mut(f.slot) {
                     if flow.flow_id() == f.id {
                         flow.alerted = true;
                     }
                 }
-            });
+            },
+        );
+        self.assets.tick(self.last_ts, &mut self.out.buf);
         self.out.written();
     }
 
@@ -754,6 +792,7 @@ impl Worker {
                 out: &mut self.out,
                 seed: self.community_seed,
                 opts: &self.log_opts,
+                assets: &mut self.assets,
             },
         )
     }
@@ -811,6 +850,11 @@ impl Worker {
             }
             Decoded::NotIp | Decoded::Invalid => return,
         };
+        self.src_mac = if self.assets.on() {
+            self.decoder.macs().map(|[src, _]| src)
+        } else {
+            None
+        };
         self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes);
     }
 
@@ -862,6 +906,9 @@ impl Worker {
             tcp,
         };
         let (idx, mut dir) = self.flows.update(&meta, &mut self.ended);
+        if let (Some(m), Some(f)) = (self.src_mac, self.flows.get_mut(idx)) {
+            f.state.macs[dir.index()].get_or_insert(m);
+        }
         self.flush_ended();
         if let L4::Tcp(seg) = l4 {
             dir = self.tcp_segment(idx, dir, ts, seg);
@@ -912,6 +959,7 @@ impl Worker {
         if late && flow.midstream && flow.state.app.deciding() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
+            flow.state.macs.swap(0, 1);
             flow.state.app.swap_sides();
             flow.state.detect_gen = 0;
             dir = dir.reverse();
@@ -929,6 +977,7 @@ impl Worker {
             app,
             detect,
             detect_gen,
+            ..
         } = state;
         let mut writer = FlowWriter {
             ident,
@@ -975,6 +1024,7 @@ impl Worker {
         if app.take_swap() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
+            flow.state.macs.swap(0, 1);
             dir = dir.reverse();
         }
         dir
@@ -994,6 +1044,7 @@ impl Worker {
                     out: &mut self.out,
                     seed: self.community_seed,
                     opts: &self.log_opts,
+                    assets: &mut self.assets,
                 },
                 app_cfg: &self.app_cfg,
                 factory: &self.factory,
@@ -1038,6 +1089,7 @@ impl Worker {
                 app,
                 detect,
                 detect_gen,
+                ..
             } = state;
             let mut writer = FlowWriter {
                 ident,
@@ -1080,6 +1132,7 @@ impl Worker {
                 // Decided at the very end: the flow record takes the sides
                 // the bytes gave.
                 flow.swap_sides();
+                flow.state.macs.swap(0, 1);
             }
         } else {
             for st in &mut flow.state.streams {
@@ -1091,6 +1144,20 @@ impl Worker {
             if app != AppProto::Unknown {
                 *n += 1;
             }
+        }
+        if self.assets.on() {
+            let engine = &self.engine;
+            self.assets.flow_end(
+                &crate::asset::observe::FlowEnd {
+                    ident: &flow.ident(),
+                    app,
+                    last: flow.last,
+                    pkts: flow.pkts,
+                    bytes: flow.bytes,
+                    macs: flow.state.macs,
+                },
+                &|ip| engine.country_of(ip),
+            );
         }
         if !self.log_flows {
             return;
@@ -1167,7 +1234,11 @@ impl Worker {
         }
         self.flush_ended();
         self.sync_detect();
-        self.detect.leave(&mut self.out.buf);
+        let assets = &mut self.assets;
+        self.detect.leave(&mut self.out.buf, &mut |_, t, alert| {
+            assets.decided(t, alert)
+        });
+        self.assets.finish(self.last_ts, &mut self.out.buf);
         emit(self.take_output());
         self.defrag
             .expire(self.last_ts.plus_secs(u64::from(u32::MAX)));

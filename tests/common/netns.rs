@@ -75,7 +75,7 @@ pub fn lab(tag: &str) -> Option<(Lab, String)> {
     let (nb, nc) = (lab.ns[0].as_str(), lab.ns[1].as_str());
     let (vb, vc) = (format!("wwl{id}{tag}b"), format!("wwl{id}{tag}c"));
     if !sh(&["ip", "netns", "add", nb]) || !sh(&["ip", "netns", "add", nc]) {
-        eprintln!("SKIPPED live capture test: cannot create network namespaces here");
+        super::skip("live capture test: cannot create network namespaces here");
         return None;
     }
     let steps: Vec<Vec<&str>> = vec![
@@ -93,7 +93,7 @@ pub fn lab(tag: &str) -> Option<(Lab, String)> {
     ];
     for s in &steps {
         if !sh(s) {
-            eprintln!("SKIPPED live capture test: `{}` failed", s.join(" "));
+            super::skip(&format!("live capture test: `{}` failed", s.join(" ")));
             return None;
         }
     }

@@ -51,6 +51,75 @@ HL7_MESSAGE = {
     "additionalProperties": False,
 }
 
+STRINGS = {"type": "array", "items": {"type": "string"}}
+TS = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}$"}
+
+
+def group(*keys):
+    return {"type": "object", "properties": {k: STRINGS for k in keys},
+            "additionalProperties": False}
+
+
+ASSET = {
+    "type": "object",
+    "required": ["ip", "event", "first_seen"],
+    "properties": {
+        "ip": {"type": "string"},
+        "event": {"enum": ["new", "changed", "snapshot"]},
+        "changed": STRINGS,
+        "first_seen": TS,
+        "last_seen": TS,
+        "macs": {"type": "array", "items": {
+            "type": "object", "required": ["address"],
+            "properties": {"address": {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"},
+                           "vendor": {"type": "string"}, "shared": {"type": "boolean"}},
+            "additionalProperties": False}},
+        "roles": STRINGS,
+        "services": STRINGS,
+        "dicom": group("scu_ae_titles", "scp_ae_titles", "implementation_class_uids",
+                       "implementation_version_names", "toolkits"),
+        "device": group("manufacturers", "models", "software_versions", "serial_numbers",
+                        "station_names", "institutions", "modalities"),
+        "mqtt": group("client_ids", "usernames", "versions", "topic_prefixes"),
+        "hl7": group("sending_applications", "sending_facilities", "receiving_applications",
+                     "receiving_facilities"),
+        "tls": group("sni"),
+        "truncated": STRINGS,
+        "traffic": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"app_proto": {"type": "string"},
+                           **{k: {"type": "integer"} for k in [
+                               "client_flows", "server_flows", "bytes_sent", "bytes_received"]}},
+            "additionalProperties": False}},
+        "countries": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"country": {"type": "string", "pattern": "^[A-Z0-9]{2}$"},
+                           "flows": {"type": "integer"}, "bytes": {"type": "integer"}},
+            "additionalProperties": False}},
+        "findings": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"kind": {"type": "string"}, "count": {"type": "integer"}, "last": TS},
+            "additionalProperties": False}},
+        "cleartext_clinical": {"type": "boolean"},
+        "baseline": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["known", "new"]},
+                "drift": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["finding"],
+                    "properties": {
+                        "finding": {"enum": ["new-device", "ae-title-moved", "device-changed"]},
+                        "fact": {"type": "string"}, "value": {"type": "string"},
+                        "baseline": STRINGS},
+                    "additionalProperties": False}},
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
 # Our additions, as (path of object properties, key, schema of the value).
 ADDITIONS = [
     (["stats", "tcp"], "ooo_segments", {"type": "integer"}),
@@ -81,6 +150,8 @@ ADDITIONS = [
     # Threshold matches decided on what was known (src/detect/threshold.rs).
     (["stats", "detect"], "threshold_late", {"type": "integer"}),
     (["stats", "detect"], "threshold_memcap", {"type": "integer"}),
+    # Frames of a link type the decoder does not read (src/decode/stats.rs).
+    (["stats", "decoder"], "unsupported_link", {"type": "integer"}),
     # Bytes held by app-layer parsers of all workers (src/memcap.rs).
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Times app_layer.memcap refused a flow's growth (src/app/session.rs).
@@ -134,7 +205,7 @@ ADDITIONS = [
         "required": ["kinds"],
         "properties": {
             "kinds": {"type": "array", "minItems": 1, "items": {
-                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom"]}},
+                "enum": ["hl7", "fhir", "json", "ssn", "nir", "bsn", "dicom", "location"]}},
             "evidence": {"type": "array", "items": {
                 "type": "object",
                 "required": ["kind", "field", "value"],
@@ -150,6 +221,17 @@ ADDITIONS = [
             "src_country": {"type": "string", "pattern": "^[A-Z0-9]{2}$"},
             "dest_country": {"type": "string", "pattern": "^[A-Z0-9]{2}$"},
         },
+        "additionalProperties": False,
+    }),
+    # The asset inventory (src/asset/log.rs, README "Asset inventory"): one
+    # record per host of the home network when first identified, when its
+    # facts change, and as a snapshot.
+    ([], "asset", ASSET),
+    (["stats"], "asset", {
+        "type": "object",
+        "properties": {k: {"type": "integer"} for k in [
+            "hosts", "memuse", "hosts_dropped", "hosts_evicted", "memcap",
+            "lists_truncated", "values_cut", "phi_masked"]},
         "additionalProperties": False,
     }),
     # MQTT (src/app/mqtt/log.rs): what Suricata lacks.

@@ -2,7 +2,9 @@
 //! A), fed fragment by fragment as PDVs arrive.
 //!
 //! It keeps only the top-level attributes of [`KEPT`] — what a SOC needs to
-//! know whose data crossed the wire — and counts every other value down
+//! know whose data crossed the wire, and the device attributes (General
+//! Equipment module, PS3.3 C.7.5.1) the asset inventory reads — and counts
+//! every other value down
 //! without storing it. Reading stops at Pixel Data (7FE0,0010): the rest of
 //! the data set is ignored, not scanned. Sequences of defined length are
 //! skipped whole; sequences and items of undefined length are walked with a
@@ -28,9 +30,10 @@
 //! inflating never buffers the inflated data set, whatever its size.
 //!
 //! Text (PS3.5 §6.1): values are decoded with the Specific Character Set
-//! (0008,0005): `ISO_IR 192` as UTF-8 (invalid sequences replaced), the
-//! default repertoire and `ISO_IR 100` as Latin-1 (every byte one code
-//! point); any other character set is decoded as UTF-8 with replacement.
+//! (0008,0005): the default repertoire and `ISO_IR 100` as Latin-1 (every
+//! byte one code point); `ISO_IR 192` and any other character set as
+//! UTF-8, a value that is not UTF-8 written by the output's one rule
+//! (bytes from 0x80 as `\xNN`, [`crate::output::mask`]).
 
 use flate2::{Decompress, FlushDecompress, Status};
 
@@ -47,6 +50,7 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0008_0050, "accession_number", true),
     (0x0008_0052, "query_retrieve_level", false),
     (0x0008_0060, "modality", false),
+    (0x0008_0070, "manufacturer", false),
     (0x0008_0080, "institution_name", false),
     (0x0008_0081, "institution_address", false),
     (0x0008_0090, "referring_physician_name", true),
@@ -54,6 +58,7 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0008_1030, "study_description", false),
     (0x0008_103E, "series_description", false),
     (0x0008_1050, "performing_physician_name", true),
+    (0x0008_1090, "manufacturer_model_name", false),
     (0x0010_0010, "patient_name", true),
     (0x0010_0020, "patient_id", true),
     (0x0010_0021, "issuer_of_patient_id", false),
@@ -69,6 +74,8 @@ pub const KEPT: &[(u32, &str, bool)] = &[
     (0x0010_1090, "medical_record_locator", true),
     (0x0010_2154, "patient_telephone_numbers", true),
     (0x0010_4000, "patient_comments", true),
+    (0x0018_1000, "device_serial_number", false),
+    (0x0018_1020, "software_versions", false),
     (0x0020_000D, "study_instance_uid", false),
     (0x0020_000E, "series_instance_uid", false),
     (0x0020_0010, "study_id", false),
@@ -796,12 +803,14 @@ impl DataSetReader {
 /// (the module doc gives the rule), removing padding: trailing spaces and
 /// NULs, leading spaces.
 pub fn decode_text(v: &[u8], charset: &str) -> String {
-    let s: String = if charset.contains("ISO_IR 192") {
-        String::from_utf8_lossy(v).into_owned()
-    } else if charset.trim().is_empty() || charset.contains("ISO_IR 100") {
+    // Not Latin-1: UTF-8, or bytes that are not (a character set not
+    // decoded here) by the output's one rule.
+    let s: String = if !charset.contains("ISO_IR 192")
+        && (charset.trim().is_empty() || charset.contains("ISO_IR 100"))
+    {
         v.iter().map(|&b| char::from(b)).collect()
     } else {
-        String::from_utf8_lossy(v).into_owned()
+        crate::output::mask::display_bytes(v).into_owned()
     };
     s.trim_end_matches(['\0', ' '])
         .trim_start_matches(' ')

@@ -113,13 +113,6 @@ pub enum Record {
     Dimse(Box<Exchange>),
 }
 
-impl Record {
-    /// The EVE `dicom` object.
-    pub fn log(&self, opts: &crate::app::LogOptions) -> serde_json::Value {
-        log::record(self, opts)
-    }
-}
-
 /// A UID as sent (trailing NUL/space padding removed).
 pub type Uid = String;
 

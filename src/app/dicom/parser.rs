@@ -246,7 +246,13 @@ pub fn plausible_pdu(b: &[u8], check: Check, lim: &BoundaryLimits<'_>) -> Plausi
             if len < 68 || (strict && len > lim.max_association_pdu) {
                 return No;
             }
-            let n = if strict && len > 68 { 75 } else { 10 };
+            // Strict reads the reserved bytes up to offset 74 and, past the
+            // fixed part, the first item's type at 74.
+            let n = match (strict, len > 68) {
+                (true, true) => 75,
+                (true, false) => 74,
+                (false, _) => 10,
+            };
             if let Some(m) = need(n) {
                 return m;
             }
@@ -373,10 +379,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Text of a UID or AE title: padding (NUL and spaces) removed, non-ASCII
-/// bytes replaced (UIDs and AE titles are ASCII by PS3.5 §6.2).
+/// Text of a UID or AE title: padding (NUL and spaces) removed, bytes that
+/// are not UTF-8 by the output's one rule (UIDs and AE titles are ASCII by
+/// PS3.5 §6.2).
 pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
+    crate::output::mask::display_bytes(b)
         .trim_matches(|c: char| c == '\0' || c == ' ')
         .to_string()
 }

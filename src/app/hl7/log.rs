@@ -21,7 +21,8 @@
 //!   `error_code_and_location` ERR-1, `error_location` ERR-2,
 //!   `hl7_error_code` ERR-3, `severity` ERR-4, `diagnostic_information`
 //!   ERR-7, `user_message` ERR-8);
-//! - patient data, masked unless [`LogOptions::unmask`]: `patient` (first
+//! - patient data, sensitive ([`crate::output::mask`]'s policy: masked
+//!   over the whole decoded value unless `outputs.unmask_sensitive`): `patient` (first
 //!   PID: `patient_identifier_list` PID-3, `patient_name` PID-5,
 //!   `date_time_of_birth` PID-7, `patient_address` PID-11,
 //!   `phone_number_home` PID-13, `ssn_number_patient` PID-19; repeating
@@ -29,35 +30,47 @@
 //!   every NK1).
 //!
 //! Values are decoded ([`parser::decode`]: escapes, delimiters written as
-//! `^ ~ &`), non-UTF-8 bytes follow the MQTT record's rule (`\xNN`), and
-//! are capped at [`MAX_STRING`] characters; empty values are left out.
+//! `^ ~ &`), written by [`crate::output::mask`]'s rule for bytes that are
+//! not UTF-8, and capped at [`MAX_STRING`] characters; empty values are
+//! left out.
 
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use super::parser;
 use super::{Framing, Message, Record};
-use crate::app::LogOptions;
+use crate::output::mask::{display_bytes, LogOptions};
 
 /// Longest string logged, in characters.
 pub const MAX_STRING: usize = 1024;
 
-/// A patient value as logged. One small function so that the masking
-/// policy can be swapped for the shared one of `src/output/` (issue 12,
-/// part 1): today the DICOM record's (`TEST^JANE` → `TE*******`).
-pub fn mask(s: &str, opts: &LogOptions) -> String {
-    crate::app::dicom::log::mask(s, opts)
+/// `s` cut to [`MAX_STRING`] characters.
+fn cap(s: &str) -> &str {
+    match s.char_indices().nth(MAX_STRING) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
 }
 
-/// A field's value as a reader sees it, capped.
-pub fn text(value: &[u8], m: &Message) -> String {
+/// A field's value decoded as a reader sees it.
+fn decoded(value: &[u8], m: &Message) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len());
     parser::decode(value, &m.delimiters, &mut out);
-    let s = crate::app::mqtt::log::bytes_text(&out);
-    if s.len() > MAX_STRING {
-        s.chars().take(MAX_STRING).collect()
+    out
+}
+
+/// A field's value as logged: decoded, capped.
+pub fn text(value: &[u8], m: &Message) -> String {
+    cap(&display_bytes(&decoded(value, m))).to_string()
+}
+
+/// A patient value as logged: sensitive, so masked over the whole decoded
+/// value, or with `unmask` as [`text`].
+pub fn patient_value(value: &[u8], m: &Message, opts: &LogOptions) -> String {
+    if opts.unmask {
+        text(value, m)
     } else {
-        s
+        opts.mask(&decoded(value, m))
     }
 }
 
@@ -116,9 +129,7 @@ impl Serialize for Names<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut q = s.serialize_seq(None)?;
         for seg in self.0.segments() {
-            q.serialize_element(&crate::app::mqtt::log::bytes_text(parser::segment_name(
-                seg,
-            )))?;
+            q.serialize_element(&display_bytes(parser::segment_name(seg)))?;
         }
         q.end()
     }
@@ -223,7 +234,7 @@ impl Serialize for Err<'_> {
 fn repetitions(value: &[u8], m: &Message, opts: &LogOptions) -> Vec<String> {
     parser::split(value, m.delimiters.repetition)
         .filter(|r| !r.is_empty())
-        .map(|r| mask(&text(r, m), opts))
+        .map(|r| patient_value(r, m, opts))
         .collect()
 }
 
@@ -255,7 +266,7 @@ impl Serialize for Patient<'_> {
                     o.serialize_entry(key, &reps)?;
                 }
             } else {
-                o.serialize_entry(key, &mask(&text(v, m), opts))?;
+                o.serialize_entry(key, &patient_value(v, m, opts))?;
             }
         }
         o.end()
@@ -310,10 +321,20 @@ mod tests {
         }
     }
 
+    fn opts(unmask: bool) -> LogOptions {
+        if unmask {
+            LogOptions::unmasked()
+        } else {
+            LogOptions::masked(crate::output::mask::MaskKey::from_secret(
+                b"hl7 log test key",
+            ))
+        }
+    }
+
     fn log(rec: &Record, unmask: bool) -> serde_json::Value {
         serde_json::to_value(Logged {
             rec,
-            opts: &LogOptions { unmask },
+            opts: &opts(unmask),
         })
         .unwrap()
     }
@@ -345,11 +366,15 @@ PV1|1|I|W3\r";
         );
         assert_eq!(v["patient_class"], "I");
         assert_eq!(v["framing"], "mllp");
-        assert_eq!(v["patient"]["patient_name"][0], "DO*******");
-        assert_eq!(v["patient"]["date_time_of_birth"], "19******");
-        assert_eq!(v["next_of_kin"][0], "DO******");
+        // Masked by the shared policy, over the decoded value.
+        let o = opts(false);
+        assert_eq!(v["patient"]["patient_name"][0], o.mask(b"DOE^JO*HN"));
+        assert_eq!(v["patient"]["date_time_of_birth"], o.mask(b"19000101"));
+        assert_eq!(v["next_of_kin"][0], o.mask(b"DOE^MARY"));
         assert!(v.get("answer").is_none() && v.get("answer_lost").is_none());
-        assert!(!v.to_string().contains("MRN-1"));
+        for clear in ["MRN-1", "NIR-1", "DOE", "MARY", "19000101"] {
+            assert!(!v.to_string().contains(clear), "{clear}");
+        }
     }
 
     #[test]
@@ -409,5 +434,21 @@ ERR|^^^101&Required field missing&HL70357|PID^1^3\r";
         };
         let v = log(&rec, false);
         assert_eq!(v["sending_application"].as_str().unwrap().len(), MAX_STRING);
+        // A patient name of 5000 bytes: capped in clear, masked whole.
+        let mut t = b"MSH|^~\\&|A|B|C|D|1||ADT^A01|C1|P|2.5\rPID|1||M||".to_vec();
+        t.extend(std::iter::repeat_n(b'N', 5000));
+        t.push(b'\r');
+        let rec = Record {
+            message: msg(&t),
+            answer: None,
+            answer_lost: false,
+        };
+        let clear = log(&rec, true)["patient"]["patient_name"][0].clone();
+        assert_eq!(clear.as_str().unwrap().len(), MAX_STRING);
+        let masked = log(&rec, false)["patient"]["patient_name"][0].clone();
+        assert!(
+            masked.as_str().unwrap().starts_with("***(5000 bytes #"),
+            "{masked}"
+        );
     }
 }

@@ -17,11 +17,10 @@
 //! the size limit: skipped whole; a CONNECT: its property bytes dropped
 //! unread, its fields still logged), and `auth`.
 //!
-//! Byte strings (passwords, payloads, will messages, correlation and
-//! authentication data) are written as text when they are UTF-8, otherwise
-//! with every byte outside printable ASCII as `\xNN`. Secrets and payloads
-//! are masked unless [`LogOptions::unmask`]: a short prefix, an ellipsis
-//! and the length, e.g. `"a… (5 bytes)"`.
+//! Which fields are sensitive is said here — passwords, authentication
+//! data, message and will payloads —; how they and other byte strings
+//! (correlation data) are written is [`crate::output::mask`]'s one policy
+//! and one non-UTF-8 rule.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -29,49 +28,7 @@ use serde_json::{json, Map, Value};
 
 use super::parser::packet_type as pt;
 use super::{Body, Message, Properties, PropertyValue, Record};
-use crate::app::LogOptions;
-
-/// Longest password prefix shown when masked.
-const PASSWORD_PREFIX: usize = 2;
-/// Longest payload prefix shown when masked.
-const PAYLOAD_PREFIX: usize = 4;
-
-/// Bytes as text: UTF-8 as is, otherwise non-printable bytes as `\xNN`.
-pub fn bytes_text(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => {
-            let mut out = String::with_capacity(b.len() * 2);
-            for &c in b {
-                if (0x20..0x7f).contains(&c) && c != b'\\' {
-                    out.push(char::from(c));
-                } else {
-                    out.push_str(&format!("\\x{c:02x}"));
-                }
-            }
-            out
-        }
-    }
-}
-
-/// A secret or payload as logged: in full with `unmask`, else a prefix of
-/// at most `max_prefix` bytes (and at most a quarter of the value) and the
-/// length.
-pub fn masked(b: &[u8], total_len: usize, max_prefix: usize, opts: &LogOptions) -> String {
-    if opts.unmask {
-        return bytes_text(b);
-    }
-    if total_len == 0 {
-        return String::new();
-    }
-    let n = max_prefix.min(total_len / 4).min(b.len());
-    // Cut at a character boundary so the prefix stays readable.
-    let mut prefix = b.get(..n).unwrap_or(&[]);
-    while !prefix.is_empty() && std::str::from_utf8(prefix).is_err() && n - prefix.len() < 4 {
-        prefix = prefix.get(..prefix.len() - 1).unwrap_or(&[]);
-    }
-    format!("{}… ({total_len} bytes)", bytes_text(prefix))
-}
+use crate::output::mask::{display_bytes, LogOptions};
 
 /// Property identifier → EVE name (Suricata's).
 fn property_name(id: u8) -> &'static str {
@@ -116,9 +73,9 @@ fn properties(p: &Properties, opts: &LogOptions) -> Option<Value> {
             PropertyValue::Str(s) => json!(s),
             // Authentication data is a credential.
             PropertyValue::Bin(b) if prop.id == 0x16 => {
-                json!(masked(b, b.len(), PASSWORD_PREFIX, opts))
+                serde_json::to_value(opts.sensitive(b)).unwrap_or(Value::Null)
             }
-            PropertyValue::Bin(b) => json!(bytes_text(b)),
+            PropertyValue::Bin(b) => json!(display_bytes(b)),
             PropertyValue::Pair(k, v) => {
                 m.insert(k.clone(), json!(v));
                 continue;
@@ -213,7 +170,7 @@ impl Serialize for MessageLog<'_> {
                     o.serialize_entry("username", u)?;
                 }
                 if let Some(p) = &c.password {
-                    o.serialize_entry("password", &masked(p, p.len(), PASSWORD_PREFIX, opts))?;
+                    o.serialize_entry("password", &opts.sensitive(p))?;
                 }
                 if let Some(w) = &c.will {
                     o.serialize_entry("will", &WillLog { w, opts })?;
@@ -241,10 +198,7 @@ impl Serialize for MessageLog<'_> {
                 if let Some(id) = p.message_id {
                     o.serialize_entry("message_id", &id)?;
                 }
-                o.serialize_entry(
-                    "message",
-                    &masked(&p.payload, p.payload_length, PAYLOAD_PREFIX, opts),
-                )?;
+                o.serialize_entry("message", &opts.sensitive_cut(&p.payload, p.payload_length))?;
                 o.serialize_entry("payload_length", &p.payload_length)?;
                 put_props(&mut o, &p.properties, opts)?;
             }
@@ -328,20 +282,11 @@ impl Serialize for WillLog<'_> {
         o.serialize_entry("topic", &self.w.topic)?;
         o.serialize_entry(
             "message",
-            &masked(
-                &self.w.message,
-                self.w.message_length,
-                PAYLOAD_PREFIX,
-                self.opts,
-            ),
+            &self
+                .opts
+                .sensitive_cut(&self.w.message, self.w.message_length),
         )?;
         put_props(&mut o, &self.w.properties, self.opts)?;
         o.end()
     }
-}
-
-/// The EVE `mqtt` object of `rec` as a JSON value (tests and detection; the
-/// EVE writer serialises [`Logged`] directly).
-pub fn log(rec: &Record, opts: &LogOptions) -> Value {
-    serde_json::to_value(Logged { rec, opts }).unwrap_or(Value::Null)
 }

@@ -21,7 +21,7 @@ pub mod state;
 
 use serde::Deserialize;
 
-use crate::app::{LogOptions, StreamConsumer};
+use crate::app::StreamConsumer;
 use crate::flow::Direction;
 
 /// `app_layer.mqtt` configuration.
@@ -344,11 +344,6 @@ impl Record {
     /// CONNACK.
     pub fn accepted(&self) -> Option<bool> {
         self.connack().map(Connack::accepted)
-    }
-
-    /// The EVE `mqtt` object.
-    pub fn log(&self, opts: &LogOptions) -> serde_json::Value {
-        log::log(self, opts)
     }
 }
 

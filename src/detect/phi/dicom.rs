@@ -122,8 +122,8 @@ mod tests {
 
     fn run(rec: &Record) -> PhiReport {
         let mut col = Collector::new(&PhiConfig {
-            max_scan_bytes: 65536,
             max_evidence: 32,
+            ..PhiConfig::default()
         });
         scan(rec, &mut col);
         col.finish()

@@ -18,10 +18,20 @@
 //! the Dutch BSN or the US SSN has its ID checked with that identifier's
 //! checksum or format.
 //!
+//! Location: a PID-11 (XAD) with, in any repetition, a street address
+//! (XAD-1), other designation (XAD-2: flat, building), census tract
+//! (XAD-10) or a postal code of at least 4 characters (XAD-5) places the
+//! patient finer than a city ([`location`]): it is recorded as
+//! [`PhiKind::Location`] evidence and the message as HL7 PHI without a
+//! second copy of the address. A city, county, state or country alone stays
+//! HL7 evidence only.
+//!
 //! Work: one pass over the bytes; PID fields past 19 are not split.
 
 use super::ids::{self, Hint};
+use super::location;
 use super::{Collector, PhiKind};
+use crate::output::mask::display_bytes;
 
 /// The PID fields that identify a patient, with their evidence names.
 const PID_FIELDS: [(usize, &str); 6] = [
@@ -109,7 +119,12 @@ fn scan_pid(seg: &[u8], d: Delims, col: &mut Collector) {
         // Only the start is converted: evidence keeps 64 characters, and
         // the SSN check needs at most 11 bytes.
         let head = value.get(..EVIDENCE_BYTES).unwrap_or(value);
-        let text = String::from_utf8_lossy(head);
+        let text = display_bytes(head);
+        if n == 11 && address_is_precise(value, d) {
+            col.mark(PhiKind::Hl7);
+            col.add(PhiKind::Location, name, &text);
+            continue;
+        }
         col.add(PhiKind::Hl7, name, &text);
         if n == 3 {
             scan_identifiers(value, d, col);
@@ -117,6 +132,22 @@ fn scan_pid(seg: &[u8], d: Delims, col: &mut Collector) {
             ids::check_hinted(Hint::Ssn, &text, name, col);
         }
     }
+}
+
+/// Whether an XAD field (PID-11) places someone finer than a city: street
+/// (XAD-1), other designation (XAD-2), census tract (XAD-10) or a detailed
+/// postal code (XAD-5) in some repetition.
+fn address_is_precise(value: &[u8], d: Delims) -> bool {
+    value.split(|&b| b == d.repetition).any(|rep| {
+        rep.split(|&b| b == d.component)
+            .enumerate()
+            .take(10)
+            .any(|(i, c)| match i + 1 {
+                1 | 2 | 10 => !is_empty_value(c, d),
+                5 => !is_empty_value(c, d) && location::postal_code_is_precise(c),
+                _ => false,
+            })
+    })
 }
 
 /// Checks each CX repetition of PID-3 whose authority or type names a
@@ -128,7 +159,7 @@ fn scan_identifiers(value: &[u8], d: Delims, col: &mut Collector) {
         let authority = comps.nth(2).unwrap_or_default();
         let type_code = comps.next().unwrap_or_default();
         if let Some(hint) = hint_of(authority, type_code, d) {
-            ids::check_hinted(hint, &String::from_utf8_lossy(id), "PID-3", col);
+            ids::check_hinted(hint, &display_bytes(id), "PID-3", col);
         }
     }
 }
@@ -165,8 +196,8 @@ mod tests {
 
     fn run(data: &[u8]) -> PhiReport {
         let mut col = Collector::new(&PhiConfig {
-            max_scan_bytes: 65536,
             max_evidence: 32,
+            ..PhiConfig::default()
         });
         scan(data, &mut col);
         col.finish()
@@ -184,11 +215,16 @@ OBX|1|NM|8867-4^Heart rate^LN||72|/min\r";
     #[test]
     fn pid_identity_fields_each_give_evidence() {
         let r = run(ORU);
-        assert_eq!(r.kinds, vec![PhiKind::Hl7, PhiKind::Nir]);
+        assert_eq!(r.kinds, vec![PhiKind::Hl7, PhiKind::Nir, PhiKind::Location]);
         let f = fields(&r);
         for want in ["PID-3", "PID-5", "PID-7", "PID-11", "PID-13"] {
             assert!(f.contains(&want.to_string()), "{want} in {f:?}");
         }
+        // The street address is location evidence, listed once.
+        let pid11: Vec<_> = r.evidence.iter().filter(|e| e.field == "PID-11").collect();
+        assert_eq!(pid11.len(), 1);
+        assert_eq!(pid11[0].kind, PhiKind::Location);
+        assert_eq!(pid11[0].value, "2 AVENUE DU TEST^^LYON^^69001^FR");
         assert!(r
             .evidence
             .iter()
@@ -262,5 +298,37 @@ OBX|1|NM|8867-4^Heart rate^LN||72|/min\r";
     fn nir_by_authority_with_invalid_key_is_not_nir() {
         let r = run(b"MSH|^~\\&|A\rPID|1||100017511299883^^^X&1.2.250.1.213.1.4.8&ISO^INS\r");
         assert_eq!(r.kinds, vec![PhiKind::Hl7]);
+    }
+
+    #[test]
+    fn street_or_postal_code_in_pid11_is_a_location_and_a_city_is_not() {
+        let pid11 = |v: &str| run(format!("MSH|^~\\&|A\rPID|1{}{v}\r", "|".repeat(10)).as_bytes());
+        for v in [
+            "1 RUE DE L'EXEMPLE^^PARIS^^75012^FR",
+            "^BATIMENT B^PARIS",
+            "^^PARIS^^75012",
+            // Second repetition: the first is the birth place's country.
+            "^^^^^FR^BDL~12 RUE DU TEST",
+            "^^^^^^^^^1234.00",
+        ] {
+            let r = pid11(v);
+            assert_eq!(r.kinds, vec![PhiKind::Hl7, PhiKind::Location], "{v}");
+            assert_eq!(fields(&r), vec!["PID-11"], "{v}");
+        }
+        // City, state, country, county, a department number: HL7 PHI only.
+        for v in [
+            "^^PARIS^^^FR",
+            "^^^IDF^^FR",
+            "^^^^75",
+            "^^^^^^^^075",
+            "\"\"^^PARIS",
+        ] {
+            let r = pid11(v);
+            assert_eq!(r.kinds, vec![PhiKind::Hl7], "{v}");
+            assert_eq!(r.evidence[0].kind, PhiKind::Hl7, "{v}");
+        }
+        // Only separators or the HL7 null: nothing.
+        assert!(pid11("^^^~^^").is_empty());
+        assert!(pid11("\"\"").is_empty());
     }
 }

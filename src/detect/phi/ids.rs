@@ -34,6 +34,7 @@
 //! ([`LABEL_WINDOW`] bytes) for labels. No allocation except evidence.
 
 use super::{Collector, PhiKind};
+use crate::output::mask::display_bytes;
 
 /// Bytes looked back from a number for its label.
 pub const LABEL_WINDOW: usize = 48;
@@ -556,8 +557,7 @@ fn candidate_at(
 }
 
 fn record(kind: PhiKind, raw: &[u8], field: Option<&str>, col: &mut Collector) {
-    let value = String::from_utf8_lossy(raw);
-    col.add(kind, field.unwrap_or(kind.name()), &value);
+    col.add(kind, field.unwrap_or(kind.name()), &display_bytes(raw));
 }
 
 #[cfg(test)]

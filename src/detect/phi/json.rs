@@ -6,6 +6,12 @@
 //! `parameter[].resource` — is PHI ([`PhiKind::Fhir`]) when it holds a
 //! non-empty `name`, `identifier`, `birthDate`, `telecom` or `address`.
 //! Other resources (an Observation pointing at `Patient/123`) are not.
+//! An address with a `line` or a postal code of at least 4 characters
+//! places the patient finer than a city: it is recorded as
+//! [`PhiKind::Location`] evidence (the resource still counts as FHIR PHI,
+//! without a second copy of the address); a `text`, `city` or `district`
+//! alone stays FHIR evidence. Coordinates (the `geolocation` extension of
+//! an address) are read by [`super::location`].
 //! Identifiers whose system is the French INS (`urn:oid:1.2.250.1.213.1.4.8`
 //! and its NIA/test OIDs), the Dutch BSN (`http://fhir.nl/fhir/NamingSystem/bsn`
 //! or `urn:oid:2.16.840.1.113883.2.4.6.3`) or the US SSN
@@ -36,6 +42,7 @@
 use serde_json::{Map, Value};
 
 use super::ids::{self, Hint};
+use super::location;
 use super::{Collector, PhiKind};
 
 /// Nesting walked (objects and arrays).
@@ -127,9 +134,21 @@ fn patient(p: &Value, col: &mut Collector) {
         }
     }
     for a in arr(p, "address") {
-        if let Some(t) = first_text(a, &["text", "line", "city", "postalCode"]) {
-            col.add(PhiKind::Fhir, "Patient.address", t);
-            break;
+        let postal = str_of(a, "postalCode").unwrap_or_default();
+        let street = first_text(a, &["line"]).is_some()
+            || location::postal_code_is_precise(postal.as_bytes());
+        let text = if street {
+            first_text(a, &["text", "line", "postalCode"])
+        } else {
+            first_text(a, &["text", "city", "district", "postalCode"])
+        };
+        match text {
+            Some(t) if street => {
+                col.mark(PhiKind::Fhir);
+                col.add(PhiKind::Location, "Patient.address", t);
+            }
+            Some(t) => col.add(PhiKind::Fhir, "Patient.address", t),
+            None => {}
         }
     }
 }
@@ -328,8 +347,8 @@ mod tests {
 
     fn run(text: &str) -> PhiReport {
         let mut col = Collector::new(&PhiConfig {
-            max_scan_bytes: 65536,
             max_evidence: 32,
+            ..PhiConfig::default()
         });
         let v: Value = serde_json::from_str(text).unwrap();
         scan(&v, &mut col);
@@ -443,5 +462,39 @@ mod tests {
         ] {
             assert!(!looks_like_date(s), "{s}");
         }
+    }
+
+    #[test]
+    fn fhir_street_address_is_location_evidence_and_a_city_is_not() {
+        let patient = |address: &str| {
+            run(&format!(
+                r#"{{"resourceType":"Patient","birthDate":"1900-01-01","address":[{address}]}}"#
+            ))
+        };
+        let r = patient(r#"{"line":["1 RUE DE L'EXEMPLE"],"city":"PARIS","postalCode":"75012"}"#);
+        assert_eq!(r.kinds, vec![PhiKind::Fhir, PhiKind::Location]);
+        let addr: Vec<_> = r
+            .evidence
+            .iter()
+            .filter(|e| e.field == "Patient.address")
+            .collect();
+        assert_eq!(addr.len(), 1, "the address is listed once");
+        assert_eq!(addr[0].kind, PhiKind::Location);
+        assert_eq!(addr[0].value, "1 RUE DE L'EXEMPLE");
+        let r = patient(r#"{"text":"Paris 12e","postalCode":"75012"}"#);
+        assert_eq!(r.kinds, vec![PhiKind::Fhir, PhiKind::Location]);
+        // A city, a district, a 2-digit department: FHIR only.
+        for a in [
+            r#"{"city":"PARIS","country":"FR"}"#,
+            r#"{"district":"Paris","state":"IDF"}"#,
+            r#"{"city":"PARIS","postalCode":"75"}"#,
+        ] {
+            let r = patient(a);
+            assert_eq!(r.kinds, vec![PhiKind::Fhir], "{a}");
+        }
+        // The address alone makes the resource PHI: both kinds.
+        let r = run(r#"{"resourceType":"Patient","address":[{"line":["2 AVENUE DU TEST"]}]}"#);
+        assert_eq!(r.kinds, vec![PhiKind::Fhir, PhiKind::Location]);
+        assert_eq!(r.evidence.len(), 1);
     }
 }

@@ -4,13 +4,18 @@
 //!
 //! Owns the detectors, one file each: HL7 v2 PID segments ([`hl7`]), FHIR
 //! Patient resources and identity-keyed JSON ([`json`]), DICOM patient
-//! attributes ([`dicom`]) and national identifiers validated by checksum or
+//! attributes ([`dicom`]), national identifiers validated by checksum or
 //! format ([`ids`]: US SSN, French NIR, Dutch BSN), which also run on the
-//! values the other detectors extract.
+//! values the other detectors extract, and patient locations ([`location`]:
+//! precise positions in JSON and NMEA outside the configured sites; the
+//! street-level addresses of HL7 PID-11 and FHIR `Patient.address` are
+//! location evidence instead of HL7/FHIR evidence, so one address is not
+//! listed twice).
 //!
 //! Precision over recall: every rule here is chosen so that telemetry
 //! (vital signs, device serials, firmware versions, timestamps, UUIDs,
-//! random numbers) does not look like PHI; each detector documents its rule.
+//! random numbers, the coordinates of a fixed device) does not look like
+//! PHI; each detector documents its rule.
 //!
 //! Invariants: at most [`PhiConfig::max_scan_bytes`] of a payload are
 //! examined; every pass is linear in them (no regex, no backtracking); the
@@ -22,6 +27,7 @@ pub mod dicom;
 pub mod hl7;
 pub mod ids;
 pub mod json;
+pub mod location;
 
 use serde::Deserialize;
 
@@ -44,10 +50,12 @@ pub enum PhiKind {
     Bsn,
     /// DICOM patient-module attribute with a non-empty value.
     Dicom,
+    /// A person-level position or street-level address ([`location`]).
+    Location,
 }
 
 impl PhiKind {
-    pub const ALL: [PhiKind; 7] = [
+    pub const ALL: [PhiKind; 8] = [
         PhiKind::Hl7,
         PhiKind::Fhir,
         PhiKind::Json,
@@ -55,6 +63,7 @@ impl PhiKind {
         PhiKind::Nir,
         PhiKind::Bsn,
         PhiKind::Dicom,
+        PhiKind::Location,
     ];
 
     /// Name in rules (`phi:nir,bsn`) and in EVE.
@@ -67,6 +76,7 @@ impl PhiKind {
             PhiKind::Nir => "nir",
             PhiKind::Bsn => "bsn",
             PhiKind::Dicom => "dicom",
+            PhiKind::Location => "location",
         }
     }
 
@@ -75,14 +85,20 @@ impl PhiKind {
     }
 }
 
-/// `detect.phi:` limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `detect.phi:` limits and what a patient location is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PhiConfig {
     /// Bytes of one payload examined.
     pub max_scan_bytes: usize,
     /// Evidence items kept per report.
     pub max_evidence: usize,
+    /// Significant decimal places of a degree both coordinates of a
+    /// position need to be a person's location (3: about 111 m).
+    pub location_min_decimals: u8,
+    /// The hospital's own grounds: positions within one of these are fixed
+    /// devices reporting where they are installed, not patients.
+    pub site_locations: Vec<location::SiteLocation>,
 }
 
 impl Default for PhiConfig {
@@ -90,6 +106,8 @@ impl Default for PhiConfig {
         PhiConfig {
             max_scan_bytes: 65536,
             max_evidence: 8,
+            location_min_decimals: 3,
+            site_locations: Vec::new(),
         }
     }
 }
@@ -100,30 +118,14 @@ pub struct Evidence {
     pub kind: PhiKind,
     /// Where: `PID-5`, `birthDate`, `PatientName (0010,0010)`, `nir`.
     pub field: String,
-    /// The value as found (capped); mask it with [`Evidence::masked`]
-    /// before logging unless unmasking was asked for.
+    /// The value as found (capped), as text by the output's non-UTF-8 rule
+    /// ([`crate::output::mask::display_bytes`]); logged through the one
+    /// masking policy ([`crate::output::mask::LogOptions::evidence`]).
     pub value: String,
-}
-
-impl Evidence {
-    /// The value hidden: its first character (only when the value has at
-    /// least [`MASK_SHOW_FIRST_FROM`] characters, so a short value such as a
-    /// sex code is not revealed whole) and its length, e.g. `T***(9 chars)`.
-    pub fn masked(&self) -> String {
-        let n = self.value.chars().count();
-        match self.value.chars().next() {
-            None => String::new(),
-            Some(first) if n >= MASK_SHOW_FIRST_FROM => format!("{first}***({n} chars)"),
-            Some(_) => format!("***({n} chars)"),
-        }
-    }
 }
 
 /// Longest evidence value kept, in characters.
 pub const MAX_VALUE_CHARS: usize = 64;
-
-/// Values shorter than this are masked without their first character.
-pub const MASK_SHOW_FIRST_FROM: usize = 6;
 
 /// What was found in one payload or record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,7 +163,7 @@ impl PhiReport {
 pub struct Collector {
     max: usize,
     /// Bit per kind (`PhiKind as u8`).
-    kinds: u8,
+    kinds: u16,
     items: Vec<Evidence>,
 }
 
@@ -193,6 +195,12 @@ impl Collector {
         let value: String = value.chars().take(MAX_VALUE_CHARS).collect();
         let field: String = field.chars().take(MAX_VALUE_CHARS).collect();
         self.items.push(Evidence { kind, field, value });
+    }
+
+    /// Records that `kind` was found, its evidence being recorded under
+    /// another kind (a PID-11 address is HL7 PHI and location evidence).
+    pub fn mark(&mut self, kind: PhiKind) {
+        self.kinds |= 1 << (kind as u8);
     }
 
     /// Has `kind` been found?
@@ -241,9 +249,10 @@ fn capped_eq(stored: &str, value: &str) -> bool {
     stored.chars().eq(value.chars().take(MAX_VALUE_CHARS))
 }
 
-/// Scans raw bytes (an MQTT payload, a TCP segment): HL7 v2 messages, FHIR
-/// and identity-keyed JSON when the bytes are a JSON document, and national
-/// identifiers anywhere, on at most `max_scan_bytes`.
+/// Scans raw bytes (an MQTT payload, a TCP segment): HL7 v2 messages, FHIR,
+/// identity-keyed JSON and positions when the bytes are a JSON document,
+/// national identifiers and NMEA positions anywhere, on at most
+/// `max_scan_bytes`.
 pub fn scan_payload(data: &[u8], cfg: &PhiConfig) -> PhiReport {
     let mut col = Collector::new(cfg);
     scan_into(data, cfg, &mut col);
@@ -262,9 +271,11 @@ fn scan_into(data: &[u8], cfg: &PhiConfig, col: &mut Collector) {
         // below still sees it.
         if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
             json::scan(&doc, col);
+            location::scan_json(&doc, cfg, col);
         }
     }
     ids::scan_text(data, None, col);
+    location::scan_nmea(data, cfg, col);
 }
 
 /// Scans the PUBLISH payloads and the CONNECT will message of an MQTT
@@ -306,8 +317,8 @@ mod tests {
 
     fn cfg(max_evidence: usize) -> PhiConfig {
         PhiConfig {
-            max_scan_bytes: 65536,
             max_evidence,
+            ..PhiConfig::default()
         }
     }
 
@@ -325,28 +336,18 @@ mod tests {
         assert_eq!(c.max_evidence, 3);
         assert_eq!(c.max_scan_bytes, 65536);
         assert!(serde_norway::from_str::<PhiConfig>("max_evidenc: 3").is_err());
-    }
-
-    #[test]
-    fn masked_hides_the_value() {
-        let e = Evidence {
-            kind: PhiKind::Nir,
-            field: "nir".into(),
-            value: "200017511299931".into(),
-        };
-        let m = e.masked();
-        assert_eq!(m, "2***(15 chars)");
-        assert!(!m.contains("00017"));
-        let short = Evidence {
-            value: "F".into(),
-            ..e.clone()
-        };
-        assert_eq!(short.masked(), "***(1 chars)");
-        let empty = Evidence {
-            value: String::new(),
-            ..e
-        };
-        assert_eq!(empty.masked(), "");
+        let c: PhiConfig = serde_norway::from_str(
+            "location_min_decimals: 4\nsite_locations:\n  - {lat: 48.84832, lon: 2.3959, radius_m: 200}\n",
+        )
+        .unwrap();
+        assert_eq!(c.location_min_decimals, 4);
+        assert_eq!(
+            c.site_locations,
+            vec![location::SiteLocation::new(48.84832, 2.3959, 200.0).unwrap()]
+        );
+        let bad = "site_locations:\n  - {lat: 148.8, lon: 2.3, radius_m: 200}\n";
+        let e = serde_norway::from_str::<PhiConfig>(bad).unwrap_err();
+        assert!(e.to_string().contains("latitude"), "{e}");
     }
 
     #[test]
@@ -381,7 +382,7 @@ mod tests {
         data.extend_from_slice(b"200017511299931");
         let small = PhiConfig {
             max_scan_bytes: 100,
-            max_evidence: 8,
+            ..PhiConfig::default()
         };
         assert!(scan_payload(&data, &small).is_empty());
         assert_eq!(scan_payload(&data, &cfg(8)).kinds, vec![PhiKind::Nir]);
@@ -397,5 +398,23 @@ mod tests {
         // The NIR was found by the JSON detector first: named by its key.
         let nir = r.evidence.iter().find(|e| e.kind == PhiKind::Nir).unwrap();
         assert_eq!(nir.field, "nir");
+    }
+
+    #[test]
+    fn payload_positions_in_json_and_nmea_are_found_and_the_site_is_not() {
+        // Hand-built: a wearable's vitals with its GPS fix, and an NMEA
+        // fix (checksum from pynmea2) after a void one, not JSON.
+        let w = br#"{"hr":88,"spo2":96,"gps":{"lat":48.84512,"lon":2.35601}}"#;
+        let r = scan_payload(w, &cfg(8));
+        assert_eq!(r.kinds, vec![PhiKind::Location]);
+        assert_eq!(r.evidence[0].field, "gps");
+        let n = b"$GPRMC,101500.00,V,,,,,,,010125,,,N*7F\r\n$GPRMC,101500.00,A,4850.7072,N,00221.3606,E,0.5,90.0,010125,,,A*69\r\n";
+        assert_eq!(scan_payload(n, &cfg(8)).kinds, vec![PhiKind::Location]);
+        let at_site = PhiConfig {
+            site_locations: vec![location::SiteLocation::new(48.8451, 2.356, 100.0).unwrap()],
+            ..cfg(8)
+        };
+        assert!(scan_payload(w, &at_site).is_empty());
+        assert!(scan_payload(n, &at_site).is_empty());
     }
 }

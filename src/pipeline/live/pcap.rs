@@ -436,6 +436,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         snaps: snap_tx,
         run: crate::pipeline::worker::RunShared::with_workers(cfg, n),
     };
+    sh.run.assets.set_live();
     let (sh, out_ref) = (&sh, &out);
     let stop: &AtomicBool = &opts.stop;
 
@@ -488,7 +489,9 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
 
     let snaps: Vec<Option<Snap>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
     let (tail, all) = stats_event(&snaps, started.elapsed().as_secs(), &out.dropped);
+    let (inventory, tail) = super::with_assets(&sh.run, tail);
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
+    inventory.map_err(RunError)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
         return Err(RunError(format!("capture failed: {e}")));
     }

@@ -1,0 +1,216 @@
+//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`: the MQTT parser and
+//! state machine, and the DICOM Upper Layer, DIMSE and data-set walker, fed
+//! both directions of a conversation as the worker feeds them.
+//!
+//! Input: `cfg:u8 [sizes] steps` — `cfg & 0x80` gives the parser small
+//! limits from the other bits (message, transaction, payload and value caps
+//! reached with small inputs), else the defaults; `sizes` (split targets
+//! only, [`Cursor::sizes`]) are the piece sizes of the re-split; `steps` as
+//! in `turns`.
+//!
+//! Properties:
+//! - `mqtt`, `dicom`: no panic on any bytes, gaps and shed requests in any
+//!   order; shedding never raises `memuse`; every record's EVE object
+//!   serialises to a JSON object, masked and unmasked.
+//! - `mqtt_split`, `dicom_split`: re-segmentation does not change what is
+//!   found — the steps as given, the same bytes with each direction's
+//!   adjacent data joined, and every data call cut into pieces of the given
+//!   sizes give the same records in the same order and the same anomalies
+//!   (in any order: two problems noticed in one stretch of bytes may be
+//!   reported in either order depending on where a call ended).
+//!
+//! Exempt while open (findings in wt-dicom's code), in `dicom_split` only
+//! ([`dicom_split_strict`] has no exemption; the findings' tests use it):
+//! - `max_attribute_bytes` is out of reach: kept value bytes are counted by
+//!   buffer capacity, which depends on fragmentation (see `dataset`,
+//!   [`EXEMPT_ATTRIBUTE_BYTES`]);
+//! - `max_resync` is out of reach: a hunt that finds a PDU within one call
+//!   accepts it however many bytes it discarded first, while the same bytes
+//!   in several calls give up at `max_resync` (`resync_failed`), so the
+//!   records differ ([`EXEMPT_RESYNC_LIMIT`]).
+//!
+//! The split properties are separate targets so that each can be left out
+//! of CI (`fuzz/known`) while a finding of its own is open; the MQTT one
+//! was, until wt-mqtt made records independent of segmentation at the
+//! start of a stream and at resync boundaries (issue 11).
+
+use wardwatch::app::dicom::DicomConfig;
+use wardwatch::app::mqtt::MqttConfig;
+use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, StreamConsumer};
+use wardwatch::output::mask::{LogOptions, MaskKey};
+
+use super::dataset::EXEMPT_ATTRIBUTE_BYTES;
+use super::input::Cursor;
+use super::turns::{self, feed};
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Mqtt,
+    Dicom,
+}
+
+/// MQTT limits small enough for a fuzzer's inputs to reach. (The struct
+/// update keeps this compiling when a limit is added.)
+#[allow(clippy::needless_update)]
+pub fn mqtt_config(b: u8) -> MqttConfig {
+    if b & 0x80 == 0 {
+        return MqttConfig::default();
+    }
+    MqttConfig {
+        max_msg_len: 8 + usize::from(b & 0x0f) * 32,
+        max_transactions: 1 + usize::from((b >> 4) & 0x03),
+        max_payload_bytes: usize::from(b & 0x07) * 4,
+        max_open_bytes: 64 + usize::from(b & 0x30) * 8,
+        ..MqttConfig::default()
+    }
+}
+
+/// DICOM limits small enough for a fuzzer's inputs to reach.
+#[allow(clippy::needless_update)]
+pub fn dicom_config(b: u8) -> DicomConfig {
+    if b & 0x80 == 0 {
+        return DicomConfig::default();
+    }
+    DicomConfig {
+        max_association_pdu: 64 + u32::from(b & 0x0f) * 64,
+        max_command_length: 32 + u32::from(b & 0x0f) * 16,
+        max_value_length: u32::from(b & 0x07) * 4,
+        max_pending: 1 + u32::from((b >> 4) & 0x03),
+        max_matches: u32::from((b >> 5) & 0x01),
+        max_inflated: 4096,
+        max_attributes: 1 + u32::from(b & 0x07),
+        max_attribute_bytes: 16 + u32::from(b & 0x0f) * 8,
+        max_open_bytes: 256 + u64::from(b & 0x30) * 16,
+        max_resync: 256 + u64::from(b & 0x0f) * 64,
+        max_resync_pdu: 64 + u32::from(b & 0x0f) * 64,
+        ..DicomConfig::default()
+    }
+}
+
+fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
+    match p {
+        Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
+        Proto::Dicom => dicom_app::new_parser(&dicom_config(cfg)),
+    }
+    .expect("wardwatch parses this protocol")
+}
+
+/// Whether the split target keeps DICOM's `max_resync` out of reach (the
+/// open resync-limit finding).
+pub const EXEMPT_RESYNC_LIMIT: bool = true;
+
+/// The parser of the split targets: as [`parser`], but with `exempt`,
+/// while the open findings are ([`EXEMPT_ATTRIBUTE_BYTES`],
+/// [`EXEMPT_RESYNC_LIMIT`]), DICOM's `max_attribute_bytes` and
+/// `max_resync` are out of reach.
+fn split_parser(p: Proto, cfg: u8, exempt: bool) -> Box<dyn StreamConsumer> {
+    match p {
+        Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
+        Proto::Dicom => {
+            let mut c = dicom_config(cfg);
+            if exempt && EXEMPT_ATTRIBUTE_BYTES {
+                c.max_attribute_bytes = 1 << 30;
+            }
+            if exempt && EXEMPT_RESYNC_LIMIT {
+                c.max_resync = 1 << 40;
+            }
+            dicom_app::new_parser(&c)
+        }
+    }
+    .expect("wardwatch parses this protocol")
+}
+
+fn check_logs(recs: &[AppRecord]) {
+    for r in recs {
+        for unmask in [false, true] {
+            let opts = if unmask {
+                LogOptions::unmasked()
+            } else {
+                LogOptions::masked(MaskKey::from_secret(b"fuzz"))
+            };
+            let v = r.log(&opts);
+            assert!(v.is_object(), "{} record logs as {v}", r.event_type());
+            let direct = serde_json::to_vec(&r.loggable(&opts));
+            assert!(direct.is_ok(), "record does not serialise: {r:?}");
+        }
+    }
+}
+
+fn plain(p: Proto, data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let cfg = c.u8();
+    let steps = turns::parse(&mut c);
+    let recs = feed(parser(p, cfg), &steps, true);
+    check_logs(&recs);
+}
+
+fn split(p: Proto, data: &[u8], exempt: bool) {
+    let mut c = Cursor::new(data);
+    let cfg = c.u8();
+    let sizes = c.sizes();
+    let steps = turns::parse(&mut c);
+    let run = |steps: &[turns::Step]| feed(split_parser(p, cfg, exempt), steps, false);
+    let want = run(&turns::merged(&steps));
+    let given = run(&steps);
+    assert_same(&want, &given, "the steps as given");
+    let cut = run(&turns::resplit(&steps, &sizes));
+    assert_same(&want, &cut, &format!("pieces of {sizes:?} bytes"));
+}
+
+/// Panics when the records differ (in order) or the anomalies differ (as
+/// a multiset: where a parser notices two problems in one stretch of bytes
+/// may depend on where a call ended, and so may their order).
+fn assert_same(want: &[AppRecord], got: &[AppRecord], how: &str) {
+    let split = |v: &[AppRecord]| {
+        let (mut anomalies, records): (Vec<_>, Vec<_>) = v
+            .iter()
+            .cloned()
+            .partition(|r| matches!(r, AppRecord::Anomaly(_)));
+        anomalies.sort_by_key(|r| match r {
+            AppRecord::Anomaly(a) => (a.event, a.dir as u8),
+            _ => ("", 0),
+        });
+        (records, anomalies)
+    };
+    let (want_recs, want_anomalies) = split(want);
+    let (got_recs, got_anomalies) = split(got);
+    for (i, (w, g)) in want_recs.iter().zip(&got_recs).enumerate() {
+        assert_eq!(g, w, "record {i} differs when the stream is cut into {how}");
+    }
+    assert_eq!(
+        got_recs.len(),
+        want_recs.len(),
+        "{} records instead of {} when the stream is cut into {how}: {:?}",
+        got_recs.len(),
+        want_recs.len(),
+        got_recs
+            .get(want_recs.len()..)
+            .or(want_recs.get(got_recs.len()..))
+    );
+    assert_eq!(
+        got_anomalies, want_anomalies,
+        "anomalies differ when the stream is cut into {how}"
+    );
+}
+
+pub fn mqtt(data: &[u8]) {
+    plain(Proto::Mqtt, data);
+}
+
+pub fn mqtt_split(data: &[u8]) {
+    split(Proto::Mqtt, data, false);
+}
+
+pub fn dicom(data: &[u8]) {
+    plain(Proto::Dicom, data);
+}
+
+pub fn dicom_split(data: &[u8]) {
+    split(Proto::Dicom, data, true);
+}
+
+/// The DICOM split target without exemptions, for the open findings'
+/// tests.
+pub fn dicom_split_strict(data: &[u8]) {
+    split(Proto::Dicom, data, false);
+}

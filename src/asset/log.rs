@@ -1,0 +1,528 @@
+//! The EVE `asset` record and the inventory file.
+//!
+//! An `asset` record (our addition to EVE, declared in
+//! `tests/tools/validate_eve.py`): `timestamp`, `event_type: "asset"`,
+//! `src_ip` (the host), `flow_id` (`new`/`changed`: the flow the facts
+//! were first seen in), and `asset`:
+//! - `ip`, `event` (`new`: first seen with an identifying fact;
+//!   `changed`: later facts, named in `changed`; `snapshot`: everything,
+//!   at the end of a run or every `outputs.asset.interval` live),
+//!   `first_seen`;
+//! - `macs` (`address`, `vendor` from the IEEE registries, `shared` when
+//!   several inventoried hosts send from it: a router's, the host is not
+//!   on the sensor's segment), `roles`, `services` (`tcp/104`);
+//! - `dicom` (`scu_ae_titles`, `scp_ae_titles`,
+//!   `implementation_class_uids`, `implementation_version_names`,
+//!   `toolkits`), `device` (`manufacturers`, `models`,
+//!   `software_versions`, `serial_numbers`, `station_names`,
+//!   `institutions`, `modalities`), `mqtt` (`client_ids`, `usernames`,
+//!   `versions`, `topic_prefixes`), `hl7` (`sending_applications`,
+//!   `sending_facilities`, `receiving_applications`,
+//!   `receiving_facilities`), `tls` (`sni`) — each list earliest first,
+//!   only when not empty; `truncated` names the lists that hit
+//!   `asset.max_values`;
+//! - snapshots also: `last_seen`, `traffic` (per `app_proto`:
+//!   `client_flows`, `server_flows`, `bytes_sent`, `bytes_received`),
+//!   `countries` (`country`, `flows`, `bytes`), `findings` (`kind`,
+//!   `count`, `last`), `cleartext_clinical`;
+//! - `baseline` when a baseline inventory was given: `status` (`known` or
+//!   `new`) and `drift` (see [`super::baseline`]).
+//!
+//! The inventory file holds the snapshots' `asset` objects: JSON
+//! (`{"hosts": [...]}`) or CSV (one row per host, lists joined with `;`,
+//! fields quoted as RFC 4180 says).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+
+use super::baseline::Baseline;
+use super::{Asset, Kind, Seen, Table};
+use crate::output::eve::ip_string;
+use crate::time::Timestamp;
+
+/// A JSON object written in insertion order (serde_json's `Map` sorts its
+/// keys): the record reads `ip`, `event`, … as documented.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl Ordered {
+    fn insert(&mut self, k: impl Into<String>, v: impl Into<Value>) {
+        self.0.push((k.into(), v.into()));
+    }
+
+    fn append(&mut self, o: &mut Ordered) {
+        self.0.append(&mut o.0);
+    }
+}
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+fn ts(t: Timestamp) -> String {
+    let mut s = String::with_capacity(32);
+    t.write_eve(&mut s);
+    s
+}
+
+/// Groups of the record and the kinds in each, with the name each list
+/// has in its group.
+pub(crate) const GROUPS: &[(&str, &[(Kind, &str)])] = &[
+    (
+        "dicom",
+        &[
+            (Kind::DicomScuAe, "scu_ae_titles"),
+            (Kind::DicomScpAe, "scp_ae_titles"),
+            (Kind::ImplementationClassUid, "implementation_class_uids"),
+            (Kind::ImplementationVersion, "implementation_version_names"),
+            (Kind::Toolkit, "toolkits"),
+        ],
+    ),
+    (
+        "device",
+        &[
+            (Kind::Manufacturer, "manufacturers"),
+            (Kind::Model, "models"),
+            (Kind::SoftwareVersion, "software_versions"),
+            (Kind::SerialNumber, "serial_numbers"),
+            (Kind::StationName, "station_names"),
+            (Kind::Institution, "institutions"),
+            (Kind::Modality, "modalities"),
+        ],
+    ),
+    (
+        "mqtt",
+        &[
+            (Kind::MqttClientId, "client_ids"),
+            (Kind::MqttUsername, "usernames"),
+            (Kind::MqttVersion, "versions"),
+            (Kind::MqttTopicPrefix, "topic_prefixes"),
+        ],
+    ),
+    (
+        "hl7",
+        &[
+            (Kind::Hl7SendingApplication, "sending_applications"),
+            (Kind::Hl7SendingFacility, "sending_facilities"),
+            (Kind::Hl7ReceivingApplication, "receiving_applications"),
+            (Kind::Hl7ReceivingFacility, "receiving_facilities"),
+        ],
+    ),
+    ("tls", &[(Kind::TlsSni, "sni")]),
+];
+
+/// Hosts per MAC address in the table (a MAC several hosts send from is a
+/// router's).
+pub fn mac_hosts(t: &Table) -> HashMap<String, usize> {
+    let mut m: HashMap<String, usize> = HashMap::new();
+    for a in t.hosts.values() {
+        for f in a.facts.iter().filter(|f| f.kind == Kind::Mac) {
+            *m.entry(f.value.to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+/// The values of `kind` first seen no later than `upto`, earliest first.
+fn values(a: &Asset, kind: Kind, upto: Option<Seen>) -> Vec<&str> {
+    let mut v: Vec<_> = a
+        .facts
+        .iter()
+        .filter(|f| f.kind == kind && upto.is_none_or(|u| f.first <= u))
+        .collect();
+    v.sort_by(|x, y| (x.first, &x.value).cmp(&(y.first, &y.value)));
+    v.into_iter().map(|f| &*f.value).collect()
+}
+
+/// The `asset` object of `a`: its facts first seen no later than `upto`
+/// (all of them for `None`), and with `full` its counters too.
+pub fn asset_object(
+    a: &Asset,
+    macs: &HashMap<String, usize>,
+    upto: Option<Seen>,
+    full: bool,
+    baseline: Option<&Baseline>,
+) -> Ordered {
+    let mut o = Ordered::default();
+    o.insert("ip", ip_string(a.ip));
+    o.insert("first_seen", ts(a.first.ts));
+    if full {
+        o.insert("last_seen", ts(a.last));
+    }
+    let m: Vec<Value> = values(a, Kind::Mac, upto)
+        .into_iter()
+        .map(|addr| {
+            let mut e = Map::new();
+            e.insert("address".into(), addr.into());
+            if let Some(v) = super::oui::parse(addr).and_then(super::oui::vendor) {
+                e.insert("vendor".into(), v.into());
+            }
+            if macs.get(addr).copied().unwrap_or(0) > 1 {
+                e.insert("shared".into(), true.into());
+            }
+            Value::Object(e)
+        })
+        .collect();
+    if !m.is_empty() {
+        o.insert("macs", m);
+    }
+    for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
+        let v = values(a, kind, upto);
+        if !v.is_empty() {
+            o.insert(name, v);
+        }
+    }
+    for (group, kinds) in GROUPS {
+        let mut g = Map::new();
+        for (kind, name) in *kinds {
+            let v = values(a, *kind, upto);
+            if !v.is_empty() {
+                g.insert((*name).into(), v.into());
+            }
+        }
+        if !g.is_empty() {
+            o.insert(*group, Value::Object(g));
+        }
+    }
+    let truncated: Vec<&str> = Kind::ALL
+        .into_iter()
+        .filter(|k| a.is_truncated(*k))
+        .map(Kind::name)
+        .collect();
+    if !truncated.is_empty() {
+        o.insert("truncated", truncated);
+    }
+    if full {
+        let traffic: Vec<Value> = a
+            .traffic
+            .iter()
+            .map(|(p, t)| {
+                json!({
+                    "app_proto": p,
+                    "client_flows": t.client_flows,
+                    "server_flows": t.server_flows,
+                    "bytes_sent": t.bytes_sent,
+                    "bytes_received": t.bytes_received,
+                })
+            })
+            .collect();
+        o.insert("traffic", traffic);
+        let countries: Vec<Value> = a
+            .countries
+            .iter()
+            .map(|(c, n)| {
+                json!({
+                    "country": String::from_utf8_lossy(c),
+                    "flows": n.flows,
+                    "bytes": n.bytes,
+                })
+            })
+            .collect();
+        if !countries.is_empty() {
+            o.insert("countries", countries);
+        }
+        let findings: Vec<Value> = a
+            .findings
+            .iter()
+            .map(|(k, f)| json!({"kind": &**k, "count": f.count, "last": ts(f.last)}))
+            .collect();
+        if !findings.is_empty() {
+            o.insert("findings", findings);
+        }
+        o.insert("cleartext_clinical", a.cleartext_clinical);
+    }
+    if let Some(b) = baseline {
+        o.insert("baseline", b.compare(a, upto).to_value());
+    }
+    o
+}
+
+fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, asset: Ordered) {
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        timestamp: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        flow_id: Option<u64>,
+        event_type: &'static str,
+        src_ip: String,
+        asset: &'a Ordered,
+    }
+    let r = Record {
+        timestamp: ts(at),
+        flow_id: flow,
+        event_type: "asset",
+        src_ip: ip_string(a.ip),
+        asset: &asset,
+    };
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &r).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// Writes a `new` or `changed` record for each group of facts not written
+/// yet, host by host in address order, groups in the order they were
+/// seen, and marks them written. A group is a run of facts first seen in
+/// one flow with no other flow's fact first seen in between (a DICOM
+/// association's AE title, implementation class and toolkit, with the
+/// role and MAC its flow showed); its record has the host's facts as of
+/// the group's last one. Facts seen before a host's first identifying
+/// fact are written with it.
+pub fn write_changes(t: &mut Table, baseline: Option<&Baseline>, out: &mut Vec<u8>) {
+    let macs = mac_hosts(t);
+    for a in t.sorted_mut() {
+        let mut pending: Vec<usize> = (0..a.facts.len())
+            .filter(|&i| !a.facts[i].reported)
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        pending.sort_by(|&x, &y| {
+            let (f, g) = (&a.facts[x], &a.facts[y]);
+            (f.first, f.kind, &f.value).cmp(&(g.first, g.kind, &g.value))
+        });
+        let mut announced = a.facts.iter().any(|f| f.reported && f.kind.identifying());
+        let mut i = 0;
+        while i < pending.len() {
+            let flow = a.facts[pending[i]].first.flow;
+            let mut j = i;
+            while j < pending.len() && a.facts[pending[j]].first.flow == flow {
+                j += 1;
+            }
+            let group = &pending[i..j];
+            let last = a.facts[pending[j - 1]].first;
+            let identifying = group.iter().any(|&k| a.facts[k].kind.identifying());
+            if announced || identifying {
+                let mut obj = asset_object(a, &macs, Some(last), false, baseline);
+                let mut body = Ordered::default();
+                // `ip` first, then what the record is.
+                body.0.push(obj.0.remove(0));
+                body.insert("event", if announced { "changed" } else { "new" });
+                if announced {
+                    let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
+                    kinds.sort();
+                    kinds.dedup();
+                    let names: Vec<&str> = kinds.into_iter().map(Kind::name).collect();
+                    body.insert("changed", names);
+                }
+                body.append(&mut obj);
+                write_record(out, last.ts, a, Some(flow), body);
+                announced = true;
+            }
+            for &k in group {
+                a.facts[k].reported = true;
+            }
+            i = j;
+        }
+    }
+}
+
+/// Writes a `snapshot` record of every host at `now`.
+pub fn write_snapshots(t: &Table, now: Timestamp, baseline: Option<&Baseline>, out: &mut Vec<u8>) {
+    let macs = mac_hosts(t);
+    for a in t.sorted() {
+        let mut obj = asset_object(a, &macs, None, true, baseline);
+        let mut body = Ordered::default();
+        body.0.push(obj.0.remove(0));
+        body.insert("event", "snapshot");
+        body.append(&mut obj);
+        write_record(out, now, a, None, body);
+    }
+}
+
+/// Columns of the CSV inventory.
+pub const CSV_COLUMNS: &[&str] = &[
+    "ip",
+    "first_seen",
+    "last_seen",
+    "mac",
+    "mac_vendor",
+    "roles",
+    "services",
+    "dicom_scu_ae_titles",
+    "dicom_scp_ae_titles",
+    "implementation_class_uids",
+    "implementation_version_names",
+    "toolkits",
+    "manufacturers",
+    "models",
+    "software_versions",
+    "serial_numbers",
+    "station_names",
+    "institutions",
+    "modalities",
+    "mqtt_client_ids",
+    "mqtt_usernames",
+    "mqtt_versions",
+    "mqtt_topic_prefixes",
+    "hl7_sending_applications",
+    "hl7_sending_facilities",
+    "hl7_receiving_applications",
+    "hl7_receiving_facilities",
+    "tls_sni",
+    "countries",
+    "findings",
+    "cleartext_clinical",
+];
+
+/// One CSV field, quoted when it has to be (RFC 4180 §2).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The CSV row of `a`.
+pub fn csv_row(a: &Asset, macs: &HashMap<String, usize>) -> Vec<String> {
+    let mut row = Vec::with_capacity(CSV_COLUMNS.len());
+    let mac_list = values(a, Kind::Mac, None);
+    for col in CSV_COLUMNS {
+        let v = match *col {
+            "ip" => ip_string(a.ip),
+            "first_seen" => ts(a.first.ts),
+            "last_seen" => ts(a.last),
+            "mac" => mac_list.join(";"),
+            "mac_vendor" => mac_list
+                .iter()
+                .map(|m| {
+                    let v = super::oui::parse(m)
+                        .and_then(super::oui::vendor)
+                        .unwrap_or("");
+                    if macs.get(*m).copied().unwrap_or(0) > 1 {
+                        format!("{v} (shared)")
+                    } else {
+                        v.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
+            "countries" => a
+                .countries
+                .iter()
+                .map(|(c, n)| format!("{}:{}", String::from_utf8_lossy(c), n.flows))
+                .collect::<Vec<_>>()
+                .join(";"),
+            "findings" => a
+                .findings
+                .iter()
+                .map(|(k, f)| format!("{k}:{}", f.count))
+                .collect::<Vec<_>>()
+                .join(";"),
+            "cleartext_clinical" => a.cleartext_clinical.to_string(),
+            name => Kind::from_name(name)
+                .map(|k| values(a, k, None).join(";"))
+                .unwrap_or_default(),
+        };
+        row.push(v);
+    }
+    row
+}
+
+/// Writes the inventory to `path`: CSV when it ends in `.csv`, else JSON.
+///
+/// # Errors
+/// The file cannot be created or written.
+pub fn write_inventory(
+    t: &Table,
+    baseline: Option<&Baseline>,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let macs = mac_hosts(t);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if csv {
+        writeln!(f, "{}", CSV_COLUMNS.join(","))?;
+        for a in t.sorted() {
+            let row: Vec<String> = csv_row(a, &macs).iter().map(|v| csv_field(v)).collect();
+            writeln!(f, "{}", row.join(","))?;
+        }
+    } else {
+        let hosts: Vec<Ordered> = t
+            .sorted()
+            .into_iter()
+            .map(|a| asset_object(a, &macs, None, true, baseline))
+            .collect();
+        serde_json::to_writer_pretty(&mut f, &json!({ "hosts": hosts }))?;
+        writeln!(f)?;
+    }
+    f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::AssetConfig;
+
+    fn seen(s: u64, flow: u64) -> Seen {
+        Seen {
+            ts: Timestamp::from_parts(s, 0),
+            flow,
+        }
+    }
+
+    fn records(out: &[u8]) -> Vec<Value> {
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_host_is_new_at_its_first_identifying_fact_then_changes_by_group() {
+        // Hand-built: a MAC at 1 s (not identifying, flow 1), an
+        // association at 2 s (AE title and toolkit of flow 2: one group),
+        // a second AE title at 3 s in flow 3.
+        let mut t = Table::new(&AssetConfig::default(), true);
+        let h: std::net::IpAddr = "10.20.3.7".parse().unwrap();
+        let now = Timestamp::from_parts(9, 0);
+        t.fact(h, Kind::Mac, "00:0e:8c:03:00:07", seen(1, 1), now);
+        t.fact(h, Kind::DicomScuAe, "MODALITY1", seen(2, 2), now);
+        t.fact(h, Kind::Toolkit, "OFFIS DCMTK", seen(2, 2), now);
+        t.fact(h, Kind::DicomScuAe, "CT01", seen(3, 3), now);
+        let mut out = Vec::new();
+        write_changes(&mut t, None, &mut out);
+        let r = records(&out);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0]["asset"]["event"], "new");
+        assert_eq!(r[0]["flow_id"], 2);
+        assert_eq!(r[0]["src_ip"], "10.20.3.7");
+        assert_eq!(r[0]["asset"]["macs"][0]["vendor"], "Siemens AG");
+        assert_eq!(
+            r[0]["asset"]["dicom"]["scu_ae_titles"],
+            json!(["MODALITY1"])
+        );
+        assert_eq!(r[1]["asset"]["event"], "changed");
+        assert_eq!(r[1]["asset"]["changed"], json!(["dicom_scu_ae_titles"]));
+        assert_eq!(
+            r[1]["asset"]["dicom"]["scu_ae_titles"],
+            json!(["MODALITY1", "CT01"])
+        );
+        // Nothing new: nothing written.
+        let mut again = Vec::new();
+        write_changes(&mut t, None, &mut again);
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(csv_field("a"), "a");
+        assert_eq!(csv_field("VMware, Inc."), "\"VMware, Inc.\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}

@@ -1,0 +1,998 @@
+//! Assets: what the traffic tells about each host of the home network — its
+//! MAC address and vendor, the roles it plays per protocol, the services it
+//! serves, DICOM AE titles and device facts, MQTT client ids, HL7
+//! applications, TLS server names, the countries it reached, the findings
+//! raised on its flows — kept in one bounded table, written as EVE `asset`
+//! records and as an inventory file (issue 13).
+//!
+//! Owns:
+//! - [`Table`]: facts per host, bounded ([`AssetConfig`]), and the merge of
+//!   one table into another;
+//! - [`observe::View`]: a worker's own table, fed by the worker with what
+//!   it already has (flow ends with their first MAC per side, app-layer
+//!   records, alerts) and handed to the run's [`Hub`] once per second of
+//!   packet time, and when the worker stops;
+//! - [`Hub`]: the run's table, the EVE `asset` records it makes
+//!   ([`log`]), the inventory file ([`log::write_inventory`]) and the
+//!   comparison with a baseline inventory ([`baseline`]).
+//!
+//! Facts are strings of a [`Kind`] with the time and flow they were first
+//! seen in ([`Seen`]) and the time last seen. Facts with a [`Seen`] — and
+//! counters (flows, bytes, countries, findings) — are merged with `min`,
+//! `max` and `+`, which do not care in which order, by which worker or in
+//! how many pieces they arrive: the table at the end of a run is the same
+//! for any number of workers. So are the records made from it: an offline
+//! run writes them at its end (one `new` record when a host is first seen
+//! with an identifying fact, one `changed` record per later group of facts
+//! first seen in the same flow at the same time, in the order the capture
+//! showed them, then one `snapshot` per host); a live run writes the
+//! changes merged so far and a snapshot of every host every
+//! `outputs.asset.interval` seconds.
+//!
+//! Bounds: at most `max_hosts` hosts (when full, a host with no
+//! identifying fact makes room for one that has; otherwise the newcomer is
+//! dropped; both counted), `max_values` values per kind and host (the
+//! earliest seen are kept — again independent of order — and the list is
+//! marked truncated), values cut at `max_value_len` bytes, and
+//! `memcap` bytes for the whole table (facts refused beyond it, counted).
+//! The bounds are where the output may depend on the number of workers:
+//! which host or value a full table refused depends on when each worker
+//! handed its table over. Every such refusal is counted in `stats`
+//! (`asset.*`).
+//!
+//! PHI never enters the table: patient attributes are not device facts
+//! (only the device attributes of [`observe`] are read), and a free-text
+//! value in which the PHI detectors find patient data (a client id or
+//! topic holding a record number) is kept masked (`asset.phi_masked`).
+
+pub mod baseline;
+pub mod log;
+pub mod observe;
+pub mod oui;
+pub mod toolkit;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::Deserialize;
+
+use crate::detect::Country;
+use crate::time::Timestamp;
+
+/// `asset:` configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetConfig {
+    /// The hosts inventoried, in rule address syntax; `None`: the rules'
+    /// `$HOME_NET` (`vars.address-groups.HOME_NET`).
+    pub home_net: Option<String>,
+    /// Hosts kept in the table.
+    pub max_hosts: usize,
+    /// Values kept per kind of fact and host (AE titles, client ids, …).
+    pub max_values: usize,
+    /// Longest value kept, in bytes; longer ones are cut.
+    pub max_value_len: usize,
+    /// Bytes the run's table may hold (estimated: entries and values).
+    pub memcap: crate::memcap::ByteSize,
+    /// A previous inventory (`--inventory-baseline`): new, moved and
+    /// changed devices are reported against it.
+    pub baseline: Option<std::path::PathBuf>,
+}
+
+impl Default for AssetConfig {
+    fn default() -> Self {
+        AssetConfig {
+            home_net: None,
+            max_hosts: 16384,
+            max_values: 16,
+            max_value_len: 128,
+            memcap: crate::memcap::ByteSize::mib(16),
+            baseline: None,
+        }
+    }
+}
+
+/// `outputs.asset:` — the EVE `asset` records and the inventory file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetOutput {
+    /// Write EVE `asset` records.
+    pub enabled: bool,
+    /// Live capture: seconds between snapshots of every host (0: only at
+    /// the end). Offline runs write theirs at the end.
+    pub interval: u64,
+    /// Inventory file written at the end (`--inventory`): JSON, or CSV when
+    /// the name ends in `.csv`.
+    pub inventory: Option<std::path::PathBuf>,
+}
+
+impl Default for AssetOutput {
+    fn default() -> Self {
+        AssetOutput {
+            enabled: true,
+            interval: 300,
+            inventory: None,
+        }
+    }
+}
+
+/// A kind of fact. The order is the order of the inventory's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Source MAC address of its packets, `00:09:fb:1e:01:0f`.
+    Mac,
+    /// `dicom-scu`, `dicom-scp`, `mqtt-client`, `mqtt-broker`,
+    /// `hl7-sender`, `hl7-receiver`, `tls-client`, `tls-server`.
+    Role,
+    /// A port it answered on, `tcp/104`.
+    Service,
+    /// Calling AE title of its associations (DICOM SCU).
+    DicomScuAe,
+    /// Called AE title of associations it accepted (DICOM SCP).
+    DicomScpAe,
+    /// Implementation class UID it sent (A-ASSOCIATE-RQ/AC item 0x52).
+    ImplementationClassUid,
+    /// Implementation version name (item 0x55).
+    ImplementationVersion,
+    /// Toolkit or vendor named by the implementation class UID's root.
+    Toolkit,
+    /// (0008,0070) of the data sets it stored.
+    Manufacturer,
+    /// (0008,1090) Manufacturer's Model Name.
+    Model,
+    /// (0018,1020) Software Versions.
+    SoftwareVersion,
+    /// (0018,1000) Device Serial Number.
+    SerialNumber,
+    /// (0008,1010) Station Name.
+    StationName,
+    /// (0008,0080) Institution Name.
+    Institution,
+    /// (0008,0060) Modality, or the modality of the SOP class it stored.
+    Modality,
+    /// MQTT client identifier of its CONNECTs.
+    MqttClientId,
+    /// MQTT user name of its CONNECTs (never the password).
+    MqttUsername,
+    /// MQTT protocol version of its CONNECTs (`3.1`, `3.1.1`, `5.0`).
+    MqttVersion,
+    /// First two levels of the topics it published or subscribed to.
+    MqttTopicPrefix,
+    /// HL7 MSH-3 of the messages it sent.
+    Hl7SendingApplication,
+    /// HL7 MSH-4 of the messages it sent.
+    Hl7SendingFacility,
+    /// HL7 MSH-5 of the messages it received.
+    Hl7ReceivingApplication,
+    /// HL7 MSH-6 of the messages it received.
+    Hl7ReceivingFacility,
+    /// TLS server name clients asked it for (SNI).
+    TlsSni,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 24] = [
+        Kind::Mac,
+        Kind::Role,
+        Kind::Service,
+        Kind::DicomScuAe,
+        Kind::DicomScpAe,
+        Kind::ImplementationClassUid,
+        Kind::ImplementationVersion,
+        Kind::Toolkit,
+        Kind::Manufacturer,
+        Kind::Model,
+        Kind::SoftwareVersion,
+        Kind::SerialNumber,
+        Kind::StationName,
+        Kind::Institution,
+        Kind::Modality,
+        Kind::MqttClientId,
+        Kind::MqttUsername,
+        Kind::MqttVersion,
+        Kind::MqttTopicPrefix,
+        Kind::Hl7SendingApplication,
+        Kind::Hl7SendingFacility,
+        Kind::Hl7ReceivingApplication,
+        Kind::Hl7ReceivingFacility,
+        Kind::TlsSni,
+    ];
+
+    /// Name in EVE, the inventory and rules (`asset.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mac => "mac",
+            Kind::Role => "roles",
+            Kind::Service => "services",
+            Kind::DicomScuAe => "dicom_scu_ae_titles",
+            Kind::DicomScpAe => "dicom_scp_ae_titles",
+            Kind::ImplementationClassUid => "implementation_class_uids",
+            Kind::ImplementationVersion => "implementation_version_names",
+            Kind::Toolkit => "toolkits",
+            Kind::Manufacturer => "manufacturers",
+            Kind::Model => "models",
+            Kind::SoftwareVersion => "software_versions",
+            Kind::SerialNumber => "serial_numbers",
+            Kind::StationName => "station_names",
+            Kind::Institution => "institutions",
+            Kind::Modality => "modalities",
+            Kind::MqttClientId => "mqtt_client_ids",
+            Kind::MqttUsername => "mqtt_usernames",
+            Kind::MqttVersion => "mqtt_versions",
+            Kind::MqttTopicPrefix => "mqtt_topic_prefixes",
+            Kind::Hl7SendingApplication => "hl7_sending_applications",
+            Kind::Hl7SendingFacility => "hl7_sending_facilities",
+            Kind::Hl7ReceivingApplication => "hl7_receiving_applications",
+            Kind::Hl7ReceivingFacility => "hl7_receiving_facilities",
+            Kind::TlsSni => "tls_sni",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Says what the host is: a host is announced (`new` record) when it
+    /// is first seen with one. Its MAC and the ports it answers on alone do
+    /// not (every host has them).
+    pub fn identifying(self) -> bool {
+        !matches!(self, Kind::Mac | Kind::Service)
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// When a fact was first seen: packet time, then the flow (so that facts
+/// of one packet time are ordered the same in every run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seen {
+    pub ts: Timestamp,
+    pub flow: u64,
+}
+
+/// One fact about a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    pub kind: Kind,
+    pub value: Box<str>,
+    pub first: Seen,
+    pub last: Timestamp,
+    /// Written in a `new` or `changed` record already.
+    pub reported: bool,
+}
+
+/// Traffic of a host under one application protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Flows it opened (client).
+    pub client_flows: u64,
+    /// Flows it answered (server).
+    pub server_flows: u64,
+    /// Bytes on the wire it sent, and received.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, o: &Traffic) {
+        self.client_flows = self.client_flows.saturating_add(o.client_flows);
+        self.server_flows = self.server_flows.saturating_add(o.server_flows);
+        self.bytes_sent = self.bytes_sent.saturating_add(o.bytes_sent);
+        self.bytes_received = self.bytes_received.saturating_add(o.bytes_received);
+    }
+}
+
+/// Flows and bytes to or from one country.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contact {
+    pub flows: u64,
+    pub bytes: u64,
+}
+
+/// Alerts of one finding kind on a host's flows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub count: u64,
+    pub last: Timestamp,
+}
+
+/// Everything known about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    pub ip: IpAddr,
+    /// Its earliest flow.
+    pub first: Seen,
+    pub last: Timestamp,
+    /// Facts, at most `max_values` per kind.
+    pub facts: Vec<Fact>,
+    /// Kinds (bits of [`Kind`]) whose values did not all fit.
+    pub truncated: u32,
+    /// Traffic by application protocol (`mqtt`, `dicom`, `tls`, `failed`,
+    /// or the transport `tcp`/`udp`/… when nothing was decided).
+    pub traffic: BTreeMap<&'static str, Traffic>,
+    /// Countries of the peers outside the home network.
+    pub countries: BTreeMap<Country, Contact>,
+    /// Alerts on its flows by `metadata.finding`.
+    pub findings: BTreeMap<Box<str>, Findings>,
+    /// A flow of a clinical protocol (MQTT, DICOM, HL7) was in clear text.
+    pub cleartext_clinical: bool,
+}
+
+/// Heap bytes charged per host besides its facts.
+const HOST_BYTES: u64 = 256;
+/// Heap bytes charged per fact besides its value.
+const FACT_BYTES: u64 = 64;
+
+impl Asset {
+    pub fn new(ip: IpAddr, first: Seen) -> Asset {
+        Asset {
+            ip,
+            first,
+            last: first.ts,
+            facts: Vec::new(),
+            truncated: 0,
+            traffic: BTreeMap::new(),
+            countries: BTreeMap::new(),
+            findings: BTreeMap::new(),
+            cleartext_clinical: false,
+        }
+    }
+
+    /// Has a fact that says what it is ([`Kind::identifying`]).
+    pub fn identified(&self) -> bool {
+        self.facts.iter().any(|f| f.kind.identifying())
+    }
+
+    /// The values of `kind`, earliest first.
+    pub fn values(&self, kind: Kind) -> Vec<&str> {
+        let mut v: Vec<&Fact> = self.facts.iter().filter(|f| f.kind == kind).collect();
+        v.sort_by(|a, b| (a.first, &a.value).cmp(&(b.first, &b.value)));
+        v.into_iter().map(|f| &*f.value).collect()
+    }
+
+    /// Whether `kind` lost values to `max_values`.
+    pub fn is_truncated(&self, kind: Kind) -> bool {
+        self.truncated & kind.bit() != 0
+    }
+
+    fn bytes(&self) -> u64 {
+        HOST_BYTES
+            + self
+                .facts
+                .iter()
+                .map(|f| FACT_BYTES + f.value.len() as u64)
+                .sum::<u64>()
+    }
+
+    /// Adds a fact seen at `seen` and `last`, keeping the `max` earliest of
+    /// its kind; returns the change of the host's estimated bytes (negative
+    /// when a later value made room), or `None` when nothing changed but
+    /// times. `room` says whether a new value may grow the host.
+    fn add_fact(
+        &mut self,
+        kind: Kind,
+        value: &str,
+        seen: Seen,
+        last: Timestamp,
+        max: usize,
+        room: bool,
+    ) -> FactOutcome {
+        if let Some(f) = self
+            .facts
+            .iter_mut()
+            .find(|f| f.kind == kind && &*f.value == value)
+        {
+            if seen < f.first {
+                f.first = seen;
+                f.reported = false;
+            }
+            f.last = f.last.max(last);
+            return FactOutcome::Updated;
+        }
+        let of_kind = self.facts.iter().filter(|f| f.kind == kind).count();
+        if of_kind >= max {
+            self.truncated |= kind.bit();
+            // The latest first seen of the kind gives way to an earlier
+            // one, so the values kept do not depend on arrival order.
+            let latest = self
+                .facts
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.kind == kind)
+                .max_by(|(_, a), (_, b)| (a.first, &a.value).cmp(&(b.first, &b.value)))
+                .map(|(i, f)| (i, (f.first, f.value.clone())));
+            match latest {
+                Some((i, key)) if (seen, Box::<str>::from(value)) < key => {
+                    let old = self.facts.swap_remove(i);
+                    self.facts.push(Fact {
+                        kind,
+                        value: value.into(),
+                        first: seen,
+                        last,
+                        reported: false,
+                    });
+                    return FactOutcome::Replaced(value.len() as i64 - old.value.len() as i64);
+                }
+                _ => return FactOutcome::Refused,
+            }
+        }
+        if !room {
+            return FactOutcome::NoRoom;
+        }
+        self.facts.push(Fact {
+            kind,
+            value: value.into(),
+            first: seen,
+            last,
+            reported: false,
+        });
+        FactOutcome::Added(FACT_BYTES + value.len() as u64)
+    }
+
+    /// Adds what `o` (the same host) knows; returns the bytes added.
+    fn merge_counters(&mut self, o: &Asset) {
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        self.truncated |= o.truncated;
+        for (k, t) in &o.traffic {
+            self.traffic.entry(k).or_default().add(t);
+        }
+        for (c, n) in &o.countries {
+            let e = self.countries.entry(*c).or_default();
+            e.flows = e.flows.saturating_add(n.flows);
+            e.bytes = e.bytes.saturating_add(n.bytes);
+        }
+        for (k, n) in &o.findings {
+            match self.findings.get_mut(k) {
+                Some(e) => {
+                    e.count = e.count.saturating_add(n.count);
+                    e.last = e.last.max(n.last);
+                }
+                None => {
+                    self.findings.insert(k.clone(), *n);
+                }
+            }
+        }
+        self.cleartext_clinical |= o.cleartext_clinical;
+    }
+}
+
+enum FactOutcome {
+    Updated,
+    Added(u64),
+    Replaced(i64),
+    Refused,
+    NoRoom,
+}
+
+/// Counters of the asset stage (`stats.asset.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssetStats {
+    /// Hosts dropped because the table was full (`max_hosts`).
+    pub hosts_dropped: u64,
+    /// Hosts without an identifying fact evicted for one that had one.
+    pub hosts_evicted: u64,
+    /// Facts refused because the table's memory budget was spent.
+    pub memcap: u64,
+    /// Values cut at `max_value_len`.
+    pub values_cut: u64,
+    /// Values kept masked because the PHI detectors found patient data in
+    /// them.
+    pub phi_masked: u64,
+}
+
+impl AssetStats {
+    pub fn merge(&mut self, o: &AssetStats) {
+        self.hosts_dropped += o.hosts_dropped;
+        self.hosts_evicted += o.hosts_evicted;
+        self.memcap += o.memcap;
+        self.values_cut += o.values_cut;
+        self.phi_masked += o.phi_masked;
+    }
+}
+
+/// Hosts and their facts, bounded.
+#[derive(Debug)]
+pub struct Table {
+    pub(crate) hosts: ahash::AHashMap<IpAddr, Asset>,
+    /// Hosts without an identifying fact, latest first seen last: the ones
+    /// a full table gives up first.
+    factless: BTreeSet<(Seen, IpAddr)>,
+    max_hosts: usize,
+    max_values: usize,
+    /// `None`: no byte budget (a worker's table, emptied every second).
+    memcap: Option<u64>,
+    bytes: u64,
+    pub stats: AssetStats,
+}
+
+impl Table {
+    pub fn new(cfg: &AssetConfig, budgeted: bool) -> Table {
+        Table {
+            hosts: ahash::AHashMap::new(),
+            factless: BTreeSet::new(),
+            max_hosts: cfg.max_hosts.max(1),
+            max_values: cfg.max_values.max(1),
+            memcap: budgeted.then_some(cfg.memcap.0),
+            bytes: 0,
+            stats: AssetStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Estimated heap bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn get(&self, ip: &IpAddr) -> Option<&Asset> {
+        self.hosts.get(ip)
+    }
+
+    /// Every host, by address.
+    pub fn sorted(&self) -> Vec<&Asset> {
+        let mut v: Vec<&Asset> = self.hosts.values().collect();
+        v.sort_by_key(|a| a.ip);
+        v
+    }
+
+    pub(crate) fn sorted_mut(&mut self) -> Vec<&mut Asset> {
+        let mut v: Vec<&mut Asset> = self.hosts.values_mut().collect();
+        v.sort_by_key(|a| a.ip);
+        v
+    }
+
+    fn room(&self, n: u64) -> bool {
+        self.memcap
+            .is_none_or(|m| self.bytes.saturating_add(n) <= m)
+    }
+
+    /// The entry of `ip`, made if there is room; `identifying`: the caller
+    /// brings a fact that says what the host is (it may then evict a host
+    /// that has none).
+    pub fn host(&mut self, ip: IpAddr, seen: Seen, identifying: bool) -> Option<&mut Asset> {
+        if !self.hosts.contains_key(&ip) {
+            if self.hosts.len() >= self.max_hosts {
+                let victim = self.factless.last().copied();
+                match victim {
+                    Some((k, v)) if identifying => {
+                        self.factless.remove(&(k, v));
+                        if let Some(a) = self.hosts.remove(&v) {
+                            self.bytes = self.bytes.saturating_sub(a.bytes());
+                        }
+                        self.stats.hosts_evicted += 1;
+                    }
+                    _ => {
+                        self.stats.hosts_dropped += 1;
+                        return None;
+                    }
+                }
+            }
+            if !self.room(HOST_BYTES) {
+                self.stats.memcap += 1;
+                return None;
+            }
+            self.bytes += HOST_BYTES;
+            self.factless.insert((seen, ip));
+            self.hosts.insert(ip, Asset::new(ip, seen));
+        }
+        let a = self.hosts.get_mut(&ip)?;
+        if seen < a.first {
+            if !a.identified() {
+                self.factless.remove(&(a.first, ip));
+                self.factless.insert((seen, ip));
+            }
+            a.first = seen;
+        }
+        Some(a)
+    }
+
+    /// Whether host `ip` has this fact already; if so its times are
+    /// updated.
+    pub fn touch(&mut self, ip: IpAddr, kind: Kind, value: &str, seen: Seen) -> bool {
+        let known = self
+            .hosts
+            .get(&ip)
+            .is_some_and(|a| a.facts.iter().any(|f| f.kind == kind && &*f.value == value));
+        if known {
+            self.fact(ip, kind, value, seen, seen.ts);
+        }
+        known
+    }
+
+    /// Adds a fact to host `ip` (made if needed).
+    pub fn fact(&mut self, ip: IpAddr, kind: Kind, value: &str, seen: Seen, last: Timestamp) {
+        let room = self.room(FACT_BYTES + value.len() as u64);
+        let max = self.max_values;
+        let Some(a) = self.host(ip, seen, kind.identifying()) else {
+            return;
+        };
+        let was = a.identified();
+        let first = a.first;
+        match a.add_fact(kind, value, seen, last, max, room) {
+            FactOutcome::Added(n) => self.bytes += n,
+            FactOutcome::Replaced(d) => {
+                self.bytes = self.bytes.saturating_add_signed(d);
+            }
+            FactOutcome::NoRoom => self.stats.memcap += 1,
+            FactOutcome::Updated | FactOutcome::Refused => {}
+        }
+        if !was && kind.identifying() {
+            if let Some(a) = self.hosts.get(&ip) {
+                if a.identified() {
+                    self.factless.remove(&(first, ip));
+                }
+            }
+        }
+    }
+
+    /// Adds everything `other` holds (another worker's view of the same
+    /// run), then leaves `other` empty.
+    pub fn absorb(&mut self, other: &mut Table) {
+        self.stats.merge(&other.stats);
+        other.stats = AssetStats::default();
+        let mut hosts: Vec<Asset> = other.hosts.drain().map(|(_, a)| a).collect();
+        other.factless.clear();
+        other.bytes = 0;
+        // In a fixed order, so that what a full table refuses is the same
+        // whatever order the hash map had.
+        hosts.sort_by_key(|a| (a.first, a.ip));
+        for o in hosts {
+            let identified = o.identified();
+            if self.host(o.ip, o.first, identified).is_none() {
+                continue;
+            }
+            for f in &o.facts {
+                self.fact(o.ip, f.kind, &f.value, f.first, f.last);
+            }
+            if let Some(a) = self.hosts.get_mut(&o.ip) {
+                a.merge_counters(&o);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The run's assets: the table every worker's view is merged into, the
+/// findings of alerts whose threshold decision is pending, and what was
+/// written so far.
+#[derive(Debug)]
+pub struct Hub {
+    pub cfg: AssetConfig,
+    pub out: AssetOutput,
+    /// The hosts inventoried.
+    home: crate::detect::AddrSet,
+    /// What a finding's value must be, as PHI detection configures it.
+    phi: crate::detect::phi::PhiConfig,
+    /// How a value that looks like PHI is masked: always, with the run's
+    /// key (`outputs.unmask_sensitive` does not reach asset records).
+    mask: crate::output::mask::LogOptions,
+    table: Mutex<Table>,
+    /// Findings of alerts held for a threshold decision, by ticket.
+    pending: Mutex<ahash::AHashMap<crate::detect::Ticket, observe::PendingFinding>>,
+    /// Live run: write changes and snapshots every `out.interval`.
+    periodic: std::sync::atomic::AtomicBool,
+    /// Packet time (s) of the last periodic records.
+    last_emit: std::sync::atomic::AtomicU64,
+    baseline: Option<baseline::Baseline>,
+}
+
+impl Hub {
+    /// The hub of a run configured by `cfg`.
+    ///
+    /// # Errors
+    /// `asset.home_net` does not parse, or the baseline cannot be read.
+    pub fn new(cfg: &crate::config::Config) -> Result<Hub, String> {
+        let text = cfg
+            .asset
+            .home_net
+            .clone()
+            .unwrap_or_else(|| "$HOME_NET".to_string());
+        let home = crate::detect::AddrSet::parse(&text, &cfg.vars)
+            .map_err(|e| format!("asset.home_net: {e}"))?;
+        let baseline = match &cfg.asset.baseline {
+            Some(p) => Some(baseline::Baseline::load(p)?),
+            None => None,
+        };
+        Ok(Hub {
+            cfg: cfg.asset.clone(),
+            out: cfg.outputs.asset.clone(),
+            home,
+            phi: cfg.detect.phi.clone(),
+            mask: crate::output::mask::LogOptions::masked(
+                cfg.outputs
+                    .mask_key
+                    .unwrap_or_else(crate::output::mask::MaskKey::per_process),
+            ),
+            table: Mutex::new(Table::new(&cfg.asset, true)),
+            pending: Mutex::new(ahash::AHashMap::new()),
+            periodic: std::sync::atomic::AtomicBool::new(false),
+            last_emit: std::sync::atomic::AtomicU64::new(0),
+            baseline,
+        })
+    }
+
+    /// A hub that inventories nothing and writes nothing (what a run
+    /// gets when its asset configuration was refused; `main` reports
+    /// that before any run starts).
+    pub fn disabled(cfg: &crate::config::Config) -> Hub {
+        let mut out = cfg.outputs.asset.clone();
+        out.enabled = false;
+        out.inventory = None;
+        Hub {
+            cfg: cfg.asset.clone(),
+            out,
+            home: crate::detect::AddrSet::default(),
+            phi: cfg.detect.phi.clone(),
+            mask: crate::output::mask::LogOptions::masked(
+                cfg.outputs
+                    .mask_key
+                    .unwrap_or_else(crate::output::mask::MaskKey::per_process),
+            ),
+            table: Mutex::new(Table::new(&cfg.asset, true)),
+            pending: Mutex::new(ahash::AHashMap::new()),
+            periodic: std::sync::atomic::AtomicBool::new(false),
+            last_emit: std::sync::atomic::AtomicU64::new(0),
+            baseline: None,
+        }
+    }
+
+    /// Inventory is on (`outputs.asset.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.out.enabled
+    }
+
+    /// Whether `ip` is inventoried.
+    pub fn is_home(&self, ip: IpAddr) -> bool {
+        self.home.contains(ip)
+    }
+
+    /// A live run: changes and snapshots are written every
+    /// `outputs.asset.interval` seconds, not only at the end.
+    pub fn set_live(&self) {
+        self.periodic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Merges a worker's table; in a live run, every `interval` seconds of
+    /// packet time, writes the changes merged so far and a snapshot of
+    /// every host to `out`.
+    pub fn absorb(&self, view: &mut Table, now: Timestamp, out: &mut Vec<u8>) {
+        let mut t = lock(&self.table);
+        t.absorb(view);
+        use std::sync::atomic::Ordering;
+        if !self.periodic.load(Ordering::Relaxed) || self.out.interval == 0 || !self.enabled() {
+            return;
+        }
+        let last = self.last_emit.load(Ordering::Relaxed);
+        if last == 0 {
+            self.last_emit.store(now.secs(), Ordering::Relaxed);
+            return;
+        }
+        if now.secs() >= last.saturating_add(self.out.interval) {
+            self.last_emit.store(now.secs(), Ordering::Relaxed);
+            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            log::write_snapshots(&t, now, self.baseline.as_ref(), out);
+        }
+    }
+
+    /// The end of the run (every worker has handed its table over): the
+    /// changes not written yet and a snapshot of every host, to `out`, and
+    /// the inventory file when one was asked for.
+    ///
+    /// # Errors
+    /// The inventory file cannot be written.
+    pub fn finish(&self, end: Timestamp, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut t = lock(&self.table);
+        // Findings still pending lost their decision: counted as written
+        // (their alert lines were written).
+        let rest: Vec<observe::PendingFinding> =
+            lock(&self.pending).drain().map(|(_, p)| p).collect();
+        for p in rest {
+            p.apply(&mut t);
+        }
+        if self.enabled() {
+            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            log::write_snapshots(&t, end, self.baseline.as_ref(), out);
+        }
+        if let Some(p) = &self.out.inventory {
+            log::write_inventory(&t, self.baseline.as_ref(), p)
+                .map_err(|e| format!("cannot write the inventory {}: {e}", p.display()))?;
+        }
+        Ok(())
+    }
+
+    /// `stats.asset.*`, from the table as it stands.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let t = lock(&self.table);
+        let truncated = t
+            .hosts
+            .values()
+            .map(|a| u64::from(a.truncated.count_ones()))
+            .sum();
+        let s = &t.stats;
+        vec![
+            ("asset.hosts".into(), t.len() as u64),
+            ("asset.memuse".into(), t.bytes()),
+            ("asset.hosts_dropped".into(), s.hosts_dropped),
+            ("asset.hosts_evicted".into(), s.hosts_evicted),
+            ("asset.memcap".into(), s.memcap),
+            ("asset.lists_truncated".into(), truncated),
+            ("asset.values_cut".into(), s.values_cut),
+            ("asset.phi_masked".into(), s.phi_masked),
+        ]
+    }
+
+    /// A copy of the table's hosts, by address (tests, tools).
+    pub fn hosts(&self) -> Vec<Asset> {
+        lock(&self.table).sorted().into_iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn seen(secs: u64, flow: u64) -> Seen {
+        Seen {
+            ts: Timestamp::from_parts(secs, 0),
+            flow,
+        }
+    }
+
+    fn cfg(max_hosts: usize, max_values: usize) -> AssetConfig {
+        AssetConfig {
+            max_hosts,
+            max_values,
+            ..AssetConfig::default()
+        }
+    }
+
+    #[test]
+    fn values_past_the_limit_keep_the_earliest_whatever_the_order() {
+        // Hand-built: five AE titles first seen at 1..5 s, limit 3, given
+        // in two different orders and split over two tables.
+        let titles = [(5, "E"), (1, "A"), (4, "D"), (2, "B"), (3, "C")];
+        let mut results = Vec::new();
+        for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]] {
+            let mut all = Table::new(&cfg(10, 3), true);
+            let mut part = Table::new(&cfg(10, 3), false);
+            for (n, &i) in order.iter().enumerate() {
+                let (s, v) = titles[i];
+                let t = if n % 2 == 0 { &mut all } else { &mut part };
+                t.fact(
+                    ip("10.0.0.1"),
+                    Kind::DicomScuAe,
+                    v,
+                    seen(s, 9),
+                    Timestamp::from_parts(s, 0),
+                );
+            }
+            all.absorb(&mut part);
+            let a = all.get(&ip("10.0.0.1")).unwrap();
+            assert!(a.is_truncated(Kind::DicomScuAe));
+            results.push(a.values(Kind::DicomScuAe).join(","));
+        }
+        assert_eq!(results, ["A,B,C", "A,B,C"]);
+    }
+
+    #[test]
+    fn a_full_table_gives_a_factless_host_up_for_an_identified_one() {
+        // Hand-built: two hosts seen only in flows fill a table of two; a
+        // third with an AE title evicts the later of them; a fourth with
+        // nothing to say is dropped.
+        let mut t = Table::new(&cfg(2, 4), true);
+        t.host(ip("10.0.0.1"), seen(1, 1), false);
+        t.host(ip("10.0.0.2"), seen(2, 2), false);
+        t.fact(
+            ip("10.0.0.3"),
+            Kind::DicomScuAe,
+            "CT01",
+            seen(3, 3),
+            Timestamp::from_parts(3, 0),
+        );
+        assert!(t.get(&ip("10.0.0.2")).is_none());
+        assert!(t.get(&ip("10.0.0.3")).is_some());
+        assert!(t.host(ip("10.0.0.4"), seen(4, 4), false).is_none());
+        assert_eq!((t.stats.hosts_evicted, t.stats.hosts_dropped), (1, 1));
+        // Both left have identifying facts or are the earliest: a fifth
+        // identified host evicts the remaining factless one.
+        t.fact(
+            ip("10.0.0.5"),
+            Kind::MqttClientId,
+            "x",
+            seen(5, 5),
+            Timestamp::from_parts(5, 0),
+        );
+        assert!(t.get(&ip("10.0.0.1")).is_none());
+        // Now every host is identified: a sixth is dropped.
+        t.fact(
+            ip("10.0.0.6"),
+            Kind::MqttClientId,
+            "y",
+            seen(6, 6),
+            Timestamp::from_parts(6, 0),
+        );
+        assert!(t.get(&ip("10.0.0.6")).is_none());
+        assert_eq!((t.stats.hosts_evicted, t.stats.hosts_dropped), (2, 2));
+    }
+
+    #[test]
+    fn memcap_refuses_facts_and_counts_them() {
+        // Hand-built: a budget of one host and one 4-byte fact.
+        let mut c = cfg(10, 10);
+        c.memcap = crate::memcap::ByteSize(HOST_BYTES + FACT_BYTES + 4);
+        let mut t = Table::new(&c, true);
+        let now = Timestamp::from_parts(1, 0);
+        t.fact(ip("10.0.0.1"), Kind::MqttClientId, "abcd", seen(1, 1), now);
+        t.fact(ip("10.0.0.1"), Kind::MqttClientId, "efgh", seen(1, 1), now);
+        t.fact(ip("10.0.0.2"), Kind::MqttClientId, "ijkl", seen(1, 1), now);
+        assert_eq!(t.get(&ip("10.0.0.1")).unwrap().facts.len(), 1);
+        assert!(t.get(&ip("10.0.0.2")).is_none());
+        assert_eq!(t.stats.memcap, 2);
+        assert!(t.bytes() <= c.memcap.0);
+    }
+
+    #[test]
+    fn merging_takes_the_earliest_first_seen_and_adds_counters() {
+        let mut a = Table::new(&cfg(10, 10), true);
+        let mut b = Table::new(&cfg(10, 10), false);
+        let h = ip("10.0.0.1");
+        a.fact(
+            h,
+            Kind::Role,
+            "mqtt-client",
+            seen(5, 2),
+            Timestamp::from_parts(9, 0),
+        );
+        b.fact(
+            h,
+            Kind::Role,
+            "mqtt-client",
+            seen(3, 1),
+            Timestamp::from_parts(4, 0),
+        );
+        b.host(h, seen(3, 1), false).unwrap().countries.insert(
+            *b"CN",
+            Contact {
+                flows: 1,
+                bytes: 10,
+            },
+        );
+        a.host(h, seen(5, 2), false)
+            .unwrap()
+            .countries
+            .insert(*b"CN", Contact { flows: 2, bytes: 5 });
+        a.absorb(&mut b);
+        assert!(b.is_empty());
+        let x = a.get(&h).unwrap();
+        assert_eq!(x.first, seen(3, 1));
+        assert_eq!(x.facts[0].first, seen(3, 1));
+        assert_eq!(x.facts[0].last, Timestamp::from_parts(9, 0));
+        assert_eq!(
+            x.countries[b"CN"],
+            Contact {
+                flows: 3,
+                bytes: 15
+            }
+        );
+    }
+}
