@@ -66,7 +66,7 @@ fn main() {
     let server = Ipv4Addr::new(10, 10, 5, 10);
     for n in [100_000u32, 1_000_000] {
         let mut cfg = Config::default();
-        cfg.flow.max_flows = 2_000_000;
+        cfg.flow.memcap = wardwatch::memcap::ByteSize::mib(1024);
         let mut w = Worker::new(&cfg);
         let before = rss_bytes();
         let ts = Timestamp::from_parts(1_700_000_000, 0);

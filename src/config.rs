@@ -126,12 +126,13 @@ impl Config {
 
     /// Values that parse but cannot work.
     fn check(&self) -> Result<(), ConfigError> {
-        if self.flow.max_flows == 0 {
-            return Err(ConfigError(
-                "flow.max_flows: 0 would track no flow at all (every packet dropped); \
-                 give at least 1, or leave it out for the default"
-                    .into(),
-            ));
+        if self.flow.memcap < crate::memcap::ByteSize(crate::memcap::GRANULE) {
+            return Err(ConfigError(format!(
+                "flow.memcap: {} bytes would hold almost no flow (each takes about 250 bytes, \
+                 and every worker has an equal share); give at least 64kb, or leave it out \
+                 for the default",
+                self.flow.memcap.0
+            )));
         }
         if self.outputs.eve.redis.pipelining.batch_size == 0 {
             return Err(ConfigError(
@@ -156,9 +157,8 @@ mod tests {
 
     #[test]
     fn partial_config_overrides_only_what_it_names() {
-        let c =
-            Config::parse("flow:\n  max_flows: 10\n  tcp: {new: 5, established: 50}\n").unwrap();
-        assert_eq!(c.flow.max_flows, 10);
+        let c = Config::parse("flow:\n  memcap: 10mb\n  tcp: {new: 5, established: 50}\n").unwrap();
+        assert_eq!(c.flow.memcap, crate::memcap::ByteSize::mib(10));
         assert_eq!(c.flow.tcp.closed, 10);
         assert_eq!(c.flow.udp, FlowConfig::default().udp);
     }
@@ -178,9 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn zero_max_flows_is_refused_with_the_setting_named() {
-        let e = Config::parse("flow:\n  max_flows: 0\n").unwrap_err();
-        assert!(e.0.contains("flow.max_flows"), "{}", e.0);
+    fn flow_memcap_under_a_granule_is_refused_with_the_setting_named() {
+        let e = Config::parse("flow:\n  memcap: 0\n").unwrap_err();
+        assert!(e.0.contains("flow.memcap"), "{}", e.0);
+        assert!(Config::parse("flow:\n  memcap: 64kb\n").is_ok());
     }
 
     #[test]

@@ -378,10 +378,10 @@ fn interface_help_says_sighup_reloads_rules() {
 }
 
 #[test]
-fn zero_max_flows_is_refused_naming_the_setting() {
+fn zero_flow_memcap_is_refused_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("ww.yaml");
-    std::fs::write(&cfg, "flow:\n  max_flows: 0\n").unwrap();
+    std::fs::write(&cfg, "flow:\n  memcap: 0\n").unwrap();
     for args in [vec!["-T"], vec!["--demo", "--eve", "/dev/null"]] {
         let out = bin()
             .args(&args)
@@ -390,7 +390,7 @@ fn zero_max_flows_is_refused_naming_the_setting() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("flow.max_flows"), "{err}");
+        assert!(err.contains("flow.memcap"), "{err}");
     }
 }
 

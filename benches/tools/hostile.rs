@@ -10,6 +10,11 @@
 //! | `syn-flood` | N SYNs from distinct pseudo-random sources to one broker (10.10.5.10:1883), 1 µs apart | 1 000 000 |
 //! | `frag-flood` | N IPv4 first fragments (MF set, offset 0) of UDP datagrams that never complete, distinct sources and ids | 200 000 |
 //! | `unacked-qos1` | one MQTT 3.1.1 connection, then N QoS 1 PUBLISHes (64-byte payloads) the broker ACKs at TCP level but never PUBACKs | 100 000 |
+//! | `qos2-open` | N MQTT connections, each with 1 024 QoS 2 PUBLISHes (topic `v`, empty payload, 7 bytes each, packed in one segment) never answered | 1 000 |
+//! | `pubrec-repeat` | one MQTT connection, a QoS 2 PUBLISH, then N PUBRECs for it from the broker (4 bytes each, 16 000 to a segment), never a PUBCOMP | 2 000 000 |
+//! | `subscribe-tiny` | N MQTT connections, each with one unanswered SUBSCRIBE of ~1 MiB holding 262 000 one-byte topic filters | 48 |
+//! | `ooo-pieces` | N TCP connections to the broker, each sending 60 000 one-byte segments at every other byte after a lost first byte (the broker's ACKs stay at the hole) | 24 |
+//! | `all-at-once` | every budget at once, within 30 s of packet time so nothing times out: 1 M SYNs, 20 000 first fragments, 8 `ooo-pieces` connections, 1 000 `qos2-open` connections, 24 `subscribe-tiny` connections | — |
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -29,16 +34,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(kind), Some(path)) = (args.get(1), args.get(2)) else {
         return Err(
-            "usage: hostile packed-publish|syn-flood|frag-flood|unacked-qos1 OUT.pcap [N]".into(),
+            "usage: hostile KIND OUT.pcap [N] (KIND: packed-publish syn-flood frag-flood \
+             unacked-qos1 qos2-open pubrec-repeat subscribe-tiny ooo-pieces all-at-once)"
+                .into(),
         );
     };
     let n: Option<u64> = args.get(3).map(|s| s.parse()).transpose()?;
     let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 22, File::create(path)?))?;
     match kind.as_str() {
         "packed-publish" => packed_publish(&mut w, n.unwrap_or(200))?,
-        "syn-flood" => syn_flood(&mut w, n.unwrap_or(1_000_000))?,
-        "frag-flood" => frag_flood(&mut w, n.unwrap_or(200_000))?,
+        "syn-flood" => drop(syn_flood(&mut w, n.unwrap_or(1_000_000), T0)?),
+        "frag-flood" => drop(frag_flood(&mut w, n.unwrap_or(200_000), T0)?),
         "unacked-qos1" => unacked_qos1(&mut w, n.unwrap_or(100_000))?,
+        "qos2-open" => drop(qos2_open(&mut w, n.unwrap_or(1_000), T0)?),
+        "pubrec-repeat" => pubrec_repeat(&mut w, n.unwrap_or(2_000_000))?,
+        "subscribe-tiny" => drop(subscribe_tiny(&mut w, n.unwrap_or(48), T0)?),
+        "ooo-pieces" => drop(ooo_pieces(&mut w, n.unwrap_or(24), T0)?),
+        "all-at-once" => all_at_once(&mut w)?,
         other => return Err(format!("unknown kind {other}").into()),
     }
     eprintln!("{path}: {} packets, {} bytes", w.packets, w.bytes);
@@ -46,10 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A TCP connection between CLIENT:40000 and BROKER:1883 whose segments are
-/// written with correct sequence numbers, each data segment acknowledged.
+/// A TCP connection between a client (CLIENT:40000 unless said) and
+/// BROKER:1883 whose segments are written with correct sequence numbers,
+/// each data segment acknowledged.
 struct Conn {
     t: u64,
+    client: ([u8; 4], u16),
     cseq: u32,
     sseq: u32,
     frame: Vec<u8>,
@@ -58,10 +72,19 @@ struct Conn {
 const C: ([u8; 4], u16) = (CLIENT, 40_000);
 const S: ([u8; 4], u16) = (BROKER, 1883);
 
+/// Largest TCP payload written in one frame.
+const MAX_SEGMENT: usize = 64_000;
+
 impl Conn {
     fn open(w: &mut Writer) -> std::io::Result<Conn> {
+        Conn::open_from(w, C, T0)
+    }
+
+    /// A connection from `client`, its first packet at `t` µs.
+    fn open_from(w: &mut Writer, client: ([u8; 4], u16), t: u64) -> std::io::Result<Conn> {
         let mut c = Conn {
-            t: T0,
+            t,
+            client,
             cseq: 1_000,
             sseq: 5_000_000,
             frame: Vec::with_capacity(70_000),
@@ -81,9 +104,9 @@ impl Conn {
         payload: &[u8],
     ) -> std::io::Result<()> {
         let (src, dst, seq, ack) = if to_server {
-            (C, S, self.cseq, self.sseq)
+            (self.client, S, self.cseq, self.sseq)
         } else {
-            (S, C, self.sseq, self.cseq)
+            (S, self.client, self.sseq, self.cseq)
         };
         let ack = if fl & flags::ACK != 0 { ack } else { 0 };
         tcp_frame(&mut self.frame, src, dst, seq, ack, fl, payload);
@@ -98,10 +121,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Data from the client, acknowledged by the broker.
+    /// Data from the client, acknowledged by the broker, in segments of at
+    /// most [`MAX_SEGMENT`] bytes.
     fn send(&mut self, w: &mut Writer, payload: &[u8]) -> std::io::Result<()> {
-        self.emit(w, true, flags::PSH | flags::ACK, payload)?;
-        self.emit(w, false, flags::ACK, &[])
+        for seg in payload.chunks(MAX_SEGMENT) {
+            self.emit(w, true, flags::PSH | flags::ACK, seg)?;
+            self.emit(w, false, flags::ACK, &[])?;
+        }
+        Ok(())
     }
 
     /// MQTT 3.1.1 CONNECT (client id `stress`, clean session) and CONNACK 0.
@@ -150,7 +177,7 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
-fn syn_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
+fn syn_flood(w: &mut Writer, n: u64, t0: u64) -> std::io::Result<u64> {
     let mut frame = Vec::with_capacity(64);
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..n {
@@ -172,12 +199,12 @@ fn syn_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
             flags::SYN,
             &[],
         );
-        w.packet(T0 + i, &frame)?;
+        w.packet(t0 + i, &frame)?;
     }
-    Ok(())
+    Ok(t0 + n)
 }
 
-fn frag_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
+fn frag_flood(w: &mut Writer, n: u64, t0: u64) -> std::io::Result<u64> {
     let mut frame = Vec::with_capacity(1_600);
     let mut x = 0x2545_f491_4f6c_dd1du64;
     // UDP header (ports 40000 → 5000, length 2 008, checksum 0 = none) and
@@ -193,7 +220,101 @@ fn frag_flood(w: &mut Writer, n: u64) -> std::io::Result<()> {
         let src = [10, 64 + (r % 64) as u8, (r >> 8) as u8, (r >> 16) as u8];
         // Flags: more fragments (0x2000), offset 0.
         ipv4_frame(&mut frame, src, BROKER, 17, ((r >> 24) as u16, 0x2000), &l4);
-        w.packet(T0 + i, &frame)?;
+        w.packet(t0 + i, &frame)?;
     }
+    Ok(t0 + n)
+}
+
+/// Client `i` of many in 10.`net`.0.0/16, port 40000.
+fn client(net: u8, i: u64) -> ([u8; 4], u16) {
+    ([10, net, (i >> 8) as u8, i as u8], 40_000)
+}
+
+fn qos2_open(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
+    let mut msgs = Vec::with_capacity(1024 * 7);
+    for i in 0..conns {
+        let mut c = Conn::open_from(w, client(22, i), t)?;
+        c.mqtt_login(w)?;
+        msgs.clear();
+        for id in 1..=1024u16 {
+            // QoS 2 PUBLISH: type 3 flags 0x4, remaining length 5, topic
+            // length 1, topic "v", packet id, empty payload — 7 bytes.
+            msgs.extend_from_slice(b"\x34\x05\x00\x01v");
+            msgs.extend_from_slice(&id.to_be_bytes());
+        }
+        c.send(w, &msgs)?;
+        t = c.t;
+    }
+    Ok(t)
+}
+
+fn pubrec_repeat(w: &mut Writer, n: u64) -> std::io::Result<()> {
+    let mut c = Conn::open(w)?;
+    c.mqtt_login(w)?;
+    // QoS 2 PUBLISH: type 3 flags 0x4, remaining length 5, topic "v",
+    // packet id 1, empty payload.
+    c.send(w, b"\x34\x05\x00\x01v\x00\x01")?;
+    // PUBREC: type 5, remaining length 2, packet id 1 — 4 bytes.
+    let seg: Vec<u8> = b"\x50\x02\x00\x01".repeat(16_000);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(16_000) as usize;
+        c.emit(w, false, flags::PSH | flags::ACK, &seg[..k * 4])?;
+        c.emit(w, true, flags::ACK, &[])?;
+        left -= k as u64;
+    }
+    Ok(())
+}
+
+fn subscribe_tiny(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
+    // SUBSCRIBE: type 8 flags 0x2, remaining length 1 048 002 (variable
+    // byte integer 0xc2 0xfb 0x3f), packet id 1, then 262 000 filters of
+    // length 1, topic "a", requested QoS 0 — 4 bytes each.
+    let mut msg = vec![0x82, 0xc2, 0xfb, 0x3f, 0x00, 0x01];
+    for _ in 0..262_000 {
+        msg.extend_from_slice(b"\x00\x01a\x00");
+    }
+    for i in 0..conns {
+        let mut c = Conn::open_from(w, client(23, i), t)?;
+        c.mqtt_login(w)?;
+        c.send(w, &msg)?;
+        t = c.t;
+    }
+    Ok(t)
+}
+
+fn ooo_pieces(w: &mut Writer, conns: u64, t0: u64) -> std::io::Result<u64> {
+    let mut t = t0;
+    for i in 0..conns {
+        let mut c = Conn::open_from(w, client(21, i), t)?;
+        // The client's first data byte (at cseq) never shows; then one
+        // byte at every other sequence number after it. The broker's ACK
+        // stays at the hole.
+        let hole = c.cseq;
+        for k in 0..60_000u32 {
+            c.cseq = hole.wrapping_add(1 + 2 * k);
+            c.emit(w, true, flags::PSH | flags::ACK, b"x")?;
+            if k % 64 == 63 {
+                c.cseq = hole;
+                c.emit(w, false, flags::ACK, &[])?;
+            }
+        }
+        t = c.t;
+    }
+    Ok(t)
+}
+
+/// The hostile inputs one after the other, each holding its budget while
+/// the next fills another: flows, fragments, out-of-order ranges, open
+/// transactions (sources of the later parts differ from the SYN flood's,
+/// so their flows are the newest and stay).
+fn all_at_once(w: &mut Writer) -> std::io::Result<()> {
+    let t = syn_flood(w, 1_000_000, T0)?;
+    let t = frag_flood(w, 20_000, t)?;
+    let t = ooo_pieces(w, 8, t)?;
+    let t = qos2_open(w, 1_000, t)?;
+    subscribe_tiny(w, 24, t)?;
     Ok(())
 }

@@ -134,13 +134,33 @@ pub fn mac_hosts(t: &Table) -> HashMap<String, usize> {
 
 /// The values of `kind` first seen no later than `upto`, earliest first.
 fn values(a: &Asset, kind: Kind, upto: Option<Seen>) -> Vec<&str> {
-    let mut v: Vec<_> = a
-        .facts
-        .iter()
-        .filter(|f| f.kind == kind && upto.is_none_or(|u| f.first <= u))
-        .collect();
-    v.sort_by(|x, y| (x.first, &x.value).cmp(&(y.first, &y.value)));
-    v.into_iter().map(|f| &*f.value).collect()
+    Facts::of(a, upto).values(kind)
+}
+
+/// A host's facts first seen no later than a time, sorted by kind, then as
+/// they were first seen: each kind's values are one run, found by binary
+/// search (one sort per record, not one per kind).
+struct Facts<'a>(Vec<&'a super::Fact>);
+
+impl<'a> Facts<'a> {
+    fn of(a: &'a Asset, upto: Option<Seen>) -> Facts<'a> {
+        let mut v: Vec<&super::Fact> = a
+            .facts
+            .iter()
+            .filter(|f| upto.is_none_or(|u| f.first <= u))
+            .collect();
+        v.sort_by(|x, y| (x.kind, x.first, &x.value).cmp(&(y.kind, y.first, &y.value)));
+        Facts(v)
+    }
+
+    fn values(&self, kind: Kind) -> Vec<&'a str> {
+        let start = self.0.partition_point(|f| f.kind < kind);
+        self.0[start..]
+            .iter()
+            .take_while(|f| f.kind == kind)
+            .map(|f| &*f.value)
+            .collect()
+    }
 }
 
 /// The `asset` object of `a`: its facts first seen no later than `upto`
@@ -152,13 +172,15 @@ pub fn asset_object(
     full: bool,
     baseline: Option<&Baseline>,
 ) -> Ordered {
+    let facts = Facts::of(a, upto);
     let mut o = Ordered::default();
     o.insert("ip", ip_string(a.ip));
     o.insert("first_seen", ts(a.first.ts));
     if full {
         o.insert("last_seen", ts(a.last));
     }
-    let m: Vec<Value> = values(a, Kind::Mac, upto)
+    let m: Vec<Value> = facts
+        .values(Kind::Mac)
         .into_iter()
         .map(|addr| {
             let mut e = Map::new();
@@ -176,7 +198,7 @@ pub fn asset_object(
         o.insert("macs", m);
     }
     for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
-        let v = values(a, kind, upto);
+        let v = facts.values(kind);
         if !v.is_empty() {
             o.insert(name, v);
         }
@@ -184,7 +206,7 @@ pub fn asset_object(
     for (group, kinds) in GROUPS {
         let mut g = Map::new();
         for (kind, name) in *kinds {
-            let v = values(a, *kind, upto);
+            let v = facts.values(*kind);
             if !v.is_empty() {
                 g.insert((*name).into(), v.into());
             }

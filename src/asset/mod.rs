@@ -952,6 +952,51 @@ mod tests {
     }
 
     #[test]
+    fn a_live_run_writes_changes_and_snapshots_every_interval_only() {
+        // Hand-built: one worker's table handed over at 10 s, 200 s and
+        // 320 s of packet time, interval 300 s.
+        let cfg = crate::config::Config::default();
+        let hub = Hub::new(&cfg).unwrap();
+        hub.set_live();
+        let mut view = Table::new(&cfg.asset, false);
+        let h = ip("10.20.1.15");
+        let mut out = Vec::new();
+        for (s, id) in [(10, "MON-1"), (200, "MON-2"), (320, "MON-3")] {
+            let now = Timestamp::from_parts(s, 0);
+            view.fact(h, Kind::MqttClientId, id, seen(s, s), now);
+            hub.absorb(&mut view, now, &mut out);
+            if s < 320 {
+                assert!(out.is_empty(), "nothing before the interval");
+            }
+        }
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                match v["asset"]["event"].as_str().unwrap() {
+                    "new" => "new",
+                    "changed" => "changed",
+                    _ => "snapshot",
+                }
+            })
+            .collect();
+        assert_eq!(events, ["new", "changed", "changed", "snapshot"]);
+        // An offline hub (not live) writes nothing before its end.
+        let offline = Hub::new(&cfg).unwrap();
+        let mut out = Vec::new();
+        view.fact(
+            h,
+            Kind::MqttClientId,
+            "MON-4",
+            seen(999, 9),
+            Timestamp::from_parts(999, 0),
+        );
+        offline.absorb(&mut view, Timestamp::from_parts(999, 0), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn merging_takes_the_earliest_first_seen_and_adds_counters() {
         let mut a = Table::new(&cfg(10, 10), true);
         let mut b = Table::new(&cfg(10, 10), false);

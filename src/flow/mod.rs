@@ -24,9 +24,17 @@
 //!   from that side's segments and the other side's acknowledgements, RFC
 //!   9293 §3.10.7.4, RFC 5961 §3): an attacker's blind RST does not close
 //!   the flow (counted in `tcp.rst_out_of_window`).
-//! - The table never holds more than `max_flows` flows; reaching the cap
-//!   evicts the least recently seen of a small sample (counted in
-//!   `flow.memcap`), so eviction is O(1) and cannot be steered by an attacker
+//! - Memory is budgeted in bytes (`flow.memcap`, [`crate::memcap`]): each
+//!   flow is charged [`flow_bytes`] — its slot, its index entry at the
+//!   index's lowest load and its free-list entry, by `size_of` — to the
+//!   worker's lease, which holds at most the worker's equal share of the
+//!   budget. The slot and free-list vectors are reserved at that share up
+//!   front (address space only: pages become resident as flows fill them),
+//!   so they never grow by doubling and the charge bounds the table's real
+//!   size from above. A new flow that does not fit evicts the least
+//!   recently seen of a small sample (counted once in `flow.memcap`; the
+//!   evicted flow ends with reason `forced`), so eviction is O(1), takes an
+//!   idle flow and never the newest, and cannot be steered by an attacker
 //!   towards a chosen flow.
 //! - Timeouts compare packet timestamps only, so replaying a capture gives
 //!   the same flows as watching it live.
@@ -38,6 +46,7 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::decode::{ip_proto, tcp_flags, Vlans};
+use crate::memcap::{Lease, MemCap};
 use crate::time::Timestamp;
 
 pub use tcp::TcpState;
@@ -395,9 +404,10 @@ fn default_closed() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowConfig {
-    /// Most flows tracked at once per worker; reaching it evicts a flow.
-    pub max_flows: usize,
-    /// Bytes of flow state all workers together may hold (`flow.memcap`).
+    /// Bytes of flow table all workers together may hold (`flow.memcap`),
+    /// an equal share per worker; a new flow past its worker's share evicts
+    /// an idle one. Reassembly and parser state are budgeted apart
+    /// (`stream.memcap`, `app_layer.memcap`).
     pub memcap: crate::memcap::ByteSize,
     /// TCP timeouts (Suricata's defaults: 60 / 600 / closed sooner).
     pub tcp: Timeouts,
@@ -416,8 +426,7 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            max_flows: 1_000_000,
-            memcap: crate::memcap::ByteSize::mib(64),
+            memcap: crate::memcap::ByteSize::mib(32),
             tcp: Timeouts {
                 new: 60,
                 established: 600,
@@ -472,7 +481,8 @@ pub struct FlowStats {
     pub udp: u64,
     pub icmpv4: u64,
     pub icmpv6: u64,
-    /// Flows evicted because the table was full.
+    /// New flows that found the worker's share of `flow.memcap` used up
+    /// (each evicted an idle flow, ended as `forced`).
     pub memcap: u64,
     pub timeouts: u64,
     pub tcp_reuse: u64,
@@ -567,10 +577,33 @@ pub struct TcpMeta {
 /// Sampled slots examined when the table is full.
 const EVICTION_SAMPLE: usize = 8;
 
+/// Bytes one flow is charged to `flow.memcap`: its slot, its index entry
+/// (slot number and one control byte) at the hash table's lowest load, and
+/// its free-list entry. The index (hashbrown) doubles when it must grow
+/// while more than 7/16 of its buckets are live (deleted entries take room
+/// until it rehashes), so at worst 7/32 are: 32/7 of an entry per flow.
+/// For the worker's flows on x86-64: 224 + 23 + 4 = 251 bytes. While the
+/// index doubles, its old buckets (half the new ones) live a moment more.
+/// The flow's reassembly and parser state are charged to their own
+/// budgets.
+pub fn flow_bytes<T>() -> u64 {
+    let entry = std::mem::size_of::<u32>() + 1;
+    let size = std::mem::size_of::<Option<Flow<T>>>()
+        + (entry * 32).div_ceil(7)
+        + std::mem::size_of::<u32>();
+    size as u64
+}
+
 /// The flow table of one worker.
 pub struct FlowTable<T> {
     cfg: FlowConfig,
-    index: std::collections::HashMap<FlowKey, u32, ahash::RandomState>,
+    /// This worker's share of `flow.memcap`: [`flow_bytes`] per flow.
+    lease: Lease,
+    flow_bytes: u64,
+    /// Slot numbers by the hash of their flow's key: the key lives in the
+    /// slot only (5 bytes a bucket, where a copy of the key would take 53).
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     slots: Vec<Option<Flow<T>>>,
     free: Vec<u32>,
     stats: FlowStats,
@@ -583,12 +616,35 @@ pub struct FlowTable<T> {
 }
 
 impl<T: Default> FlowTable<T> {
+    /// A table alone in its budget: all of `cfg.memcap`.
     pub fn new(cfg: FlowConfig) -> Self {
+        let lease = MemCap::new("flow.memuse", cfg.memcap.0).lease();
+        FlowTable::with_lease(cfg, lease)
+    }
+
+    /// A table drawing on `lease` (one worker's share of the run's
+    /// `flow.memcap`).
+    pub fn with_lease(cfg: FlowConfig, lease: Lease) -> Self {
+        let flow_bytes = flow_bytes::<T>();
+        // Room for as many flows as the share can pay for, reserved once:
+        // untouched pages cost no memory, and the vectors never copy
+        // themselves into twice the size mid-flood. If the address space
+        // is not there (a huge memcap), they grow as usual.
+        let most = usize::try_from(lease.capacity() / flow_bytes).unwrap_or(usize::MAX);
+        let mut slots = Vec::new();
+        let mut free = Vec::new();
+        if slots.try_reserve_exact(most).is_err() || free.try_reserve_exact(most).is_err() {
+            slots = Vec::new();
+            free = Vec::new();
+        }
         FlowTable {
             cfg,
-            index: std::collections::HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            lease,
+            flow_bytes,
+            index: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::new(),
+            slots,
+            free,
             stats: FlowStats::default(),
             next_sweep: Timestamp(0),
             evict_cursor: 0,
@@ -619,6 +675,11 @@ impl<T: Default> FlowTable<T> {
         &self.stats
     }
 
+    /// Bytes of `flow.memcap` this table holds ([`flow_bytes`] per flow).
+    pub fn memuse(&self) -> u64 {
+        self.lease.held()
+    }
+
     /// Flows currently tracked.
     pub fn len(&self) -> usize {
         self.index.len()
@@ -637,7 +698,17 @@ impl<T: Default> FlowTable<T> {
         ended: &mut Vec<(Flow<T>, EndReason)>,
     ) -> (u32, Direction) {
         let (key, src_is_lo) = FlowKey::new(pkt.vlan, pkt.proto, pkt.src, pkt.dst);
-        let mut slot = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let mut slot = self
+            .index
+            .find(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|f| f.key == key)
+            })
+            .copied();
         if let Some(idx) = slot {
             if let Some(f) = self.slots.get(idx as usize).and_then(Option::as_ref) {
                 let idle = pkt.ts.since(f.last) / 1_000_000_000;
@@ -660,7 +731,7 @@ impl<T: Default> FlowTable<T> {
         }
         let idx = match slot {
             Some(idx) => idx,
-            None => self.create(key, src_is_lo, pkt, ended),
+            None => self.create(key, hash, src_is_lo, pkt, ended),
         };
         let dir = match self.slots.get_mut(idx as usize).and_then(Option::as_mut) {
             Some(f) => {
@@ -713,13 +784,12 @@ impl<T: Default> FlowTable<T> {
     fn create(
         &mut self,
         key: FlowKey,
+        hash: u64,
         src_is_lo: bool,
         pkt: &PacketMeta,
         ended: &mut Vec<(Flow<T>, EndReason)>,
     ) -> u32 {
-        if self.index.len() >= self.cfg.max_flows.max(1) {
-            self.evict_one(ended);
-        }
+        self.make_room(ended);
         // The client is the sender of the first packet, except that a
         // SYN-ACK seen first (handshake start missed) comes from the server,
         // and that without a SYN a packet from a configured service port (to
@@ -779,25 +849,59 @@ impl<T: Default> FlowTable<T> {
             }
             None => {
                 self.slots.push(Some(flow));
-                // The table is capped at `max_flows`, far below u32::MAX.
+                // The budget holds far fewer than u32::MAX flows of 251
+                // bytes.
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, idx);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, idx, |&i| {
+            slots
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |f| hasher.hash_one(f.key))
+        });
         idx
+    }
+
+    /// Takes slot `idx`, whose flow has `key`, out of the index.
+    fn unindex(&mut self, key: &FlowKey, idx: u32) {
+        let hash = self.hasher.hash_one(key);
+        if let Ok(e) = self.index.find_entry(hash, |&i| i == idx) {
+            e.remove();
+        }
     }
 
     fn remove(&mut self, idx: u32) -> Option<Flow<T>> {
         let f = self.slots.get_mut(idx as usize)?.take()?;
-        self.index.remove(&f.key);
+        self.unindex(&f.key, idx);
         self.free.push(idx);
+        self.lease.release(self.flow_bytes);
         Some(f)
+    }
+
+    /// Reserves one flow's bytes, evicting idle flows while this worker's
+    /// share is used up (counted once in `flow.memcap`). Every flow costs
+    /// the same, so one eviction makes room. A worker left with no flow
+    /// to evict (a budget smaller than a few granules per worker) tracks
+    /// the new flow unreserved: at most one flow per worker is.
+    fn make_room(&mut self, ended: &mut Vec<(Flow<T>, EndReason)>) {
+        if self.lease.try_reserve(self.flow_bytes) {
+            return;
+        }
+        self.stats.memcap += 1;
+        while !self.index.is_empty() {
+            self.evict_one(ended);
+            if self.lease.try_reserve(self.flow_bytes) {
+                return;
+            }
+        }
     }
 
     fn count_end(&mut self, f: &Flow<T>, reason: EndReason) {
         match reason {
             EndReason::Timeout => self.stats.timeouts += 1,
-            EndReason::Forced => self.stats.memcap += 1,
+            EndReason::Forced => {}
             EndReason::TcpReuse => self.stats.tcp_reuse += 1,
             EndReason::Shutdown => {}
         }
@@ -877,7 +981,9 @@ impl<T: Default> FlowTable<T> {
                 break;
             };
             if let Some(f) = slot {
-                self.index.remove(&f.key);
+                // The popped slot's number is the new length.
+                self.unindex(&f.key, self.slots.len() as u32);
+                self.lease.release(self.flow_bytes);
                 self.count_end(&f, EndReason::Shutdown);
                 ended.push((f, EndReason::Shutdown));
                 n += 1;
@@ -1052,23 +1158,49 @@ mod tests {
     }
 
     #[test]
-    fn full_table_evicts_and_counts() {
+    fn table_at_its_byte_cap_evicts_the_least_recently_seen_and_counts_it() {
+        // Room for exactly four flows.
         let cfg = FlowConfig {
-            max_flows: 4,
+            memcap: crate::memcap::ByteSize(4 * flow_bytes::<()>()),
             ..FlowConfig::default()
         };
         let mut t: FlowTable<()> = FlowTable::new(cfg);
         let mut ended = Vec::new();
-        for port in 0..10u16 {
+        let s = ep(S.0, S.1);
+        // Four flows opened at seconds 1..=4; the first is seen again at 5.
+        for port in 0..4u16 {
             t.update(
-                &tcp(1, ep(C.0, 40000 + port), ep(S.0, S.1), tcp_flags::SYN),
+                &tcp(
+                    1 + u64::from(port),
+                    ep(C.0, 40000 + port),
+                    s,
+                    tcp_flags::SYN,
+                ),
+                &mut ended,
+            );
+        }
+        t.update(&tcp(5, ep(C.0, 40000), s, tcp_flags::SYN), &mut ended);
+        assert_eq!(t.memuse(), 4 * flow_bytes::<()>());
+        assert!(ended.is_empty());
+        // A fifth flow evicts the one seen least recently (port 40001, last
+        // seen at 2 s), not the newest and not the one just seen again.
+        t.update(&tcp(6, ep(C.0, 40100), s, tcp_flags::SYN), &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0.client(), ep(C.0, 40001));
+        assert_eq!(ended[0].1, EndReason::Forced);
+        assert_eq!((t.len(), t.stats().memcap), (4, 1));
+        assert_eq!(t.memuse(), 4 * flow_bytes::<()>());
+        // Six more new flows: six more evictions, each counted once.
+        for port in 0..6u16 {
+            t.update(
+                &tcp(7, ep(C.0, 41000 + port), s, tcp_flags::SYN),
                 &mut ended,
             );
             assert!(t.len() <= 4);
         }
-        assert_eq!(ended.len(), 6);
+        assert_eq!(ended.len(), 7);
         assert!(ended.iter().all(|(_, r)| *r == EndReason::Forced));
-        assert_eq!(t.stats().memcap, 6);
+        assert_eq!(t.stats().memcap, 7);
         // Draining at shutdown ends the rest.
         ended.clear();
         assert!(t.drain(3, &mut ended));
@@ -1076,6 +1208,74 @@ mod tests {
         assert!(!t.drain(3, &mut ended));
         assert_eq!(ended.len(), 4);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn memuse_returns_to_zero_once_every_flow_ended() {
+        let cap = MemCap::new("flow.memuse", 1 << 20);
+        let mut t: FlowTable<()> = FlowTable::with_lease(FlowConfig::default(), cap.lease());
+        let mut ended = Vec::new();
+        let s = ep(S.0, S.1);
+        for port in 0..100u16 {
+            t.update(
+                &tcp(1, ep(C.0, 40000 + port), s, tcp_flags::SYN),
+                &mut ended,
+            );
+        }
+        // One reused after a RST, then half of them time out, the rest end
+        // at shutdown.
+        t.update(
+            &tcp(1, s, ep(C.0, 40000), tcp_flags::RST | tcp_flags::ACK),
+            &mut ended,
+        );
+        t.update(&tcp(2, ep(C.0, 40000), s, tcp_flags::SYN), &mut ended);
+        assert_eq!(ended.len(), 1);
+        for port in 0..50u16 {
+            t.update(
+                &tcp(30, ep(C.0, 40000 + port), s, tcp_flags::ACK),
+                &mut ended,
+            );
+        }
+        assert_eq!(t.memuse(), 100 * flow_bytes::<()>());
+        assert!(cap.used() >= t.memuse());
+        t.expire(Timestamp::from_parts(62, 0), &mut ended);
+        assert_eq!(t.len(), 50);
+        assert_eq!(t.memuse(), 50 * flow_bytes::<()>());
+        while t.drain(7, &mut ended) {}
+        assert_eq!(ended.len(), 101);
+        assert_eq!(t.memuse(), 0);
+        drop(t);
+        assert_eq!(cap.used(), 0);
+    }
+
+    #[test]
+    fn a_worker_at_its_share_evicts_its_own_flows_and_not_the_other_workers() {
+        // Two workers share a budget of eight flows: four each.
+        let fb = flow_bytes::<()>();
+        let cap = MemCap::new("flow.memuse", 8 * fb);
+        let mut a: FlowTable<()> = FlowTable::with_lease(FlowConfig::default(), cap.lease_share(2));
+        let mut b: FlowTable<()> = FlowTable::with_lease(FlowConfig::default(), cap.lease_share(2));
+        let mut ended = Vec::new();
+        let s = ep(S.0, S.1);
+        for port in 0..3u16 {
+            b.update(
+                &tcp(1, ep(C.0, 30000 + port), s, tcp_flags::SYN),
+                &mut ended,
+            );
+        }
+        // A flood on worker a.
+        for port in 0..1000u16 {
+            a.update(
+                &tcp(2, ep("10.99.0.1", 1024 + port), s, tcp_flags::SYN),
+                &mut ended,
+            );
+        }
+        assert_eq!((a.len(), a.stats().memcap), (4, 996));
+        // b still opens its fourth flow without evicting anything.
+        ended.clear();
+        b.update(&tcp(3, ep(C.0, 30003), s, tcp_flags::SYN), &mut ended);
+        assert!(ended.is_empty());
+        assert_eq!((b.len(), b.stats().memcap), (4, 0));
     }
 
     #[test]

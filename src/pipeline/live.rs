@@ -273,7 +273,7 @@ fn live_worker(
                 break;
             }
             if w.pending_output() >= OUTPUT_BLOCK {
-                let _ = out_tx.send(w.take_output());
+                let _ = super::worker::send_block(out_tx, w.take_output());
             }
         }
     }
@@ -281,7 +281,7 @@ fn live_worker(
         error.get_or_insert(e);
     }
     let stats = w.finish(now(), &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = super::worker::send_block(out_tx, block);
     });
     let (t, per) = ring_totals(&rings);
     WorkerEnd {
@@ -346,7 +346,7 @@ fn stats_event(
 /// the block is dropped and its lines counted (a stalled EVE reader must
 /// not stall the capture). False when the writer is gone.
 fn offer(out_tx: &Sender<Vec<u8>>, block: Vec<u8>, dropped: &AtomicU64) -> bool {
-    match out_tx.try_send(block) {
+    match super::worker::try_send_block(out_tx, block) {
         Ok(()) => true,
         Err(crossbeam_channel::TrySendError::Full(b)) => {
             let n = b.iter().filter(|&&c| c == b'\n').count() as u64;

@@ -33,14 +33,19 @@ use crate::flow::dispatch_hash;
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
-use worker::{Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
+use worker::{send_block, Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
 
 /// Packets read from a capture at a time.
 const CHUNK_PACKETS: usize = 1024;
 /// Batches queued per worker before the reader waits.
 const WORKER_QUEUE: usize = 64;
-/// Blocks of EVE lines queued before workers wait for the writer.
+/// Blocks of EVE lines queued before workers wait for the writer: 16 MiB
+/// ([`worker::send_block`] makes a large block count for several).
 const WRITER_QUEUE: usize = 256;
+/// Bytes of chunks read from a pipe that may wait for workers (in
+/// batches) before the reader waits: without it, 64 batches per worker of
+/// 4 MiB chunks of jumbo segments would be 256 MiB per worker.
+const READ_AHEAD: usize = 16 * 1024 * 1024;
 
 /// What to read and where to write.
 #[derive(Debug, Clone)]
@@ -100,6 +105,57 @@ struct Batch {
     buf: Arc<Buffer>,
     pkts: Vec<PacketRef>,
     now: Timestamp,
+    /// The buffer's place in [`READ_AHEAD`] (read from a pipe), given back
+    /// when its last batch is done.
+    _ticket: Option<Arc<Ticket>>,
+}
+
+/// Bytes of read chunks not yet processed by the workers.
+#[derive(Default)]
+struct ReadAhead {
+    bytes: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// One chunk's bytes in [`ReadAhead`].
+struct Ticket {
+    n: usize,
+    pool: Arc<ReadAhead>,
+}
+
+impl ReadAhead {
+    /// Takes `n` bytes, waiting while others hold [`READ_AHEAD`] (a chunk
+    /// alone may be larger).
+    fn take(pool: &Arc<ReadAhead>, n: usize) -> Ticket {
+        if let Ok(mut held) = pool.bytes.lock() {
+            while *held > 0 && held.saturating_add(n) > READ_AHEAD {
+                match pool.freed.wait(held) {
+                    Ok(h) => held = h,
+                    // A worker panicked holding the lock: stop counting.
+                    Err(_) => {
+                        return Ticket {
+                            n: 0,
+                            pool: Arc::clone(pool),
+                        }
+                    }
+                }
+            }
+            *held = held.saturating_add(n);
+        }
+        Ticket {
+            n,
+            pool: Arc::clone(pool),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.pool.bytes.lock() {
+            *held = held.saturating_sub(self.n);
+        }
+        self.pool.freed.notify_one();
+    }
 }
 
 impl Batch {
@@ -313,6 +369,10 @@ fn live_writer(
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
+        // Empty blocks only hold queue slots for a large one.
+        if block.is_empty() {
+            continue;
+        }
         let Some(s) = sink.as_mut() else {
             l.dropped.fetch_add(lines_in(&block), Ordering::Relaxed);
             continue;
@@ -377,7 +437,8 @@ fn spawn_writer(
             if let Some(l) = &live {
                 return live_writer(sink, &target, &out_rx, l);
             }
-            for block in out_rx.iter() {
+            // Empty blocks only hold queue slots for a large one.
+            for block in out_rx.iter().filter(|b| !b.is_empty()) {
                 sink.write_lines(&block).map_err(werr)?;
             }
             sink.flush().map_err(werr)?;
@@ -545,7 +606,7 @@ fn run_inline(
     });
     // A failed send means the writer stopped on an error, reported at join.
     let stats = w.finish(now, &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = send_block(out_tx, block);
     });
     (inputs, stats)
 }
@@ -567,7 +628,7 @@ fn worker_loop(
         }
     }
     w.finish(now, &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = send_block(out_tx, block);
     })
 }
 
@@ -605,7 +666,24 @@ fn run_parallel(
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
         let mut now = Timestamp(0);
         let mut last_tick = vec![Timestamp(0); n];
+        let read_ahead = Arc::new(ReadAhead::default());
+        // The ticket of the chunk buffer being dispatched (read from a
+        // pipe; a mapped file costs no heap), known by its address: holding
+        // the buffer itself would stop the stream reader from reusing it.
+        // The reader makes each new buffer while the last one is alive, so
+        // a new buffer never has the last one's address (except a next
+        // input's first, which then shares the last ticket: one buffer
+        // uncounted at most).
+        let mut ticket: Option<(*const Buffer, Arc<Ticket>)> = None;
         let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
+            let at = Arc::as_ptr(&chunk.buf);
+            if matches!(*chunk.buf, Buffer::Owned(_))
+                && ticket.as_ref().is_none_or(|(b, _)| *b != at)
+            {
+                ticket = None;
+                let t = ReadAhead::take(&read_ahead, chunk.buf.len());
+                ticket = Some((at, Arc::new(t)));
+            }
             for p in &chunk.pkts {
                 now = now.max(p.ts);
                 let i = dispatch.pick(p.link, chunk.data(p), p.origlen);
@@ -624,6 +702,7 @@ fn run_parallel(
                     buf: Arc::clone(&chunk.buf),
                     pkts: std::mem::replace(v, Vec::with_capacity(CHUNK_PACKETS)),
                     now,
+                    _ticket: ticket.as_ref().map(|(_, t)| Arc::clone(t)),
                 };
                 if tx.send(batch).is_err() {
                     return false;
@@ -637,6 +716,7 @@ fn run_parallel(
                 buf: Arc::new(Buffer::Owned(Vec::new())),
                 pkts: Vec::new(),
                 now,
+                _ticket: None,
             });
         }
         drop(txs);

@@ -52,6 +52,47 @@ pub use crate::app::session::FlowEnds;
 /// bytes (a record or an alert may take it a little past).
 pub const OUTPUT_BLOCK: usize = 64 * 1024;
 
+/// Slots of the writer's queue a block of `len` bytes takes: one per
+/// [`OUTPUT_BLOCK`] begun.
+fn block_slots(len: usize) -> usize {
+    len.div_ceil(OUTPUT_BLOCK).max(1)
+}
+
+/// Sends a block of EVE lines to the writer, waiting for room. A block
+/// longer than [`OUTPUT_BLOCK`] (records of a megabyte SUBSCRIBE run to
+/// megabytes) holds its further slots with empty blocks, so the queue
+/// never holds more than its length × [`OUTPUT_BLOCK`] bytes, whatever
+/// the records. False: the writer is gone.
+pub fn send_block(tx: &Sender<Vec<u8>>, block: Vec<u8>) -> bool {
+    let extra = block_slots(block.len()) - 1;
+    if tx.send(block).is_err() {
+        return false;
+    }
+    (0..extra).all(|_| tx.send(Vec::new()).is_ok())
+}
+
+/// [`send_block`] without waiting: a block the queue has no room for
+/// comes back in `Full`.
+///
+/// # Errors
+/// `Full` (no room for all its slots) or `Disconnected`, with the block.
+pub fn try_send_block(tx: &Sender<Vec<u8>>, block: Vec<u8>) -> Result<(), TrySendError<Vec<u8>>> {
+    let slots = block_slots(block.len());
+    let room = tx
+        .capacity()
+        .map_or(usize::MAX, |c| c.saturating_sub(tx.len()));
+    if room < slots {
+        return Err(TrySendError::Full(block));
+    }
+    tx.try_send(block)?;
+    for _ in 1..slots {
+        // Another worker may have taken a slot meanwhile: the block is
+        // queued anyway.
+        let _ = tx.try_send(Vec::new());
+    }
+    Ok(())
+}
+
 /// What later stages keep per flow.
 #[derive(Default)]
 pub struct FlowState {
@@ -102,7 +143,7 @@ impl RunShared {
     /// `Worker::packet`/`tick`.
     pub fn with_workers(cfg: &Config, workers: usize) -> RunShared {
         RunShared {
-            memcaps: crate::memcap::Memcaps::new(cfg),
+            memcaps: crate::memcap::Memcaps::new(cfg, workers),
             checksum: Arc::new(crate::decode::offload::Detector::new(&cfg.decoder)),
             thresholds: ThresholdHub::new(&cfg.detect, workers),
             // A configuration the hub refuses is reported by `main` before
@@ -249,11 +290,11 @@ impl EveOut {
         }
         match h {
             Handoff::Wait(tx) => {
-                if tx.send(block).is_err() {
+                if !send_block(tx, block) {
                     self.closed = true;
                 }
             }
-            Handoff::Drop(tx, dropped) => match tx.try_send(block) {
+            Handoff::Drop(tx, dropped) => match try_send_block(tx, block) {
                 Ok(()) => {}
                 Err(TrySendError::Full(b)) => {
                     let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
@@ -667,7 +708,7 @@ impl Worker {
             &engine,
             cfg.flow.sweep_interval.max(1),
         );
-        let mut flows = FlowTable::new(cfg.flow.clone());
+        let mut flows = FlowTable::with_lease(cfg.flow.clone(), shared.memcaps.flow_lease());
         flows.set_service_ports(cfg.app_layer.service_ports());
         Worker {
             factory: {

@@ -4,7 +4,9 @@
 //! Owns, per direction, a byte buffer, a count of bytes still to skip, a
 //! mode, and an oversized CONNECT being read field by field. Per flow: the
 //! protocol level (from the CONNECT, else guessed from the bytes), the open
-//! transactions (at most `max_transactions` and `max_open_bytes`) and the
+//! transactions (at most `max_transactions`, and `max_open_bytes` of what
+//! their records hold in memory; each keeps at most [`MAX_TX_MESSAGES`]
+//! messages, so a peer repeating an answer cannot grow one) and the
 //! v5 topic aliases of each direction (at most [`MAX_ALIASES`] per
 //! direction).
 //!
@@ -225,14 +227,12 @@ pub struct MqttState {
     /// A CONNACK was seen (or a CONNECT whose answer was lost).
     connected: bool,
     dirs: [DirState; 2],
-    /// Open transactions with the wire size of the message that opened
-    /// each (an upper bound of what its record keeps).
+    /// Open transactions with the heap bytes of each record's messages
+    /// ([`message_heap`]).
     open: Vec<(Key, Record, usize)>,
     /// Sum of those sizes, held to `max_open_bytes`.
     open_bytes: usize,
     max_open_bytes: usize,
-    /// Wire size of the message being handled.
-    msg_len: usize,
     /// Events raised once per flow at most.
     said_unintroduced: bool,
     said_too_many: bool,
@@ -286,7 +286,6 @@ impl MqttState {
             open: Vec::new(),
             open_bytes: 0,
             max_open_bytes: cfg.max_open_bytes.max(1),
-            msg_len: 0,
             said_unintroduced: false,
             said_too_many: false,
         }
@@ -726,9 +725,10 @@ impl MqttState {
             // the earlier one will not be answered separately.
             self.close(ctx, i);
         }
-        // The message's size on the wire bounds what its record keeps (the
-        // payload is cut at `max_payload_bytes`, strings are copies).
-        let size = self.msg_len;
+        // What the record keeps in memory, not the wire size: 262 000
+        // one-byte topic filters take 1 MiB on the wire and 12 MiB as
+        // strings.
+        let size = message_heap(&msg);
         while !self.open.is_empty()
             && (self.open.len() >= self.max_transactions
                 || self.open_bytes.saturating_add(size) > self.max_open_bytes)
@@ -740,6 +740,11 @@ impl MqttState {
             self.close(ctx, 0);
         }
         let rec = self.record(vec![msg]);
+        if size > self.max_open_bytes {
+            // It would be shed at once: logged now, without its answer.
+            ctx.records.push(AppRecord::Mqtt(rec));
+            return;
+        }
         self.open_bytes = self.open_bytes.saturating_add(size);
         self.open.push((key, rec, size));
     }
@@ -757,10 +762,17 @@ impl MqttState {
     ) {
         match self.find_open(key) {
             Some(i) => {
-                if let Some((_, rec, _)) = self.open.get_mut(i) {
+                let mut full = false;
+                if let Some((_, rec, size)) = self.open.get_mut(i) {
+                    let add = message_heap(&msg);
+                    *size = size.saturating_add(add);
+                    self.open_bytes = self.open_bytes.saturating_add(add);
                     rec.messages.push(msg);
+                    full = rec.messages.len() >= MAX_TX_MESSAGES;
                 }
-                if done {
+                // A peer repeating an answer (PUBREC after PUBREC) ends
+                // the transaction as it stands rather than grow it.
+                if done || full {
                     self.close(ctx, i);
                 }
             }
@@ -782,7 +794,6 @@ impl MqttState {
         skipped: usize,
     ) {
         let h = msg.header;
-        self.msg_len = h.total_len();
         let max_payload = self.max_payload;
         if !matches!(h.packet_type, pt::CONNECT | pt::CONNACK)
             && !self.connected
@@ -969,6 +980,77 @@ impl MqttState {
         let rec = self.record(vec![message(&h, dir, body)]);
         ctx.records.push(AppRecord::Mqtt(rec));
     }
+}
+
+/// Most messages one transaction keeps (a QoS 2 exchange has four; the rest
+/// is room for retransmissions).
+const MAX_TX_MESSAGES: usize = 8;
+
+/// Heap bytes of one allocation of `cap` bytes: its bytes and the
+/// allocator's rounding and bookkeeping.
+fn alloc(cap: usize) -> usize {
+    if cap == 0 {
+        0
+    } else {
+        cap + 16
+    }
+}
+
+/// Heap bytes a v5 property list holds.
+fn properties_heap(p: &Properties) -> usize {
+    p.as_ref().map_or(0, |v| {
+        alloc(v.capacity() * std::mem::size_of::<super::Property>())
+            + v.iter()
+                .map(|p| match &p.value {
+                    super::PropertyValue::Int(_) => 0,
+                    super::PropertyValue::Str(s) => alloc(s.capacity()),
+                    super::PropertyValue::Bin(b) => alloc(b.capacity()),
+                    super::PropertyValue::Pair(k, v) => alloc(k.capacity()) + alloc(v.capacity()),
+                })
+                .sum::<usize>()
+    })
+}
+
+/// Heap bytes a message kept in a record holds: the message itself and
+/// every string, list and payload it owns (charged to `app_layer.memcap`
+/// through [`StreamConsumer::memuse`], held to `max_open_bytes`).
+fn message_heap(m: &Message) -> usize {
+    let s = |s: &String| alloc(s.capacity());
+    let body = match &m.body {
+        Body::Connect(c) => {
+            s(&c.protocol_string)
+                + s(&c.client_id)
+                + c.username.as_ref().map_or(0, s)
+                + c.password.as_ref().map_or(0, |p| alloc(p.capacity()))
+                + c.will.as_ref().map_or(0, |w| {
+                    s(&w.topic) + alloc(w.message.capacity()) + properties_heap(&w.properties)
+                })
+                + properties_heap(&c.properties)
+        }
+        Body::Connack(c) => properties_heap(&c.properties),
+        Body::Publish(p) => {
+            s(&p.topic)
+                + p.resolved_topic.as_ref().map_or(0, s)
+                + alloc(p.payload.capacity())
+                + properties_heap(&p.properties)
+        }
+        Body::Ack(a) => properties_heap(&a.properties),
+        Body::Subscribe(x) => {
+            alloc(x.topics.capacity() * std::mem::size_of::<super::TopicFilter>())
+                + x.topics.iter().map(|t| s(&t.topic)).sum::<usize>()
+                + properties_heap(&x.properties)
+        }
+        Body::Suback(x) => alloc(x.qos_granted.capacity()) + properties_heap(&x.properties),
+        Body::Unsubscribe(x) => {
+            alloc(x.topics.capacity() * std::mem::size_of::<String>())
+                + x.topics.iter().map(s).sum::<usize>()
+                + properties_heap(&x.properties)
+        }
+        Body::Unsuback(x) => alloc(x.reason_codes.capacity()) + properties_heap(&x.properties),
+        Body::Disconnect(r) | Body::Auth(r) => properties_heap(&r.properties),
+        Body::Pingreq | Body::Pingresp | Body::Truncated { .. } => 0,
+    };
+    std::mem::size_of::<Message>() + body
 }
 
 fn message(h: &parser::FixedHeader, dir: Direction, body: Body) -> Message {
@@ -1186,7 +1268,10 @@ impl StreamConsumer for MqttState {
                     })
             })
             .sum();
-        dirs + self.open_bytes + self.open.capacity() * std::mem::size_of::<(Key, Record, usize)>()
+        std::mem::size_of::<Self>()
+            + dirs
+            + self.open_bytes
+            + self.open.capacity() * std::mem::size_of::<(Key, Record, usize)>()
     }
 
     fn shed(&mut self, ctx: &mut StreamContext<'_>) {
@@ -1289,6 +1374,58 @@ mod tests {
             &[(ToServer, CONNECT), (ToClient, CONNACK), (ToClient, PUBACK)],
         );
         assert_eq!(events(&r), ["missing_publish"]);
+    }
+
+    #[test]
+    fn repeated_pubrec_ends_the_transaction_at_its_message_cap() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        // Hand-built: PUBLISH QoS 2, topic "t", id 1; PUBREC id 1.
+        let pub2: &[u8] = &[0x34, 0x05, 0x00, 0x01, b't', 0x00, 0x01];
+        let pubrec: &[u8] = &[0x50, 0x02, 0x00, 0x01];
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let r = feed(&mut s, &[(ToServer, pub2)]);
+        assert!(mqtt(&r).is_empty());
+        let held = s.memuse();
+        // 1 000 PUBRECs for it: the transaction holds at most
+        // MAX_TX_MESSAGES and is then logged; the rest stand alone.
+        let r = feed(&mut s, &[(ToClient, &pubrec.repeat(1000))]);
+        let recs = mqtt(&r);
+        assert_eq!(recs[0].messages.len(), MAX_TX_MESSAGES);
+        assert_eq!(recs.len(), 1 + 1000 - (MAX_TX_MESSAGES - 1));
+        assert!(recs[1..].iter().all(|m| m.messages.len() == 1));
+        assert!(s.open.is_empty());
+        assert!(s.memuse() < held, "{} then {held}", s.memuse());
+    }
+
+    #[test]
+    fn subscribe_of_tiny_filters_is_charged_what_its_strings_take() {
+        let mut s = MqttState::new(&MqttConfig::default());
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let empty = s.memuse();
+        // Hand-built: SUBSCRIBE id 1 with 10 000 filters "a" at QoS 0
+        // (4 bytes each): remaining length 40 002 = 0xc2 0xb8 0x02.
+        let mut sub = vec![0x82, 0xc2, 0xb8, 0x02, 0x00, 0x01];
+        sub.extend_from_slice(&b"\x00\x01a\x00".repeat(10_000));
+        let r = feed(&mut s, &[(ToServer, &sub)]);
+        assert!(mqtt(&r).is_empty());
+        // 40 kB on the wire; each filter is a 32-byte TopicFilter and a
+        // one-byte string allocation.
+        let held = s.memuse() - empty;
+        let each = std::mem::size_of::<super::super::TopicFilter>() + 1;
+        assert!(held >= 10_000 * each, "{held}");
+        assert!(held > 8 * sub.len(), "{held}");
+        // One whose record alone is over max_open_bytes is logged at once,
+        // unanswered, and holds nothing.
+        let cfg = MqttConfig {
+            max_open_bytes: 100_000,
+            ..MqttConfig::default()
+        };
+        let mut s = MqttState::new(&cfg);
+        feed(&mut s, &[(ToServer, CONNECT), (ToClient, CONNACK)]);
+        let empty = s.memuse();
+        let r = feed(&mut s, &[(ToServer, &sub)]);
+        assert_eq!(mqtt(&r).len(), 1);
+        assert_eq!(s.memuse(), empty);
     }
 
     #[test]

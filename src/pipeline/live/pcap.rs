@@ -165,7 +165,7 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
         error.get_or_insert(e);
     }
     let stats = w.finish(now(), &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = crate::pipeline::worker::send_block(out_tx, block);
     });
     End {
         snap: Snap {
@@ -230,7 +230,7 @@ fn batch_worker(
         }
     }
     let stats = w.finish(now_ts.max(now()), &mut |block| {
-        let _ = out_tx.send(block);
+        let _ = crate::pipeline::worker::send_block(out_tx, block);
     });
     End {
         snap: Snap {
@@ -279,6 +279,7 @@ impl Pending {
             buf: Arc::new(Buffer::Owned(p.data)),
             pkts: p.pkts,
             now,
+            _ticket: None,
         })
         .is_ok()
     }
