@@ -236,7 +236,10 @@ fn default_output_masks_patient_data() {
     // Masked by the shared policy with the runs' key (tests/data/mask.key).
     let key = key_from_file(&repo().join("tests/data/mask.key")).unwrap();
     let jane = LogOptions::masked(key).mask(b"TEST^JANE");
-    assert!(all.contains(&format!("\"patient_name\":[\"{jane}\"]")), "{jane}");
+    assert!(
+        all.contains(&format!("\"patient_name\":[\"{jane}\"]")),
+        "{jane}"
+    );
     // What is not patient data is logged as sent.
     assert!(all.contains("\"sending_application\":\"CMS8000\""));
 }
