@@ -53,6 +53,11 @@ pub use crate::app::session::FlowEnds;
 /// bytes (a record or an alert may take it a little past).
 pub const OUTPUT_BLOCK: usize = 64 * 1024;
 
+/// What a block is allocated with: the record that takes it past
+/// [`OUTPUT_BLOCK`] then fits without the buffer doubling (a 128 KiB
+/// reallocation copying 64 KiB, once per block before).
+const BLOCK_CAPACITY: usize = OUTPUT_BLOCK + OUTPUT_BLOCK / 4;
+
 /// Slots of the writer's queue a block of `len` bytes takes: one per
 /// [`OUTPUT_BLOCK`] begun.
 fn block_slots(len: usize) -> usize {
@@ -319,7 +324,7 @@ impl EveOut {
         if self.buf.is_empty() {
             return;
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_BLOCK));
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_CAPACITY));
         if self.closed {
             return;
         }
@@ -787,7 +792,7 @@ impl Worker {
             log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
             out: EveOut {
-                buf: Vec::with_capacity(OUTPUT_BLOCK),
+                buf: Vec::with_capacity(BLOCK_CAPACITY),
                 record: Vec::new(),
                 handoff: None,
                 closed: false,
@@ -1302,7 +1307,7 @@ impl Worker {
 
     /// EVE lines produced and not handed on yet (the buffer is left empty).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.out.buf, Vec::with_capacity(OUTPUT_BLOCK))
+        std::mem::replace(&mut self.out.buf, Vec::with_capacity(BLOCK_CAPACITY))
     }
 
     /// Bytes of EVE output waiting.
