@@ -8,10 +8,12 @@
 #
 # Every capture runs with the site configuration of pcaps/demo.yaml (rules,
 # address groups, countries), a fixed mask key, so masked values hash the
-# same from run to run, and a flow budget large enough that no flow is
-# evicted: mqtt_small holds 126 000 flows at once, at the edge of the
-# default 32 MiB `flow.memcap`, so with the default which flows are evicted
-# depends on the bytes a flow costs, not on how packets are processed.
+# same from run to run, and flow and parser budgets large enough that
+# nothing is evicted or shed: mqtt_small holds 126 000 MQTT flows at once,
+# past the default 32 MiB `flow.memcap` and 64 MiB `app_layer.memcap`
+# (main at d900c9b evicts 2 578 flows and sheds 6 038 parsers), so with the
+# defaults what is evicted depends on the bytes a flow costs, not on how
+# packets are processed.
 #
 # Usage: benches/same_output.sh BIN [WORKERS] > digests.txt
 #        diff digests-before.txt digests-after.txt   (no output: identical)
@@ -23,7 +25,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 head -c 32 /dev/zero | tr '\0' 'k' >"$TMP/key"
-{ cat pcaps/demo.yaml; printf 'outputs:\n  mask_key_file: %s\nflow:\n  memcap: 512mb\n' "$TMP/key"; } >"$TMP/site.yaml"
+{ cat pcaps/demo.yaml; printf 'outputs:\n  mask_key_file: %s\nflow:\n  memcap: 512mb\napp_layer:\n  memcap: 1gb\n' "$TMP/key"; } >"$TMP/site.yaml"
 
 caps=(pcaps/*.pcap pcaps/*.pcapng pcaps/evasion/*.pcap)
 for b in bench-data/mqtt_small.pcap bench-data/dicom_bulk.pcap; do
