@@ -190,6 +190,11 @@ pub struct AppConfig {
     /// default covers the 16 KiB PDUs of dcmtk and pynetdicom: a DICOM
     /// transfer picked up inside a PDU finds the next one.
     pub midstream_depth: crate::memcap::ByteSize,
+    /// Bytes per direction still reassembled on a flow whose protocol was
+    /// not recognised (`app_proto: failed`), so that overlaps with
+    /// different data are seen: an attacker's decoy, sent first, can be
+    /// what made detection fail. 0: such flows are not reassembled.
+    pub failed_depth: crate::memcap::ByteSize,
     /// Parser state all flows of all workers together may hold: buffered
     /// message tails, open transactions, kept attributes
     /// (`app_layer.memcap`).
@@ -211,6 +216,7 @@ impl Default for AppConfig {
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
             midstream_depth: crate::memcap::ByteSize(16 * 1024),
+            failed_depth: crate::memcap::ByteSize::mib(1),
             memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
@@ -426,6 +432,11 @@ pub trait StreamConsumer: Send {
     /// transactions as unanswered, drop buffered tails with an anomaly —
     /// so that [`StreamConsumer::memuse`] falls.
     fn shed(&mut self, _ctx: &mut StreamContext<'_>) {}
+    /// Wants no more bytes in either direction: the session stops
+    /// reassembling the flow.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.
