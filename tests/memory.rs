@@ -153,15 +153,16 @@ fn from_flood(r: &Value) -> bool {
         .any(|a| a.as_str().is_some_and(|a| a.starts_with(FLOOD_NET)))
 }
 
-/// Records of the real flows of `event_type` (all but flow and stats
-/// records when `None`).
+/// Records of the real flows of `event_type` (all but flow, stats and
+/// asset records when `None`: a host's asset record sums all its flows,
+/// the flood's to the broker included).
 fn real(recs: &[Value], event_type: Option<&str>) -> Vec<String> {
     let v: Vec<Value> = recs
         .iter()
         .filter(|r| !from_flood(r))
         .filter(|r| match event_type {
             Some(t) => r["event_type"] == t,
-            None => r["event_type"] != "flow" && r["event_type"] != "stats",
+            None => !["flow", "stats", "asset"].contains(&r["event_type"].as_str().unwrap_or("")),
         })
         .cloned()
         .collect();
