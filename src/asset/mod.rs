@@ -46,6 +46,7 @@
 //! topic holding a record number) is kept masked (`asset.phi_masked`).
 
 pub mod baseline;
+pub mod detect;
 pub mod log;
 pub mod observe;
 pub mod oui;
@@ -785,7 +786,7 @@ impl Hub {
         }
         if now.secs() >= last.saturating_add(self.out.interval) {
             self.last_emit.store(now.secs(), Ordering::Relaxed);
-            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            log::write_changes(&mut t, self.baseline.as_ref(), out, None);
             log::write_snapshots(&t, now, self.baseline.as_ref(), out);
         }
     }
@@ -806,7 +807,7 @@ impl Hub {
             p.apply(&mut t);
         }
         if self.enabled() {
-            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            log::write_changes(&mut t, self.baseline.as_ref(), out, None);
             log::write_snapshots(&t, end, self.baseline.as_ref(), out);
         }
         if let Some(p) = &self.out.inventory {
