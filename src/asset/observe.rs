@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{Hub, Kind, Seen, Table};
-use crate::app::{dicom, mqtt, AppProto, AppRecord};
+use crate::app::{dicom, hl7, mqtt, AppProto, AppRecord};
 use crate::detect::{Country, RuleMeta, Ticket};
 use crate::flow::{Direction, FlowIdent};
 use crate::time::Timestamp;
@@ -369,10 +369,24 @@ impl View {
                     }
                 }
             }
-            // HL7 (issue 12, on its way): MSH-3/MSH-4 of a message are its
-            // sender's (`Kind::Hl7SendingApplication`,
-            // `Kind::Hl7SendingFacility`), MSH-5/MSH-6 its receiver's,
-            // the sender being the side the message travelled from.
+            // MSH-3/MSH-4 of a message are its sender's, MSH-5/MSH-6 its
+            // receiver's, the sender being the side it travelled from.
+            AppRecord::Hl7(rec) => {
+                for m in rec.messages() {
+                    let (sender, receiver) = (from(m.dir), from(m.dir.reverse()));
+                    for (ip, n, kind) in [
+                        (sender, 3, Kind::Hl7SendingApplication),
+                        (sender, 4, Kind::Hl7SendingFacility),
+                        (receiver, 5, Kind::Hl7ReceivingApplication),
+                        (receiver, 6, Kind::Hl7ReceivingFacility),
+                    ] {
+                        let v = m.field(b"MSH", n).unwrap_or(&[]);
+                        if !v.is_empty() {
+                            self.put(ip, kind, &hl7::log::text(v, m), seen);
+                        }
+                    }
+                }
+            }
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => {}
         }
     }
