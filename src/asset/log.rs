@@ -39,16 +39,17 @@ use serde_json::{json, Map, Value};
 
 use std::sync::Arc;
 
-use super::baseline::{Baseline, Comparison, Drift};
+use super::baseline::{Baseline, Drift};
 use super::detect::Change;
 use super::{Asset, Kind, Seen, Table};
+use crate::app::AppRecord;
 use crate::detect::RuleMeta;
 use crate::output::eve::ip_string;
 use crate::time::Timestamp;
 
 /// A JSON object written in insertion order (serde_json's `Map` sorts its
 /// keys): the record reads `ip`, `event`, … as documented.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ordered(pub Vec<(String, Value)>);
 
 impl Ordered {
@@ -299,7 +300,8 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
 
 /// What evaluates the rules of the `asset` hook on a change: the rules
 /// that fired.
-pub type ChangeRules<'a> = &'a mut dyn FnMut(&Change) -> Vec<Arc<RuleMeta>>;
+/// ([`AppRecord::Asset`]).
+pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
 
 /// Writes a `new` or `changed` record for each group of facts not written
 /// yet, host by host in address order, groups in the order they were
@@ -383,8 +385,9 @@ pub fn write_changes(
                         .collect(),
                     known: None,
                     drift: None,
+                    record: body.clone(),
                 };
-                alerts += alert_change(a, change, &before, &body, baseline, eval, out);
+                alerts += alert_change(a, change, &before, baseline, eval, out);
             }
             write_record(out, last.ts, a, Some(flow), body);
             announced = true;
@@ -394,13 +397,12 @@ pub fn write_changes(
 }
 
 /// Evaluates the rules on `change` once per baseline difference it brings
-/// (once when none), writes their alerts with the record's `body` (its
+/// (once when none), writes their alerts with the record (its
 /// `baseline.drift` the one difference), counts their findings on `a`.
 fn alert_change(
     a: &mut Asset,
     mut change: Change,
     before: &[Drift],
-    body: &Ordered,
     baseline: Option<&Baseline>,
     eval: ChangeRules<'_>,
     out: &mut Vec<u8>,
@@ -417,33 +419,24 @@ fn alert_change(
     if brought.is_empty() {
         brought.push(None);
     }
+    let mut rec = AppRecord::Asset(Box::new(change));
     let mut n = 0;
     for drift in brought {
-        change.drift = drift;
-        let fired = eval(&change);
-        if fired.is_empty() {
+        if let AppRecord::Asset(c) = &mut rec {
+            c.set_drift(drift);
+        }
+        let fired = eval(&rec);
+        let AppRecord::Asset(c) = &rec else {
             continue;
-        }
-        let mut alert_body = body.clone();
-        if let Some(known) = change.known {
-            let one = Comparison {
-                known,
-                drift: change.drift.iter().cloned().collect(),
-            };
-            for (k, v) in &mut alert_body.0 {
-                if k == "baseline" {
-                    *v = one.to_value();
-                }
-            }
-        }
+        };
         for rule in fired {
-            write_alert(out, &change, &rule, &alert_body);
+            write_alert(out, c, &rule);
             n += 1;
             for (k, kind) in &rule.metadata {
                 if k == "finding" {
                     let f = a.findings.entry(kind.as_str().into()).or_default();
                     f.count += 1;
-                    f.last = f.last.max(change.seen.ts);
+                    f.last = f.last.max(c.seen.ts);
                 }
             }
         }
@@ -454,7 +447,7 @@ fn alert_change(
 /// An EVE `alert` of a rule on the `asset` hook: the change's time and
 /// flow, `src_ip` the host, `alert` as for any alert, and the record's
 /// `asset` object with the difference the rule saw.
-fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta, asset: &Ordered) {
+fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
     #[derive(serde::Serialize)]
     struct Record<'a> {
         timestamp: String,
@@ -470,7 +463,7 @@ fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta, asset: &Ordered) 
         event_type: "alert",
         src_ip: ip_string(c.ip),
         alert: crate::output::alert::RuleObject::of(rule),
-        asset,
+        asset: &c.record,
     };
     let start = out.len();
     if serde_json::to_writer(&mut *out, &r).is_ok() {
@@ -722,7 +715,10 @@ mod tests {
             now,
         );
         let mut seen_changes = Vec::new();
-        let mut eval = |c: &Change| -> Vec<Arc<RuleMeta>> {
+        let mut eval = |rec: &AppRecord| -> Vec<Arc<RuleMeta>> {
+            let AppRecord::Asset(c) = rec else {
+                panic!("{rec:?}")
+            };
             seen_changes.push((c.ip, c.new, c.known, c.drift.clone()));
             match &c.drift {
                 Some(d) => vec![rule(1, d.finding)],
@@ -819,7 +815,7 @@ mod tests {
         assert_eq!(a.findings["new-device"].count, 1);
         // Nothing new: no evaluation.
         let mut calls = 0;
-        let mut count = |_: &Change| -> Vec<Arc<RuleMeta>> {
+        let mut count = |_: &AppRecord| -> Vec<Arc<RuleMeta>> {
             calls += 1;
             Vec::new()
         };

@@ -387,7 +387,7 @@ impl View {
                     }
                 }
             }
-            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => {}
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {}
         }
     }
 

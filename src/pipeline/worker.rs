@@ -707,6 +707,7 @@ impl Worker {
         );
         let mut flows = FlowTable::with_lease(cfg.flow.clone(), shared.memcaps.flow_lease());
         flows.set_service_ports(cfg.app_layer.service_ports());
+        shared.assets.set_engine(&engine);
         Worker {
             factory: {
                 let app = cfg.app_layer.clone();
@@ -761,6 +762,7 @@ impl Worker {
         });
         self.out.written();
         self.detect.stats = old.stats;
+        self.shared.assets.set_engine(&engine);
         self.engine = engine;
         self.engine_gen += 1;
     }
