@@ -15,7 +15,8 @@
 //!   are checked against a live run (in CI tshark is required).
 //!   Regenerate with `WW_REGEN_ASSETS=1 cargo test --test assets` and
 //!   review the diff.
-//! - The same asset records and stats for 1, 2 and 3 workers.
+//! - The same asset records, alerts on asset changes and stats for 1, 2
+//!   and 3 workers.
 //! - A baseline made from part of the captures, and a run over all of them:
 //!   exactly the new-device, ae-title-moved and device-changed drift that
 //!   the split implies, derived from tshark's facts of each side, in the
@@ -274,19 +275,33 @@ fn timeless(mut r: Value) -> String {
 }
 
 #[test]
-fn one_two_and_three_workers_write_the_same_asset_records_and_stats() {
+fn one_two_and_three_workers_write_the_same_asset_records_alerts_and_stats() {
+    // With a baseline, so that the rules on asset changes fire.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("baseline.json");
+    run_over(
+        &part_captures(),
+        1,
+        &["--inventory", base.to_str().unwrap()],
+    );
     let caps = app_captures();
     let of = |w: usize| -> Vec<String> {
-        let mut v: Vec<String> = run_over(&caps, w, &[])
-            .into_iter()
-            .filter(|r| r["event_type"] == "asset" || r["event_type"] == "stats")
-            .map(timeless)
-            .collect();
+        let mut v: Vec<String> =
+            run_over(&caps, w, &["--inventory-baseline", base.to_str().unwrap()])
+                .into_iter()
+                .filter(|r| {
+                    r["event_type"] == "asset"
+                        || r["event_type"] == "stats"
+                        || r["asset"].is_object()
+                })
+                .map(timeless)
+                .collect();
         v.sort();
         v
     };
     let one = of(1);
     assert!(one.len() > 40, "{}", one.len());
+    assert!(one.iter().any(|l| l.contains("\"event_type\":\"alert\"")));
     for w in [2, 3] {
         assert_eq!(of(w), one, "1 vs {w} workers");
     }
