@@ -56,6 +56,10 @@ impl AppProto {
     pub const Tls: AppProto = AppProto(4);
     /// Payload was seen but matched no protocol.
     pub const Failed: AppProto = AppProto(5);
+    /// No protocol: the hook of rules on asset changes (`alert asset …`,
+    /// [`crate::asset::detect`]). No flow carries it; it names the hook
+    /// for the rule engine only.
+    pub const Asset: AppProto = AppProto(15);
 
     /// A protocol's constant; ids must be unique (a test checks the table).
     pub const fn new(id: u8) -> AppProto {
@@ -287,6 +291,9 @@ pub enum AppRecord {
     /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
     /// type `stream`).
     StreamAnomaly(crate::stream::Anomaly),
+    /// A host's change, which rules of the `asset` hook are evaluated on
+    /// (`asset::log`); never made by a flow.
+    Asset(Box<crate::asset::detect::Change>),
 }
 
 /// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
@@ -341,6 +348,7 @@ impl serde::Serialize for Loggable<'_> {
                 layer: None,
             }
             .serialize(s),
+            AppRecord::Asset(c) => c.record.serialize(s),
         }
     }
 }
@@ -363,6 +371,7 @@ impl AppRecord {
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Hl7(_) => "hl7",
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
+            AppRecord::Asset(_) => "asset",
         }
     }
 
@@ -372,6 +381,7 @@ impl AppRecord {
             AppRecord::Mqtt(_) => Some(AppProto::Mqtt),
             AppRecord::Dicom(_) => Some(AppProto::Dicom),
             AppRecord::Hl7(_) => Some(AppProto::Hl7),
+            AppRecord::Asset(_) => Some(AppProto::Asset),
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => None,
         }
     }

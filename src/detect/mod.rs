@@ -53,7 +53,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde::Deserialize;
 
-use crate::app::{AppProto, AppRecord, PROTOCOLS};
+use crate::app::{AppProto, AppRecord};
 use crate::flow::{Direction, Endpoint};
 use crate::time::Timestamp;
 
@@ -833,14 +833,11 @@ impl Engine {
             HookRules::build(&compiled, |r| pkt(r, &[Proto::Ip]))?,
         ];
         let mut tx = Vec::new();
-        for p in PROTOCOLS {
-            let Some(keywords) = p.keywords() else {
-                continue;
-            };
-            let bit = rule::tx_bit(p.proto());
+        for (proto, name, keywords) in protocol::hooks() {
+            let bit = rule::tx_bit(proto);
             tx.push(TxHook {
-                proto: p.proto(),
-                name: p.name(),
+                proto,
+                name,
                 keywords,
                 rules: HookRules::build(&compiled, |r| r.tx & bit != 0)?,
             });
@@ -864,6 +861,14 @@ impl Engine {
     /// unknown), for the asset inventory.
     pub fn country_of(&self, ip: IpAddr) -> Option<Country> {
         self.lookups.geo.country(ip)
+    }
+
+    /// Whether some rule runs on the records of hook `p` (a protocol, or
+    /// [`AppProto::Asset`]).
+    pub fn has_tx_rules(&self, p: AppProto) -> bool {
+        self.tx
+            .iter()
+            .any(|t| t.proto == p && !t.rules.order.is_empty())
     }
 
     /// Rules loaded.
