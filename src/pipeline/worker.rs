@@ -671,6 +671,9 @@ pub struct Worker {
     ended: Vec<(Flow<FlowState>, EndReason)>,
     log_opts: LogOptions,
     last_ts: Timestamp,
+    /// The capture's packet time before the next packet, over every
+    /// worker's packets, when the reader said so ([`Worker::set_capture_clock`]).
+    capture_clock: Timestamp,
     /// EVE lines not yet handed to the writer.
     out: EveOut,
     engine: Arc<Engine>,
@@ -730,6 +733,7 @@ impl Worker {
             ended: Vec::new(),
             log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
+            capture_clock: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(OUTPUT_BLOCK),
                 handoff: None,
@@ -864,6 +868,10 @@ impl Worker {
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
         self.sync_detect();
+        // What a threshold match of this packet is late against (module
+        // `detect::deferred`): the same for any number of workers.
+        let clock = std::mem::take(&mut self.capture_clock).max(self.last_ts);
+        self.detect.set_clock(Some(clock));
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -1098,10 +1106,16 @@ impl Worker {
 
     /// Writes records for flows that ended and frees them.
     fn flush_ended(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        // A flow's end is never late (module `detect::deferred`).
+        let clock = self.detect.set_clock(None);
         let ended = std::mem::take(&mut self.ended);
         for (flow, reason) in ended {
             self.end_flow(flow, reason);
         }
+        self.detect.set_clock(clock);
     }
 
     fn end_flow(&mut self, mut flow: Flow<FlowState>, reason: EndReason) {
@@ -1244,6 +1258,14 @@ impl Worker {
     /// Bytes of EVE output waiting.
     pub fn pending_output(&self) -> usize {
         self.out.buf.len()
+    }
+
+    /// The next packet is earlier than `clock`, the capture's packet time
+    /// before it (other workers' packets included; the reader of a
+    /// multi-worker run says so): its threshold matches more than the
+    /// margin before `clock` are late whatever the worker count.
+    pub fn set_capture_clock(&mut self, clock: Timestamp) {
+        self.capture_clock = clock;
     }
 
     /// Packet time reached `now` on the capture as a whole (other workers'
