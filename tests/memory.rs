@@ -153,19 +153,30 @@ fn from_flood(r: &Value) -> bool {
         .any(|a| a.as_str().is_some_and(|a| a.starts_with(FLOOD_NET)))
 }
 
-/// Records of the real flows of `event_type` (all but flow and stats
-/// records when `None`).
+/// Records of the real flows of `event_type` (all but flow, stats and
+/// asset records when `None`: a host's asset record sums all its traffic,
+/// the flood's included, and is compared by [`findings`]).
 fn real(recs: &[Value], event_type: Option<&str>) -> Vec<String> {
     let v: Vec<Value> = recs
         .iter()
         .filter(|r| !from_flood(r))
         .filter(|r| match event_type {
             Some(t) => r["event_type"] == t,
-            None => r["event_type"] != "flow" && r["event_type"] != "stats",
+            None => !matches!(r["event_type"].as_str(), Some("flow" | "stats" | "asset")),
         })
         .cloned()
         .collect();
     normalised(&v)
+}
+
+/// Each host's findings in its final asset record: what the flood must
+/// not take away from the inventory.
+fn findings(recs: &[Value]) -> BTreeMap<String, Value> {
+    recs.iter()
+        .filter(|r| !from_flood(r))
+        .filter(|r| r["event_type"] == "asset" && r["asset"]["event"] == "snapshot")
+        .map(|r| (r["src_ip"].to_string(), r["asset"]["findings"].clone()))
+        .collect()
 }
 
 fn alerts(recs: &[Value]) -> BTreeMap<u64, usize> {
@@ -208,6 +219,7 @@ fn syn_flood_over_flow_memcap_evicts_idle_flows_and_keeps_every_finding() {
             let what = format!("flood before: {before}, {workers} workers");
             assert_eq!(alerts(&got), expected, "{what}");
             assert_eq!(real(&got, None), real(&want, None), "{what}");
+            assert_eq!(findings(&got), findings(&want), "{what}");
             let flows: Vec<&Value> = got
                 .iter()
                 .filter(|r| r["event_type"] == "flow" && !from_flood(r))

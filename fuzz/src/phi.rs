@@ -9,7 +9,9 @@
 //! - kinds are in [`PhiKind::ALL`] order, each once; at most
 //!   `max_evidence` evidence items, each of a reported kind, with field and
 //!   value of at most [`MAX_VALUE_CHARS`] characters; when `max_evidence`
-//!   allows it, every kind found has evidence;
+//!   allows it, every kind found has evidence (an HL7 or FHIR kind found
+//!   only through a precise address has it as location evidence of that
+//!   field);
 //! - an SSN, NIR or BSN reported (whole, not cut by the value cap) passes
 //!   the identifier's own rules, checked here by an independent
 //!   implementation of the published rules (SSA area / group / serial,
@@ -146,10 +148,18 @@ pub fn phi(data: &[u8]) {
     }
     if cfg.max_evidence >= r.kinds.len() {
         for k in &r.kinds {
-            assert!(
-                r.evidence.iter().any(|e| e.kind == *k),
-                "{k:?} found without evidence"
-            );
+            // A precise address (HL7 PID-11, FHIR Patient.address) is
+            // evidence of its format and of a location: it is recorded once,
+            // as location evidence naming the field.
+            let by_address = |field: &str| {
+                r.evidence
+                    .iter()
+                    .any(|e| e.kind == PhiKind::Location && e.field == field)
+            };
+            let covered = r.evidence.iter().any(|e| e.kind == *k)
+                || (*k == PhiKind::Hl7 && by_address("PID-11"))
+                || (*k == PhiKind::Fhir && by_address("Patient.address"));
+            assert!(covered, "{k:?} found without evidence");
         }
     }
 }
