@@ -879,25 +879,36 @@ impl Worker {
             self.settle_checksums(link, data, wire_len);
         }
         let reassembled: Reassembled;
-        let (p, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
-            Decoded::Packet(p) => (p, 1, u64::from(wire_len)),
+        let decoded = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => Some((p, 1, u64::from(wire_len))),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the
                 // front), so they do not hold memory until the table fills.
                 self.defrag.expire(ts);
-                let Some(r) = self.defrag.insert(ts, &frag, wire_len) else {
-                    return;
-                };
-                reassembled = r;
-                // A fragment inside a reassembled datagram's tunnel is not
-                // reassembled again.
-                let Decoded::Packet(p) = self.decoder.decode_reassembled(&frag, &reassembled.data)
-                else {
-                    return;
-                };
-                (p, reassembled.frames, reassembled.wire_bytes)
+                match self.defrag.insert(ts, &frag, wire_len) {
+                    None => None,
+                    Some(r) => {
+                        reassembled = r;
+                        // A fragment inside a reassembled datagram's tunnel is
+                        // not reassembled again.
+                        match self.decoder.decode_reassembled(&frag, &reassembled.data) {
+                            Decoded::Packet(p) => {
+                                Some((p, reassembled.frames, reassembled.wire_bytes))
+                            }
+                            _ => None,
+                        }
+                    }
+                }
             }
-            Decoded::NotIp | Decoded::Invalid => return,
+            Decoded::NotIp | Decoded::Invalid => None,
+        };
+        let Some((p, frames, wire_bytes)) = decoded else {
+            // No flow saw this packet, but its time counts: flows idle past
+            // their timeout end now, as on a tick, so the floor published
+            // at the next packet holds (module `detect::deferred`).
+            self.flows.tick(self.last_ts, &mut self.ended);
+            self.flush_ended();
+            return;
         };
         self.src_mac = if self.assets.on() {
             self.decoder.macs().map(|[src, _]| src)
@@ -1524,6 +1535,29 @@ mod tests {
         let flow = of_type(&recs, "flow");
         assert_eq!(flow[0]["app_proto"], "mqtt");
         assert_eq!(flow[0]["tcp"]["ts_gap"], true);
+    }
+
+    #[test]
+    fn a_packet_no_flow_sees_still_ends_idle_flows() {
+        use wire::*;
+        // Found by fuzzing (pipeline_workers): frames that reach no flow
+        // (not IP, invalid) moved the worker's packet time, and so the
+        // threshold floor it publishes, without sweeping its flows; a flow
+        // that timed out in between ended at the capture's end with a match
+        // time behind that floor, decided late with one worker and on time
+        // with several. Hand-built: a TCP SYN, then 300 s later a frame of
+        // an unknown EtherType: the flow has ended before the capture does.
+        let srv = ([10, 10, 5, 10], 1883);
+        let mut other = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]; // MACs
+        other.extend_from_slice(&[0x88, 0xb5, 0, 0]); // local experimental EtherType
+        let mut w = Worker::new(&Config::default());
+        let syn = tcp(CLIENT, srv, 1000, 0, SYN, &[]);
+        for (secs, f) in [(0, &syn), (300, &other)] {
+            let ts = Timestamp::from_parts(1_700_000_000 + secs, 0);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        let out = String::from_utf8(w.take_output()).unwrap();
+        assert!(out.contains("\"event_type\":\"flow\""), "{out}");
     }
 
     /// A handshake and a CONNECT/CONNACK on 1883, then `rst` (from the

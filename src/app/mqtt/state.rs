@@ -355,9 +355,9 @@ impl MqttState {
             return self.version;
         }
         // Only a message that will be parsed may tell: one whose header
-        // is refused is stepped over unread, whether its body has arrived
-        // or not.
-        let Plausible::Yes(h) = parser::plausible_header(input, 0, usize::MAX) else {
+        // is refused, or that is over `max_msg_len`, is stepped over
+        // unread, whether its body has arrived or not.
+        let Plausible::Yes(h) = parser::plausible_header(input, 0, self.limits.max_msg_len) else {
             return 0;
         };
         if h.packet_type == pt::CONNECT {
@@ -2112,6 +2112,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn oversized_message_does_not_guess_the_level_however_it_is_cut() {
+        // Found by fuzzing (mqtt_split): the level was guessed from a
+        // message over `max_msg_len` when its body came in the same call as
+        // its header (the body parses at 3.1.1 only), although such a
+        // message is skipped unread, so its record said level 4 whole and
+        // 0 in pieces. Hand-built: a QoS 1 PUBLISH of 15 bytes over an
+        // 8-byte limit, to the server, first in its stream.
+        let cfg = MqttConfig {
+            max_msg_len: 8,
+            ..MqttConfig::default()
+        };
+        let publish = [
+            0x32, 0x0d, // PUBLISH QoS 1, remaining length 13
+            0x00, 0x00, // empty topic
+            0x75, 0x65, // message id
+            0x7d, 0x5d, 0x65, 0x7d, 0x61, 0x75, 0x65, 0x7d, 0x5d, // payload
+        ];
+        let turns = [Turn::Data(ToServer, publish.to_vec())];
+        let whole = run_split(&cfg, &turns, &[]);
+        let cut = run_split(&cfg, &turns, &[(1..publish.len()).collect()]);
+        assert_eq!(mqtt(&whole), mqtt(&cut));
+        assert_eq!(mqtt(&whole)[0].protocol_version, 0);
+        assert_eq!(events(&whole), ["message_too_large"]);
     }
 
     /// Hand-built messages, whole and cut, that the property test below
