@@ -674,6 +674,10 @@ pub struct Worker {
     /// The capture's packet time before the next packet, over every
     /// worker's packets, when the reader said so ([`Worker::set_capture_clock`]).
     capture_clock: Timestamp,
+    /// The capture's packet time before the packet being processed (this
+    /// worker's own when the reader said nothing): what its threshold
+    /// matches are late against and its flow's idle time is counted to.
+    clock: Timestamp,
     /// EVE lines not yet handed to the writer.
     out: EveOut,
     engine: Arc<Engine>,
@@ -734,6 +738,7 @@ impl Worker {
             log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
             capture_clock: Timestamp(0),
+            clock: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(OUTPUT_BLOCK),
                 handoff: None,
@@ -870,8 +875,8 @@ impl Worker {
         self.sync_detect();
         // What a threshold match of this packet is late against (module
         // `detect::deferred`): the same for any number of workers.
-        let clock = std::mem::take(&mut self.capture_clock).max(self.last_ts);
-        self.detect.set_clock(Some(clock));
+        self.clock = std::mem::take(&mut self.capture_clock).max(self.last_ts);
+        self.detect.set_clock(Some(self.clock));
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -946,6 +951,7 @@ impl Worker {
         };
         let meta = PacketMeta {
             ts,
+            clock: self.clock,
             vlan,
             proto: ip.proto,
             src: Endpoint {
