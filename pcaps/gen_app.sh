@@ -50,6 +50,7 @@ M_TRACKER="10.40.0.22,mac=$GW_MAC,ttl=-4"      # patient GPS tracker TRK-0031
 M_CMS8000_C2="202.114.4.120,mac=$GW_MAC,ttl=-13"  # CISA ICSMA-25-030-01 address (CN)
 M_KP_BROKER="175.45.178.20,mac=$GW_MAC,ttl=-17"   # 175.45.176.0/22, APNIC, KP
 M_FR_BROKER="90.63.221.20,mac=$GW_MAC,ttl=-6"     # 90.0.0.0/9, RIPE NCC, FR (Orange)
+M_FR_CLOUD="90.63.221.30,mac=$GW_MAC,ttl=-6"      # the same network: a telemonitoring service (FR)
 M_SCANNER="162.142.125.221,mac=$GW_MAC,ttl=-18"   # Censys scanning range 162.142.125.0/24 (US)
 
 # rw NAME SRV_MAP D1_MAP [D2_MAP [D3_MAP]]: rewrite $WORK/NAME.raw into OUT.
@@ -507,13 +508,37 @@ scn_hl7_bare_515() {
     rw $n "$M_CMS8000_C2" "$M_MONITOR"
 }
 
+scn_hl7_variants() {
+    local n=hl7_variants
+    srv_start 2575 "$WORK/$n.srv.log" $HL7 server 2575 2
+    cap_start "$WORK/$n.raw"
+    in_d1 $HL7 variants $SRV 2575
+    in_d2 $HL7 split $SRV 2575
+    cap_stop
+    srv_stop
+    rw $n "$M_HL7GW" "$M_EHR" "$M_MONITOR"
+}
+
 ALL_MQTT="mqtt_v311_anon_phi mqtt_v31_default_creds mqtt_v5_props mqtt_refused mqtt_telemetry_nophi
 mqtt_tls mqtt_nonstd_port mqtt_large_split mqtt_wearable_gps mqtt_site_hub"
 ALL_DICOM="dicom_echo dicom_store_phi dicom_store_large dicom_find dicom_userid dicom_rejected
 dicom_nonstd_port dicom_tls"
 ALL_GEO="cms8000_exfil mqtt_foreign_broker mqtt_incountry dicom_internet_echo
 mqtt_internet_refused"
-ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515"
+# FHIR Patients posted over plain HTTP to a French telemonitoring service:
+# patient data leaving the network on a protocol wardwatch does not parse
+# (the raw-TCP PHI rule's case).
+scn_fhir_http_exfil() {
+    local n=fhir_http_exfil
+    srv_start 80 "$WORK/$n.srv.log" python3 "$WW_LIB/fhir_http.py" server 80
+    cap_start "$WORK/$n.raw"
+    in_d1 python3 "$WW_LIB/fhir_http.py" post $SRV 80
+    cap_stop
+    srv_stop
+    rw $n "$M_FR_CLOUD" "$M_MONITOR"
+}
+
+ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515 hl7_variants fhir_http_exfil"
 ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }

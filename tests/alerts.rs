@@ -30,15 +30,19 @@ use serde_json::Value;
 /// (capture, [(sid, alerts)]) — every capture not listed raises nothing.
 const EXPECTED: &[(&str, &[(u64, usize)])] = &[
     // Monitor -> 202.114.4.120:515 (CN): known-bad host, country outside the
-    // FR allowlist, 2.4 kB sent there (> 2 KiB), HL7 PID leaving the
-    // network, HL7 on the LPD port.
+    // FR allowlist, 2.4 kB sent there (> 2 KiB), and on its HL7 records
+    // (parsed: the probe finds MLLP on 515): PID leaving the network
+    // (9420024, one per flow), HL7 on the LPD port (9420023), HL7 from a
+    // device to CN (9420042). The raw-TCP PHI rule (9420022) is for flows
+    // no parser recognised: not this one.
     (
         "cms8000_exfil.pcap",
         &[
-            (9420022, 1),
             (9420023, 1),
+            (9420024, 1),
             (9420040, 1),
             (9420041, 1),
+            (9420042, 1),
             (9420050, 1),
         ],
     ),
@@ -46,8 +50,17 @@ const EXPECTED: &[(&str, &[(u64, usize)])] = &[
     // the 2 KiB volume threshold: 3 x 362 bytes.
     (
         "hl7_bare_515.pcap",
-        &[(9420022, 1), (9420023, 1), (9420040, 1), (9420050, 1)],
+        &[
+            (9420023, 1),
+            (9420024, 1),
+            (9420040, 1),
+            (9420042, 1),
+            (9420050, 1),
+        ],
     ),
+    // FHIR Patients over plain HTTP to an FR host: no parser, so the
+    // raw-TCP PHI rule (one per flow); France is allowed.
+    ("fhir_http_exfil.pcap", &[(9420022, 1)]),
     // MLLP on 6661 between two internal hosts: only the port is wrong.
     ("hl7_nonstd_port.pcap", &[(9420023, 1)]),
     // Link-layer and encapsulation samples: anonymous mosquitto_pub clients
@@ -254,9 +267,13 @@ fn every_default_rule_fires_where_it_should_and_nowhere_else() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    // Every rule of the default ruleset is exercised by some capture.
+    // Every rule of the default ruleset is exercised by some capture (the
+    // rules on asset changes need a baseline inventory: tests/assets.rs).
     let rules = std::fs::read_to_string(repo().join("rules/medical.rules")).unwrap();
-    for line in rules.lines().filter(|l| l.starts_with("alert")) {
+    for line in rules
+        .lines()
+        .filter(|l| l.starts_with("alert") && !l.starts_with("alert asset "))
+    {
         let sid: u64 = line
             .split("sid:")
             .nth(1)
@@ -474,13 +491,13 @@ fn flow_records_say_alerted_exactly_for_flows_with_alerts() {
 fn packet_rules_see_the_protocol_decided_by_the_same_packet() {
     // cms8000_exfil.pcap: three HL7 ORU messages, each in one segment to
     // the server (pcaps/README.md). The first of them is also the packet
-    // that shows the flow is no known protocol; a rule asking for
-    // `app-layer-protocol:failed` must match it too: three alerts, not two.
+    // that shows the flow is HL7; a rule asking for
+    // `app-layer-protocol:hl7` must match it too: three alerts, not two.
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("hl7.rules");
     std::fs::write(
         &rules,
-        "alert tcp any any -> any any (msg:\"hl7\"; flow:to_server; app-layer-protocol:failed; content:\"MSH|7C|\"; sid:1;)\n",
+        "alert tcp any any -> any any (msg:\"hl7\"; flow:to_server; app-layer-protocol:hl7; content:\"MSH|7C|\"; sid:1;)\n",
     )
     .unwrap();
     let path = repo().join("pcaps/cms8000_exfil.pcap");
@@ -572,16 +589,19 @@ const ONE_WAY: &[OneWay] = &[
         &[(9420020, 2)],
     ),
     // Everything the monitor sends: HL7 with PHI to the LPD port, CN,
-    // 2,399 bytes to it (tshark: frames 1,3,4,7,8,10,11,13,14,16).
+    // 2,399 bytes to it (tshark: frames 1,3,4,7,8,10,11,13,14,16); the
+    // three ORU^R01 are logged with their answers lost, and every HL7 rule
+    // needs only them.
     (
         "cms8000_exfil.pcap",
         Side::ToServer,
         false,
         &[
-            (9420022, 1),
             (9420023, 1),
+            (9420024, 1),
             (9420040, 1),
             (9420041, 1),
+            (9420042, 1),
             (9420050, 1),
         ],
     ),
@@ -592,20 +612,22 @@ const ONE_WAY: &[OneWay] = &[
         Side::ToServer,
         true,
         &[
-            (9420022, 1),
             (9420023, 1),
+            (9420024, 1),
             (9420040, 1),
             (9420041, 1),
+            (9420042, 1),
             (9420050, 1),
         ],
     ),
     // Only the backdoor host's ACKs: contact with CN and the known-bad
-    // address, no data from the monitor.
+    // address; the ACKs are HL7 records of this device-to-CN flow on port
+    // 515 (9420023, 9420042) but carry no patient.
     (
         "cms8000_exfil.pcap",
         Side::ToClient,
         false,
-        &[(9420040, 1), (9420050, 1)],
+        &[(9420023, 1), (9420040, 1), (9420042, 1), (9420050, 1)],
     ),
     // The association requests carry the identities: admin/admin and the
     // passcodes in clear.

@@ -34,7 +34,6 @@ mod common;
 #[path = "common/parser_input.rs"]
 mod parser_input;
 
-use std::io::Write;
 use std::process::Command;
 
 use common::*;
@@ -65,31 +64,6 @@ fn name(c: &std::path::Path) -> String {
 /// [`run_eve`]).
 fn test_masking() -> LogOptions {
     LogOptions::masked(key_from_file(&repo().join("tests/data/mask.key")).unwrap())
-}
-
-fn run_eve(capture: &std::path::Path, unmask: bool) -> Vec<Value> {
-    let mut cfg = tempfile::NamedTempFile::new().unwrap();
-    writeln!(
-        cfg,
-        "outputs: {{unmask_sensitive: {unmask}, mask_key_file: {:?}}}",
-        repo().join("tests/data/mask.key")
-    )
-    .unwrap();
-    let out = run(&[
-        "-r",
-        capture.to_str().unwrap(),
-        "--workers",
-        "1",
-        "-c",
-        cfg.path().to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_lines(&out.stdout)
 }
 
 fn s(v: &Value) -> String {
@@ -319,30 +293,11 @@ fn frozen_facts_equal_live_tshark() {
     }
 }
 
-/// `dicom` and `anomaly` records with run-dependent fields masked.
-fn golden_lines(records: &[Value]) -> String {
-    let mut out = String::new();
-    for r in records {
-        if r["event_type"] != "dicom" && r["event_type"] != "anomaly" {
-            continue;
-        }
-        let mut r = r.clone();
-        for k in ["timestamp", "flow_id", "community_id"] {
-            if r.get(k).is_some() {
-                r[k] = Value::from("<masked>");
-            }
-        }
-        out += &r.to_string();
-        out.push('\n');
-    }
-    out
-}
-
 #[test]
 fn golden_eve_records_per_capture() {
     let regen = std::env::var_os("WW_REGEN_DICOM").is_some();
     for c in dicom_captures() {
-        let got = golden_lines(&run_eve(&c, false));
+        let got = golden_lines(&run_eve(&c, false), "dicom");
         let p = repo()
             .join("tests/expected/dicom")
             .join(format!("{}.eve.jsonl", name(&c)));

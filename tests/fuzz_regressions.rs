@@ -226,6 +226,16 @@ fn dicom_split_seeds_hold_the_properties() {
 }
 
 #[test]
+fn hl7_seeds_hold_the_properties() {
+    seeds_of("hl7");
+}
+
+#[test]
+fn hl7_split_seeds_hold_the_properties() {
+    seeds_of("hl7_split");
+}
+
+#[test]
 fn dicom_dataset_seeds_hold_the_properties() {
     seeds_of("dicom_dataset");
 }

@@ -100,7 +100,11 @@ fn scan(r: &AppRecord) -> PhiReport {
     match r {
         AppRecord::Mqtt(m) => phi::scan_mqtt(m, &cfg()),
         AppRecord::Dicom(d) => phi::scan_dicom(d, &cfg()),
-        AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => PhiReport::default(),
+        // The whole reassembled message (src/app/hl7: `Message::text`).
+        AppRecord::Hl7(h) => phi::scan_payload(&h.message.text, &cfg()),
+        AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {
+            PhiReport::default()
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`: the MQTT parser and
-//! state machine, and the DICOM Upper Layer, DIMSE and data-set walker, fed
-//! both directions of a conversation as the worker feeds them.
+//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`, `hl7`, `hl7_split`:
+//! the MQTT parser and state machine, the DICOM Upper Layer, DIMSE and
+//! data-set walker, and the HL7 v2 framing (MLLP and bare), message parser
+//! and acknowledgment pairing, fed both directions of a conversation as the
+//! worker feeds them.
 //!
 //! Input: `cfg:u8 [sizes] steps` — `cfg & 0x80` gives the parser small
 //! limits from the other bits (message, transaction, payload and value caps
@@ -9,10 +11,10 @@
 //! in `turns`.
 //!
 //! Properties:
-//! - `mqtt`, `dicom`: no panic on any bytes, gaps and shed requests in any
+//! - `mqtt`, `dicom`, `hl7`: no panic on any bytes, gaps and shed requests in any
 //!   order; shedding never raises `memuse`; every record's EVE object
 //!   serialises to a JSON object, masked and unmasked.
-//! - `mqtt_split`, `dicom_split`: re-segmentation does not change what is
+//! - `mqtt_split`, `dicom_split`, `hl7_split`: re-segmentation does not change what is
 //!   found — the steps as given, the same bytes with each direction's
 //!   adjacent data joined, and every data call cut into pieces of the given
 //!   sizes give the same records in the same order and the same anomalies
@@ -28,8 +30,11 @@
 //! counted by buffer capacity.
 
 use wardwatch::app::dicom::DicomConfig;
+use wardwatch::app::hl7::Hl7Config;
 use wardwatch::app::mqtt::MqttConfig;
-use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, StreamConsumer};
+use wardwatch::app::{
+    dicom as dicom_app, hl7 as hl7_app, mqtt as mqtt_app, AppRecord, StreamConsumer,
+};
 use wardwatch::output::mask::{LogOptions, MaskKey};
 
 use super::input::Cursor;
@@ -39,6 +44,7 @@ use super::turns::{self, feed};
 enum Proto {
     Mqtt,
     Dicom,
+    Hl7,
 }
 
 /// MQTT limits small enough for a fuzzer's inputs to reach. (The struct
@@ -79,10 +85,28 @@ pub fn dicom_config(b: u8) -> DicomConfig {
     }
 }
 
+/// HL7 limits small enough for a fuzzer's inputs to reach (segment, message,
+/// open-message and resync caps of a few dozen bytes).
+#[allow(clippy::needless_update)]
+pub fn hl7_config(b: u8) -> Hl7Config {
+    if b & 0x80 == 0 {
+        return Hl7Config::default();
+    }
+    Hl7Config {
+        max_msg_len: 16 + usize::from(b & 0x0f) * 32,
+        max_segment_len: 8 + usize::from(b & 0x07) * 16,
+        max_transactions: 1 + usize::from((b >> 4) & 0x03),
+        max_open_bytes: 64 + usize::from(b & 0x30) * 8,
+        max_resync: 32 + u64::from(b & 0x0f) * 64,
+        ..Hl7Config::default()
+    }
+}
+
 fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
     match p {
         Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
         Proto::Dicom => dicom_app::new_parser(&dicom_config(cfg)),
+        Proto::Hl7 => hl7_app::new_parser(&hl7_config(cfg)),
     }
     .expect("wardwatch parses this protocol")
 }
@@ -174,4 +198,12 @@ pub fn dicom(data: &[u8]) {
 
 pub fn dicom_split(data: &[u8]) {
     split(Proto::Dicom, data);
+}
+
+pub fn hl7(data: &[u8]) {
+    plain(Proto::Hl7, data);
+}
+
+pub fn hl7_split(data: &[u8]) {
+    split(Proto::Hl7, data);
 }

@@ -19,6 +19,15 @@ Usage:
                                       ~9 kB (split across segments)
   hl7_peers.py bare HOST PORT N       N ORU^R01 vitals messages without MLLP
                                       framing (as the Contec CMS8000 sends them)
+  hl7_peers.py variants HOST PORT     python-hl7 MLLP client: an HL7 2.1 ADT (trigger
+                                      in EVN only), a 2.8 ORU with custom delimiters
+                                      (MSH!*#%@, truncation character), an ORU with
+                                      escape sequences and processing id D (refused:
+                                      ACK AR, MSA-3 with an escape), a batch file
+                                      (FHS/BHS, two ADT^A08, BTS/FTS) in one frame, and
+                                      an ADT asking for no acknowledgment (MSH-15/16 NE)
+  hl7_peers.py split HOST PORT        one ADT^A01 written in two sends (TCP_NODELAY):
+                                      the start block and MSH, then PID and the rest
 Segments end with CR; MLLP frames are 0x0B ... 0x1C 0x0D. Patients are the
 fake identities of fakeids.py.
 """
@@ -101,19 +110,15 @@ def server(port, n=1):
     async def handle(reader, writer):
         try:
             while not writer.is_closing():
-                m = await reader.readmessage()
-                code = "AA"
-                if str(m.segment("MSH")[9]).startswith("ORM") and not str(m.segment("PID")[3]):
-                    code = "AE"
-                ack = m.create_ack(code, message_id="ACK-" + str(m.segment("MSH")[10]))
-                if code == "AE":
-                    # MSA-3 carries the error text, ERR the coded error
-                    # (HL7 table 0357, 101: required field missing).
-                    segs = str(ack).strip("\r").split("\r")
-                    segs = [s + "|Patient identifier missing" if s.startswith("MSA|") else s for s in segs]
-                    segs.append("ERR|^^^101&Required field missing&HL70357|PID^1^3")
-                    ack = hl7.parse("\r".join(segs))
-                writer.writemessage(ack)
+                block = (await reader.readblock()).decode()
+                parsed = hl7.parse_hl7(block)
+                # A batch file (FHS/BHS) is acknowledged message by message.
+                msgs = [m for b in parsed for m in b] if hl7.isfile(block) else (
+                    list(parsed) if hl7.isbatch(block) else [parsed])
+                for m in msgs:
+                    ack = answer(m)
+                    if ack is not None:
+                        writer.writemessage(ack)
                 await writer.drain()
         except asyncio.IncompleteReadError:
             pass
@@ -130,6 +135,45 @@ def server(port, n=1):
             await done.wait()
 
     asyncio.run(main())
+
+
+def answer(m):
+    """The listener's acknowledgment of `m` (None when MSH-15 and MSH-16 ask
+    for none): AE for an order without PID-3, AR for processing id D."""
+    seg = m.segment("MSH")
+
+    def msh(i):
+        return seg[i] if i < len(seg) else ""
+
+    if str(msh(15)) == "NE" and str(msh(16)) == "NE":
+        return None
+    ctrl = str(msh(10))
+    code, text, err = "AA", None, None
+    if str(msh(9)).startswith("ORM") and not str(m.segment("PID")[3]):
+        # MSA-3 carries the error text, ERR the coded error (HL7 table
+        # 0357, 101: required field missing).
+        code, text = "AE", "Patient identifier missing"
+        err = "ERR|^^^101&Required field missing&HL70357|PID^1^3"
+    if str(msh(11)) == "D":
+        # Escaped field separator in the text (HL7 v2.5.1 2.7.4).
+        code, text = "AR", "Processing ID \\F\\D\\F\\ not accepted"
+    try:
+        ack = m.create_ack(code, message_id="ACK-" + ctrl)
+    except TypeError:
+        # python-hl7 cannot acknowledge a message type without components
+        # (HL7 2.1: MSH-9 "ADT", the trigger in EVN-1): the same by hand.
+        s = m.separators[1]
+        ack = hl7.parse(s.join(["MSH", str(msh(2)), str(msh(5)), str(msh(6)), str(msh(3)),
+                                str(msh(4)), TS, "", "ACK", "ACK-" + ctrl, str(msh(11)),
+                                str(msh(12))]) + "\r" + s.join(["MSA", code, ctrl]))
+    if text is None:
+        return ack
+    s = m.separators[1]
+    segs = str(ack).strip("\r").split("\r")
+    segs = [x + s + text if x.startswith("MSA" + s) else x for x in segs]
+    if err:
+        segs.append(err)
+    return hl7.parse("\r".join(segs))
 
 
 def bare_server(port):
@@ -211,7 +255,78 @@ def bare_client(host, port, n):
     c.close()
 
 
+def variants_client(host, port):
+    j = fakeids.JANE
+    v21 = message(
+        "MSH|^~\\&|REG|CHU-EXEMPLE|ADT-GW|CHU-EXEMPLE|%s||ADT|V21-TEST-0001|P|2.1" % TS,
+        "EVN|A01|%s" % TS,
+        "PID|||%s||%s^%s||%s|%s" % (j["mrn"], j["family"], j["given"],
+                                     j["birth_date"].replace("-", ""), j["sex"]),
+        "PV1|1|I|W3^12^1",
+    )
+    # HL7 2.8 with every delimiter changed: field '!', component '*',
+    # repetition '#', escape '%', subcomponent '@', truncation '$'.
+    custom = message(
+        "MSH!*#%%@$!MON-GW!WARD3!CENTRAL!CHU-EXEMPLE!%s!!ORU*R01*ORU_R01!V28-TEST-0001!P!2.8" % TS,
+        "PID!1!!%s***CHU-EXEMPLE@1.2.250.1.999@ISO*MR#%s***INS-NIR*NH!!%s*%s!!%s!%s" % (
+            j["mrn"], j["nir"], j["family"], j["given"], j["birth_date"].replace("-", ""),
+            j["sex"]),
+        "PV1!1!E!URG*1",
+        "OBX!1!NM!8867-4*Heart rate*LN!!88!/min!!!!!F",
+    )
+    # Escape sequences in logged fields: hex (\X2D\ '-', \X27\ apostrophe),
+    # an escaped subcomponent separator, and formatting in a note.
+    escaped = message(
+        "MSH|^~\\&|LIS\\X2D\\01|LAB\\T\\PATHO|EHR|CHU-EXEMPLE|%s||ORU^R01^ORU_R01|ESC-TEST-0001|D|2.5.1" % TS,
+        "PID|1||%s^^^CHU-EXEMPLE^MR||D\\X27\\ARC^JEANNE||19000101|F" % j["mrn"],
+        "OBR|1|||PATH^Pathology",
+        "NTE|1||Result \\F\\ reviewed \\E\\ signed",
+    )
+    batch = hl7.parse_hl7("\r".join([
+        "FHS|^~\\&|ADT-SRC|CHU-EXEMPLE|PACS-RIS|RADIOLOGIE|%s||BATCH-FILE-01" % TS,
+        "BHS|^~\\&|ADT-SRC|CHU-EXEMPLE|PACS-RIS|RADIOLOGIE|%s||||BATCH-0001" % TS,
+        str(adt("A08", j, "BAT-TEST-0001")).strip("\r"),
+        str(adt("A08", fakeids.JOHN, "BAT-TEST-0002", "O")).strip("\r"),
+        "BTS|2",
+        "FTS|1",
+    ]) + "\r")
+    no_ack = message(
+        "MSH|^~\\&|ADT-SRC|CHU-EXEMPLE|PACS-RIS|RADIOLOGIE|%s||ADT^A08^ADT_A01|NOACK-TEST-0001|P|2.5|||NE|NE" % TS,
+        "EVN|A08|%s" % TS,
+        pid(fakeids.JOHN),
+    )
+
+    async def run():
+        reader, writer = await hl7.mllp.open_hl7_connection(host, int(port))
+        for m, acks in ((v21, 1), (custom, 1), (escaped, 1), (batch, 2), (no_ack, 0)):
+            writer.writemessage(m)
+            await writer.drain()
+            for _ in range(acks):
+                ack = await reader.readmessage()
+                print("ack", str(ack.segment("MSA")[1]), file=sys.stderr)
+            await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+
+    asyncio.run(run())
+
+
+def split_client(host, port):
+    text = str(adt("A01", fakeids.JOHN, "SPLIT-TEST-0001")).encode()
+    cut = text.index(CR) + 1
+    c = socket.create_connection((host, int(port)))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.sendall(SB + text[:cut])
+    time.sleep(0.1)
+    c.sendall(text[cut:] + EB + CR)
+    got = b""
+    while EB + CR not in got:
+        got += c.recv(65536)
+    c.close()
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"server": server, "bare-server": bare_server, "adt": adt_client,
-     "burst": burst_client, "bare": bare_client}[cmd](*args)
+     "burst": burst_client, "bare": bare_client, "variants": variants_client,
+     "split": split_client}[cmd](*args)

@@ -26,7 +26,7 @@ DECODE_AS = {"mqtt_nonstd_port": ["-d", "tcp.port==8080,mqtt"], "dicom_nonstd_po
 PHI_NEGATIVE = {"mqtt_telemetry_nophi", "mqtt_foreign_broker", "mqtt_incountry", "dicom_echo", "mqtt_refused", "mqtt_site_hub",
                 "mqtt_large_split", "dicom_userid", "dicom_rejected", "dicom_nonstd_port"}
 PHI_POSITIVE = {"mqtt_v311_anon_phi", "mqtt_v31_default_creds", "mqtt_v5_props", "mqtt_nonstd_port",
-                "dicom_store_phi", "dicom_store_large", "dicom_find", "cms8000_exfil"}
+                "dicom_store_phi", "dicom_store_large", "dicom_find", "cms8000_exfil", "fhir_http_exfil"}
 
 
 def tshark(path, extra, fields, filt):

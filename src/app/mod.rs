@@ -23,6 +23,7 @@
 //! Detection order: see [`session`].
 
 pub mod dicom;
+pub mod hl7;
 pub mod keyword;
 pub mod mqtt;
 pub mod probe;
@@ -55,6 +56,10 @@ impl AppProto {
     pub const Tls: AppProto = AppProto(4);
     /// Payload was seen but matched no protocol.
     pub const Failed: AppProto = AppProto(5);
+    /// No protocol: the hook of rules on asset changes (`alert asset …`,
+    /// [`crate::asset::detect`]). No flow carries it; it names the hook
+    /// for the rule engine only.
+    pub const Asset: AppProto = AppProto(15);
 
     /// A protocol's constant; ids must be unique (a test checks the table).
     pub const fn new(id: u8) -> AppProto {
@@ -100,7 +105,12 @@ impl Default for AppProto {
 
 /// Every application protocol wardwatch recognises, in probing order (on a
 /// tie, the earlier entry wins). One line per protocol.
-pub static PROTOCOLS: &[&dyn AppProtocol] = &[&mqtt::PROTOCOL, &dicom::PROTOCOL, &probe::TLS];
+pub static PROTOCOLS: &[&dyn AppProtocol] = &[
+    &mqtt::PROTOCOL,
+    &dicom::PROTOCOL,
+    &probe::TLS,
+    &hl7::PROTOCOL,
+];
 
 /// Who sends the bytes a probe looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +165,11 @@ pub trait AppProtocol: Sync {
     /// The parser of one flow; `None` for a protocol that is only
     /// recognised (TLS).
     fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>>;
+    /// The rule keywords the protocol offers ([`crate::detect::Keywords`]);
+    /// `None` for a protocol rules cannot look into (TLS).
+    fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
+        None
+    }
 }
 
 /// `app_layer:` configuration: the ports each protocol is expected on.
@@ -165,6 +180,8 @@ pub struct AppConfig {
     pub mqtt_ports: Vec<u16>,
     /// Ports of clear-text DICOM (104, 11112).
     pub dicom_ports: Vec<u16>,
+    /// Ports of HL7 v2 over MLLP (2575).
+    pub hl7_ports: Vec<u16>,
     /// Ports of TLS-wrapped services (MQTT 8883, DICOM 2762, HTTPS 443).
     pub tls_ports: Vec<u16>,
     /// Bytes per direction examined by the start-of-stream probes before
@@ -177,6 +194,11 @@ pub struct AppConfig {
     /// default covers the 16 KiB PDUs of dcmtk and pynetdicom: a DICOM
     /// transfer picked up inside a PDU finds the next one.
     pub midstream_depth: crate::memcap::ByteSize,
+    /// Bytes per direction still reassembled on a flow whose protocol was
+    /// not recognised (`app_proto: failed`), so that overlaps with
+    /// different data are seen: an attacker's decoy, sent first, can be
+    /// what made detection fail. 0: such flows are not reassembled.
+    pub failed_depth: crate::memcap::ByteSize,
     /// Parser state all flows of all workers together may hold: buffered
     /// message tails, open transactions, kept attributes
     /// (`app_layer.memcap`).
@@ -185,6 +207,8 @@ pub struct AppConfig {
     pub mqtt: mqtt::MqttConfig,
     /// DICOM parser limits.
     pub dicom: dicom::DicomConfig,
+    /// HL7 parser limits.
+    pub hl7: hl7::Hl7Config,
 }
 
 impl Default for AppConfig {
@@ -192,12 +216,15 @@ impl Default for AppConfig {
         AppConfig {
             mqtt_ports: vec![1883],
             dicom_ports: vec![104, 11112],
+            hl7_ports: vec![2575],
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
             midstream_depth: crate::memcap::ByteSize(16 * 1024),
+            failed_depth: crate::memcap::ByteSize::mib(1),
             memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
+            hl7: hl7::Hl7Config::default(),
         }
     }
 }
@@ -256,11 +283,17 @@ pub enum AppRecord {
     Mqtt(mqtt::Record),
     /// A DICOM association or DIMSE exchange (EVE `dicom`).
     Dicom(dicom::Record),
+    /// An HL7 message and its answer (EVE `hl7`); boxed, as it is larger
+    /// than the other records.
+    Hl7(Box<hl7::Record>),
     /// Malformed or unexpected input (EVE `anomaly` of type `applayer`).
     Anomaly(Anomaly),
     /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
     /// type `stream`).
     StreamAnomaly(crate::stream::Anomaly),
+    /// A host's change, which rules of the `asset` hook are evaluated on
+    /// (`asset::log`); never made by a flow.
+    Asset(Box<crate::asset::detect::Change>),
 }
 
 /// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
@@ -302,6 +335,7 @@ impl serde::Serialize for Loggable<'_> {
         match self.rec {
             AppRecord::Mqtt(rec) => mqtt::log::Logged { rec, opts }.serialize(s),
             AppRecord::Dicom(rec) => dicom::log::Logged { rec, opts }.serialize(s),
+            AppRecord::Hl7(rec) => hl7::log::Logged { rec, opts }.serialize(s),
             AppRecord::Anomaly(a) => AnomalyLog {
                 kind: "applayer",
                 event: a.event,
@@ -314,6 +348,7 @@ impl serde::Serialize for Loggable<'_> {
                 layer: None,
             }
             .serialize(s),
+            AppRecord::Asset(c) => c.record.serialize(s),
         }
     }
 }
@@ -334,7 +369,20 @@ impl AppRecord {
         match self {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
+            AppRecord::Hl7(_) => "hl7",
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
+            AppRecord::Asset(_) => "asset",
+        }
+    }
+
+    /// The protocol of a transaction record (`None` for anomalies).
+    pub fn app_proto(&self) -> Option<AppProto> {
+        match self {
+            AppRecord::Mqtt(_) => Some(AppProto::Mqtt),
+            AppRecord::Dicom(_) => Some(AppProto::Dicom),
+            AppRecord::Hl7(_) => Some(AppProto::Hl7),
+            AppRecord::Asset(_) => Some(AppProto::Asset),
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => None,
         }
     }
 
@@ -349,6 +397,7 @@ impl AppRecord {
     pub fn direction(&self) -> Option<Direction> {
         match self {
             AppRecord::Mqtt(r) => Some(r.direction()),
+            AppRecord::Hl7(r) => Some(r.direction()),
             _ => None,
         }
     }
@@ -393,6 +442,11 @@ pub trait StreamConsumer: Send {
     /// transactions as unanswered, drop buffered tails with an anomaly —
     /// so that [`StreamConsumer::memuse`] falls.
     fn shed(&mut self, _ctx: &mut StreamContext<'_>) {}
+    /// Wants no more bytes in either direction: the session stops
+    /// reassembling the flow.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.
@@ -428,17 +482,19 @@ mod tests {
         assert_eq!(cfg.by_port(1883), AppProto::Mqtt);
         assert_eq!(cfg.by_port(11112), AppProto::Dicom);
         assert_eq!(cfg.by_port(8883), AppProto::Tls);
+        assert_eq!(cfg.by_port(2575), AppProto::Hl7);
         assert_eq!(cfg.by_port(8080), AppProto::Unknown);
         let mut all: Vec<u16> = cfg.service_ports().collect();
         all.sort_unstable();
-        assert_eq!(all, vec![104, 443, 1883, 2762, 8883, 11112]);
+        assert_eq!(all, vec![104, 443, 1883, 2575, 2762, 8883, 11112]);
     }
 
     #[test]
-    fn parsers_exist_for_mqtt_and_dicom_only() {
+    fn parsers_exist_for_mqtt_dicom_and_hl7_only() {
         let cfg = AppConfig::default();
         assert!(new_consumer(AppProto::Mqtt, &cfg).is_some());
         assert!(new_consumer(AppProto::Dicom, &cfg).is_some());
+        assert!(new_consumer(AppProto::Hl7, &cfg).is_some());
         assert!(new_consumer(AppProto::Tls, &cfg).is_none());
         assert!(new_consumer(AppProto::Failed, &cfg).is_none());
     }

@@ -945,15 +945,27 @@ mod tests {
     #[test]
     fn midstream_probes_stay_quiet_on_tls_hl7_and_dicom_bulk_captures() {
         type Probe = fn(&[u8]) -> Option<Midstream>;
-        let cases: [(&str, &[(&str, Probe)]); 5] = [
+        let hl7 = crate::app::hl7::probe_midstream;
+        let cases: [(&str, &[(&str, Probe)]); 7] = [
             (
                 "mqtt_tls.pcap",
-                &[("mqtt", mqtt_midstream), ("dicom", dicom_midstream)],
+                &[
+                    ("mqtt", mqtt_midstream),
+                    ("dicom", dicom_midstream),
+                    ("hl7", hl7),
+                ],
             ),
             (
                 "dicom_tls.pcap",
-                &[("mqtt", mqtt_midstream), ("dicom", dicom_midstream)],
+                &[
+                    ("mqtt", mqtt_midstream),
+                    ("dicom", dicom_midstream),
+                    ("hl7", hl7),
+                ],
             ),
+            // Patient JSON and text payloads.
+            ("mqtt_v311_anon_phi.pcap", &[("hl7", hl7)]),
+            ("mqtt_large_split.pcap", &[("hl7", hl7)]),
             (
                 "cms8000_exfil.pcap",
                 &[
@@ -964,11 +976,19 @@ mod tests {
             ),
             (
                 "dicom_store_large.pcap",
-                &[("mqtt", mqtt_midstream), ("tls", tls_midstream)],
+                &[
+                    ("mqtt", mqtt_midstream),
+                    ("tls", tls_midstream),
+                    ("hl7", hl7),
+                ],
             ),
             (
                 "dicom_store_phi.pcap",
-                &[("mqtt", mqtt_midstream), ("tls", tls_midstream)],
+                &[
+                    ("mqtt", mqtt_midstream),
+                    ("tls", tls_midstream),
+                    ("hl7", hl7),
+                ],
             ),
         ];
         for (capture, probes) in cases {
@@ -1000,7 +1020,7 @@ mod tests {
         // Recall on real captures cut at every delivery (measured: DICOM
         // bulk 100 %; mqtt_large_split 43 %, as half of its cuts fall
         // inside a 198 KB PUBLISH whose payload holds no message boundary
-        // within the depth; TLS 100 %). The floors guard against
+        // within the depth; TLS 100 %; HL7 73 %). The floors guard against
         // regressions.
         for (capture, probe, floor) in [
             (
@@ -1010,6 +1030,9 @@ mod tests {
             ),
             ("mqtt_large_split.pcap", mqtt_midstream, 0.4),
             ("mqtt_tls.pcap", tls_midstream, 0.95),
+            // 16 of 22: the cuts that miss fall inside the 9.4 kB ORU's one
+            // base64 OBX segment, with no segment start after them.
+            ("hl7_mllp.pcap", crate::app::hl7::probe_midstream, 0.7),
         ] {
             let (mut found, mut total) = (0usize, 0usize);
             for side in sides(capture).iter().flatten() {

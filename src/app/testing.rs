@@ -121,3 +121,14 @@ pub fn dicom_records(name: &str) -> Vec<super::dicom::Record> {
     assert!(!v.is_empty(), "no DICOM record in {name}");
     v
 }
+
+/// The events of the app-layer anomalies among `records`, in order.
+pub fn anomaly_events(records: &[AppRecord]) -> Vec<&'static str> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            AppRecord::Anomaly(a) => Some(a.event),
+            _ => None,
+        })
+        .collect()
+}

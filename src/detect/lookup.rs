@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{geo, lists, phi, Country, DatasetKind, DetectConfig, Error};
-use crate::app::{dicom, mqtt};
+use crate::app::AppRecord;
 
 /// Country of an address.
 pub trait CountryLookup: Send + Sync + Debug {
@@ -110,8 +110,9 @@ impl Dataset {
 /// The PHI detectors.
 pub trait PhiScanner: Send + Sync + Debug {
     fn payload(&self, data: &[u8]) -> phi::PhiReport;
-    fn mqtt(&self, rec: &mqtt::Record) -> phi::PhiReport;
-    fn dicom(&self, rec: &dicom::Record) -> phi::PhiReport;
+    /// A transaction record, as its protocol says it is scanned
+    /// ([`super::Keywords::phi`]).
+    fn record(&self, rec: &AppRecord) -> phi::PhiReport;
 }
 
 /// [`phi`]'s detectors with their configured limits.
@@ -122,11 +123,9 @@ impl PhiScanner for PhiDetectors {
     fn payload(&self, data: &[u8]) -> phi::PhiReport {
         phi::scan_payload(data, &self.0)
     }
-    fn mqtt(&self, rec: &mqtt::Record) -> phi::PhiReport {
-        phi::scan_mqtt(rec, &self.0)
-    }
-    fn dicom(&self, rec: &dicom::Record) -> phi::PhiReport {
-        phi::scan_dicom(rec, &self.0)
+    fn record(&self, rec: &AppRecord) -> phi::PhiReport {
+        super::protocol::of_record(rec)
+            .map_or_else(phi::PhiReport::default, |k| k.phi(rec, &self.0))
     }
 }
 

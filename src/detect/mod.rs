@@ -1,13 +1,14 @@
 //! Detection: rules in Suricata's syntax evaluated on packets and on the
-//! app-layer records (MQTT and DICOM transactions) of each flow, plus the
+//! app-layer records (MQTT, DICOM and HL7 transactions) of each flow, plus the
 //! medical building blocks no IDS has — PHI ([`phi`]), default credentials
 //! and reputation lists ([`lists`]), and the country of each flow end
 //! ([`geo`]).
 //!
 //! Rule text is cut by `text`, headers compiled by `addr`, options by
 //! `rule` (payload matching in `content`, rate limits in `threshold`);
-//! outside knowledge comes through [`Lookups`]. Rules are grouped by hook
-//! (packet rules per IP protocol, MQTT and DICOM transactions); per hook
+//! outside knowledge comes through [`Lookups`]; each application protocol
+//! offers its keywords through [`protocol::Keywords`]. Rules are grouped by
+//! hook (packet rules per IP protocol, each protocol's transactions); per hook
 //! and buffer an aho-corasick automaton over each rule's fast pattern
 //! picks the candidates, and only those are evaluated, `pass` rules first,
 //! then the others in load order. Each flow caches whether any rule header
@@ -39,6 +40,7 @@ pub mod geo;
 pub mod lists;
 mod lookup;
 pub mod phi;
+pub mod protocol;
 mod rule;
 mod text;
 mod threshold;
@@ -51,7 +53,7 @@ use std::sync::Arc;
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde::Deserialize;
 
-use crate::app::{dicom, mqtt, AppProto, AppRecord};
+use crate::app::{AppProto, AppRecord};
 use crate::flow::{Direction, Endpoint};
 use crate::time::Timestamp;
 
@@ -61,6 +63,7 @@ pub use lookup::{
     CountryLookup, CredentialLookup, Dataset, IpLookup, Lookups, Nothing, PhiDetectors, PhiScanner,
     ReputationLookup, StringLookup,
 };
+pub use protocol::{Keyword, Keywords, TxBuffer, TxPredicate};
 use rule::{BufId, Cond, CredTest, FlowbitAction, Proto, Rule, Side};
 pub use threshold::Ticket;
 
@@ -641,8 +644,26 @@ impl HookRules {
 #[derive(Clone, Copy)]
 enum Subject<'a> {
     Packet(&'a [u8]),
-    Mqtt(&'a mqtt::Record),
-    Dicom(&'a dicom::Record),
+    /// A record, with its protocol's hook.
+    Tx(&'a AppRecord, &'a TxHook),
+}
+
+/// The transaction rules of one application protocol.
+struct TxHook {
+    proto: AppProto,
+    /// EVE name (the default-credential list's protocol column).
+    name: &'static str,
+    keywords: &'static dyn Keywords,
+    rules: HookRules,
+}
+
+impl std::fmt::Debug for TxHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxHook")
+            .field("proto", &self.name)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One packet's or record's evaluation: the PHI scan is done at most once.
@@ -695,8 +716,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     /// Packet rules for TCP flows, UDP flows, other IP flows.
     packet: [HookRules; 3],
-    mqtt: HookRules,
-    dicom: HookRules,
+    /// Transaction rules per application protocol offering keywords.
+    tx: Vec<TxHook>,
     lookups: Lookups,
     datasets: Vec<Dataset>,
     allowed: Vec<(addr::AddrSet, Vec<Country>)>,
@@ -805,22 +826,28 @@ impl Engine {
             report.warnings = w;
         }
         report.loaded = compiled.len();
-        let pkt =
-            |r: &Rule, ok: &[Proto]| r.hooks & rule::HOOK_PACKET != 0 && ok.contains(&r.proto);
+        let pkt = |r: &Rule, ok: &[Proto]| r.packet && ok.contains(&r.proto);
         let packet = [
             HookRules::build(&compiled, |r| pkt(r, &[Proto::Ip, Proto::Tcp]))?,
             HookRules::build(&compiled, |r| pkt(r, &[Proto::Ip, Proto::Udp]))?,
             HookRules::build(&compiled, |r| pkt(r, &[Proto::Ip]))?,
         ];
-        let mqtt = HookRules::build(&compiled, |r| r.hooks & rule::HOOK_MQTT != 0)?;
-        let dicom = HookRules::build(&compiled, |r| r.hooks & rule::HOOK_DICOM != 0)?;
+        let mut tx = Vec::new();
+        for (proto, name, keywords) in protocol::hooks() {
+            let bit = rule::tx_bit(proto);
+            tx.push(TxHook {
+                proto,
+                name,
+                keywords,
+                rules: HookRules::build(&compiled, |r| r.tx & bit != 0)?,
+            });
+        }
         let datasets = lookups.datasets.values().cloned().collect();
         Ok((
             Engine {
                 rules: compiled,
                 packet,
-                mqtt,
-                dicom,
+                tx,
                 lookups,
                 datasets,
                 allowed,
@@ -834,6 +861,14 @@ impl Engine {
     /// unknown), for the asset inventory.
     pub fn country_of(&self, ip: IpAddr) -> Option<Country> {
         self.lookups.geo.country(ip)
+    }
+
+    /// Whether some rule runs on the records of hook `p` (a protocol, or
+    /// [`AppProto::Asset`]).
+    pub fn has_tx_rules(&self, p: AppProto) -> bool {
+        self.tx
+            .iter()
+            .any(|t| t.proto == p && !t.rules.order.is_empty())
     }
 
     /// Rules loaded.
@@ -983,11 +1018,13 @@ impl Engine {
         if fd.passed() {
             return;
         }
-        let (h, subject) = match rec {
-            AppRecord::Mqtt(r) => (&self.mqtt, Subject::Mqtt(r)),
-            AppRecord::Dicom(r) => (&self.dicom, Subject::Dicom(r)),
-            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => return,
+        let Some(proto) = rec.app_proto() else {
+            return;
         };
+        let Some(hook) = self.tx.iter().find(|t| t.proto == proto) else {
+            return;
+        };
+        let (h, subject) = (&hook.rules, Subject::Tx(rec, hook));
         if h.order.is_empty() {
             return;
         }
@@ -1012,20 +1049,11 @@ impl Engine {
         }
         for pf in &h.prefilters {
             let sc = &mut st.scratch;
-            match (&pf.buf, subject) {
-                (BufId::Mqtt(b), Subject::Mqtt(r)) => {
-                    b.any(r, &mut |bytes| {
-                        pf.scan(bytes, sc);
-                        false
-                    });
-                }
-                (BufId::Dicom(b), Subject::Dicom(r)) => {
-                    b.any(r, &mut |bytes| {
-                        pf.scan(bytes, sc);
-                        false
-                    });
-                }
-                _ => {}
+            if let BufId::Tx(b) = &pf.buf {
+                b.buf.instances(rec, &mut |bytes| {
+                    pf.scan(bytes, sc);
+                    false
+                });
             }
         }
         let mut ev = Eval {
@@ -1178,8 +1206,7 @@ impl Engine {
             Cond::AppProto { proto, negated } => (ev.f.app_proto == *proto) != *negated,
             Cond::FlowBytes { dir, m } => ev.f.bytes.get(*dir).is_some_and(|&b| m.matches(b)),
             Cond::Flowbits { bits, isset } => bits.iter().any(|&b| fd.bit(b) == *isset),
-            Cond::MqttPred(p) => matches!(ev.subject, Subject::Mqtt(r) if p.matches(r)),
-            Cond::DicomPred(p) => matches!(ev.subject, Subject::Dicom(r) if p.matches(r)),
+            Cond::Pred(p) => matches!(ev.subject, Subject::Tx(r, _) if p.test(r)),
             Cond::Buffer(g) => self.group(g, ev, o),
             Cond::Geoip {
                 side,
@@ -1223,8 +1250,7 @@ impl Engine {
             }
             Cond::Credentials { test, outcome } => {
                 let creds = match ev.subject {
-                    Subject::Mqtt(r) => mqtt::detect::credentials(r).map(|c| (c, "mqtt")),
-                    Subject::Dicom(r) => dicom::detect::credentials(r).map(|c| (c, "dicom")),
+                    Subject::Tx(r, t) => t.keywords.credentials(r).map(|c| (c, t.name)),
                     Subject::Packet(_) => None,
                 };
                 let Some((c, proto)) = creds else {
@@ -1244,8 +1270,7 @@ impl Engine {
                 let scanner = &self.lookups.phi;
                 let report = ev.phi.get_or_insert_with(|| match ev.subject {
                     Subject::Packet(p) => scanner.payload(p),
-                    Subject::Mqtt(r) => scanner.mqtt(r),
-                    Subject::Dicom(r) => scanner.dicom(r),
+                    Subject::Tx(r, _) => scanner.record(r),
                 });
                 report.has_any(kinds)
             }
@@ -1256,12 +1281,9 @@ impl Engine {
         let ds = Datasets(&self.datasets);
         match (&g.buf, ev.subject) {
             (BufId::Payload, Subject::Packet(p)) => content::match_items(&g.items, p, &ds),
-            (BufId::Mqtt(b), Subject::Mqtt(r)) => {
-                b.any(r, &mut |bytes| content::match_items(&g.items, bytes, &ds))
-            }
-            (BufId::Dicom(b), Subject::Dicom(r)) => {
-                b.any(r, &mut |bytes| content::match_items(&g.items, bytes, &ds))
-            }
+            (BufId::Tx(b), Subject::Tx(r, t)) if b.proto == t.proto => b
+                .buf
+                .instances(r, &mut |bytes| content::match_items(&g.items, bytes, &ds)),
             (BufId::IpSrc | BufId::IpDst, _) => {
                 let ip = if g.buf == BufId::IpSrc {
                     o.src.addr
@@ -1905,10 +1927,7 @@ alert tcp any any -> any any (msg:"n"; sid:11;)"#,
                 phi::PhiReport::default()
             }
         }
-        fn mqtt(&self, _: &mqtt::Record) -> phi::PhiReport {
-            phi::PhiReport::default()
-        }
-        fn dicom(&self, _: &dicom::Record) -> phi::PhiReport {
+        fn record(&self, _: &AppRecord) -> phi::PhiReport {
             phi::PhiReport::default()
         }
     }

@@ -3,10 +3,10 @@
 //!
 //! Keywords follow Suricata's userguide (Rules Format, Meta Keywords,
 //! Payload Keywords, Flow Keywords, Thresholding, Flowbits, GeoIP, IP
-//! Reputation, Datasets, MQTT Keywords) plus ours (`phi`, `credentials`,
-//! the `allowed` code of `geoip`, `dicom.*` keywords which
-//! `app::dicom::detect` compiles). An unknown option name is an error for
-//! that rule.
+//! Reputation, Datasets) plus ours (`phi`, `credentials`, the `allowed`
+//! code of `geoip`), and the keywords every application protocol offers
+//! through [`super::protocol::Keywords`] (`mqtt.*`, `dicom.*`, `hl7.*`). An
+//! unknown option name is an error for that rule.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,28 +15,30 @@ use super::addr::{AddrSet, PortSet};
 use super::content::{Content, DatasetTest, Item, Pcre};
 use super::lookup::{Dataset, Lookups};
 use super::phi::PhiKind;
+use super::protocol::{hooks, Keyword, TxBuf, TxPredicate};
 use super::text::{self, RawRule};
 use super::threshold::Threshold;
 use super::{Action, Country, RuleMeta, Vars};
 use crate::app::keyword::UintMatch;
-use crate::app::{dicom, mqtt, AppProto};
+use crate::app::{AppProto, PROTOCOLS};
 use crate::flow::Direction;
 
 /// Distinct flowbit names in one engine.
 pub(crate) const MAX_FLOWBITS: usize = 1024;
 
-/// Hooks a rule runs at.
-pub(crate) const HOOK_PACKET: u8 = 1;
-pub(crate) const HOOK_MQTT: u8 = 2;
-pub(crate) const HOOK_DICOM: u8 = 4;
+/// The transaction hook bit of an application protocol (a rule's
+/// [`Rule::tx`]); protocol ids are below 16.
+pub(crate) fn tx_bit(p: AppProto) -> u16 {
+    1u16.checked_shl(u32::from(p.id())).unwrap_or(0)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Proto {
     Ip,
     Tcp,
     Udp,
-    Mqtt,
-    Dicom,
+    /// An application protocol over TCP (`alert mqtt …`).
+    App(AppProto),
 }
 
 impl Proto {
@@ -45,7 +47,9 @@ impl Proto {
         match self {
             Proto::Ip => true,
             Proto::Udp => p == 17,
-            Proto::Tcp | Proto::Mqtt | Proto::Dicom => p == 6,
+            // Asset changes are no flow's.
+            Proto::App(AppProto::Asset) => true,
+            Proto::Tcp | Proto::App(_) => p == 6,
         }
     }
 }
@@ -55,8 +59,8 @@ impl Proto {
 pub(crate) enum BufId {
     /// The packet's TCP/UDP payload.
     Payload,
-    Mqtt(mqtt::detect::Buffer),
-    Dicom(dicom::detect::Buffer),
+    /// A protocol's sticky buffer over its records.
+    Tx(TxBuf),
     /// The rule's source / destination address (for `type: ip` datasets).
     IpSrc,
     IpDst,
@@ -159,8 +163,8 @@ pub(crate) enum Cond {
         bits: Vec<u16>,
         isset: bool,
     },
-    MqttPred(mqtt::detect::Predicate),
-    DicomPred(dicom::detect::Predicate),
+    /// A protocol's predicate over its records.
+    Pred(Arc<dyn TxPredicate>),
     Buffer(Group),
     Geoip {
         side: Side,
@@ -195,7 +199,7 @@ impl Cond {
         match self {
             Cond::Never => 0,
             Cond::AppProto { .. } | Cond::FlowBytes { .. } | Cond::Flowbits { .. } => 1,
-            Cond::MqttPred(_) | Cond::DicomPred(_) => 2,
+            Cond::Pred(_) => 2,
             Cond::Buffer(_) => 3,
             Cond::Geoip { .. } | Cond::Iprep { .. } | Cond::Credentials { .. } => 4,
             Cond::Phi(_) => 5,
@@ -215,7 +219,10 @@ pub(crate) enum FlowbitAction {
 pub(crate) struct Rule {
     pub meta: Arc<RuleMeta>,
     pub proto: Proto,
-    pub hooks: u8,
+    /// Runs on packets.
+    pub packet: bool,
+    /// Runs on the records of these protocols ([`tx_bit`]).
+    pub tx: u16,
     pub src: AddrSet,
     pub sport: PortSet,
     pub dst: AddrSet,
@@ -327,18 +334,12 @@ fn need<'v>(name: &str, v: Option<&'v str>) -> Result<&'v str, String> {
         .ok_or_else(|| format!("{name} needs a value"))
 }
 
-/// Protocol keyword origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KwProto {
-    Mqtt,
-    Dicom,
-}
-
 /// State while walking a rule's options.
 struct Build {
     groups_open: Option<Group>,
     conds: Vec<Cond>,
-    kw_proto: Option<KwProto>,
+    /// The protocol whose keywords the rule uses.
+    kw_proto: Option<AppProto>,
     uses_credentials: bool,
     sid: Option<u32>,
     gid: u32,
@@ -389,9 +390,12 @@ impl Build {
         }
     }
 
-    fn set_kw_proto(&mut self, p: KwProto) -> Result<(), String> {
+    fn set_kw_proto(&mut self, p: AppProto) -> Result<(), String> {
         match self.kw_proto {
-            Some(q) if q != p => Err("rule mixes mqtt and dicom keywords".to_string()),
+            Some(q) if q != p => {
+                let name = |x: AppProto| hooks().find(|h| h.0 == x).map_or("?", |h| h.1);
+                Err(format!("rule mixes {} and {} keywords", name(q), name(p)))
+            }
             _ => {
                 self.kw_proto = Some(p);
                 Ok(())
@@ -424,9 +428,10 @@ impl Compiler<'_> {
             "ip" => Proto::Ip,
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
-            "mqtt" => Proto::Mqtt,
-            "dicom" => Proto::Dicom,
-            other => return Err(format!("unsupported protocol {other:?}")),
+            other => match hooks().find(|(_, name, _)| *name == other) {
+                Some((p, ..)) => Proto::App(p),
+                None => return Err(format!("unsupported protocol {other:?}")),
+            },
         };
         let bidir = match dir {
             "->" => false,
@@ -466,28 +471,35 @@ impl Compiler<'_> {
         b.close_group();
 
         let sid = b.sid.ok_or("rule has no sid")?;
-        let hooks = match (proto, b.kw_proto) {
-            (Proto::Mqtt, None | Some(KwProto::Mqtt)) => HOOK_MQTT,
-            (Proto::Dicom, None | Some(KwProto::Dicom)) => HOOK_DICOM,
-            (Proto::Mqtt | Proto::Dicom, Some(_)) => {
+        // Packet rule, or the protocols whose records it runs on.
+        let tx = match (proto, b.kw_proto) {
+            (Proto::App(p), None) => tx_bit(p),
+            (Proto::App(p), Some(k)) if k == p => tx_bit(p),
+            (Proto::App(_), Some(_)) => {
                 return Err("protocol keywords of another protocol than the rule's".to_string())
             }
+            (_, Some(AppProto::Asset)) => {
+                return Err("asset keywords need an asset rule (alert asset …)".to_string())
+            }
             (Proto::Udp, Some(_)) => {
-                return Err("mqtt and dicom keywords need a tcp, ip, mqtt or dicom rule".to_string())
+                return Err("protocol keywords need a tcp, ip or protocol rule".to_string())
             }
             (Proto::Udp, None) if b.uses_credentials => {
-                return Err("credentials needs a tcp, ip, mqtt or dicom rule".to_string())
+                return Err("credentials needs a tcp, ip or protocol rule".to_string())
             }
-            (_, Some(KwProto::Mqtt)) => HOOK_MQTT,
-            (_, Some(KwProto::Dicom)) => HOOK_DICOM,
-            (_, None) if b.uses_credentials => HOOK_MQTT | HOOK_DICOM,
-            (_, None) => HOOK_PACKET,
+            (_, Some(k)) => tx_bit(k),
+            // Every protocol's logins.
+            (_, None) if b.uses_credentials => PROTOCOLS
+                .iter()
+                .filter(|p| p.keywords().is_some())
+                .fold(0, |m, p| m | tx_bit(p.proto())),
+            (_, None) => 0,
         };
-        if hooks != HOOK_PACKET {
+        if tx != 0 {
             for c in &b.conds {
                 if let Cond::Buffer(g) = c {
                     if g.buf == BufId::Payload {
-                        return Err("content/pcre without a sticky buffer in a transaction rule (use a protocol buffer such as mqtt.publish.message)".to_string());
+                        return Err("content/pcre without a sticky buffer in a transaction rule (use a protocol buffer such as mqtt.publish.message or hl7.segment)".to_string());
                     }
                 }
             }
@@ -522,7 +534,8 @@ impl Compiler<'_> {
         Ok(Rule {
             meta: Arc::new(meta),
             proto,
-            hooks,
+            packet: tx == 0,
+            tx,
             src,
             sport,
             dst,
@@ -659,13 +672,8 @@ impl Compiler<'_> {
             }
             "app-layer-protocol" => {
                 let (negated, p) = text::negation(need(name, v)?);
-                let proto = match p {
-                    "mqtt" => AppProto::Mqtt,
-                    "dicom" => AppProto::Dicom,
-                    "tls" => AppProto::Tls,
-                    "failed" => AppProto::Failed,
-                    o => return Err(format!("unknown protocol {o:?}")),
-                };
+                let proto =
+                    AppProto::from_name(p).ok_or_else(|| format!("unknown protocol {p:?}"))?;
                 b.conds.push(Cond::AppProto { proto, negated });
             }
             "flow.bytes_toserver" | "flow.bytes_toclient" => {
@@ -719,19 +727,14 @@ impl Compiler<'_> {
         name: &str,
         v: Option<&str>,
     ) -> Result<(), String> {
-        if let Some(r) = mqtt::detect::keyword(name, v) {
-            b.set_kw_proto(KwProto::Mqtt)?;
+        for (p, _, keywords) in hooks() {
+            let Some(r) = keywords.keyword(name, v) else {
+                continue;
+            };
+            b.set_kw_proto(p)?;
             match r? {
-                mqtt::detect::Keyword::Buffer(buf) => b.open(BufId::Mqtt(buf)),
-                mqtt::detect::Keyword::Predicate(p) => b.conds.push(Cond::MqttPred(p)),
-            }
-            return Ok(());
-        }
-        if let Some(r) = dicom::detect::keyword(name, v) {
-            b.set_kw_proto(KwProto::Dicom)?;
-            match r? {
-                dicom::detect::Keyword::Buffer(buf) => b.open(BufId::Dicom(buf)),
-                dicom::detect::Keyword::Predicate(p) => b.conds.push(Cond::DicomPred(p)),
+                Keyword::Buffer(buf) => b.open(BufId::Tx(TxBuf::new(p, buf))),
+                Keyword::Predicate(pred) => b.conds.push(Cond::Pred(pred)),
             }
             return Ok(());
         }

@@ -103,9 +103,6 @@ pub struct FlowState {
     /// reversed, starts it afresh.
     detect: FlowDetect,
     detect_gen: u64,
-    /// Source MAC of the first packet of each direction (client → server
-    /// first), for the asset inventory.
-    macs: [Option<[u8; 6]>; 2],
 }
 
 impl std::fmt::Debug for FlowState {
@@ -717,6 +714,7 @@ impl Worker {
         );
         let mut flows = FlowTable::with_lease(cfg.flow.clone(), shared.memcaps.flow_lease());
         flows.set_service_ports(cfg.app_layer.service_ports());
+        shared.assets.set_engine(&engine);
         Worker {
             factory: {
                 let app = cfg.app_layer.clone();
@@ -773,6 +771,7 @@ impl Worker {
         });
         self.out.written();
         self.detect.stats = old.stats;
+        self.shared.assets.set_engine(&engine);
         self.engine = engine;
         self.engine_gen += 1;
     }
@@ -972,8 +971,12 @@ impl Worker {
             tcp,
         };
         let (idx, mut dir) = self.flows.update(&meta, &mut self.ended);
+        // The source MAC of each direction's first frame, for the inventory
+        // (by address: which side is the client does not matter).
         if let (Some(m), Some(f)) = (self.src_mac, self.flows.get_mut(idx)) {
-            f.state.macs[dir.index()].get_or_insert(m);
+            if f.pkts[dir.index()] == 1 {
+                self.assets.mac(ip.src, m, &f.ident());
+            }
         }
         self.flush_ended();
         if let L4::Tcp(seg) = l4 {
@@ -1025,7 +1028,6 @@ impl Worker {
         if late && flow.midstream && flow.state.app.deciding() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
-            flow.state.macs.swap(0, 1);
             flow.state.app.swap_sides();
             flow.state.detect_gen = 0;
             dir = dir.reverse();
@@ -1090,7 +1092,6 @@ impl Worker {
         if app.take_swap() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
-            flow.state.macs.swap(0, 1);
             dir = dir.reverse();
         }
         dir
@@ -1204,7 +1205,6 @@ impl Worker {
                 // Decided at the very end: the flow record takes the sides
                 // the bytes gave.
                 flow.swap_sides();
-                flow.state.macs.swap(0, 1);
             }
         } else {
             for st in &mut flow.state.streams {
@@ -1226,7 +1226,6 @@ impl Worker {
                     last: flow.last,
                     pkts: flow.pkts,
                     bytes: flow.bytes,
-                    macs: flow.state.macs,
                 },
                 &|ip| engine.country_of(ip),
             );

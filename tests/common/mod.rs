@@ -262,3 +262,55 @@ pub fn schema_check(lines: &[u8]) -> Option<Result<(), String>> {
         ))
     })
 }
+
+/// The records of event type `event_type` and the anomalies, one JSON line
+/// each, with what differs between runs (`timestamp`, `flow_id`,
+/// `community_id`) masked: a protocol's golden EVE.
+pub fn golden_lines(records: &[Value], event_type: &str) -> String {
+    let mut out = String::new();
+    for r in records {
+        if r["event_type"] != event_type && r["event_type"] != "anomaly" {
+            continue;
+        }
+        let mut r = r.clone();
+        for k in ["timestamp", "flow_id", "community_id"] {
+            if r.get(k).is_some() {
+                r[k] = Value::from("<masked>");
+            }
+        }
+        out += &r.to_string();
+        out.push('\n');
+    }
+    out
+}
+
+/// The EVE records of a run over `capture` with one worker, patient data
+/// masked or not (`outputs.unmask_sensitive`), masks made with the test
+/// key `tests/data/mask.key` (so that they are the same in every run).
+pub fn run_eve(capture: &Path, unmask: bool) -> Vec<Value> {
+    let mut cfg = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut cfg,
+        format!(
+            "outputs: {{unmask_sensitive: {unmask}, mask_key_file: {:?}}}\n",
+            repo().join("tests/data/mask.key")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let out = run(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--workers",
+        "1",
+        "-c",
+        cfg.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_lines(&out.stdout)
+}

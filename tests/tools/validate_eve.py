@@ -13,6 +13,44 @@ import sys
 
 import jsonschema
 
+_STR = {"type": "string"}
+_STRS = {"type": "array", "items": _STR}
+# One HL7 message as src/app/hl7/log.rs writes it.
+HL7_MESSAGE = {
+    "type": "object",
+    "required": ["segments", "framing", "length"],
+    "properties": {
+        **{k: _STR for k in [
+            "message_type", "trigger_event", "message_structure", "control_id",
+            "processing_id", "version", "sending_application", "sending_facility",
+            "receiving_application", "receiving_facility", "patient_class", "ack_code",
+            "acknowledged_control_id", "text_message"]},
+        "segments": {"type": "array", "items": {"type": "string", "pattern": "^.{1,3}$"}},
+        "framing": {"enum": ["mllp", "bare"]},
+        "length": {"type": "integer", "minimum": 0},
+        "truncated": {"type": "boolean"},
+        "segment_count": {"type": "integer"},
+        "segments_dropped": {"type": "integer"},
+        "segments_truncated": {"type": "integer"},
+        "incomplete": {"type": "boolean"},
+        "errors": {"type": "array", "items": {
+            "type": "object",
+            "properties": {k: _STR for k in [
+                "error_code_and_location", "error_location", "hl7_error_code", "severity",
+                "diagnostic_information", "user_message"]},
+            "additionalProperties": False}},
+        "patient": {
+            "type": "object",
+            "properties": {
+                "patient_identifier_list": _STRS, "patient_name": _STRS,
+                "date_time_of_birth": _STR, "patient_address": _STRS,
+                "phone_number_home": _STRS, "ssn_number_patient": _STR},
+            "additionalProperties": False},
+        "next_of_kin": _STRS,
+    },
+    "additionalProperties": False,
+}
+
 STRINGS = {"type": "array", "items": {"type": "string"}}
 TS = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}$"}
 
@@ -93,6 +131,7 @@ ADDITIONS = [
     (["stats", "tcp"], "ooo_timeout", {"type": "integer"}),
     (["stats", "tcp"], "overlap_window_memcap", {"type": "integer"}),
     (["stats", "app_layer", "flow"], "dicom", {"type": "integer"}),
+    (["stats", "app_layer", "flow"], "hl7", {"type": "integer"}),
     (["stats", "detect"], "threshold_table_full", {"type": "integer"}),
     # Packets dropped for a bad checksum (src/decode/stats.rs). Suricata
     # counts only TCP's (tcp.invalid_checksum) and has rule keywords
@@ -152,6 +191,13 @@ ADDITIONS = [
         },
         "additionalProperties": False,
     }),
+    # The HL7 record (README "HL7 records", src/app/hl7/log.rs): the message
+    # that opened it, its answer, and whether the answer was lost.
+    ([], "hl7", dict(HL7_MESSAGE, properties={
+        **HL7_MESSAGE["properties"],
+        "answer": HL7_MESSAGE,
+        "answer_lost": {"type": "boolean"},
+    })),
     # Alerts (src/output/alert.rs): the patient data found and the countries
     # of both ends.
     ([], "phi", {
@@ -179,13 +225,14 @@ ADDITIONS = [
     }),
     # The asset inventory (src/asset/log.rs, README "Asset inventory"): one
     # record per host of the home network when first identified, when its
-    # facts change, and as a snapshot.
+    # facts change, and as a snapshot; an alert of a rule on asset changes
+    # carries the change's record.
     ([], "asset", ASSET),
     (["stats"], "asset", {
         "type": "object",
         "properties": {k: {"type": "integer"} for k in [
             "hosts", "memuse", "hosts_dropped", "hosts_evicted", "memcap",
-            "lists_truncated", "values_cut", "phi_masked"]},
+            "lists_truncated", "values_cut", "phi_masked", "alerts"]},
         "additionalProperties": False,
     }),
     # MQTT (src/app/mqtt/log.rs): what Suricata lacks.

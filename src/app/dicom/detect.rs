@@ -67,14 +67,12 @@ use dicom_dictionary_std::StandardDataDictionary;
 use super::{dataset, uid, Association, Exchange, Outcome, Record, UserIdentity};
 use crate::app::keyword::required;
 use crate::app::keyword::UintMatch;
-use crate::app::Credentials;
+use crate::app::{AppRecord, Credentials};
+use crate::detect::phi::{PhiConfig, PhiReport};
+use crate::detect::protocol::{ProtocolKeywords, RecordBuffer, RecordPredicate, TxRecord, Typed};
 
 /// A compiled keyword.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keyword {
-    Buffer(Buffer),
-    Predicate(Predicate),
-}
+pub type Keyword = Typed<Buffer, Predicate>;
 
 /// A sticky buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +147,9 @@ fn exchange_sop_class(e: &Exchange) -> Option<&str> {
         .or(e.abstract_syntax.as_deref())
 }
 
-impl Buffer {
-    /// Calls `f` on each instance until it returns true; returns whether it did.
-    pub fn any<'r>(&self, rec: &'r Record, f: &mut dyn FnMut(&'r [u8]) -> bool) -> bool {
+impl RecordBuffer for Buffer {
+    type Record = Record;
+    fn any<'r>(&self, rec: &'r Record, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         let mut call = |b: &'r [u8]| !b.is_empty() && f(b);
         let text = |s: &'r Option<String>| s.as_deref().map(str::as_bytes);
         match (rec, self) {
@@ -210,7 +208,9 @@ impl Buffer {
             _ => false,
         }
     }
+}
 
+impl Buffer {
     /// Keyword name, for messages.
     pub fn name(&self) -> &'static str {
         if let Buffer::Attr(_) = self {
@@ -261,8 +261,9 @@ pub enum Predicate {
 /// C-CANCEL-RQ command field (PS3.7 §9.3.2.3).
 const C_CANCEL: u16 = 0x0FFF;
 
-impl Predicate {
-    pub fn matches(&self, rec: &Record) -> bool {
+impl RecordPredicate for Predicate {
+    type Record = Record;
+    fn matches(&self, rec: &Record) -> bool {
         match (self, rec) {
             (Predicate::Association(bits), Record::Association(a)) => {
                 let ended = match a.outcome {
@@ -527,6 +528,33 @@ pub fn credentials(rec: &Record) -> Option<Credentials<'_>> {
         password: passcode(a).filter(|p| !p.is_empty()),
         accepted: answer,
     })
+}
+
+// The rule engine's view ([`crate::detect::Keywords`], reached through
+// the protocol's entry in [`crate::app::PROTOCOLS`]).
+
+impl TxRecord for Record {
+    fn of(rec: &AppRecord) -> Option<&Record> {
+        match rec {
+            AppRecord::Dicom(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl ProtocolKeywords for super::Dicom {
+    type Record = Record;
+    type Buffer = Buffer;
+    type Predicate = Predicate;
+    fn keyword(&self, name: &str, value: Option<&str>) -> Option<Result<Keyword, String>> {
+        keyword(name, value)
+    }
+    fn credentials<'r>(&self, rec: &'r Record) -> Option<Credentials<'r>> {
+        credentials(rec)
+    }
+    fn phi(&self, rec: &Record, cfg: &PhiConfig) -> PhiReport {
+        crate::detect::phi::scan_dicom(rec, cfg)
+    }
 }
 
 #[cfg(test)]

@@ -406,4 +406,7 @@ impl crate::app::AppProtocol for Dicom {
     fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
         new_parser(&cfg.dicom)
     }
+    fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
+        Some(&PROTOCOL)
+    }
 }

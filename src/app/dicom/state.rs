@@ -1456,14 +1456,7 @@ mod tests {
         ]
     }
 
-    fn anomalies(r: &[AppRecord]) -> Vec<&'static str> {
-        r.iter()
-            .filter_map(|r| match r {
-                AppRecord::Anomaly(a) => Some(a.event),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::app::testing::anomaly_events as anomalies;
 
     #[test]
     fn store_session_yields_exchange_then_association_for_any_split() {

@@ -62,14 +62,12 @@ use super::parser::{level, packet_type};
 use super::{Body, Record};
 use crate::app::keyword::required;
 use crate::app::keyword::UintMatch;
-use crate::app::Credentials;
+use crate::app::{AppRecord, Credentials};
+use crate::detect::phi::{PhiConfig, PhiReport};
+use crate::detect::protocol::{ProtocolKeywords, RecordBuffer, RecordPredicate, TxRecord, Typed};
 
 /// A compiled keyword.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keyword {
-    Buffer(Buffer),
-    Predicate(Predicate),
-}
+pub type Keyword = Typed<Buffer, Predicate>;
 
 /// A sticky buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +103,9 @@ const BUFFERS: &[(&str, Buffer)] = &[
     ("mqtt.unsubscribe.topic", Buffer::UnsubscribeTopic),
 ];
 
-impl Buffer {
-    /// Calls `f` on each instance until it returns true; returns whether it did.
-    pub fn any<'r>(&self, rec: &'r Record, f: &mut dyn FnMut(&'r [u8]) -> bool) -> bool {
+impl RecordBuffer for Buffer {
+    type Record = Record;
+    fn any<'r>(&self, rec: &'r Record, f: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         // Empty fields are no instance (Suricata gives no buffer for them).
         let mut call = |b: &'r [u8]| !b.is_empty() && f(b);
         for m in &rec.messages {
@@ -144,7 +142,9 @@ impl Buffer {
         }
         false
     }
+}
 
+impl Buffer {
     /// Keyword name, for messages.
     pub fn name(&self) -> &'static str {
         BUFFERS
@@ -178,8 +178,9 @@ pub enum Predicate {
 const DUP: u8 = 0x08;
 const RETAIN: u8 = 0x01;
 
-impl Predicate {
-    pub fn matches(&self, rec: &Record) -> bool {
+impl RecordPredicate for Predicate {
+    type Record = Record;
+    fn matches(&self, rec: &Record) -> bool {
         match self {
             Predicate::ProtocolVersion(m) => {
                 rec.protocol_version != 0 && m.matches(u64::from(rec.protocol_version))
@@ -389,6 +390,33 @@ pub fn credentials(rec: &Record) -> Option<Credentials<'_>> {
 /// The packet type constants are those of the parser; a check that the
 /// name table agrees with them.
 const _: () = assert!(packet_type::AUTH as usize == TYPE_NAMES.len() - 1);
+
+// The rule engine's view ([`crate::detect::Keywords`], reached through
+// the protocol's entry in [`crate::app::PROTOCOLS`]).
+
+impl TxRecord for Record {
+    fn of(rec: &AppRecord) -> Option<&Record> {
+        match rec {
+            AppRecord::Mqtt(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl ProtocolKeywords for super::Mqtt {
+    type Record = Record;
+    type Buffer = Buffer;
+    type Predicate = Predicate;
+    fn keyword(&self, name: &str, value: Option<&str>) -> Option<Result<Keyword, String>> {
+        keyword(name, value)
+    }
+    fn credentials<'r>(&self, rec: &'r Record) -> Option<Credentials<'r>> {
+        credentials(rec)
+    }
+    fn phi(&self, rec: &Record, cfg: &PhiConfig) -> PhiReport {
+        crate::detect::phi::scan_mqtt(rec, cfg)
+    }
+}
 
 #[cfg(test)]
 mod tests {

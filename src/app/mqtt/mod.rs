@@ -378,4 +378,7 @@ impl crate::app::AppProtocol for Mqtt {
     fn parser(&self, cfg: &crate::app::AppConfig) -> Option<Box<dyn StreamConsumer>> {
         new_parser(&cfg.mqtt)
     }
+    fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
+        Some(&PROTOCOL)
+    }
 }

@@ -1347,14 +1347,7 @@ mod tests {
         out
     }
 
-    fn events(r: &[AppRecord]) -> Vec<&'static str> {
-        r.iter()
-            .filter_map(|r| match r {
-                AppRecord::Anomaly(a) => Some(a.event),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::app::testing::anomaly_events as events;
 
     fn mqtt(r: &[AppRecord]) -> Vec<&Record> {
         r.iter()

@@ -1,0 +1,438 @@
+//! Stateless HL7 v2 byte parsing: header segments and the delimiters they
+//! declare, segments, fields, components, repetitions and escape sequences
+//! (HL7 v2.5.1 ch. 2, §2.5 message construction rules, §2.7 escape
+//! sequences; MLLP: HL7 v2.5.1 Appendix C.4.3).
+//!
+//! ```text
+//! MLLP frame:   <SB=0x0B> message <EB=0x1C><CR=0x0D>
+//! message:      MSH|^~\&|SendApp|SendFac|RcvApp|RcvFac|Time||ADT^A01^ADT_A01|Ctrl|P|2.5<CR>
+//!                  │ └─┬┘
+//!                  │   MSH-2: component ^, repetition ~, escape \, subcomponent &,
+//!                  │          truncation # (v2.7+) — any other punctuation allowed
+//!                  MSH-1: the field separator itself
+//!               PID|1||MRN^^^AUTH^MR~NIR^^^INS-NIR^NH||TEST^JANE||19000101|F<CR>
+//! ```
+//!
+//! Numbering: in MSH (and the batch headers FHS, BHS) the field separator
+//! is field 1 and the encoding characters field 2, so the text after the
+//! second separator is field 3; in every other segment the text after the
+//! first separator is field 1.
+//!
+//! Invariants: every function reads only the slice it is given, returns
+//! sub-slices of it, and is linear in its length; nothing here allocates
+//! except [`decode`], whose output is at most as long as its input (a hex
+//! escape shrinks, every other replacement is one byte for at least three).
+
+/// MLLP start block.
+pub const SB: u8 = 0x0b;
+/// MLLP end block (followed by CR).
+pub const EB: u8 = 0x1c;
+/// Segment terminator.
+pub const CR: u8 = b'\r';
+/// Accepted as a segment terminator too (alone or after CR): some senders
+/// write lines.
+pub const LF: u8 = b'\n';
+
+/// Longest header prefix [`header`] needs to decide: a 3-letter name, the
+/// field separator, up to five encoding characters and the separator.
+pub const HEADER_PREFIX: usize = 10;
+
+/// The delimiters a message declares in MSH-1 and MSH-2. An encoding
+/// character MSH-2 leaves out is not used by the message (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiters {
+    pub field: u8,
+    pub component: Option<u8>,
+    pub repetition: Option<u8>,
+    pub escape: Option<u8>,
+    pub subcomponent: Option<u8>,
+    /// v2.7 and later.
+    pub truncation: Option<u8>,
+}
+
+impl Default for Delimiters {
+    /// The recommended `|^~\&`.
+    fn default() -> Self {
+        Delimiters {
+            field: b'|',
+            component: Some(b'^'),
+            repetition: Some(b'~'),
+            escape: Some(b'\\'),
+            subcomponent: Some(b'&'),
+            truncation: None,
+        }
+    }
+}
+
+/// A segment that starts a message or a batch envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    /// MSH: a message.
+    Msh,
+    /// BHS: batch header.
+    Bhs,
+    /// FHS: file header.
+    Fhs,
+}
+
+/// Answer of a check that may need more bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<T> {
+    Yes(T),
+    No,
+    /// The bytes are a consistent prefix too short to decide.
+    NeedMore,
+}
+
+/// Characters allowed as delimiters: printable ASCII punctuation (the
+/// standard's recommended set is `|^~\&#`; letters, digits, space and
+/// control bytes would make segments unreadable).
+fn is_delimiter(b: u8) -> bool {
+    b.is_ascii_punctuation()
+}
+
+/// Is `seg` the start of a header segment — `MSH`, `BHS` or `FHS`, a
+/// delimiter as field separator, two to five distinct encoding characters
+/// (all delimiters, none equal to the field separator) ended by the field
+/// separator or by the segment's end? `complete`: `seg` is the whole
+/// segment (its terminator was seen), so a short one is `No`, not
+/// `NeedMore`.
+pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
+    let need = || {
+        if complete {
+            Verdict::No
+        } else {
+            Verdict::NeedMore
+        }
+    };
+    // Most segments are no header: their first byte says so.
+    let kind = match seg {
+        [b'M', b'S', b'H', ..] => HeaderKind::Msh,
+        [b'B', b'H', b'S', ..] => HeaderKind::Bhs,
+        [b'F', b'H', b'S', ..] => HeaderKind::Fhs,
+        [] | [b'M'] | [b'M', b'S'] | [b'B' | b'F'] | [b'B' | b'F', b'H'] => return need(),
+        _ => return Verdict::No,
+    };
+    let Some(&field) = seg.get(3) else {
+        return need();
+    };
+    if !is_delimiter(field) {
+        return Verdict::No;
+    }
+    let mut enc = [None; 5];
+    for i in 0..=5 {
+        match seg.get(4 + i) {
+            None if complete && i >= 2 => return Verdict::Yes((kind, delimiters(field, enc))),
+            None => return need(),
+            Some(&b) if b == field => {
+                return if i >= 2 {
+                    Verdict::Yes((kind, delimiters(field, enc)))
+                } else {
+                    Verdict::No
+                };
+            }
+            Some(&b) if i < 5 && is_delimiter(b) && !enc.contains(&Some(b)) => {
+                if let Some(slot) = enc.get_mut(i) {
+                    *slot = Some(b);
+                }
+            }
+            Some(_) => return Verdict::No,
+        }
+    }
+    Verdict::No
+}
+
+fn delimiters(field: u8, enc: [Option<u8>; 5]) -> Delimiters {
+    Delimiters {
+        field,
+        component: enc[0],
+        repetition: enc[1],
+        escape: enc[2],
+        subcomponent: enc[3],
+        truncation: enc[4],
+    }
+}
+
+/// Is `b` a segment id: an upper-case letter then two upper-case letters
+/// or digits (`PID`, `PV1`, `ZX9`)?
+pub fn is_segment_id(b: &[u8]) -> bool {
+    matches!(b, [a, x, y] if a.is_ascii_uppercase()
+        && (x.is_ascii_uppercase() || x.is_ascii_digit())
+        && (y.is_ascii_uppercase() || y.is_ascii_digit()))
+}
+
+/// The segments of a message's canonical text (each ended by one CR).
+pub fn segments(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == CR).filter(|s| !s.is_empty())
+}
+
+/// The segment's name: its first three bytes.
+pub fn segment_name(seg: &[u8]) -> &[u8] {
+    seg.get(..3).unwrap_or(seg)
+}
+
+/// Whether the segment counts its fields as MSH does (MSH-1 is the field
+/// separator).
+fn header_numbering(seg: &[u8]) -> bool {
+    matches!(segment_name(seg), b"MSH" | b"BHS" | b"FHS")
+}
+
+/// Field `n` (1-based, in the segment's own numbering) of `seg`, without
+/// its separators; `None` when the segment has fewer fields.
+pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
+    if n == 0 {
+        return None;
+    }
+    let (rest, index) = if header_numbering(seg) {
+        if n == 1 {
+            return seg.get(3..4);
+        }
+        (seg.get(4..)?, n - 2)
+    } else {
+        (seg.get(4..)?, n - 1)
+    };
+    if !header_numbering(seg) && seg.get(3) != Some(&d.field) {
+        return None;
+    }
+    rest.split(|&b| b == d.field).nth(index)
+}
+
+/// Pieces of `value` cut at `sep` (the whole value when the message has no
+/// such delimiter).
+pub fn split(value: &[u8], sep: Option<u8>) -> impl Iterator<Item = &[u8]> {
+    let sep = sep.unwrap_or(0);
+    // NUL never separates: it is no delimiter.
+    value.split(move |&b| b == sep && sep != 0)
+}
+
+/// Component `n` (1-based) of the first repetition of `value`; empty when
+/// absent.
+pub fn component<'a>(value: &'a [u8], n: usize, d: &Delimiters) -> &'a [u8] {
+    let first = split(value, d.repetition).next().unwrap_or(&[]);
+    if n == 0 {
+        return &[];
+    }
+    split(first, d.component).nth(n - 1).unwrap_or(&[])
+}
+
+/// Appends `value` to `out` as a reader of the message sees it: escape
+/// sequences decoded (§2.7: `\F\ \S\ \T\ \R\ \E\ \P\` the delimiters,
+/// `\Xhh…\` bytes; highlighting `\H\ \N\`, character-set switches
+/// `\Cxxyy\ \Mxxyyzz\`, locally defined `\Z…\` and formatting commands
+/// other than `\.br\` removed; `\.br\` a line feed), and the message's own
+/// delimiters written as the recommended `^ ~ &` so that a value reads the
+/// same whatever MSH-2 declared. A malformed sequence (unterminated, odd or
+/// non-hex `\X`) is kept as written.
+pub fn decode(value: &[u8], d: &Delimiters, out: &mut Vec<u8>) {
+    let canonical = |b: u8| -> u8 {
+        if Some(b) == d.component {
+            b'^'
+        } else if Some(b) == d.repetition {
+            b'~'
+        } else if Some(b) == d.subcomponent {
+            b'&'
+        } else {
+            b
+        }
+    };
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        if Some(b) != d.escape {
+            out.push(canonical(b));
+            i += 1;
+            continue;
+        }
+        let rest = value.get(i + 1..).unwrap_or(&[]);
+        let Some(end) = rest.iter().position(|&c| Some(c) == d.escape) else {
+            out.extend(value.get(i..).unwrap_or(&[]).iter().map(|&c| canonical(c)));
+            return;
+        };
+        let seq = rest.get(..end).unwrap_or(&[]);
+        if !escape(seq, d, out) {
+            out.extend(
+                value
+                    .get(i..i + end + 2)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|&c| canonical(c)),
+            );
+        }
+        i += end + 2;
+    }
+}
+
+/// Decodes one escape sequence (the bytes between the escape characters);
+/// false when it is not one.
+fn escape(seq: &[u8], d: &Delimiters, out: &mut Vec<u8>) -> bool {
+    let lit = |c: Option<u8>, out: &mut Vec<u8>| match c {
+        Some(c) => {
+            out.push(c);
+            true
+        }
+        None => false,
+    };
+    match seq {
+        b"F" => lit(Some(d.field), out),
+        b"S" => lit(d.component, out),
+        b"T" => lit(d.subcomponent, out),
+        b"R" => lit(d.repetition, out),
+        b"E" => lit(d.escape, out),
+        b"P" => lit(d.truncation, out),
+        b"H" | b"N" => true,
+        b".br" => {
+            out.push(b'\n');
+            true
+        }
+        [b'X', hex @ ..] => {
+            if hex.is_empty() || hex.len() % 2 != 0 {
+                return false;
+            }
+            let start = out.len();
+            for pair in hex.chunks(2) {
+                let v = std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok());
+                match v {
+                    Some(v) => out.push(v),
+                    None => {
+                        out.truncate(start);
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+        [b'C' | b'M' | b'Z', ..] => true,
+        [b'.', ..] => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yes(seg: &[u8], complete: bool) -> (HeaderKind, Delimiters) {
+        match header(seg, complete) {
+            Verdict::Yes(v) => v,
+            v => panic!("{:?}: {v:?}", String::from_utf8_lossy(seg)),
+        }
+    }
+
+    #[test]
+    fn standard_msh_declares_the_recommended_delimiters() {
+        let (k, d) = yes(b"MSH|^~\\&|APP", false);
+        assert_eq!(k, HeaderKind::Msh);
+        assert_eq!(d, Delimiters::default());
+    }
+
+    #[test]
+    fn every_prefix_of_a_header_needs_more_and_garbage_is_no() {
+        let full = b"MSH|^~\\&#|";
+        for n in 0..full.len() {
+            assert_eq!(header(&full[..n], false), Verdict::NeedMore, "prefix {n}");
+        }
+        let (_, d) = yes(full, false);
+        assert_eq!(d.truncation, Some(b'#'));
+        for bad in [
+            &b"MSX|"[..],
+            b"msh|^~\\&|",
+            b"MSHA^~\\&|",
+            b"MSH| ~\\&|",
+            b"MSH|^^\\&|",
+            b"MSH|^|",
+            b"MSH||",
+            b"MSH|^~\\&#!|",
+            b"PID|1",
+        ] {
+            assert_eq!(header(bad, false), Verdict::No, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn custom_delimiters_are_read_from_msh() {
+        // Hand-built: field separator '!', component '*', repetition '#',
+        // escape '%', subcomponent '@'.
+        let (_, d) = yes(b"MSH!*#%@!APP", false);
+        assert_eq!(d.field, b'!');
+        assert_eq!(d.component, Some(b'*'));
+        assert_eq!(d.repetition, Some(b'#'));
+        assert_eq!(d.escape, Some(b'%'));
+        assert_eq!(d.subcomponent, Some(b'@'));
+        let seg = b"PID!1!!ID1*AUTH#ID2!!DOE*JOHN";
+        assert_eq!(field(seg, 3, &d), Some(&b"ID1*AUTH#ID2"[..]));
+        assert_eq!(component(field(seg, 5, &d).unwrap(), 2, &d), b"JOHN");
+        let mut out = Vec::new();
+        decode(b"ID1*AUTH#ID2", &d, &mut out);
+        assert_eq!(out, b"ID1^AUTH~ID2");
+    }
+
+    #[test]
+    fn complete_short_batch_header_is_a_header() {
+        assert_eq!(header(b"BHS|^~\\&", false), Verdict::NeedMore);
+        assert_eq!(yes(b"BHS|^~\\&", true).0, HeaderKind::Bhs);
+        assert_eq!(header(b"FHS|^", true), Verdict::No);
+    }
+
+    #[test]
+    fn msh_fields_count_the_separator_as_field_one() {
+        let d = Delimiters::default();
+        let msh = b"MSH|^~\\&|SND|FAC|RCV|RFAC|2024||ADT^A01^ADT_A01|C1|P|2.5";
+        assert_eq!(field(msh, 1, &d), Some(&b"|"[..]));
+        assert_eq!(field(msh, 2, &d), Some(&b"^~\\&"[..]));
+        assert_eq!(field(msh, 3, &d), Some(&b"SND"[..]));
+        assert_eq!(field(msh, 9, &d), Some(&b"ADT^A01^ADT_A01"[..]));
+        assert_eq!(field(msh, 12, &d), Some(&b"2.5"[..]));
+        assert_eq!(field(msh, 13, &d), None);
+        let m9 = field(msh, 9, &d).unwrap();
+        assert_eq!(component(m9, 1, &d), b"ADT");
+        assert_eq!(component(m9, 3, &d), b"ADT_A01");
+        assert_eq!(component(m9, 4, &d), b"");
+        let pid = b"PID|1||MRN";
+        assert_eq!(field(pid, 1, &d), Some(&b"1"[..]));
+        assert_eq!(field(pid, 3, &d), Some(&b"MRN"[..]));
+        assert_eq!(field(b"PID", 1, &d), None);
+        assert_eq!(field(b"PID^1", 1, &d), None);
+    }
+
+    #[test]
+    fn escapes_decode_to_the_delimiters_and_bytes() {
+        let d = Delimiters::default();
+        let mut out = Vec::new();
+        decode(
+            b"A\\F\\B\\S\\C\\T\\D\\R\\E\\E\\F\\X4142\\G\\H\\bold\\N\\\\.br\\x",
+            &d,
+            &mut out,
+        );
+        assert_eq!(out, b"A|B^C&D~E\\FABGbold\nx");
+    }
+
+    #[test]
+    fn malformed_escapes_are_kept_as_written() {
+        let d = Delimiters::default();
+        for v in [
+            &b"A\\X4\\B"[..],
+            b"A\\XZZ\\B",
+            b"A\\Q\\B",
+            b"A\\unterminated",
+        ] {
+            let mut out = Vec::new();
+            decode(v, &d, &mut out);
+            assert_eq!(out, v, "{:?}", String::from_utf8_lossy(v));
+        }
+        // A delimiter the message does not declare cannot be escaped.
+        let mut no_trunc = Vec::new();
+        decode(b"\\P\\", &d, &mut no_trunc);
+        assert_eq!(no_trunc, b"\\P\\");
+    }
+
+    #[test]
+    fn segment_ids_are_a_letter_and_two_letters_or_digits() {
+        for ok in [&b"PID"[..], b"PV1", b"ZX9", b"OBX"] {
+            assert!(is_segment_id(ok));
+        }
+        for bad in [&b"pid"[..], b"1PV", b"PI", b"PIDX", b"P-D"] {
+            assert!(!is_segment_id(bad));
+        }
+    }
+}
