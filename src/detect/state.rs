@@ -59,9 +59,9 @@ pub struct DetectStats {
     /// Threshold matches decided on what was known because the table was
     /// full.
     pub threshold_table_full: u64,
-    /// Threshold matches earlier than the time already decided (the
-    /// capture's time ran backwards, a flow was evicted): decided on what
-    /// was known.
+    /// Threshold matches more than the margin before the capture's packet
+    /// time so far (its time ran backwards): decided at once on what was
+    /// known (module `deferred`).
     pub threshold_late: u64,
     /// Alerts written before their threshold decision because the
     /// detection memory budget was spent.
