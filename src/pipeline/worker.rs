@@ -42,6 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::json::{self, Raw};
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
@@ -51,6 +52,11 @@ pub use crate::app::session::FlowEnds;
 /// A worker hands its EVE lines to the writer once it holds this many
 /// bytes (a record or an alert may take it a little past).
 pub const OUTPUT_BLOCK: usize = 64 * 1024;
+
+/// What a block is allocated with: the record that takes it past
+/// [`OUTPUT_BLOCK`] then fits without the buffer doubling (a 128 KiB
+/// reallocation copying 64 KiB, once per block before).
+const BLOCK_CAPACITY: usize = OUTPUT_BLOCK + OUTPUT_BLOCK / 4;
 
 /// Slots of the writer's queue a block of `len` bytes takes: one per
 /// [`OUTPUT_BLOCK`] begun.
@@ -102,7 +108,9 @@ pub struct FlowState {
     /// (0: not made yet). A reloaded ruleset, or the flow's sides found
     /// reversed, starts it afresh.
     detect: FlowDetect,
-    detect_gen: u64,
+    detect_gen: u32,
+    /// The flow's Community ID once its first event needed it.
+    community: Community,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -110,6 +118,35 @@ impl std::fmt::Debug for FlowState {
         f.debug_struct("FlowState")
             .field("app", &self.app)
             .finish_non_exhaustive()
+    }
+}
+
+/// A flow's Community ID, made on first use and kept for the flow's
+/// every later record, alert and flow record (one SHA-1 per flow, not one
+/// per packet that logs; v1 is the same whichever side is the client, so a
+/// flow found reversed keeps it). A thin box: 8 bytes in the flow's slot,
+/// 32 on the heap once made.
+#[derive(Default)]
+struct Community(Option<Box<[u8; COMMUNITY_LEN]>>);
+
+/// `1:` and the base64 of a SHA-1 digest.
+const COMMUNITY_LEN: usize = 30;
+
+impl Community {
+    /// The ID, made now if it was not (or, should it ever not be 30 ASCII
+    /// bytes, made afresh on every call rather than kept wrong).
+    fn get(&mut self, ident: &FlowIdent, seed: u16) -> std::borrow::Cow<'_, str> {
+        if self.0.is_none() {
+            let id = ident.community_id(seed);
+            match <[u8; COMMUNITY_LEN]>::try_from(id.as_bytes()) {
+                Ok(a) => self.0 = Some(Box::new(a)),
+                Err(_) => return std::borrow::Cow::Owned(id),
+            }
+        }
+        match self.0.as_deref().map(|a| std::str::from_utf8(a)) {
+            Some(Ok(s)) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(ident.community_id(seed)),
+        }
     }
 }
 
@@ -256,6 +293,9 @@ pub enum Handoff {
 /// A worker's EVE lines not yet handed to the writer.
 struct EveOut {
     buf: Vec<u8>,
+    /// The object of the record being written, serialised once for the
+    /// record and for each of its alerts (reused from record to record).
+    record: Vec<u8>,
     handoff: Option<Handoff>,
     /// The writer is gone (it stopped on an error): lines are discarded.
     closed: bool,
@@ -281,7 +321,7 @@ impl EveOut {
         if self.buf.is_empty() {
             return;
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_BLOCK));
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_CAPACITY));
         if self.closed {
             return;
         }
@@ -307,7 +347,7 @@ impl EveOut {
 /// table.
 struct Detecting<'a> {
     engine: &'a Engine,
-    gen: u64,
+    gen: u32,
     state: &'a mut DetectState,
     alerts: &'a mut Vec<Alert>,
     out: &'a mut EveOut,
@@ -391,7 +431,7 @@ impl Detecting<'_> {
         ts: Timestamp,
         a: &Alert,
         af: &AlertFlow,
-        record: Option<&AppRecord>,
+        record: Option<(&str, Raw<'_>)>,
     ) {
         let Some(ticket) = a.undecided else {
             write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
@@ -447,7 +487,8 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        let (community, vlan) = (ident.community_id(self.seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let community = flow.state.community.get(&ident, self.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
@@ -482,11 +523,13 @@ struct FlowWriter<'a> {
     match_ts: Timestamp,
     app: AppProto,
     detect: &'a mut FlowDetect,
-    detect_gen: &'a mut u64,
+    detect_gen: &'a mut u32,
     alerted: &'a mut bool,
-    /// The flow's serialised header and Community ID, made on the first
-    /// record (most calls make none).
-    prefix: Option<(EventPrefix, String)>,
+    /// The flow's Community ID.
+    community: &'a mut Community,
+    /// The flow's serialised header, made on the first record (most calls
+    /// make none).
+    prefix: Option<EventPrefix>,
     /// The header seen from the server's side, for records the server
     /// started.
     reversed: Option<EventPrefix>,
@@ -511,25 +554,29 @@ impl FlowWriter<'_> {
         info
     }
 
-    /// The flow's serialised header and Community ID.
-    fn prefix(&mut self) -> &(EventPrefix, String) {
+    /// The flow's serialised header.
+    fn prefix(&mut self) -> &EventPrefix {
         let vlan = self.ident.key.vlan();
         let (ident, app, seed) = (self.ident, self.app, self.d.seed);
+        let community = &mut *self.community;
         self.prefix.get_or_insert_with(|| {
-            let community = ident.community_id(seed);
-            let prefix = EventPrefix::new(&event_header(&ident, app, &community, &vlan));
-            (prefix, community)
+            EventPrefix::new(&event_header(
+                &ident,
+                app,
+                &community.get(&ident, seed),
+                &vlan,
+            ))
         })
     }
 
     /// Writes the alerts the engine left in `d.alerts`, with the record
     /// that raised them.
-    fn write_alerts(&mut self, record: Option<&AppRecord>) {
+    fn write_alerts(&mut self, record: Option<(&str, Raw<'_>)>) {
         if self.d.alerts.is_empty() {
             return;
         }
-        let community = self.prefix().1.clone();
         let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let community = self.community.get(&ident, self.d.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
@@ -559,21 +606,34 @@ impl FlowWriter<'_> {
             let engine = self.d.engine;
             engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
         }
-        self.write_alerts(Some(r));
+        // The record's object, serialised once for its alerts and itself
+        // (it cannot fail: its keys are strings; if it did, the record
+        // would be left out and its alerts written without it).
+        let mut body = std::mem::take(&mut self.d.out.record);
+        body.clear();
+        let logged = json::write(&mut body, &r.loggable(self.d.opts)).is_ok();
+        self.write_alerts(logged.then_some((r.event_type(), Raw(&body))));
         self.d.assets.record(&self.ident, self.ts, r);
+        if logged {
+            self.write_record(r, Raw(&body));
+        }
+        self.d.out.record = body;
+    }
+
+    /// Writes the record `r`, whose object is `body`.
+    fn write_record(&mut self, r: &AppRecord, body: Raw<'_>) {
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
         self.prefix();
-        let Some((prefix, community)) = self.prefix.as_ref() else {
+        let Some(prefix) = self.prefix.as_ref() else {
             return;
         };
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
-        let body = r.loggable(self.d.opts);
         let buf = &mut self.d.out.buf;
         match r.direction() {
-            None => eve::write_event(buf, prefix, self.ts, r.event_type(), &body),
+            None => eve::write_event_with(buf, prefix, self.ts, r.event_type(), &body, &[]),
             Some(Direction::ToServer) => eve::write_event_with(
                 buf,
                 prefix,
@@ -583,8 +643,9 @@ impl FlowWriter<'_> {
                 &[("direction", &"to_server")],
             ),
             Some(Direction::ToClient) => {
+                let community = self.community.get(&ident, self.d.seed);
                 let reversed = self.reversed.get_or_insert_with(|| {
-                    let mut h = event_header(&ident, app, community, &vlan);
+                    let mut h = event_header(&ident, app, &community, &vlan);
                     std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
                     std::mem::swap(&mut h.src_port, &mut h.dest_port);
                     EventPrefix::new(&h)
@@ -679,7 +740,7 @@ pub struct Worker {
     out: EveOut,
     engine: Arc<Engine>,
     /// Generation of `engine` (starts at 1, bumped by each reload).
-    engine_gen: u64,
+    engine_gen: u32,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
     /// Flow timeouts, for the time a flow ended by timeout ends at.
@@ -738,7 +799,8 @@ impl Worker {
             capture_clock: Timestamp(0),
             clock: Timestamp(0),
             out: EveOut {
-                buf: Vec::with_capacity(OUTPUT_BLOCK),
+                buf: Vec::with_capacity(BLOCK_CAPACITY),
+                record: Vec::new(),
                 handoff: None,
                 closed: false,
                 peak: 0,
@@ -773,7 +835,8 @@ impl Worker {
         self.detect.stats = old.stats;
         self.shared.assets.set_engine(&engine);
         self.engine = engine;
-        self.engine_gen += 1;
+        // 0 means "no rule state yet" in a flow.
+        self.engine_gen = self.engine_gen.wrapping_add(1).max(1);
     }
 
     /// Tells the shared thresholds how far this worker got (after the last
@@ -1045,6 +1108,7 @@ impl Worker {
             app,
             detect,
             detect_gen,
+            community,
             ..
         } = state;
         let mut writer = FlowWriter {
@@ -1059,6 +1123,7 @@ impl Worker {
             detect,
             detect_gen,
             alerted,
+            community,
             prefix: None,
             reversed: None,
             d: d.detecting,
@@ -1162,6 +1227,7 @@ impl Worker {
                 app,
                 detect,
                 detect_gen,
+                community,
                 ..
             } = state;
             let mut writer = FlowWriter {
@@ -1176,6 +1242,7 @@ impl Worker {
                 detect,
                 detect_gen,
                 alerted,
+                community,
                 prefix: None,
                 reversed: None,
                 d: d.detecting,
@@ -1234,7 +1301,9 @@ impl Worker {
             return;
         }
         let ident = flow.ident();
-        let (community, vlan) = (ident.community_id(self.community_seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let mut community = std::mem::take(&mut flow.state.community);
+        let community = community.get(&ident, self.community_seed);
         let mut facts = FlowFacts {
             header: event_header(&ident, app, &community, &vlan),
             pkts: flow.pkts,
@@ -1268,7 +1337,7 @@ impl Worker {
 
     /// EVE lines produced and not handed on yet (the buffer is left empty).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.out.buf, Vec::with_capacity(OUTPUT_BLOCK))
+        std::mem::replace(&mut self.out.buf, Vec::with_capacity(BLOCK_CAPACITY))
     }
 
     /// Bytes of EVE output waiting.
