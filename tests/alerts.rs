@@ -267,9 +267,13 @@ fn every_default_rule_fires_where_it_should_and_nowhere_else() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    // Every rule of the default ruleset is exercised by some capture.
+    // Every rule of the default ruleset is exercised by some capture (the
+    // rules on asset changes need a baseline inventory: tests/assets.rs).
     let rules = std::fs::read_to_string(repo().join("rules/medical.rules")).unwrap();
-    for line in rules.lines().filter(|l| l.starts_with("alert")) {
+    for line in rules
+        .lines()
+        .filter(|l| l.starts_with("alert") && !l.starts_with("alert asset "))
+    {
         let sid: u64 = line
             .split("sid:")
             .nth(1)

@@ -4,9 +4,10 @@
 //! see [`app_captures`]):
 //!
 //! - Facts: every internal host has exactly one `snapshot` record, and its
-//!   MACs and their vendors, MQTT and DICOM roles, AE titles,
+//!   MACs and their vendors, MQTT, DICOM and HL7 roles, AE titles,
 //!   implementation class UIDs and version names, device attributes, MQTT
-//!   client ids, user names, versions and topic prefixes, and countries are
+//!   client ids, user names, versions and topic prefixes, HL7 sending and
+//!   receiving applications and facilities, and countries are
 //!   exactly what `tests/tools/asset_tshark.py` derives from tshark's
 //!   decode (vendors from Debian's `ieee-data`, countries from the
 //!   registry allocations documented in `pcaps/README.md`), frozen in
@@ -14,10 +15,13 @@
 //!   are checked against a live run (in CI tshark is required).
 //!   Regenerate with `WW_REGEN_ASSETS=1 cargo test --test assets` and
 //!   review the diff.
-//! - The same asset records and stats for 1, 2 and 3 workers.
+//! - The same asset records, alerts on asset changes and stats for 1, 2
+//!   and 3 workers.
 //! - A baseline made from part of the captures, and a run over all of them:
 //!   exactly the new-device, ae-title-moved and device-changed drift that
-//!   the split implies, derived from tshark's facts of each side.
+//!   the split implies, derived from tshark's facts of each side, in the
+//!   records and as alerts of the default rules (one per difference, the
+//!   same for 1 and 2 workers).
 //! - No patient data of the corpus appears in any asset record.
 //! - Bounds (`asset.max_hosts`, `asset.max_values`) are hit and counted.
 
@@ -132,11 +136,19 @@ fn facts_from_eve(records: &[Value]) -> BTreeSet<String> {
             }
         }
         for role in strings(&a["roles"]) {
-            if role.starts_with("mqtt-") || role.starts_with("dicom-") {
+            if ["mqtt-", "dicom-", "hl7-"]
+                .iter()
+                .any(|p| role.starts_with(p))
+            {
                 add("roles", &role);
             }
         }
-        for (group, prefix) in [("dicom", "dicom_"), ("device", ""), ("mqtt", "mqtt_")] {
+        for (group, prefix) in [
+            ("dicom", "dicom_"),
+            ("device", ""),
+            ("mqtt", "mqtt_"),
+            ("hl7", "hl7_"),
+        ] {
             for (k, v) in a[group].as_object().into_iter().flatten() {
                 let kind = match (group, k.as_str()) {
                     // The toolkit is ours (a UID root table), not tshark's.
@@ -263,19 +275,33 @@ fn timeless(mut r: Value) -> String {
 }
 
 #[test]
-fn one_two_and_three_workers_write_the_same_asset_records_and_stats() {
+fn one_two_and_three_workers_write_the_same_asset_records_alerts_and_stats() {
+    // With a baseline, so that the rules on asset changes fire.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("baseline.json");
+    run_over(
+        &part_captures(),
+        1,
+        &["--inventory", base.to_str().unwrap()],
+    );
     let caps = app_captures();
     let of = |w: usize| -> Vec<String> {
-        let mut v: Vec<String> = run_over(&caps, w, &[])
-            .into_iter()
-            .filter(|r| r["event_type"] == "asset" || r["event_type"] == "stats")
-            .map(timeless)
-            .collect();
+        let mut v: Vec<String> =
+            run_over(&caps, w, &["--inventory-baseline", base.to_str().unwrap()])
+                .into_iter()
+                .filter(|r| {
+                    r["event_type"] == "asset"
+                        || r["event_type"] == "stats"
+                        || r["asset"].is_object()
+                })
+                .map(timeless)
+                .collect();
         v.sort();
         v
     };
     let one = of(1);
     assert!(one.len() > 40, "{}", one.len());
+    assert!(one.iter().any(|l| l.contains("\"event_type\":\"alert\"")));
     for w in [2, 3] {
         assert_eq!(of(w), one, "1 vs {w} workers");
     }
@@ -384,6 +410,39 @@ fn a_baseline_of_part_of_the_captures_flags_what_the_rest_adds() {
         assert!(expected.iter().any(|l| l.contains(k)), "{k}: {expected:#?}");
     }
     assert_eq!(seen, expected);
+    // The default rules raise one alert per difference (a list, not a
+    // set: none twice), each with the host as source and the finding's
+    // rule, and the hosts' snapshots count them.
+    let raised = drift_alerts(&all);
+    assert_eq!(raised, expected.iter().cloned().collect::<Vec<_>>());
+    for r in snapshots(&all) {
+        let ip = r["src_ip"].as_str().unwrap();
+        for k in ["new-device", "ae-title-moved", "device-changed"] {
+            let alerts = raised
+                .iter()
+                .filter(|l| l.starts_with(&format!("{ip} {k} ")))
+                .count() as u64;
+            let counted = r["asset"]["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["kind"] == k)
+                .map_or(0, |f| f["count"].as_u64().unwrap());
+            assert_eq!(counted, alerts, "{ip} {k}");
+        }
+    }
+    assert_eq!(
+        stats_of(&all)["asset"]["alerts"].as_u64().unwrap() as usize,
+        raised.len()
+    );
+    // Records and alerts are Suricata's EVE with our declared additions.
+    let lines: Vec<u8> = all
+        .iter()
+        .flat_map(|r| format!("{r}\n").into_bytes())
+        .collect();
+    if let Some(r) = schema_check(&lines) {
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
     // A CSV baseline says the same.
     let csv = dir.path().join("baseline.csv");
     run_over(&part_captures(), 1, &["--inventory", csv.to_str().unwrap()]);
@@ -401,6 +460,46 @@ fn a_baseline_of_part_of_the_captures_flags_what_the_rest_adds() {
         v
     };
     assert_eq!(drift(&again), drift(&all));
+    // With one worker as with two.
+    assert_eq!(drift_alerts(&again), raised);
+}
+
+/// The alerts of the default asset rules, as `host finding value` lines
+/// (sorted), each checked against the rule that raised it.
+fn drift_alerts(records: &[Value]) -> Vec<String> {
+    let sids = [
+        ("new-device", 9420060),
+        ("ae-title-moved", 9420061),
+        ("device-changed", 9420062),
+    ];
+    let mut v: Vec<String> = records
+        .iter()
+        .filter(|r| r["event_type"] == "alert" && r["asset"].is_object())
+        .map(|r| {
+            let finding = r["alert"]["metadata"]["finding"][0].as_str().unwrap();
+            let sid = sids.iter().find(|(f, _)| *f == finding).unwrap().1;
+            assert_eq!(r["alert"]["signature_id"], sid, "{r}");
+            assert_eq!(r["src_ip"], r["asset"]["ip"], "{r}");
+            let drift = r["asset"]["baseline"]["drift"].as_array().unwrap();
+            assert_eq!(drift.len(), 1, "{r}");
+            assert_eq!(drift[0]["finding"], finding, "{r}");
+            format!(
+                "{} {finding} {}",
+                r["src_ip"].as_str().unwrap(),
+                drift[0]["value"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn stats_of(records: &[Value]) -> &Value {
+    &records
+        .iter()
+        .rev()
+        .find(|r| r["event_type"] == "stats")
+        .unwrap()["stats"]
 }
 
 #[test]

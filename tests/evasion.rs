@@ -1293,11 +1293,13 @@ fn place(f: &(evasion::Endpoint, evasion::Endpoint)) -> Place {
 /// Issue 10 item 9: bytes that overlap delivered data with other values
 /// are an attack or a broken stack; Suricata's
 /// `stream.reassembly_overlap_different_data` anomaly says so, on every
-/// flow that had them, whichever copy came first — except TLS flows,
+/// flow that had them, whichever copy came first — also where the decoy,
+/// first, made protocol detection fail on a port of no configured
+/// protocol (`failed` flows are reassembled to `app_layer.failed_depth`)
+/// — except TLS flows,
 /// whose bytes nobody inspects and which are not reassembled at all (the
 /// TLS layer itself refuses bytes that were changed).
 #[test]
-#[ignore = "needs flows decided on a decoy's bytes reassembled anyway (src/pipeline/worker.rs): with retrans_diff_before, every flow on an unconfigured port (cms8000_exfil, demo, hl7_bare_515, hl7_nonstd_port, dicom_nonstd_port, mqtt_nonstd_port) is probed on the first copy's inverted bytes, which no probe recognises, so it becomes app_proto failed; Worker::tcp_segment then discards the streams of a flow it does not inspect, the real copy is never compared with the decoy, and no stream.reassembly_overlap_different_data is raised (the configured-port flows of the same captures raise it)"]
 fn different_data_overlaps_are_reported_on_every_flow() {
     for v in [Variant::RetransDiffAfter, Variant::RetransDiffBefore] {
         each_capture(v, |cap, o| {

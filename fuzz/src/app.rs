@@ -1,6 +1,8 @@
-//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`: the MQTT parser and
-//! state machine, and the DICOM Upper Layer, DIMSE and data-set walker, fed
-//! both directions of a conversation as the worker feeds them.
+//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`, `hl7`, `hl7_split`:
+//! the MQTT parser and state machine, the DICOM Upper Layer, DIMSE and
+//! data-set walker, and the HL7 v2 framing (MLLP and bare), message parser
+//! and acknowledgment pairing, fed both directions of a conversation as the
+//! worker feeds them.
 //!
 //! Input: `cfg:u8 [sizes] steps` — `cfg & 0x80` gives the parser small
 //! limits from the other bits (message, transaction, payload and value caps
@@ -9,37 +11,32 @@
 //! in `turns`.
 //!
 //! Properties:
-//! - `mqtt`, `dicom`: no panic on any bytes, gaps and shed requests in any
+//! - `mqtt`, `dicom`, `hl7`: no panic on any bytes, gaps and shed requests in any
 //!   order; shedding never raises `memuse`; every record's EVE object
 //!   serialises to a JSON object, masked and unmasked.
-//! - `mqtt_split`, `dicom_split`: re-segmentation does not change what is
+//! - `mqtt_split`, `dicom_split`, `hl7_split`: re-segmentation does not change what is
 //!   found — the steps as given, the same bytes with each direction's
 //!   adjacent data joined, and every data call cut into pieces of the given
 //!   sizes give the same records in the same order and the same anomalies
 //!   (in any order: two problems noticed in one stretch of bytes may be
 //!   reported in either order depending on where a call ended).
 //!
-//! Exempt while open (findings in wt-dicom's code), in `dicom_split` only
-//! ([`dicom_split_strict`] has no exemption; the findings' tests use it):
-//! - `max_attribute_bytes` is out of reach: kept value bytes are counted by
-//!   buffer capacity, which depends on fragmentation (see `dataset`,
-//!   [`EXEMPT_ATTRIBUTE_BYTES`]);
-//! - `max_resync` is out of reach: a hunt that finds a PDU within one call
-//!   accepts it however many bytes it discarded first, while the same bytes
-//!   in several calls give up at `max_resync` (`resync_failed`), so the
-//!   records differ ([`EXEMPT_RESYNC_LIMIT`]).
-//!
 //! The split properties are separate targets so that each can be left out
-//! of CI (`fuzz/known`) while a finding of its own is open; the MQTT one
-//! was, until wt-mqtt made records independent of segmentation at the
-//! start of a stream and at resync boundaries (issue 11).
+//! of CI (`fuzz/known`) while a finding of its own is open. Found by them
+//! and fixed (regressions under `fuzz/regressions/`): MQTT records that
+//! depended on segmentation at the start of a stream, at resync boundaries
+//! and after a CONNECT refused by its header; DICOM's `max_resync` not
+//! applied to bytes discarded within one call, and kept value bytes
+//! counted by buffer capacity.
 
 use wardwatch::app::dicom::DicomConfig;
+use wardwatch::app::hl7::Hl7Config;
 use wardwatch::app::mqtt::MqttConfig;
-use wardwatch::app::{dicom as dicom_app, mqtt as mqtt_app, AppRecord, StreamConsumer};
+use wardwatch::app::{
+    dicom as dicom_app, hl7 as hl7_app, mqtt as mqtt_app, AppRecord, StreamConsumer,
+};
 use wardwatch::output::mask::{LogOptions, MaskKey};
 
-use super::dataset::EXEMPT_ATTRIBUTE_BYTES;
 use super::input::Cursor;
 use super::turns::{self, feed};
 
@@ -47,6 +44,7 @@ use super::turns::{self, feed};
 enum Proto {
     Mqtt,
     Dicom,
+    Hl7,
 }
 
 /// MQTT limits small enough for a fuzzer's inputs to reach. (The struct
@@ -87,35 +85,28 @@ pub fn dicom_config(b: u8) -> DicomConfig {
     }
 }
 
+/// HL7 limits small enough for a fuzzer's inputs to reach (segment, message,
+/// open-message and resync caps of a few dozen bytes).
+#[allow(clippy::needless_update)]
+pub fn hl7_config(b: u8) -> Hl7Config {
+    if b & 0x80 == 0 {
+        return Hl7Config::default();
+    }
+    Hl7Config {
+        max_msg_len: 16 + usize::from(b & 0x0f) * 32,
+        max_segment_len: 8 + usize::from(b & 0x07) * 16,
+        max_transactions: 1 + usize::from((b >> 4) & 0x03),
+        max_open_bytes: 64 + usize::from(b & 0x30) * 8,
+        max_resync: 32 + u64::from(b & 0x0f) * 64,
+        ..Hl7Config::default()
+    }
+}
+
 fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
     match p {
         Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
         Proto::Dicom => dicom_app::new_parser(&dicom_config(cfg)),
-    }
-    .expect("wardwatch parses this protocol")
-}
-
-/// Whether the split target keeps DICOM's `max_resync` out of reach (the
-/// open resync-limit finding).
-pub const EXEMPT_RESYNC_LIMIT: bool = true;
-
-/// The parser of the split targets: as [`parser`], but with `exempt`,
-/// while the open findings are ([`EXEMPT_ATTRIBUTE_BYTES`],
-/// [`EXEMPT_RESYNC_LIMIT`]), DICOM's `max_attribute_bytes` and
-/// `max_resync` are out of reach.
-fn split_parser(p: Proto, cfg: u8, exempt: bool) -> Box<dyn StreamConsumer> {
-    match p {
-        Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
-        Proto::Dicom => {
-            let mut c = dicom_config(cfg);
-            if exempt && EXEMPT_ATTRIBUTE_BYTES {
-                c.max_attribute_bytes = 1 << 30;
-            }
-            if exempt && EXEMPT_RESYNC_LIMIT {
-                c.max_resync = 1 << 40;
-            }
-            dicom_app::new_parser(&c)
-        }
+        Proto::Hl7 => hl7_app::new_parser(&hl7_config(cfg)),
     }
     .expect("wardwatch parses this protocol")
 }
@@ -144,12 +135,12 @@ fn plain(p: Proto, data: &[u8]) {
     check_logs(&recs);
 }
 
-fn split(p: Proto, data: &[u8], exempt: bool) {
+fn split(p: Proto, data: &[u8]) {
     let mut c = Cursor::new(data);
     let cfg = c.u8();
     let sizes = c.sizes();
     let steps = turns::parse(&mut c);
-    let run = |steps: &[turns::Step]| feed(split_parser(p, cfg, exempt), steps, false);
+    let run = |steps: &[turns::Step]| feed(parser(p, cfg), steps, false);
     let want = run(&turns::merged(&steps));
     let given = run(&steps);
     assert_same(&want, &given, "the steps as given");
@@ -198,7 +189,7 @@ pub fn mqtt(data: &[u8]) {
 }
 
 pub fn mqtt_split(data: &[u8]) {
-    split(Proto::Mqtt, data, false);
+    split(Proto::Mqtt, data);
 }
 
 pub fn dicom(data: &[u8]) {
@@ -206,11 +197,13 @@ pub fn dicom(data: &[u8]) {
 }
 
 pub fn dicom_split(data: &[u8]) {
-    split(Proto::Dicom, data, true);
+    split(Proto::Dicom, data);
 }
 
-/// The DICOM split target without exemptions, for the open findings'
-/// tests.
-pub fn dicom_split_strict(data: &[u8]) {
-    split(Proto::Dicom, data, false);
+pub fn hl7(data: &[u8]) {
+    plain(Proto::Hl7, data);
+}
+
+pub fn hl7_split(data: &[u8]) {
+    split(Proto::Hl7, data);
 }

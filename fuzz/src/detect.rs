@@ -1,13 +1,13 @@
 //! Target `detect`: the rule engine on fuzzer-chosen traffic — packet
-//! payloads, and the MQTT and DICOM records the real parsers make of them —
+//! payloads, and the MQTT, DICOM and HL7 records the real parsers make of them —
 //! with the rules fixed: the engines are built once per process, one with
 //! every rule of `rules/medical.rules` and `fuzz/detect.rules` (a rule per
 //! keyword family) and one per single rule of those files.
 //!
 //! Input: `sel:u8 ends:u8 proto:u8 cfg:u8 steps` — `sel` picks the engine,
 //! `ends` the flow's endpoints from [`ENDS`] (home network, internet, the
-//! CMS8000's known-bad address, IPv6), `proto % 4` the flow's app-layer
-//! protocol (MQTT, DICOM, failed, TLS), `cfg` the parser limits as in
+//! CMS8000's known-bad address, IPv6), `proto % 5` the flow's app-layer
+//! protocol (MQTT, DICOM, failed, TLS, HL7), `cfg` the parser limits as in
 //! `app`, `steps` the conversation as in `turns`. Each
 //! data step is one packet of the flow (evaluated by the packet rules),
 //! then goes to the parser, whose records are evaluated by the transaction
@@ -31,7 +31,7 @@ use wardwatch::detect::{
 use wardwatch::flow::{Direction, Endpoint};
 use wardwatch::time::Timestamp;
 
-use super::app::{dicom_config, mqtt_config};
+use super::app::{dicom_config, hl7_config, mqtt_config};
 use super::input::Cursor;
 use super::turns::{self, Call, Step};
 
@@ -108,6 +108,7 @@ pub fn items(proto: AppProto, cfg: u8, steps: &[Step]) -> Vec<Item> {
     let mut parser = match proto {
         AppProto::Mqtt => wardwatch::app::mqtt::new_parser(&mqtt_config(cfg)),
         AppProto::Dicom => wardwatch::app::dicom::new_parser(&dicom_config(cfg)),
+        AppProto::Hl7 => wardwatch::app::hl7::new_parser(&hl7_config(cfg)),
         _ => None,
     };
     let mut out = Vec::new();
@@ -220,11 +221,12 @@ pub fn evaluate(engine: &Engine, mut f: FlowInfo, items: &[Item]) -> usize {
     alerts
 }
 
-const PROTOS: [AppProto; 4] = [
+const PROTOS: [AppProto; 5] = [
     AppProto::Mqtt,
     AppProto::Dicom,
     AppProto::Failed,
     AppProto::Tls,
+    AppProto::Hl7,
 ];
 
 pub fn detect(data: &[u8]) {
@@ -232,7 +234,7 @@ pub fn detect(data: &[u8]) {
     let all = engines();
     let engine = &all[usize::from(c.u8()) % all.len()];
     let ends = usize::from(c.u8());
-    let app = PROTOS[usize::from(c.u8() % 4)];
+    let app = PROTOS[usize::from(c.u8()) % PROTOS.len()];
     let cfg = c.u8();
     let steps = turns::parse(&mut c);
     evaluate(engine, flow(ends, app), &items(app, cfg, &steps));

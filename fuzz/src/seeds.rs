@@ -371,6 +371,8 @@ pub fn derive(captures: &[(String, Vec<u8>)], rule_files: &[(String, String)]) -
             let (plain, split, sel_proto, ends) = match f.proto {
                 AppProto::Mqtt => ("mqtt", "mqtt_split", 0u8, 0u8),
                 AppProto::Dicom => ("dicom", "dicom_split", 1, 2),
+                // Evaluated between a device and the CMS8000's address.
+                AppProto::Hl7 => ("hl7", "hl7_split", 4, 1),
                 AppProto::Failed => {
                     out.push(("detect", id.clone(), turn_seed(&[0, 1, 2, 0], &f.steps)));
                     let mut p = vec![8];
@@ -441,6 +443,13 @@ pub fn derive(captures: &[(String, Vec<u8>)], rule_files: &[(String, String)]) -
                             }
                         }
                     }
+                }
+                AppProto::Hl7 => {
+                    // The PHI detectors get the messages as sent.
+                    let mut p = vec![8];
+                    let s = stream(&f.steps, Direction::ToServer);
+                    p.extend_from_slice(&s[..s.len().min(MAX_SEED)]);
+                    out.push(("phi", id, p));
                 }
                 _ => {}
             }

@@ -56,6 +56,10 @@ impl AppProto {
     pub const Tls: AppProto = AppProto(4);
     /// Payload was seen but matched no protocol.
     pub const Failed: AppProto = AppProto(5);
+    /// No protocol: the hook of rules on asset changes (`alert asset …`,
+    /// [`crate::asset::detect`]). No flow carries it; it names the hook
+    /// for the rule engine only.
+    pub const Asset: AppProto = AppProto(15);
 
     /// A protocol's constant; ids must be unique (a test checks the table).
     pub const fn new(id: u8) -> AppProto {
@@ -190,6 +194,11 @@ pub struct AppConfig {
     /// default covers the 16 KiB PDUs of dcmtk and pynetdicom: a DICOM
     /// transfer picked up inside a PDU finds the next one.
     pub midstream_depth: crate::memcap::ByteSize,
+    /// Bytes per direction still reassembled on a flow whose protocol was
+    /// not recognised (`app_proto: failed`), so that overlaps with
+    /// different data are seen: an attacker's decoy, sent first, can be
+    /// what made detection fail. 0: such flows are not reassembled.
+    pub failed_depth: crate::memcap::ByteSize,
     /// Parser state all flows of all workers together may hold: buffered
     /// message tails, open transactions, kept attributes
     /// (`app_layer.memcap`).
@@ -211,6 +220,7 @@ impl Default for AppConfig {
             tls_ports: vec![443, 2762, 8883],
             probe_depth: 64,
             midstream_depth: crate::memcap::ByteSize(16 * 1024),
+            failed_depth: crate::memcap::ByteSize::mib(1),
             memcap: crate::memcap::ByteSize::mib(64),
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
@@ -281,6 +291,9 @@ pub enum AppRecord {
     /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
     /// type `stream`).
     StreamAnomaly(crate::stream::Anomaly),
+    /// A host's change, which rules of the `asset` hook are evaluated on
+    /// (`asset::log`); never made by a flow.
+    Asset(Box<crate::asset::detect::Change>),
 }
 
 /// An app-layer anomaly, as Suricata's EVE `anomaly` event of type
@@ -335,6 +348,7 @@ impl serde::Serialize for Loggable<'_> {
                 layer: None,
             }
             .serialize(s),
+            AppRecord::Asset(c) => c.record.serialize(s),
         }
     }
 }
@@ -357,6 +371,7 @@ impl AppRecord {
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Hl7(_) => "hl7",
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
+            AppRecord::Asset(_) => "asset",
         }
     }
 
@@ -366,6 +381,7 @@ impl AppRecord {
             AppRecord::Mqtt(_) => Some(AppProto::Mqtt),
             AppRecord::Dicom(_) => Some(AppProto::Dicom),
             AppRecord::Hl7(_) => Some(AppProto::Hl7),
+            AppRecord::Asset(_) => Some(AppProto::Asset),
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => None,
         }
     }
@@ -426,6 +442,11 @@ pub trait StreamConsumer: Send {
     /// transactions as unanswered, drop buffered tails with an anomaly —
     /// so that [`StreamConsumer::memuse`] falls.
     fn shed(&mut self, _ctx: &mut StreamContext<'_>) {}
+    /// Wants no more bytes in either direction: the session stops
+    /// reassembling the flow.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The parser for a flow of protocol `p`, if wardwatch parses it.

@@ -187,6 +187,30 @@ enum Probe {
     Exhausted,
 }
 
+/// What a `failed` flow's bytes go to: nothing is parsed, and they are
+/// reassembled only up to `app_layer.failed_depth` per direction, for what
+/// reassembly itself sees (overlaps with different data).
+struct Unparsed {
+    /// Bytes per direction still wanted (client → server first).
+    left: [u64; 2],
+}
+
+impl StreamConsumer for Unparsed {
+    fn data(&mut self, _: &mut StreamContext<'_>, dir: Direction, data: &[u8]) {
+        if let Some(l) = self.left.get_mut(dir.index()) {
+            *l = l.saturating_sub(data.len() as u64);
+        }
+    }
+
+    fn gap(&mut self, _: &mut StreamContext<'_>, _: Direction, _: u32) {}
+
+    fn end(&mut self, _: &mut StreamContext<'_>) {}
+
+    fn finished(&self) -> bool {
+        self.left == [0, 0]
+    }
+}
+
 /// The app layer of one flow.
 #[derive(Default)]
 pub struct Session {
@@ -271,6 +295,10 @@ impl Session {
             Event::Data(bytes) => self.data(env, dir, bytes),
             Event::Gap(len) => self.gap(env, dir, len),
             Event::Anomaly(a) => env.ctx().records.push(AppRecord::StreamAnomaly(a)),
+        }
+        if self.parser.as_ref().is_some_and(|p| p.finished()) {
+            self.parser = None;
+            self.done = true;
         }
         self.charge(env);
     }
@@ -441,6 +469,11 @@ impl Session {
         }
         let ends = env.ends.map(|e| if swap { e.swapped() } else { e });
         self.parser = ends.and_then(|e| (env.factory)(proto, &e));
+        if proto == AppProto::Failed && self.parser.is_none() && env.cfg.failed_depth.0 > 0 {
+            self.parser = Some(Box::new(Unparsed {
+                left: [env.cfg.failed_depth.0; 2],
+            }));
+        }
         // Reassembly goes on for a protocol wardwatch parses even when the
         // factory (a test's) declined the flow.
         self.done =
@@ -879,9 +912,42 @@ mod tests {
     #[test]
     fn http_on_another_port_fails_at_once() {
         let mut h = Harness::new(ends(50000, 8080), true);
+        h.cfg.failed_depth = crate::memcap::ByteSize(0);
         h.data(ToServer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(h.session.proto(), AppProto::Failed);
         assert!(!h.session.inspecting());
+    }
+
+    #[test]
+    fn failed_flow_is_reassembled_to_failed_depth_and_reports_overlaps() {
+        let mut h = Harness::new(ends(50000, 8080), true);
+        h.cfg.failed_depth = crate::memcap::ByteSize(100);
+        h.data(ToServer, &[b'x'; 60]);
+        assert_eq!(h.session.proto(), AppProto::Failed);
+        // The decoy's bytes made detection fail; the real copy that
+        // follows is only seen by reassembly, whose anomaly is written.
+        h.run(
+            ToServer,
+            Event::Anomaly(crate::stream::Anomaly::OverlapDifferentData),
+        );
+        assert!(matches!(
+            h.out.records.as_slice(),
+            [AppRecord::StreamAnomaly(
+                crate::stream::Anomaly::OverlapDifferentData
+            )]
+        ));
+        // 100 bytes a direction: the client's 40 more, then the server's.
+        h.data(ToServer, &[b'x'; 40]);
+        assert!(h.session.inspecting());
+        h.data(ToClient, &[b'y'; 99]);
+        assert!(h.session.inspecting());
+        h.data(ToClient, &[b'y'; 1]);
+        assert!(!h.session.inspecting());
+        h.run(
+            ToServer,
+            Event::Anomaly(crate::stream::Anomaly::OverlapDifferentData),
+        );
+        assert_eq!(h.out.records.len(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::{Asset, Kind, Seen};
+use super::{Asset, Fact, Kind, Seen};
 
 /// What the baseline says of one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -222,12 +222,14 @@ impl Baseline {
     /// How `a` (its facts first seen no later than `upto`) differs from
     /// the baseline.
     pub fn compare(&self, a: &Asset, upto: Option<Seen>) -> Comparison {
+        self.compare_facts(a, |f| upto.is_none_or(|u| f.first <= u))
+    }
+
+    /// How `a`, with only the facts `keep` takes, differs from the
+    /// baseline.
+    pub fn compare_facts(&self, a: &Asset, keep: impl Fn(&Fact) -> bool) -> Comparison {
         let seen = |k: Kind| -> Vec<&str> {
-            let mut v: Vec<_> = a
-                .facts
-                .iter()
-                .filter(|f| f.kind == k && upto.is_none_or(|u| f.first <= u))
-                .collect();
+            let mut v: Vec<_> = a.facts.iter().filter(|f| f.kind == k && keep(f)).collect();
             v.sort_by(|x, y| (x.first, &x.value).cmp(&(y.first, &y.value)));
             v.into_iter().map(|f| &*f.value).collect()
         };

@@ -37,14 +37,19 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
-use super::baseline::Baseline;
+use std::sync::Arc;
+
+use super::baseline::{Baseline, Drift};
+use super::detect::Change;
 use super::{Asset, Kind, Seen, Table};
+use crate::app::AppRecord;
+use crate::detect::RuleMeta;
 use crate::output::eve::ip_string;
 use crate::time::Timestamp;
 
 /// A JSON object written in insertion order (serde_json's `Map` sorts its
 /// keys): the record reads `ip`, `event`, … as documented.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ordered(pub Vec<(String, Value)>);
 
 impl Ordered {
@@ -293,6 +298,11 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
     }
 }
 
+/// What evaluates the rules of the `asset` hook on a change: the rules
+/// that fired.
+/// ([`AppRecord::Asset`]).
+pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
+
 /// Writes a `new` or `changed` record for each group of facts not written
 /// yet, host by host in address order, groups in the order they were
 /// seen, and marks them written. A group is a run of facts first seen in
@@ -301,8 +311,19 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
 /// role and MAC its flow showed); its record has the host's facts as of
 /// the group's last one. Facts seen before a host's first identifying
 /// fact are written with it.
-pub fn write_changes(t: &mut Table, baseline: Option<&Baseline>, out: &mut Vec<u8>) {
+///
+/// With `rules`, each record is a [`Change`] the rules are evaluated on
+/// (once per baseline difference it brings); their alerts are written
+/// just before it, and their findings counted on the host. Returns the
+/// number of alerts.
+pub fn write_changes(
+    t: &mut Table,
+    baseline: Option<&Baseline>,
+    out: &mut Vec<u8>,
+    mut rules: Option<ChangeRules<'_>>,
+) -> u64 {
     let macs = mac_hosts(t);
+    let mut alerts = 0;
     for a in t.sorted_mut() {
         let mut pending: Vec<usize> = (0..a.facts.len())
             .filter(|&i| !a.facts[i].reported)
@@ -325,28 +346,130 @@ pub fn write_changes(t: &mut Table, baseline: Option<&Baseline>, out: &mut Vec<u
             let group = &pending[i..j];
             let last = a.facts[pending[j - 1]].first;
             let identifying = group.iter().any(|&k| a.facts[k].kind.identifying());
-            if announced || identifying {
-                let mut obj = asset_object(a, &macs, Some(last), false, baseline);
-                let mut body = Ordered::default();
-                // `ip` first, then what the record is.
-                body.0.push(obj.0.remove(0));
-                body.insert("event", if announced { "changed" } else { "new" });
-                if announced {
-                    let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
-                    kinds.sort();
-                    kinds.dedup();
-                    let names: Vec<&str> = kinds.into_iter().map(Kind::name).collect();
-                    body.insert("changed", names);
-                }
-                body.append(&mut obj);
-                write_record(out, last.ts, a, Some(flow), body);
-                announced = true;
-            }
+            // The differences from the baseline written before this group,
+            // to tell the rules only what it brings.
+            let before = match (&rules, baseline) {
+                (Some(_), Some(b)) => b.compare_facts(a, |f| f.reported).drift,
+                _ => Vec::new(),
+            };
             for &k in group {
                 a.facts[k].reported = true;
             }
             i = j;
+            if !(announced || identifying) {
+                continue;
+            }
+            let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            let mut obj = asset_object(a, &macs, Some(last), false, baseline);
+            let mut body = Ordered::default();
+            // `ip` first, then what the record is.
+            body.0.push(obj.0.remove(0));
+            body.insert("event", if announced { "changed" } else { "new" });
+            if announced {
+                let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
+                body.insert("changed", names);
+            }
+            body.append(&mut obj);
+            if let Some(eval) = rules.as_deref_mut() {
+                let change = Change {
+                    ip: a.ip,
+                    seen: last,
+                    new: !announced,
+                    changed: kinds,
+                    facts: Facts::of(a, Some(last))
+                        .0
+                        .iter()
+                        .map(|f| (f.kind, f.value.clone()))
+                        .collect(),
+                    known: None,
+                    drift: None,
+                    record: body.clone(),
+                };
+                alerts += alert_change(a, change, &before, baseline, eval, out);
+            }
+            write_record(out, last.ts, a, Some(flow), body);
+            announced = true;
         }
+    }
+    alerts
+}
+
+/// Evaluates the rules on `change` once per baseline difference it brings
+/// (once when none), writes their alerts with the record (its
+/// `baseline.drift` the one difference), counts their findings on `a`.
+fn alert_change(
+    a: &mut Asset,
+    mut change: Change,
+    before: &[Drift],
+    baseline: Option<&Baseline>,
+    eval: ChangeRules<'_>,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let now = baseline.map(|b| b.compare_facts(a, |f| f.reported));
+    change.known = now.as_ref().map(|c| c.known);
+    let mut brought: Vec<Option<Drift>> = now
+        .map(|c| c.drift)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .map(Some)
+        .collect();
+    if brought.is_empty() {
+        brought.push(None);
+    }
+    let mut rec = AppRecord::Asset(Box::new(change));
+    let mut n = 0;
+    for drift in brought {
+        if let AppRecord::Asset(c) = &mut rec {
+            c.set_drift(drift);
+        }
+        let fired = eval(&rec);
+        let AppRecord::Asset(c) = &rec else {
+            continue;
+        };
+        for rule in fired {
+            write_alert(out, c, &rule);
+            n += 1;
+            for (k, kind) in &rule.metadata {
+                if k == "finding" {
+                    let f = a.findings.entry(kind.as_str().into()).or_default();
+                    f.count += 1;
+                    f.last = f.last.max(c.seen.ts);
+                }
+            }
+        }
+    }
+    n
+}
+
+/// An EVE `alert` of a rule on the `asset` hook: the change's time and
+/// flow, `src_ip` the host, `alert` as for any alert, and the record's
+/// `asset` object with the difference the rule saw.
+fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        timestamp: String,
+        flow_id: u64,
+        event_type: &'static str,
+        src_ip: String,
+        alert: crate::output::alert::RuleObject<'a>,
+        asset: &'a Ordered,
+    }
+    let r = Record {
+        timestamp: ts(c.seen.ts),
+        flow_id: c.seen.flow,
+        event_type: "alert",
+        src_ip: ip_string(c.ip),
+        alert: crate::output::alert::RuleObject::of(rule),
+        asset: &c.record,
+    };
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &r).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
     }
 }
 
@@ -518,7 +641,7 @@ mod tests {
         t.fact(h, Kind::Toolkit, "OFFIS DCMTK", seen(2, 2), now);
         t.fact(h, Kind::DicomScuAe, "CT01", seen(3, 3), now);
         let mut out = Vec::new();
-        write_changes(&mut t, None, &mut out);
+        write_changes(&mut t, None, &mut out, None);
         let r = records(&out);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0]["asset"]["event"], "new");
@@ -537,8 +660,167 @@ mod tests {
         );
         // Nothing new: nothing written.
         let mut again = Vec::new();
-        write_changes(&mut t, None, &mut again);
+        write_changes(&mut t, None, &mut again, None);
         assert!(again.is_empty());
+    }
+
+    fn rule(sid: u32, finding: &str) -> Arc<RuleMeta> {
+        Arc::new(RuleMeta {
+            action: crate::detect::Action::Alert,
+            gid: 1,
+            sid,
+            rev: 1,
+            msg: format!("drift {finding}"),
+            classtype: None,
+            category: String::new(),
+            severity: 3,
+            metadata: vec![("finding".into(), finding.into())],
+            references: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn each_baseline_difference_is_alerted_once_with_its_record() {
+        // Hand-built: the baseline knew 10.20.4.21 calling as ECHOSCU with
+        // OFFIS_DCMTK_367; this run sees a host it never knew calling as
+        // ECHOSCU (new device, moved AE title: one record, two
+        // differences), then the same host again with another AE title (a
+        // change bringing no difference), and 10.20.4.21 with another
+        // implementation version (device changed).
+        let base = Baseline::parse_csv(
+            "ip,dicom_scu_ae_titles,implementation_version_names\n\
+             10.20.4.21,ECHOSCU,OFFIS_DCMTK_367\n",
+        )
+        .unwrap();
+        let mut t = Table::new(&AssetConfig::default(), true);
+        let (new, known): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.20.9.66".parse().unwrap(), "10.20.4.21".parse().unwrap());
+        let now = Timestamp::from_parts(9, 0);
+        t.fact(new, Kind::Role, "dicom-scu", seen(1, 1), now);
+        t.fact(new, Kind::DicomScuAe, "ECHOSCU", seen(1, 1), now);
+        t.fact(new, Kind::DicomScuAe, "RADWS01", seen(2, 2), now);
+        t.fact(known, Kind::Role, "dicom-scu", seen(3, 3), now);
+        t.fact(
+            known,
+            Kind::ImplementationVersion,
+            "OFFIS_DCMTK_367",
+            seen(3, 3),
+            now,
+        );
+        t.fact(
+            known,
+            Kind::ImplementationVersion,
+            "PYNETDICOM_304",
+            seen(4, 4),
+            now,
+        );
+        let mut seen_changes = Vec::new();
+        let mut eval = |rec: &AppRecord| -> Vec<Arc<RuleMeta>> {
+            let AppRecord::Asset(c) = rec else {
+                panic!("{rec:?}")
+            };
+            seen_changes.push((c.ip, c.new, c.known, c.drift.clone()));
+            match &c.drift {
+                Some(d) => vec![rule(1, d.finding)],
+                None => Vec::new(),
+            }
+        };
+        let mut out = Vec::new();
+        let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval));
+        assert_eq!(n, 3);
+        // Evaluated: the new host's first record twice (one difference
+        // each), its change once without; the known host's first record
+        // once without, its change once with the new version.
+        let drifts: Vec<_> = seen_changes
+            .iter()
+            .map(|(ip, new, known, d)| {
+                (
+                    ip.to_string(),
+                    *new,
+                    *known,
+                    d.as_ref().map(|d| (d.finding, d.value.clone())),
+                )
+            })
+            .collect();
+        assert_eq!(
+            drifts,
+            [
+                ("10.20.4.21".into(), true, Some(true), None),
+                (
+                    "10.20.4.21".into(),
+                    false,
+                    Some(true),
+                    Some(("device-changed", Some("PYNETDICOM_304".into())))
+                ),
+                (
+                    "10.20.9.66".into(),
+                    true,
+                    Some(false),
+                    Some(("new-device", None))
+                ),
+                (
+                    "10.20.9.66".into(),
+                    true,
+                    Some(false),
+                    Some(("ae-title-moved", Some("ECHOSCU".into())))
+                ),
+                ("10.20.9.66".into(), false, Some(false), None),
+            ]
+        );
+        let r = records(&out);
+        let kinds: Vec<String> = r
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r["event_type"].as_str().unwrap(),
+                    r["src_ip"].as_str().unwrap(),
+                    r["alert"]["metadata"]["finding"][0]
+                        .as_str()
+                        .or(r["asset"]["event"].as_str())
+                        .unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "asset 10.20.4.21 new",
+                "alert 10.20.4.21 device-changed",
+                "asset 10.20.4.21 changed",
+                "alert 10.20.9.66 new-device",
+                "alert 10.20.9.66 ae-title-moved",
+                "asset 10.20.9.66 new",
+                "asset 10.20.9.66 changed",
+            ]
+        );
+        // An alert's asset object names its one difference, at the time
+        // and flow of its record.
+        assert_eq!(
+            r[4]["asset"]["baseline"]["drift"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(
+            r[4]["asset"]["baseline"]["drift"][0]["baseline"],
+            json!(["10.20.4.21"])
+        );
+        assert_eq!(r[4]["flow_id"], 1);
+        assert_eq!(
+            r[5]["asset"]["baseline"]["drift"].as_array().unwrap().len(),
+            2
+        );
+        // The findings are the host's.
+        let a = t.get(&new).unwrap();
+        assert_eq!(a.findings.len(), 2);
+        assert_eq!(a.findings["new-device"].count, 1);
+        // Nothing new: no evaluation.
+        let mut calls = 0;
+        let mut count = |_: &AppRecord| -> Vec<Arc<RuleMeta>> {
+            calls += 1;
+            Vec::new()
+        };
+        write_changes(&mut t, Some(&base), &mut Vec::new(), Some(&mut count));
+        assert_eq!(calls, 0);
     }
 
     #[test]

@@ -46,6 +46,7 @@
 //! topic holding a record number) is kept masked (`asset.phi_masked`).
 
 pub mod baseline;
+pub mod detect;
 pub mod log;
 pub mod observe;
 pub mod oui;
@@ -53,7 +54,7 @@ pub mod toolkit;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Deserialize;
 
@@ -689,6 +690,36 @@ pub struct Hub {
     /// Packet time (s) of the last periodic records.
     last_emit: std::sync::atomic::AtomicU64,
     baseline: Option<baseline::Baseline>,
+    /// Rules on asset changes: the ruleset in force (the workers') and
+    /// their detection state.
+    rules: Mutex<ChangeRules>,
+}
+
+/// The ruleset the `asset` hook's rules come from, and where their
+/// thresholds are counted.
+struct ChangeRules {
+    engine: Option<Arc<crate::detect::Engine>>,
+    state: crate::detect::DetectState,
+    /// Alerts written.
+    alerts: u64,
+}
+
+impl std::fmt::Debug for ChangeRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeRules")
+            .field("alerts", &self.alerts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeRules {
+    fn new(cfg: &crate::config::Config) -> Mutex<ChangeRules> {
+        Mutex::new(ChangeRules {
+            engine: None,
+            state: crate::detect::DetectState::new(&cfg.detect),
+            alerts: 0,
+        })
+    }
 }
 
 impl Hub {
@@ -723,6 +754,7 @@ impl Hub {
             periodic: std::sync::atomic::AtomicBool::new(false),
             last_emit: std::sync::atomic::AtomicU64::new(0),
             baseline,
+            rules: ChangeRules::new(cfg),
         })
     }
 
@@ -748,6 +780,7 @@ impl Hub {
             periodic: std::sync::atomic::AtomicBool::new(false),
             last_emit: std::sync::atomic::AtomicU64::new(0),
             baseline: None,
+            rules: ChangeRules::new(cfg),
         }
     }
 
@@ -759,6 +792,39 @@ impl Hub {
     /// Whether `ip` is inventoried.
     pub fn is_home(&self, ip: IpAddr) -> bool {
         self.home.contains(ip)
+    }
+
+    /// The ruleset in force (each worker tells it when it starts and at
+    /// each reload): the `asset` hook's rules are evaluated on the
+    /// changes written from now on.
+    pub fn set_engine(&self, engine: &Arc<crate::detect::Engine>) {
+        let mut r = lock(&self.rules);
+        if !r.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
+            r.engine = Some(Arc::clone(engine));
+        }
+    }
+
+    /// Writes the changes not written yet, and the alerts of the rules on
+    /// them.
+    fn changes(&self, t: &mut Table, out: &mut Vec<u8>) {
+        let mut r = lock(&self.rules);
+        let ChangeRules {
+            engine,
+            state,
+            alerts,
+        } = &mut *r;
+        let engine = engine
+            .as_deref()
+            .filter(|e| e.has_tx_rules(crate::app::AppProto::Asset));
+        let mut eval = |rec: &crate::app::AppRecord| match engine {
+            Some(e) => detect::evaluate(e, state, rec),
+            None => Vec::new(),
+        };
+        let on: Option<log::ChangeRules<'_>> = match engine {
+            Some(_) => Some(&mut eval),
+            None => None,
+        };
+        *alerts += log::write_changes(t, self.baseline.as_ref(), out, on);
     }
 
     /// A live run: changes and snapshots are written every
@@ -785,7 +851,7 @@ impl Hub {
         }
         if now.secs() >= last.saturating_add(self.out.interval) {
             self.last_emit.store(now.secs(), Ordering::Relaxed);
-            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            self.changes(&mut t, out);
             log::write_snapshots(&t, now, self.baseline.as_ref(), out);
         }
     }
@@ -806,7 +872,7 @@ impl Hub {
             p.apply(&mut t);
         }
         if self.enabled() {
-            log::write_changes(&mut t, self.baseline.as_ref(), out);
+            self.changes(&mut t, out);
             log::write_snapshots(&t, end, self.baseline.as_ref(), out);
         }
         if let Some(p) = &self.out.inventory {
@@ -834,6 +900,7 @@ impl Hub {
             ("asset.lists_truncated".into(), truncated),
             ("asset.values_cut".into(), s.values_cut),
             ("asset.phi_masked".into(), s.phi_masked),
+            ("asset.alerts".into(), lock(&self.rules).alerts),
         ]
     }
 

@@ -1,10 +1,12 @@
 //! What a worker tells the asset table, and how facts are read out of what
-//! it already has: flow ends (endpoints, ports answered on, the first
-//! source MAC of each side, countries, traffic), app-layer records (DICOM
+//! it already has: the source MAC of each flow direction's first frame,
+//! flow ends (endpoints, ports answered on, countries, traffic),
+//! app-layer records (DICOM
 //! associations and C-STORE data sets, MQTT CONNECT/PUBLISH/SUBSCRIBE) and
 //! alerts (their `metadata.finding`).
 //!
 //! Contract with the worker (`pipeline::worker`), one call per event:
+//! [`View::mac`] for the first frame of each direction of a flow,
 //! [`View::flow_end`] when a flow ends, [`View::record`] for each app-layer
 //! record as it is written, [`View::alert`] for each alert written at once,
 //! [`View::held`] for an alert that waits for its threshold decision and
@@ -43,8 +45,6 @@ pub struct FlowEnd<'a> {
     pub last: Timestamp,
     pub pkts: [u64; 2],
     pub bytes: [u64; 2],
-    /// Source MAC of the first packet of each side (client first).
-    pub macs: [Option<[u8; 6]>; 2],
 }
 
 /// A finding of an alert waiting for its threshold decision.
@@ -246,9 +246,6 @@ impl View {
                 c.flows += 1;
                 c.bytes = c.bytes.saturating_add(sent.saturating_add(received));
             }
-            if let Some(m) = f.macs[side] {
-                self.put(me.addr, Kind::Mac, super::oui::format(m).as_str(), seen);
-            }
             if let Some((client, server)) = app.and_then(roles) {
                 self.put(
                     me.addr,
@@ -274,6 +271,18 @@ impl View {
                 }
             }
         }
+    }
+
+    /// `mac` sent the first frame of a direction of flow `ident` from `ip`.
+    pub fn mac(&mut self, ip: IpAddr, mac: [u8; 6], ident: &FlowIdent) {
+        if !self.on {
+            return;
+        }
+        let seen = Seen {
+            ts: ident.start,
+            flow: ident.flow_id(),
+        };
+        self.put(ip, Kind::Mac, super::oui::format(mac).as_str(), seen);
     }
 
     /// An app-layer record of flow `ident`, made at `ts`.
@@ -378,7 +387,7 @@ impl View {
                     }
                 }
             }
-            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => {}
+            AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {}
         }
     }
 

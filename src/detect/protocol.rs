@@ -191,6 +191,21 @@ impl PartialEq for TxBuf {
 
 impl Eq for TxBuf {}
 
+/// Every source of rule keywords, with the hook it names and that hook's
+/// name in rule headers: the protocols of [`crate::app::PROTOCOLS`] that
+/// offer keywords, then the `asset` hook (rules on asset changes,
+/// [`crate::asset::detect`]; no flow carries it).
+pub(crate) fn hooks() -> impl Iterator<Item = (AppProto, &'static str, &'static dyn Keywords)> {
+    crate::app::PROTOCOLS
+        .iter()
+        .filter_map(|p| Some((p.proto(), p.name(), p.keywords()?)))
+        .chain(std::iter::once((
+            AppProto::Asset,
+            "asset",
+            &crate::asset::detect::KEYWORDS as &'static dyn Keywords,
+        )))
+}
+
 /// The keywords of the protocol `rec` belongs to.
 pub(crate) fn of_record(rec: &AppRecord) -> Option<&'static dyn Keywords> {
     rec.app_proto()?.protocol()?.keywords()

@@ -15,7 +15,7 @@ use super::addr::{AddrSet, PortSet};
 use super::content::{Content, DatasetTest, Item, Pcre};
 use super::lookup::{Dataset, Lookups};
 use super::phi::PhiKind;
-use super::protocol::{Keyword, TxBuf, TxPredicate};
+use super::protocol::{hooks, Keyword, TxBuf, TxPredicate};
 use super::text::{self, RawRule};
 use super::threshold::Threshold;
 use super::{Action, Country, RuleMeta, Vars};
@@ -47,6 +47,8 @@ impl Proto {
         match self {
             Proto::Ip => true,
             Proto::Udp => p == 17,
+            // Asset changes are no flow's.
+            Proto::App(AppProto::Asset) => true,
             Proto::Tcp | Proto::App(_) => p == 6,
         }
     }
@@ -390,11 +392,10 @@ impl Build {
 
     fn set_kw_proto(&mut self, p: AppProto) -> Result<(), String> {
         match self.kw_proto {
-            Some(q) if q != p => Err(format!(
-                "rule mixes {} and {} keywords",
-                q.eve_name().unwrap_or("?"),
-                p.eve_name().unwrap_or("?")
-            )),
+            Some(q) if q != p => {
+                let name = |x: AppProto| hooks().find(|h| h.0 == x).map_or("?", |h| h.1);
+                Err(format!("rule mixes {} and {} keywords", name(q), name(p)))
+            }
             _ => {
                 self.kw_proto = Some(p);
                 Ok(())
@@ -427,9 +428,9 @@ impl Compiler<'_> {
             "ip" => Proto::Ip,
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
-            other => match AppProto::from_name(other) {
-                Some(p) if p.protocol().and_then(|p| p.keywords()).is_some() => Proto::App(p),
-                _ => return Err(format!("unsupported protocol {other:?}")),
+            other => match hooks().find(|(_, name, _)| *name == other) {
+                Some((p, ..)) => Proto::App(p),
+                None => return Err(format!("unsupported protocol {other:?}")),
             },
         };
         let bidir = match dir {
@@ -476,6 +477,9 @@ impl Compiler<'_> {
             (Proto::App(p), Some(k)) if k == p => tx_bit(p),
             (Proto::App(_), Some(_)) => {
                 return Err("protocol keywords of another protocol than the rule's".to_string())
+            }
+            (_, Some(AppProto::Asset)) => {
+                return Err("asset keywords need an asset rule (alert asset …)".to_string())
             }
             (Proto::Udp, Some(_)) => {
                 return Err("protocol keywords need a tcp, ip or protocol rule".to_string())
@@ -723,13 +727,13 @@ impl Compiler<'_> {
         name: &str,
         v: Option<&str>,
     ) -> Result<(), String> {
-        for p in PROTOCOLS {
-            let Some(r) = p.keywords().and_then(|k| k.keyword(name, v)) else {
+        for (p, _, keywords) in hooks() {
+            let Some(r) = keywords.keyword(name, v) else {
                 continue;
             };
-            b.set_kw_proto(p.proto())?;
+            b.set_kw_proto(p)?;
             match r? {
-                Keyword::Buffer(buf) => b.open(BufId::Tx(TxBuf::new(p.proto(), buf))),
+                Keyword::Buffer(buf) => b.open(BufId::Tx(TxBuf::new(p, buf))),
                 Keyword::Predicate(pred) => b.conds.push(Cond::Pred(pred)),
             }
             return Ok(());

@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::eve::{self, erased::Field, EventHeader, EventPrefix};
 use super::json::Raw;
 use super::mask::{display_bytes, LogOptions};
-use crate::detect::{Alert, Country};
+use crate::detect::{Alert, Country, RuleMeta};
 use crate::flow::Direction;
 use crate::time::Timestamp;
 
@@ -37,8 +37,10 @@ pub struct AlertFlow {
     pub start: Timestamp,
 }
 
+/// The `alert` object: what the rule says (also the alerts of rules on
+/// asset changes, `asset::log`).
 #[derive(Serialize)]
-struct AlertObject<'a> {
+pub struct RuleObject<'a> {
     action: &'static str,
     gid: u32,
     signature_id: u32,
@@ -87,6 +89,26 @@ struct GeoObject {
     dest_country: Option<String>,
 }
 
+impl RuleObject<'_> {
+    pub fn of(r: &RuleMeta) -> RuleObject<'_> {
+        let mut metadata: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (k, v) in &r.metadata {
+            metadata.entry(k.as_str()).or_default().push(v.as_str());
+        }
+        RuleObject {
+            action: "allowed",
+            gid: r.gid,
+            signature_id: r.sid,
+            rev: r.rev,
+            signature: &r.msg,
+            category: &r.category,
+            severity: r.severity,
+            metadata,
+            references: &r.references,
+        }
+    }
+}
+
 fn country(c: Option<Country>) -> Option<String> {
     c.map(|c| display_bytes(&c).into_owned())
 }
@@ -111,22 +133,7 @@ pub fn write_alert(
         std::mem::swap(&mut oriented.src_port, &mut oriented.dest_port);
     }
     let prefix = EventPrefix::new(&oriented);
-    let r = &alert.rule;
-    let mut metadata: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (k, v) in &r.metadata {
-        metadata.entry(k.as_str()).or_default().push(v.as_str());
-    }
-    let body = AlertObject {
-        action: "allowed",
-        gid: r.gid,
-        signature_id: r.sid,
-        rev: r.rev,
-        signature: &r.msg,
-        category: &r.category,
-        severity: r.severity,
-        metadata,
-        references: &r.references,
-    };
+    let body = RuleObject::of(&alert.rule);
     let direction = if to_client { "to_client" } else { "to_server" };
     let flow_obj = FlowObject {
         pkts_toserver: flow.pkts[0],

@@ -111,9 +111,6 @@ pub struct FlowState {
     detect_gen: u32,
     /// The flow's Community ID once its first event needed it.
     community: Community,
-    /// Source MAC of the first packet of each direction (client → server
-    /// first), for the asset inventory.
-    macs: [Option<[u8; 6]>; 2],
 }
 
 impl std::fmt::Debug for FlowState {
@@ -732,6 +729,13 @@ pub struct Worker {
     ended: Vec<(Flow<FlowState>, EndReason)>,
     log_opts: LogOptions,
     last_ts: Timestamp,
+    /// The capture's packet time before the next packet, over every
+    /// worker's packets, when the reader said so ([`Worker::set_capture_clock`]).
+    capture_clock: Timestamp,
+    /// The capture's packet time before the packet being processed (this
+    /// worker's own when the reader said nothing): what its threshold
+    /// matches are late against and its flow's idle time is counted to.
+    clock: Timestamp,
     /// EVE lines not yet handed to the writer.
     out: EveOut,
     engine: Arc<Engine>,
@@ -771,6 +775,7 @@ impl Worker {
         );
         let mut flows = FlowTable::with_lease(cfg.flow.clone(), shared.memcaps.flow_lease());
         flows.set_service_ports(cfg.app_layer.service_ports());
+        shared.assets.set_engine(&engine);
         Worker {
             factory: {
                 let app = cfg.app_layer.clone();
@@ -791,6 +796,8 @@ impl Worker {
             ended: Vec::new(),
             log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
+            capture_clock: Timestamp(0),
+            clock: Timestamp(0),
             out: EveOut {
                 buf: Vec::with_capacity(BLOCK_CAPACITY),
                 record: Vec::new(),
@@ -826,6 +833,7 @@ impl Worker {
         });
         self.out.written();
         self.detect.stats = old.stats;
+        self.shared.assets.set_engine(&engine);
         self.engine = engine;
         // 0 means "no rule state yet" in a flow.
         self.engine_gen = self.engine_gen.wrapping_add(1).max(1);
@@ -927,6 +935,10 @@ impl Worker {
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
         self.sync_detect();
+        // What a threshold match of this packet is late against (module
+        // `detect::deferred`): the same for any number of workers.
+        self.clock = std::mem::take(&mut self.capture_clock).max(self.last_ts);
+        self.detect.set_clock(Some(self.clock));
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -934,25 +946,36 @@ impl Worker {
             self.settle_checksums(link, data, wire_len);
         }
         let reassembled: Reassembled;
-        let (p, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
-            Decoded::Packet(p) => (p, 1, u64::from(wire_len)),
+        let decoded = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => Some((p, 1, u64::from(wire_len))),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the
                 // front), so they do not hold memory until the table fills.
                 self.defrag.expire(ts);
-                let Some(r) = self.defrag.insert(ts, &frag, wire_len) else {
-                    return;
-                };
-                reassembled = r;
-                // A fragment inside a reassembled datagram's tunnel is not
-                // reassembled again.
-                let Decoded::Packet(p) = self.decoder.decode_reassembled(&frag, &reassembled.data)
-                else {
-                    return;
-                };
-                (p, reassembled.frames, reassembled.wire_bytes)
+                match self.defrag.insert(ts, &frag, wire_len) {
+                    None => None,
+                    Some(r) => {
+                        reassembled = r;
+                        // A fragment inside a reassembled datagram's tunnel is
+                        // not reassembled again.
+                        match self.decoder.decode_reassembled(&frag, &reassembled.data) {
+                            Decoded::Packet(p) => {
+                                Some((p, reassembled.frames, reassembled.wire_bytes))
+                            }
+                            _ => None,
+                        }
+                    }
+                }
             }
-            Decoded::NotIp | Decoded::Invalid => return,
+            Decoded::NotIp | Decoded::Invalid => None,
+        };
+        let Some((p, frames, wire_bytes)) = decoded else {
+            // No flow saw this packet, but its time counts: flows idle past
+            // their timeout end now, as on a tick, so the floor published
+            // at the next packet holds (module `detect::deferred`).
+            self.flows.tick(self.last_ts, &mut self.ended);
+            self.flush_ended();
+            return;
         };
         self.src_mac = if self.assets.on() {
             self.decoder.macs().map(|[src, _]| src)
@@ -990,6 +1013,7 @@ impl Worker {
         };
         let meta = PacketMeta {
             ts,
+            clock: self.clock,
             vlan,
             proto: ip.proto,
             src: Endpoint {
@@ -1010,8 +1034,12 @@ impl Worker {
             tcp,
         };
         let (idx, mut dir) = self.flows.update(&meta, &mut self.ended);
+        // The source MAC of each direction's first frame, for the inventory
+        // (by address: which side is the client does not matter).
         if let (Some(m), Some(f)) = (self.src_mac, self.flows.get_mut(idx)) {
-            f.state.macs[dir.index()].get_or_insert(m);
+            if f.pkts[dir.index()] == 1 {
+                self.assets.mac(ip.src, m, &f.ident());
+            }
         }
         self.flush_ended();
         if let L4::Tcp(seg) = l4 {
@@ -1063,7 +1091,6 @@ impl Worker {
         if late && flow.midstream && flow.state.app.deciding() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
-            flow.state.macs.swap(0, 1);
             flow.state.app.swap_sides();
             flow.state.detect_gen = 0;
             dir = dir.reverse();
@@ -1130,7 +1157,6 @@ impl Worker {
         if app.take_swap() {
             flow.swap_sides();
             flow.state.streams.swap(0, 1);
-            flow.state.macs.swap(0, 1);
             dir = dir.reverse();
         }
         dir
@@ -1163,10 +1189,16 @@ impl Worker {
 
     /// Writes records for flows that ended and frees them.
     fn flush_ended(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        // A flow's end is never late (module `detect::deferred`).
+        let clock = self.detect.set_clock(None);
         let ended = std::mem::take(&mut self.ended);
         for (flow, reason) in ended {
             self.end_flow(flow, reason);
         }
+        self.detect.set_clock(clock);
     }
 
     fn end_flow(&mut self, mut flow: Flow<FlowState>, reason: EndReason) {
@@ -1240,7 +1272,6 @@ impl Worker {
                 // Decided at the very end: the flow record takes the sides
                 // the bytes gave.
                 flow.swap_sides();
-                flow.state.macs.swap(0, 1);
             }
         } else {
             for st in &mut flow.state.streams {
@@ -1262,7 +1293,6 @@ impl Worker {
                     last: flow.last,
                     pkts: flow.pkts,
                     bytes: flow.bytes,
-                    macs: flow.state.macs,
                 },
                 &|ip| engine.country_of(ip),
             );
@@ -1313,6 +1343,14 @@ impl Worker {
     /// Bytes of EVE output waiting.
     pub fn pending_output(&self) -> usize {
         self.out.buf.len()
+    }
+
+    /// The next packet is earlier than `clock`, the capture's packet time
+    /// before it (other workers' packets included; the reader of a
+    /// multi-worker run says so): its threshold matches more than the
+    /// margin before `clock` are late whatever the worker count.
+    pub fn set_capture_clock(&mut self, clock: Timestamp) {
+        self.capture_clock = clock;
     }
 
     /// Packet time reached `now` on the capture as a whole (other workers'
@@ -1571,6 +1609,29 @@ mod tests {
         let flow = of_type(&recs, "flow");
         assert_eq!(flow[0]["app_proto"], "mqtt");
         assert_eq!(flow[0]["tcp"]["ts_gap"], true);
+    }
+
+    #[test]
+    fn a_packet_no_flow_sees_still_ends_idle_flows() {
+        use wire::*;
+        // Found by fuzzing (pipeline_workers): frames that reach no flow
+        // (not IP, invalid) moved the worker's packet time, and so the
+        // threshold floor it publishes, without sweeping its flows; a flow
+        // that timed out in between ended at the capture's end with a match
+        // time behind that floor, decided late with one worker and on time
+        // with several. Hand-built: a TCP SYN, then 300 s later a frame of
+        // an unknown EtherType: the flow has ended before the capture does.
+        let srv = ([10, 10, 5, 10], 1883);
+        let mut other = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]; // MACs
+        other.extend_from_slice(&[0x88, 0xb5, 0, 0]); // local experimental EtherType
+        let mut w = Worker::new(&Config::default());
+        let syn = tcp(CLIENT, srv, 1000, 0, SYN, &[]);
+        for (secs, f) in [(0, &syn), (300, &other)] {
+            let ts = Timestamp::from_parts(1_700_000_000 + secs, 0);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        let out = String::from_utf8(w.take_output()).unwrap();
+        assert!(out.contains("\"event_type\":\"flow\""), "{out}");
     }
 
     /// A handshake and a CONNECT/CONNACK on 1883, then `rst` (from the

@@ -5,9 +5,12 @@
 Usage: asset_tshark.py CAPTURE... > facts.txt
 
 For every capture, tshark decodes MQTT (ports 1883 and 8080) and DICOM
-(ports 104, 11112 and 4242); this script attributes what it decodes to the
-host that sent it, as the README's "Asset inventory" says the inventory
-does, for the hosts of 10.0.0.0/8, 172.16.0.0/12 and 192.168.0.0/16:
+(ports 104, 11112 and 4242), and HL7 v2 as tests/tools/hl7_facts.py reads
+it (tshark's MLLP decode on the capture's HL7 port, python-hl7 for the
+unframed capture tshark does not decode; see HL7 below); this script
+attributes what it decodes to the host that sent it, as the README's
+"Asset inventory" says the inventory does, for the hosts of 10.0.0.0/8,
+172.16.0.0/12 and 192.168.0.0/16:
 
   mac                        eth.src of the frames the host sent
   mac_vendor                 the IEEE organisation of that MAC's block, read
@@ -28,9 +31,17 @@ does, for the hosts of 10.0.0.0/8, 172.16.0.0/12 and 192.168.0.0/16:
   mqtt_topic_prefixes        the first two levels (up to a wildcard or an
                              empty level) of the topics it published to the
                              broker, subscribed to, or named as its will
+  hl7_sending_applications, hl7_sending_facilities
+                             MSH-3, MSH-4 of the HL7 messages it sent
+  hl7_receiving_applications, hl7_receiving_facilities
+                             MSH-5, MSH-6 of the HL7 messages it received
+                             (each whole field, as hl7_facts.py writes it)
   roles                      mqtt-client / mqtt-broker: it sent MQTT to /
                              from a broker port; dicom-scu / dicom-scp: it
-                             sent DICOM to / from a DICOM port
+                             sent DICOM to / from a DICOM port; hl7-sender /
+                             hl7-receiver: it is the client / server end of
+                             a connection carrying HL7 (the server the end
+                             on the capture's HL7 port)
   countries                  the country of each public peer, from the
                              regional registries' allocations documented in
                              pcaps/README.md ("Country of the public
@@ -46,6 +57,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dicom_tshark  # noqa: E402  (its element and PDU readers)
+import hl7_facts  # noqa: E402  (its HL7 message readers)
 
 MQTT_PORTS = ["1883", "8080"]
 DICOM_PORTS = ["104", "11112", "4242"]
@@ -57,6 +69,14 @@ COUNTRIES = {
     "175.45.178.20": "KP",
     "90.63.221.20": "FR",
     "162.142.125.221": "US",
+}
+# HL7 captures (as tests/hl7.rs reads them): the reader and the HL7 port.
+HL7 = {
+    "hl7_mllp.pcap": ("tshark", "2575"),
+    "hl7_nonstd_port.pcap": ("tshark", "6661"),
+    "hl7_variants.pcap": ("tshark", "2575"),
+    "cms8000_exfil.pcap": ("tshark", "515"),
+    "hl7_bare_515.pcap": ("python", "515"),
 }
 DEVICE = {
     "0008,0070": "manufacturers",
@@ -193,11 +213,43 @@ def dicom(cap, facts):
                                 facts.add((src, DEVICE[tag], value))
 
 
+def hl7(cap, facts):
+    reader = HL7.get(os.path.basename(cap))
+    if reader is None:
+        return
+    tool, port = reader
+    out = subprocess.run(["tshark", "-r", cap, "-T", "fields", "-e", "tcp.stream", "-e", "ip.src",
+                          "-e", "tcp.srcport", "-Y", "tcp"],
+                         check=True, capture_output=True, text=True).stdout
+    ends = {}
+    for line in out.splitlines():
+        stream, ip, sport = line.split("\t")
+        ends.setdefault(stream, set()).add((ip, sport))
+    if tool == "tshark":
+        msgs = hl7_facts.from_tshark(cap, [port])
+    else:
+        msgs = hl7_facts.from_python(cap)
+    for m in msgs:
+        sender = m.src
+        others = [e for e in ends.get(str(m.stream), ()) if e != tuple(sender)]
+        for ip, sport in [tuple(sender)] + others:
+            facts.add((ip, "roles", "hl7-receiver" if sport == port else "hl7-sender"))
+        for ip, kinds in ((sender[0], (("hl7_sending_applications", 3),
+                                        ("hl7_sending_facilities", 4))),
+                          *[(o[0], (("hl7_receiving_applications", 5),
+                                    ("hl7_receiving_facilities", 6))) for o in others]):
+            for kind, n in kinds:
+                v = m.value(m.field("MSH", n))
+                if v:
+                    facts.add((ip, kind, v))
+
+
 def main():
     facts = set()
     for cap in sys.argv[1:]:
         packets_and_mqtt(cap, facts)
         dicom(cap, facts)
+        hl7(cap, facts)
     ouis = oui_table()
     for host, kind, value in list(facts):
         if kind == "mac":

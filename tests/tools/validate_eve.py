@@ -225,13 +225,14 @@ ADDITIONS = [
     }),
     # The asset inventory (src/asset/log.rs, README "Asset inventory"): one
     # record per host of the home network when first identified, when its
-    # facts change, and as a snapshot.
+    # facts change, and as a snapshot; an alert of a rule on asset changes
+    # carries the change's record.
     ([], "asset", ASSET),
     (["stats"], "asset", {
         "type": "object",
         "properties": {k: {"type": "integer"} for k in [
             "hosts", "memuse", "hosts_dropped", "hosts_evicted", "memcap",
-            "lists_truncated", "values_cut", "phi_masked"]},
+            "lists_truncated", "values_cut", "phi_masked", "alerts"]},
         "additionalProperties": False,
     }),
     # MQTT (src/app/mqtt/log.rs): what Suricata lacks.
