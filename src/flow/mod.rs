@@ -589,7 +589,7 @@ const EVICTION_SAMPLE: usize = 8;
 /// its free-list entry. The index (hashbrown) doubles when it must grow
 /// while more than 7/16 of its buckets are live (deleted entries take room
 /// until it rehashes), so at worst 7/32 are: 32/7 of an entry per flow.
-/// For the worker's flows on x86-64: 248 + 23 + 4 = 275 bytes. While the
+/// For the worker's flows on x86-64: 232 + 23 + 4 = 259 bytes. While the
 /// index doubles, its old buckets (half the new ones) live a moment more.
 /// The flow's reassembly and parser state are charged to their own
 /// budgets.
@@ -856,7 +856,7 @@ impl<T: Default> FlowTable<T> {
             }
             None => {
                 self.slots.push(Some(flow));
-                // The budget holds far fewer than u32::MAX flows of 275
+                // The budget holds far fewer than u32::MAX flows of 259
                 // bytes.
                 (self.slots.len() - 1) as u32
             }
