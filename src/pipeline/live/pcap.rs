@@ -278,6 +278,9 @@ impl Pending {
         tx.send(Batch {
             buf: Arc::new(Buffer::Owned(p.data)),
             pkts: p.pkts,
+            // Live, a late packet is judged against its worker's own
+            // packet time (interfaces' clocks are not merged).
+            behind: Vec::new(),
             now,
             _ticket: None,
         })
