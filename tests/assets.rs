@@ -174,15 +174,6 @@ fn expected_dir() -> PathBuf {
     repo().join("tests/expected/assets")
 }
 
-fn tshark_present() -> bool {
-    let ok = Command::new("tshark")
-        .arg("-v")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok && Path::new("/usr/share/ieee-data/oui.csv").exists()
-}
-
 fn tshark_facts(caps: &[PathBuf]) -> String {
     let out = Command::new("python3")
         .arg(repo().join("tests/tools/asset_tshark.py"))
@@ -252,7 +243,7 @@ fn every_internal_host_has_the_facts_tshark_shows() {
 
 #[test]
 fn frozen_facts_equal_live_tshark() {
-    if !tshark_present() {
+    if !(common::have("tshark") && Path::new("/usr/share/ieee-data/oui.csv").exists()) {
         common::skip("tshark or /usr/share/ieee-data/oui.csv missing; the frozen facts are used");
         return;
     }
