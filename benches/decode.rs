@@ -144,10 +144,7 @@ fn bench_checksums(c: &mut Criterion) {
         ("1500".to_string(), big_frames(1000)),
     ]
     .into_iter()
-    .chain(
-        [64, 512, 1460, 9000]
-            .map(|len| (format!("payload_{len}"), sized_frames(1000, len))),
-    );
+    .chain([64, 512, 1460, 9000].map(|len| (format!("payload_{len}"), sized_frames(1000, len))));
     for (name, frames) in sets {
         let bytes: usize = frames.iter().map(Vec::len).sum();
         let mut g = c.benchmark_group(format!("checksum_{name}"));
