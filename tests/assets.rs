@@ -426,6 +426,16 @@ fn a_baseline_of_part_of_the_captures_flags_what_the_rest_adds() {
         stats_of(&all)["asset"]["alerts"].as_u64().unwrap() as usize,
         raised.len()
     );
+    // detect.alert counts every alert line, the inventory's included.
+    let alert_lines = all.iter().filter(|r| r["event_type"] == "alert").count();
+    assert!(
+        alert_lines > raised.len(),
+        "the captures raise other alerts too"
+    );
+    assert_eq!(
+        stats_of(&all)["detect"]["alert"].as_u64().unwrap() as usize,
+        alert_lines
+    );
     // Records and alerts are Suricata's EVE with our declared additions.
     let lines: Vec<u8> = all
         .iter()
