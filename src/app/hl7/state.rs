@@ -71,10 +71,6 @@ pub const MAX_LATE: u32 = 8;
 /// Bytes kept of each.
 pub const LATE_BYTES: usize = 1024;
 
-/// A message buffer that grew past this is freed once its message is
-/// taken.
-const KEEP_BUFFER: usize = 16 * 1024;
-
 /// Bytes of a call looked at together with a held candidate.
 const HEAD_WINDOW: usize = 16;
 
@@ -107,6 +103,12 @@ fn start_at(b: &[u8]) -> Verdict<bool> {
         Some(&SB) => (true, b.get(1..).unwrap_or(&[])),
         _ => (false, b),
     };
+    // A header read on the bytes as they come is one on its segment too:
+    // a line end or block byte is no delimiter, so it would have ended the
+    // reading with a No before the verdict.
+    if let Verdict::Yes(_) = parser::header(body, false) {
+        return Verdict::Yes(framed);
+    }
     let end = body
         .iter()
         .take(parser::HEADER_PREFIX + 1)
@@ -186,34 +188,54 @@ impl SegIndex {
         msh: [Self::NONE; MSH_FIELDS],
     };
 
-    /// Indexes the fields of `msh` (the message's first segment, ended by
-    /// CR or the text's end), read with field separator `sep`.
+    /// Indexes the fields of `msh` (the message's first segment, without
+    /// its CR), read with field separator `sep`.
     fn index_msh(&mut self, msh: &[u8], sep: u8) {
-        let end = memchr::memchr(CR, msh).unwrap_or(msh.len());
-        let seg = msh.get(..end).unwrap_or(&[]);
-        self.msh = [Self::NONE; MSH_FIELDS];
         // MSH-2 starts after the separator that is MSH-1; each separator
         // after it starts the next field; the slot after the last field
         // holds the MSH's end + 1, so that every field ends one byte before
-        // the next slot. A plain byte loop: fields are a few bytes long,
-        // memchr's setup per field would cost more.
-        let mut k = 0;
-        let mut put = |at: usize, k: &mut usize| {
-            if let Some(slot) = self.msh.get_mut(*k) {
-                *slot = u32::try_from(at).unwrap_or(Self::NONE);
-                *k += 1;
+        // the next slot. Separators are found eight bytes at a time.
+        self.msh = [Self::NONE; MSH_FIELDS];
+        self.msh[0] = 4;
+        let mut k = 1;
+        let body = msh.get(4..).unwrap_or(&[]);
+        let mut words = body.chunks_exact(8);
+        let mut base = 4;
+        for word in &mut words {
+            let mut w = [0; 8];
+            w.copy_from_slice(word);
+            if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
+                return;
             }
-        };
-        put(4, &mut k);
-        for (i, &b) in seg.iter().enumerate().skip(4) {
-            if b == sep {
-                if k >= MSH_FIELDS {
-                    return;
-                }
-                put(i + 1, &mut k);
-            }
+            base += 8;
         }
-        put(end + 1, &mut k);
+        // The last word, padded with bytes that are not the separator.
+        let mut w = [!sep; 8];
+        w.iter_mut()
+            .zip(words.remainder())
+            .for_each(|(w, &b)| *w = b);
+        if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
+            return;
+        }
+        if let Some(slot) = self.msh.get_mut(k) {
+            *slot = u32::try_from(msh.len() + 1).unwrap_or(Self::NONE);
+        }
+    }
+
+    /// Starts fields after the separators of one word of the MSH (`lanes`
+    /// of [`parser::lanes_equal`], the word at offset `base`) from slot
+    /// `k` on; false once every slot is taken.
+    fn mark_fields(&mut self, k: &mut usize, mut lanes: u64, base: usize) -> bool {
+        while lanes != 0 {
+            let Some(slot) = self.msh.get_mut(*k) else {
+                return false;
+            };
+            let at = base + (lanes.trailing_zeros() / 8) as usize + 1;
+            *slot = u32::try_from(at).unwrap_or(Self::NONE);
+            *k += 1;
+            lanes &= lanes - 1;
+        }
+        true
     }
 
     /// MSH-`n` as indexed: `Some(None)` when the MSH has no such field,
@@ -288,10 +310,13 @@ mod index_tests {
             b"MSH|^~\\&|A",
             b"MSH|^~\\&",
             b"MSH|^~\\&||||||||||||||||||||x\r",
+            b"MSH|^~\\&|ABCDEFG|HIJKLMNOP||QRSTUVWXYZ012|",
+            b"MSH|",
+            b"MSH",
         ] {
-            let mut ix = SegIndex::EMPTY;
-            ix.index_msh(msh, b'|');
             let seg = msh.split(|&b| b == CR).next().unwrap();
+            let mut ix = SegIndex::EMPTY;
+            ix.index_msh(seg, b'|');
             for n in 2..MSH_FIELDS + 3 {
                 // Indexed up to MSH_FIELDS; past it, not indexed (searched).
                 let want = (n <= MSH_FIELDS).then(|| parser::field(seg, n, &d));
@@ -307,16 +332,29 @@ mod index_tests {
 }
 
 /// The message being assembled in one direction.
+///
+/// Its kept text is `text[..seg_start]` followed by `input[run]`: segments
+/// that lie whole in the bytes of the call being read are parsed where
+/// they are and copied once, when the message ends (into the record) or
+/// the call does (into `text`, because the message goes on in the next
+/// call). Only a message that straddles calls, or whose kept text differs
+/// from its bytes on the wire (LF line ends, cut or dropped segments), is
+/// copied into `text` first.
 #[derive(Debug)]
 struct Building {
-    /// Kept segments of the message (from its MSH on), then the kept part
-    /// of the current segment from `seg_start`.
+    /// Kept segments copied out of earlier calls (or out of order with the
+    /// bytes read), then, from `seg_start`, the kept part of a segment
+    /// whose first bytes came in an earlier call.
     text: Vec<u8>,
+    /// Kept segments that follow `text[..seg_start]`, each with its CR, as
+    /// the range of the call's bytes they are in; empty between calls.
+    run_start: usize,
+    run_end: usize,
     delimiters: parser::Delimiters,
-    /// `text` starts with an MSH segment: there is a message.
+    /// The kept text starts with an MSH segment: there is a message.
     has_msh: bool,
     seg_start: usize,
-    /// Bytes of the current segment seen (kept or not).
+    /// Bytes of the current segment seen in earlier calls (kept or not).
     seg_len: u64,
     length: u64,
     segment_count: u32,
@@ -331,10 +369,22 @@ struct Building {
     framing: Framing,
 }
 
+/// Where the bytes of a segment that ended are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg {
+    /// Whole in the call's bytes, `input[start..end]`; `cr`: ended by a
+    /// CR (else by LF or an end block).
+    InPlace { start: usize, end: usize, cr: bool },
+    /// Begun in an earlier call: its kept bytes are `text[seg_start..]`.
+    Held,
+}
+
 impl Building {
     fn new() -> Self {
         Building {
             text: Vec::new(),
+            run_start: 0,
+            run_end: 0,
             delimiters: parser::Delimiters::default(),
             has_msh: false,
             seg_start: 0,
@@ -351,10 +401,41 @@ impl Building {
         }
     }
 
-    /// Appends bytes of the current segment, up to `max_segment_len`.
-    fn append(&mut self, bytes: &[u8], max_segment_len: usize) {
+    /// Length of the kept segments: where the current segment would
+    /// start in the message's text.
+    fn kept_len(&self) -> usize {
+        self.seg_start + (self.run_end - self.run_start)
+    }
+
+    /// Copies the run out of the call's bytes: the call ends, or bytes
+    /// that follow it in the message do not follow it in `input`.
+    fn flush(&mut self, input: &[u8]) {
+        if self.run_end > self.run_start {
+            // Copied: the message goes on past these bytes.
+            self.text
+                .extend_from_slice(input.get(self.run_start..self.run_end).unwrap_or(&[]));
+            self.seg_start = self.text.len();
+        }
+        self.run_start = 0;
+        self.run_end = 0;
+    }
+
+    /// Keeps the segment `input[start..end]` and its CR (`input[end]`).
+    fn keep_in_place(&mut self, input: &[u8], start: usize, end: usize) {
+        if self.run_end != start || self.run_end == self.run_start {
+            self.flush(input);
+            self.run_start = start;
+        }
+        self.run_end = end + 1;
+    }
+
+    /// Appends bytes of a segment that goes on in the next call, up to
+    /// `max_segment_len`.
+    fn append(&mut self, input: &[u8], bytes: &[u8], max_segment_len: usize) {
+        self.flush(input);
         let kept = self.text.len() - self.seg_start;
         let room = max_segment_len.saturating_sub(kept).min(bytes.len());
+        // Copied: the segment's end is in a later call.
         self.text
             .extend_from_slice(bytes.get(..room).unwrap_or(&[]));
         self.seg_len = self
@@ -362,22 +443,35 @@ impl Building {
             .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
     }
 
-    /// The message made of `text[..upto]`, if `text` holds one; the
-    /// building is then ready for the next message, `text[upto..]` (the
-    /// current segment) kept at its start.
-    fn take(&mut self, upto: usize, dir: Direction, incomplete: bool) -> Option<Message> {
-        let upto = upto.min(self.text.len());
-        if self.has_msh {
-            let text = self.text.get(..upto).unwrap_or(&[]);
-            self.index.index_msh(text, self.delimiters.field);
-        }
-        let msg = self.has_msh.then(|| Message {
+    /// The message made of the kept segments, if they hold one; the
+    /// building is then ready for the next message, a held segment
+    /// (`text[seg_start..]`) kept at its start.
+    fn take(&mut self, input: &[u8], dir: Direction, incomplete: bool) -> Option<Message> {
+        let run = input.get(self.run_start..self.run_end).unwrap_or(&[]);
+        let text = if !self.has_msh {
+            // Only segments of a message are kept.
+            self.text.drain(..self.seg_start);
+            None
+        } else if self.seg_start == 0 {
+            // The common case: a message whole in the call's bytes, copied
+            // once to its exact size (the record owns it).
+            Some(run.to_vec())
+        } else {
+            let held = self.text.split_off(self.seg_start);
+            let mut text = std::mem::replace(&mut self.text, held);
+            text.extend_from_slice(run);
+            // The record owns the buffer: no spare capacity in it.
+            text.shrink_to_fit();
+            Some(text)
+        };
+        self.run_start = 0;
+        self.run_end = 0;
+        self.seg_start = 0;
+        let msg = text.map(|text| Message {
             dir,
             framing: self.framing,
             delimiters: self.delimiters,
-            // Copied to its exact size: the record owns it, the building
-            // keeps its buffer for the next message.
-            text: self.text.get(..upto).unwrap_or(&[]).to_vec(),
+            text,
             length: self.length,
             segment_count: self.segment_count,
             segments_dropped: self.segments_dropped,
@@ -385,11 +479,6 @@ impl Building {
             incomplete,
             index: self.index,
         });
-        self.text.drain(..upto);
-        self.seg_start = self.seg_start.saturating_sub(upto);
-        if self.text.is_empty() && self.text.capacity() > KEEP_BUFFER {
-            self.text = Vec::new();
-        }
         self.has_msh = false;
         self.length = 0;
         self.segment_count = 0;
@@ -403,14 +492,13 @@ impl Building {
 
     /// Forgets everything (the bytes that follow belong to no message).
     fn clear(&mut self) {
-        self.take(usize::MAX, Direction::ToServer, false);
+        self.take(&[], Direction::ToServer, false);
         self.text.clear();
         self.seg_start = 0;
         self.seg_len = 0;
         self.junk_reported = false;
     }
 }
-
 #[derive(Debug)]
 struct Side {
     mode: Mode,
@@ -667,45 +755,70 @@ impl Hl7State {
     }
 
     /// `Frame` and `Bare`: cuts segments; returns the bytes of `input`
-    /// used (all, unless the mode changed).
+    /// used (all, unless the mode changed). What the message holds of
+    /// `input` when this returns is copied out of it.
     fn content(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
+        let n = self.cut_segments(ctx, dir, input);
+        self.side(dir).b.flush(input);
+        n
+    }
+
+    fn cut_segments(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
+        let max = self.cfg.max_segment_len;
+        // LF, start and end blocks are rare inside a message (an end block
+        // ends it): the next one is looked for once, and CR, the usual
+        // segment end, only up to it — each byte is searched about twice
+        // per call, not once per segment.
+        let special = |from: usize| {
+            memchr::memchr3(LF, EB, SB, input.get(from..).unwrap_or(&[])).map(|i| from + i)
+        };
+        let mut next_special = special(0);
         let mut pos = 0;
-        // The next start block: looked for once per call, not per segment
-        // (a frame has one). Only up to the first start or end block: the
-        // call returns there, so no byte is searched twice over calls.
-        let next_sb = memchr::memchr2(SB, EB, input).filter(|&i| input.get(i) == Some(&SB));
-        while let Some(rest) = input.get(pos..).filter(|r| !r.is_empty()) {
-            let term = memchr::memchr3(CR, LF, EB, rest);
-            let body = rest.get(..term.unwrap_or(rest.len())).unwrap_or(&[]);
-            // A start block ends the frame that lacked its end block (or
-            // the bare message) and starts the next.
-            if let Some(s) = next_sb
-                .and_then(|at| at.checked_sub(pos))
-                .filter(|&s| s < body.len())
-            {
-                let max = self.cfg.max_segment_len;
-                self.side(dir).b.append(body.get(..s).unwrap_or(&[]), max);
+        while pos < input.len() {
+            if next_special.is_some_and(|s| s < pos) {
+                next_special = special(pos);
+            }
+            let limit = next_special.unwrap_or(input.len());
+            let cr = memchr::memchr(CR, input.get(pos..limit).unwrap_or(&[])).map(|i| pos + i);
+            let Some(t) = cr.or(next_special) else {
+                // The segment goes on in the next call.
+                let rest = input.get(pos..).unwrap_or(&[]);
+                self.side(dir).b.append(input, rest, max);
+                return input.len();
+            };
+            let body = input.get(pos..t).unwrap_or(&[]);
+            let end = input.get(t).copied().unwrap_or(CR);
+            if end == SB {
+                // A start block ends the frame that lacked its end block
+                // (or the bare message) and starts the next.
+                let b = &mut self.side(dir).b;
+                b.append(input, body, max);
                 let side = self.side(dir);
                 if side.mode == Mode::Frame && (side.b.has_msh || side.b.seg_len > 0) {
                     anomaly(ctx, dir, "frame_without_end_block");
                 }
-                self.finish(ctx, dir, false);
+                self.finish(ctx, dir, input, false);
                 self.side(dir).mode = Mode::Idle;
-                return pos + s;
+                return t;
             }
-            let max = self.cfg.max_segment_len;
-            self.side(dir).b.append(body, max);
-            let Some(t) = term else {
-                return input.len();
+            let seg = if self.side(dir).b.seg_len > 0 {
+                self.side(dir).b.append(input, body, max);
+                Seg::Held
+            } else {
+                Seg::InPlace {
+                    start: pos,
+                    end: t,
+                    cr: end == CR,
+                }
             };
-            pos += t + 1;
-            self.end_segment(ctx, dir);
-            if rest.get(t) == Some(&EB) {
+            pos = t + 1;
+            self.end_segment(ctx, dir, input, seg);
+            if end == EB {
                 let side = self.side(dir);
                 // A bare message ended by an end block was framed; its start
                 // block was lost.
                 side.b.framing = Framing::Mllp;
-                self.finish(ctx, dir, false);
+                self.finish(ctx, dir, input, false);
                 self.side(dir).mode = Mode::Idle;
                 return pos;
             }
@@ -714,46 +827,117 @@ impl Hl7State {
     }
 
     /// The current segment of `dir` ended: keeps, drops or acts on it.
-    fn end_segment(&mut self, ctx: &mut StreamContext<'_>, dir: Direction) {
-        let max_msg_len = self.cfg.max_msg_len;
+    #[inline]
+    fn end_segment(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8], seg: Seg) {
+        let (max_msg_len, max_segment_len) = (self.cfg.max_msg_len, self.cfg.max_segment_len);
         let b = &mut self.side(dir).b;
-        if b.seg_len == 0 {
+        // The usual segment: whole in the call and ended by CR, inside a
+        // message, neither a header nor a trailer (those start with M, B
+        // or F), within the limits — kept where it is. The same outcome as
+        // in `judge_segment`, without its questions.
+        if let Seg::InPlace {
+            start,
+            end,
+            cr: true,
+        } = seg
+        {
+            let len = end - start;
+            let at = b.kept_len();
+            let name = input.get(start..end).and_then(|s| s.get(..3));
+            if let (true, Some(&[n0, n1, n2])) = (b.has_msh, name) {
+                if !matches!(n0, b'M' | b'B' | b'F')
+                    && len <= max_segment_len
+                    && at.saturating_add(len).saturating_add(1) <= max_msg_len
+                {
+                    if let Some(slot) = b.index.slot(&[n0, n1, n2]) {
+                        if *slot == SegIndex::NONE {
+                            *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
+                        }
+                    }
+                    b.keep_in_place(input, start, end);
+                    b.segment_count = b.segment_count.saturating_add(1);
+                    b.length = b
+                        .length
+                        .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+                        .saturating_add(1);
+                    return;
+                }
+            }
+        }
+        self.judge_segment(ctx, dir, input, seg);
+    }
+
+    /// [`Self::end_segment`] for every segment: headers, trailers, segments
+    /// outside a message, over a limit, cut by a call's end or a line end
+    /// other than CR.
+    #[inline(never)]
+    fn judge_segment(
+        &mut self,
+        ctx: &mut StreamContext<'_>,
+        dir: Direction,
+        input: &[u8],
+        seg: Seg,
+    ) {
+        let max_msg_len = self.cfg.max_msg_len;
+        let max_segment_len = self.cfg.max_segment_len;
+        let b = &mut self.side(dir).b;
+        let (bytes, seg_len) = match seg {
+            Seg::InPlace { start, end, .. } => {
+                let all = input.get(start..end).unwrap_or(&[]);
+                (
+                    all.get(..max_segment_len).unwrap_or(all),
+                    u64::try_from(all.len()).unwrap_or(u64::MAX),
+                )
+            }
+            Seg::Held => (b.text.get(b.seg_start..).unwrap_or(&[]), b.seg_len),
+        };
+        if seg_len == 0 {
             return;
         }
-        let seg = b.text.get(b.seg_start..).unwrap_or(&[]);
         let mut name = [0u8; 3];
-        if let Some(n) = seg.get(..3) {
+        if let Some(n) = bytes.get(..3) {
             name.copy_from_slice(n);
         }
-        let header = parser::header(seg, true);
+        // Most segments are neither headers nor trailers: their first
+        // byte says so.
+        let header = match name[0] {
+            b'M' | b'B' | b'F' => parser::header(bytes, true),
+            _ => Verdict::No,
+        };
         let trailer =
-            matches!(&name, b"BTS" | b"FTS") && seg.get(3).is_some_and(u8::is_ascii_punctuation);
-        let kept = seg.len();
-        let cut = b.seg_len > u64::try_from(kept).unwrap_or(u64::MAX);
-        let seg_wire = b.seg_len.saturating_add(1);
-        let (has_msh, seg_start) = (b.has_msh, b.seg_start);
-        let keep = match header {
+            matches!(&name, b"BTS" | b"FTS") && bytes.get(3).is_some_and(u8::is_ascii_punctuation);
+        let kept = bytes.len();
+        let cut = seg_len > u64::try_from(kept).unwrap_or(u64::MAX);
+        let seg_wire = seg_len.saturating_add(1);
+        let has_msh = b.has_msh;
+        // Kept whole, kept cut to LATE_BYTES, or not kept.
+        let (keep, late) = match header {
             Verdict::Yes((HeaderKind::Msh, d)) => {
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
                 let b = &mut self.side(dir).b;
                 b.has_msh = true;
                 b.delimiters = d;
-                true
+                let msh = match seg {
+                    Seg::InPlace { start, .. } => input.get(start..start + kept),
+                    Seg::Held => b.text.get(b.seg_start..),
+                };
+                b.index.index_msh(msh.unwrap_or(&[]), d.field);
+                (true, false)
             }
             Verdict::Yes(_) => {
                 // A batch header: ends the message, belongs to none.
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
-                false
+                (false, false)
             }
             _ if trailer => {
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
-                false
+                (false, false)
             }
             _ if !has_msh => {
                 let b = &mut self.side(dir).b;
@@ -761,16 +945,15 @@ impl Hl7State {
                     b.junk_reported = true;
                     anomaly(ctx, dir, "malformed_msh");
                 }
-                false
+                (false, false)
             }
             _ => {
                 let b = &mut self.side(dir).b;
-                if seg_start.saturating_add(kept).saturating_add(1) <= max_msg_len {
-                    true
+                if b.kept_len().saturating_add(kept).saturating_add(1) <= max_msg_len {
+                    (true, false)
                 } else if LATE.iter().any(|l| **l == name) && b.late < MAX_LATE {
                     b.late += 1;
-                    b.text.truncate(seg_start + kept.min(LATE_BYTES));
-                    true
+                    (true, true)
                 } else {
                     b.segments_dropped = b.segments_dropped.saturating_add(1);
                     b.segment_count = b.segment_count.saturating_add(1);
@@ -779,42 +962,66 @@ impl Hl7State {
                         b.too_large = true;
                         anomaly(ctx, dir, "message_too_large");
                     }
-                    false
+                    (false, false)
                 }
             }
         };
         let b = &mut self.side(dir).b;
         if keep {
+            let at = b.kept_len();
             if let Some(slot) = b.index.slot(&name) {
                 if *slot == SegIndex::NONE {
-                    *slot = u32::try_from(b.seg_start).unwrap_or(SegIndex::NONE);
+                    *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
                 }
             }
-            b.text.push(CR);
+            let n = if late { kept.min(LATE_BYTES) } else { kept };
+            match seg {
+                Seg::InPlace { start, end, cr } if cr && n == end - start => {
+                    b.keep_in_place(input, start, end);
+                }
+                Seg::InPlace { start, .. } => {
+                    b.flush(input);
+                    // Copied: the kept text differs from the bytes here.
+                    b.text
+                        .extend_from_slice(input.get(start..start + n).unwrap_or(&[]));
+                    b.text.push(CR);
+                }
+                Seg::Held => {
+                    b.text.truncate(b.seg_start + n);
+                    b.text.push(CR);
+                }
+            }
             b.segment_count = b.segment_count.saturating_add(1);
             if cut {
                 b.segments_truncated = b.segments_truncated.saturating_add(1);
             }
             b.length = b.length.saturating_add(seg_wire);
-        } else {
+        } else if seg == Seg::Held {
             b.text.truncate(b.seg_start);
         }
         b.seg_start = b.text.len();
         b.seg_len = 0;
     }
 
-    /// The message of `dir` ends before `upto` (where its next one starts).
-    fn finish_upto(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, upto: usize) {
-        if let Some(m) = self.side(dir).b.take(upto, dir, false) {
+    /// The message of `dir` ends before its current segment (where its
+    /// next one starts).
+    fn finish_upto(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) {
+        if let Some(m) = self.side(dir).b.take(input, dir, false) {
             self.open.complete(&self.cfg, ctx, m);
         }
     }
 
     /// The message of `dir` ends here (its current segment included).
-    fn finish(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, incomplete: bool) {
-        self.end_segment(ctx, dir);
+    fn finish(
+        &mut self,
+        ctx: &mut StreamContext<'_>,
+        dir: Direction,
+        input: &[u8],
+        incomplete: bool,
+    ) {
+        self.end_segment(ctx, dir, input, Seg::Held);
         let b = &mut self.side(dir).b;
-        let m = b.take(usize::MAX, dir, incomplete);
+        let m = b.take(input, dir, incomplete);
         b.clear();
         if let Some(m) = m {
             self.open.complete(&self.cfg, ctx, m);
@@ -832,14 +1039,13 @@ impl Hl7State {
         let b = &side.b;
         let seg = b.text.get(b.seg_start..).unwrap_or(&[]);
         if b.seg_len > 0 && parser::header(seg, false) != Verdict::No {
-            let upto = b.seg_start;
-            self.finish_upto(ctx, dir, upto);
+            self.finish_upto(ctx, dir, &[]);
             return;
         }
         if !b.has_msh && b.seg_len == 0 {
             return;
         }
-        self.finish(ctx, dir, false);
+        self.finish(ctx, dir, &[], false);
         self.side(dir).mode = Mode::Idle;
     }
 
@@ -851,7 +1057,7 @@ impl Hl7State {
             let side = self.side(dir);
             if matches!(side.mode, Mode::Frame | Mode::Bare) || !side.head.is_empty() {
                 any |= side.b.has_msh || !side.head.is_empty();
-                self.finish(ctx, dir, true);
+                self.finish(ctx, dir, &[], true);
                 let side = self.side(dir);
                 side.hunt();
                 side.b.text = Vec::new();
@@ -895,7 +1101,7 @@ impl StreamConsumer for Hl7State {
             // Bytes of the message being built may be among those lost,
             // unless a bare message stood at a segment end.
             let cut = side.mode == Mode::Frame || side.b.seg_len > 0;
-            self.finish(ctx, dir, cut);
+            self.finish(ctx, dir, &[], cut);
         }
         self.side(dir).hunt();
         self.peer_moved(ctx, dir.reverse());
@@ -924,9 +1130,9 @@ impl StreamConsumer for Hl7State {
                     if side.b.has_msh || side.b.seg_len > 0 {
                         anomaly(ctx, dir, "frame_without_end_block");
                     }
-                    self.finish(ctx, dir, true);
+                    self.finish(ctx, dir, &[], true);
                 }
-                Mode::Bare => self.finish(ctx, dir, false),
+                Mode::Bare => self.finish(ctx, dir, &[], false),
                 _ => {}
             }
             self.side(dir).mode = Mode::Stopped;
