@@ -111,6 +111,10 @@ pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
         [] | [b'M'] | [b'M', b'S'] | [b'B' | b'F'] | [b'B' | b'F', b'H'] => return need,
         _ => return Verdict::No,
     };
+    // The recommended delimiters, as nearly every sender writes them.
+    if let [_, _, _, b'|', b'^', b'~', b'\\', b'&', b'|', ..] = seg {
+        return Verdict::Yes((kind, Delimiters::default()));
+    }
     let Some(&field) = seg.get(3) else {
         return need;
     };
@@ -163,6 +167,53 @@ pub fn lanes_equal(word: [u8; 8], byte: u8) -> u64 {
     // Zero lanes of `x`: the low seven bits plus 0x7f set bit 7 in every
     // other lane and never carry into the next.
     !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Searches for segment and line ends in one call's bytes, with the
+/// vectorised `memchr` implementation chosen and set up once rather than
+/// once per search: segments and lines are a few dozen bytes, so the
+/// set-up would cost about as much as the search.
+#[derive(Debug, Clone, Copy)]
+pub struct Search {
+    #[cfg(target_arch = "x86_64")]
+    cr: Option<memchr::arch::x86_64::avx2::memchr::One>,
+    #[cfg(target_arch = "x86_64")]
+    line_end: Option<memchr::arch::x86_64::avx2::memchr::Three>,
+}
+
+impl Search {
+    pub fn new() -> Search {
+        Search {
+            #[cfg(target_arch = "x86_64")]
+            cr: memchr::arch::x86_64::avx2::memchr::One::new(CR),
+            #[cfg(target_arch = "x86_64")]
+            line_end: memchr::arch::x86_64::avx2::memchr::Three::new(CR, LF, EB),
+        }
+    }
+
+    /// The first CR in `hay`.
+    pub fn cr(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(one) = &self.cr {
+            return one.find(hay);
+        }
+        memchr::memchr(CR, hay)
+    }
+
+    /// The first line end (CR, LF or an end block) in `hay`.
+    pub fn line_end(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(three) = &self.line_end {
+            return three.find(hay);
+        }
+        memchr::memchr3(CR, LF, EB, hay)
+    }
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search::new()
+    }
 }
 
 /// Is `b` a segment id: an upper-case letter then two upper-case letters

@@ -103,24 +103,26 @@ fn start_at(b: &[u8]) -> Verdict<bool> {
         Some(&SB) => (true, b.get(1..).unwrap_or(&[])),
         _ => (false, b),
     };
-    // A header read on the bytes as they come is one on its segment too:
-    // a line end or block byte is no delimiter, so it would have ended the
-    // reading with a No before the verdict.
-    if let Verdict::Yes(_) = parser::header(body, false) {
-        return Verdict::Yes(framed);
+    // Read on the bytes as they come first: a line end or block byte is
+    // no delimiter, so one inside the header prefix makes that reading a
+    // No — a Yes or a NeedMore is the segment's verdict too.
+    match parser::header(body, false) {
+        Verdict::Yes(_) => return Verdict::Yes(framed),
+        Verdict::NeedMore => return Verdict::NeedMore,
+        Verdict::No => {}
     }
-    let end = body
-        .iter()
-        .take(parser::HEADER_PREFIX + 1)
-        .position(|&c| matches!(c, CR | LF | EB | SB));
-    let (seg, complete) = match end {
-        Some(e) => (body.get(..e).unwrap_or(&[]), true),
-        None => (body, false),
-    };
-    match parser::header(seg, complete) {
-        Verdict::Yes(_) => Verdict::Yes(framed),
-        Verdict::No => Verdict::No,
-        Verdict::NeedMore => Verdict::NeedMore,
+    // A No may be a header segment that ended early (`BHS|^~\&` then CR):
+    // judged again on the segment, if it is named like a header at all.
+    if !matches!(body, [b'M', b'S', b'H', ..] | [b'B' | b'F', b'H', b'S', ..]) {
+        return Verdict::No;
+    }
+    let window = body.get(..parser::HEADER_PREFIX + 1).unwrap_or(body);
+    match window.iter().position(|&c| matches!(c, CR | LF | EB | SB)) {
+        Some(e) => match parser::header(body.get(..e).unwrap_or(&[]), true) {
+            Verdict::Yes(_) => Verdict::Yes(framed),
+            _ => Verdict::No,
+        },
+        None => Verdict::No,
     }
 }
 
@@ -139,23 +141,50 @@ fn scan_idle(buf: &[u8]) -> Found {
 /// `Hunt`: the first start block followed by a header, or header at a line
 /// start; `line_start` says whether `buf[0]` is at one. Returns what was
 /// found and whether the next byte to scan (after `buf`, or the held
-/// candidate) is at a line start.
+/// candidate) is at a line start. Only candidates are looked at — start
+/// blocks, and line starts found from line ends by `memchr` — so bytes
+/// that are no HL7 cost little each.
 fn scan_hunt(buf: &[u8], line_start: bool) -> (Found, bool) {
-    let mut prev_ends_line = line_start;
-    for (i, &c) in buf.iter().enumerate() {
-        let candidate = c == SB || (prev_ends_line && matches!(c, b'M' | b'B' | b'F'));
-        if candidate {
-            match start_at(buf.get(i..).unwrap_or(&[])) {
-                Verdict::Yes(framed) => return (Found::Start { at: i, framed }, false),
-                // Judged again from `i` once more bytes came: with the
+    let from = |i: usize| buf.get(i..).unwrap_or(&[]);
+    let search = parser::Search::new();
+    let mut next_sb = memchr::memchr(SB, buf);
+    // The next line start (after a line end, or the first byte).
+    let line_after = |i: usize| match buf.get(i).copied() {
+        // CR LF, blank lines: no search for the next line end.
+        Some(CR | LF | EB) => Some(i + 1),
+        _ => search.line_end(from(i)).map(|j| i + j + 1),
+    };
+    let mut next_line = if line_start { Some(0) } else { line_after(0) };
+    loop {
+        let at = match (next_sb, next_line) {
+            (Some(s), Some(l)) => s.min(l),
+            (s, l) => match s.or(l) {
+                Some(at) => at,
+                None => break,
+            },
+        };
+        let Some(&c) = buf.get(at) else { break };
+        let at_line_start = next_line == Some(at);
+        if c == SB || (at_line_start && matches!(c, b'M' | b'B' | b'F')) {
+            match start_at(from(at)) {
+                Verdict::Yes(framed) => return (Found::Start { at, framed }, false),
+                // Judged again from `at` once more bytes came: with the
                 // line start it had.
-                Verdict::NeedMore => return (Found::Need { at: i }, prev_ends_line),
+                Verdict::NeedMore => return (Found::Need { at }, at_line_start),
                 Verdict::No => {}
             }
         }
-        prev_ends_line = matches!(c, CR | LF | EB);
+        if next_sb == Some(at) {
+            next_sb = memchr::memchr(SB, from(at + 1)).map(|j| at + 1 + j);
+        }
+        if at_line_start {
+            next_line = line_after(at);
+        }
     }
-    (Found::Nothing, prev_ends_line)
+    let last = buf
+        .last()
+        .map_or(line_start, |&c| matches!(c, CR | LF | EB));
+    (Found::Nothing, last)
 }
 
 /// Offsets in a message's text of the first segments the record reads,
@@ -490,9 +519,9 @@ impl Building {
         msg
     }
 
-    /// Forgets everything (the bytes that follow belong to no message).
+    /// After [`Building::take`]: forgets the rest too (the bytes that
+    /// follow belong to no message).
     fn clear(&mut self) {
-        self.take(&[], Direction::ToServer, false);
         self.text.clear();
         self.seg_start = 0;
         self.seg_len = 0;
@@ -681,6 +710,18 @@ impl Hl7State {
     /// of `input` used.
     fn seek(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
         let side = self.side(dir);
+        // The usual case: after a message, the next one starts right away
+        // (what `scan_idle` and `act` make of it, without their questions).
+        if side.mode == Mode::Idle && side.head.is_empty() {
+            let framed = input.first() == Some(&SB);
+            let body = input.get(usize::from(framed)..).unwrap_or(&[]);
+            if let Verdict::Yes(_) = parser::header(body, false) {
+                side.mode = if framed { Mode::Frame } else { Mode::Bare };
+                side.b.framing = if framed { Framing::Mllp } else { Framing::Bare };
+                side.b.junk_reported = false;
+                return usize::from(framed);
+            }
+        }
         if side.head.is_empty() {
             let found = side.scan(input);
             return match self.act(ctx, dir, found, input) {
@@ -773,13 +814,16 @@ impl Hl7State {
             memchr::memchr3(LF, EB, SB, input.get(from..).unwrap_or(&[])).map(|i| from + i)
         };
         let mut next_special = special(0);
+        let search = parser::Search::new();
         let mut pos = 0;
         while pos < input.len() {
             if next_special.is_some_and(|s| s < pos) {
                 next_special = special(pos);
             }
             let limit = next_special.unwrap_or(input.len());
-            let cr = memchr::memchr(CR, input.get(pos..limit).unwrap_or(&[])).map(|i| pos + i);
+            let cr = search
+                .cr(input.get(pos..limit).unwrap_or(&[]))
+                .map(|i| pos + i);
             let Some(t) = cr.or(next_special) else {
                 // The segment goes on in the next call.
                 let rest = input.get(pos..).unwrap_or(&[]);
@@ -1551,6 +1595,74 @@ mod tests {
         let r = recs(&out);
         assert_eq!(r.len(), 2);
         assert!(r[1].message.incomplete);
+    }
+
+    /// `scan_hunt` as first written: every byte looked at.
+    fn scan_hunt_bytewise(buf: &[u8], line_start: bool) -> (Found, bool) {
+        let mut prev_ends_line = line_start;
+        for (i, &c) in buf.iter().enumerate() {
+            let candidate = c == SB || (prev_ends_line && matches!(c, b'M' | b'B' | b'F'));
+            if candidate {
+                match start_at_cut(&buf[i..]) {
+                    Verdict::Yes(framed) => return (Found::Start { at: i, framed }, false),
+                    Verdict::NeedMore => return (Found::Need { at: i }, prev_ends_line),
+                    Verdict::No => {}
+                }
+            }
+            prev_ends_line = matches!(c, CR | LF | EB);
+        }
+        (Found::Nothing, prev_ends_line)
+    }
+
+    /// `start_at` as first written: the header's segment cut at its
+    /// terminator, then judged.
+    fn start_at_cut(b: &[u8]) -> Verdict<bool> {
+        let (framed, body) = match b.first() {
+            Some(&SB) => (true, &b[1..]),
+            _ => (false, b),
+        };
+        let end = body
+            .iter()
+            .take(parser::HEADER_PREFIX + 1)
+            .position(|&c| matches!(c, CR | LF | EB | SB));
+        let (seg, complete) = match end {
+            Some(e) => (&body[..e], true),
+            None => (body, false),
+        };
+        match parser::header(seg, complete) {
+            Verdict::Yes(_) => Verdict::Yes(framed),
+            Verdict::No => Verdict::No,
+            Verdict::NeedMore => Verdict::NeedMore,
+        }
+    }
+
+    proptest::proptest! {
+        /// Judging a start on the bytes as they come, then on its segment
+        /// only when that can differ, is judging it on its segment.
+        #[test]
+        fn start_on_the_bytes_as_they_come_is_start_on_the_segment(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                &b"MSH"[..], b"BHS", b"FHS", b"|", b"^~", b"\\&", b"#", b"!", b"|^~\\&|",
+                b"\r", b"\n", b"\x0b", b"\x1c", b"x", b"M", b"S", b"H",
+            ]), 0..8),
+        ) {
+            let buf = pieces.concat();
+            proptest::prop_assert_eq!(start_at(&buf), start_at_cut(&buf));
+        }
+
+        /// Jumping from candidate to candidate finds what reading every
+        /// byte finds.
+        #[test]
+        fn hunting_by_candidates_finds_what_reading_every_byte_finds(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                &b"MSH|^~\\&|A"[..], b"MSH|", b"BHS|^~\\&\r", b"FHS|^", b"MSX|", b"M", b"B", b"F",
+                b"\r", b"\n", b"\r\n", b"\x0b", b"\x1c", b"\x1c\r", b"x", b"PID|1", b"^~\\&|",
+            ]), 0..20),
+            line_start in proptest::bool::ANY,
+        ) {
+            let buf = pieces.concat();
+            proptest::prop_assert_eq!(scan_hunt(&buf, line_start), scan_hunt_bytewise(&buf, line_start));
+        }
     }
 
     /// One direction's bytes in one call, or (empty bytes) a loss in that
