@@ -67,6 +67,15 @@ fn main() {
     for n in [100_000u32, 1_000_000] {
         let mut cfg = Config::default();
         cfg.flow.memcap = wardwatch::memcap::ByteSize::mib(1024);
+        // Room for every flow's parser state too: with the default 64 MiB
+        // the million flows' MQTT states would be shed (logged and their
+        // tails dropped, an anomaly each), and the figure would measure
+        // those records instead of idle flows.
+        cfg.app_layer.memcap = wardwatch::memcap::ByteSize::mib(1024);
+        // The asset inventory is per host, with its own budget
+        // (`asset.memcap`): every flow here has a client of its own, so
+        // with it on the figure would count a host per flow.
+        cfg.outputs.asset.enabled = false;
         let mut w = Worker::new(&cfg);
         let before = rss_bytes();
         let ts = Timestamp::from_parts(1_700_000_000, 0);

@@ -19,8 +19,16 @@
 # failing input is kept under fuzz/artifacts/<target>/ (not committed:
 # minimise it with `cargo fuzz tmin -s none TARGET FILE` and keep it under
 # fuzz/regressions/<target>/, replayed by tests/fuzz_regressions.rs).
-# One summary line per target (executions, coverage, corpus) and a closing
-# `fuzz:` line.
+# One summary line per target (executions, coverage, corpus, seed) and a
+# closing `fuzz:` line.
+#
+# Seeds of the random generator: under CI (`CI` set) each target runs with
+# a fixed seed derived from its name, so the same commit explores the same
+# inputs in the same order on every run (cut at SECONDS, so a slower
+# machine explores a prefix of them): a commit does not fail at random on
+# a bug it did not bring that a lucky run happened to reach, and a failure
+# is replayed by running again. FUZZ_SEED=N fixes the seed of every target
+# (to reproduce a run); otherwise (campaigns) libFuzzer picks one per run.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -73,12 +81,19 @@ for t in $targets; do
     # lets inputs grow past the largest seed.
     seeds="seeds/$t"
     [ -d "$seeds" ] || seeds="seeds/${t%%_*}"
+    seed=""
+    if [ -n "${FUZZ_SEED:-}" ]; then
+        seed=$FUZZ_SEED
+    elif [ -n "${CI:-}" ]; then
+        # 1..2^32-1 (libFuzzer takes 0 for "pick one").
+        seed=$(( $(printf '%s' "$t" | cksum | cut -d' ' -f1) % 4294967295 + 1 ))
+    fi
     # Built first (a no-op when up to date), so the outside stop times
     # fuzzing only.
     cargo fuzz build -s none "$t" >"$log" 2>&1
     timeout $((secs + 60)) cargo fuzz run -s none "$t" "$dir" "$seeds" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-        -print_final_stats=1 $dict >>"$log" 2>&1
+        -print_final_stats=1 $dict ${seed:+-seed=$seed} >>"$log" 2>&1
     rc=$?
     last=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
@@ -89,13 +104,15 @@ for t in $targets; do
     ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*')
     corp=$(echo "$last" | grep -o 'corp: [0-9]*' | grep -o '[0-9]*')
     rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$')
+    # The seed libFuzzer used (given, or the one it picked).
+    used=$(grep -o 'Seed: [0-9]*' "$log" | head -1 | grep -o '[0-9]*$')
     if [ "$rc" -eq 0 ]; then
         ok=$((ok + 1))
-        printf 'fuzz: %-14s ok  %10s execs  cov %5s  ft %6s  corpus %5s  rss %4s MB\n' \
-            "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}"
+        printf 'fuzz: %-14s ok  %10s execs  cov %5s  ft %6s  corpus %5s  rss %4s MB  seed %s\n' \
+            "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "${used:-?}"
     else
         failed="$failed $t"
-        printf 'fuzz: %-14s FAILED (exit %s) after %s execs\n' "$t" "$rc" "${execs:-?}"
+        printf 'fuzz: %-14s FAILED (exit %s) after %s execs, seed %s\n' "$t" "$rc" "${execs:-?}" "${used:-?}"
         grep -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written|==[0-9]+== ERROR" "$log" | head -8 | sed 's/^/    /'
     fi
 done

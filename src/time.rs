@@ -44,35 +44,41 @@ impl Timestamp {
     /// Writes the EVE form, `2020-03-25T22:05:35.383888+0000`, always in UTC
     /// so that output does not depend on the sensor's time zone.
     pub fn write_eve(self, out: &mut String) {
+        // The form is ASCII digits and punctuation.
+        out.push_str(std::str::from_utf8(&self.eve_bytes()).unwrap_or_default());
+    }
+
+    /// [`Timestamp::write_eve`] into a byte buffer.
+    pub fn push_eve(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.eve_bytes());
+    }
+
+    /// The EVE form: 31 bytes, as a `u64` of nanoseconds ends in 2554.
+    fn eve_bytes(self) -> [u8; 31] {
         let secs = self.secs();
         let days = secs / 86_400;
         let rem = secs % 86_400;
         let (y, m, d) = civil_from_days(days);
         // Digits by hand: this runs for every EVE record, and the format
         // machinery costs several times more.
-        push_digits(out, y, 4);
-        out.push('-');
-        push_digits(out, m, 2);
-        out.push('-');
-        push_digits(out, d, 2);
-        out.push('T');
-        push_digits(out, rem / 3600, 2);
-        out.push(':');
-        push_digits(out, (rem / 60) % 60, 2);
-        out.push(':');
-        push_digits(out, rem % 60, 2);
-        out.push('.');
-        push_digits(out, u64::from(self.subsec_micros()), 6);
-        out.push_str("+0000");
+        let mut b = *b"0000-00-00T00:00:00.000000+0000";
+        put_digits(&mut b[0..4], y);
+        put_digits(&mut b[5..7], m);
+        put_digits(&mut b[8..10], d);
+        put_digits(&mut b[11..13], rem / 3600);
+        put_digits(&mut b[14..16], (rem / 60) % 60);
+        put_digits(&mut b[17..19], rem % 60);
+        put_digits(&mut b[20..26], u64::from(self.subsec_micros()));
+        b
     }
 }
 
-/// Appends the last `width` decimal digits of `v`, zero-padded.
-fn push_digits(out: &mut String, v: u64, width: u32) {
-    let mut div = 10u64.pow(width.saturating_sub(1));
-    while div > 0 {
-        out.push(char::from(b'0' + ((v / div) % 10) as u8));
-        div /= 10;
+/// Fills `out` with the last `out.len()` decimal digits of `v`,
+/// zero-padded.
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
     }
 }
 

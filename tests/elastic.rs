@@ -374,6 +374,24 @@ fn ingest_pipelines_set_mapped_fields_and_call_existing_pipelines() {
                 .unwrap();
         for proc_ in p["processors"].as_array().unwrap() {
             let (kind, body) = proc_.as_object().unwrap().iter().next().unwrap();
+            // Elasticsearch refuses a pipeline whose processor lacks its
+            // required options (the ingest processor reference).
+            let required: &[&str] = match kind.as_str() {
+                "rename" => &["field", "target_field"],
+                "set" | "append" => &["field", "value"],
+                "date" => &["field", "formats"],
+                "convert" => &["field", "type"],
+                "remove" | "lowercase" | "uppercase" | "json" | "dot_expander" => &["field"],
+                "pipeline" => &["name"],
+                _ => &[],
+            };
+            for key in required {
+                assert!(
+                    body.get(*key).is_some()
+                        || (*key == "value" && body.get("copy_from").is_some()),
+                    "{n}: a {kind} processor without {key}: {body}"
+                );
+            }
             match kind.as_str() {
                 "pipeline" => {
                     let called = body["name"].as_str().unwrap();

@@ -21,20 +21,13 @@
 //!   (in any order: two problems noticed in one stretch of bytes may be
 //!   reported in either order depending on where a call ended).
 //!
-//! Exempt while open (findings in wt-dicom's code), in `dicom_split` only
-//! ([`dicom_split_strict`] has no exemption; the findings' tests use it):
-//! - `max_attribute_bytes` is out of reach: kept value bytes are counted by
-//!   buffer capacity, which depends on fragmentation (see `dataset`,
-//!   [`EXEMPT_ATTRIBUTE_BYTES`]);
-//! - `max_resync` is out of reach: a hunt that finds a PDU within one call
-//!   accepts it however many bytes it discarded first, while the same bytes
-//!   in several calls give up at `max_resync` (`resync_failed`), so the
-//!   records differ ([`EXEMPT_RESYNC_LIMIT`]).
-//!
 //! The split properties are separate targets so that each can be left out
-//! of CI (`fuzz/known`) while a finding of its own is open; the MQTT one
-//! was, until wt-mqtt made records independent of segmentation at the
-//! start of a stream and at resync boundaries (issue 11).
+//! of CI (`fuzz/known`) while a finding of its own is open. Found by them
+//! and fixed (regressions under `fuzz/regressions/`): MQTT records that
+//! depended on segmentation at the start of a stream, at resync boundaries
+//! and after a CONNECT refused by its header; DICOM's `max_resync` not
+//! applied to bytes discarded within one call, and kept value bytes
+//! counted by buffer capacity.
 
 use wardwatch::app::dicom::DicomConfig;
 use wardwatch::app::hl7::Hl7Config;
@@ -44,7 +37,6 @@ use wardwatch::app::{
 };
 use wardwatch::output::mask::{LogOptions, MaskKey};
 
-use super::dataset::EXEMPT_ATTRIBUTE_BYTES;
 use super::input::Cursor;
 use super::turns::{self, feed};
 
@@ -119,32 +111,6 @@ fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
     .expect("wardwatch parses this protocol")
 }
 
-/// Whether the split target keeps DICOM's `max_resync` out of reach (the
-/// open resync-limit finding).
-pub const EXEMPT_RESYNC_LIMIT: bool = true;
-
-/// The parser of the split targets: as [`parser`], but with `exempt`,
-/// while the open findings are ([`EXEMPT_ATTRIBUTE_BYTES`],
-/// [`EXEMPT_RESYNC_LIMIT`]), DICOM's `max_attribute_bytes` and
-/// `max_resync` are out of reach.
-fn split_parser(p: Proto, cfg: u8, exempt: bool) -> Box<dyn StreamConsumer> {
-    match p {
-        Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
-        Proto::Dicom => {
-            let mut c = dicom_config(cfg);
-            if exempt && EXEMPT_ATTRIBUTE_BYTES {
-                c.max_attribute_bytes = 1 << 30;
-            }
-            if exempt && EXEMPT_RESYNC_LIMIT {
-                c.max_resync = 1 << 40;
-            }
-            dicom_app::new_parser(&c)
-        }
-        Proto::Hl7 => hl7_app::new_parser(&hl7_config(cfg)),
-    }
-    .expect("wardwatch parses this protocol")
-}
-
 fn check_logs(recs: &[AppRecord]) {
     for r in recs {
         for unmask in [false, true] {
@@ -169,12 +135,12 @@ fn plain(p: Proto, data: &[u8]) {
     check_logs(&recs);
 }
 
-fn split(p: Proto, data: &[u8], exempt: bool) {
+fn split(p: Proto, data: &[u8]) {
     let mut c = Cursor::new(data);
     let cfg = c.u8();
     let sizes = c.sizes();
     let steps = turns::parse(&mut c);
-    let run = |steps: &[turns::Step]| feed(split_parser(p, cfg, exempt), steps, false);
+    let run = |steps: &[turns::Step]| feed(parser(p, cfg), steps, false);
     let want = run(&turns::merged(&steps));
     let given = run(&steps);
     assert_same(&want, &given, "the steps as given");
@@ -223,7 +189,7 @@ pub fn mqtt(data: &[u8]) {
 }
 
 pub fn mqtt_split(data: &[u8]) {
-    split(Proto::Mqtt, data, false);
+    split(Proto::Mqtt, data);
 }
 
 pub fn dicom(data: &[u8]) {
@@ -231,7 +197,7 @@ pub fn dicom(data: &[u8]) {
 }
 
 pub fn dicom_split(data: &[u8]) {
-    split(Proto::Dicom, data, true);
+    split(Proto::Dicom, data);
 }
 
 pub fn hl7(data: &[u8]) {
@@ -239,11 +205,5 @@ pub fn hl7(data: &[u8]) {
 }
 
 pub fn hl7_split(data: &[u8]) {
-    split(Proto::Hl7, data, false);
-}
-
-/// The DICOM split target without exemptions, for the open findings'
-/// tests.
-pub fn dicom_split_strict(data: &[u8]) {
-    split(Proto::Dicom, data, false);
+    split(Proto::Hl7, data);
 }

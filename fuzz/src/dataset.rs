@@ -21,21 +21,10 @@
 //!   rounding), the inflater — whatever the number of elements or repeats
 //!   (issue 11's unbounded repeated tags).
 //!
-//! Exempt while open (found by this target, in wt-dicom's code): when
-//! inflating fails, the bytes inflated by that same call are dropped
-//! unwalked, so a deflated data set with a corrupt tail keeps different
-//! attributes whole and in fragments. The target skips the comparison when
-//! either reader met `deflate_error` (so CI keeps fuzzing the rest);
-//! [`dicom_dataset_strict`] does not, and the finding's regression tests
-//! use it. Set [`EXEMPT_DEFLATE_ERROR`] to false once the fix merges.
-//!
-//! Exempt while open, the same way (found by this target's seeds, in
-//! wt-dicom's code): the value bytes kept are counted by the capacity of
-//! each value's buffer, which depends on how the value was cut, so near
-//! `max_attribute_bytes` what is kept depends on fragmentation. The target
-//! sets `max_attribute_bytes` out of reach while
-//! [`EXEMPT_ATTRIBUTE_BYTES`] is true (the `dicom_split` target too);
-//! [`dicom_dataset_strict`] uses `4 × max_value`.
+//! Found by this target and fixed (regressions under
+//! `fuzz/regressions/dicom_dataset/`): a deflate error dropped the bytes
+//! inflated by the same call, and kept value bytes were counted by buffer
+//! capacity — both made what is kept depend on fragmentation.
 
 use wardwatch::app::dicom::dataset::{
     DataSetReader, Limits, Syntax, ATTRIBUTE_OVERHEAD, INFLATER_BYTES,
@@ -56,23 +45,7 @@ const SYNTAXES: [Option<&str>; 5] = [
 /// parser's own cap is exercised by the `dicom` targets).
 const MAX_INFLATED: u64 = 1 << 20;
 
-/// Whether the target skips inputs that meet the open deflate finding.
-pub const EXEMPT_DEFLATE_ERROR: bool = true;
-
-/// Whether the targets keep `max_attribute_bytes` out of reach (the open
-/// capacity-counting finding).
-pub const EXEMPT_ATTRIBUTE_BYTES: bool = true;
-
 pub fn dicom_dataset(data: &[u8]) {
-    check(data, true);
-}
-
-/// The target without exemptions.
-pub fn dicom_dataset_strict(data: &[u8]) {
-    check(data, false);
-}
-
-fn check(data: &[u8], exempt: bool) {
     let mut c = Cursor::new(data);
     let sel = c.u8();
     let uid = SYNTAXES[usize::from(sel % 5)];
@@ -82,11 +55,7 @@ fn check(data: &[u8], exempt: bool) {
     let lim = Limits {
         max_value,
         max_attributes: 1 + usize::from(sel / 5),
-        max_attribute_bytes: if exempt && EXEMPT_ATTRIBUTE_BYTES {
-            1 << 20
-        } else {
-            4 * max_value
-        },
+        max_attribute_bytes: 4 * max_value,
         max_inflated: MAX_INFLATED,
     };
     let syntax = uid.map(Syntax::from_uid);
@@ -125,9 +94,6 @@ fn check(data: &[u8], exempt: bool) {
         "{} attributes kept for {lim:?}",
         want.attributes.len()
     );
-    if exempt && EXEMPT_DEFLATE_ERROR && [whole_err, pieces_err].contains(&Some("deflate_error")) {
-        return;
-    }
     assert_eq!(
         pieces_err, whole_err,
         "first anomaly differs when fragmented"

@@ -16,6 +16,18 @@
 //!   ([`DetectState::flow_waits`]) hands over its `flow` record in both
 //!   forms ([`DetectState::park_flow`]); the right one is written when the
 //!   last decision comes;
+//! - [`DetectState::set_clock`] before each packet with the capture's
+//!   packet time before it — over every worker's packets, when the run
+//!   knows it, else this worker's — and with `None` while flows' ends are
+//!   evaluated (their end time is never behind: a flow times out within
+//!   the margin); a packet's match more than the margin before that time is
+//!   *late* (time ran backwards in the capture): decided at once on what is
+//!   known and counted in `detect.threshold_late`. Judged against the
+//!   capture's time rather than against how far the other workers got, what
+//!   is late depends on the capture only, not on the worker count or on
+//!   thread timing; and a match that is not late is never earlier than
+//!   the table's settled time (at most this worker's floor), so the table
+//!   decides it in match order;
 //! - [`DetectState::leave`] when the worker stops or switches rulesets
 //!   (after joining the new ruleset's table, so that a table replaced
 //!   before every worker reached it is closed first): what is still
@@ -178,6 +190,9 @@ pub(crate) struct Joined {
     margin: u64,
     /// Second of the floor last published.
     published: u64,
+    /// The capture's packet time before the packet being evaluated (ns);
+    /// `None` while flows' ends are ([`DetectState::set_clock`]).
+    clock: Option<u64>,
 }
 
 /// Where a worker's thresholds are counted.
@@ -208,6 +223,7 @@ impl Tracker {
                 lease: hub.memcap.lease(),
                 margin: margin_secs.saturating_mul(1_000_000_000),
                 published: u64::MAX,
+                clock: None,
             })),
             None => Tracker::Private(Table::private(max)),
         }
@@ -226,6 +242,13 @@ impl Tracker {
     ) -> Verdict {
         match self {
             Tracker::Private(tab) => tab.submit(None, key, t, ts, flow, seq),
+            Tracker::Shared(j) if j.clock.is_some_and(|c| ts.0 < c.saturating_sub(j.margin)) => {
+                // Late: decided at once, as a caller without a slot is.
+                match j.run.table.submit(None, key, t, ts, flow, seq) {
+                    Verdict::Decided(a) => Verdict::Late(a),
+                    v => v,
+                }
+            }
             Tracker::Shared(j) => j.run.table.submit(Some(j.slot), key, t, ts, flow, seq),
             // Nothing is evaluated after leaving; decide as a first match.
             Tracker::Gone => Verdict::Full(t.alerts(0)),
@@ -279,6 +302,21 @@ impl DetectState {
         for (t, a) in decisions {
             let freed = j.held.decide(t, a, out, &mut self.stats, decided);
             j.lease.release(freed);
+        }
+    }
+
+    /// Sets the capture's packet time before the packet whose matches come
+    /// next (`None`: a flow's end comes next); returns the previous
+    /// setting. See the module docs.
+    pub fn set_clock(
+        &mut self,
+        clock: Option<crate::time::Timestamp>,
+    ) -> Option<crate::time::Timestamp> {
+        match &mut self.tracker {
+            Tracker::Shared(j) => {
+                std::mem::replace(&mut j.clock, clock.map(|c| c.0)).map(crate::time::Timestamp)
+            }
+            _ => None,
         }
     }
 
@@ -411,6 +449,45 @@ mod tests {
         assert_eq!(alive, [FlowRef { id: 2, slot: 7 }]);
         assert_eq!((a.stats.suppressed, b.stats.alerts), (1, 1));
         assert!(!a.flow_waits(1) && !b.flow_waits(2));
+    }
+
+    #[test]
+    fn a_match_behind_the_capture_clock_is_late_whatever_other_workers_did() {
+        // Found by fuzzing (pipeline_workers): with time running backwards
+        // in the capture, whether a match was counted late depended on how
+        // far the other workers had got (their floors), so on the worker
+        // count and on thread timing. A match at 10 s after the capture
+        // reached 100 s: late with one worker, and with two whether or
+        // not the idle one has published a floor; a match within the
+        // margin is not.
+        let cfg = DetectConfig::default();
+        for (workers, idle_synced) in [(1, false), (2, false), (2, true)] {
+            let hub = ThresholdHub::new(&cfg, workers);
+            let e = Arc::new(Engine::empty());
+            let mut a = DetectState::shared(&cfg, &hub, &e, 1);
+            let mut idle = (workers == 2).then(|| DetectState::shared(&cfg, &hub, &e, 1));
+            let mut out = Vec::new();
+            a.sync(Timestamp::from_parts(100, 0), &mut out, &mut |_, _, _| {});
+            if let (Some(b), true) = (idle.as_mut(), idle_synced) {
+                b.sync(Timestamp::from_parts(100, 0), &mut out, &mut |_, _, _| {});
+            }
+            a.set_clock(Some(Timestamp::from_parts(100, 0)));
+            let t =
+                Threshold::parse("type limit, track by_src, count 1, seconds 60", false).unwrap();
+            let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+            let key = Key::new(0, &t, ip, ip).unwrap();
+            let late = a
+                .tracker
+                .submit(key, &t, Timestamp::from_parts(10, 0), 1, 0);
+            assert_eq!(late, Verdict::Late(true), "{workers} workers");
+            let on_time = a
+                .tracker
+                .submit(key, &t, Timestamp::from_parts(99, 500_000_000), 1, 1);
+            assert!(
+                !matches!(on_time, Verdict::Late(_)),
+                "{workers} workers: {on_time:?}"
+            );
+        }
     }
 
     #[test]

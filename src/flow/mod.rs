@@ -546,6 +546,13 @@ impl FlowStats {
 #[derive(Debug, Clone, Copy)]
 pub struct PacketMeta {
     pub ts: Timestamp,
+    /// The capture's packet time before this packet, over every worker's
+    /// packets (later than `ts` when time ran backwards): a flow idle past
+    /// its timeout by then has ended, whatever this packet's own time, as
+    /// a sweep at that time would have ended it — so whether the packet
+    /// continues the flow or starts a new one does not depend on the
+    /// worker count.
+    pub clock: Timestamp,
     pub vlan: Vlans,
     pub proto: u8,
     pub src: Endpoint,
@@ -582,7 +589,7 @@ const EVICTION_SAMPLE: usize = 8;
 /// its free-list entry. The index (hashbrown) doubles when it must grow
 /// while more than 7/16 of its buckets are live (deleted entries take room
 /// until it rehashes), so at worst 7/32 are: 32/7 of an entry per flow.
-/// For the worker's flows on x86-64: 224 + 23 + 4 = 251 bytes. While the
+/// For the worker's flows on x86-64: 232 + 23 + 4 = 259 bytes. While the
 /// index doubles, its old buckets (half the new ones) live a moment more.
 /// The flow's reassembly and parser state are charged to their own
 /// budgets.
@@ -711,7 +718,7 @@ impl<T: Default> FlowTable<T> {
             .copied();
         if let Some(idx) = slot {
             if let Some(f) = self.slots.get(idx as usize).and_then(Option::as_ref) {
-                let idle = pkt.ts.since(f.last) / 1_000_000_000;
+                let idle = pkt.ts.max(pkt.clock).since(f.last) / 1_000_000_000;
                 let reuse = f.key.proto == ip_proto::TCP
                     && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
                     && f.tcp_state.flow_state() == "closed";
@@ -849,7 +856,7 @@ impl<T: Default> FlowTable<T> {
             }
             None => {
                 self.slots.push(Some(flow));
-                // The budget holds far fewer than u32::MAX flows of 251
+                // The budget holds far fewer than u32::MAX flows of 259
                 // bytes.
                 (self.slots.len() - 1) as u32
             }
@@ -1034,6 +1041,7 @@ mod tests {
     fn tcp(ts_s: u64, src: Endpoint, dst: Endpoint, flags: u8) -> PacketMeta {
         PacketMeta {
             ts: Timestamp::from_parts(ts_s, 0),
+            clock: Timestamp(0),
             vlan: Vlans::default(),
             proto: ip_proto::TCP,
             src,
@@ -1068,6 +1076,31 @@ mod tests {
         assert_eq!(f.client(), c);
         assert_eq!(f.tcp_state, TcpState::Established);
         assert!(ended.is_empty());
+    }
+
+    #[test]
+    fn packet_behind_the_capture_clock_ends_a_flow_idle_by_then() {
+        // Found by fuzzing (pipeline_workers): with time running backwards,
+        // a packet continued a flow idle past its timeout at the capture's
+        // time when its worker had not swept (several workers) and started
+        // a new one when it had (one worker). Hand-built: a SYN at 1 s,
+        // then, after the capture reached 1000 s, the flow's ACK stamped
+        // 2 s: a new flow, the old one ended by timeout.
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        let (i, _) = t.update(&tcp(1, c, s, tcp_flags::SYN), &mut ended);
+        let mut late = tcp(2, c, s, tcp_flags::ACK);
+        late.clock = Timestamp::from_parts(1000, 0);
+        let (j, _) = t.update(&late, &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::Timeout);
+        assert_eq!(t.get_mut(j).unwrap().pkts, [1, 0], "{i} {j}");
+        // Within the timeout by the capture's time: the same flow.
+        let mut near = tcp(3, c, s, tcp_flags::ACK);
+        near.clock = Timestamp::from_parts(4, 0);
+        let (k, _) = t.update(&near, &mut ended);
+        assert_eq!((k, ended.len()), (j, 1));
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::eve::{self, erased::Field, EventHeader, EventPrefix};
+use super::json::Raw;
 use super::mask::{display_bytes, LogOptions};
-use crate::app::AppRecord;
 use crate::detect::{Alert, Country, RuleMeta};
 use crate::flow::Direction;
 use crate::time::Timestamp;
@@ -114,14 +114,16 @@ fn country(c: Option<Country>) -> Option<String> {
 }
 
 /// Appends one `alert` event. `header` is the flow's (client → server);
-/// `record` is the app-layer record that matched, if any.
+/// `record` is the app-layer record that matched, if any: its
+/// `event_type` and its object as the record itself was written
+/// ([`crate::app::AppRecord::loggable`], serialised once for both).
 pub fn write_alert(
     out: &mut Vec<u8>,
     header: &EventHeader<'_>,
     ts: Timestamp,
     alert: &Alert,
     flow: &AlertFlow,
-    record: Option<&AppRecord>,
+    record: Option<(&str, Raw<'_>)>,
     opts: &LogOptions,
 ) {
     let to_client = alert.dir == Direction::ToClient;
@@ -174,9 +176,8 @@ pub fn write_alert(
         src_country: country(src_c),
         dest_country: country(dest_c),
     });
-    let loggable = record.map(|r| (r.event_type(), r.loggable(opts)));
     let mut extra: Vec<(&str, &dyn Field)> = vec![("direction", &direction), ("flow", &flow_obj)];
-    if let Some((key, value)) = &loggable {
+    if let Some((key, value)) = &record {
         extra.push((key, value));
     }
     if let Some(p) = &phi {

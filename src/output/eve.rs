@@ -1,12 +1,12 @@
 //! EVE record serialisation. See the module doc of [`crate::output`] for
 //! every field.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::json;
 use crate::decode::{ip_proto, tcp_flags};
 use crate::time::Timestamp;
 
@@ -49,17 +49,40 @@ pub fn proto_name(p: u8) -> String {
 /// An address as EVE writes it: dotted quad, or IPv6 with all eight groups
 /// of four hex digits.
 pub fn ip_string(ip: IpAddr) -> String {
+    let mut v = Vec::with_capacity(39);
+    push_ip(&mut v, ip);
+    // Digits, dots and colons only.
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// Appends [`ip_string`]'s form of `ip` (digits by hand: this runs several
+/// times per record, and `core::fmt` costs several times more).
+pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let mut s = String::with_capacity(39);
-            for (i, seg) in v6.segments().iter().enumerate() {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    s.push(':');
+                    out.push(b'.');
                 }
-                let _ = write!(s, "{seg:04x}");
+                if o >= 100 {
+                    out.push(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    out.push(b'0' + (o / 10) % 10);
+                }
+                out.push(b'0' + o % 10);
             }
-            s
+        }
+        IpAddr::V6(v6) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (i, seg) in v6.segments().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b':');
+                }
+                for shift in [12u16, 8, 4, 0] {
+                    out.push(HEX[usize::from((seg >> shift) & 0xf)]);
+                }
+            }
         }
     }
 }
@@ -190,7 +213,7 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
     // Serialising plain structs of strings and integers into a Vec cannot
     // fail; should it ever, the record is dropped rather than half-written.
     let start = out.len();
-    if serde_json::to_writer(&mut *out, &rec).is_ok() {
+    if json::write(out, &rec).is_ok() {
         out.push(b'\n');
     } else {
         out.truncate(start);
@@ -216,50 +239,73 @@ pub struct EventHeader<'a> {
 /// together: only the timestamp, event type and body differ between them.
 #[derive(Debug, Clone)]
 pub struct EventPrefix {
-    flow_id: String,
-    /// `,"vlan":…,"src_ip":…,…,"app_proto":…` (starts with a comma).
-    middle: String,
-    /// `,"community_id":…}` (starts with a comma).
-    tail: String,
+    /// The decimal `flow_id`, then `,"vlan":…,"src_ip":…,…,"app_proto":…`
+    /// from `middle_at` on, then `,"community_id":…}` from `tail_at` on.
+    bytes: Vec<u8>,
+    middle_at: usize,
+    tail_at: usize,
 }
 
 impl EventPrefix {
     pub fn new(h: &EventHeader<'_>) -> EventPrefix {
-        use std::fmt::Write as _;
-        let mut middle = String::with_capacity(160);
+        let mut b = Vec::with_capacity(192);
+        json::write_u64(&mut b, h.flow_id);
+        let middle_at = b.len();
         if !h.vlan.is_empty() {
-            middle.push_str(",\"vlan\":");
-            middle.push_str(&serde_json::to_string(h.vlan).unwrap_or_else(|_| "[]".into()));
+            b.extend_from_slice(b",\"vlan\":");
+            for (i, v) in h.vlan.iter().enumerate() {
+                b.push(if i == 0 { b'[' } else { b',' });
+                json::write_u64(&mut b, u64::from(*v));
+            }
+            b.push(b']');
         }
         // Addresses, numbers and protocol names need no JSON escaping.
-        let _ = write!(
-            middle,
-            ",\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":\"{}\"",
-            ip_string(h.src_ip),
-            h.src_port,
-            ip_string(h.dest_ip),
-            h.dest_port,
-            proto_name(h.proto)
-        );
+        b.extend_from_slice(b",\"src_ip\":\"");
+        push_ip(&mut b, h.src_ip);
+        b.extend_from_slice(b"\",\"src_port\":");
+        json::write_u64(&mut b, u64::from(h.src_port));
+        b.extend_from_slice(b",\"dest_ip\":\"");
+        push_ip(&mut b, h.dest_ip);
+        b.extend_from_slice(b"\",\"dest_port\":");
+        json::write_u64(&mut b, u64::from(h.dest_port));
+        b.extend_from_slice(b",\"proto\":\"");
+        b.extend_from_slice(proto_name(h.proto).as_bytes());
+        b.push(b'"');
         if let Some(a) = h.app_proto {
-            let _ = write!(middle, ",\"app_proto\":\"{a}\"");
+            b.extend_from_slice(b",\"app_proto\":\"");
+            b.extend_from_slice(a.as_bytes());
+            b.push(b'"');
         }
-        let tail = format!(
-            ",\"community_id\":{}}}",
-            serde_json::to_string(h.community_id).unwrap_or_else(|_| "\"\"".into())
-        );
+        let tail_at = b.len();
+        b.extend_from_slice(b",\"community_id\":");
+        json::write_str(&mut b, h.community_id);
+        b.push(b'}');
         EventPrefix {
-            flow_id: h.flow_id.to_string(),
-            middle,
-            tail,
+            bytes: b,
+            middle_at,
+            tail_at,
         }
+    }
+
+    fn flow_id(&self) -> &[u8] {
+        self.bytes.get(..self.middle_at).unwrap_or_default()
+    }
+
+    fn middle(&self) -> &[u8] {
+        self.bytes
+            .get(self.middle_at..self.tail_at)
+            .unwrap_or_default()
+    }
+
+    fn tail(&self) -> &[u8] {
+        self.bytes.get(self.tail_at..).unwrap_or_default()
     }
 }
 
 /// Appends one app-layer event (`mqtt`, `dicom`, `anomaly`…): `timestamp`
 /// of the packet that completed it, the flow's header fields, and `body`
 /// under the key `event_type` (which needs no escaping: it is one of ours).
-pub fn write_event<B: Serialize + ?Sized>(
+pub fn write_event<B: Serialize>(
     out: &mut Vec<u8>,
     p: &EventPrefix,
     ts: Timestamp,
@@ -271,29 +317,27 @@ pub fn write_event<B: Serialize + ?Sized>(
 
 /// [`write_event`] with more top-level fields after the event's own object
 /// (an alert's `direction`, `flow`, the triggering record, `phi`, `geo`).
-pub fn write_event_with<B: Serialize + ?Sized>(
+pub fn write_event_with(
     out: &mut Vec<u8>,
     p: &EventPrefix,
     ts: Timestamp,
     event_type: &str,
-    body: &B,
+    body: &dyn erased::Field,
     extra: &[(&str, &dyn erased::Field)],
 ) {
     let start = out.len();
-    let mut head = String::with_capacity(96);
-    head.push_str("{\"timestamp\":\"");
-    ts.write_eve(&mut head);
-    head.push_str("\",\"flow_id\":");
-    head.push_str(&p.flow_id);
-    head.push_str(",\"event_type\":\"");
-    head.push_str(event_type);
-    head.push('"');
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(p.middle.as_bytes());
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    ts.push_eve(out);
+    out.extend_from_slice(b"\",\"flow_id\":");
+    out.extend_from_slice(p.flow_id());
+    out.extend_from_slice(b",\"event_type\":\"");
+    out.extend_from_slice(event_type.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(p.middle());
     out.extend_from_slice(b",\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\":");
-    if serde_json::to_writer(&mut *out, body).is_err() {
+    if body.write_json(out).is_err() {
         out.truncate(start);
         return;
     }
@@ -306,27 +350,34 @@ pub fn write_event_with<B: Serialize + ?Sized>(
             return;
         }
     }
-    out.extend_from_slice(p.tail.as_bytes());
+    out.extend_from_slice(p.tail());
     out.push(b'\n');
 }
 
-/// Appends the `stats` record built from dotted counter paths.
 /// Serialisable values of different types in one list.
 pub mod erased {
     /// A value that writes itself as JSON.
     pub trait Field {
         /// # Errors
         /// Serialisation failed (the caller drops the record).
-        fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+        fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error>;
     }
 
     impl<T: serde::Serialize> Field for T {
-        fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-            serde_json::to_writer(out, self)
+        fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
+            super::json::write(out, self)
+        }
+    }
+
+    impl Field for super::json::Raw<'_> {
+        fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
+            out.extend_from_slice(self.0);
+            Ok(())
         }
     }
 }
 
+/// Appends the `stats` record built from dotted counter paths.
 pub fn write_stats(out: &mut Vec<u8>, ts: Timestamp, uptime_secs: u64, counters: &[(String, u64)]) {
     let mut stats = Map::new();
     stats.insert("uptime".into(), Value::from(uptime_secs));

@@ -37,6 +37,7 @@
 
 pub mod alert;
 pub mod eve;
+pub mod json;
 pub mod mask;
 pub mod redis;
 pub mod sink;

@@ -104,6 +104,10 @@ impl std::error::Error for RunError {}
 struct Batch {
     buf: Arc<Buffer>,
     pkts: Vec<PacketRef>,
+    /// Packets earlier than the capture's time before them (time ran
+    /// backwards): index in `pkts`, and that time
+    /// ([`Worker::set_capture_clock`]). Usually empty.
+    behind: Vec<(usize, Timestamp)>,
     now: Timestamp,
     /// The buffer's place in [`READ_AHEAD`] (read from a pipe), given back
     /// when its last batch is done.
@@ -167,7 +171,11 @@ impl Batch {
             w.tick(*now);
         }
         let buf: &[u8] = &self.buf;
-        for p in &self.pkts {
+        let mut behind = self.behind.iter().peekable();
+        for (i, p) in self.pkts.iter().enumerate() {
+            if let Some(&(_, clock)) = behind.next_if(|(j, _)| *j == i) {
+                w.set_capture_clock(clock);
+            }
             let end = p.offset.saturating_add(p.caplen as usize);
             let data = buf.get(p.offset..end).unwrap_or(&[]);
             w.packet(p.ts, p.link, data, p.origlen);
@@ -265,9 +273,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     // over; a failure to write the inventory is reported after the EVE.
     let mut tail = Vec::new();
     let inventory = shared.assets.finish(stats.last_ts, &mut tail);
-    let mut counters = stats.counters();
-    counters.extend(shared.memcaps.counters());
-    counters.extend(shared.assets.counters());
+    let mut counters = shared.counters(&stats);
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
     }
@@ -664,6 +670,7 @@ fn run_parallel(
         let mut dispatch = Dispatch::new(cfg, n);
         let mut pending: Vec<Vec<PacketRef>> =
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
+        let mut behind: Vec<Vec<(usize, Timestamp)>> = vec![Vec::new(); n];
         let mut now = Timestamp(0);
         let mut last_tick = vec![Timestamp(0); n];
         let read_ahead = Arc::new(ReadAhead::default());
@@ -685,13 +692,22 @@ fn run_parallel(
                 ticket = Some((at, Arc::new(t)));
             }
             for p in &chunk.pkts {
+                let before = now;
                 now = now.max(p.ts);
                 let i = dispatch.pick(p.link, chunk.data(p), p.origlen);
-                if let Some(v) = pending.get_mut(i) {
+                if let (Some(v), Some(b)) = (pending.get_mut(i), behind.get_mut(i)) {
+                    if p.ts < before {
+                        b.push((v.len(), before));
+                    }
                     v.push(*p);
                 }
             }
-            for ((tx, v), tick) in txs.iter().zip(pending.iter_mut()).zip(last_tick.iter_mut()) {
+            for (((tx, v), b), tick) in txs
+                .iter()
+                .zip(pending.iter_mut())
+                .zip(behind.iter_mut())
+                .zip(last_tick.iter_mut())
+            {
                 // A worker with no packets in this chunk still hears the
                 // clock, at most once a second of packet time.
                 if v.is_empty() && now.since(*tick) < 1_000_000_000 {
@@ -701,6 +717,7 @@ fn run_parallel(
                 let batch = Batch {
                     buf: Arc::clone(&chunk.buf),
                     pkts: std::mem::replace(v, Vec::with_capacity(CHUNK_PACKETS)),
+                    behind: std::mem::take(b),
                     now,
                     _ticket: ticket.as_ref().map(|(_, t)| Arc::clone(t)),
                 };
@@ -715,6 +732,7 @@ fn run_parallel(
             let _ = tx.send(Batch {
                 buf: Arc::new(Buffer::Owned(Vec::new())),
                 pkts: Vec::new(),
+                behind: Vec::new(),
                 now,
                 _ticket: None,
             });

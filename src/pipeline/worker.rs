@@ -42,6 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::json::{self, Raw};
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
@@ -51,6 +52,11 @@ pub use crate::app::session::FlowEnds;
 /// A worker hands its EVE lines to the writer once it holds this many
 /// bytes (a record or an alert may take it a little past).
 pub const OUTPUT_BLOCK: usize = 64 * 1024;
+
+/// What a block is allocated with: the record that takes it past
+/// [`OUTPUT_BLOCK`] then fits without the buffer doubling (a 128 KiB
+/// reallocation copying 64 KiB, once per block before).
+const BLOCK_CAPACITY: usize = OUTPUT_BLOCK + OUTPUT_BLOCK / 4;
 
 /// Slots of the writer's queue a block of `len` bytes takes: one per
 /// [`OUTPUT_BLOCK`] begun.
@@ -102,7 +108,9 @@ pub struct FlowState {
     /// (0: not made yet). A reloaded ruleset, or the flow's sides found
     /// reversed, starts it afresh.
     detect: FlowDetect,
-    detect_gen: u64,
+    detect_gen: u32,
+    /// The flow's Community ID once its first event needed it.
+    community: Community,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -110,6 +118,35 @@ impl std::fmt::Debug for FlowState {
         f.debug_struct("FlowState")
             .field("app", &self.app)
             .finish_non_exhaustive()
+    }
+}
+
+/// A flow's Community ID, made on first use and kept for the flow's
+/// every later record, alert and flow record (one SHA-1 per flow, not one
+/// per packet that logs; v1 is the same whichever side is the client, so a
+/// flow found reversed keeps it). A thin box: 8 bytes in the flow's slot,
+/// 32 on the heap once made.
+#[derive(Default)]
+struct Community(Option<Box<[u8; COMMUNITY_LEN]>>);
+
+/// `1:` and the base64 of a SHA-1 digest.
+const COMMUNITY_LEN: usize = 30;
+
+impl Community {
+    /// The ID, made now if it was not (or, should it ever not be 30 ASCII
+    /// bytes, made afresh on every call rather than kept wrong).
+    fn get(&mut self, ident: &FlowIdent, seed: u16) -> std::borrow::Cow<'_, str> {
+        if self.0.is_none() {
+            let id = ident.community_id(seed);
+            match <[u8; COMMUNITY_LEN]>::try_from(id.as_bytes()) {
+                Ok(a) => self.0 = Some(Box::new(a)),
+                Err(_) => return std::borrow::Cow::Owned(id),
+            }
+        }
+        match self.0.as_deref().map(|a| std::str::from_utf8(a)) {
+            Some(Ok(s)) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(ident.community_id(seed)),
+        }
     }
 }
 
@@ -149,6 +186,27 @@ impl RunShared {
                 crate::asset::Hub::new(cfg).unwrap_or_else(|_| crate::asset::Hub::disabled(cfg)),
             ),
         }
+    }
+
+    /// The counters of a `stats` record, offline or live: the workers'
+    /// (merged into `stats`), then the run's budgets (`*.memuse`) and the
+    /// asset inventory's. `detect.alert` counts every alert line written,
+    /// the asset hook's included (as Suricata's counts every alert), so a
+    /// dashboard's alert total matches the EVE; `asset.alerts` says how
+    /// many of them were the inventory's.
+    pub fn counters(&self, stats: &WorkerStats) -> Vec<(String, u64)> {
+        let mut counters = stats.counters();
+        let assets = self.assets.counters();
+        let asset_alerts = assets
+            .iter()
+            .find(|(n, _)| n == "asset.alerts")
+            .map_or(0, |(_, v)| *v);
+        if let Some((_, v)) = counters.iter_mut().find(|(n, _)| n == "detect.alert") {
+            *v = v.saturating_add(asset_alerts);
+        }
+        counters.extend(self.memcaps.counters());
+        counters.extend(assets);
+        counters
     }
 }
 
@@ -256,6 +314,9 @@ pub enum Handoff {
 /// A worker's EVE lines not yet handed to the writer.
 struct EveOut {
     buf: Vec<u8>,
+    /// The object of the record being written, serialised once for the
+    /// record and for each of its alerts (reused from record to record).
+    record: Vec<u8>,
     handoff: Option<Handoff>,
     /// The writer is gone (it stopped on an error): lines are discarded.
     closed: bool,
@@ -281,7 +342,7 @@ impl EveOut {
         if self.buf.is_empty() {
             return;
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_BLOCK));
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK_CAPACITY));
         if self.closed {
             return;
         }
@@ -307,7 +368,7 @@ impl EveOut {
 /// table.
 struct Detecting<'a> {
     engine: &'a Engine,
-    gen: u64,
+    gen: u32,
     state: &'a mut DetectState,
     alerts: &'a mut Vec<Alert>,
     out: &'a mut EveOut,
@@ -391,7 +452,7 @@ impl Detecting<'_> {
         ts: Timestamp,
         a: &Alert,
         af: &AlertFlow,
-        record: Option<&AppRecord>,
+        record: Option<(&str, Raw<'_>)>,
     ) {
         let Some(ticket) = a.undecided else {
             write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
@@ -447,7 +508,8 @@ impl Detecting<'_> {
         if self.alerts.is_empty() {
             return;
         }
-        let (community, vlan) = (ident.community_id(self.seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let community = flow.state.community.get(&ident, self.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
@@ -482,11 +544,13 @@ struct FlowWriter<'a> {
     match_ts: Timestamp,
     app: AppProto,
     detect: &'a mut FlowDetect,
-    detect_gen: &'a mut u64,
+    detect_gen: &'a mut u32,
     alerted: &'a mut bool,
-    /// The flow's serialised header and Community ID, made on the first
-    /// record (most calls make none).
-    prefix: Option<(EventPrefix, String)>,
+    /// The flow's Community ID.
+    community: &'a mut Community,
+    /// The flow's serialised header, made on the first record (most calls
+    /// make none).
+    prefix: Option<EventPrefix>,
     /// The header seen from the server's side, for records the server
     /// started.
     reversed: Option<EventPrefix>,
@@ -511,25 +575,29 @@ impl FlowWriter<'_> {
         info
     }
 
-    /// The flow's serialised header and Community ID.
-    fn prefix(&mut self) -> &(EventPrefix, String) {
+    /// The flow's serialised header.
+    fn prefix(&mut self) -> &EventPrefix {
         let vlan = self.ident.key.vlan();
         let (ident, app, seed) = (self.ident, self.app, self.d.seed);
+        let community = &mut *self.community;
         self.prefix.get_or_insert_with(|| {
-            let community = ident.community_id(seed);
-            let prefix = EventPrefix::new(&event_header(&ident, app, &community, &vlan));
-            (prefix, community)
+            EventPrefix::new(&event_header(
+                &ident,
+                app,
+                &community.get(&ident, seed),
+                &vlan,
+            ))
         })
     }
 
     /// Writes the alerts the engine left in `d.alerts`, with the record
     /// that raised them.
-    fn write_alerts(&mut self, record: Option<&AppRecord>) {
+    fn write_alerts(&mut self, record: Option<(&str, Raw<'_>)>) {
         if self.d.alerts.is_empty() {
             return;
         }
-        let community = self.prefix().1.clone();
         let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let community = self.community.get(&ident, self.d.seed);
         let header = event_header(&ident, app, &community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
@@ -559,21 +627,34 @@ impl FlowWriter<'_> {
             let engine = self.d.engine;
             engine.record(self.d.state, self.detect, &info, r, self.d.alerts);
         }
-        self.write_alerts(Some(r));
+        // The record's object, serialised once for its alerts and itself
+        // (it cannot fail: its keys are strings; if it did, the record
+        // would be left out and its alerts written without it).
+        let mut body = std::mem::take(&mut self.d.out.record);
+        body.clear();
+        let logged = json::write(&mut body, &r.loggable(self.d.opts)).is_ok();
+        self.write_alerts(logged.then_some((r.event_type(), Raw(&body))));
         self.d.assets.record(&self.ident, self.ts, r);
+        if logged {
+            self.write_record(r, Raw(&body));
+        }
+        self.d.out.record = body;
+    }
+
+    /// Writes the record `r`, whose object is `body`.
+    fn write_record(&mut self, r: &AppRecord, body: Raw<'_>) {
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
         self.prefix();
-        let Some((prefix, community)) = self.prefix.as_ref() else {
+        let Some(prefix) = self.prefix.as_ref() else {
             return;
         };
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
-        let body = r.loggable(self.d.opts);
         let buf = &mut self.d.out.buf;
         match r.direction() {
-            None => eve::write_event(buf, prefix, self.ts, r.event_type(), &body),
+            None => eve::write_event_with(buf, prefix, self.ts, r.event_type(), &body, &[]),
             Some(Direction::ToServer) => eve::write_event_with(
                 buf,
                 prefix,
@@ -583,8 +664,9 @@ impl FlowWriter<'_> {
                 &[("direction", &"to_server")],
             ),
             Some(Direction::ToClient) => {
+                let community = self.community.get(&ident, self.d.seed);
                 let reversed = self.reversed.get_or_insert_with(|| {
-                    let mut h = event_header(&ident, app, community, &vlan);
+                    let mut h = event_header(&ident, app, &community, &vlan);
                     std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
                     std::mem::swap(&mut h.src_port, &mut h.dest_port);
                     EventPrefix::new(&h)
@@ -668,11 +750,18 @@ pub struct Worker {
     ended: Vec<(Flow<FlowState>, EndReason)>,
     log_opts: LogOptions,
     last_ts: Timestamp,
+    /// The capture's packet time before the next packet, over every
+    /// worker's packets, when the reader said so ([`Worker::set_capture_clock`]).
+    capture_clock: Timestamp,
+    /// The capture's packet time before the packet being processed (this
+    /// worker's own when the reader said nothing): what its threshold
+    /// matches are late against and its flow's idle time is counted to.
+    clock: Timestamp,
     /// EVE lines not yet handed to the writer.
     out: EveOut,
     engine: Arc<Engine>,
     /// Generation of `engine` (starts at 1, bumped by each reload).
-    engine_gen: u64,
+    engine_gen: u32,
     detect: DetectState,
     detect_cfg: crate::detect::DetectConfig,
     /// Flow timeouts, for the time a flow ended by timeout ends at.
@@ -728,8 +817,11 @@ impl Worker {
             ended: Vec::new(),
             log_opts: LogOptions::from_config(&cfg.outputs),
             last_ts: Timestamp(0),
+            capture_clock: Timestamp(0),
+            clock: Timestamp(0),
             out: EveOut {
-                buf: Vec::with_capacity(OUTPUT_BLOCK),
+                buf: Vec::with_capacity(BLOCK_CAPACITY),
+                record: Vec::new(),
                 handoff: None,
                 closed: false,
                 peak: 0,
@@ -764,7 +856,8 @@ impl Worker {
         self.detect.stats = old.stats;
         self.shared.assets.set_engine(&engine);
         self.engine = engine;
-        self.engine_gen += 1;
+        // 0 means "no rule state yet" in a flow.
+        self.engine_gen = self.engine_gen.wrapping_add(1).max(1);
     }
 
     /// Tells the shared thresholds how far this worker got (after the last
@@ -863,6 +956,10 @@ impl Worker {
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
         self.sync_detect();
+        // What a threshold match of this packet is late against (module
+        // `detect::deferred`): the same for any number of workers.
+        self.clock = std::mem::take(&mut self.capture_clock).max(self.last_ts);
+        self.detect.set_clock(Some(self.clock));
         if ts > self.last_ts {
             self.last_ts = ts;
         }
@@ -870,25 +967,36 @@ impl Worker {
             self.settle_checksums(link, data, wire_len);
         }
         let reassembled: Reassembled;
-        let (p, frames, wire_bytes) = match self.decoder.decode(link, data, wire_len) {
-            Decoded::Packet(p) => (p, 1, u64::from(wire_len)),
+        let decoded = match self.decoder.decode(link, data, wire_len) {
+            Decoded::Packet(p) => Some((p, 1, u64::from(wire_len))),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the
                 // front), so they do not hold memory until the table fills.
                 self.defrag.expire(ts);
-                let Some(r) = self.defrag.insert(ts, &frag, wire_len) else {
-                    return;
-                };
-                reassembled = r;
-                // A fragment inside a reassembled datagram's tunnel is not
-                // reassembled again.
-                let Decoded::Packet(p) = self.decoder.decode_reassembled(&frag, &reassembled.data)
-                else {
-                    return;
-                };
-                (p, reassembled.frames, reassembled.wire_bytes)
+                match self.defrag.insert(ts, &frag, wire_len) {
+                    None => None,
+                    Some(r) => {
+                        reassembled = r;
+                        // A fragment inside a reassembled datagram's tunnel is
+                        // not reassembled again.
+                        match self.decoder.decode_reassembled(&frag, &reassembled.data) {
+                            Decoded::Packet(p) => {
+                                Some((p, reassembled.frames, reassembled.wire_bytes))
+                            }
+                            _ => None,
+                        }
+                    }
+                }
             }
-            Decoded::NotIp | Decoded::Invalid => return,
+            Decoded::NotIp | Decoded::Invalid => None,
+        };
+        let Some((p, frames, wire_bytes)) = decoded else {
+            // No flow saw this packet, but its time counts: flows idle past
+            // their timeout end now, as on a tick, so the floor published
+            // at the next packet holds (module `detect::deferred`).
+            self.flows.tick(self.last_ts, &mut self.ended);
+            self.flush_ended();
+            return;
         };
         self.src_mac = if self.assets.on() {
             self.decoder.macs().map(|[src, _]| src)
@@ -926,6 +1034,7 @@ impl Worker {
         };
         let meta = PacketMeta {
             ts,
+            clock: self.clock,
             vlan,
             proto: ip.proto,
             src: Endpoint {
@@ -1020,6 +1129,7 @@ impl Worker {
             app,
             detect,
             detect_gen,
+            community,
             ..
         } = state;
         let mut writer = FlowWriter {
@@ -1034,6 +1144,7 @@ impl Worker {
             detect,
             detect_gen,
             alerted,
+            community,
             prefix: None,
             reversed: None,
             d: d.detecting,
@@ -1099,10 +1210,16 @@ impl Worker {
 
     /// Writes records for flows that ended and frees them.
     fn flush_ended(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        // A flow's end is never late (module `detect::deferred`).
+        let clock = self.detect.set_clock(None);
         let ended = std::mem::take(&mut self.ended);
         for (flow, reason) in ended {
             self.end_flow(flow, reason);
         }
+        self.detect.set_clock(clock);
     }
 
     fn end_flow(&mut self, mut flow: Flow<FlowState>, reason: EndReason) {
@@ -1131,6 +1248,7 @@ impl Worker {
                 app,
                 detect,
                 detect_gen,
+                community,
                 ..
             } = state;
             let mut writer = FlowWriter {
@@ -1145,6 +1263,7 @@ impl Worker {
                 detect,
                 detect_gen,
                 alerted,
+                community,
                 prefix: None,
                 reversed: None,
                 d: d.detecting,
@@ -1203,7 +1322,9 @@ impl Worker {
             return;
         }
         let ident = flow.ident();
-        let (community, vlan) = (ident.community_id(self.community_seed), ident.key.vlan());
+        let vlan = ident.key.vlan();
+        let mut community = std::mem::take(&mut flow.state.community);
+        let community = community.get(&ident, self.community_seed);
         let mut facts = FlowFacts {
             header: event_header(&ident, app, &community, &vlan),
             pkts: flow.pkts,
@@ -1237,12 +1358,20 @@ impl Worker {
 
     /// EVE lines produced and not handed on yet (the buffer is left empty).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.out.buf, Vec::with_capacity(OUTPUT_BLOCK))
+        std::mem::replace(&mut self.out.buf, Vec::with_capacity(BLOCK_CAPACITY))
     }
 
     /// Bytes of EVE output waiting.
     pub fn pending_output(&self) -> usize {
         self.out.buf.len()
+    }
+
+    /// The next packet is earlier than `clock`, the capture's packet time
+    /// before it (other workers' packets included; the reader of a
+    /// multi-worker run says so): its threshold matches more than the
+    /// margin before `clock` are late whatever the worker count.
+    pub fn set_capture_clock(&mut self, clock: Timestamp) {
+        self.capture_clock = clock;
     }
 
     /// Packet time reached `now` on the capture as a whole (other workers'
@@ -1501,6 +1630,29 @@ mod tests {
         let flow = of_type(&recs, "flow");
         assert_eq!(flow[0]["app_proto"], "mqtt");
         assert_eq!(flow[0]["tcp"]["ts_gap"], true);
+    }
+
+    #[test]
+    fn a_packet_no_flow_sees_still_ends_idle_flows() {
+        use wire::*;
+        // Found by fuzzing (pipeline_workers): frames that reach no flow
+        // (not IP, invalid) moved the worker's packet time, and so the
+        // threshold floor it publishes, without sweeping its flows; a flow
+        // that timed out in between ended at the capture's end with a match
+        // time behind that floor, decided late with one worker and on time
+        // with several. Hand-built: a TCP SYN, then 300 s later a frame of
+        // an unknown EtherType: the flow has ended before the capture does.
+        let srv = ([10, 10, 5, 10], 1883);
+        let mut other = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]; // MACs
+        other.extend_from_slice(&[0x88, 0xb5, 0, 0]); // local experimental EtherType
+        let mut w = Worker::new(&Config::default());
+        let syn = tcp(CLIENT, srv, 1000, 0, SYN, &[]);
+        for (secs, f) in [(0, &syn), (300, &other)] {
+            let ts = Timestamp::from_parts(1_700_000_000 + secs, 0);
+            w.packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+        }
+        let out = String::from_utf8(w.take_output()).unwrap();
+        assert!(out.contains("\"event_type\":\"flow\""), "{out}");
     }
 
     /// A handshake and a CONNECT/CONNACK on 1883, then `rst` (from the

@@ -26,7 +26,7 @@
 //! Memory: an element header (≤ 12 bytes), the value of one kept attribute
 //! (≤ `max_value` bytes), the kept attributes, and for the deflated
 //! transfer syntax a streaming inflater (a fixed 32 KiB window and its
-//! tables, [`INFLATER_BYTES`]) plus an 8 KiB output block on the stack:
+//! tables, [`INFLATER_BYTES`]) plus a 32 KiB output block on the stack:
 //! inflating never buffers the inflated data set, whatever its size.
 //!
 //! Text (PS3.5 §6.1): values are decoded with the Specific Character Set
@@ -92,6 +92,10 @@ fn kept_index(tag: u32) -> Option<usize> {
 
 /// Nesting of undefined-length sequences and items walked before giving up.
 pub const MAX_DEPTH: u8 = 16;
+
+/// The inflater's window (RFC 1951 §2: distances reach 32 KiB back), and
+/// the stack buffer inflated bytes are walked from.
+const WINDOW: usize = 32 * 1024;
 
 /// Estimated heap bytes of a streaming inflater (miniz_oxide's
 /// decompressor: a 32 KiB window and its Huffman tables), charged to the
@@ -509,26 +513,49 @@ impl DataSetReader {
 
     /// Deflated Explicit VR LE (PS3.5 §A.5): raw deflate, inflated a block
     /// at a time and walked.
+    ///
+    /// What is read must not depend on how the deflated bytes were cut:
+    /// - every byte a call inflated is walked before its error is looked
+    ///   at, so a corrupt tail cannot hide the attributes before it; one
+    ///   call never inflates more than `out` holds (the room left up to the
+    ///   end of the inflater's window, [`WINDOW`]), so none of them is held
+    ///   back inside the inflater when the error comes;
+    /// - only the first `max_inflated` inflated bytes are walked, however
+    ///   many one call made;
+    /// - once Pixel Data is reached nothing more is looked at, an error in
+    ///   the rest included.
     fn inflate(&mut self, z: &mut Decompress, mut input: &[u8]) {
-        let mut out = [0u8; 8192];
+        let mut out = [0u8; WINDOW];
         while self.state != State::Done {
             let (in0, out0) = (z.total_in(), z.total_out());
-            let status = match z.decompress(input, &mut out, FlushDecompress::None) {
-                Ok(s) => s,
-                Err(_) => return self.fail("deflate_error"),
-            };
+            // The inflater writes into its window from `total_out` on, up to
+            // the window's end at most per call.
+            let room = WINDOW - usize::try_from(out0 % WINDOW as u64).unwrap_or(0);
+            let status = z.decompress(
+                input,
+                out.get_mut(..room).unwrap_or(&mut []),
+                FlushDecompress::None,
+            );
             let used = usize::try_from(z.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
             let made = usize::try_from(z.total_out().saturating_sub(out0)).unwrap_or(0);
             input = input.get(used..).unwrap_or(&[]);
-            self.walk(out.get(..made).unwrap_or(&[]));
+            let allowed = self.lim.max_inflated.saturating_sub(self.inflated);
+            let walked = made.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+            self.walk(out.get(..walked).unwrap_or(&[]));
             self.inflated = self.inflated.saturating_add(made as u64);
-            if self.inflated > self.lim.max_inflated {
+            if self.state == State::Done {
+                return;
+            }
+            if walked < made {
                 return self.fail("inflated_too_long");
             }
+            let Ok(status) = status else {
+                return self.fail("deflate_error");
+            };
             if status == Status::StreamEnd || (used == 0 && made == 0) {
                 return;
             }
-            if input.is_empty() && made < out.len() {
+            if input.is_empty() && made < room {
                 return;
             }
         }
@@ -697,6 +724,9 @@ impl DataSetReader {
         } else if n == 0 {
             self.keep(tag, Vec::new(), false, slot);
         } else {
+            // Exactly the value's size, whatever the fragments it comes in
+            // (what is held is then what `kept_bytes` counts).
+            self.buf = Vec::with_capacity(n);
             self.state = State::Value { tag, len: n, slot };
         }
     }
@@ -730,17 +760,19 @@ impl DataSetReader {
         let Some(k) = kept_index(tag) else {
             return;
         };
-        self.kept_bytes = self.kept_bytes.saturating_add(value.capacity());
+        // Counted by length: `max_attribute_bytes` decides what is kept, so
+        // the count must not depend on how a value's buffer grew.
+        self.kept_bytes = self.kept_bytes.saturating_add(value.len());
         match slot {
             Slot::Replace(j) => {
                 if let Some(e) = self.raw.get_mut(j) {
                     let old = std::mem::replace(e, (tag, value, truncated));
-                    self.kept_bytes = self.kept_bytes.saturating_sub(old.1.capacity());
+                    self.kept_bytes = self.kept_bytes.saturating_sub(old.1.len());
                 }
             }
             Slot::New => {
                 let Ok(j) = u16::try_from(self.raw.len()) else {
-                    self.kept_bytes = self.kept_bytes.saturating_sub(value.capacity());
+                    self.kept_bytes = self.kept_bytes.saturating_sub(value.len());
                     self.dropped = self.dropped.saturating_add(1);
                     return;
                 };
@@ -1138,6 +1170,117 @@ mod tests {
         r.feed(&d);
         let ds = r.finish(None);
         assert_eq!((ds.attributes.len(), ds.attributes_dropped), (2, 1));
+    }
+
+    /// Reads `d` whole and in `chunk`-byte pieces: the data sets and first
+    /// anomalies, which must agree.
+    fn whole_and_pieces(
+        d: &[u8],
+        syntax: Syntax,
+        lim: Limits,
+        chunk: usize,
+    ) -> (DataSet, Option<&'static str>) {
+        let mut got = Vec::new();
+        for c in [d.len().max(1), chunk] {
+            let mut r = DataSetReader::new(Some(syntax), lim);
+            let mut err = None;
+            for piece in d.chunks(c) {
+                r.feed(piece);
+                if let Some(e) = r.take_error() {
+                    err.get_or_insert(e);
+                }
+            }
+            got.push((r.finish(None), err));
+        }
+        let pieces = got.pop().unwrap();
+        let whole = got.pop().unwrap();
+        assert_eq!(whole, pieces, "whole and in {chunk}-byte pieces");
+        whole
+    }
+
+    #[test]
+    fn deflate_error_keeps_what_was_inflated_before_it_whatever_the_pieces() {
+        // Found by fuzzing (dicom_dataset): the bytes inflated by the call
+        // that met a corrupt block were dropped unwalked, so one trailing
+        // byte hid the PatientName of a data set sent in one PDV.
+        // Hand-built: a 30 000-byte private OB value (more than one
+        // inflater call makes), PatientName, a sync flush, then 0x07 (a
+        // final block of the reserved type 11, RFC 1951 §3.2.3).
+        use std::io::Write;
+        let mut d = vec![0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]; // (0009,1010) OB, reserved
+        d.extend_from_slice(&30_000u32.to_le_bytes()); // length
+        d.resize(d.len() + 30_000, 0x55);
+        d.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        for skip in [0, 30_012] {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&d[skip..]).unwrap();
+            e.flush().unwrap();
+            let mut z = e.get_ref().clone();
+            z.push(0x07);
+            for chunk in [1, 3, 100] {
+                let (ds, err) =
+                    whole_and_pieces(&z, Syntax::DEFLATED, Limits::test(64, 1 << 20), chunk);
+                assert_eq!(err, Some("deflate_error"));
+                assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"), "skip {skip}");
+                assert!(ds.incomplete);
+            }
+        }
+    }
+
+    #[test]
+    fn inflate_cap_walks_the_same_bytes_whatever_the_pieces() {
+        // Hand-built: PatientName after 3000 bytes of a private value, with
+        // an inflate cap of 2000 bytes: given up before the name, whether
+        // one call inflates it all or many calls do.
+        let mut d = vec![0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]; // (0009,1010) OB, reserved
+        d.extend_from_slice(&3000u32.to_le_bytes()); // length
+        d.resize(d.len() + 3000, 0);
+        d.extend(explicit_le(0x0010, 0x0010, b"PN", b"DOE^JOHN"));
+        let z = deflate(&d);
+        for chunk in [1, 5] {
+            let (ds, err) = whole_and_pieces(&z, Syntax::DEFLATED, Limits::test(64, 2000), chunk);
+            assert_eq!(err, Some("inflated_too_long"));
+            assert_eq!(ds.get(0x0010_0010), None);
+        }
+    }
+
+    #[test]
+    fn attribute_bytes_are_counted_by_length_whatever_the_fragments() {
+        // Found by fuzzing (dicom_dataset seeds): kept value bytes were
+        // counted by buffer capacity, which grows by doubling when a value
+        // arrives in pieces, so near `max_attribute_bytes` the last value
+        // was listed truncated only when fragmented. Hand-built: five kept
+        // attributes of 50 bytes each under a 256-byte budget.
+        let mut d = Vec::new();
+        for (elem, vr) in [
+            (0x0080u16, b"LO"), // InstitutionName
+            (0x0081, b"ST"),    // InstitutionAddress
+            (0x1010, b"SH"),    // StationName
+            (0x1030, b"LO"),    // StudyDescription
+        ] {
+            d.extend(explicit_le(0x0008, elem, vr, &[b'X'; 50]));
+        }
+        d.extend(explicit_le(
+            0x0010,
+            0x0010,
+            b"PN",
+            b"DOE^JOHN"
+                .iter()
+                .chain(&[b' '; 42])
+                .copied()
+                .collect::<Vec<u8>>()
+                .as_slice(),
+        )); // PatientName, 50 bytes
+        let lim = Limits {
+            max_attribute_bytes: 256,
+            ..Limits::test(64, 1 << 20)
+        };
+        for chunk in [1, 7, 64] {
+            let (ds, _) = whole_and_pieces(&d, Syntax::EXPLICIT_LE, lim, chunk);
+            assert_eq!(ds.attributes.len(), 5);
+            assert!(ds.attributes.iter().all(|a| !a.truncated), "chunk {chunk}");
+            assert_eq!(ds.get(0x0010_0010), Some("DOE^JOHN"));
+        }
     }
 
     #[test]

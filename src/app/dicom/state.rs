@@ -475,14 +475,16 @@ impl Parser {
         st.held = new_held;
         st.replay = replay;
         st.scanned = st.scanned.saturating_add(i as u64);
-        if found_pdu {
-            st.phase = Phase::PduHeader;
-            st.scanned = 0;
-        }
+        // The bytes discarded before a PDU found in this call count as well:
+        // giving up must not depend on where calls end.
         let gave_up = st.scanned > max_scan;
         if gave_up {
             st.phase = Phase::Stopped;
             st.held = Vec::new();
+            st.replay = None;
+        } else if found_pdu {
+            st.phase = Phase::PduHeader;
+            st.scanned = 0;
         }
         if at_start {
             // The stream does not start with a PDU: picked up mid-PDU, or
@@ -1865,6 +1867,34 @@ mod tests {
         let (r, _) = run_steps(&cfg, &steps, 1448);
         assert_eq!(anomalies(&r), ["gap", "resync_failed"]);
         assert!(associations(&r).is_empty());
+    }
+
+    #[test]
+    fn resync_limit_counts_bytes_discarded_within_one_call() {
+        // Found by fuzzing (dicom_split): the bytes a hunt discarded before
+        // a PDU it found in the same call were not held to `max_resync`, so
+        // 769 bytes of garbage then a PDU gave an association in one call
+        // and `resync_failed` in 1-byte calls. Hand-built: after a gap,
+        // `garbage` spaces and an A-ASSOCIATE-RQ in one piece of data.
+        let cfg = DicomConfig {
+            max_resync: 768,
+            ..Default::default()
+        };
+        for (garbage, found) in [(768, true), (769, false)] {
+            let mut d = vec![0x20; garbage];
+            d.extend(pdu(1, &rq_body()));
+            let steps = vec![Gap(ToServer), Data(ToServer, d)];
+            for chunk in [1, 7, 1 << 20] {
+                let (r, _) = run_steps(&cfg, &steps, chunk);
+                let want: &[&str] = if found {
+                    &["gap"]
+                } else {
+                    &["gap", "resync_failed"]
+                };
+                assert_eq!(anomalies(&r), want, "{garbage} bytes, chunk {chunk}");
+                assert_eq!(associations(&r).len(), usize::from(found));
+            }
+        }
     }
 
     /// Hand-built C-FIND-RQ (`rq`) or pending C-FIND-RSP to message `id`,

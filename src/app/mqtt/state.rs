@@ -270,6 +270,38 @@ fn boundary(rest: &[u8], version: u8, max: usize, eof: bool) -> Plausible<()> {
     }
 }
 
+/// [`parser::parse`], except for a CONNECT refused by its fixed header
+/// (invalid flags) while the flow's level is unknown (`version_known`
+/// false): it waits, as an incomplete message does, until its protocol name
+/// and level are there or known to be absent (at most 9 bytes after the
+/// header), unless `eof` (no byte follows `input`). The level such a
+/// CONNECT tells is kept ([`MqttState::keep_level_of_broken_connect`]), so
+/// whether it is must not depend on the name and level arriving with the
+/// header.
+fn parse_at<'a>(
+    input: &'a [u8],
+    version: u8,
+    limits: &Limits,
+    version_known: bool,
+    eof: bool,
+) -> Result<Progress<parser::Message<'a>>, ParseError> {
+    let r = parser::parse(input, version, limits);
+    if r.is_ok() || eof || version_known {
+        return r;
+    }
+    match parser::parse_fixed_header(input) {
+        Ok(Some(h))
+            if h.packet_type == pt::CONNECT
+                && input.len() < h.total_len()
+                && parser::connect_level(tail(input, usize::from(h.header_len)))
+                    == Plausible::NeedMore =>
+        {
+            Ok(Progress::NeedMore { needed: 1 })
+        }
+        _ => r,
+    }
+}
+
 impl MqttState {
     pub fn new(cfg: &MqttConfig) -> Self {
         MqttState {
@@ -323,9 +355,9 @@ impl MqttState {
             return self.version;
         }
         // Only a message that will be parsed may tell: one whose header
-        // is refused is stepped over unread, whether its body has arrived
-        // or not.
-        let Plausible::Yes(h) = parser::plausible_header(input, 0, usize::MAX) else {
+        // is refused, or that is over `max_msg_len`, is stepped over
+        // unread, whether its body has arrived or not.
+        let Plausible::Yes(h) = parser::plausible_header(input, 0, self.limits.max_msg_len) else {
             return 0;
         };
         if h.packet_type == pt::CONNECT {
@@ -364,7 +396,7 @@ impl MqttState {
                 }
                 Mode::Normal => {
                     let mut buf = std::mem::take(&mut d.buf);
-                    let r = self.parse_run(ctx, dir, &buf);
+                    let r = self.parse_run(ctx, dir, &buf, eof);
                     let used = match r {
                         Ok(n) => n,
                         // Framing lost at `at`: the search goes on after it.
@@ -468,12 +500,13 @@ impl MqttState {
     /// Parses as many whole messages from `input` as there are; returns how
     /// many bytes were used (the rest is an incomplete message), or
     /// `Err(offset)` when framing was lost at `offset` (mode set to
-    /// resynchronise).
+    /// resynchronise). `eof`: no byte follows `input`.
     fn parse_run(
         &mut self,
         ctx: &mut StreamContext<'_>,
         dir: Direction,
         input: &[u8],
+        eof: bool,
     ) -> Result<usize, usize> {
         let mut off = 0;
         while let Some(rest) = input.get(off..) {
@@ -481,7 +514,7 @@ impl MqttState {
                 break;
             }
             let version = self.version_for(rest);
-            match parser::parse(rest, version, &self.limits) {
+            match parse_at(rest, version, &self.limits, self.version_known, eof) {
                 Ok(Progress::Done { msg, consumed }) => {
                     self.handle(ctx, dir, msg, 0);
                     off += consumed;
@@ -567,7 +600,11 @@ impl MqttState {
         if h.packet_type != pt::CONNECT || self.version_known {
             return;
         }
-        if let Plausible::Yes(v) = parser::connect_level(tail(msg, usize::from(h.header_len))) {
+        // Its own bytes only: what follows it is another message.
+        let body = msg
+            .get(usize::from(h.header_len)..h.total_len().min(msg.len()))
+            .unwrap_or(&[]);
+        if let Plausible::Yes(v) = parser::connect_level(body) {
             self.version = v;
             self.version_known = true;
         }
@@ -1135,7 +1172,7 @@ impl StreamConsumer for MqttState {
         self.dir_mut(dir).lost = false;
         let mut input = data;
         while !input.is_empty() {
-            let (version, limits) = (self.version, self.limits);
+            let (version, limits, known) = (self.version, self.limits, self.version_known);
             let d = self.dir_mut(dir);
             if d.skip > 0 {
                 let n = d.skip.min(input.len());
@@ -1150,7 +1187,7 @@ impl StreamConsumer for MqttState {
             }
             match d.mode {
                 Mode::Stopped => return,
-                Mode::Normal if d.buf.is_empty() => match self.parse_run(ctx, dir, input) {
+                Mode::Normal if d.buf.is_empty() => match self.parse_run(ctx, dir, input, false) {
                     Ok(n) => {
                         let rest = tail(input, n);
                         let d = self.dir_mut(dir);
@@ -1168,7 +1205,7 @@ impl StreamConsumer for MqttState {
                 Mode::Normal => {
                     // Only the bytes the buffered message still needs are
                     // copied; what follows it is parsed in place.
-                    let need = match parser::parse(&d.buf, version, &limits) {
+                    let need = match parse_at(&d.buf, version, &limits, known, false) {
                         Ok(Progress::NeedMore { needed }) => needed,
                         _ => 0,
                     };
@@ -1212,11 +1249,9 @@ impl StreamConsumer for MqttState {
 
     fn gap(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, len: u32) {
         let len = len as usize;
-        // A boundary search ends where the bytes end.
-        if matches!(
-            self.dir_ref(dir).mode,
-            Mode::Start | Mode::Lost | Mode::Resync(_)
-        ) {
+        // A boundary search, or a broken CONNECT waiting for its level
+        // (`parse_at`), ends where the bytes end.
+        if self.dir_ref(dir).mode != Mode::Stopped {
             self.pump(ctx, dir, true);
         }
         let max = self.limits.max_msg_len;
@@ -1999,6 +2034,103 @@ mod tests {
         let m = mqtt(&r);
         assert_eq!(m[0].protocol_version, level::V5);
         assert!(m[0].connack().unwrap().properties.is_some());
+    }
+
+    #[test]
+    fn broken_connect_gives_its_level_however_it_is_cut() {
+        // Found by fuzzing (mqtt_split): a CONNECT refused by its fixed
+        // header gave the flow its level only when its protocol name and
+        // level came in the same call as that header, so the level later
+        // messages are read at, and the anomalies, depended on
+        // segmentation. Hand-built, as the regression inputs: to the
+        // server, a PUBCOMP, a CONNECT with invalid flags, then more.
+        let small = MqttConfig {
+            max_msg_len: 40,
+            ..MqttConfig::default()
+        };
+        // Each case: the last record's level; the anomalies.
+        let cases: [(&MqttConfig, &[u8], u8, &[&str]); 2] = [
+            (
+                &small,
+                &[
+                    0x70, 0x02, 0x00, 0x10, // PUBCOMP id 16
+                    0x1f, 0x36, // CONNECT, invalid flags, 54 bytes (over 40)
+                    0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, // name, level 5
+                    0x70, 0x02, 0x79, 0x00, // PUBCOMP
+                ],
+                level::V5,
+                &[
+                    "invalid_flags",
+                    "missing_publish",
+                    "missing_publish",
+                    "unintroduced_message",
+                ],
+            ),
+            (
+                &MqttConfig::default(),
+                &[
+                    0x70, 0x03, 0x6e, 0x02, 0x00, // PUBCOMP, v5 form
+                    0x15, 0x09, // CONNECT, invalid flags, 9 bytes
+                    0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x2f,
+                    0x3a, // name, level 4, …
+                    0xf9, 0x6a, // AUTH with invalid flags at level 4
+                ],
+                level::V5,
+                // At level 4 kept from the CONNECT, AUTH is unassigned.
+                &[
+                    "invalid_flags",
+                    "missing_publish",
+                    "unassigned_msg_type",
+                    "unintroduced_message",
+                ],
+            ),
+        ];
+        let sorted = |r: &[AppRecord]| {
+            let mut e = events(r);
+            e.sort_unstable();
+            e
+        };
+        for (cfg, bytes, level, anomalies) in cases {
+            let turns = [Turn::Data(ToServer, bytes.to_vec())];
+            let whole = run_split(cfg, &turns, &[]);
+            let last = mqtt(&whole).last().map(|m| m.protocol_version);
+            assert_eq!(last, Some(level));
+            assert_eq!(sorted(&whole), anomalies);
+            for cut in 1..bytes.len() {
+                let every: Vec<usize> = (cut..bytes.len()).step_by(cut).collect();
+                for cuts in [vec![cut], every] {
+                    let got = run_split(cfg, &turns, std::slice::from_ref(&cuts));
+                    assert_eq!(mqtt(&got), mqtt(&whole), "cut at {cuts:?}");
+                    assert_eq!(sorted(&got), sorted(&whole), "cut at {cuts:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_message_does_not_guess_the_level_however_it_is_cut() {
+        // Found by fuzzing (mqtt_split): the level was guessed from a
+        // message over `max_msg_len` when its body came in the same call as
+        // its header (the body parses at 3.1.1 only), although such a
+        // message is skipped unread, so its record said level 4 whole and
+        // 0 in pieces. Hand-built: a QoS 1 PUBLISH of 15 bytes over an
+        // 8-byte limit, to the server, first in its stream.
+        let cfg = MqttConfig {
+            max_msg_len: 8,
+            ..MqttConfig::default()
+        };
+        let publish = [
+            0x32, 0x0d, // PUBLISH QoS 1, remaining length 13
+            0x00, 0x00, // empty topic
+            0x75, 0x65, // message id
+            0x7d, 0x5d, 0x65, 0x7d, 0x61, 0x75, 0x65, 0x7d, 0x5d, // payload
+        ];
+        let turns = [Turn::Data(ToServer, publish.to_vec())];
+        let whole = run_split(&cfg, &turns, &[]);
+        let cut = run_split(&cfg, &turns, &[(1..publish.len()).collect()]);
+        assert_eq!(mqtt(&whole), mqtt(&cut));
+        assert_eq!(mqtt(&whole)[0].protocol_version, 0);
+        assert_eq!(events(&whole), ["message_too_large"]);
     }
 
     /// Hand-built messages, whole and cut, that the property test below
