@@ -285,6 +285,7 @@ impl SegIndex {
         Some(text.get(a..b))
     }
 
+    #[inline]
     fn slot(&mut self, name: &[u8]) -> Option<&mut u32> {
         match name {
             b"MSA" => Some(&mut self.msa),
@@ -450,6 +451,7 @@ impl Building {
     }
 
     /// Keeps the segment `input[start..end]` and its CR (`input[end]`).
+    #[inline]
     fn keep_in_place(&mut self, input: &[u8], start: usize, end: usize) {
         if self.run_end != start || self.run_end == self.run_start {
             self.flush(input);
@@ -472,6 +474,73 @@ impl Building {
             .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
     }
 
+    /// Keeps the usual segment where it is and returns true: whole in
+    /// the call's bytes (`input[start..end]`, no bytes of it held) and
+    /// ended by a CR (`input[end]`), inside a message, not a header or a
+    /// trailer (MSH, BHS, FHS, BTS, FTS), within the limits — the outcome
+    /// [`Hl7State::judge_segment`] gives it, without its questions. False
+    /// (nothing done) for any other segment.
+    #[inline]
+    fn keep_usual(&mut self, cfg: &Hl7Config, input: &[u8], start: usize, end: usize) -> bool {
+        let len = end.saturating_sub(start);
+        let at = self.kept_len();
+        let Some(&[n0, n1, n2]) = input.get(start..end).and_then(|s| s.get(..3)) else {
+            return false;
+        };
+        let name = [n0, n1, n2];
+        if !self.has_msh
+            || self.seg_len > 0
+            || matches!(&name, b"MSH" | b"BHS" | b"FHS" | b"BTS" | b"FTS")
+            || len > cfg.max_segment_len
+            || at.saturating_add(len).saturating_add(1) > cfg.max_msg_len
+        {
+            return false;
+        }
+        if let Some(slot) = self.index.slot(&name) {
+            if *slot == SegIndex::NONE {
+                *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
+            }
+        }
+        self.keep_in_place(input, start, end);
+        self.segment_count = self.segment_count.saturating_add(1);
+        self.length = self
+            .length
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+            .saturating_add(1);
+        true
+    }
+
+    /// Keeps the usual first segment of a message where it is and
+    /// returns true: an MSH with the recommended delimiters, whole in the
+    /// call's bytes and ended by a CR, within `max_segment_len`, no message
+    /// before it in the building — the outcome
+    /// [`Hl7State::judge_segment`] gives it, without its questions. False
+    /// (nothing done) for any other segment.
+    #[inline]
+    fn keep_first_msh(&mut self, cfg: &Hl7Config, input: &[u8], start: usize, end: usize) -> bool {
+        let len = end.saturating_sub(start);
+        let Some(msh) = input.get(start..end) else {
+            return false;
+        };
+        if self.has_msh
+            || self.seg_len > 0
+            || len > cfg.max_segment_len
+            || !msh.starts_with(b"MSH|^~\\&|")
+        {
+            return false;
+        }
+        self.has_msh = true;
+        self.delimiters = parser::Delimiters::default();
+        self.index.index_msh(msh, b'|');
+        self.keep_in_place(input, start, end);
+        self.segment_count = self.segment_count.saturating_add(1);
+        self.length = self
+            .length
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+            .saturating_add(1);
+        true
+    }
+
     /// The message made of the kept segments, if they hold one; the
     /// building is then ready for the next message, a held segment
     /// (`text[seg_start..]`) kept at its start.
@@ -486,6 +555,8 @@ impl Building {
             // once to its exact size (the record owns it).
             Some(run.to_vec())
         } else {
+            // The buffer is handed to the record, shrunk in place rather
+            // than copied again (a straddling message can be large).
             let held = self.text.split_off(self.seg_start);
             let mut text = std::mem::replace(&mut self.text, held);
             text.extend_from_slice(run);
@@ -710,16 +781,21 @@ impl Hl7State {
     /// of `input` used.
     fn seek(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
         let side = self.side(dir);
-        // The usual case: after a message, the next one starts right away
-        // (what `scan_idle` and `act` make of it, without their questions).
+        // The usual case: after a message (and the CR after its end
+        // block), the next one starts right away — what `scan_idle` and
+        // `act` make of it, without their questions.
         if side.mode == Mode::Idle && side.head.is_empty() {
-            let framed = input.first() == Some(&SB);
-            let body = input.get(usize::from(framed)..).unwrap_or(&[]);
+            let at = input
+                .iter()
+                .position(|&c| !matches!(c, CR | LF))
+                .unwrap_or(input.len());
+            let framed = input.get(at) == Some(&SB);
+            let body = input.get(at + usize::from(framed)..).unwrap_or(&[]);
             if let Verdict::Yes(_) = parser::header(body, false) {
                 side.mode = if framed { Mode::Frame } else { Mode::Bare };
                 side.b.framing = if framed { Framing::Mllp } else { Framing::Bare };
                 side.b.junk_reported = false;
-                return usize::from(framed);
+                return at + usize::from(framed);
             }
         }
         if side.head.is_empty() {
@@ -871,42 +947,29 @@ impl Hl7State {
     }
 
     /// The current segment of `dir` ended: keeps, drops or acts on it.
-    #[inline]
+    /// Inlined: called once per segment, and most segments need only
+    /// [`Building::keep_usual`].
+    #[inline(always)]
     fn end_segment(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8], seg: Seg) {
-        let (max_msg_len, max_segment_len) = (self.cfg.max_msg_len, self.cfg.max_segment_len);
-        let b = &mut self.side(dir).b;
-        // The usual segment: whole in the call and ended by CR, inside a
-        // message, neither a header nor a trailer (those start with M, B
-        // or F), within the limits — kept where it is. The same outcome as
-        // in `judge_segment`, without its questions.
-        if let Seg::InPlace {
-            start,
-            end,
-            cr: true,
-        } = seg
-        {
-            let len = end - start;
-            let at = b.kept_len();
-            let name = input.get(start..end).and_then(|s| s.get(..3));
-            if let (true, Some(&[n0, n1, n2])) = (b.has_msh, name) {
-                if !matches!(n0, b'M' | b'B' | b'F')
-                    && len <= max_segment_len
-                    && at.saturating_add(len).saturating_add(1) <= max_msg_len
-                {
-                    if let Some(slot) = b.index.slot(&[n0, n1, n2]) {
-                        if *slot == SegIndex::NONE {
-                            *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
-                        }
-                    }
-                    b.keep_in_place(input, start, end);
-                    b.segment_count = b.segment_count.saturating_add(1);
-                    b.length = b
-                        .length
-                        .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
-                        .saturating_add(1);
-                    return;
-                }
+        let [s, c] = &mut self.sides;
+        let b = match dir {
+            Direction::ToServer => &mut s.b,
+            Direction::ToClient => &mut c.b,
+        };
+        match seg {
+            // A blank line, or no segment begun: nothing to judge.
+            Seg::InPlace { start, end, .. } if start == end => return,
+            Seg::Held if b.seg_len == 0 => return,
+            Seg::InPlace {
+                start,
+                end,
+                cr: true,
+            } if b.keep_usual(&self.cfg, input, start, end)
+                || b.keep_first_msh(&self.cfg, input, start, end) =>
+            {
+                return
             }
+            _ => {}
         }
         self.judge_segment(ctx, dir, input, seg);
     }
