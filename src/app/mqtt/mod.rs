@@ -42,6 +42,8 @@ pub struct MqttConfig {
     /// past it the oldest is logged unanswered, as with `max_transactions`.
     /// Without it, a client that never gets answers could make one flow
     /// hold `max_transactions` × `max_msg_len`.
+    /// (Each flow keeps these limits in 32 bits: past 4 GiB they act as
+    /// 4 GiB.)
     pub max_open_bytes: usize,
 }
 
