@@ -26,8 +26,10 @@
 //! and fixed (regressions under `fuzz/regressions/`): MQTT records that
 //! depended on segmentation at the start of a stream, at resync boundaries
 //! and after a CONNECT refused by its header; DICOM's `max_resync` not
-//! applied to bytes discarded within one call, and kept value bytes
-//! counted by buffer capacity.
+//! applied to bytes discarded within one call, kept value bytes counted
+//! by buffer capacity, and a per-flow anomaly cap whose kept anomalies
+//! depended on the order they were noticed in (a cap must not depend on
+//! order, as this property allows any).
 
 use wardwatch::app::dicom::DicomConfig;
 use wardwatch::app::hl7::Hl7Config;
