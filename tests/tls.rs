@@ -251,3 +251,21 @@ fn sni_and_version_rules_alert_on_the_flows_tshark_shows() {
         );
     }
 }
+
+#[test]
+fn the_readme_sample_is_what_a_run_writes() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("## TLS records")
+        .unwrap()
+        .1
+        .split_once("```json\n")
+        .unwrap();
+    let sample: Value = serde_json::from_str(after.split_once("```").unwrap().0).unwrap();
+    let run = eve(&capture("tls_openssl"), 1);
+    let got = run
+        .iter()
+        .find(|r| r["event_type"] == "tls" && r["src_port"] == sample["src_port"])
+        .unwrap();
+    assert_eq!(got, &sample);
+}
