@@ -251,7 +251,8 @@ impl Session {
     }
 
     /// Whether the flow's bytes are still wanted: false once decided
-    /// without a parser (TLS, failed) or ended.
+    /// without a parser (failed), when the parser is finished (a TLS
+    /// handshake that became encrypted), or ended.
     pub fn inspecting(&self) -> bool {
         !self.done
     }

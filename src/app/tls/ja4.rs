@@ -60,7 +60,7 @@ pub fn ja4(ch: &ClientHello) -> String {
     let b = if ciphers.is_empty() {
         "000000000000".to_string()
     } else {
-        hash12(&hex_list(&ciphers))
+        hash12(&ciphers, None)
     };
     let mut sorted: Vec<u16> = exts
         .into_iter()
@@ -70,12 +70,8 @@ pub fn ja4(ch: &ClientHello) -> String {
     let c = if sorted.is_empty() {
         "000000000000".to_string()
     } else {
-        let mut s = hex_list(&sorted);
-        if !ch.signature_algorithms.is_empty() {
-            s.push('_');
-            s.push_str(&hex_list(&ch.signature_algorithms));
-        }
-        hash12(&s)
+        let algs = Some(&ch.signature_algorithms[..]).filter(|a| !a.is_empty());
+        hash12(&sorted, algs)
     };
     format!("{a}_{b}_{c}")
 }
@@ -88,28 +84,46 @@ fn alpn_chars(first: Option<&[u8]>) -> String {
     if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
         return format!("{}{}", char::from(f), char::from(l));
     }
-    let hex = b"0123456789abcdef";
-    let hi = hex.get(usize::from(f >> 4)).copied().unwrap_or(b'0');
-    let lo = hex.get(usize::from(l & 0x0f)).copied().unwrap_or(b'0');
+    let hi = HEX[usize::from(f >> 4)];
+    let lo = HEX[usize::from(l & 0x0f)];
     format!("{}{}", char::from(hi), char::from(lo))
 }
 
-/// `0a0a,1301,…`.
-fn hex_list(v: &[u16]) -> String {
-    let mut s = String::with_capacity(v.len() * 5);
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&format!("{x:04x}"));
-    }
-    s
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `v` as 4 lower-case hex digits.
+fn hex4(v: u16) -> [u8; 4] {
+    let d = |shift: u16| HEX[usize::from((v >> shift) & 0x0f)];
+    [d(12), d(8), d(4), d(0)]
 }
 
-/// The first 12 hex digits of SHA-256.
-fn hash12(s: &str) -> String {
-    let d = Sha256::digest(s.as_bytes());
-    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// Feeds `0a0a,1301,…` to the hash (no string is built: a fingerprint
+/// costs what hashing its bytes costs).
+fn feed(h: &mut Sha256, v: &[u16]) {
+    for (i, &x) in v.iter().enumerate() {
+        if i > 0 {
+            h.update(b",");
+        }
+        h.update(hex4(x));
+    }
+}
+
+/// The first 12 hex digits of the SHA-256 of `list` as hex joined by `,`,
+/// then `_` and `then` likewise when given.
+fn hash12(list: &[u16], then: Option<&[u16]>) -> String {
+    let mut h = Sha256::new();
+    feed(&mut h, list);
+    if let Some(t) = then {
+        h.update(b"_");
+        feed(&mut h, t);
+    }
+    let d = h.finalize();
+    let mut s = String::with_capacity(12);
+    for &b in d.iter().take(6) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    s
 }
 
 #[cfg(test)]

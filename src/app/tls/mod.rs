@@ -151,6 +151,34 @@ impl Record {
         self.client_hello.as_ref()?.sni.as_deref()
     }
 
+    /// Heap bytes the record holds (an upper-bound estimate, for
+    /// `app_layer.memcap`): its lists, names and strings.
+    pub fn heap_bytes(&self) -> usize {
+        let ch = self.client_hello.as_ref().map_or(0, |c| {
+            c.session_id.capacity()
+                + 2 * (c.cipher_suites.capacity()
+                    + c.extensions.capacity()
+                    + c.supported_versions.capacity()
+                    + c.signature_algorithms.capacity())
+                + c.sni.as_ref().map_or(0, Vec::capacity)
+                + c.alpns.iter().map(|a| a.capacity() + 24).sum::<usize>()
+                + c.ja4.capacity()
+        });
+        let sh = self.server_hello.as_ref().map_or(0, |s| {
+            s.session_id.capacity()
+                + 2 * s.extensions.capacity()
+                + s.alpn.as_ref().map_or(0, Vec::capacity)
+        });
+        let cert = self.certificate.as_ref().map_or(0, |c| {
+            c.subject.capacity()
+                + c.issuer.capacity()
+                + c.serial.capacity()
+                + c.fingerprint.capacity()
+                + 2 * 20
+        });
+        ch + sh + cert
+    }
+
     /// An abbreviated TLS ≤ 1.2 handshake (RFC 5246 §7.3): the server
     /// echoed the client's non-empty session id.
     pub fn session_resumed(&self) -> bool {

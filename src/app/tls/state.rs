@@ -44,7 +44,13 @@
 //! `invalid_handshake_message` (a hello or certificate list whose lengths
 //! do not fit), `invalid_certificate` (a certificate whose DER does not
 //! read), `handshake_too_large`, `memcap_reached`
-//! ([`StreamConsumer::shed`]).
+//! ([`StreamConsumer::shed`]: a message being reassembled is dropped and
+//! the record is written as it stands, so the hellos' facts are logged
+//! rather than lost).
+//!
+//! Memory: [`StreamConsumer::memuse`] counts the message being reassembled
+//! and the record's lists (a ClientHello awaiting its answer in a one-way
+//! capture is held until the flow ends).
 
 use super::parser::{self, content_type as ct, handshake_type as ht, RecordHeader};
 use super::{Record, TlsConfig};
@@ -300,17 +306,20 @@ impl StreamConsumer for TlsState {
     }
 
     fn memuse(&self) -> usize {
-        self.sides.iter().map(|s| s.hs.capacity()).sum()
+        let buffered: usize = self.sides.iter().map(|s| s.hs.capacity()).sum();
+        buffered + self.record.heap_bytes()
     }
 
+    /// Drops a message being reassembled (with an anomaly) and writes the
+    /// record as it stands: what the hellos said is logged, not lost.
     fn shed(&mut self, ctx: &mut StreamContext<'_>) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             if !self.side(dir).hs.is_empty() {
                 anomaly(ctx, dir, "memcap_reached");
-                self.stop(dir);
             }
+            self.stop(dir);
         }
-        self.settle(ctx);
+        self.write(ctx);
     }
 
     fn finished(&self) -> bool {
@@ -512,6 +521,25 @@ mod tests {
             crate::app::testing::anomaly_events(&out),
             ["memcap_reached"]
         );
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn a_hello_awaiting_its_answer_is_counted_and_shed_writes_it() {
+        let mut s = TlsState::new(&TlsConfig::default());
+        let ch = records(&client_hello(b"a.example", 0), 1 << 14);
+        run(&mut s, &[(ToServer, &ch)], false);
+        let held = s.memuse();
+        assert!(held >= b"a.example".len() + 2, "{held}");
+        let mut out = Vec::new();
+        let mut ctx = StreamContext {
+            ts: Timestamp(0),
+            records: &mut out,
+        };
+        s.shed(&mut ctx);
+        assert_eq!(s.memuse(), 0);
+        assert_eq!(tls(&out)[0].sni(), Some(&b"a.example"[..]));
+        assert!(s.finished());
     }
 
     proptest::proptest! {
