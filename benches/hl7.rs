@@ -10,6 +10,12 @@
 //!   of text full of line ends and `M` bytes that start no header, in
 //!   1448-byte segments, with `max_resync` raised so that all of it is
 //!   looked through.
+//!
+//! Instruction counts (repeatable where wall time on shared cores is not):
+//! `HL7_BENCH_ONCE=<id>` runs that stream's parse [`ONCE_RUNS`] times and
+//! exits before criterion, for
+//! `valgrind --tool=callgrind --toggle-collect='*hl7::run*'`; divide the
+//! instructions by the bytes it prints.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -23,8 +29,11 @@ use wardwatch::flow::Direction;
 #[path = "../tests/common/parser_input.rs"]
 mod parser_input;
 
+/// One flow's calls: the direction and bytes of each.
+type Flow = Vec<(Direction, Vec<u8>)>;
+
 /// Every HL7 flow's calls of a capture.
-fn streams(name: &str) -> Vec<Vec<(Direction, Vec<u8>)>> {
+fn streams(name: &str) -> Vec<Flow> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pcaps")
         .join(name);
@@ -34,7 +43,11 @@ fn streams(name: &str) -> Vec<Vec<(Direction, Vec<u8>)>> {
         .collect()
 }
 
-fn run(cfg: &Hl7Config, flows: &[Vec<(Direction, Vec<u8>)>]) -> usize {
+/// Parses of a stream under `HL7_BENCH_ONCE`.
+const ONCE_RUNS: usize = 10;
+
+#[inline(never)]
+fn run(cfg: &Hl7Config, flows: &[Flow]) -> usize {
     let mut records = Vec::with_capacity(32);
     for f in flows {
         let mut p = new_parser(cfg).unwrap();
@@ -54,35 +67,54 @@ fn run(cfg: &Hl7Config, flows: &[Vec<(Direction, Vec<u8>)>]) -> usize {
     records.len()
 }
 
-fn bench(c: &mut Criterion) {
-    let cfg = Hl7Config::default();
-    let mut g = c.benchmark_group("hl7");
-    for (id, name) in [
+/// The streams: an id, the configuration, every flow's calls.
+fn inputs() -> Vec<(&'static str, Hl7Config, Vec<Flow>)> {
+    let mut v: Vec<_> = [
         ("mllp", "hl7_mllp.pcap"),
         ("variants", "hl7_variants.pcap"),
         ("bare", "hl7_bare_515.pcap"),
-    ] {
-        let flows = streams(name);
-        let bytes: usize = flows.iter().flatten().map(|(_, b)| b.len()).sum();
-        assert!(run(&cfg, &flows) > 0, "{name}: no record");
-        g.throughput(Throughput::Bytes(bytes as u64));
-        g.bench_function(id, |b| b.iter(|| black_box(run(&cfg, &flows))));
-    }
+    ]
+    .into_iter()
+    .map(|(id, name)| (id, Hl7Config::default(), streams(name)))
+    .collect();
     // Hand-made noise (a benchmark input, not traffic): lines of "MMM|x"
     // and "MSX" — every line start is a candidate that fails on its third
     // or fourth byte.
     let line = b"MMM|x MSX|MSH MSH ^~ \r\nM";
     let noise: Vec<u8> = line.iter().copied().cycle().take(1 << 20).collect();
-    let flows = vec![noise
+    let flow = noise
         .chunks(1448)
         .map(|c| (Direction::ToServer, c.to_vec()))
-        .collect::<Vec<_>>()];
+        .collect();
     let hunt = Hl7Config {
         max_resync: u64::MAX,
         ..Hl7Config::default()
     };
-    g.throughput(Throughput::Bytes(noise.len() as u64));
-    g.bench_function("hunt_1mib", |b| b.iter(|| black_box(run(&hunt, &flows))));
+    v.push(("hunt_1mib", hunt, vec![flow]));
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    let inputs = inputs();
+    if let Ok(id) = std::env::var("HL7_BENCH_ONCE") {
+        let (_, cfg, flows) = inputs.iter().find(|(i, ..)| *i == id).expect("stream id");
+        let bytes: usize = flows.iter().flatten().map(|(_, b)| b.len()).sum();
+        let records: usize = (0..ONCE_RUNS).map(|_| run(cfg, flows)).sum();
+        println!(
+            "{id}: {} bytes parsed, {records} records",
+            bytes * ONCE_RUNS
+        );
+        std::process::exit(0);
+    }
+    let mut g = c.benchmark_group("hl7");
+    for (id, cfg, flows) in &inputs {
+        let bytes: usize = flows.iter().flatten().map(|(_, b)| b.len()).sum();
+        if *id != "hunt_1mib" {
+            assert!(run(cfg, flows) > 0, "{id}: no record");
+        }
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function(*id, |b| b.iter(|| black_box(run(cfg, flows))));
+    }
     g.finish();
 }
 

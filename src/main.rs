@@ -287,6 +287,13 @@ fn test_config(cli: &Cli) -> Result<bool> {
     {
         println!("wardwatch: note: {w}");
     }
+    if engine.has_tx_rules(wardwatch::app::AppProto::Asset) {
+        if !cfg.outputs.asset.enabled {
+            println!("wardwatch: note: rules on the asset hook never match: the inventory is off (outputs.asset.enabled)");
+        } else if cli.inventory_baseline.is_none() && cfg.asset.baseline.is_none() {
+            println!("wardwatch: note: rules on the asset hook that test asset.drift or asset.status never match without a baseline inventory (--inventory-baseline or asset.baseline)");
+        }
+    }
     println!(
         "wardwatch: {} rule{} loaded, {} not loaded; {}",
         engine.rule_count(),

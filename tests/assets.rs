@@ -176,15 +176,6 @@ fn expected_dir() -> PathBuf {
     repo().join("tests/expected/assets")
 }
 
-fn tshark_present() -> bool {
-    let ok = Command::new("tshark")
-        .arg("-v")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok && Path::new("/usr/share/ieee-data/oui.csv").exists()
-}
-
 fn tshark_facts(caps: &[PathBuf]) -> String {
     let out = Command::new("python3")
         .arg(repo().join("tests/tools/asset_tshark.py"))
@@ -254,7 +245,7 @@ fn every_internal_host_has_the_facts_tshark_shows() {
 
 #[test]
 fn frozen_facts_equal_live_tshark() {
-    if !tshark_present() {
+    if !(common::have("tshark") && Path::new("/usr/share/ieee-data/oui.csv").exists()) {
         common::skip("tshark or /usr/share/ieee-data/oui.csv missing; the frozen facts are used");
         return;
     }
@@ -436,6 +427,16 @@ fn a_baseline_of_part_of_the_captures_flags_what_the_rest_adds() {
     assert_eq!(
         stats_of(&all)["asset"]["alerts"].as_u64().unwrap() as usize,
         raised.len()
+    );
+    // detect.alert counts every alert line, the inventory's included.
+    let alert_lines = all.iter().filter(|r| r["event_type"] == "alert").count();
+    assert!(
+        alert_lines > raised.len(),
+        "the captures raise other alerts too"
+    );
+    assert_eq!(
+        stats_of(&all)["detect"]["alert"].as_u64().unwrap() as usize,
+        alert_lines
     );
     // Records and alerts are Suricata's EVE with our declared additions.
     let lines: Vec<u8> = all

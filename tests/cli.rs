@@ -349,7 +349,7 @@ fn closed_stdout_ends_the_run_quietly_with_success() {
 }
 
 #[test]
-fn default_configuration_does_not_warn_and_t_notes_the_dataset_once() {
+fn default_configuration_does_not_warn_and_t_notes_the_dataset_and_baseline_once() {
     let cap = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
     let out = bin()
         .args(["-r", cap.to_str().unwrap(), "--eve", "/dev/null"])
@@ -363,6 +363,36 @@ fn default_configuration_does_not_warn_and_t_notes_the_dataset_once() {
     let text = String::from_utf8(t.stdout).unwrap() + &String::from_utf8(t.stderr).unwrap();
     assert_eq!(text.matches("known-ae-titles").count(), 1, "{text}");
     assert!(!text.contains("warning"), "{text}");
+    // The default asset drift rules wait for a baseline inventory: -T says
+    // so once, and not when one is given.
+    assert_eq!(
+        text.matches("without a baseline inventory").count(),
+        1,
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.json");
+    let made = bin()
+        .args([
+            "-r",
+            cap.to_str().unwrap(),
+            "--eve",
+            "/dev/null",
+            "--inventory",
+        ])
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let t = bin()
+        .arg("-T")
+        .arg("--inventory-baseline")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert!(t.status.success());
+    let text = String::from_utf8(t.stdout).unwrap();
+    assert!(!text.contains("baseline inventory"), "{text}");
 }
 
 #[test]

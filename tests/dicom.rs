@@ -268,7 +268,7 @@ fn logged_facts_equal_tshark_on_every_dicom_capture() {
 #[test]
 fn frozen_facts_equal_live_tshark() {
     let tool = repo().join("tests/tools/dicom_tshark.py");
-    if !tshark_present() {
+    if !common::have("tshark") {
         common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }
@@ -815,19 +815,6 @@ fn sub_multiset(a: &[String], b: &[String]) -> bool {
     })
 }
 
-fn tshark_present() -> bool {
-    let ok = Command::new("tshark")
-        .arg("-v")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "tshark is required in CI"
-    );
-    ok
-}
-
 /// tshark's facts of `pcap`, through `tests/tools/dicom_tshark.py`.
 fn live_tshark_facts(pcap: &std::path::Path) -> String {
     let out = Command::new("python3")
@@ -865,7 +852,11 @@ fn emulated_stream_of_every_capture_gives_tshark_s_facts() {
 #[test]
 fn variants_decode_what_tshark_decodes_of_the_same_bytes() {
     let regen = std::env::var_os("WW_REGEN_DICOM").is_some();
-    let live = tshark_present();
+    let live = common::have("tshark");
+    assert!(
+        live || std::env::var_os("CI").is_none(),
+        "tshark is required in CI"
+    );
     let dir = tempfile::tempdir().unwrap();
     let frozen_dir = repo().join("tests/expected/dicom/variants");
     for c in variant_captures() {

@@ -139,13 +139,6 @@ fn frozen_facts(name: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("{} missing", p.display()))
 }
 
-fn tshark_present() -> bool {
-    Command::new("tshark")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn logged_facts_equal_the_independent_decoders_on_every_hl7_capture() {
     for (name, _, _) in CAPTURES {
@@ -162,7 +155,7 @@ fn logged_facts_equal_the_independent_decoders_on_every_hl7_capture() {
 
 #[test]
 fn frozen_facts_equal_live_tshark_and_python_hl7() {
-    if !tshark_present() {
+    if !common::have("tshark") {
         common::skip("tshark is not installed; the frozen facts are used as they are");
         return;
     }

@@ -222,6 +222,19 @@ fn mqtt_between_namespaces_is_captured_live_sighup_reopens_and_sigterm_stops_cle
     // publish, puback, disconnect + 4 teardown) packets.
     assert!(ring >= 20, "only {ring} packets captured");
     assert!(s["app_layer"]["flow"]["mqtt"].as_u64().unwrap() >= 2);
+    // Live stats carry the run's budgets and inventory, as offline ones
+    // do, periodic records included.
+    for r in &stats {
+        let s = &r["stats"];
+        for path in [
+            ["flow", "memuse"],
+            ["tcp", "reassembly_memuse"],
+            ["app_layer", "memuse"],
+            ["asset", "hosts"],
+        ] {
+            assert!(s[path[0]][path[1]].is_u64(), "{path:?} in {r}");
+        }
+    }
 }
 
 #[test]

@@ -294,28 +294,33 @@ fn live_worker(
     }
 }
 
-/// The run's last asset records, then `stats` (the last block a live run
-/// writes), and whether the inventory file could be written.
+/// The run's last asset records, then the `stats` record `stats` writes
+/// once they are (the last block a live run writes: its asset counters
+/// include them), and whether the inventory file could be written.
 pub(crate) fn with_assets(
     run: &super::worker::RunShared,
-    stats: Vec<u8>,
+    stats: impl FnOnce() -> Vec<u8>,
 ) -> (Result<(), String>, Vec<u8>) {
     let mut tail = Vec::new();
     let inventory = run.assets.finish(now(), &mut tail);
-    tail.extend_from_slice(&stats);
+    tail.extend_from_slice(&stats());
     (inventory, tail)
 }
 
-/// A `stats` record: the capture's counters, the workers' and the EVE
-/// lines dropped so far.
+/// A `stats` record: the capture's counters, the workers' and the run's
+/// (budgets, asset inventory: [`RunShared::counters`]), and the EVE lines
+/// dropped so far.
+///
+/// [`RunShared::counters`]: super::worker::RunShared::counters
 fn stats_record(
     capture: Vec<(String, u64)>,
     stats: &WorkerStats,
+    run: &super::worker::RunShared,
     uptime: u64,
     dropped: &AtomicU64,
 ) -> Vec<u8> {
     let mut counters = capture;
-    counters.extend(stats.counters());
+    counters.extend(run.counters(stats));
     counters.push((
         "output.eve.dropped_lines".into(),
         dropped.load(Ordering::Relaxed),
@@ -325,21 +330,16 @@ fn stats_record(
     out
 }
 
-/// Writes a `stats` event of the merged snapshots.
+/// The workers' snapshots merged.
 #[cfg(target_os = "linux")]
-fn stats_event(
-    snaps: &[Option<Snapshot>],
-    uptime: u64,
-    dropped: &AtomicU64,
-) -> (Vec<u8>, WorkerStats, RingStats) {
+fn merged(snaps: &[Option<Snapshot>]) -> (WorkerStats, RingStats) {
     let mut stats = WorkerStats::default();
     let mut rings = RingStats::default();
     for s in snaps.iter().flatten() {
         stats.merge(&s.stats);
         rings.merge(&s.rings);
     }
-    let out = stats_record(rings.counters(), &stats, uptime, dropped);
-    (out, stats, rings)
+    (stats, rings)
 }
 
 /// Hands a block to the writer without waiting: when its queue is full
@@ -528,7 +528,9 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
         drop(snap_tx);
         // Periodic stats from the workers' latest snapshots.
         supervise(cfg, opts, out_ref, &snap_rx, n, |latest| {
-            stats_event(latest, started.elapsed().as_secs(), dropped_ref).0
+            let (stats, rings) = merged(latest);
+            let uptime = started.elapsed().as_secs();
+            stats_record(rings.counters(), &stats, &run, uptime, dropped_ref)
         });
         let mut ends = Vec::with_capacity(n);
         for h in handles {
@@ -541,8 +543,11 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     })?;
 
     let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
-    let (tail, stats, rings) = stats_event(&snaps, started.elapsed().as_secs(), &out.dropped);
-    let (inventory, tail) = with_assets(&run, tail);
+    let (stats, rings) = merged(&snaps);
+    let (inventory, tail) = with_assets(&run, || {
+        let uptime = started.elapsed().as_secs();
+        stats_record(rings.counters(), &stats, &run, uptime, &out.dropped)
+    });
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
     inventory.map_err(RunError)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {

@@ -273,9 +273,7 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
     // over; a failure to write the inventory is reported after the EVE.
     let mut tail = Vec::new();
     let inventory = shared.assets.finish(stats.last_ts, &mut tail);
-    let mut counters = stats.counters();
-    counters.extend(shared.memcaps.counters());
-    counters.extend(shared.assets.counters());
+    let mut counters = shared.counters(&stats);
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
     }

@@ -187,6 +187,27 @@ impl RunShared {
             ),
         }
     }
+
+    /// The counters of a `stats` record, offline or live: the workers'
+    /// (merged into `stats`), then the run's budgets (`*.memuse`) and the
+    /// asset inventory's. `detect.alert` counts every alert line written,
+    /// the asset hook's included (as Suricata's counts every alert), so a
+    /// dashboard's alert total matches the EVE; `asset.alerts` says how
+    /// many of them were the inventory's.
+    pub fn counters(&self, stats: &WorkerStats) -> Vec<(String, u64)> {
+        let mut counters = stats.counters();
+        let assets = self.assets.counters();
+        let asset_alerts = assets
+            .iter()
+            .find(|(n, _)| n == "asset.alerts")
+            .map_or(0, |(_, v)| *v);
+        if let Some((_, v)) = counters.iter_mut().find(|(n, _)| n == "detect.alert") {
+            *v = v.saturating_add(asset_alerts);
+        }
+        counters.extend(self.memcaps.counters());
+        counters.extend(assets);
+        counters
+    }
 }
 
 /// Flows per app-layer protocol, indexed by [`AppProto::id`].

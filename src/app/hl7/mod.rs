@@ -152,11 +152,23 @@ impl Message {
     /// delimiters as sent).
     pub fn field(&self, name: &[u8], n: usize) -> Option<&[u8]> {
         if name == b"MSH" {
-            if let Some(f) = self.index.msh_field(&self.text, n) {
-                return f;
-            }
+            return self.msh(n);
         }
         parser::field(self.segment(name)?, n, &self.delimiters)
+    }
+
+    /// MSH-`n`, raw: read through the index the parser made, or searched.
+    fn msh(&self, n: usize) -> Option<&[u8]> {
+        match self.index.msh_field(&self.text, n) {
+            Some(f) => f,
+            None => parser::field(self.segment(b"MSH")?, n, &self.delimiters),
+        }
+    }
+
+    /// Component `c` of MSH-`n`, raw; empty when absent.
+    fn msh_component(&self, n: usize, c: usize) -> &[u8] {
+        self.msh(n)
+            .map_or(&[][..], |f| parser::component(f, c, &self.delimiters))
     }
 
     /// Component `c` of field `n` of the first segment `name`, raw; empty
@@ -168,13 +180,13 @@ impl Message {
 
     /// MSH-9.1, message type (`ADT`, `ORU`, `ACK`).
     pub fn message_type(&self) -> &[u8] {
-        self.component(b"MSH", 9, 1)
+        self.msh_component(9, 1)
     }
 
     /// MSH-9.2, trigger event (`A01`); before v2.3 it travelled in EVN-1
     /// only, which is used when MSH-9.2 is empty.
     pub fn trigger_event(&self) -> &[u8] {
-        let t = self.component(b"MSH", 9, 2);
+        let t = self.msh_component(9, 2);
         if t.is_empty() {
             self.component(b"EVN", 1, 1)
         } else {
@@ -184,41 +196,41 @@ impl Message {
 
     /// MSH-9.3, message structure (`ADT_A01`, v2.3.1+).
     pub fn message_structure(&self) -> &[u8] {
-        self.component(b"MSH", 9, 3)
+        self.msh_component(9, 3)
     }
 
     /// MSH-10, message control id.
     pub fn control_id(&self) -> &[u8] {
-        self.field(b"MSH", 10).unwrap_or(&[])
+        self.msh(10).unwrap_or(&[])
     }
 
     /// MSH-11.1, processing id (`P` production, `T` training, `D`
     /// debugging).
     pub fn processing_id(&self) -> &[u8] {
-        self.component(b"MSH", 11, 1)
+        self.msh_component(11, 1)
     }
 
     /// MSH-12.1, version id (`2.5`).
     pub fn version(&self) -> &[u8] {
-        self.component(b"MSH", 12, 1)
+        self.msh_component(12, 1)
     }
 
     /// MSA-1, acknowledgment code (`AA`, `AE`, `AR`, `CA`, `CE`, `CR`).
     pub fn ack_code(&self) -> Option<&[u8]> {
-        self.segment(b"MSA")?;
-        Some(self.component(b"MSA", 1, 1))
+        let msa = parser::field(self.segment(b"MSA")?, 1, &self.delimiters);
+        Some(msa.map_or(&[][..], |f| parser::component(f, 1, &self.delimiters)))
     }
 
     /// MSA-2, control id of the message acknowledged.
     pub fn acknowledged_id(&self) -> Option<&[u8]> {
-        self.segment(b"MSA")?;
-        Some(self.field(b"MSA", 2).unwrap_or(&[]))
+        let msa = self.segment(b"MSA")?;
+        Some(parser::field(msa, 2, &self.delimiters).unwrap_or(&[]))
     }
 
     /// Does the sender ask for no acknowledgment at all (MSH-15 accept and
     /// MSH-16 application acknowledgment type both `NE`, enhanced mode)?
     pub fn no_ack_wanted(&self) -> bool {
-        self.field(b"MSH", 15) == Some(b"NE") && self.field(b"MSH", 16) == Some(b"NE")
+        self.msh(15) == Some(b"NE") && self.msh(16) == Some(b"NE")
     }
 }
 

@@ -98,32 +98,35 @@ fn is_delimiter(b: u8) -> bool {
 /// segment (its terminator was seen), so a short one is `No`, not
 /// `NeedMore`.
 pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
-    let need = || {
-        if complete {
-            Verdict::No
-        } else {
-            Verdict::NeedMore
-        }
+    let need = if complete {
+        Verdict::No
+    } else {
+        Verdict::NeedMore
     };
     // Most segments are no header: their first byte says so.
     let kind = match seg {
         [b'M', b'S', b'H', ..] => HeaderKind::Msh,
         [b'B', b'H', b'S', ..] => HeaderKind::Bhs,
         [b'F', b'H', b'S', ..] => HeaderKind::Fhs,
-        [] | [b'M'] | [b'M', b'S'] | [b'B' | b'F'] | [b'B' | b'F', b'H'] => return need(),
+        [] | [b'M'] | [b'M', b'S'] | [b'B' | b'F'] | [b'B' | b'F', b'H'] => return need,
         _ => return Verdict::No,
     };
+    // The recommended delimiters, as nearly every sender writes them.
+    if let [_, _, _, b'|', b'^', b'~', b'\\', b'&', b'|', ..] = seg {
+        return Verdict::Yes((kind, Delimiters::default()));
+    }
     let Some(&field) = seg.get(3) else {
-        return need();
+        return need;
     };
     if !is_delimiter(field) {
         return Verdict::No;
     }
-    let mut enc = [None; 5];
+    // The encoding characters met so far; 0 (no delimiter) where none.
+    let mut enc = [0u8; 5];
     for i in 0..=5 {
         match seg.get(4 + i) {
             None if complete && i >= 2 => return Verdict::Yes((kind, delimiters(field, enc))),
-            None => return need(),
+            None => return need,
             Some(&b) if b == field => {
                 return if i >= 2 {
                     Verdict::Yes((kind, delimiters(field, enc)))
@@ -131,9 +134,9 @@ pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
                     Verdict::No
                 };
             }
-            Some(&b) if i < 5 && is_delimiter(b) && !enc.contains(&Some(b)) => {
+            Some(&b) if i < 5 && is_delimiter(b) && !enc.contains(&b) => {
                 if let Some(slot) = enc.get_mut(i) {
-                    *slot = Some(b);
+                    *slot = b;
                 }
             }
             Some(_) => return Verdict::No,
@@ -142,14 +145,74 @@ pub fn header(seg: &[u8], complete: bool) -> Verdict<(HeaderKind, Delimiters)> {
     Verdict::No
 }
 
-fn delimiters(field: u8, enc: [Option<u8>; 5]) -> Delimiters {
+fn delimiters(field: u8, enc: [u8; 5]) -> Delimiters {
+    let d = |b: u8| (b != 0).then_some(b);
     Delimiters {
         field,
-        component: enc[0],
-        repetition: enc[1],
-        escape: enc[2],
-        subcomponent: enc[3],
-        truncation: enc[4],
+        component: d(enc[0]),
+        repetition: d(enc[1]),
+        escape: d(enc[2]),
+        subcomponent: d(enc[3]),
+        truncation: d(enc[4]),
+    }
+}
+
+/// The lanes of `word` (eight bytes, little-endian) equal to `byte`: bit
+/// 7 of each such lane set, every other bit clear. SWAR, without a branch
+/// per byte: HL7 fields are a few bytes long, so a vectorised search would
+/// pay its setup once per field.
+pub fn lanes_equal(word: [u8; 8], byte: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = u64::from_le_bytes(word) ^ (u64::from(byte) * 0x0101_0101_0101_0101);
+    // Zero lanes of `x`: the low seven bits plus 0x7f set bit 7 in every
+    // other lane and never carry into the next.
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Searches for segment and line ends in one call's bytes, with the
+/// vectorised `memchr` implementation chosen and set up once rather than
+/// once per search: segments and lines are a few dozen bytes, so the
+/// set-up would cost about as much as the search.
+#[derive(Debug, Clone, Copy)]
+pub struct Search {
+    #[cfg(target_arch = "x86_64")]
+    cr: Option<memchr::arch::x86_64::avx2::memchr::One>,
+    #[cfg(target_arch = "x86_64")]
+    line_end: Option<memchr::arch::x86_64::avx2::memchr::Three>,
+}
+
+impl Search {
+    pub fn new() -> Search {
+        Search {
+            #[cfg(target_arch = "x86_64")]
+            cr: memchr::arch::x86_64::avx2::memchr::One::new(CR),
+            #[cfg(target_arch = "x86_64")]
+            line_end: memchr::arch::x86_64::avx2::memchr::Three::new(CR, LF, EB),
+        }
+    }
+
+    /// The first CR in `hay`.
+    pub fn cr(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(one) = &self.cr {
+            return one.find(hay);
+        }
+        memchr::memchr(CR, hay)
+    }
+
+    /// The first line end (CR, LF or an end block) in `hay`.
+    pub fn line_end(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(three) = &self.line_end {
+            return three.find(hay);
+        }
+        memchr::memchr3(CR, LF, EB, hay)
+    }
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search::new()
     }
 }
 
@@ -194,7 +257,29 @@ pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
     if !header_numbering(seg) && seg.get(3) != Some(&d.field) {
         return None;
     }
-    rest.split(|&b| b == d.field).nth(index)
+    piece(rest, Some(d.field), None, index)
+}
+
+/// Piece `index` (0-based) of `value` cut at `sep`, looking no further
+/// than the first `stop`; `None` when there are fewer pieces. An absent
+/// delimiter cuts nothing. One pass, no iterator state: fields and
+/// components are read on every message.
+fn piece(value: &[u8], sep: Option<u8>, stop: Option<u8>, index: usize) -> Option<&[u8]> {
+    let mut start = 0;
+    let mut k = 0;
+    for (i, &b) in value.iter().enumerate() {
+        if Some(b) == stop {
+            return (k == index).then(|| value.get(start..i)).flatten();
+        }
+        if Some(b) == sep {
+            if k == index {
+                return value.get(start..i);
+            }
+            k += 1;
+            start = i + 1;
+        }
+    }
+    (k == index).then(|| value.get(start..)).flatten()
 }
 
 /// Pieces of `value` cut at `sep` (the whole value when the message has no
@@ -208,11 +293,10 @@ pub fn split(value: &[u8], sep: Option<u8>) -> impl Iterator<Item = &[u8]> {
 /// Component `n` (1-based) of the first repetition of `value`; empty when
 /// absent.
 pub fn component<'a>(value: &'a [u8], n: usize, d: &Delimiters) -> &'a [u8] {
-    let first = split(value, d.repetition).next().unwrap_or(&[]);
-    if n == 0 {
+    let Some(index) = n.checked_sub(1) else {
         return &[];
-    }
-    split(first, d.component).nth(n - 1).unwrap_or(&[])
+    };
+    piece(value, d.component, d.repetition, index).unwrap_or(&[])
 }
 
 /// Appends `value` to `out` as a reader of the message sees it: escape
@@ -424,6 +508,66 @@ mod tests {
         let mut no_trunc = Vec::new();
         decode(b"\\P\\", &d, &mut no_trunc);
         assert_eq!(no_trunc, b"\\P\\");
+    }
+
+    #[test]
+    fn lanes_equal_marks_exactly_the_lanes_holding_the_byte() {
+        // Every byte value in every lane, among neighbours one bit away
+        // from it (the lanes a borrow or carry would wrongly mark).
+        for b in 0..=255u8 {
+            for lane in 0..8 {
+                for other in [b ^ 1, b ^ 0x80, b.wrapping_sub(1), !b] {
+                    let mut word = [other; 8];
+                    word[lane] = b;
+                    assert_eq!(
+                        lanes_equal(word, b),
+                        0x80 << (8 * lane),
+                        "{b} {lane} {other}"
+                    );
+                }
+            }
+        }
+        assert_eq!(lanes_equal([7; 8], 7), 0x8080_8080_8080_8080);
+    }
+
+    proptest::proptest! {
+        /// `field` and `component` cut as the slice splits of their
+        /// definition do (HL7 v2.5.1 §2.5.3), on text made of delimiters.
+        #[test]
+        fn field_and_component_are_the_pieces_of_splitting(
+            seg in proptest::collection::vec(proptest::sample::select(&b"|^~&ab"[..]), 0..24),
+            msh in proptest::bool::ANY,
+            n in 0usize..8,
+            c in 0usize..5,
+            no_rep in proptest::bool::ANY,
+        ) {
+            let d = Delimiters {
+                repetition: (!no_rep).then_some(b'~'),
+                ..Delimiters::default()
+            };
+            let mut seg = seg;
+            if msh {
+                seg.splice(0..0, b"MSH|^~\\&|".iter().copied());
+            } else {
+                seg.splice(0..0, b"PID".iter().copied());
+            }
+            let want = if n == 0 {
+                None
+            } else if msh && n == 1 {
+                Some(&seg[3..4])
+            } else if msh {
+                seg[4..].split(|&b| b == b'|').nth(n - 2)
+            } else if seg.get(3) == Some(&b'|') {
+                seg[4..].split(|&b| b == b'|').nth(n - 1)
+            } else {
+                None
+            };
+            proptest::prop_assert_eq!(field(&seg, n, &d), want);
+            let value = &seg[3..];
+            let first = if no_rep { value } else { value.split(|&b| b == b'~').next().unwrap() };
+            let want = if c == 0 { &[][..] } else { first.split(|&b| b == b'^').nth(c - 1).unwrap_or(&[]) };
+            proptest::prop_assert_eq!(component(value, c, &d), want);
+        }
     }
 
     #[test]

@@ -71,10 +71,6 @@ pub const MAX_LATE: u32 = 8;
 /// Bytes kept of each.
 pub const LATE_BYTES: usize = 1024;
 
-/// A message buffer that grew past this is freed once its message is
-/// taken.
-const KEEP_BUFFER: usize = 16 * 1024;
-
 /// Bytes of a call looked at together with a held candidate.
 const HEAD_WINDOW: usize = 16;
 
@@ -107,18 +103,26 @@ fn start_at(b: &[u8]) -> Verdict<bool> {
         Some(&SB) => (true, b.get(1..).unwrap_or(&[])),
         _ => (false, b),
     };
-    let end = body
-        .iter()
-        .take(parser::HEADER_PREFIX + 1)
-        .position(|&c| matches!(c, CR | LF | EB | SB));
-    let (seg, complete) = match end {
-        Some(e) => (body.get(..e).unwrap_or(&[]), true),
-        None => (body, false),
-    };
-    match parser::header(seg, complete) {
-        Verdict::Yes(_) => Verdict::Yes(framed),
-        Verdict::No => Verdict::No,
-        Verdict::NeedMore => Verdict::NeedMore,
+    // Read on the bytes as they come first: a line end or block byte is
+    // no delimiter, so one inside the header prefix makes that reading a
+    // No — a Yes or a NeedMore is the segment's verdict too.
+    match parser::header(body, false) {
+        Verdict::Yes(_) => return Verdict::Yes(framed),
+        Verdict::NeedMore => return Verdict::NeedMore,
+        Verdict::No => {}
+    }
+    // A No may be a header segment that ended early (`BHS|^~\&` then CR):
+    // judged again on the segment, if it is named like a header at all.
+    if !matches!(body, [b'M', b'S', b'H', ..] | [b'B' | b'F', b'H', b'S', ..]) {
+        return Verdict::No;
+    }
+    let window = body.get(..parser::HEADER_PREFIX + 1).unwrap_or(body);
+    match window.iter().position(|&c| matches!(c, CR | LF | EB | SB)) {
+        Some(e) => match parser::header(body.get(..e).unwrap_or(&[]), true) {
+            Verdict::Yes(_) => Verdict::Yes(framed),
+            _ => Verdict::No,
+        },
+        None => Verdict::No,
     }
 }
 
@@ -137,23 +141,50 @@ fn scan_idle(buf: &[u8]) -> Found {
 /// `Hunt`: the first start block followed by a header, or header at a line
 /// start; `line_start` says whether `buf[0]` is at one. Returns what was
 /// found and whether the next byte to scan (after `buf`, or the held
-/// candidate) is at a line start.
+/// candidate) is at a line start. Only candidates are looked at — start
+/// blocks, and line starts found from line ends by `memchr` — so bytes
+/// that are no HL7 cost little each.
 fn scan_hunt(buf: &[u8], line_start: bool) -> (Found, bool) {
-    let mut prev_ends_line = line_start;
-    for (i, &c) in buf.iter().enumerate() {
-        let candidate = c == SB || (prev_ends_line && matches!(c, b'M' | b'B' | b'F'));
-        if candidate {
-            match start_at(buf.get(i..).unwrap_or(&[])) {
-                Verdict::Yes(framed) => return (Found::Start { at: i, framed }, false),
-                // Judged again from `i` once more bytes came: with the
+    let from = |i: usize| buf.get(i..).unwrap_or(&[]);
+    let search = parser::Search::new();
+    let mut next_sb = memchr::memchr(SB, buf);
+    // The next line start (after a line end, or the first byte).
+    let line_after = |i: usize| match buf.get(i).copied() {
+        // CR LF, blank lines: no search for the next line end.
+        Some(CR | LF | EB) => Some(i + 1),
+        _ => search.line_end(from(i)).map(|j| i + j + 1),
+    };
+    let mut next_line = if line_start { Some(0) } else { line_after(0) };
+    loop {
+        let at = match (next_sb, next_line) {
+            (Some(s), Some(l)) => s.min(l),
+            (s, l) => match s.or(l) {
+                Some(at) => at,
+                None => break,
+            },
+        };
+        let Some(&c) = buf.get(at) else { break };
+        let at_line_start = next_line == Some(at);
+        if c == SB || (at_line_start && matches!(c, b'M' | b'B' | b'F')) {
+            match start_at(from(at)) {
+                Verdict::Yes(framed) => return (Found::Start { at, framed }, false),
+                // Judged again from `at` once more bytes came: with the
                 // line start it had.
-                Verdict::NeedMore => return (Found::Need { at: i }, prev_ends_line),
+                Verdict::NeedMore => return (Found::Need { at }, at_line_start),
                 Verdict::No => {}
             }
         }
-        prev_ends_line = matches!(c, CR | LF | EB);
+        if next_sb == Some(at) {
+            next_sb = memchr::memchr(SB, from(at + 1)).map(|j| at + 1 + j);
+        }
+        if at_line_start {
+            next_line = line_after(at);
+        }
     }
-    (Found::Nothing, prev_ends_line)
+    let last = buf
+        .last()
+        .map_or(line_start, |&c| matches!(c, CR | LF | EB));
+    (Found::Nothing, last)
 }
 
 /// Offsets in a message's text of the first segments the record reads,
@@ -186,34 +217,54 @@ impl SegIndex {
         msh: [Self::NONE; MSH_FIELDS],
     };
 
-    /// Indexes the fields of `msh` (the message's first segment, ended by
-    /// CR or the text's end), read with field separator `sep`.
+    /// Indexes the fields of `msh` (the message's first segment, without
+    /// its CR), read with field separator `sep`.
     fn index_msh(&mut self, msh: &[u8], sep: u8) {
-        let end = memchr::memchr(CR, msh).unwrap_or(msh.len());
-        let seg = msh.get(..end).unwrap_or(&[]);
-        self.msh = [Self::NONE; MSH_FIELDS];
         // MSH-2 starts after the separator that is MSH-1; each separator
         // after it starts the next field; the slot after the last field
         // holds the MSH's end + 1, so that every field ends one byte before
-        // the next slot. A plain byte loop: fields are a few bytes long,
-        // memchr's setup per field would cost more.
-        let mut k = 0;
-        let mut put = |at: usize, k: &mut usize| {
-            if let Some(slot) = self.msh.get_mut(*k) {
-                *slot = u32::try_from(at).unwrap_or(Self::NONE);
-                *k += 1;
+        // the next slot. Separators are found eight bytes at a time.
+        self.msh = [Self::NONE; MSH_FIELDS];
+        self.msh[0] = 4;
+        let mut k = 1;
+        let body = msh.get(4..).unwrap_or(&[]);
+        let mut words = body.chunks_exact(8);
+        let mut base = 4;
+        for word in &mut words {
+            let mut w = [0; 8];
+            w.copy_from_slice(word);
+            if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
+                return;
             }
-        };
-        put(4, &mut k);
-        for (i, &b) in seg.iter().enumerate().skip(4) {
-            if b == sep {
-                if k >= MSH_FIELDS {
-                    return;
-                }
-                put(i + 1, &mut k);
-            }
+            base += 8;
         }
-        put(end + 1, &mut k);
+        // The last word, padded with bytes that are not the separator.
+        let mut w = [!sep; 8];
+        w.iter_mut()
+            .zip(words.remainder())
+            .for_each(|(w, &b)| *w = b);
+        if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
+            return;
+        }
+        if let Some(slot) = self.msh.get_mut(k) {
+            *slot = u32::try_from(msh.len() + 1).unwrap_or(Self::NONE);
+        }
+    }
+
+    /// Starts fields after the separators of one word of the MSH (`lanes`
+    /// of [`parser::lanes_equal`], the word at offset `base`) from slot
+    /// `k` on; false once every slot is taken.
+    fn mark_fields(&mut self, k: &mut usize, mut lanes: u64, base: usize) -> bool {
+        while lanes != 0 {
+            let Some(slot) = self.msh.get_mut(*k) else {
+                return false;
+            };
+            let at = base + (lanes.trailing_zeros() / 8) as usize + 1;
+            *slot = u32::try_from(at).unwrap_or(Self::NONE);
+            *k += 1;
+            lanes &= lanes - 1;
+        }
+        true
     }
 
     /// MSH-`n` as indexed: `Some(None)` when the MSH has no such field,
@@ -234,6 +285,7 @@ impl SegIndex {
         Some(text.get(a..b))
     }
 
+    #[inline]
     fn slot(&mut self, name: &[u8]) -> Option<&mut u32> {
         match name {
             b"MSA" => Some(&mut self.msa),
@@ -288,10 +340,13 @@ mod index_tests {
             b"MSH|^~\\&|A",
             b"MSH|^~\\&",
             b"MSH|^~\\&||||||||||||||||||||x\r",
+            b"MSH|^~\\&|ABCDEFG|HIJKLMNOP||QRSTUVWXYZ012|",
+            b"MSH|",
+            b"MSH",
         ] {
-            let mut ix = SegIndex::EMPTY;
-            ix.index_msh(msh, b'|');
             let seg = msh.split(|&b| b == CR).next().unwrap();
+            let mut ix = SegIndex::EMPTY;
+            ix.index_msh(seg, b'|');
             for n in 2..MSH_FIELDS + 3 {
                 // Indexed up to MSH_FIELDS; past it, not indexed (searched).
                 let want = (n <= MSH_FIELDS).then(|| parser::field(seg, n, &d));
@@ -307,16 +362,29 @@ mod index_tests {
 }
 
 /// The message being assembled in one direction.
+///
+/// Its kept text is `text[..seg_start]` followed by `input[run]`: segments
+/// that lie whole in the bytes of the call being read are parsed where
+/// they are and copied once, when the message ends (into the record) or
+/// the call does (into `text`, because the message goes on in the next
+/// call). Only a message that straddles calls, or whose kept text differs
+/// from its bytes on the wire (LF line ends, cut or dropped segments), is
+/// copied into `text` first.
 #[derive(Debug)]
 struct Building {
-    /// Kept segments of the message (from its MSH on), then the kept part
-    /// of the current segment from `seg_start`.
+    /// Kept segments copied out of earlier calls (or out of order with the
+    /// bytes read), then, from `seg_start`, the kept part of a segment
+    /// whose first bytes came in an earlier call.
     text: Vec<u8>,
+    /// Kept segments that follow `text[..seg_start]`, each with its CR, as
+    /// the range of the call's bytes they are in; empty between calls.
+    run_start: usize,
+    run_end: usize,
     delimiters: parser::Delimiters,
-    /// `text` starts with an MSH segment: there is a message.
+    /// The kept text starts with an MSH segment: there is a message.
     has_msh: bool,
     seg_start: usize,
-    /// Bytes of the current segment seen (kept or not).
+    /// Bytes of the current segment seen in earlier calls (kept or not).
     seg_len: u64,
     length: u64,
     segment_count: u32,
@@ -331,10 +399,22 @@ struct Building {
     framing: Framing,
 }
 
+/// Where the bytes of a segment that ended are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg {
+    /// Whole in the call's bytes, `input[start..end]`; `cr`: ended by a
+    /// CR (else by LF or an end block).
+    InPlace { start: usize, end: usize, cr: bool },
+    /// Begun in an earlier call: its kept bytes are `text[seg_start..]`.
+    Held,
+}
+
 impl Building {
     fn new() -> Self {
         Building {
             text: Vec::new(),
+            run_start: 0,
+            run_end: 0,
             delimiters: parser::Delimiters::default(),
             has_msh: false,
             seg_start: 0,
@@ -351,10 +431,42 @@ impl Building {
         }
     }
 
-    /// Appends bytes of the current segment, up to `max_segment_len`.
-    fn append(&mut self, bytes: &[u8], max_segment_len: usize) {
+    /// Length of the kept segments: where the current segment would
+    /// start in the message's text.
+    fn kept_len(&self) -> usize {
+        self.seg_start + (self.run_end - self.run_start)
+    }
+
+    /// Copies the run out of the call's bytes: the call ends, or bytes
+    /// that follow it in the message do not follow it in `input`.
+    fn flush(&mut self, input: &[u8]) {
+        if self.run_end > self.run_start {
+            // Copied: the message goes on past these bytes.
+            self.text
+                .extend_from_slice(input.get(self.run_start..self.run_end).unwrap_or(&[]));
+            self.seg_start = self.text.len();
+        }
+        self.run_start = 0;
+        self.run_end = 0;
+    }
+
+    /// Keeps the segment `input[start..end]` and its CR (`input[end]`).
+    #[inline]
+    fn keep_in_place(&mut self, input: &[u8], start: usize, end: usize) {
+        if self.run_end != start || self.run_end == self.run_start {
+            self.flush(input);
+            self.run_start = start;
+        }
+        self.run_end = end + 1;
+    }
+
+    /// Appends bytes of a segment that goes on in the next call, up to
+    /// `max_segment_len`.
+    fn append(&mut self, input: &[u8], bytes: &[u8], max_segment_len: usize) {
+        self.flush(input);
         let kept = self.text.len() - self.seg_start;
         let room = max_segment_len.saturating_sub(kept).min(bytes.len());
+        // Copied: the segment's end is in a later call.
         self.text
             .extend_from_slice(bytes.get(..room).unwrap_or(&[]));
         self.seg_len = self
@@ -362,22 +474,104 @@ impl Building {
             .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
     }
 
-    /// The message made of `text[..upto]`, if `text` holds one; the
-    /// building is then ready for the next message, `text[upto..]` (the
-    /// current segment) kept at its start.
-    fn take(&mut self, upto: usize, dir: Direction, incomplete: bool) -> Option<Message> {
-        let upto = upto.min(self.text.len());
-        if self.has_msh {
-            let text = self.text.get(..upto).unwrap_or(&[]);
-            self.index.index_msh(text, self.delimiters.field);
+    /// Keeps the usual segment where it is and returns true: whole in
+    /// the call's bytes (`input[start..end]`, no bytes of it held) and
+    /// ended by a CR (`input[end]`), inside a message, not a header or a
+    /// trailer (MSH, BHS, FHS, BTS, FTS), within the limits — the outcome
+    /// [`Hl7State::judge_segment`] gives it, without its questions. False
+    /// (nothing done) for any other segment.
+    #[inline]
+    fn keep_usual(&mut self, cfg: &Hl7Config, input: &[u8], start: usize, end: usize) -> bool {
+        let len = end.saturating_sub(start);
+        let at = self.kept_len();
+        let Some(&[n0, n1, n2]) = input.get(start..end).and_then(|s| s.get(..3)) else {
+            return false;
+        };
+        let name = [n0, n1, n2];
+        if !self.has_msh
+            || self.seg_len > 0
+            || matches!(&name, b"MSH" | b"BHS" | b"FHS" | b"BTS" | b"FTS")
+            || len > cfg.max_segment_len
+            || at.saturating_add(len).saturating_add(1) > cfg.max_msg_len
+        {
+            return false;
         }
-        let msg = self.has_msh.then(|| Message {
+        if let Some(slot) = self.index.slot(&name) {
+            if *slot == SegIndex::NONE {
+                *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
+            }
+        }
+        self.keep_in_place(input, start, end);
+        self.segment_count = self.segment_count.saturating_add(1);
+        self.length = self
+            .length
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+            .saturating_add(1);
+        true
+    }
+
+    /// Keeps the usual first segment of a message where it is and
+    /// returns true: an MSH with the recommended delimiters, whole in the
+    /// call's bytes and ended by a CR, within `max_segment_len`, no message
+    /// before it in the building — the outcome
+    /// [`Hl7State::judge_segment`] gives it, without its questions. False
+    /// (nothing done) for any other segment.
+    #[inline]
+    fn keep_first_msh(&mut self, cfg: &Hl7Config, input: &[u8], start: usize, end: usize) -> bool {
+        let len = end.saturating_sub(start);
+        let Some(msh) = input.get(start..end) else {
+            return false;
+        };
+        if self.has_msh
+            || self.seg_len > 0
+            || len > cfg.max_segment_len
+            || !msh.starts_with(b"MSH|^~\\&|")
+        {
+            return false;
+        }
+        self.has_msh = true;
+        self.delimiters = parser::Delimiters::default();
+        self.index.index_msh(msh, b'|');
+        self.keep_in_place(input, start, end);
+        self.segment_count = self.segment_count.saturating_add(1);
+        self.length = self
+            .length
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
+            .saturating_add(1);
+        true
+    }
+
+    /// The message made of the kept segments, if they hold one; the
+    /// building is then ready for the next message, a held segment
+    /// (`text[seg_start..]`) kept at its start.
+    fn take(&mut self, input: &[u8], dir: Direction, incomplete: bool) -> Option<Message> {
+        let run = input.get(self.run_start..self.run_end).unwrap_or(&[]);
+        let text = if !self.has_msh {
+            // Only segments of a message are kept.
+            self.text.drain(..self.seg_start);
+            None
+        } else if self.seg_start == 0 {
+            // The common case: a message whole in the call's bytes, copied
+            // once to its exact size (the record owns it).
+            Some(run.to_vec())
+        } else {
+            // The buffer is handed to the record, shrunk in place rather
+            // than copied again (a straddling message can be large).
+            let held = self.text.split_off(self.seg_start);
+            let mut text = std::mem::replace(&mut self.text, held);
+            text.extend_from_slice(run);
+            // The record owns the buffer: no spare capacity in it.
+            text.shrink_to_fit();
+            Some(text)
+        };
+        self.run_start = 0;
+        self.run_end = 0;
+        self.seg_start = 0;
+        let msg = text.map(|text| Message {
             dir,
             framing: self.framing,
             delimiters: self.delimiters,
-            // Copied to its exact size: the record owns it, the building
-            // keeps its buffer for the next message.
-            text: self.text.get(..upto).unwrap_or(&[]).to_vec(),
+            text,
             length: self.length,
             segment_count: self.segment_count,
             segments_dropped: self.segments_dropped,
@@ -385,11 +579,6 @@ impl Building {
             incomplete,
             index: self.index,
         });
-        self.text.drain(..upto);
-        self.seg_start = self.seg_start.saturating_sub(upto);
-        if self.text.is_empty() && self.text.capacity() > KEEP_BUFFER {
-            self.text = Vec::new();
-        }
         self.has_msh = false;
         self.length = 0;
         self.segment_count = 0;
@@ -401,16 +590,15 @@ impl Building {
         msg
     }
 
-    /// Forgets everything (the bytes that follow belong to no message).
+    /// After [`Building::take`]: forgets the rest too (the bytes that
+    /// follow belong to no message).
     fn clear(&mut self) {
-        self.take(usize::MAX, Direction::ToServer, false);
         self.text.clear();
         self.seg_start = 0;
         self.seg_len = 0;
         self.junk_reported = false;
     }
 }
-
 #[derive(Debug)]
 struct Side {
     mode: Mode,
@@ -593,6 +781,23 @@ impl Hl7State {
     /// of `input` used.
     fn seek(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
         let side = self.side(dir);
+        // The usual case: after a message (and the CR after its end
+        // block), the next one starts right away — what `scan_idle` and
+        // `act` make of it, without their questions.
+        if side.mode == Mode::Idle && side.head.is_empty() {
+            let at = input
+                .iter()
+                .position(|&c| !matches!(c, CR | LF))
+                .unwrap_or(input.len());
+            let framed = input.get(at) == Some(&SB);
+            let body = input.get(at + usize::from(framed)..).unwrap_or(&[]);
+            if let Verdict::Yes(_) = parser::header(body, false) {
+                side.mode = if framed { Mode::Frame } else { Mode::Bare };
+                side.b.framing = if framed { Framing::Mllp } else { Framing::Bare };
+                side.b.junk_reported = false;
+                return at + usize::from(framed);
+            }
+        }
         if side.head.is_empty() {
             let found = side.scan(input);
             return match self.act(ctx, dir, found, input) {
@@ -667,45 +872,73 @@ impl Hl7State {
     }
 
     /// `Frame` and `Bare`: cuts segments; returns the bytes of `input`
-    /// used (all, unless the mode changed).
+    /// used (all, unless the mode changed). What the message holds of
+    /// `input` when this returns is copied out of it.
     fn content(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
+        let n = self.cut_segments(ctx, dir, input);
+        self.side(dir).b.flush(input);
+        n
+    }
+
+    fn cut_segments(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) -> usize {
+        let max = self.cfg.max_segment_len;
+        // LF, start and end blocks are rare inside a message (an end block
+        // ends it): the next one is looked for once, and CR, the usual
+        // segment end, only up to it — each byte is searched about twice
+        // per call, not once per segment.
+        let special = |from: usize| {
+            memchr::memchr3(LF, EB, SB, input.get(from..).unwrap_or(&[])).map(|i| from + i)
+        };
+        let mut next_special = special(0);
+        let search = parser::Search::new();
         let mut pos = 0;
-        // The next start block: looked for once per call, not per segment
-        // (a frame has one). Only up to the first start or end block: the
-        // call returns there, so no byte is searched twice over calls.
-        let next_sb = memchr::memchr2(SB, EB, input).filter(|&i| input.get(i) == Some(&SB));
-        while let Some(rest) = input.get(pos..).filter(|r| !r.is_empty()) {
-            let term = memchr::memchr3(CR, LF, EB, rest);
-            let body = rest.get(..term.unwrap_or(rest.len())).unwrap_or(&[]);
-            // A start block ends the frame that lacked its end block (or
-            // the bare message) and starts the next.
-            if let Some(s) = next_sb
-                .and_then(|at| at.checked_sub(pos))
-                .filter(|&s| s < body.len())
-            {
-                let max = self.cfg.max_segment_len;
-                self.side(dir).b.append(body.get(..s).unwrap_or(&[]), max);
+        while pos < input.len() {
+            if next_special.is_some_and(|s| s < pos) {
+                next_special = special(pos);
+            }
+            let limit = next_special.unwrap_or(input.len());
+            let cr = search
+                .cr(input.get(pos..limit).unwrap_or(&[]))
+                .map(|i| pos + i);
+            let Some(t) = cr.or(next_special) else {
+                // The segment goes on in the next call.
+                let rest = input.get(pos..).unwrap_or(&[]);
+                self.side(dir).b.append(input, rest, max);
+                return input.len();
+            };
+            let body = input.get(pos..t).unwrap_or(&[]);
+            let end = input.get(t).copied().unwrap_or(CR);
+            if end == SB {
+                // A start block ends the frame that lacked its end block
+                // (or the bare message) and starts the next.
+                let b = &mut self.side(dir).b;
+                b.append(input, body, max);
                 let side = self.side(dir);
                 if side.mode == Mode::Frame && (side.b.has_msh || side.b.seg_len > 0) {
                     anomaly(ctx, dir, "frame_without_end_block");
                 }
-                self.finish(ctx, dir, false);
+                self.finish(ctx, dir, input, false);
                 self.side(dir).mode = Mode::Idle;
-                return pos + s;
+                return t;
             }
-            let max = self.cfg.max_segment_len;
-            self.side(dir).b.append(body, max);
-            let Some(t) = term else {
-                return input.len();
+            let seg = if self.side(dir).b.seg_len > 0 {
+                self.side(dir).b.append(input, body, max);
+                Seg::Held
+            } else {
+                Seg::InPlace {
+                    start: pos,
+                    end: t,
+                    cr: end == CR,
+                }
             };
-            pos += t + 1;
-            self.end_segment(ctx, dir);
-            if rest.get(t) == Some(&EB) {
+            pos = t + 1;
+            self.end_segment(ctx, dir, input, seg);
+            if end == EB {
                 let side = self.side(dir);
                 // A bare message ended by an end block was framed; its start
                 // block was lost.
                 side.b.framing = Framing::Mllp;
-                self.finish(ctx, dir, false);
+                self.finish(ctx, dir, input, false);
                 self.side(dir).mode = Mode::Idle;
                 return pos;
             }
@@ -714,46 +947,104 @@ impl Hl7State {
     }
 
     /// The current segment of `dir` ended: keeps, drops or acts on it.
-    fn end_segment(&mut self, ctx: &mut StreamContext<'_>, dir: Direction) {
+    /// Inlined: called once per segment, and most segments need only
+    /// [`Building::keep_usual`].
+    #[inline(always)]
+    fn end_segment(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8], seg: Seg) {
+        let [s, c] = &mut self.sides;
+        let b = match dir {
+            Direction::ToServer => &mut s.b,
+            Direction::ToClient => &mut c.b,
+        };
+        match seg {
+            // A blank line, or no segment begun: nothing to judge.
+            Seg::InPlace { start, end, .. } if start == end => return,
+            Seg::Held if b.seg_len == 0 => return,
+            Seg::InPlace {
+                start,
+                end,
+                cr: true,
+            } if b.keep_usual(&self.cfg, input, start, end)
+                || b.keep_first_msh(&self.cfg, input, start, end) =>
+            {
+                return
+            }
+            _ => {}
+        }
+        self.judge_segment(ctx, dir, input, seg);
+    }
+
+    /// [`Self::end_segment`] for every segment: headers, trailers, segments
+    /// outside a message, over a limit, cut by a call's end or a line end
+    /// other than CR.
+    #[inline(never)]
+    fn judge_segment(
+        &mut self,
+        ctx: &mut StreamContext<'_>,
+        dir: Direction,
+        input: &[u8],
+        seg: Seg,
+    ) {
         let max_msg_len = self.cfg.max_msg_len;
+        let max_segment_len = self.cfg.max_segment_len;
         let b = &mut self.side(dir).b;
-        if b.seg_len == 0 {
+        let (bytes, seg_len) = match seg {
+            Seg::InPlace { start, end, .. } => {
+                let all = input.get(start..end).unwrap_or(&[]);
+                (
+                    all.get(..max_segment_len).unwrap_or(all),
+                    u64::try_from(all.len()).unwrap_or(u64::MAX),
+                )
+            }
+            Seg::Held => (b.text.get(b.seg_start..).unwrap_or(&[]), b.seg_len),
+        };
+        if seg_len == 0 {
             return;
         }
-        let seg = b.text.get(b.seg_start..).unwrap_or(&[]);
         let mut name = [0u8; 3];
-        if let Some(n) = seg.get(..3) {
+        if let Some(n) = bytes.get(..3) {
             name.copy_from_slice(n);
         }
-        let header = parser::header(seg, true);
+        // Most segments are neither headers nor trailers: their first
+        // byte says so.
+        let header = match name[0] {
+            b'M' | b'B' | b'F' => parser::header(bytes, true),
+            _ => Verdict::No,
+        };
         let trailer =
-            matches!(&name, b"BTS" | b"FTS") && seg.get(3).is_some_and(u8::is_ascii_punctuation);
-        let kept = seg.len();
-        let cut = b.seg_len > u64::try_from(kept).unwrap_or(u64::MAX);
-        let seg_wire = b.seg_len.saturating_add(1);
-        let (has_msh, seg_start) = (b.has_msh, b.seg_start);
-        let keep = match header {
+            matches!(&name, b"BTS" | b"FTS") && bytes.get(3).is_some_and(u8::is_ascii_punctuation);
+        let kept = bytes.len();
+        let cut = seg_len > u64::try_from(kept).unwrap_or(u64::MAX);
+        let seg_wire = seg_len.saturating_add(1);
+        let has_msh = b.has_msh;
+        // Kept whole, kept cut to LATE_BYTES, or not kept.
+        let (keep, late) = match header {
             Verdict::Yes((HeaderKind::Msh, d)) => {
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
                 let b = &mut self.side(dir).b;
                 b.has_msh = true;
                 b.delimiters = d;
-                true
+                let msh = match seg {
+                    Seg::InPlace { start, .. } => input.get(start..start + kept),
+                    Seg::Held => b.text.get(b.seg_start..),
+                };
+                b.index.index_msh(msh.unwrap_or(&[]), d.field);
+                (true, false)
             }
             Verdict::Yes(_) => {
                 // A batch header: ends the message, belongs to none.
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
-                false
+                (false, false)
             }
             _ if trailer => {
                 if has_msh {
-                    self.finish_upto(ctx, dir, seg_start);
+                    self.finish_upto(ctx, dir, input);
                 }
-                false
+                (false, false)
             }
             _ if !has_msh => {
                 let b = &mut self.side(dir).b;
@@ -761,16 +1052,15 @@ impl Hl7State {
                     b.junk_reported = true;
                     anomaly(ctx, dir, "malformed_msh");
                 }
-                false
+                (false, false)
             }
             _ => {
                 let b = &mut self.side(dir).b;
-                if seg_start.saturating_add(kept).saturating_add(1) <= max_msg_len {
-                    true
+                if b.kept_len().saturating_add(kept).saturating_add(1) <= max_msg_len {
+                    (true, false)
                 } else if LATE.iter().any(|l| **l == name) && b.late < MAX_LATE {
                     b.late += 1;
-                    b.text.truncate(seg_start + kept.min(LATE_BYTES));
-                    true
+                    (true, true)
                 } else {
                     b.segments_dropped = b.segments_dropped.saturating_add(1);
                     b.segment_count = b.segment_count.saturating_add(1);
@@ -779,42 +1069,66 @@ impl Hl7State {
                         b.too_large = true;
                         anomaly(ctx, dir, "message_too_large");
                     }
-                    false
+                    (false, false)
                 }
             }
         };
         let b = &mut self.side(dir).b;
         if keep {
+            let at = b.kept_len();
             if let Some(slot) = b.index.slot(&name) {
                 if *slot == SegIndex::NONE {
-                    *slot = u32::try_from(b.seg_start).unwrap_or(SegIndex::NONE);
+                    *slot = u32::try_from(at).unwrap_or(SegIndex::NONE);
                 }
             }
-            b.text.push(CR);
+            let n = if late { kept.min(LATE_BYTES) } else { kept };
+            match seg {
+                Seg::InPlace { start, end, cr } if cr && n == end - start => {
+                    b.keep_in_place(input, start, end);
+                }
+                Seg::InPlace { start, .. } => {
+                    b.flush(input);
+                    // Copied: the kept text differs from the bytes here.
+                    b.text
+                        .extend_from_slice(input.get(start..start + n).unwrap_or(&[]));
+                    b.text.push(CR);
+                }
+                Seg::Held => {
+                    b.text.truncate(b.seg_start + n);
+                    b.text.push(CR);
+                }
+            }
             b.segment_count = b.segment_count.saturating_add(1);
             if cut {
                 b.segments_truncated = b.segments_truncated.saturating_add(1);
             }
             b.length = b.length.saturating_add(seg_wire);
-        } else {
+        } else if seg == Seg::Held {
             b.text.truncate(b.seg_start);
         }
         b.seg_start = b.text.len();
         b.seg_len = 0;
     }
 
-    /// The message of `dir` ends before `upto` (where its next one starts).
-    fn finish_upto(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, upto: usize) {
-        if let Some(m) = self.side(dir).b.take(upto, dir, false) {
+    /// The message of `dir` ends before its current segment (where its
+    /// next one starts).
+    fn finish_upto(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, input: &[u8]) {
+        if let Some(m) = self.side(dir).b.take(input, dir, false) {
             self.open.complete(&self.cfg, ctx, m);
         }
     }
 
     /// The message of `dir` ends here (its current segment included).
-    fn finish(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, incomplete: bool) {
-        self.end_segment(ctx, dir);
+    fn finish(
+        &mut self,
+        ctx: &mut StreamContext<'_>,
+        dir: Direction,
+        input: &[u8],
+        incomplete: bool,
+    ) {
+        self.end_segment(ctx, dir, input, Seg::Held);
         let b = &mut self.side(dir).b;
-        let m = b.take(usize::MAX, dir, incomplete);
+        let m = b.take(input, dir, incomplete);
         b.clear();
         if let Some(m) = m {
             self.open.complete(&self.cfg, ctx, m);
@@ -832,14 +1146,13 @@ impl Hl7State {
         let b = &side.b;
         let seg = b.text.get(b.seg_start..).unwrap_or(&[]);
         if b.seg_len > 0 && parser::header(seg, false) != Verdict::No {
-            let upto = b.seg_start;
-            self.finish_upto(ctx, dir, upto);
+            self.finish_upto(ctx, dir, &[]);
             return;
         }
         if !b.has_msh && b.seg_len == 0 {
             return;
         }
-        self.finish(ctx, dir, false);
+        self.finish(ctx, dir, &[], false);
         self.side(dir).mode = Mode::Idle;
     }
 
@@ -851,7 +1164,7 @@ impl Hl7State {
             let side = self.side(dir);
             if matches!(side.mode, Mode::Frame | Mode::Bare) || !side.head.is_empty() {
                 any |= side.b.has_msh || !side.head.is_empty();
-                self.finish(ctx, dir, true);
+                self.finish(ctx, dir, &[], true);
                 let side = self.side(dir);
                 side.hunt();
                 side.b.text = Vec::new();
@@ -895,7 +1208,7 @@ impl StreamConsumer for Hl7State {
             // Bytes of the message being built may be among those lost,
             // unless a bare message stood at a segment end.
             let cut = side.mode == Mode::Frame || side.b.seg_len > 0;
-            self.finish(ctx, dir, cut);
+            self.finish(ctx, dir, &[], cut);
         }
         self.side(dir).hunt();
         self.peer_moved(ctx, dir.reverse());
@@ -924,9 +1237,9 @@ impl StreamConsumer for Hl7State {
                     if side.b.has_msh || side.b.seg_len > 0 {
                         anomaly(ctx, dir, "frame_without_end_block");
                     }
-                    self.finish(ctx, dir, true);
+                    self.finish(ctx, dir, &[], true);
                 }
-                Mode::Bare => self.finish(ctx, dir, false),
+                Mode::Bare => self.finish(ctx, dir, &[], false),
                 _ => {}
             }
             self.side(dir).mode = Mode::Stopped;
@@ -1345,6 +1658,74 @@ mod tests {
         let r = recs(&out);
         assert_eq!(r.len(), 2);
         assert!(r[1].message.incomplete);
+    }
+
+    /// `scan_hunt` as first written: every byte looked at.
+    fn scan_hunt_bytewise(buf: &[u8], line_start: bool) -> (Found, bool) {
+        let mut prev_ends_line = line_start;
+        for (i, &c) in buf.iter().enumerate() {
+            let candidate = c == SB || (prev_ends_line && matches!(c, b'M' | b'B' | b'F'));
+            if candidate {
+                match start_at_cut(&buf[i..]) {
+                    Verdict::Yes(framed) => return (Found::Start { at: i, framed }, false),
+                    Verdict::NeedMore => return (Found::Need { at: i }, prev_ends_line),
+                    Verdict::No => {}
+                }
+            }
+            prev_ends_line = matches!(c, CR | LF | EB);
+        }
+        (Found::Nothing, prev_ends_line)
+    }
+
+    /// `start_at` as first written: the header's segment cut at its
+    /// terminator, then judged.
+    fn start_at_cut(b: &[u8]) -> Verdict<bool> {
+        let (framed, body) = match b.first() {
+            Some(&SB) => (true, &b[1..]),
+            _ => (false, b),
+        };
+        let end = body
+            .iter()
+            .take(parser::HEADER_PREFIX + 1)
+            .position(|&c| matches!(c, CR | LF | EB | SB));
+        let (seg, complete) = match end {
+            Some(e) => (&body[..e], true),
+            None => (body, false),
+        };
+        match parser::header(seg, complete) {
+            Verdict::Yes(_) => Verdict::Yes(framed),
+            Verdict::No => Verdict::No,
+            Verdict::NeedMore => Verdict::NeedMore,
+        }
+    }
+
+    proptest::proptest! {
+        /// Judging a start on the bytes as they come, then on its segment
+        /// only when that can differ, is judging it on its segment.
+        #[test]
+        fn start_on_the_bytes_as_they_come_is_start_on_the_segment(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                &b"MSH"[..], b"BHS", b"FHS", b"|", b"^~", b"\\&", b"#", b"!", b"|^~\\&|",
+                b"\r", b"\n", b"\x0b", b"\x1c", b"x", b"M", b"S", b"H",
+            ]), 0..8),
+        ) {
+            let buf = pieces.concat();
+            proptest::prop_assert_eq!(start_at(&buf), start_at_cut(&buf));
+        }
+
+        /// Jumping from candidate to candidate finds what reading every
+        /// byte finds.
+        #[test]
+        fn hunting_by_candidates_finds_what_reading_every_byte_finds(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                &b"MSH|^~\\&|A"[..], b"MSH|", b"BHS|^~\\&\r", b"FHS|^", b"MSX|", b"M", b"B", b"F",
+                b"\r", b"\n", b"\r\n", b"\x0b", b"\x1c", b"\x1c\r", b"x", b"PID|1", b"^~\\&|",
+            ]), 0..20),
+            line_start in proptest::bool::ANY,
+        ) {
+            let buf = pieces.concat();
+            proptest::prop_assert_eq!(scan_hunt(&buf, line_start), scan_hunt_bytewise(&buf, line_start));
+        }
     }
 
     /// One direction's bytes in one call, or (empty bytes) a loss in that

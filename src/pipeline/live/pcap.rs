@@ -385,15 +385,14 @@ impl Router {
     }
 }
 
-/// A `stats` record of the merged snapshots.
-fn stats_event(snaps: &[Option<Snap>], uptime: u64, dropped: &AtomicU64) -> (Vec<u8>, Snap) {
+/// The snapshots merged.
+fn merged(snaps: &[Option<Snap>]) -> Snap {
     let mut all = Snap::default();
     for s in snaps.iter().flatten() {
         all.stats.merge(&s.stats);
         all.capture.merge(&s.capture);
     }
-    let out = stats_record(all.capture.counters(), &all.stats, uptime, dropped);
-    (out, all)
+    all
 }
 
 /// Starts a scoped thread; on failure sets `stop` and says why.
@@ -478,7 +477,15 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         })();
         if started_threads.is_ok() {
             supervise(cfg, opts, out_ref, &snap_rx, slots, |latest| {
-                stats_event(latest, started.elapsed().as_secs(), sh.dropped).0
+                let all = merged(latest);
+                let uptime = started.elapsed().as_secs();
+                stats_record(
+                    all.capture.counters(),
+                    &all.stats,
+                    &sh.run,
+                    uptime,
+                    sh.dropped,
+                )
             });
         }
         let mut ends = Vec::with_capacity(joins.len());
@@ -492,8 +499,17 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
     })?;
 
     let snaps: Vec<Option<Snap>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
-    let (tail, all) = stats_event(&snaps, started.elapsed().as_secs(), &out.dropped);
-    let (inventory, tail) = super::with_assets(&sh.run, tail);
+    let all = merged(&snaps);
+    let (inventory, tail) = super::with_assets(&sh.run, || {
+        let uptime = started.elapsed().as_secs();
+        stats_record(
+            all.capture.counters(),
+            &all.stats,
+            &sh.run,
+            uptime,
+            &out.dropped,
+        )
+    });
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
     inventory.map_err(RunError)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
