@@ -263,6 +263,16 @@ fn detect_seeds_hold_the_properties() {
 }
 
 #[test]
+fn tls_seeds_hold_the_properties() {
+    seeds_of("tls");
+}
+
+#[test]
+fn tls_split_seeds_hold_the_properties() {
+    seeds_of("tls_split");
+}
+
+#[test]
 fn phi_seeds_hold_the_properties() {
     seeds_of("phi");
 }
