@@ -11,7 +11,9 @@
 //! criterion prints in µs is also the time per packet in ns; `small` is the
 //! mix above, `1500` full-sized IPv4/IPv6 TCP segments (DICOM bulk data).
 //! `validate` checks every checksum, `skip` runs with `checksum_checks: no`
-//! and `sum` is the bare one's complement sum over the same bytes.
+//! and `sum` is the bare one's complement sum over the same bytes. The
+//! `checksum_payload_N` groups do the same on 1000 IPv4/TCP frames of N
+//! payload bytes each (64, 512, 1460, and 9000 for jumbo frames).
 
 use std::hint::black_box;
 
@@ -108,6 +110,23 @@ fn big_frames(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `n` IPv4/TCP frames of `len` payload bytes each.
+fn sized_frames(n: usize, len: usize) -> Vec<Vec<u8>> {
+    let mut r = Lcg(11);
+    (0..n)
+        .filter_map(|_| {
+            let payload: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
+            let mut f = Vec::with_capacity(len + 54);
+            let ok = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 1, 0, 1], [10, 2, 0, 1], 64)
+                .tcp(40000, 104, r.next() as u32, 512)
+                .ack(r.next() as u32)
+                .write(&mut f, &payload);
+            ok.is_ok().then_some(f)
+        })
+        .collect()
+}
+
 /// Decodes every frame; returns something that depends on every packet.
 fn decode_all(d: &mut Decoder, frames: &[Vec<u8>]) -> usize {
     let mut n = 0usize;
@@ -120,7 +139,13 @@ fn decode_all(d: &mut Decoder, frames: &[Vec<u8>]) -> usize {
 }
 
 fn bench_checksums(c: &mut Criterion) {
-    for (name, frames) in [("small", frames(1000)), ("1500", big_frames(1000))] {
+    let sets = [
+        ("small".to_string(), frames(1000)),
+        ("1500".to_string(), big_frames(1000)),
+    ]
+    .into_iter()
+    .chain([64, 512, 1460, 9000].map(|len| (format!("payload_{len}"), sized_frames(1000, len))));
+    for (name, frames) in sets {
         let bytes: usize = frames.iter().map(Vec::len).sum();
         let mut g = c.benchmark_group(format!("checksum_{name}"));
         g.throughput(Throughput::Bytes(bytes as u64));

@@ -41,6 +41,12 @@ pub fn add(acc: Sum, data: &[u8]) -> Sum {
 /// 1500-byte frames: 10.6 M instructions against 23.9 M for the SSE2 loop;
 /// the whole pipeline over 20 copies of `dicom_store_large.pcap` went from
 /// 208.3 M to 195.5 M instructions, against 176.7 M without validation).
+/// Against a plain wide sum (64-bit words added with their carries
+/// counted, no vectors; callgrind, instructions per call): 150 / 342 /
+/// 1 640 for 512 / 1 460 / 9 000 bytes against 264 / 660 / 3 716. Below
+/// 128 bytes that scalar sum is about 12 instructions per call cheaper,
+/// but taking it for short inputs saved 0.09 % of a small-packet MQTT run
+/// (1 560.3 M to 1 558.8 M), not worth a second path.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn words_avx2(data: &[u8]) -> Sum {
