@@ -410,6 +410,36 @@ scn_dicom_tls() {
     rw $n "$M_PACS" "$M_MODALITY"
 }
 
+# ================================================================= TLS handshakes
+# OpenSSL 3 s_server / s_client: what the TLS parser reads (SNI, ALPN,
+# versions, the TLS 1.2 certificate) from a real implementation. The server
+# (the EHR's FHIR endpoint on 443) sends its chain (server + CA) in records
+# of at most 512 bytes (-max_send_frag), so its Certificate message spans
+# several records. Clients: TLS 1.2 with SNI and ALPN h2,http/1.1; TLS 1.3
+# with SNI and ALPN; TLS 1.2 without SNI; TLS 1.2 saving its session, then
+# resuming it (abbreviated handshake, no Certificate).
+scn_tls_openssl() {
+    local n=tls_openssl t=$WORK/tls c
+    mkdir -p "$t"
+    make_tls "$t" fhir.hopital.example
+    srv_start 443 "$WORK/$n.srv.log" openssl s_server -accept 443 -www -cert "$t/server.crt" \
+        -key "$t/server.key" -cert_chain "$t/ca.crt" -alpn h2,http/1.1 -max_send_frag 512
+    cap_start "$WORK/$n.raw"
+    c="openssl s_client -connect $SRV:443 -CAfile $t/ca.crt -ign_eof -quiet"
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_d1 $c -tls1_2 -servername fhir.hopital.example \
+        -alpn h2,http/1.1 >/dev/null 2>&1 || true
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_d2 $c -tls1_3 -servername fhir.hopital.example \
+        -alpn http/1.1 >/dev/null 2>&1 || true
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_d1 $c -tls1_2 -noservername >/dev/null 2>&1 || true
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_d2 $c -tls1_2 -servername fhir.hopital.example \
+        -sess_out "$t/sess" >/dev/null 2>&1 || true
+    printf 'GET / HTTP/1.0\r\n\r\n' | in_d2 $c -tls1_2 -servername fhir.hopital.example \
+        -sess_in "$t/sess" >/dev/null 2>&1 || true
+    cap_stop
+    srv_stop
+    rw $n "$M_EHR" "$M_VIEWER" "$M_NURSE"
+}
+
 # ================================================================= geography / known-bad
 scn_cms8000_exfil() {
     local n=cms8000_exfil
@@ -539,7 +569,8 @@ scn_fhir_http_exfil() {
 }
 
 ALL_HL7="hl7_mllp hl7_nonstd_port hl7_bare_515 hl7_variants fhir_http_exfil"
-ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7"
+ALL_TLS="tls_openssl"
+ALL="$ALL_MQTT $ALL_DICOM $ALL_GEO $ALL_HL7 $ALL_TLS"
 if [ $# -eq 0 ]; then set -- $ALL; fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 ww_net_up

@@ -7,7 +7,8 @@
 //!   MACs and their vendors, MQTT, DICOM and HL7 roles, AE titles,
 //!   implementation class UIDs and version names, device attributes, MQTT
 //!   client ids, user names, versions and topic prefixes, HL7 sending and
-//!   receiving applications and facilities, and countries are
+//!   receiving applications and facilities, TLS server names (SNI), and
+//!   countries are
 //!   exactly what `tests/tools/asset_tshark.py` derives from tshark's
 //!   decode (vendors from Debian's `ieee-data`, countries from the
 //!   registry allocations documented in `pcaps/README.md`), frozen in
@@ -64,7 +65,7 @@ fn app_captures() -> Vec<PathBuf> {
         .into_iter()
         .filter(|c| {
             let n = c.file_name().unwrap().to_str().unwrap();
-            ["mqtt_", "dicom_", "hl7_", "cms8000"]
+            ["mqtt_", "dicom_", "hl7_", "tls_", "cms8000"]
                 .iter()
                 .any(|p| n.starts_with(p))
                 && !n.contains("_internet_")
@@ -148,6 +149,7 @@ fn facts_from_eve(records: &[Value]) -> BTreeSet<String> {
             ("device", ""),
             ("mqtt", "mqtt_"),
             ("hl7", "hl7_"),
+            ("tls", "tls_"),
         ] {
             for (k, v) in a[group].as_object().into_iter().flatten() {
                 let kind = match (group, k.as_str()) {

@@ -102,9 +102,10 @@ fn scan(r: &AppRecord) -> PhiReport {
         AppRecord::Dicom(d) => phi::scan_dicom(d, &cfg()),
         // The whole reassembled message (src/app/hl7: `Message::text`).
         AppRecord::Hl7(h) => phi::scan_payload(&h.message.text, &cfg()),
-        AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {
-            PhiReport::default()
-        }
+        AppRecord::Anomaly(_)
+        | AppRecord::StreamAnomaly(_)
+        | AppRecord::Asset(_)
+        | AppRecord::Tls(_) => PhiReport::default(),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`, `hl7`, `hl7_split`:
-//! the MQTT parser and state machine, the DICOM Upper Layer, DIMSE and
-//! data-set walker, and the HL7 v2 framing (MLLP and bare), message parser
-//! and acknowledgment pairing, fed both directions of a conversation as the
-//! worker feeds them.
+//! Targets `mqtt`, `mqtt_split`, `dicom`, `dicom_split`, `hl7`, `hl7_split`,
+//! `tls`, `tls_split`: the MQTT parser and state machine, the DICOM Upper
+//! Layer, DIMSE and data-set walker, the HL7 v2 framing (MLLP and bare),
+//! message parser and acknowledgment pairing, and the TLS record layer,
+//! handshake reassembly, hello, certificate and X.509 readers, fed both
+//! directions of a conversation as the worker feeds them.
 //!
 //! Input: `cfg:u8 [sizes] steps` — `cfg & 0x80` gives the parser small
 //! limits from the other bits (message, transaction, payload and value caps
@@ -11,10 +12,10 @@
 //! in `turns`.
 //!
 //! Properties:
-//! - `mqtt`, `dicom`, `hl7`: no panic on any bytes, gaps and shed requests in any
+//! - `mqtt`, `dicom`, `hl7`, `tls`: no panic on any bytes, gaps and shed requests in any
 //!   order; shedding never raises `memuse`; every record's EVE object
 //!   serialises to a JSON object, masked and unmasked.
-//! - `mqtt_split`, `dicom_split`, `hl7_split`: re-segmentation does not change what is
+//! - `mqtt_split`, `dicom_split`, `hl7_split`, `tls_split`: re-segmentation does not change what is
 //!   found — the steps as given, the same bytes with each direction's
 //!   adjacent data joined, and every data call cut into pieces of the given
 //!   sizes give the same records in the same order and the same anomalies
@@ -26,14 +27,17 @@
 //! and fixed (regressions under `fuzz/regressions/`): MQTT records that
 //! depended on segmentation at the start of a stream, at resync boundaries
 //! and after a CONNECT refused by its header; DICOM's `max_resync` not
-//! applied to bytes discarded within one call, and kept value bytes
-//! counted by buffer capacity.
+//! applied to bytes discarded within one call, kept value bytes counted
+//! by buffer capacity, and a per-flow anomaly cap whose kept anomalies
+//! depended on the order they were noticed in (a cap must not depend on
+//! order, as this property allows any).
 
 use wardwatch::app::dicom::DicomConfig;
 use wardwatch::app::hl7::Hl7Config;
 use wardwatch::app::mqtt::MqttConfig;
+use wardwatch::app::tls::TlsConfig;
 use wardwatch::app::{
-    dicom as dicom_app, hl7 as hl7_app, mqtt as mqtt_app, AppRecord, StreamConsumer,
+    dicom as dicom_app, hl7 as hl7_app, mqtt as mqtt_app, tls as tls_app, AppRecord, StreamConsumer,
 };
 use wardwatch::output::mask::{LogOptions, MaskKey};
 
@@ -45,6 +49,7 @@ enum Proto {
     Mqtt,
     Dicom,
     Hl7,
+    Tls,
 }
 
 /// MQTT limits small enough for a fuzzer's inputs to reach. (The struct
@@ -102,11 +107,25 @@ pub fn hl7_config(b: u8) -> Hl7Config {
     }
 }
 
+/// TLS limits small enough for a fuzzer's inputs to reach (a handshake
+/// message cap of a few dozen bytes).
+#[allow(clippy::needless_update)]
+pub fn tls_config(b: u8) -> TlsConfig {
+    if b & 0x80 == 0 {
+        return TlsConfig::default();
+    }
+    TlsConfig {
+        max_handshake: wardwatch::memcap::ByteSize(16 + u64::from(b & 0x3f) * 16),
+        ..TlsConfig::default()
+    }
+}
+
 fn parser(p: Proto, cfg: u8) -> Box<dyn StreamConsumer> {
     match p {
         Proto::Mqtt => mqtt_app::new_parser(&mqtt_config(cfg)),
         Proto::Dicom => dicom_app::new_parser(&dicom_config(cfg)),
         Proto::Hl7 => hl7_app::new_parser(&hl7_config(cfg)),
+        Proto::Tls => tls_app::new_parser(&tls_config(cfg)),
     }
     .expect("wardwatch parses this protocol")
 }
@@ -206,4 +225,12 @@ pub fn hl7(data: &[u8]) {
 
 pub fn hl7_split(data: &[u8]) {
     split(Proto::Hl7, data);
+}
+
+pub fn tls(data: &[u8]) {
+    plain(Proto::Tls, data);
+}
+
+pub fn tls_split(data: &[u8]) {
+    split(Proto::Tls, data);
 }

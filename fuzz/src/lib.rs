@@ -29,7 +29,7 @@ pub mod rules;
 pub mod seeds;
 pub mod turns;
 
-pub use app::{dicom, dicom_split, hl7, hl7_split, mqtt, mqtt_split};
+pub use app::{dicom, dicom_split, hl7, hl7_split, mqtt, mqtt_split, tls, tls_split};
 pub use capture::capture;
 pub use dataset::dicom_dataset;
 pub use decode::decode;
@@ -55,6 +55,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("dicom_dataset", dicom_dataset),
     ("hl7", hl7),
     ("hl7_split", hl7_split),
+    ("tls", tls),
+    ("tls_split", tls_split),
     ("rules", rules),
     ("detect", detect),
     ("phi", phi),

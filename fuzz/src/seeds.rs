@@ -373,6 +373,22 @@ pub fn derive(captures: &[(String, Vec<u8>)], rule_files: &[(String, String)]) -
                 AppProto::Dicom => ("dicom", "dicom_split", 1, 2),
                 // Evaluated between a device and the CMS8000's address.
                 AppProto::Hl7 => ("hl7", "hl7_split", 4, 1),
+                // No rule keyword of the detect target reads TLS: the
+                // parser's own targets only.
+                AppProto::Tls => {
+                    out.push(("tls", id.clone(), turn_seed(&[0], &f.steps)));
+                    let mut prefix = vec![0];
+                    encode_sizes(&mut prefix, &[3, 1, 7]);
+                    out.push(("tls_split", id.clone(), turn_seed(&prefix, &f.steps)));
+                    if i == 0 {
+                        out.push((
+                            "tls",
+                            format!("{id}-small"),
+                            turn_seed(&[0x80 | 0x03], &f.steps),
+                        ));
+                    }
+                    continue;
+                }
                 AppProto::Failed => {
                     out.push(("detect", id.clone(), turn_seed(&[0, 1, 2, 0], &f.steps)));
                     let mut p = vec![8];

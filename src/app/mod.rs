@@ -30,6 +30,7 @@ pub mod probe;
 pub mod session;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 
 use serde::Deserialize;
 
@@ -52,7 +53,7 @@ impl AppProto {
     pub const Unknown: AppProto = AppProto(1);
     pub const Mqtt: AppProto = AppProto(2);
     pub const Dicom: AppProto = AppProto(3);
-    /// TLS: recorded as encrypted, not parsed.
+    /// TLS: the clear-text handshake ([`tls`]).
     pub const Tls: AppProto = AppProto(4);
     /// Payload was seen but matched no protocol.
     pub const Failed: AppProto = AppProto(5);
@@ -108,7 +109,7 @@ impl Default for AppProto {
 pub static PROTOCOLS: &[&dyn AppProtocol] = &[
     &mqtt::PROTOCOL,
     &dicom::PROTOCOL,
-    &probe::TLS,
+    &tls::PROTOCOL,
     &hl7::PROTOCOL,
 ];
 
@@ -163,10 +164,10 @@ pub trait AppProtocol: Sync {
         None
     }
     /// The parser of one flow; `None` for a protocol that is only
-    /// recognised (TLS).
+    /// recognised.
     fn parser(&self, cfg: &AppConfig) -> Option<Box<dyn StreamConsumer>>;
     /// The rule keywords the protocol offers ([`crate::detect::Keywords`]);
-    /// `None` for a protocol rules cannot look into (TLS).
+    /// `None` for a protocol rules cannot look into.
     fn keywords(&self) -> Option<&'static dyn crate::detect::Keywords> {
         None
     }
@@ -209,6 +210,8 @@ pub struct AppConfig {
     pub dicom: dicom::DicomConfig,
     /// HL7 parser limits.
     pub hl7: hl7::Hl7Config,
+    /// TLS parser limits.
+    pub tls: tls::TlsConfig,
 }
 
 impl Default for AppConfig {
@@ -225,6 +228,7 @@ impl Default for AppConfig {
             mqtt: mqtt::MqttConfig::default(),
             dicom: dicom::DicomConfig::default(),
             hl7: hl7::Hl7Config::default(),
+            tls: tls::TlsConfig::default(),
         }
     }
 }
@@ -286,6 +290,9 @@ pub enum AppRecord {
     /// An HL7 message and its answer (EVE `hl7`); boxed, as it is larger
     /// than the other records.
     Hl7(Box<hl7::Record>),
+    /// A flow's TLS handshake (EVE `tls`); boxed, as it is larger than
+    /// the other records.
+    Tls(Box<tls::Record>),
     /// Malformed or unexpected input (EVE `anomaly` of type `applayer`).
     Anomaly(Anomaly),
     /// What reassembly saw wrong in the flow's TCP stream (EVE `anomaly` of
@@ -336,6 +343,7 @@ impl serde::Serialize for Loggable<'_> {
             AppRecord::Mqtt(rec) => mqtt::log::Logged { rec, opts }.serialize(s),
             AppRecord::Dicom(rec) => dicom::log::Logged { rec, opts }.serialize(s),
             AppRecord::Hl7(rec) => hl7::log::Logged { rec, opts }.serialize(s),
+            AppRecord::Tls(rec) => tls::log::Logged { rec, opts }.serialize(s),
             AppRecord::Anomaly(a) => AnomalyLog {
                 kind: "applayer",
                 event: a.event,
@@ -370,6 +378,7 @@ impl AppRecord {
             AppRecord::Mqtt(_) => "mqtt",
             AppRecord::Dicom(_) => "dicom",
             AppRecord::Hl7(_) => "hl7",
+            AppRecord::Tls(_) => "tls",
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => "anomaly",
             AppRecord::Asset(_) => "asset",
         }
@@ -381,6 +390,7 @@ impl AppRecord {
             AppRecord::Mqtt(_) => Some(AppProto::Mqtt),
             AppRecord::Dicom(_) => Some(AppProto::Dicom),
             AppRecord::Hl7(_) => Some(AppProto::Hl7),
+            AppRecord::Tls(_) => Some(AppProto::Tls),
             AppRecord::Asset(_) => Some(AppProto::Asset),
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) => None,
         }
@@ -490,12 +500,12 @@ mod tests {
     }
 
     #[test]
-    fn parsers_exist_for_mqtt_dicom_and_hl7_only() {
+    fn parsers_exist_for_every_protocol() {
         let cfg = AppConfig::default();
         assert!(new_consumer(AppProto::Mqtt, &cfg).is_some());
         assert!(new_consumer(AppProto::Dicom, &cfg).is_some());
         assert!(new_consumer(AppProto::Hl7, &cfg).is_some());
-        assert!(new_consumer(AppProto::Tls, &cfg).is_none());
+        assert!(new_consumer(AppProto::Tls, &cfg).is_some());
         assert!(new_consumer(AppProto::Failed, &cfg).is_none());
     }
 }

@@ -45,7 +45,7 @@
 //! and DICOM bulk captures).
 
 use crate::app::mqtt::parser::{self as mqtt, level, packet_type as pt};
-use crate::app::{AppConfig, AppProto, AppProtocol, Midstream, Role, StreamConsumer, Verdict};
+use crate::app::{Midstream, Role, Verdict};
 
 /// Compares `data` with `want` as far as `data` goes.
 fn prefix(data: &[u8], want: &[u8]) -> Verdict {
@@ -593,36 +593,10 @@ pub fn tls_midstream(data: &[u8]) -> Option<Midstream> {
         })
 }
 
-/// TLS: recognised (start and mid-stream), not parsed.
-#[derive(Debug)]
-pub struct Tls;
-
-pub static TLS: Tls = Tls;
-
-impl AppProtocol for Tls {
-    fn proto(&self) -> AppProto {
-        AppProto::Tls
-    }
-    fn name(&self) -> &'static str {
-        "tls"
-    }
-    fn ports<'c>(&self, cfg: &'c AppConfig) -> &'c [u16] {
-        &cfg.tls_ports
-    }
-    fn probe_start(&self, data: &[u8]) -> Verdict {
-        tls_start(data)
-    }
-    fn probe_midstream(&self, data: &[u8]) -> Option<Midstream> {
-        tls_midstream(data)
-    }
-    fn parser(&self, _: &AppConfig) -> Option<Box<dyn StreamConsumer>> {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::StreamConsumer;
 
     // Hand-built: MQTT 3.1 CONNECT prefix — type 1, remaining length 38,
     // protocol name length 6, "MQIsdp", level 3.

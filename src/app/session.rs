@@ -251,7 +251,8 @@ impl Session {
     }
 
     /// Whether the flow's bytes are still wanted: false once decided
-    /// without a parser (TLS, failed) or ended.
+    /// without a parser (failed), when the parser is finished (a TLS
+    /// handshake that became encrypted), or ended.
     pub fn inspecting(&self) -> bool {
         !self.done
     }
@@ -960,7 +961,8 @@ mod tests {
             &[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4],
         );
         assert_eq!(h.session.proto(), AppProto::Tls);
-        assert!(!h.session.inspecting());
+        // The TLS parser reads the handshake until it is encrypted.
+        assert!(h.session.inspecting());
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{Hub, Kind, Seen, Table};
-use crate::app::{dicom, hl7, mqtt, AppProto, AppRecord};
+use crate::app::{dicom, hl7, mqtt, tls, AppProto, AppRecord};
 use crate::detect::{Country, RuleMeta, Ticket};
 use crate::flow::{Direction, FlowIdent};
 use crate::time::Timestamp;
@@ -385,6 +385,12 @@ impl View {
                             self.put(ip, kind, &hl7::log::text(v, m), seen);
                         }
                     }
+                }
+            }
+            // The name clients asked the server for (RFC 6066 §3).
+            AppRecord::Tls(rec) => {
+                if let Some(sni) = rec.sni().filter(|s| !s.is_empty()) {
+                    self.put(server, Kind::TlsSni, &tls::log::text(sni), seen);
                 }
             }
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {}

@@ -36,6 +36,8 @@ attributes what it decodes to the host that sent it, as the README's
   hl7_receiving_applications, hl7_receiving_facilities
                              MSH-5, MSH-6 of the HL7 messages it received
                              (each whole field, as hl7_facts.py writes it)
+  tls_sni                    the server name (SNI) of the ClientHellos it
+                             received (tshark decodes TLS on 443, 2762, 8883)
   roles                      mqtt-client / mqtt-broker: it sent MQTT to /
                              from a broker port; dicom-scu / dicom-scp: it
                              sent DICOM to / from a DICOM port; hl7-sender /
@@ -88,6 +90,7 @@ DEVICE = {
     "0008,0060": "modalities",
 }
 SEP = "\x1e"
+TLS_PORTS = (443, 2762, 8883)
 
 
 def home(ip):
@@ -244,12 +247,26 @@ def hl7(cap, facts):
                     facts.add((ip, kind, v))
 
 
+def tls(cap, facts):
+    args = ["tshark", "-r", cap]
+    for p in TLS_PORTS:
+        args += ["-d", f"tcp.port=={p},tls"]
+    args += ["-Y", "tls.handshake.type == 1", "-T", "fields", "-e", "ip.dst",
+             "-e", "tls.handshake.extensions_server_name"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        dst, sni = (line.split("\t") + [""])[:2]
+        if sni:
+            facts.add((dst, "tls_sni", sni))
+
+
 def main():
     facts = set()
     for cap in sys.argv[1:]:
         packets_and_mqtt(cap, facts)
         dicom(cap, facts)
         hl7(cap, facts)
+        tls(cap, facts)
     ouis = oui_table()
     for host, kind, value in list(facts):
         if kind == "mac":

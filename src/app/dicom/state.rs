@@ -41,8 +41,12 @@
 //! awaiting answers are bounded per association by `max_open_bytes`, the
 //! oldest logged first when it is exceeded; [`StreamConsumer::shed`] logs
 //! every open exchange and drops the attributes of data sets being read.
-//! Every anomaly goes through one method (at most
-//! [`MAX_ANOMALIES`] records a flow).
+//! Every anomaly goes through one method: at most
+//! [`MAX_ANOMALIES_PER_EVENT`] records of each event ([`EVENTS`]) in each
+//! direction of a flow. The cap is per event, not one total for the flow:
+//! a sender cannot hide a later, different problem behind a flood of cheap
+//! ones (unknown PDU types), and what is kept does not depend on the order
+//! problems were noticed in, which can depend on where calls end.
 
 use super::dataset::{self, DataSetReader, Limits, Syntax};
 use super::parser::{
@@ -55,8 +59,33 @@ use super::{
 use crate::app::{Anomaly, AppProto, AppRecord, StreamConsumer, StreamContext};
 use crate::flow::Direction;
 
-/// Anomaly records a flow may raise; later ones are counted only.
-pub const MAX_ANOMALIES: u32 = 32;
+/// Anomaly records of one event that one direction of a flow may raise;
+/// later ones are counted only.
+pub const MAX_ANOMALIES_PER_EVENT: u8 = 8;
+/// The anomaly events of this parser (README, "DICOM"). An event missing
+/// here shares one extra count with every other missing one.
+const EVENTS: [&str; 20] = [
+    "unknown_pdu_type",
+    "malformed_pdu",
+    "malformed_item",
+    "unknown_item",
+    "invalid_pdv_length",
+    "malformed_element",
+    "missing_command_field",
+    "command_too_long",
+    "pdu_too_long",
+    "unexpected_pdu",
+    "missing_association",
+    "unexpected_data_set",
+    "deflate_error",
+    "inflated_too_long",
+    "sequence_too_deep",
+    "too_many_pending_requests",
+    "open_bytes_exceeded",
+    "gap",
+    "resync_failed",
+    "memcap",
+];
 /// Presentation context ids are odd numbers 1..=255: at most 128.
 const MAX_CONTEXTS: usize = 128;
 /// Bytes a hunt for a PDU boundary holds at most.
@@ -215,7 +244,9 @@ pub struct Parser {
     open: Vec<Open>,
     /// Sum of `open[..].bytes`.
     open_bytes: usize,
-    anomalies: u32,
+    /// Anomalies raised, per event of [`EVENTS`] (and one for any other)
+    /// and direction.
+    anomalies: [[u8; 2]; EVENTS.len() + 1],
     /// Once-per-flow anomalies already raised.
     missing_assoc_reported: bool,
     gap_reported: [bool; 2],
@@ -235,7 +266,7 @@ impl Parser {
             ctx_ids: Vec::new(),
             open: Vec::new(),
             open_bytes: 0,
-            anomalies: 0,
+            anomalies: [[0; 2]; EVENTS.len() + 1],
             missing_assoc_reported: false,
             gap_reported: [false; 2],
             open_bytes_reported: false,
@@ -277,8 +308,19 @@ impl Parser {
     }
 
     fn anomaly(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, event: &'static str) {
-        self.anomalies = self.anomalies.saturating_add(1);
-        if self.anomalies <= MAX_ANOMALIES {
+        let i = EVENTS
+            .iter()
+            .position(|&e| e == event)
+            .unwrap_or(EVENTS.len());
+        let Some(n) = self
+            .anomalies
+            .get_mut(i)
+            .and_then(|c| c.get_mut(dir.index()))
+        else {
+            return;
+        };
+        *n = n.saturating_add(1);
+        if *n <= MAX_ANOMALIES_PER_EVENT {
             ctx.records.push(AppRecord::Anomaly(Anomaly {
                 app_proto: AppProto::Dicom,
                 event,
@@ -656,38 +698,38 @@ impl Parser {
         let before = self.asm_heap(d, h.presentation_context_id);
         self.assemble(ctx, dir, h, frag);
         let after = self.asm_heap(d, h.presentation_context_id);
-        if let Some(st) = self.dirs.get_mut(d) {
-            st.ctx_bytes = st.ctx_bytes.saturating_sub(before).saturating_add(after);
+        let Some(st) = self.dirs.get_mut(d) else {
+            return;
+        };
+        st.ctx_bytes = st.ctx_bytes.saturating_sub(before).saturating_add(after);
+        if st.pdv_left > 0 {
+            return;
+        }
+        // The fragment ended: what follows it in its PDU is framed. Its
+        // anomaly comes after those of the fragment's own bytes, whether
+        // they were noticed in this call or in earlier ones.
+        st.phase = if st.pdu_left == 0 {
+            Phase::PduHeader
+        } else if st.pdu_left < parser::PDV_HEADER_LEN as u64 {
+            // Too few bytes left for another PDV item: skip them.
+            Phase::Skip(std::mem::take(&mut st.pdu_left))
+        } else {
+            Phase::PdvHeader
+        };
+        if let Phase::Skip(_) = st.phase {
+            self.anomaly(ctx, dir, "invalid_pdv_length");
         }
     }
 
     fn assemble(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, h: PdvHeader, frag: &[u8]) {
         let d = dir.index();
-        let Some(st) = self.dirs.get_mut(d) else {
-            return;
-        };
-        let done = st.pdv_left == 0;
-        let mut short = false;
-        if done {
-            st.phase = if st.pdu_left == 0 {
-                Phase::PduHeader
-            } else if st.pdu_left < parser::PDV_HEADER_LEN as u64 {
-                // Too few bytes left for another PDV item: skip them.
-                short = true;
-                Phase::Skip(std::mem::take(&mut st.pdu_left))
-            } else {
-                Phase::PdvHeader
-            };
-        }
-        if short {
-            self.anomaly(ctx, dir, "invalid_pdv_length");
-        }
         let id = h.presentation_context_id;
         let max_cmd = self.cfg.max_command_length as usize;
         let gapped = self.gapped(dir);
         let Some(st) = self.dirs.get_mut(d) else {
             return;
         };
+        let done = st.pdv_left == 0;
         let pos = match st.contexts.iter().position(|c| c.id == id) {
             Some(p) => p,
             None if st.contexts.len() < MAX_CONTEXTS => {
@@ -1867,6 +1909,47 @@ mod tests {
         let (r, _) = run_steps(&cfg, &steps, 1448);
         assert_eq!(anomalies(&r), ["gap", "resync_failed"]);
         assert!(associations(&r).is_empty());
+    }
+
+    #[test]
+    fn anomaly_flood_and_pdv_rest_give_the_same_anomalies_for_any_split() {
+        // Found by fuzzing (dicom_split): with one cap of 32 anomalies per
+        // flow, which one was kept past the cap depended on where calls
+        // ended. The rest of a PDU too short for a PDV item was reported
+        // before the errors of the fragment in front of it when that
+        // fragment came in one call, after them when it came in pieces;
+        // and a flood of cheap anomalies hid every later one. Hand-built:
+        // an association (context 1, Implicit VR LE), 31 P-DATA-TFs each
+        // with an empty command set (`missing_command_field`), a C-STORE-RQ,
+        // then one P-DATA-TF holding its data set — 17 nested sequences of
+        // undefined length (`sequence_too_deep` at the 17th) and 8 bytes
+        // more — and 2 bytes after that PDV item (`invalid_pdv_length`).
+        let (c, _) = store();
+        let mut steps = vec![
+            (ToServer, pdu(1, &rq_body())),
+            (ToClient, pdu(2, &ac_body())),
+        ];
+        for _ in 0..31 {
+            steps.push((ToServer, pdata(0x03, &[]))); // command, last: empty
+        }
+        steps.push((ToServer, pdata(0x03, &c)));
+        let mut ds = Vec::new();
+        for _ in 0..=dataset::MAX_DEPTH {
+            ds.extend([0x08, 0, 0x15, 0x11]); // (0008,1115) Referenced Series Sequence
+            ds.extend([0xff; 4]); // undefined length
+        }
+        ds.extend([0; 8]); // an element header after the error
+        let mut item = ((ds.len() + 2) as u32).to_be_bytes().to_vec(); // PDV length
+        item.extend([1, 0x02]); // context 1, data set, last fragment
+        item.extend(ds);
+        item.extend([0, 0]); // 2 bytes: too few for another PDV item
+        steps.push((ToServer, pdu(4, &item)));
+        let mut want = vec!["missing_command_field"; MAX_ANOMALIES_PER_EVENT as usize];
+        want.extend(["sequence_too_deep", "invalid_pdv_length"]);
+        for chunk in [1, 7, usize::MAX] {
+            let (r, _) = run(&steps, chunk);
+            assert_eq!(anomalies(&r), want, "chunk {chunk}");
+        }
     }
 
     #[test]
