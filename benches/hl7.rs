@@ -11,6 +11,8 @@
 //!   1448-byte segments, with `max_resync` raised so that all of it is
 //!   looked through.
 //!
+//! Allocations go through mimalloc, as in the sensor.
+//!
 //! Instruction counts (repeatable where wall time on shared cores is not):
 //! `HL7_BENCH_ONCE=<id>` runs that stream's parse [`ONCE_RUNS`] times and
 //! exits before criterion, for
@@ -18,6 +20,12 @@
 //! instructions by the bytes it prints.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+/// The allocator the sensor runs with (`src/main.rs`): a record's text
+/// and box are allocated per message, so the system allocator would
+/// measure glibc's malloc, not what the sensor spends.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 
