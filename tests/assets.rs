@@ -32,7 +32,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -177,17 +176,7 @@ fn expected_dir() -> PathBuf {
 }
 
 fn tshark_facts(caps: &[PathBuf]) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/tools/asset_tshark.py"))
-        .args(caps)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(common::python_tool("asset_tshark.py", caps)).unwrap()
 }
 
 /// The frozen facts `name` (`all` or `part`), rewritten from a live run

@@ -817,18 +817,8 @@ fn sub_multiset(a: &[String], b: &[String]) -> bool {
 
 /// tshark's facts of `pcap`, through `tests/tools/dicom_tshark.py`.
 fn live_tshark_facts(pcap: &std::path::Path) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/tools/dicom_tshark.py"))
-        .arg(pcap)
-        .args(PORTS)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args = std::iter::once(pcap.as_os_str()).chain(PORTS.iter().map(std::ffi::OsStr::new));
+    String::from_utf8(common::python_tool("dicom_tshark.py", args)).unwrap()
 }
 
 /// Captures the variants are made of: every DICOM capture but TLS.

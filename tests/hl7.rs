@@ -31,7 +31,6 @@ mod common;
 mod parser_input;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -160,20 +159,12 @@ fn frozen_facts_equal_live_tshark_and_python_hl7() {
         return;
     }
     for (name, tool, ports) in CAPTURES {
-        let out = Command::new("python3")
-            .arg(repo().join("tests/tools/hl7_facts.py"))
-            .arg(tool)
-            .arg(capture(name))
-            .args(*ports)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let cap = capture(name);
+        let args = [std::ffi::OsStr::new(tool), cap.as_os_str()]
+            .into_iter()
+            .chain(ports.iter().map(std::ffi::OsStr::new));
         assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(common::python_tool("hl7_facts.py", args)).unwrap(),
             frozen_facts(name),
             "{name}: the reference now decodes differently: rerun tests/tools/hl7_facts.py"
         );

@@ -27,7 +27,6 @@ mod evasion;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::*;
 use evasion::{Options, Pcap, Variant};
@@ -68,17 +67,7 @@ fn tls_by_port(records: &[Value]) -> BTreeMap<u64, Value> {
 }
 
 fn tshark_handshakes(name: &str) -> BTreeMap<u64, Value> {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/tools/tls_tshark.py"))
-        .arg(capture(name))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_lines(&out.stdout)
+    parse_lines(&common::python_tool("tls_tshark.py", [capture(name)]))
         .into_iter()
         .map(|v| (v["client_port"].as_u64().unwrap(), v))
         .collect()

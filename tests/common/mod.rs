@@ -173,6 +173,26 @@ pub fn skip(reason: &str) {
     }
 }
 
+/// What `python3 tests/tools/<script> args…` writes on stdout (one of the
+/// independent decoders' drivers); fails the test, with the tool's
+/// stderr, when it does not succeed.
+pub fn python_tool<A: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: impl IntoIterator<Item = A>,
+) -> Vec<u8> {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/tools").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tests/tools/{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null 2>&1")])
