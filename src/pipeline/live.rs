@@ -316,7 +316,7 @@ fn stats_record(
     capture: Vec<(String, u64)>,
     stats: &WorkerStats,
     run: &super::worker::RunShared,
-    uptime: u64,
+    started: std::time::Instant,
     dropped: &AtomicU64,
 ) -> Vec<u8> {
     let mut counters = capture;
@@ -326,7 +326,7 @@ fn stats_record(
         dropped.load(Ordering::Relaxed),
     ));
     let mut out = Vec::new();
-    eve::write_stats(&mut out, now(), uptime, &counters);
+    eve::write_stats(&mut out, now(), started.elapsed().as_secs(), &counters);
     out
 }
 
@@ -529,8 +529,7 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
         // Periodic stats from the workers' latest snapshots.
         supervise(cfg, opts, out_ref, &snap_rx, n, |latest| {
             let (stats, rings) = merged(latest);
-            let uptime = started.elapsed().as_secs();
-            stats_record(rings.counters(), &stats, &run, uptime, dropped_ref)
+            stats_record(rings.counters(), &stats, &run, started, dropped_ref)
         });
         let mut ends = Vec::with_capacity(n);
         for h in handles {
@@ -545,8 +544,7 @@ fn run_afpacket(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, RunError>
     let snaps: Vec<Option<Snapshot>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
     let (stats, rings) = merged(&snaps);
     let (inventory, tail) = with_assets(&run, || {
-        let uptime = started.elapsed().as_secs();
-        stats_record(rings.counters(), &stats, &run, uptime, &out.dropped)
+        stats_record(rings.counters(), &stats, &run, started, &out.dropped)
     });
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
     inventory.map_err(RunError)?;

@@ -385,6 +385,20 @@ impl Router {
     }
 }
 
+impl Snap {
+    /// The `stats` record of these (merged) counters, the run's and the
+    /// EVE lines dropped so far.
+    fn stats_record(&self, sh: &Shared<'_>, started: std::time::Instant) -> Vec<u8> {
+        stats_record(
+            self.capture.counters(),
+            &self.stats,
+            &sh.run,
+            started,
+            sh.dropped,
+        )
+    }
+}
+
 /// The snapshots merged.
 fn merged(snaps: &[Option<Snap>]) -> Snap {
     let mut all = Snap::default();
@@ -477,15 +491,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
         })();
         if started_threads.is_ok() {
             supervise(cfg, opts, out_ref, &snap_rx, slots, |latest| {
-                let all = merged(latest);
-                let uptime = started.elapsed().as_secs();
-                stats_record(
-                    all.capture.counters(),
-                    &all.stats,
-                    &sh.run,
-                    uptime,
-                    sh.dropped,
-                )
+                merged(latest).stats_record(sh, started)
             });
         }
         let mut ends = Vec::with_capacity(joins.len());
@@ -500,16 +506,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
 
     let snaps: Vec<Option<Snap>> = ends.iter().map(|e| Some(e.snap.clone())).collect();
     let all = merged(&snaps);
-    let (inventory, tail) = super::with_assets(&sh.run, || {
-        let uptime = started.elapsed().as_secs();
-        stats_record(
-            all.capture.counters(),
-            &all.stats,
-            &sh.run,
-            uptime,
-            &out.dropped,
-        )
-    });
+    let (inventory, tail) = super::with_assets(&sh.run, || all.stats_record(sh, started));
     let eve_lines = close_writer(out.tx, out.writer, tail)?;
     inventory.map_err(RunError)?;
     if let Some(e) = ends.iter().find_map(|e| e.error.clone()) {
