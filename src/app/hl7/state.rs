@@ -450,6 +450,14 @@ impl Building {
         self.run_end = 0;
     }
 
+    /// Counts a segment of the message, `wire` bytes long with its
+    /// terminator, kept or not.
+    #[inline]
+    fn count_segment(&mut self, wire: u64) {
+        self.segment_count = self.segment_count.saturating_add(1);
+        self.length = self.length.saturating_add(wire);
+    }
+
     /// Keeps the segment `input[start..end]` and its CR (`input[end]`).
     #[inline]
     fn keep_in_place(&mut self, input: &[u8], start: usize, end: usize) {
@@ -502,11 +510,7 @@ impl Building {
             }
         }
         self.keep_in_place(input, start, end);
-        self.segment_count = self.segment_count.saturating_add(1);
-        self.length = self
-            .length
-            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
-            .saturating_add(1);
+        self.count_segment(u64::try_from(len).unwrap_or(u64::MAX).saturating_add(1));
         true
     }
 
@@ -533,11 +537,7 @@ impl Building {
         self.delimiters = parser::Delimiters::default();
         self.index.index_msh(msh, b'|');
         self.keep_in_place(input, start, end);
-        self.segment_count = self.segment_count.saturating_add(1);
-        self.length = self
-            .length
-            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX))
-            .saturating_add(1);
+        self.count_segment(u64::try_from(len).unwrap_or(u64::MAX).saturating_add(1));
         true
     }
 
@@ -1063,8 +1063,7 @@ impl Hl7State {
                     (true, true)
                 } else {
                     b.segments_dropped = b.segments_dropped.saturating_add(1);
-                    b.segment_count = b.segment_count.saturating_add(1);
-                    b.length = b.length.saturating_add(seg_wire);
+                    b.count_segment(seg_wire);
                     if !b.too_large {
                         b.too_large = true;
                         anomaly(ctx, dir, "message_too_large");
@@ -1098,11 +1097,10 @@ impl Hl7State {
                     b.text.push(CR);
                 }
             }
-            b.segment_count = b.segment_count.saturating_add(1);
+            b.count_segment(seg_wire);
             if cut {
                 b.segments_truncated = b.segments_truncated.saturating_add(1);
             }
-            b.length = b.length.saturating_add(seg_wire);
         } else if seg == Seg::Held {
             b.text.truncate(b.seg_start);
         }
