@@ -18,6 +18,8 @@
 # so its peak RSS is the sensor's own memory: flows, buffers, output.
 #
 # Usage: benches/pipeline.sh [RUNS]      (default 5; needs GNU time)
+#        CAPTURES_ONLY=1 benches/pipeline.sh   (build the captures, no runs;
+#        benches/suricata.sh does this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -40,6 +42,7 @@ make_capture() { # name source copies
 # 2.3 MB C-STORE; 440 copies give ~1 GB.
 make_capture mqtt_small mqtt_v311_anon_phi.pcap "${MQTT_COPIES:-18000}"
 make_capture dicom_bulk dicom_store_large.pcap "${DICOM_COPIES:-440}"
+[ -n "${CAPTURES_ONLY:-}" ] && exit 0
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
