@@ -291,7 +291,7 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
         asset: &asset,
     };
     let start = out.len();
-    if serde_json::to_writer(&mut *out, &r).is_ok() {
+    if crate::output::json::write(out, &r).is_ok() {
         out.push(b'\n');
     } else {
         out.truncate(start);
@@ -466,7 +466,7 @@ fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
         asset: &c.record,
     };
     let start = out.len();
-    if serde_json::to_writer(&mut *out, &r).is_ok() {
+    if crate::output::json::write(out, &r).is_ok() {
         out.push(b'\n');
     } else {
         out.truncate(start);

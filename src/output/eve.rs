@@ -33,8 +33,9 @@ pub struct TcpFacts<'a> {
     pub gap: [bool; 2],
 }
 
-/// Suricata's name of an IP protocol.
-pub fn proto_name(p: u8) -> String {
+/// Suricata's name of an IP protocol (borrowed for the named ones: no
+/// allocation per record).
+pub fn proto_name(p: u8) -> std::borrow::Cow<'static, str> {
     match p {
         ip_proto::TCP => "TCP".into(),
         ip_proto::UDP => "UDP".into(),
@@ -42,7 +43,7 @@ pub fn proto_name(p: u8) -> String {
         ip_proto::ICMPV6 => "IPv6-ICMP".into(),
         ip_proto::GRE => "GRE".into(),
         132 => "SCTP".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 
@@ -56,35 +57,47 @@ pub fn ip_string(ip: IpAddr) -> String {
 }
 
 /// Appends [`ip_string`]'s form of `ip` (digits by hand: this runs several
-/// times per record, and `core::fmt` costs several times more).
+/// times per record, and `core::fmt` costs several times more), built on
+/// the stack and copied once (a `push` per character checked the
+/// capacity each time).
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    // An IPv6 address in this form is 39 characters, the longest.
+    let mut buf = [0u8; 39];
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(slot) = buf.get_mut(n) {
+            *slot = b;
+            n += 1;
+        }
+    };
     match ip {
         IpAddr::V4(v4) => {
             for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    put(b'.');
                 }
                 if o >= 100 {
-                    out.push(b'0' + o / 100);
+                    put(b'0' + o / 100);
                 }
                 if o >= 10 {
-                    out.push(b'0' + (o / 10) % 10);
+                    put(b'0' + (o / 10) % 10);
                 }
-                out.push(b'0' + o % 10);
+                put(b'0' + o % 10);
             }
         }
         IpAddr::V6(v6) => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             for (i, seg) in v6.segments().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b':');
+                    put(b':');
                 }
                 for shift in [12u16, 8, 4, 0] {
-                    out.push(HEX[usize::from((seg >> shift) & 0xf)]);
+                    put(HEX[usize::from((seg >> shift) & 0xf)]);
                 }
             }
         }
     }
+    out.extend_from_slice(buf.get(..n).unwrap_or_default());
 }
 
 fn ts_string(t: Timestamp) -> String {
@@ -110,7 +123,7 @@ struct FlowRecord<'a> {
     dest_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     dest_port: Option<u16>,
-    proto: String,
+    proto: std::borrow::Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     app_proto: Option<&'a str>,
     flow: FlowObject<'a>,

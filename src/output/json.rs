@@ -102,6 +102,12 @@ fn escape_of(b: u8) -> Option<&'static [u8]> {
 /// are checked at once (the last, shorter word padded with spaces), and
 /// only a word that holds a byte to escape is looked at byte by byte.
 fn escape(out: &mut Vec<u8>, s: &[u8]) {
+    // Short strings (map keys, AE titles, topics, ids) are the common case:
+    // a byte-by-byte check costs less there than assembling words.
+    if s.len() < 16 && !s.iter().any(|&b| escape_of(b).is_some()) {
+        out.extend_from_slice(s);
+        return;
+    }
     // `s[start..i]` is checked and not yet copied.
     let mut start = 0;
     let mut i = 0;
@@ -204,10 +210,25 @@ impl Compound<'_, '_> {
         self.first = false;
     }
 
-    fn key(&mut self, key: &str) {
-        self.comma();
-        write_str(self.ser.out, key);
-        self.ser.out.push(b':');
+    /// A struct field's name: a `&'static str` of the program (a Rust
+    /// field name or a `rename`), never one from the wire, and none of
+    /// them holds a byte to escape — so it is copied as it is, in one
+    /// reserve, instead of going through [`escape`] (on the small-packet
+    /// MQTT bench, 460 000 names per 135 000 packets).
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(
+            key.bytes().all(|b| escape_of(b).is_none()),
+            "struct field name {key:?} needs escaping"
+        );
+        let out = &mut *self.ser.out;
+        out.reserve(key.len() + 4);
+        if !self.first {
+            out.push(b',');
+        }
+        self.first = false;
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
     }
 }
 

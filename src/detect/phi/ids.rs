@@ -244,7 +244,11 @@ pub fn check_hinted(hint: Hint, value: &str, field: &str, col: &mut Collector) -
 /// without case and without separators.
 pub fn hint_of_label(label: &str) -> Option<Hint> {
     let mut buf = [0u8; 32];
-    let norm = normalize(label.as_bytes(), &mut buf)?;
+    hint_of_normalized(normalize(label.as_bytes(), &mut buf)?)
+}
+
+/// [`hint_of_label`] of a label already [`normalize`]d.
+pub fn hint_of_normalized(norm: &[u8]) -> Option<Hint> {
     match norm {
         b"nir"
         | b"nirpp"

@@ -180,7 +180,7 @@ enum Category {
 fn category(key: &str) -> Option<Category> {
     let mut buf = [0u8; 32];
     let k = ids::normalize(key.as_bytes(), &mut buf)?;
-    if let Some(h) = ids::hint_of_label(key) {
+    if let Some(h) = ids::hint_of_normalized(k) {
         return Some(Category::NationalId(h));
     }
     let c = match k {

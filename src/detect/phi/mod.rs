@@ -192,8 +192,8 @@ impl Collector {
             return;
         }
         // Copied: evidence outlives the payload; capped at MAX_VALUE_CHARS.
-        let value: String = value.chars().take(MAX_VALUE_CHARS).collect();
-        let field: String = field.chars().take(MAX_VALUE_CHARS).collect();
+        let value = capped(value).to_owned();
+        let field = capped(field).to_owned();
         self.items.push(Evidence { kind, field, value });
     }
 
@@ -246,7 +246,21 @@ impl Collector {
 
 /// `stored` (already capped) equals `value` once capped.
 fn capped_eq(stored: &str, value: &str) -> bool {
-    stored.chars().eq(value.chars().take(MAX_VALUE_CHARS))
+    stored == capped(value)
+}
+
+/// The first [`MAX_VALUE_CHARS`] characters of `s` (all of it when it has
+/// no more bytes than that: one length test, no character walk, for the
+/// short values evidence almost always is).
+fn capped(s: &str) -> &str {
+    if s.len() <= MAX_VALUE_CHARS {
+        return s;
+    }
+    let end = s
+        .char_indices()
+        .nth(MAX_VALUE_CHARS)
+        .map_or(s.len(), |(i, _)| i);
+    s.get(..end).unwrap_or(s)
 }
 
 /// Scans raw bytes (an MQTT payload, a TCP segment): HL7 v2 messages, FHIR,
