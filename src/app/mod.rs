@@ -316,6 +316,56 @@ pub struct Anomaly {
     pub dir: Direction,
 }
 
+/// Anomaly records of one event that one direction of a flow may write;
+/// later ones are only counted (`app_layer.anomalies_capped`).
+pub const MAX_ANOMALIES_PER_EVENT: u8 = 8;
+
+/// How many anomaly records of each event each direction of one flow has
+/// raised: a flood of malformed messages (five bytes each can make an
+/// MQTT parser raise one) must not turn into a flood of EVE lines. The cap
+/// is per event, not one total for the flow, so a sender cannot hide a
+/// later, different problem behind a flood of cheap ones; and as each
+/// direction's anomalies come in stream order, what is kept does not depend
+/// on how the bytes were segmented. Events are the parsers' `&'static str`
+/// names, a fixed set, so the table stays small; past [`Self::EVENTS`]
+/// distinct ones (none of ours comes near) they share one count.
+#[derive(Debug, Default)]
+pub struct AnomalyTally {
+    seen: Vec<(&'static str, [u8; 2])>,
+    shared: [u8; 2],
+}
+
+impl AnomalyTally {
+    /// Distinct events counted on their own.
+    pub const EVENTS: usize = 64;
+
+    /// Counts `a`; whether its record is still written.
+    pub fn admit(&mut self, a: &Anomaly) -> bool {
+        let i = match self.seen.iter().position(|(e, _)| *e == a.event) {
+            Some(i) => Some(i),
+            None if self.seen.len() < Self::EVENTS => {
+                self.seen.push((a.event, [0; 2]));
+                Some(self.seen.len() - 1)
+            }
+            None => None,
+        };
+        let counts = match i.and_then(|i| self.seen.get_mut(i)) {
+            Some((_, c)) => c,
+            None => &mut self.shared,
+        };
+        let Some(n) = counts.get_mut(a.dir.index()) else {
+            return false;
+        };
+        *n = n.saturating_add(1);
+        *n <= MAX_ANOMALIES_PER_EVENT
+    }
+
+    /// Heap bytes held.
+    pub fn memuse(&self) -> usize {
+        self.seen.capacity() * std::mem::size_of::<(&'static str, [u8; 2])>()
+    }
+}
+
 /// A login as a rule sees it: MQTT CONNECT (with its CONNACK) or DICOM user
 /// identity (with the association's outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,8 +61,8 @@
 //! to [`StreamConsumer::shed`]; everything is released at the end.
 
 use crate::app::{
-    AppConfig, AppProto, AppRecord, Midstream, RecordSink, Role, StreamConsumer, StreamContext,
-    Verdict, PROTOCOLS,
+    AnomalyTally, AppConfig, AppProto, AppRecord, Midstream, RecordSink, Role, StreamConsumer,
+    StreamContext, Verdict, PROTOCOLS,
 };
 use crate::flow::{Direction, Endpoint};
 use crate::memcap::Lease;
@@ -118,11 +118,16 @@ pub struct AppStats {
     /// Times `app_layer.memcap` refused a flow's growth (and the flow had
     /// to decide at once or its parser to shed).
     pub memcap: u64,
+    /// Anomaly records not written because their flow had already raised
+    /// [`crate::app::MAX_ANOMALIES_PER_EVENT`] of that event in that
+    /// direction.
+    pub anomalies_capped: u64,
 }
 
 impl AppStats {
     pub fn merge(&mut self, o: &AppStats) {
         self.memcap = self.memcap.saturating_add(o.memcap);
+        self.anomalies_capped = self.anomalies_capped.saturating_add(o.anomalies_capped);
     }
 }
 
@@ -143,12 +148,48 @@ pub struct Env<'a> {
     pub stats: &'a mut AppStats,
 }
 
-impl Env<'_> {
-    fn ctx(&mut self) -> StreamContext<'_> {
-        StreamContext {
-            ts: self.ts,
-            records: &mut *self.sink,
+/// Calls a parser with a context whose records go to the session's sink
+/// through the flow's [`AnomalyTally`] (made on the first anomaly, in the
+/// session's `heap`, which is free once the flow is decided).
+fn parse<R>(
+    env: &mut Env<'_>,
+    heap: &mut Option<Box<Heap>>,
+    call: impl FnOnce(&mut StreamContext<'_>) -> R,
+) -> R {
+    let mut sink = Capped {
+        sink: &mut *env.sink,
+        heap,
+        capped: &mut env.stats.anomalies_capped,
+    };
+    call(&mut StreamContext {
+        ts: env.ts,
+        records: &mut sink,
+    })
+}
+
+/// A parser's records on their way to the sink: anomalies past the cap
+/// are counted instead of written.
+struct Capped<'a> {
+    sink: &'a mut dyn SessionSink,
+    heap: &'a mut Option<Box<Heap>>,
+    capped: &'a mut u64,
+}
+
+impl RecordSink for Capped<'_> {
+    fn push(&mut self, record: AppRecord) {
+        if let AppRecord::Anomaly(a) = &record {
+            let heap = self
+                .heap
+                .get_or_insert_with(|| Box::new(Heap::Tally(AnomalyTally::default())));
+            // While undecided no parser runs, so the box holds a tally here.
+            if let Heap::Tally(t) = &mut **heap {
+                if !t.admit(a) {
+                    *self.capped = self.capped.saturating_add(1);
+                    return;
+                }
+            }
         }
+        self.sink.push(record);
     }
 }
 
@@ -171,6 +212,14 @@ struct DirProbe {
 #[derive(Debug, Default)]
 struct Probing {
     dirs: [DirProbe; 2],
+}
+
+/// What a session keeps beside its parser: one box, so that the
+/// session (part of every flow's slot) does not grow for either.
+#[derive(Debug)]
+enum Heap {
+    Probing(Probing),
+    Tally(AnomalyTally),
 }
 
 /// What probing one view of a direction found.
@@ -216,7 +265,9 @@ impl StreamConsumer for Unparsed {
 pub struct Session {
     proto: AppProto,
     parser: Option<Box<dyn StreamConsumer>>,
-    probing: Option<Box<Probing>>,
+    /// Detection's state while undecided, the anomaly tally once decided;
+    /// each allocated on first need (most flows never have a tally).
+    heap: Option<Box<Heap>>,
     /// Bytes were lost in this direction.
     gap: [bool; 2],
     /// Nothing more is looked at: decided without a parser, or ended.
@@ -272,15 +323,19 @@ impl Session {
     /// seen late) while the protocol is undecided.
     pub fn swap_sides(&mut self) {
         self.gap.swap(0, 1);
-        if let Some(p) = self.probing.as_mut() {
+        if let Some(p) = self.probing_mut() {
             p.dirs.swap(0, 1);
         }
     }
 
     /// Heap bytes held now: detection's copies and the parser's state.
     pub fn memuse(&self) -> usize {
-        let held = self.probing.as_ref().map_or(0, |p| {
-            std::mem::size_of::<Probing>() + p.dirs.iter().map(|d| d.held.capacity()).sum::<usize>()
+        let held = self.heap.as_deref().map_or(0, |h| {
+            std::mem::size_of::<Heap>()
+                + match h {
+                    Heap::Probing(p) => p.dirs.iter().map(|d| d.held.capacity()).sum::<usize>(),
+                    Heap::Tally(t) => t.memuse(),
+                }
         });
         held + self.parser.as_ref().map_or(0, |p| p.memuse())
     }
@@ -295,7 +350,7 @@ impl Session {
         match ev {
             Event::Data(bytes) => self.data(env, dir, bytes),
             Event::Gap(len) => self.gap(env, dir, len),
-            Event::Anomaly(a) => env.ctx().records.push(AppRecord::StreamAnomaly(a)),
+            Event::Anomaly(a) => env.sink.push(AppRecord::StreamAnomaly(a)),
         }
         if self.parser.as_ref().is_some_and(|p| p.finished()) {
             self.parser = None;
@@ -312,10 +367,10 @@ impl Session {
             self.settle(env);
         }
         if let Some(p) = self.parser.as_mut() {
-            p.end(&mut env.ctx());
+            parse(env, &mut self.heap, |c| p.end(c));
         }
         self.parser = None;
-        self.probing = None;
+        self.heap = None;
         self.done = true;
         env.lease.release(self.charged);
         self.charged = 0;
@@ -328,7 +383,7 @@ impl Session {
         if self.proto == AppProto::Unknown {
             self.detect(env, dir, bytes);
         } else if let Some(p) = self.parser.as_mut() {
-            p.data(&mut env.ctx(), dir, bytes);
+            parse(env, &mut self.heap, |c| p.data(c, dir, bytes));
         }
     }
 
@@ -349,16 +404,16 @@ impl Session {
             // Detection cannot join bytes across a hole: what was held is
             // dropped, and the bytes after it are probed mid-stream.
             let mid = !env.oriented;
-            let p = self
-                .probing
-                .get_or_insert_with(|| Box::new(Probing::new(mid)));
-            if let Some(st) = p.dirs.get_mut(dir.index()) {
+            if let Some(st) = self
+                .probing_or_new(mid)
+                .and_then(|p| p.dirs.get_mut(dir.index()))
+            {
                 st.held = Vec::new();
                 st.mid = true;
                 st.next_run = 0;
             }
         } else if let Some(p) = self.parser.as_mut() {
-            p.gap(&mut env.ctx(), dir, len);
+            parse(env, &mut self.heap, |c| p.gap(c, dir, len));
         }
     }
 
@@ -366,9 +421,9 @@ impl Session {
     fn detect(&mut self, env: &mut Env<'_>, dir: Direction, data: &[u8]) {
         let oriented = env.oriented;
         let cfg = env.cfg;
-        let probing = self
-            .probing
-            .get_or_insert_with(|| Box::new(Probing::new(!oriented)));
+        let Some(probing) = self.probing_or_new(!oriented) else {
+            return;
+        };
         let Some(st) = probing.dirs.get_mut(dir.index()) else {
             return;
         };
@@ -420,8 +475,7 @@ impl Session {
     }
 
     fn dir_is_mid(&self, dir: Direction) -> bool {
-        self.probing
-            .as_ref()
+        self.probing()
             .and_then(|p| p.dirs.get(dir.index()))
             .is_some_and(|d| d.mid)
     }
@@ -440,7 +494,7 @@ impl Session {
     ) {
         self.proto = proto;
         let mut current = current;
-        let mut probing = self.probing.take();
+        let mut probing = self.take_probing();
         if swap {
             self.swap = true;
             self.gap.swap(0, 1);
@@ -484,7 +538,8 @@ impl Session {
         };
         let Some(probing) = probing else {
             if let Some((dir, at, _, data)) = current {
-                parser.data(&mut env.ctx(), dir, data.get(at..).unwrap_or(&[]));
+                let data = data.get(at..).unwrap_or(&[]);
+                parse(env, &mut self.heap, |c| parser.data(c, dir, data));
             }
             return;
         };
@@ -513,7 +568,7 @@ impl Session {
                 }
             };
             if let Some(b) = held.get(skip..).filter(|b| !b.is_empty()) {
-                parser.data(&mut env.ctx(), dir, b);
+                parse(env, &mut self.heap, |c| parser.data(c, dir, b));
             }
         }
         if let Some((dir, at, before, data)) = current {
@@ -523,7 +578,7 @@ impl Session {
                 .map_or(0, |st| before.min(st.held.len()));
             let skip = at.saturating_sub(before);
             if let Some(b) = data.get(skip..).filter(|b| !b.is_empty()) {
-                parser.data(&mut env.ctx(), dir, b);
+                parse(env, &mut self.heap, |c| parser.data(c, dir, b));
             }
         }
     }
@@ -532,7 +587,7 @@ impl Session {
     /// over what each direction holds, else the port, else `failed` (no
     /// decision when no byte was seen at all).
     fn settle(&mut self, env: &mut Env<'_>) {
-        let Some(probing) = self.probing.as_ref() else {
+        let Some(probing) = self.probing() else {
             return;
         };
         if probing.dirs.iter().all(|d| d.seen == 0) {
@@ -557,13 +612,48 @@ impl Session {
     /// the sides must be swapped, where its run starts and how many bytes
     /// are held.
     fn last_look(&self, dir: Direction, oriented: bool) -> Option<(AppProto, bool, usize, usize)> {
-        let st = self.probing.as_ref()?.dirs.get(dir.index())?;
+        let st = self.probing()?.dirs.get(dir.index())?;
         if st.held.is_empty() {
             return None;
         }
         let (p, m) = midstream(&st.held)?;
         let swap = sides(m.role, dir, oriented)?;
         Some((p, swap, m.at, st.held.len()))
+    }
+
+    /// Detection's state, while undecided.
+    fn probing(&self) -> Option<&Probing> {
+        match self.heap.as_deref() {
+            Some(Heap::Probing(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn probing_mut(&mut self) -> Option<&mut Probing> {
+        match self.heap.as_deref_mut() {
+            Some(Heap::Probing(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Detection's state, made on first need (`mid`: its directions start
+    /// mid-stream).
+    fn probing_or_new(&mut self, mid: bool) -> Option<&mut Probing> {
+        if self.probing().is_none() {
+            self.heap = Some(Box::new(Heap::Probing(Probing::new(mid))));
+        }
+        self.probing_mut()
+    }
+
+    /// Takes detection's state out for the decision.
+    fn take_probing(&mut self) -> Option<Probing> {
+        match self.heap.take().map(|h| *h) {
+            Some(Heap::Probing(p)) => Some(p),
+            other => {
+                self.heap = other.map(Box::new);
+                None
+            }
+        }
     }
 
     /// Charges the change of this flow's memory to the app-layer budget.
@@ -585,7 +675,7 @@ impl Session {
             self.settle(env);
         }
         if let Some(p) = self.parser.as_mut() {
-            p.shed(&mut env.ctx());
+            parse(env, &mut self.heap, |c| p.shed(c));
         }
         let now = self.memuse() as u64;
         if now <= self.charged {
@@ -887,9 +977,46 @@ mod tests {
         h.data(ToServer, CONNECT);
         assert_eq!(h.session.proto(), AppProto::Mqtt);
         assert_eq!(h.out.decided, vec![(AppProto::Mqtt, false)]);
-        assert!(h.session.probing.is_none());
+        assert!(h.session.heap.is_none());
         h.data(ToClient, CONNACK);
         assert_eq!(h.mqtt_types(), vec![(1, ToServer), (2, ToClient)]);
+    }
+
+    #[test]
+    fn anomaly_flood_writes_eight_per_event_and_direction_and_counts_the_rest() {
+        // Hand-built: after the CONNECT, 1 000 PUBLISHes with QoS 3 (each
+        // `malformed_traffic`), then one over `max_msg_len`
+        // (`message_too_large`), the same 1 000 from the server, then a
+        // valid PUBLISH that must still be logged.
+        let mut h = Harness::new(ends(50000, 1883), true);
+        h.data(ToServer, CONNECT);
+        h.data(ToClient, CONNACK);
+        let bad = [0x36, 0x03, 0x00, 0x01, b'A'];
+        let flood: Vec<u8> = bad.iter().copied().cycle().take(5 * 1000).collect();
+        for chunk in flood.chunks(700) {
+            h.data(ToServer, chunk);
+        }
+        let mut big = vec![0x30, 0xff, 0xff, 0xff, 0x7f]; // PUBLISH of 256 MiB
+        big.resize(64, 0);
+        h.data(ToServer, &big);
+        h.data(ToClient, &flood);
+        h.end();
+        let events = |dir: Direction| {
+            h.out
+                .records
+                .iter()
+                .filter_map(|r| match r {
+                    AppRecord::Anomaly(a) if a.dir == dir => Some(a.event),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut want = vec!["malformed_traffic"; 8];
+        want.push("message_too_large");
+        assert_eq!(events(ToServer), want);
+        assert_eq!(events(ToClient), vec!["malformed_traffic"; 8]);
+        assert_eq!(h.stats.anomalies_capped, 2 * 992);
+        assert!(h.mqtt_types().contains(&(1, ToServer)));
     }
 
     #[test]

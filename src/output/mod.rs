@@ -30,7 +30,7 @@
 //!   plus a few of ours where Suricata has none (`tcp.ooo_segments`,
 //!   `tcp.retransmissions`, `tcp.reassembly_gap_bytes`,
 //!   `tcp.ooo_limit_reached`, `tcp.ooo_timeout`, `tcp.overlap_window_memcap`,
-//!   `app_layer.flow.dicom`).
+//!   `app_layer.flow.dicom`, `app_layer.anomalies_capped`).
 //!
 //! IPv6 addresses are written fully expanded (`2001:0db8:0000:…`), as
 //! Suricata does.

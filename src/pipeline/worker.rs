@@ -287,6 +287,10 @@ impl WorkerStats {
             self.app_flows(AppProto::Failed),
         ));
         v.push(("app_layer.memcap".to_string(), self.app_layer.memcap));
+        v.push((
+            "app_layer.anomalies_capped".to_string(),
+            self.app_layer.anomalies_capped,
+        ));
         v.extend(
             self.detect
                 .counters()

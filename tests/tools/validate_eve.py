@@ -156,6 +156,9 @@ ADDITIONS = [
     (["stats", "app_layer"], "memuse", {"type": "integer"}),
     # Times app_layer.memcap refused a flow's growth (src/app/session.rs).
     (["stats", "app_layer"], "memcap", {"type": "integer"}),
+    # Anomaly records not written past the per-event, per-direction cap
+    # of a flow (src/app/mod.rs, AnomalyTally).
+    (["stats", "app_layer"], "anomalies_capped", {"type": "integer"}),
     # RSTs too far from the expected sequence number to close their flow
     # (src/flow/mod.rs).
     (["stats", "tcp"], "rst_out_of_window", {"type": "integer"}),

@@ -41,12 +41,9 @@
 //! awaiting answers are bounded per association by `max_open_bytes`, the
 //! oldest logged first when it is exceeded; [`StreamConsumer::shed`] logs
 //! every open exchange and drops the attributes of data sets being read.
-//! Every anomaly goes through one method: at most
-//! [`MAX_ANOMALIES_PER_EVENT`] records of each event ([`EVENTS`]) in each
-//! direction of a flow. The cap is per event, not one total for the flow:
-//! a sender cannot hide a later, different problem behind a flood of cheap
-//! ones (unknown PDU types), and what is kept does not depend on the order
-//! problems were noticed in, which can depend on where calls end.
+//! Anomalies are raised in stream order per direction, whatever the
+//! segmentation (what the session's per-event cap,
+//! [`crate::app::AnomalyTally`], keeps must not depend on where calls end).
 
 use super::dataset::{self, DataSetReader, Limits, Syntax};
 use super::parser::{
@@ -59,33 +56,6 @@ use super::{
 use crate::app::{Anomaly, AppProto, AppRecord, StreamConsumer, StreamContext};
 use crate::flow::Direction;
 
-/// Anomaly records of one event that one direction of a flow may raise;
-/// later ones are counted only.
-pub const MAX_ANOMALIES_PER_EVENT: u8 = 8;
-/// The anomaly events of this parser (README, "DICOM"). An event missing
-/// here shares one extra count with every other missing one.
-const EVENTS: [&str; 20] = [
-    "unknown_pdu_type",
-    "malformed_pdu",
-    "malformed_item",
-    "unknown_item",
-    "invalid_pdv_length",
-    "malformed_element",
-    "missing_command_field",
-    "command_too_long",
-    "pdu_too_long",
-    "unexpected_pdu",
-    "missing_association",
-    "unexpected_data_set",
-    "deflate_error",
-    "inflated_too_long",
-    "sequence_too_deep",
-    "too_many_pending_requests",
-    "open_bytes_exceeded",
-    "gap",
-    "resync_failed",
-    "memcap",
-];
 /// Presentation context ids are odd numbers 1..=255: at most 128.
 const MAX_CONTEXTS: usize = 128;
 /// Bytes a hunt for a PDU boundary holds at most.
@@ -244,9 +214,6 @@ pub struct Parser {
     open: Vec<Open>,
     /// Sum of `open[..].bytes`.
     open_bytes: usize,
-    /// Anomalies raised, per event of [`EVENTS`] (and one for any other)
-    /// and direction.
-    anomalies: [[u8; 2]; EVENTS.len() + 1],
     /// Once-per-flow anomalies already raised.
     missing_assoc_reported: bool,
     gap_reported: [bool; 2],
@@ -266,7 +233,6 @@ impl Parser {
             ctx_ids: Vec::new(),
             open: Vec::new(),
             open_bytes: 0,
-            anomalies: [[0; 2]; EVENTS.len() + 1],
             missing_assoc_reported: false,
             gap_reported: [false; 2],
             open_bytes_reported: false,
@@ -308,25 +274,11 @@ impl Parser {
     }
 
     fn anomaly(&mut self, ctx: &mut StreamContext<'_>, dir: Direction, event: &'static str) {
-        let i = EVENTS
-            .iter()
-            .position(|&e| e == event)
-            .unwrap_or(EVENTS.len());
-        let Some(n) = self
-            .anomalies
-            .get_mut(i)
-            .and_then(|c| c.get_mut(dir.index()))
-        else {
-            return;
-        };
-        *n = n.saturating_add(1);
-        if *n <= MAX_ANOMALIES_PER_EVENT {
-            ctx.records.push(AppRecord::Anomaly(Anomaly {
-                app_proto: AppProto::Dicom,
-                event,
-                dir,
-            }));
-        }
+        ctx.records.push(AppRecord::Anomaly(Anomaly {
+            app_proto: AppProto::Dicom,
+            event,
+            dir,
+        }));
     }
 
     /// Whether direction `dir` lost bytes (so a PDU of it may be missing).
@@ -1918,7 +1870,8 @@ mod tests {
         // ended. The rest of a PDU too short for a PDV item was reported
         // before the errors of the fragment in front of it when that
         // fragment came in one call, after them when it came in pieces;
-        // and a flood of cheap anomalies hid every later one. Hand-built:
+        // and a flood of cheap anomalies hid every later one (the cap is
+        // now the session's, per event: `AnomalyTally`). Hand-built:
         // an association (context 1, Implicit VR LE), 31 P-DATA-TFs each
         // with an empty command set (`missing_command_field`), a C-STORE-RQ,
         // then one P-DATA-TF holding its data set — 17 nested sequences of
@@ -1944,7 +1897,7 @@ mod tests {
         item.extend(ds);
         item.extend([0, 0]); // 2 bytes: too few for another PDV item
         steps.push((ToServer, pdu(4, &item)));
-        let mut want = vec!["missing_command_field"; MAX_ANOMALIES_PER_EVENT as usize];
+        let mut want = vec!["missing_command_field"; 31];
         want.extend(["sequence_too_deep", "invalid_pdv_length"]);
         for chunk in [1, 7, usize::MAX] {
             let (r, _) = run(&steps, chunk);
