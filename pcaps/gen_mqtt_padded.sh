@@ -1,7 +1,9 @@
 #!/bin/bash
 # Regenerate mqtt_v5_padded_connect.pcap (README.md): a real paho-mqtt 2.2
 # client logs in to mosquitto 2.0 as admin/admin with an MQTT 5.0 CONNECT
-# padded with 1.1 MiB of user properties, then publishes patient JSON.
+# padded with 1.1 MiB of user properties, then publishes patient JSON; and
+# mqtt_anomaly_flood.pcap: a login, 2 000 malformed PUBLISHes and patient
+# JSON in one write (lib/mqtt_flood.py).
 # Captured with tcpdump between two network namespaces this script creates
 # (named apart from gen_app.sh's, so both may run at once), then
 # re-addressed by lib/rewrite.py. Nothing leaves the namespaces.
@@ -61,17 +63,16 @@ printf '%s\n' "user root" "persistence false" "log_dest stderr" "log_type all" \
     "listener 1883 0.0.0.0" "allow_anonymous false" "password_file $WORK/pw" >"$WORK/m.conf"
 srv_start 1883 "$WORK/broker.log" mosquitto -c "$WORK/m.conf"
 # tcpdump on the server's end of the link
-WW_CAP_FILE=$WORK/raw
-ip netns exec $WW_NS_SRV tcpdump -i wwp1 --immediate-mode -U -s 0 -Z root -w "$WORK/raw" tcp 2>"$WORK/raw.log" &
-WW_CAP_PID=$!
-for n in $(seq 1 50); do
-    grep -q 'listening on' "$WORK/raw.log" 2>/dev/null && break
-    sleep 0.1
-done
-sleep 0.5
+cap_start "$WORK/raw" wwp1
 ip netns exec $CLI python3 "$WW_LIB/mqtt_padded.py" $SRV 1883
 cap_stop
+# The anomaly flood (lib/mqtt_flood.py), in a capture of its own.
+cap_start "$WORK/flood" wwp1
+ip netns exec $CLI python3 "$WW_LIB/mqtt_flood.py" $SRV 1883
+cap_stop
 srv_stop
-rewrite "$WORK/raw" "$OUT/evasion/mqtt_v5_padded_connect.pcap" \
-    "$SRV=10.10.5.10,mac=00:50:56:05:00:0a" "$CLI_IP=10.20.1.15,mac=00:09:fb:1e:01:0f"
-log "wrote $OUT/evasion/mqtt_v5_padded_connect.pcap"
+for f in raw:mqtt_v5_padded_connect flood:mqtt_anomaly_flood; do
+    rewrite "$WORK/${f%%:*}" "$OUT/evasion/${f#*:}.pcap" \
+        "$SRV=10.10.5.10,mac=00:50:56:05:00:0a" "$CLI_IP=10.20.1.15,mac=00:09:fb:1e:01:0f"
+    log "wrote $OUT/evasion/${f#*:}.pcap"
+done

@@ -96,12 +96,13 @@ ww_net_up() {
     return 1
 }
 
-# Start tcpdump on the bridge; sets WW_CAP_PID. Usage: cap_start file.pcap
+# Start tcpdump on the bridge (or on IFACE of the server's namespace); sets
+# WW_CAP_PID. Usage: cap_start file.pcap [IFACE]
 cap_start() {
     WW_CAP_FILE=$1
     rm -f "$WW_CAP_FILE" "$WW_CAP_FILE.log"
     # called directly (not through a shell function) so $! is tcpdump itself
-    ip netns exec "$WW_NS_SRV" tcpdump -i wwbr0 --immediate-mode -U -s 0 -Z root -w "$WW_CAP_FILE" tcp 2>"$WW_CAP_FILE.log" &
+    ip netns exec "$WW_NS_SRV" tcpdump -i "${2:-wwbr0}" --immediate-mode -U -s 0 -Z root -w "$WW_CAP_FILE" tcp 2>"$WW_CAP_FILE.log" &
     WW_CAP_PID=$!
     local n
     for n in $(seq 1 50); do

@@ -170,6 +170,7 @@ impl Batch {
         if self.pkts.is_empty() {
             w.tick(*now);
         }
+        w.set_source(&self.buf);
         let buf: &[u8] = &self.buf;
         let mut behind = self.behind.iter().peekable();
         for (i, p) in self.pkts.iter().enumerate() {
@@ -604,6 +605,7 @@ fn run_inline(
     w.set_output(Handoff::Wait(out_tx.clone()));
     let mut now = Timestamp(0);
     let inputs = read_all(readers, paths, progress, filtering, shared, |chunk| {
+        w.set_source(&chunk.buf);
         for p in &chunk.pkts {
             now = now.max(p.ts);
             w.packet(p.ts, p.link, chunk.data(p), p.origlen);

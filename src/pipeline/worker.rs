@@ -957,6 +957,13 @@ impl Worker {
         }
     }
 
+    /// Names the buffer the next frames are read from (once per chunk):
+    /// the stream stage keeps references into a mapped capture file
+    /// instead of copies ([`stream::Stage::set_source`]).
+    pub fn set_source(&mut self, buf: &Arc<crate::capture::Buffer>) {
+        self.stream.set_source(buf);
+    }
+
     /// Processes one captured frame.
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
         self.sync_detect();

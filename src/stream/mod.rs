@@ -47,32 +47,58 @@
 //! window of the delivered bytes its peer has not acknowledged yet — the
 //! only ones a receiver can still disagree on; bytes it acknowledged it will
 //! discard whatever their copy says — at most the last `overlap_window`
-//! bytes (0 turns it off). A gap empties it. The window costs one copy of
-//! each delivered byte; it is charged to `stream.memcap` but may grow only
-//! while that budget is less than half used, so comparing never takes room
-//! from held out-of-order evidence (refusals: `overlap_window_memcap`).
+//! bytes (0 turns it off). A gap empties it. The window is charged to
+//! `stream.memcap` but may grow only while that budget is less than half
+//! used, so comparing never takes room from held out-of-order evidence
+//! (refusals: `overlap_window_memcap`).
+//!
+//! The window refers to bytes where it can and copies them where it must.
+//! A capture file is one memory mapping that lives for the whole run
+//! ([`Stage::set_source`]), so a delivered run of at least [`MIN_SPAN`]
+//! bytes that lies in it (an in-order segment's own payload) is kept as a
+//! part "stream offset, offset in the mapping, length": no byte is copied,
+//! and a retransmission is compared with the mapping. Everything else is
+//! copied, as bytes that do not outlive the window must be: live capture
+//! (the ring's frames are reused), piped input (the reader reuses its
+//! chunks), reassembled datagrams, bytes delivered from held ranges (the
+//! store frees them) and runs shorter than [`MIN_SPAN`] (a copy of them
+//! costs no more than the part that would refer to them). Copied bytes are
+//! charged as before, by the capacity of the copy; a mapped part costs
+//! only its entry in the window's list of parts ([`PART_SIZE`] bytes, the
+//! list charged by its capacity), and the store holds a handle on the
+//! mapping, so no reference can outlive what it points into. A store
+//! whose mapped parts belong to another mapping than the one in use
+//! (the next file of a run) copies them before it takes a new one.
+//!
+//! The list of parts stays bounded by construction: parts that continue
+//! each other (same kind, consecutive stream and mapping offsets) are one
+//! part, every mapped part but the oldest is at least [`MIN_SPAN`] long,
+//! so a window of `overlap_window` bytes has at most `2 × overlap_window /
+//! MIN_SPAN + 3` parts (about 12 KiB for 64 KiB), whatever the
+//! segmentation: a flood of one-byte segments is copied into one part. A
+//! list the budget does not let grow drops its oldest part, so the window
+//! only ever covers fewer bytes, never more than the last `overlap_window`.
 //!
 //! Not defended: a differing copy of a byte older than the window, or of a
 //! byte delivered before its direction's window could be kept, is not seen;
 //! the sensor keeps the first copy even where the receiver took the later
 //! one, so the anomaly, not the alert, is then the finding.
 //!
-//! Why bytes and not something cheaper: the copy is the most expensive
-//! defence in time (1/20 of `dicom_bulk`: 7 % of the instructions; the
-//! whole 1 GB capture: 1.3–1.5× the CPU time of a run without the window,
-//! as copying a gigabyte costs its memory bandwidth whatever the ring's
-//! size — 1.15× with a 4 KiB window), yet comparing exactly needs the
-//! bytes. A keyed hash per delivered range cannot check a retransmission
-//! that covers part of a range (the hash of the whole says nothing about a
+//! Why bytes and not something cheaper: comparing exactly needs the bytes.
+//! A keyed hash per delivered range cannot check a retransmission that
+//! covers part of a range (the hash of the whole says nothing about a
 //! part, and hashes at every offset cost more than the bytes), and a window
 //! kept only after a direction's first retransmission has nothing to
-//! compare that one with. Measured and dropped (callgrind, 1/20 of
-//! `dicom_bulk`): a ring indexed by stream offset instead of the
-//! `VecDeque` (+3.5 % of instructions: its allocations are zeroed), and
-//! regrowing a window straight to its direction's former size (+0.6 %).
-//! What would remove the copy for capture files: windows of references
-//! into the capture's mapping, which lives for the whole run, copying only
-//! for live and piped input and for bytes delivered from held ranges.
+//! compare that one with. Copying every delivered byte was the most
+//! expensive defence in time (the whole 1 GB `dicom_bulk`: 1.3–1.5× the CPU
+//! time of a run without the window, as copying a gigabyte costs its memory
+//! bandwidth whatever the window's size — 1.15× with a 4 KiB window), which
+//! the references into the mapping remove for capture files (README,
+//! "What the defences cost"). Measured and dropped (callgrind, 1/20 of
+//! `dicom_bulk`), when the window was all copies: a ring indexed by stream
+//! offset instead of the `VecDeque` (+3.5 % of instructions: its
+//! allocations are zeroed), and regrowing a window straight to its
+//! direction's former size (+0.6 %).
 //!
 //! # One-way and out-of-step captures
 //!
@@ -162,7 +188,9 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
+use crate::capture::Buffer;
 use crate::decode::tcp_flags;
 use crate::memcap::{ByteSize, Lease, MemCap};
 use crate::time::Timestamp;
@@ -207,7 +235,18 @@ pub const PIECE_OVERHEAD: u64 = 112;
 
 /// Heap bytes charged for a `Store` itself (checked against its size in a
 /// test).
-const STORE_OVERHEAD: u64 = 160;
+const STORE_OVERHEAD: u64 = 184;
+
+/// Heap bytes charged per entry of a window's list of parts.
+const PART_SIZE: u64 = std::mem::size_of::<Part>() as u64;
+
+/// Shortest delivered run kept as a reference into the capture's mapping;
+/// shorter runs are copied (a copy of fewer bytes costs about what its
+/// [`Part`] would). It bounds the parts of a window: see [`max_parts`].
+const MIN_SPAN: u64 = 256;
+
+/// Fewest parts a window's list is allocated for.
+const MIN_PARTS: u64 = 1;
 
 /// Stream offset of `next` when a `Store` is allocated: far enough above
 /// zero that an offset [`WINDOW`] behind it never underflows.
@@ -377,6 +416,10 @@ pub struct Stage {
     spare: Vec<Box<Store>>,
     /// Bytes charged for the spare stores.
     spare_bytes: u64,
+    /// The memory-mapped capture file the current packets are read from
+    /// ([`Stage::set_source`]): delivered bytes that lie in it are kept in
+    /// windows as references, not copied.
+    mapped: Option<Arc<Buffer>>,
     /// Units of bookkeeping work done so far: bytes copied or moved between
     /// held ranges and ranges visited. Not reported; tests and fuzzers check
     /// that it grows linearly (up to a log factor) with the input.
@@ -393,8 +436,40 @@ impl Stage {
             now: Timestamp(0),
             spare: Vec::new(),
             spare_bytes: 0,
+            mapped: None,
             work: 0,
         }
+    }
+
+    /// Names the buffer the payloads of the next segments are read from
+    /// (the worker calls it once per chunk of packets). Only a
+    /// memory-mapped capture file is kept: it lives for the whole run, so
+    /// a window may refer to its bytes instead of copying them. Any other
+    /// buffer (a chunk read from a pipe, which the reader reuses once it is
+    /// done) is not held, and without a mapping every kept byte is copied.
+    pub fn set_source(&mut self, buf: &Arc<Buffer>) {
+        let mapped = matches!(**buf, Buffer::Mmap(_));
+        if self.mapped.as_ref().is_some_and(|m| Arc::ptr_eq(m, buf)) {
+            return;
+        }
+        // Spare stores keep the handle of the mapping in use, so reusing
+        // one costs no reference count; a new mapping makes theirs old.
+        for s in &mut self.spare {
+            s.mapping = None;
+        }
+        self.mapped = mapped.then(|| Arc::clone(buf));
+    }
+
+    /// Where `bytes` start in the current mapping, if they lie in it. The
+    /// addresses say it: a live slice whose addresses are inside the
+    /// mapping is the mapping's memory, so `bytes` are its bytes at that
+    /// offset (payloads from a live ring, a reassembled datagram or held
+    /// ranges never are).
+    fn mapped_offset(&self, bytes: &[u8]) -> Option<u64> {
+        let m = self.mapped.as_deref()?;
+        let off = bytes.as_ptr().addr().checked_sub(m.as_ptr().addr())?;
+        let end = off.checked_add(bytes.len())?;
+        (end <= m.len()).then_some(off as u64)
     }
 
     /// A stage with a budget of its own (`cfg.memcap`), for using
@@ -444,7 +519,15 @@ impl Stage {
     fn put_spare(&mut self, mut s: Box<Store>) {
         let room = self.spare_bytes.saturating_add(s.charged) <= SPARE_BYTES;
         if self.spare.len() < SPARE_STORES && room && s.pieces.is_empty() {
-            s.window.clear();
+            s.clear_window();
+            if !s
+                .mapping
+                .as_ref()
+                .zip(self.mapped.as_ref())
+                .is_some_and(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                s.mapping = None;
+            }
             s.frontier = None;
             s.next_abs = BASE;
             s.held = 0;
@@ -507,11 +590,25 @@ struct Store {
     next_abs: u64,
     /// Sum of the ranges' lengths.
     held: u64,
-    /// The last delivered bytes the peer has not acknowledged, ending at
-    /// `next_abs`; at most `window_cap` bytes.
+    /// The window: the last delivered bytes the peer has not acknowledged,
+    /// ending at `next_abs`, as consecutive parts (stream order, no gap
+    /// between them, at most `parts_cap` of them): runs of the capture's
+    /// mapping and runs of copied bytes. Two parts of the same kind that
+    /// continue each other are one part.
+    parts: VecDeque<Part>,
+    /// Parts the list is allocated for, charged as [`PART_SIZE`] each.
+    parts_cap: u64,
+    /// The bytes of the copied parts, in window order; at most
+    /// `window_cap` bytes.
     window: VecDeque<u8>,
-    /// Window capacity charged to the lease.
+    /// Copy capacity charged to the lease.
     window_cap: u64,
+    /// Position of `window[0]` in the count of bytes ever copied into it
+    /// (a copied part's `src` is its first byte's position).
+    copied_front: u64,
+    /// The mapping the mapped parts refer to; it outlives them because
+    /// this handle keeps it.
+    mapping: Option<Arc<Buffer>>,
     /// The highest acknowledgement beyond `next` not acted on yet: bytes
     /// below it still missing at the next ack become a gap.
     frontier: Option<u32>,
@@ -527,12 +624,326 @@ impl Store {
             pieces: BTreeMap::new(),
             next_abs: BASE,
             held: 0,
+            parts: VecDeque::new(),
+            parts_cap: 0,
             window: VecDeque::new(),
             window_cap: 0,
+            copied_front: 0,
+            mapping: None,
             frontier: None,
             since: now,
             charged: STORE_OVERHEAD,
         })
+    }
+}
+
+/// A run of the window: `len` bytes from stream offset `abs`, found at
+/// offset `src` of the store's mapping (`mapped`) or at position `src` of
+/// its copied bytes.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    abs: u64,
+    src: u64,
+    len: u32,
+    mapped: bool,
+}
+
+impl Part {
+    fn end(&self) -> u64 {
+        self.abs.saturating_add(u64::from(self.len))
+    }
+}
+
+/// Most parts a window of `limit` bytes needs: every mapped part but the
+/// oldest (which may have been cut) is at least [`MIN_SPAN`] long, and no
+/// two copied parts are neighbours, so there are at most
+/// `limit / MIN_SPAN + 1` mapped parts and one more copied part than that.
+fn max_parts(limit: u64) -> u64 {
+    (limit / MIN_SPAN).saturating_mul(2).saturating_add(3)
+}
+
+impl Store {
+    /// Bytes in the window.
+    fn window_len(&self) -> u64 {
+        match (self.parts.front(), self.parts.back()) {
+            (Some(f), Some(b)) => b.end().saturating_sub(f.abs),
+            _ => 0,
+        }
+    }
+
+    fn clear_window(&mut self) {
+        self.parts.clear();
+        self.window.clear();
+        self.copied_front = 0;
+    }
+
+    /// Drops the oldest `n` bytes of the window.
+    fn drop_front(&mut self, mut n: u64) {
+        while n > 0 {
+            let Some(p) = self.parts.front_mut() else {
+                return;
+            };
+            let k = n.min(u64::from(p.len));
+            if !p.mapped {
+                let k_us = usize::try_from(k).unwrap_or(usize::MAX);
+                self.window.drain(..k_us.min(self.window.len()));
+                self.copied_front = self.copied_front.saturating_add(k);
+            }
+            if k == u64::from(p.len) {
+                self.parts.pop_front();
+            } else {
+                // k < len, so it fits in a u32.
+                p.len -= k as u32;
+                p.abs = p.abs.saturating_add(k);
+                p.src = p.src.saturating_add(k);
+            }
+            n -= k;
+        }
+    }
+
+    /// Makes room in the list of parts for one more, growing it within
+    /// [`max_parts`] while the budget allows, else dropping the oldest
+    /// part; `false` if no part can be kept at all.
+    fn part_room(&mut self, stage: &mut Stage, limit: u64) -> bool {
+        if (self.parts.len() as u64) < self.parts_cap {
+            return true;
+        }
+        let target = self
+            .parts_cap
+            .saturating_mul(2)
+            .max(MIN_PARTS)
+            .min(max_parts(limit));
+        if target > self.parts_cap {
+            let grow = (target - self.parts_cap).saturating_mul(PART_SIZE);
+            if stage.grant_window(grow) {
+                let extra = usize::try_from(target).unwrap_or(usize::MAX);
+                self.parts
+                    .reserve_exact(extra.saturating_sub(self.parts.len()));
+                self.parts_cap = target;
+                self.charged = self.charged.saturating_add(grow);
+                return true;
+            }
+        }
+        if let Some(len) = self.parts.front().map(|p| p.len) {
+            self.drop_front(u64::from(len));
+        }
+        (self.parts.len() as u64) < self.parts_cap
+    }
+
+    /// Keeps `len` delivered bytes at stream offset `abs` that lie at
+    /// offset `src` of the stage's mapping: a reference, no copy.
+    fn remember_mapped(&mut self, stage: &mut Stage, limit: u64, abs: u64, src: u64, len: u64) {
+        let same = self
+            .mapping
+            .as_ref()
+            .zip(stage.mapped.as_ref())
+            .is_some_and(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            // Another file: what refers to the old mapping is copied first.
+            self.unmap(stage, limit);
+            self.mapping = stage.mapped.clone();
+        }
+        let over = self.window_len().saturating_add(len).saturating_sub(limit);
+        self.drop_front(over);
+        let Ok(len32) = u32::try_from(len) else {
+            return;
+        };
+        if let Some(b) = self.parts.back_mut() {
+            let joined =
+                b.mapped && b.end() == abs && b.src.saturating_add(u64::from(b.len)) == src;
+            if let Some(l) = b.len.checked_add(len32).filter(|_| joined) {
+                b.len = l;
+                return;
+            }
+        }
+        if !self.part_room(stage, limit) {
+            self.clear_window();
+            return;
+        }
+        self.parts.push_back(Part {
+            abs,
+            src,
+            len: len32,
+            mapped: true,
+        });
+    }
+
+    /// Keeps a copy of `bytes`, delivered at stream offset `abs`.
+    fn remember_copy(&mut self, stage: &mut Stage, limit: u64, abs: u64, bytes: &[u8]) {
+        let need = (self.window.len() as u64).saturating_add(bytes.len() as u64);
+        if need > self.window_cap && self.window_cap < limit {
+            let target = need
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .max(MIN_WINDOW)
+                .min(limit);
+            let grow = target - self.window_cap;
+            if stage.grant_window(grow) {
+                let target_us = usize::try_from(target).unwrap_or(usize::MAX);
+                self.window
+                    .reserve_exact(target_us.saturating_sub(self.window.len()));
+                self.window_cap = target;
+                self.charged = self.charged.saturating_add(grow);
+            }
+        }
+        let cap = usize::try_from(self.window_cap).unwrap_or(usize::MAX);
+        let cut = bytes.len().saturating_sub(cap);
+        let (abs, bytes) = (
+            abs.saturating_add(cut as u64),
+            bytes.get(cut..).unwrap_or(&[]),
+        );
+        if bytes.is_empty() {
+            // Nothing can be kept, and the window must end where the
+            // stream is.
+            self.clear_window();
+            return;
+        }
+        let n = bytes.len() as u64;
+        let over = self.window_len().saturating_add(n).saturating_sub(limit);
+        self.drop_front(over);
+        // Older parts go until the copies fit (a mapped part in the way
+        // goes whole: the window stays one run).
+        while self.window.len() + bytes.len() > cap {
+            let Some(front) = self.parts.front() else {
+                break;
+            };
+            let short = (self.window.len() + bytes.len() - cap) as u64;
+            let k = if front.mapped {
+                u64::from(front.len)
+            } else {
+                short.min(u64::from(front.len))
+            };
+            self.drop_front(k);
+        }
+        let len32 = u32::try_from(n).unwrap_or(u32::MAX);
+        let mut joined = false;
+        if let Some(b) = self
+            .parts
+            .back_mut()
+            .filter(|b| !b.mapped && b.end() == abs)
+        {
+            if let Some(l) = b.len.checked_add(len32) {
+                b.len = l;
+                joined = true;
+            }
+        }
+        if !joined {
+            if !self.part_room(stage, limit) {
+                self.clear_window();
+                return;
+            }
+            let src = self.copied_front.saturating_add(self.window.len() as u64);
+            self.parts.push_back(Part {
+                abs,
+                src,
+                len: len32,
+                mapped: false,
+            });
+        }
+        self.window.extend(bytes);
+    }
+
+    /// Copies the mapped parts (all of the window, then, as one copied
+    /// part), so that the window no longer needs the mapping; as much of
+    /// the newest bytes as the copy capacity allows.
+    fn unmap(&mut self, stage: &mut Stage, limit: u64) {
+        if self.parts.iter().all(|p| !p.mapped) {
+            self.mapping = None;
+            return;
+        }
+        let total = self.window_len();
+        if total > self.window_cap && self.window_cap < limit {
+            let target = total
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .max(MIN_WINDOW)
+                .min(limit);
+            let grow = target - self.window_cap;
+            if stage.grant_window(grow) {
+                self.window_cap = target;
+                self.charged = self.charged.saturating_add(grow);
+            }
+        }
+        self.drop_front(total.saturating_sub(self.window_cap));
+        let Some(abs) = self.parts.front().map(|p| p.abs) else {
+            self.mapping = None;
+            return;
+        };
+        let cap = usize::try_from(self.window_cap).unwrap_or(usize::MAX);
+        let mut bytes: VecDeque<u8> = VecDeque::with_capacity(cap);
+        let mut ok = true;
+        for p in &self.parts {
+            match self.part_bytes(p) {
+                Some((a, b)) => {
+                    bytes.extend(a);
+                    bytes.extend(b);
+                }
+                None => ok = false,
+            }
+        }
+        stage.work = stage.work.saturating_add(bytes.len() as u64);
+        self.window = bytes;
+        self.parts.clear();
+        self.copied_front = 0;
+        self.mapping = None;
+        let len = u32::try_from(self.window.len()).unwrap_or(u32::MAX);
+        if !ok || len == 0 {
+            self.clear_window();
+            return;
+        }
+        // The list had a part, so it has room for one.
+        self.parts.push_back(Part {
+            abs,
+            src: 0,
+            len,
+            mapped: false,
+        });
+    }
+
+    /// The bytes of part `p` (in up to two slices), if the store has them.
+    fn part_bytes(&self, p: &Part) -> Option<(&[u8], &[u8])> {
+        let len = usize::try_from(p.len).ok()?;
+        if p.mapped {
+            let m = self.mapping.as_deref()?;
+            let at = usize::try_from(p.src).ok()?;
+            return Some((m.get(at..at.checked_add(len)?)?, &[]));
+        }
+        let at = usize::try_from(p.src.checked_sub(self.copied_front)?).ok()?;
+        let end = at.checked_add(len).filter(|&e| e <= self.window.len())?;
+        let (a, b) = self.window.as_slices();
+        let in_a = a.get(at.min(a.len())..end.min(a.len()))?;
+        let in_b = b.get(at.saturating_sub(a.len())..end.saturating_sub(a.len()))?;
+        Some((in_a, in_b))
+    }
+
+    /// Whether `bytes`, which start at stream offset `from`, differ from
+    /// the window where it reaches.
+    fn window_differs(&self, from: u64, bytes: &[u8]) -> bool {
+        let end = from.saturating_add(bytes.len() as u64);
+        let first = self.parts.partition_point(|p| p.end() <= from);
+        for p in self.parts.range(first..) {
+            if p.abs >= end {
+                break;
+            }
+            let (a, b) = (p.abs.max(from), p.end().min(end));
+            let Some(mine) = bytes.get((a - from) as usize..(b - from) as usize) else {
+                continue;
+            };
+            let Some((x, y)) = self.part_bytes(p) else {
+                continue;
+            };
+            let at = (a - p.abs) as usize;
+            let theirs_a = x.get(at.min(x.len())..(at + mine.len()).min(x.len()));
+            let theirs_b =
+                y.get(at.saturating_sub(x.len())..(at + mine.len()).saturating_sub(x.len()));
+            let (Some(ta), Some(tb)) = (theirs_a, theirs_b) else {
+                continue;
+            };
+            if mine.get(..ta.len()) != Some(ta) || mine.get(ta.len()..) != Some(tb) {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -851,7 +1262,7 @@ impl Reassembler {
         let idle = self
             .store
             .as_ref()
-            .is_some_and(|s| s.pieces.is_empty() && s.window.is_empty() && s.frontier.is_none());
+            .is_some_and(|s| s.pieces.is_empty() && s.parts.is_empty() && s.frontier.is_none());
         if idle {
             if let Some(s) = self.store.take() {
                 stage.put_spare(s);
@@ -887,7 +1298,7 @@ impl Reassembler {
         self.state |= state::DATA;
         if let Some(s) = self.store.as_mut() {
             // The window must end at `next`: bytes before a gap are history.
-            s.window.clear();
+            s.clear_window();
         }
         self.advance(stage.now, len);
     }
@@ -901,7 +1312,8 @@ impl Reassembler {
     }
 
     /// Appends delivered bytes to the window, dropping its oldest bytes
-    /// past the window's size.
+    /// past the window's size: a reference when they lie in the capture's
+    /// mapping and are at least [`MIN_SPAN`] long, else a copy.
     fn remember(&mut self, stage: &mut Stage, bytes: &[u8]) {
         let limit = stage.window_limit();
         if limit == 0 || bytes.is_empty() {
@@ -919,6 +1331,12 @@ impl Reassembler {
         let Some(bytes) = bytes.get(acked..).filter(|b| !b.is_empty()) else {
             return;
         };
+        // Only the last `limit` bytes can stay.
+        let cut = bytes
+            .len()
+            .saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+        let bytes = bytes.get(cut..).unwrap_or(&[]);
+        let skip = acked.saturating_add(cut);
         if self.store.is_none() {
             if let Some(s) = stage.take_spare() {
                 self.store = Some(s);
@@ -928,64 +1346,35 @@ impl Reassembler {
                 return;
             }
         }
+        let mapped = if bytes.len() as u64 >= MIN_SPAN {
+            stage.mapped_offset(bytes)
+        } else {
+            None
+        };
         let Some(s) = self.store.as_mut() else {
             return;
         };
-        let need = (s.window.len() as u64).saturating_add(bytes.len() as u64);
-        if need > s.window_cap && s.window_cap < limit {
-            let target = need
-                .checked_next_power_of_two()
-                .unwrap_or(u64::MAX)
-                .max(MIN_WINDOW)
-                .min(limit);
-            let grow = target - s.window_cap;
-            if stage.grant_window(grow) {
-                let target_us = usize::try_from(target).unwrap_or(usize::MAX);
-                s.window
-                    .reserve_exact(target_us.saturating_sub(s.window.len()));
-                s.window_cap = target;
-                s.charged = s.charged.saturating_add(grow);
-            }
+        let abs = s.next_abs.saturating_add(skip as u64);
+        match mapped {
+            Some(src) => s.remember_mapped(stage, limit, abs, src, bytes.len() as u64),
+            None => s.remember_copy(stage, limit, abs, bytes),
         }
-        let cap = usize::try_from(s.window_cap).unwrap_or(usize::MAX);
-        let bytes = bytes.get(bytes.len().saturating_sub(cap)..).unwrap_or(&[]);
-        let over = (s.window.len() + bytes.len()).saturating_sub(cap);
-        if over > 0 {
-            s.window.drain(..over.min(s.window.len()));
-        }
-        s.window.extend(bytes);
     }
 
     /// Keeps only the last `keep` bytes of the window (the peer
     /// acknowledged the others).
     fn trim_window(&mut self, keep: u64) {
         if let Some(s) = self.store.as_mut() {
-            let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-            let drop = s.window.len().saturating_sub(keep);
-            if drop > 0 {
-                s.window.drain(..drop);
-            }
+            s.drop_front(s.window_len().saturating_sub(keep));
         }
     }
 
     /// Whether `old`, bytes that start `behind` bytes before `next`, differ
     /// from the window's copy where the window reaches back that far.
     fn window_differs(&self, behind: u64, old: &[u8]) -> bool {
-        let Some(s) = self.store.as_ref() else {
-            return false;
-        };
-        let wlen = s.window.len() as u64;
-        let skip = behind.saturating_sub(wlen);
-        let Some(old) = usize::try_from(skip).ok().and_then(|k| old.get(k..)) else {
-            return false;
-        };
-        if old.is_empty() {
-            return false;
-        }
-        // Index in the window of the first byte compared: wlen - behind + skip.
-        let start =
-            usize::try_from(wlen.saturating_add(skip).saturating_sub(behind)).unwrap_or(usize::MAX);
-        !deque_eq(&s.window, start, old)
+        self.store
+            .as_ref()
+            .is_some_and(|s| s.window_differs(s.next_abs.saturating_sub(behind), old))
     }
 
     /// Remembers an acknowledgement beyond `next`, to act on at the next
@@ -1730,7 +2119,8 @@ mod tests {
         assert_eq!(g.stats().overlap_diff_data, 0);
         g.seg(5, ACK, b"efgH");
         assert_eq!(g.stats().overlap_diff_data, 1);
-        assert!(g.r.memuse() <= STORE_OVERHEAD + 4);
+        // The 4 bytes and the smallest list of parts.
+        assert!(g.r.memuse() <= STORE_OVERHEAD + 4 + MIN_PARTS * PART_SIZE);
     }
 
     #[test]
@@ -1771,6 +2161,230 @@ mod tests {
         g.seg(1201, ACK, &[1u8; 300]);
         assert_eq!(g.r.held_bytes(), 300);
         assert_eq!(g.stats().segment_memcap_drop, 0);
+    }
+
+    /// A read-only anonymous mapping holding `chunks`, each followed by
+    /// one byte of padding (so two chunks are never one run of the
+    /// mapping), as `Buffer::Mmap` like a mapped capture file; and where
+    /// each chunk lies in it. The chunks are the tests' own bytes.
+    fn mapping(chunks: &[&[u8]]) -> (Arc<Buffer>, Vec<std::ops::Range<usize>>) {
+        let total: usize = chunks.iter().map(|c| c.len() + 1).sum();
+        let mut m = memmap2::MmapOptions::new()
+            .len(total.max(1))
+            .map_anon()
+            .unwrap();
+        let mut at = Vec::new();
+        let mut o = 0;
+        for c in chunks {
+            m[o..o + c.len()].copy_from_slice(c);
+            at.push(o..o + c.len());
+            o += c.len() + 1;
+        }
+        (Arc::new(Buffer::Mmap(m.make_read_only().unwrap())), at)
+    }
+
+    fn store(g: &Rig) -> &Store {
+        g.r.store.as_ref().expect("a store")
+    }
+
+    /// Bytes 0, 1, 2… (mod 251, so no run repeats at a power of two).
+    fn counting(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn retransmission_differing_from_a_mapped_segment_is_compared_with_the_mapping() {
+        let payload = counting(1000);
+        let (buf, at) = mapping(&[&payload]);
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        g.seg(0, SYN, b"");
+        g.seg(1, ACK, &buf[at[0].clone()]);
+        let st = store(&g);
+        assert_eq!(st.window.len(), 0, "no byte copied");
+        assert_eq!(st.parts.len(), 1);
+        assert!(st.parts[0].mapped);
+        assert_eq!(g.r.memuse(), STORE_OVERHEAD + MIN_PARTS * PART_SIZE);
+        // The same bytes again, from elsewhere: a plain retransmission.
+        g.seg(101, ACK, &payload[100..400]);
+        assert_eq!(g.stats().retransmissions, 1);
+        assert_eq!(g.stats().overlap_diff_data, 0);
+        let mut other = payload[500..700].to_vec();
+        other[150] ^= 1;
+        g.seg(501, ACK, &other);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+        assert_eq!(g.anomalies(), 1);
+        assert_eq!(g.data(), payload, "the first copy stays");
+    }
+
+    #[test]
+    fn retransmission_differing_from_streamed_input_is_compared_with_a_copy() {
+        // A chunk read from a pipe: the reader reuses it, so nothing may
+        // refer to it.
+        let payload = counting(1000);
+        let buf = Arc::new(Buffer::Owned(payload.clone()));
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        assert!(g.st.mapped.is_none());
+        g.seg(0, SYN, b"");
+        g.seg(1, ACK, &buf[..]);
+        let st = store(&g);
+        assert_eq!(st.window.len(), 1000, "copied");
+        assert_eq!(st.parts.len(), 1);
+        assert!(!st.parts[0].mapped);
+        assert_eq!(Arc::strong_count(&buf), 1, "the chunk is not held");
+        let mut other = payload[900..].to_vec();
+        other[99] ^= 1;
+        g.seg(901, ACK, &other);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+        assert_eq!(g.anomalies(), 1);
+    }
+
+    #[test]
+    fn contiguous_runs_of_the_mapping_are_one_part() {
+        let payload = counting(4000);
+        let (buf, at) = mapping(&[&payload]);
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        g.seg(0, SYN, b"");
+        for k in 0..4 {
+            let a = at[0].start + k * 1000;
+            g.seg(1 + k as u32 * 1000, ACK, &buf[a..a + 1000]);
+        }
+        assert_eq!(store(&g).parts.len(), 1);
+        assert_eq!(store(&g).window_len(), 4000);
+        g.ack(2001);
+        assert_eq!(store(&g).window_len(), 2000);
+        assert_eq!(store(&g).parts[0].src, at[0].start as u64 + 2000);
+    }
+
+    #[test]
+    fn one_byte_segments_from_a_mapping_are_copied_into_one_part() {
+        let limit = 64 * 1024;
+        let payload = counting(limit + 5000);
+        let chunks: Vec<&[u8]> = payload.chunks(1).collect();
+        let (buf, at) = mapping(&chunks);
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        g.seg(0, SYN, b"");
+        for (i, r) in at.iter().enumerate() {
+            g.seg(1 + i as u32, ACK, &buf[r.clone()]);
+        }
+        let st = store(&g);
+        assert_eq!(st.parts.len(), 1);
+        assert_eq!(st.window_len(), limit as u64);
+        assert_eq!(
+            g.r.memuse(),
+            STORE_OVERHEAD + limit as u64 + MIN_PARTS * PART_SIZE
+        );
+        let end = payload.len();
+        let mut last = payload[end - 10..].to_vec();
+        last[0] ^= 1;
+        g.seg(1 + (end - 10) as u32, ACK, &last);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+    }
+
+    #[test]
+    fn spans_alternating_with_single_bytes_keep_the_window_bounded_and_whole() {
+        // The worst segmentation for the list of parts: a shortest mapped
+        // run, then one copied byte, again and again.
+        let limit: u64 = 64 * 1024;
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        for i in 0..600u32 {
+            chunks.push(vec![(i % 200) as u8; MIN_SPAN as usize]);
+            chunks.push(vec![0xAA]);
+        }
+        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let (buf, at) = mapping(&refs);
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        g.seg(0, SYN, b"");
+        let mut seq = 1u32;
+        for r in &at {
+            g.seg(seq, ACK, &buf[r.clone()]);
+            seq += r.len() as u32;
+            let st = store(&g);
+            assert!(
+                st.parts.len() as u64 <= max_parts(limit),
+                "{}",
+                st.parts.len()
+            );
+            assert!(st.window_len() <= limit);
+        }
+        let st = store(&g);
+        assert_eq!(st.window_len(), limit, "the whole window is kept");
+        assert!(st.window_cap <= 512, "copies only of the single bytes");
+        assert!(g.r.memuse() <= STORE_OVERHEAD + 512 + max_parts(limit) * PART_SIZE);
+        // The oldest byte of the window is compared, the one before is not.
+        let oldest = seq - limit as u32;
+        let delivered = g.data();
+        let byte = |at: u32| delivered[(at - 1) as usize];
+        g.seg(oldest - 1, ACK, &[!byte(oldest - 1)]);
+        assert_eq!(g.stats().overlap_diff_data, 0);
+        g.seg(oldest, ACK, &[!byte(oldest)]);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+    }
+
+    #[test]
+    fn next_mapping_copies_the_parts_of_the_old_one() {
+        let (a, at_a) = mapping(&[&counting(1000)]);
+        let (b, at_b) = mapping(&[&[7u8; 1000]]);
+        let mut g = Rig::new();
+        g.seg(0, SYN, b"");
+        g.st.set_source(&a);
+        g.seg(1, ACK, &a[at_a[0].clone()]);
+        assert_eq!(Arc::strong_count(&a), 3, "the stage and the store hold it");
+        g.st.set_source(&b);
+        assert_eq!(Arc::strong_count(&a), 2, "the store still refers to it");
+        g.seg(1001, ACK, &b[at_b[0].clone()]);
+        let st = store(&g);
+        assert_eq!(Arc::strong_count(&a), 1, "copied, then let go");
+        assert!(st.mapping.as_ref().is_some_and(|m| Arc::ptr_eq(m, &b)));
+        assert_eq!(st.window.len(), 1000);
+        assert_eq!(
+            st.parts
+                .iter()
+                .map(|p| (p.len, p.mapped))
+                .collect::<Vec<_>>(),
+            vec![(1000, false), (1000, true)]
+        );
+        // Piped input next: copied after the mapped part, which stays valid.
+        let piped = Arc::new(Buffer::Owned(vec![9u8; 300]));
+        g.st.set_source(&piped);
+        g.seg(2001, ACK, &piped[..]);
+        assert_eq!(store(&g).parts.len(), 3);
+        // A retransmission over all three differs in the old file's bytes.
+        let mut again = g.data();
+        assert_eq!(again.len(), 2300);
+        g.seg(1, ACK, &again);
+        assert_eq!(g.stats().overlap_diff_data, 0);
+        again[10] ^= 1;
+        g.seg(1, ACK, &again);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+        again[10] ^= 1;
+        again[1500] ^= 1;
+        g.seg(1, ACK, &again);
+        again[1500] ^= 1;
+        again[2200] ^= 1;
+        g.seg(1, ACK, &again);
+        assert_eq!(g.stats().overlap_diff_data, 3);
+        g.flush();
+        assert_eq!(g.used(), 0);
+    }
+
+    #[test]
+    fn spare_stores_let_go_of_an_old_mapping() {
+        let (a, at) = mapping(&[&counting(1000)]);
+        let mut g = Rig::new();
+        g.st.set_source(&a);
+        g.seg(0, SYN, b"");
+        g.seg(1, ACK, &a[at[0].clone()]);
+        g.ack(1001);
+        assert!(g.r.store.is_none());
+        assert_eq!(g.st.spare.len(), 1);
+        assert_eq!(Arc::strong_count(&a), 3, "kept by the spare for reuse");
+        g.st.set_source(&Arc::new(Buffer::Owned(Vec::new())));
+        assert_eq!(Arc::strong_count(&a), 1);
     }
 
     #[test]
@@ -2607,9 +3221,23 @@ mod tests {
                     prop_assert!(held + ranges * PIECE_OVERHEAD <= max_ooo);
                     prop_assert_eq!(
                         st.charged,
-                        STORE_OVERHEAD + st.window_cap + held + ranges * PIECE_OVERHEAD
+                        STORE_OVERHEAD
+                            + st.window_cap
+                            + st.parts_cap * PART_SIZE
+                            + held
+                            + ranges * PIECE_OVERHEAD
                     );
                     prop_assert!(st.window.len() as u64 <= st.window_cap);
+                    prop_assert!(st.parts.len() as u64 <= st.parts_cap);
+                    prop_assert!(st.window_len() <= window);
+                    let copied: u64 = st.parts.iter().filter(|p| !p.mapped).map(|p| u64::from(p.len)).sum();
+                    prop_assert_eq!(copied, st.window.len() as u64);
+                    if let Some(last) = st.parts.back() {
+                        prop_assert_eq!(last.end(), st.next_abs);
+                    }
+                    for w in st.parts.iter().zip(st.parts.iter().skip(1)) {
+                        prop_assert_eq!(w.0.end(), w.1.abs);
+                    }
                 }
                 prop_assert_eq!(g.used(), g.r.memuse());
             }
@@ -2617,6 +3245,72 @@ mod tests {
             prop_assert_eq!(g.used(), 0);
             g.st.release_spares();
             prop_assert_eq!(g.st.memuse(), 0);
+        }
+
+        #[test]
+        fn mapped_and_copied_windows_report_the_overlaps_of_a_model(
+            original in proptest::collection::vec(any::<u8>(), 1..6000),
+            seed in any::<u64>(),
+            max_seg in 1usize..1500,
+            window in 0u64..3000,
+            acks in any::<bool>(),
+        ) {
+            // In-order segments, some preceded by a retransmission of
+            // delivered bytes with one byte changed or none, some followed
+            // by the peer's ack of part of what it got; fed once from a
+            // mapping (segments of at least MIN_SPAN bytes are referred to)
+            // and once from the heap (all copied). Model: a changed byte is
+            // reported when it lies in the last `window` delivered bytes
+            // above the highest ack.
+            let mut rng = Lcg(seed);
+            let mut segs: Vec<(usize, Vec<u8>, Option<usize>)> = Vec::new();
+            let mut want = 0u64;
+            let mut acked = 0usize;
+            for (a, b) in cut(original.len(), max_seg, &mut rng) {
+                if a > 0 && rng.below(3) == 0 {
+                    let s = rng.below(a);
+                    let e = (s + 1 + rng.below(max_seg)).min(a);
+                    let mut p = original[s..e].to_vec();
+                    if rng.below(2) == 0 {
+                        let i = rng.below(p.len());
+                        p[i] ^= 0x55;
+                        let lo = (a as u64).saturating_sub(window).max(acked as u64);
+                        want += u64::from((s + i) as u64 >= lo);
+                    }
+                    segs.push((s, p, None));
+                }
+                let ack = (acks && rng.below(2) == 0).then(|| rng.below(b + 1));
+                if let Some(k) = ack {
+                    acked = acked.max(k);
+                }
+                segs.push((a, original[a..b].to_vec(), ack));
+            }
+            let refs: Vec<&[u8]> = segs.iter().map(|s| s.1.as_slice()).collect();
+            let (buf, at) = mapping(&refs);
+            let run = |mapped: bool| {
+                let mut g = Rig::with(StreamConfig { overlap_window: ByteSize(window), ..unlimited() });
+                if mapped {
+                    g.st.set_source(&buf);
+                }
+                g.seg(0, SYN, b"");
+                for ((off, p, ack), r) in segs.iter().zip(&at) {
+                    let payload = if mapped { &buf[r.clone()] } else { p.as_slice() };
+                    g.seg(1 + *off as u32, ACK, payload);
+                    if let Some(k) = ack {
+                        g.ack(1 + *k as u32);
+                    }
+                }
+                let out = (g.stats().clone(), g.data());
+                g.flush();
+                assert_eq!(g.used(), 0);
+                out
+            };
+            let (m, m_data) = run(true);
+            let (c, c_data) = run(false);
+            prop_assert_eq!(&m_data, &original);
+            prop_assert_eq!(&c_data, &original);
+            prop_assert_eq!(m.overlap_diff_data, want);
+            prop_assert_eq!(m, c);
         }
 
         #[test]

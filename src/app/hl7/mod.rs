@@ -139,11 +139,16 @@ impl Message {
                 .get(..memchr::memchr(CR, t).unwrap_or(t.len()))
                 .filter(|s| s.starts_with(b"MSH"));
         }
+        let seg = self.segment_on(name)?;
+        seg.get(..memchr::memchr(CR, seg).unwrap_or(seg.len()))
+    }
+
+    /// The first segment named `name` (not MSH) and, when the parser
+    /// indexed it, the segments after it: its fields are read up to its
+    /// CR ([`parser::field`]) without looking for the CR first.
+    fn segment_on(&self, name: &[u8]) -> Option<&[u8]> {
         match self.index.get(name) {
-            Some(at) => {
-                let rest = self.text.get(at?..)?;
-                rest.get(..memchr::memchr(CR, rest).unwrap_or(rest.len()))
-            }
+            Some(at) => self.text.get(at?..),
             None => self.segments().find(|s| parser::segment_name(s) == name),
         }
     }
@@ -154,7 +159,7 @@ impl Message {
         if name == b"MSH" {
             return self.msh(n);
         }
-        parser::field(self.segment(name)?, n, &self.delimiters)
+        parser::field(self.segment_on(name)?, n, &self.delimiters)
     }
 
     /// MSH-`n`, raw: read through the index the parser made, or searched.
@@ -217,13 +222,13 @@ impl Message {
 
     /// MSA-1, acknowledgment code (`AA`, `AE`, `AR`, `CA`, `CE`, `CR`).
     pub fn ack_code(&self) -> Option<&[u8]> {
-        let msa = parser::field(self.segment(b"MSA")?, 1, &self.delimiters);
+        let msa = parser::field(self.segment_on(b"MSA")?, 1, &self.delimiters);
         Some(msa.map_or(&[][..], |f| parser::component(f, 1, &self.delimiters)))
     }
 
     /// MSA-2, control id of the message acknowledged.
     pub fn acknowledged_id(&self) -> Option<&[u8]> {
-        let msa = self.segment(b"MSA")?;
+        let msa = self.segment_on(b"MSA")?;
         Some(parser::field(msa, 2, &self.delimiters).unwrap_or(&[]))
     }
 

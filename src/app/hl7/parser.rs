@@ -169,25 +169,35 @@ pub fn lanes_equal(word: [u8; 8], byte: u8) -> u64 {
     !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
-/// Searches for segment and line ends in one call's bytes, with the
-/// vectorised `memchr` implementation chosen and set up once rather than
-/// once per search: segments and lines are a few dozen bytes, so the
-/// set-up would cost about as much as the search.
+/// Searches for segment and line ends, with the vectorised `memchr`
+/// implementation chosen and set up once per process ([`Search::get`])
+/// rather than once per search: segments and lines are a few dozen bytes,
+/// so the set-up would cost about as much as the search.
 #[derive(Debug, Clone, Copy)]
 pub struct Search {
     #[cfg(target_arch = "x86_64")]
     cr: Option<memchr::arch::x86_64::avx2::memchr::One>,
     #[cfg(target_arch = "x86_64")]
     line_end: Option<memchr::arch::x86_64::avx2::memchr::Three>,
+    #[cfg(target_arch = "x86_64")]
+    special: Option<memchr::arch::x86_64::avx2::memchr::Three>,
 }
 
 impl Search {
-    pub fn new() -> Search {
+    /// The searcher, set up on first use.
+    pub fn get() -> &'static Search {
+        static SEARCH: std::sync::OnceLock<Search> = std::sync::OnceLock::new();
+        SEARCH.get_or_init(Search::new)
+    }
+
+    fn new() -> Search {
         Search {
             #[cfg(target_arch = "x86_64")]
             cr: memchr::arch::x86_64::avx2::memchr::One::new(CR),
             #[cfg(target_arch = "x86_64")]
             line_end: memchr::arch::x86_64::avx2::memchr::Three::new(CR, LF, EB),
+            #[cfg(target_arch = "x86_64")]
+            special: memchr::arch::x86_64::avx2::memchr::Three::new(LF, EB, SB),
         }
     }
 
@@ -208,11 +218,15 @@ impl Search {
         }
         memchr::memchr3(CR, LF, EB, hay)
     }
-}
 
-impl Default for Search {
-    fn default() -> Self {
-        Search::new()
+    /// The first byte that is rare inside a message (LF, an end or a start
+    /// block) in `hay`.
+    pub fn special(&self, hay: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(three) = &self.special {
+            return three.find(hay);
+        }
+        memchr::memchr3(LF, EB, SB, hay)
     }
 }
 
@@ -241,7 +255,8 @@ fn header_numbering(seg: &[u8]) -> bool {
 }
 
 /// Field `n` (1-based, in the segment's own numbering) of `seg`, without
-/// its separators; `None` when the segment has fewer fields.
+/// its separators; `None` when the segment has fewer fields. The segment
+/// ends at its first CR: `seg` may run on into the segments after it.
 pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
     if n == 0 {
         return None;
@@ -257,7 +272,7 @@ pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
     if !header_numbering(seg) && seg.get(3) != Some(&d.field) {
         return None;
     }
-    piece(rest, Some(d.field), None, index)
+    piece(rest, Some(d.field), Some(CR), index)
 }
 
 /// Piece `index` (0-based) of `value` cut at `sep`, looking no further

@@ -146,7 +146,7 @@ fn scan_idle(buf: &[u8]) -> Found {
 /// that are no HL7 cost little each.
 fn scan_hunt(buf: &[u8], line_start: bool) -> (Found, bool) {
     let from = |i: usize| buf.get(i..).unwrap_or(&[]);
-    let search = parser::Search::new();
+    let search = parser::Search::get();
     let mut next_sb = memchr::memchr(SB, buf);
     // The next line start (after a line end, or the first byte).
     let line_after = |i: usize| match buf.get(i).copied() {
@@ -198,23 +198,30 @@ pub struct SegIndex {
     pid: u32,
     pv1: u32,
     evn: u32,
-    /// Where MSH-2 to MSH-[`MSH_FIELDS`] start in the text (`NONE`: the
-    /// MSH has fewer fields); the last entry is the end of the MSH.
-    msh: [u32; MSH_FIELDS],
+    /// Where MSH-2 to MSH-[`MSH_FIELDS`] start in the text (`MSH_NONE`:
+    /// the MSH has fewer fields; the slot after the last field holds the
+    /// MSH's end + 1). Sixteen bits: a message is moved several times on
+    /// its way to its record, and an MSH of [`MSH_INDEXED`] bytes or more
+    /// is not indexed (`msh[0]` is 0) but searched.
+    msh: [u16; MSH_FIELDS],
 }
+
+/// Longest MSH indexed: its end + 1 must stay below [`SegIndex::MSH_NONE`].
+const MSH_INDEXED: usize = u16::MAX as usize - 1;
 
 /// MSH fields indexed: up to MSH-16 (application acknowledgment type).
 const MSH_FIELDS: usize = 16;
 
 impl SegIndex {
     const NONE: u32 = u32::MAX;
+    const MSH_NONE: u16 = u16::MAX;
     const EMPTY: SegIndex = SegIndex {
         known: true,
         msa: Self::NONE,
         pid: Self::NONE,
         pv1: Self::NONE,
         evn: Self::NONE,
-        msh: [Self::NONE; MSH_FIELDS],
+        msh: [Self::MSH_NONE; MSH_FIELDS],
     };
 
     /// Indexes the fields of `msh` (the message's first segment, without
@@ -224,30 +231,45 @@ impl SegIndex {
         // after it starts the next field; the slot after the last field
         // holds the MSH's end + 1, so that every field ends one byte before
         // the next slot. Separators are found eight bytes at a time.
-        self.msh = [Self::NONE; MSH_FIELDS];
+        self.msh = [Self::MSH_NONE; MSH_FIELDS];
+        if msh.len() >= MSH_INDEXED {
+            self.msh[0] = 0;
+            return;
+        }
         self.msh[0] = 4;
         let mut k = 1;
         let body = msh.get(4..).unwrap_or(&[]);
         let mut words = body.chunks_exact(8);
         let mut base = 4;
         for word in &mut words {
-            let mut w = [0; 8];
-            w.copy_from_slice(word);
-            if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
+            let Ok(word) = <[u8; 8]>::try_from(word) else {
+                break;
+            };
+            if !self.mark_fields(&mut k, parser::lanes_equal(word, sep), base) {
                 return;
             }
             base += 8;
         }
-        // The last word, padded with bytes that are not the separator.
-        let mut w = [!sep; 8];
-        w.iter_mut()
-            .zip(words.remainder())
-            .for_each(|(w, &b)| *w = b);
-        if !self.mark_fields(&mut k, parser::lanes_equal(w, sep), base) {
-            return;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            // The last bytes: the word that ends the MSH, its lanes before
+            // `base` (read already, or MSH-1) shifted out; in an MSH shorter
+            // than a word, the bytes padded with some that are not `sep`.
+            let last = msh.len().checked_sub(8).and_then(|a| msh.get(a..));
+            let lanes = match last.and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+                Some(w) => parser::lanes_equal(w, sep) >> (8 * (8 - rest.len())),
+                None => {
+                    let mut w = [!sep; 8];
+                    w.iter_mut().zip(rest).for_each(|(w, &b)| *w = b);
+                    parser::lanes_equal(w, sep)
+                }
+            };
+            if !self.mark_fields(&mut k, lanes, base) {
+                return;
+            }
         }
         if let Some(slot) = self.msh.get_mut(k) {
-            *slot = u32::try_from(msh.len() + 1).unwrap_or(Self::NONE);
+            *slot = u16::try_from(msh.len() + 1).unwrap_or(Self::MSH_NONE);
         }
     }
 
@@ -260,7 +282,7 @@ impl SegIndex {
                 return false;
             };
             let at = base + (lanes.trailing_zeros() / 8) as usize + 1;
-            *slot = u32::try_from(at).unwrap_or(Self::NONE);
+            *slot = u16::try_from(at).unwrap_or(Self::MSH_NONE);
             *k += 1;
             lanes &= lanes - 1;
         }
@@ -270,19 +292,15 @@ impl SegIndex {
     /// MSH-`n` as indexed: `Some(None)` when the MSH has no such field,
     /// `None` when not indexed.
     pub fn msh_field<'t>(&self, text: &'t [u8], n: usize) -> Option<Option<&'t [u8]>> {
-        if !self.known || !(2..=MSH_FIELDS).contains(&n) {
+        if !self.known || self.msh[0] == 0 || !(2..=MSH_FIELDS).contains(&n) {
             return None;
         }
         let start = *self.msh.get(n - 2)?;
         let next = *self.msh.get(n - 1)?;
-        if start == Self::NONE || next == Self::NONE {
+        if start == Self::MSH_NONE || next == Self::MSH_NONE {
             return Some(None);
         }
-        let (a, b) = (
-            usize::try_from(start).ok()?,
-            usize::try_from(next).ok()?.checked_sub(1)?,
-        );
-        Some(text.get(a..b))
+        Some(text.get(usize::from(start)..usize::from(next).checked_sub(1)?))
     }
 
     #[inline]
@@ -335,15 +353,19 @@ mod index_tests {
     #[test]
     fn msh_index_gives_the_fields_the_parser_gives() {
         let d = parser::Delimiters::default();
+        // Hand-built headers, and every prefix of one whose fields have
+        // every length from 0 to 8 (separators in every lane of the last
+        // word).
+        let lanes = b"MSH|^~\\&||A|BC|DEF|GHIJ|KLMNO|PQRSTU|VWXYZ01|23456789|x";
+        let prefixes = (0..=lanes.len()).map(|n| &lanes[..n]);
         for msh in [
             &b"MSH|^~\\&|A|B|C|D|1||ADT^A01|C1|P|2.5|||NE|NE\rPID|1"[..],
-            b"MSH|^~\\&|A",
-            b"MSH|^~\\&",
             b"MSH|^~\\&||||||||||||||||||||x\r",
             b"MSH|^~\\&|ABCDEFG|HIJKLMNOP||QRSTUVWXYZ012|",
-            b"MSH|",
-            b"MSH",
-        ] {
+        ]
+        .into_iter()
+        .chain(prefixes)
+        {
             let seg = msh.split(|&b| b == CR).next().unwrap();
             let mut ix = SegIndex::EMPTY;
             ix.index_msh(seg, b'|');
@@ -358,6 +380,20 @@ mod index_tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn msh_too_long_for_the_index_is_searched() {
+        // Hand-built: an MSH of MSH_INDEXED bytes whose MSH-3 is padding.
+        let mut msh = b"MSH|^~\\&|".to_vec();
+        msh.resize(MSH_INDEXED - 4, b'x');
+        msh.extend_from_slice(b"|FAC");
+        let mut ix = SegIndex::EMPTY;
+        ix.index_msh(&msh, b'|');
+        assert_eq!(ix.msh_field(&msh, 4), None);
+        msh.pop();
+        ix.index_msh(&msh, b'|');
+        assert_eq!(ix.msh_field(&msh, 4), Some(Some(&b"FA"[..])));
     }
 }
 
@@ -886,11 +922,13 @@ impl Hl7State {
         // ends it): the next one is looked for once, and CR, the usual
         // segment end, only up to it — each byte is searched about twice
         // per call, not once per segment.
+        let search = parser::Search::get();
         let special = |from: usize| {
-            memchr::memchr3(LF, EB, SB, input.get(from..).unwrap_or(&[])).map(|i| from + i)
+            search
+                .special(input.get(from..).unwrap_or(&[]))
+                .map(|i| from + i)
         };
         let mut next_special = special(0);
-        let search = parser::Search::new();
         let mut pos = 0;
         while pos < input.len() {
             if next_special.is_some_and(|s| s < pos) {
