@@ -24,7 +24,9 @@
 //! record included except its timing field (`uptime`). Found by it and
 //! fixed: per-worker thresholds, and `detect.threshold_late` depending on
 //! the worker count and thread timing when the capture's time runs
-//! backwards (regressions under `fuzz/regressions/pipeline_workers/`).
+//! backwards, and the `flow` record of a connection lost when one reusing
+//! its tuple in the same instant waited for the same threshold decision
+//! (regressions under `fuzz/regressions/pipeline_workers/`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -5,9 +5,11 @@
 //! Contract with the worker (`pipeline::worker`):
 //! - an [`Alert`](super::Alert) with `undecided: Some(ticket)` is written to
 //!   a line of its own and given to [`DetectState::hold`] with the flow it
-//!   belongs to; the line comes back when it must be written at once (the
-//!   detection memory budget is spent: the alert is written undecided and
-//!   counted, never dropped);
+//!   belongs to, named by a key from [`DetectState::wait_key`] that the
+//!   flow keeps (not its flow id: a connection reusing a closed one's
+//!   tuple in the same nanosecond has the same id); the line comes back
+//!   when it must be written at once (the detection memory budget is
+//!   spent: the alert is written undecided and counted, never dropped);
 //! - [`DetectState::sync`] with the worker's packet time after every packet
 //!   or clock tick publishes the worker's floor and writes the lines decided
 //!   as alerts; it calls back for each flow that got one, so the flow's
@@ -33,16 +35,20 @@
 //!   before every worker reached it is closed first): what is still
 //!   undecided goes to the table, and the last worker to leave writes it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use super::threshold::{Key, Table, Threshold, Ticket, Verdict};
 use super::{DetectStats, Engine};
 use crate::memcap::{Lease, MemCap};
 
-/// The flow an undecided alert belongs to: its id, and its slot in the
-/// worker's flow table (`u32::MAX` once the flow ended).
+/// The flow an undecided alert belongs to: its wait key
+/// ([`DetectState::wait_key`]), and its slot in the worker's flow table
+/// (`u32::MAX` once the flow ended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowRef {
+    /// Not the flow id: a flow that reuses a closed connection's tuple in
+    /// the same nanosecond has its id, and each needs its own record.
     pub id: u64,
     pub slot: u32,
 }
@@ -318,6 +324,15 @@ impl DetectState {
             }
             _ => None,
         }
+    }
+
+    /// A key for a flow's held alerts and parked record ([`FlowRef`]):
+    /// never 0, and unique in the process, so that the keys of every
+    /// worker and of every table a worker joined (reloads) never meet in
+    /// a table's orphans. Never written out: output does not depend on it.
+    pub fn wait_key(&mut self) -> u64 {
+        static KEYS: AtomicU64 = AtomicU64::new(1);
+        KEYS.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether an alert of flow `id` is still undecided.

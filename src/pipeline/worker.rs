@@ -111,6 +111,9 @@ pub struct FlowState {
     detect_gen: u32,
     /// The flow's Community ID once its first event needed it.
     community: Community,
+    /// Its key in the shared thresholds' wait (`DetectState::wait_key`;
+    /// 0 until an alert of the flow waits there).
+    wait: u64,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -451,7 +454,7 @@ impl Detecting<'_> {
     fn alert(
         &mut self,
         alerted: &mut bool,
-        (ident, slot): (&FlowIdent, u32),
+        (ident, slot, wait): (&FlowIdent, u32, &mut u64),
         header: &EventHeader<'_>,
         ts: Timestamp,
         a: &Alert,
@@ -466,8 +469,10 @@ impl Detecting<'_> {
         };
         let mut line = Vec::new();
         write_alert(&mut line, header, ts, a, af, record, self.opts);
-        let id = ident.flow_id();
-        if let Some(line) = self.state.hold(ticket, FlowRef { id, slot }, line) {
+        if *wait == 0 {
+            *wait = self.state.wait_key();
+        }
+        if let Some(line) = self.state.hold(ticket, FlowRef { id: *wait, slot }, line) {
             self.out.buf.extend_from_slice(&line);
             *alerted = true;
             self.assets.alert(ident, ts, &a.rule);
@@ -522,7 +527,15 @@ impl Detecting<'_> {
         };
         let alerts = std::mem::take(self.alerts);
         for a in &alerts {
-            self.alert(&mut flow.alerted, (&ident, slot), &header, ts, a, &af, None);
+            self.alert(
+                &mut flow.alerted,
+                (&ident, slot, &mut flow.state.wait),
+                &header,
+                ts,
+                a,
+                &af,
+                None,
+            );
         }
         *self.alerts = alerts;
         self.alerts.clear();
@@ -538,6 +551,8 @@ struct FlowWriter<'a> {
     ident: FlowIdent,
     /// The flow's table slot (`u32::MAX` once ended), for held alerts.
     slot: u32,
+    /// The flow's `FlowState::wait`.
+    wait: &'a mut u64,
     tcp_state: TcpState,
     pkts: [u64; 2],
     bytes: [u64; 2],
@@ -612,7 +627,7 @@ impl FlowWriter<'_> {
         for a in &alerts {
             self.d.alert(
                 self.alerted,
-                (&ident, self.slot),
+                (&ident, self.slot, self.wait),
                 &header,
                 self.ts,
                 a,
@@ -879,7 +894,7 @@ impl Worker {
                     return;
                 }
                 if let Some(flow) = flows.get_mut(f.slot) {
-                    if flow.flow_id() == f.id {
+                    if flow.state.wait == f.id {
                         flow.alerted = true;
                     }
                 }
@@ -1141,11 +1156,13 @@ impl Worker {
             detect,
             detect_gen,
             community,
+            wait,
             ..
         } = state;
         let mut writer = FlowWriter {
             ident,
             slot: idx,
+            wait,
             tcp_state,
             pkts,
             bytes,
@@ -1260,11 +1277,13 @@ impl Worker {
                 detect,
                 detect_gen,
                 community,
+                wait,
                 ..
             } = state;
             let mut writer = FlowWriter {
                 ident,
                 slot: u32::MAX,
+                wait,
                 tcp_state,
                 pkts,
                 bytes,
@@ -1351,7 +1370,7 @@ impl Worker {
                 gap: flow.state.app.gaps(),
             }),
         };
-        let id = ident.flow_id();
+        let id = flow.state.wait;
         if !flow.alerted && self.detect.flow_waits(id) {
             // An alert of the flow waits for its threshold decision: the
             // record is written, with the right `alerted`, once it comes.
@@ -1704,6 +1723,86 @@ mod tests {
         assert_eq!(flow[0]["flow"]["state"], "closed");
         assert_eq!(stats.flow.rst_out_of_window, 0);
         assert_eq!(stats.flow.rst, 1);
+    }
+
+    #[test]
+    fn reused_tuple_in_the_same_instant_keeps_both_flow_records_with_two_workers() {
+        use crate::detect::{DetectConfig, Lookups, RuleSource, Vars};
+        use wire::*;
+        // Found by fuzzing (pipeline_workers): two connections on one tuple
+        // starting in the same nanosecond have the same flow id; the
+        // shared thresholds' wait kept ended flows' records by flow id, so
+        // the second flow's record replaced the first's while both waited
+        // for a decision, and the first was never written (in the fuzzed
+        // capture, with two workers only: one worker's decision came in
+        // time; here nothing moves time, so both lost it). Hand-built frames,
+        // all at one instant: a CONNECT without credentials (a rule with a
+        // threshold matches it), a RST from the broker, then a SYN on the
+        // same tuple (TCP reuse) and a CONNECT with a password.
+        let (engine, report) = Engine::build_with(
+            &Vars::default(),
+            &DetectConfig::default(),
+            Lookups::default(),
+            &[RuleSource {
+                name: "test.rules".into(),
+                text: "alert mqtt any any -> any any (msg:\"anonymous\"; credentials:none; \
+                       threshold:type limit, track by_src, count 1, seconds 3600; sid:1;)\n\
+                       alert mqtt any any -> any any (msg:\"clear\"; credentials:cleartext; \
+                       threshold:type limit, track by_src, count 1, seconds 3600; sid:2;)"
+                    .into(),
+            }],
+        )
+        .unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let engine = Arc::new(engine);
+        let srv = ([10, 10, 5, 10], 1883);
+        let mut frames = Vec::new();
+        // The second CONNECT (hand-built) has user name "u" and password
+        // "p": each flow's match is the first of its rule, so both wait.
+        let with_password: &[u8] = &[
+            0x10, 0x15, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xc2, 0x00, 0x3c, 0x00, 0x03,
+            b'm', b'o', b'n', 0x00, 0x01, b'u', 0x00, 0x01, b'p',
+        ];
+        for (isn, connect) in [(100, CONNECT), (9000, with_password)] {
+            let c = isn + 1 + connect.len() as u32;
+            frames.extend([
+                tcp(CLIENT, srv, isn, 0, SYN, &[]),
+                tcp(srv, CLIENT, 5000, isn + 1, SYN | ACK, &[]),
+                tcp(CLIENT, srv, isn + 1, 5001, ACK, &[]),
+                tcp(CLIENT, srv, isn + 1, 5001, PSH | ACK, connect),
+                tcp(srv, CLIENT, 5001, c, RST | ACK, &[]),
+            ]);
+        }
+        let cfg = Config::default();
+        let ts = Timestamp::from_parts(1_700_000_000, 0);
+        let mut flows = Vec::new();
+        for workers in [1, 2] {
+            let shared = RunShared::with_workers(&cfg, workers);
+            let mut ws: Vec<Worker> = (0..workers)
+                .map(|_| Worker::with_shared(&cfg, Arc::clone(&engine), &shared))
+                .collect();
+            for f in &frames {
+                ws[0].packet(ts, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            let mut out = Vec::new();
+            for w in &mut ws {
+                out.extend(w.take_output());
+                w.finish(ts, &mut |b| out.extend_from_slice(&b));
+            }
+            let recs: Vec<serde_json::Value> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let mut reasons: Vec<String> = of_type(&recs, "flow")
+                .iter()
+                .map(|f| f["flow"]["reason"].to_string())
+                .collect();
+            reasons.sort();
+            flows.push(reasons);
+        }
+        assert_eq!(flows[0], ["\"shutdown\"", "\"tcp_reuse\""], "one worker");
+        assert_eq!(flows[1], flows[0], "two workers");
     }
 
     #[test]
