@@ -35,7 +35,7 @@
 //!   before every worker reached it is closed first): what is still
 //!   undecided goes to the table, and the last worker to leave writes it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use super::threshold::{Key, Table, Threshold, Ticket, Verdict};
@@ -330,9 +330,17 @@ impl DetectState {
     /// never 0, and unique in the process, so that the keys of every
     /// worker and of every table a worker joined (reloads) never meet in
     /// a table's orphans. Never written out: output does not depend on it.
-    pub fn wait_key(&mut self) -> u64 {
-        static KEYS: AtomicU64 = AtomicU64::new(1);
-        KEYS.fetch_add(1, Ordering::Relaxed)
+    /// 32 bits (it lives in every flow's slot): the count wraps after 2^32
+    /// waits, skipping 0, and two flows then meet only if one has waited
+    /// through four billion others' alerts.
+    pub fn wait_key(&mut self) -> u32 {
+        static KEYS: AtomicU32 = AtomicU32::new(1);
+        loop {
+            let k = KEYS.fetch_add(1, Ordering::Relaxed);
+            if k != 0 {
+                return k;
+            }
+        }
     }
 
     /// Whether an alert of flow `id` is still undecided.
