@@ -768,23 +768,34 @@ impl Store {
         });
     }
 
+    /// Raises the capacity for copied window bytes towards `need` (the
+    /// next power of two, at least [`MIN_WINDOW`], at most `limit`) when the
+    /// budget grants it; whether it grew.
+    fn grow_copy_cap(&mut self, stage: &mut Stage, limit: u64, need: u64) -> bool {
+        if need <= self.window_cap || self.window_cap >= limit {
+            return false;
+        }
+        let target = need
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+            .max(MIN_WINDOW)
+            .min(limit);
+        let grow = target - self.window_cap;
+        if !stage.grant_window(grow) {
+            return false;
+        }
+        self.window_cap = target;
+        self.charged = self.charged.saturating_add(grow);
+        true
+    }
+
     /// Keeps a copy of `bytes`, delivered at stream offset `abs`.
     fn remember_copy(&mut self, stage: &mut Stage, limit: u64, abs: u64, bytes: &[u8]) {
         let need = (self.window.len() as u64).saturating_add(bytes.len() as u64);
-        if need > self.window_cap && self.window_cap < limit {
-            let target = need
-                .checked_next_power_of_two()
-                .unwrap_or(u64::MAX)
-                .max(MIN_WINDOW)
-                .min(limit);
-            let grow = target - self.window_cap;
-            if stage.grant_window(grow) {
-                let target_us = usize::try_from(target).unwrap_or(usize::MAX);
-                self.window
-                    .reserve_exact(target_us.saturating_sub(self.window.len()));
-                self.window_cap = target;
-                self.charged = self.charged.saturating_add(grow);
-            }
+        if self.grow_copy_cap(stage, limit, need) {
+            let target_us = usize::try_from(self.window_cap).unwrap_or(usize::MAX);
+            self.window
+                .reserve_exact(target_us.saturating_sub(self.window.len()));
         }
         let cap = usize::try_from(self.window_cap).unwrap_or(usize::MAX);
         let cut = bytes.len().saturating_sub(cap);
@@ -852,18 +863,7 @@ impl Store {
             return;
         }
         let total = self.window_len();
-        if total > self.window_cap && self.window_cap < limit {
-            let target = total
-                .checked_next_power_of_two()
-                .unwrap_or(u64::MAX)
-                .max(MIN_WINDOW)
-                .min(limit);
-            let grow = target - self.window_cap;
-            if stage.grant_window(grow) {
-                self.window_cap = target;
-                self.charged = self.charged.saturating_add(grow);
-            }
-        }
+        self.grow_copy_cap(stage, limit, total);
         self.drop_front(total.saturating_sub(self.window_cap));
         let Some(abs) = self.parts.front().map(|p| p.abs) else {
             self.mapping = None;
