@@ -503,6 +503,16 @@ mod tests {
         );
     }
 
+    /// What the parser writes when asked to shed.
+    fn shed(s: &mut TlsState) -> Vec<AppRecord> {
+        let mut out = Vec::new();
+        s.shed(&mut StreamContext {
+            ts: Timestamp(0),
+            records: &mut out,
+        });
+        out
+    }
+
     #[test]
     fn memuse_counts_a_message_being_reassembled_and_shed_frees_it() {
         let mut s = TlsState::new(&TlsConfig::default());
@@ -510,12 +520,7 @@ mod tests {
         let out = run(&mut s, &[(ToServer, &r[..2000])], false);
         assert!(out.is_empty());
         assert!(s.memuse() >= 1990, "{}", s.memuse());
-        let mut out = Vec::new();
-        let mut ctx = StreamContext {
-            ts: Timestamp(0),
-            records: &mut out,
-        };
-        s.shed(&mut ctx);
+        let out = shed(&mut s);
         assert_eq!(s.memuse(), 0);
         assert_eq!(
             crate::app::testing::anomaly_events(&out),
@@ -531,12 +536,7 @@ mod tests {
         run(&mut s, &[(ToServer, &ch)], false);
         let held = s.memuse();
         assert!(held >= b"a.example".len() + 2, "{held}");
-        let mut out = Vec::new();
-        let mut ctx = StreamContext {
-            ts: Timestamp(0),
-            records: &mut out,
-        };
-        s.shed(&mut ctx);
+        let out = shed(&mut s);
         assert_eq!(s.memuse(), 0);
         assert_eq!(tls(&out)[0].sni(), Some(&b"a.example"[..]));
         assert!(s.finished());
