@@ -25,7 +25,9 @@
 //! fixed: per-worker thresholds, and `detect.threshold_late` depending on
 //! the worker count and thread timing when the capture's time runs
 //! backwards, and the `flow` record of a connection lost when one reusing
-//! its tuple in the same instant waited for the same threshold decision
+//! its tuple in the same instant waited for the same threshold decision,
+//! and a closed flow ended `timeout` or `tcp_reuse` by whether its worker
+//! saw the time jump before the SYN that reused its tuple
 //! (regressions under `fuzz/regressions/pipeline_workers/`).
 
 use std::sync::atomic::{AtomicU64, Ordering};

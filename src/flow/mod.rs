@@ -38,6 +38,10 @@
 //!   towards a chosen flow.
 //! - Timeouts compare packet timestamps only, so replaying a capture gives
 //!   the same flows as watching it live.
+//! - A flow idle past its timeout at the capture's time before a packet
+//!   has ended by timeout, even when that packet is a SYN reusing its
+//!   closed tuple: a sweep at that time would have ended it so, and
+//!   whether one ran depends on which worker saw that time.
 
 pub mod community_id;
 pub mod tcp;
@@ -722,11 +726,15 @@ impl<T: Default> FlowTable<T> {
                 let reuse = f.key.proto == ip_proto::TCP
                     && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
                     && f.tcp_state.flow_state() == "closed";
-                if reuse || idle > self.cfg.timeout(f) {
-                    let reason = if reuse {
-                        EndReason::TcpReuse
-                    } else {
+                let expired = idle > self.cfg.timeout(f);
+                if reuse || expired {
+                    // Timed out first: a sweep at the capture's time before
+                    // this packet ended it so, and whether a sweep ran there
+                    // depends on which worker saw that time.
+                    let reason = if expired {
                         EndReason::Timeout
+                    } else {
+                        EndReason::TcpReuse
                     };
                     if let Some(old) = self.remove(idx) {
                         self.count_end(&old, reason);
@@ -1187,6 +1195,28 @@ mod tests {
         t.update(&tcp(2, c, s, tcp_flags::SYN), &mut ended);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::TcpReuse);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn syn_on_closed_flow_idle_past_its_timeout_is_a_timeout_not_a_reuse() {
+        // Found by fuzzing (pipeline_workers): a closed flow idle past its
+        // timeout when a SYN reused its tuple ended `timeout` with one
+        // worker (a non-IP frame at the later time swept it first) and
+        // `tcp_reuse` with two (that frame went to the other worker).
+        // Hand-built: SYN and RST at 1 s, the capture's time at 40 s
+        // (closed flows time out after 10 s by default), then a SYN.
+        let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+        let mut ended = Vec::new();
+        let (c, s) = (ep(C.0, C.1), ep(S.0, S.1));
+        t.update(&tcp(1, c, s, tcp_flags::SYN), &mut ended);
+        t.update(&tcp(1, s, c, tcp_flags::RST | tcp_flags::ACK), &mut ended);
+        let mut syn = tcp(1, c, s, tcp_flags::SYN);
+        syn.clock = Timestamp::from_parts(40, 0);
+        t.update(&syn, &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::Timeout);
+        assert_eq!((t.stats().timeouts, t.stats().tcp_reuse), (1, 0));
         assert_eq!(t.len(), 1);
     }
 

@@ -1814,6 +1814,65 @@ mod tests {
     }
 
     #[test]
+    fn syn_after_a_time_jump_another_worker_saw_ends_the_closed_flow_by_timeout() {
+        use wire::*;
+        // Found by fuzzing (pipeline_workers): a closed MQTT flow, then a
+        // frame that is not IP 32 s later (worker 0 of two), then a SYN on
+        // the flow's tuple. One worker swept the flow at the jump
+        // (`timeout`); the flow's worker in a two-worker run had not, and
+        // ended it `tcp_reuse`. Hand-built frames: a handshake reset by the
+        // broker, a 14-byte Ethernet header with an unknown EtherType, the
+        // SYN.
+        let srv = ([10, 10, 5, 10], 1883);
+        let t0 = Timestamp::from_parts(1_700_000_000, 0);
+        let t1 = Timestamp::from_parts(1_700_000_032, 0);
+        let closed = [
+            tcp(CLIENT, srv, 100, 0, SYN, &[]),
+            tcp(srv, CLIENT, 5000, 101, SYN | ACK, &[]),
+            tcp(srv, CLIENT, 5001, 101, RST | ACK, &[]),
+        ];
+        // Destination, source, EtherType 0x3435 (unassigned).
+        let not_ip: Vec<u8> = [[0x02; 6], [0x04; 6]]
+            .concat()
+            .into_iter()
+            .chain([0x34, 0x35])
+            .collect();
+        let syn = tcp(CLIENT, srv, 9000, 0, SYN, &[]);
+        let cfg = Config::default();
+        let mut reasons = Vec::new();
+        for workers in [1, 2] {
+            let shared = RunShared::with_workers(&cfg, workers);
+            let mut ws: Vec<Worker> = (0..workers)
+                .map(|_| Worker::with_shared(&cfg, Arc::new(Engine::empty()), &shared))
+                .collect();
+            let last = workers - 1;
+            for f in &closed {
+                ws[last].packet(t0, LinkType::ETHERNET, f, f.len() as u32);
+            }
+            ws[0].packet(t1, LinkType::ETHERNET, &not_ip, not_ip.len() as u32);
+            ws[last].packet(t1, LinkType::ETHERNET, &syn, syn.len() as u32);
+            let mut out = Vec::new();
+            for w in &mut ws {
+                out.extend(w.take_output());
+                w.finish(t1, &mut |b| out.extend_from_slice(&b));
+            }
+            let recs: Vec<serde_json::Value> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let mut r: Vec<String> = of_type(&recs, "flow")
+                .iter()
+                .map(|f| f["flow"]["reason"].to_string())
+                .collect();
+            r.sort();
+            reasons.push(r);
+        }
+        assert_eq!(reasons[0], ["\"shutdown\"", "\"timeout\""], "one worker");
+        assert_eq!(reasons[1], reasons[0], "two workers");
+    }
+
+    #[test]
     fn huge_segments_of_tiny_messages_never_pile_up_output() {
         use wire::*;
         // Hand-built: one client, a handshake, CONNECT/CONNACK, then
