@@ -37,13 +37,13 @@ wardwatch -r FILE [-r FILE…] [OPTIONS]   analyse captures (pcap, pcapng; - for
        wardwatch --demo [OPTIONS]               analyse the built-in demo capture
        wardwatch -T [-c FILE] [-S RULES]        check the configuration and rules";
 
-/// The capture `--demo` analyses: real MQTT and DICOM exchanges of the
-/// corpus, merged by `pcaps/generate.sh` (see `pcaps/README.md`).
+/// The capture `--demo` analyses: real MQTT, TLS, DICOM and HL7 exchanges
+/// of the corpus, merged by `pcaps/generate.sh` (see `pcaps/README.md`).
 const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/demo.pcap");
 
 /// Passive network sensor for hospital networks: reads pcap/pcapng captures,
-/// tracks flows, reassembles TCP, recognises MQTT and DICOM, and writes
-/// Suricata-compatible EVE JSON.
+/// tracks flows, reassembles TCP, recognises MQTT, DICOM, HL7 and TLS, and
+/// writes Suricata-compatible EVE JSON.
 #[derive(Parser, Debug)]
 #[command(
     name = "wardwatch",

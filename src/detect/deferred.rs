@@ -23,8 +23,11 @@
 //!   knows it, else this worker's — and with `None` while flows' ends are
 //!   evaluated (their end time is never behind: a flow times out within
 //!   the margin); a packet's match more than the margin before that time is
-//!   *late* (time ran backwards in the capture): decided at once on what is
-//!   known and counted in `detect.threshold_late`. Judged against the
+//!   *late* (time ran backwards in the capture): counted in
+//!   `detect.threshold_late` and ranked as if it came at that time less
+//!   the margin (where the capture put it; its window stays its own), so
+//!   decided like any other, never ahead of an undecided earlier one.
+//!   Judged against the
 //!   capture's time rather than against how far the other workers got, what
 //!   is late depends on the capture only, not on the worker count or on
 //!   thread timing; and a match that is not late is never earlier than
@@ -249,8 +252,20 @@ impl Tracker {
         match self {
             Tracker::Private(tab) => tab.submit(None, key, t, ts, flow, seq),
             Tracker::Shared(j) if j.clock.is_some_and(|c| ts.0 < c.saturating_sub(j.margin)) => {
-                // Late: decided at once, as a caller without a slot is.
-                match j.run.table.submit(None, key, t, ts, flow, seq) {
+                // Late: ranked at the earliest time a match read here could
+                // be on time, so where the capture put it, whatever the
+                // worker count. Deciding it at once instead would rank it
+                // against whichever earlier matches happen to be settled
+                // (thread timing), and counted it before every undecided
+                // one, so that a `limit 1` could suppress both the late
+                // match and the undecided first one.
+                let at = j.clock.map_or(ts.0, |c| c.saturating_sub(j.margin));
+                match j
+                    .run
+                    .table
+                    .submit_ranked(Some(j.slot), key, t, ts, at, flow, seq)
+                {
+                    Verdict::Pending(k) => Verdict::LatePending(k),
                     Verdict::Decided(a) => Verdict::Late(a),
                     v => v,
                 }
@@ -430,7 +445,7 @@ mod tests {
             .tracker
             .submit(key, &t, Timestamp::from_parts(secs, 0), flow, 0)
         {
-            Verdict::Pending(k) => Some(k),
+            Verdict::Pending(k) | Verdict::LatePending(k) => Some(k),
             _ => None,
         }
     }
@@ -502,14 +517,57 @@ mod tests {
             let late = a
                 .tracker
                 .submit(key, &t, Timestamp::from_parts(10, 0), 1, 0);
-            assert_eq!(late, Verdict::Late(true), "{workers} workers");
+            assert!(
+                matches!(late, Verdict::LatePending(_)),
+                "{workers} workers: {late:?}"
+            );
             let on_time = a
                 .tracker
                 .submit(key, &t, Timestamp::from_parts(99, 500_000_000), 1, 1);
             assert!(
-                !matches!(on_time, Verdict::Late(_)),
+                matches!(on_time, Verdict::Pending(_)),
                 "{workers} workers: {on_time:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_late_match_after_an_undecided_first_leaves_it_the_alert_whatever_the_worker_count() {
+        // Found by fuzzing (pipeline_workers, issue 11): a late match was
+        // decided at once and counted before every undecided match of its
+        // window, so with two workers (the idle one holding the first match
+        // undecided) a `limit 1` suppressed both the late match and the
+        // first one, while one worker (the first already decided) wrote
+        // the first. Matches of one 60 s window [120 s, 180 s): X at 121 s
+        // (flow 1), then the capture reaches 179 s and Y comes at 150 s
+        // (flow 2): late. Exactly one alert, X, for 1 and 2 workers.
+        let cfg = DetectConfig::default();
+        for workers in [1, 2] {
+            let hub = ThresholdHub::new(&cfg, workers);
+            let e = Arc::new(Engine::empty());
+            let mut a = DetectState::shared(&cfg, &hub, &e, 1);
+            let mut idle = (workers == 2).then(|| DetectState::shared(&cfg, &hub, &e, 1));
+            let mut out = Vec::new();
+            a.set_clock(Some(Timestamp::from_parts(121, 0)));
+            let kx = submit(&a, 121, 1).unwrap();
+            assert!(a
+                .hold(kx, FlowRef { id: 1, slot: 1 }, b"X\n".to_vec())
+                .is_none());
+            a.sync(Timestamp::from_parts(179, 0), &mut out, &mut |_, _, _| {});
+            a.set_clock(Some(Timestamp::from_parts(179, 0)));
+            // One worker: X is decided, so Y (second) is at once; two: Y
+            // waits behind X.
+            if let Some(ky) = submit(&a, 150, 2) {
+                assert!(a
+                    .hold(ky, FlowRef { id: 2, slot: 2 }, b"Y\n".to_vec())
+                    .is_none());
+            }
+            a.sync(Timestamp::from_parts(179, 0), &mut out, &mut |_, _, _| {});
+            if let Some(b) = idle.as_mut() {
+                b.leave(&mut out, &mut |_, _, _| {});
+            }
+            a.leave(&mut out, &mut |_, _, _| {});
+            assert_eq!(out, b"X\n", "{workers} workers");
         }
     }
 

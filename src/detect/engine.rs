@@ -615,6 +615,11 @@ impl Engine {
                             st.stats.threshold_late += 1;
                             a
                         }
+                        threshold::Verdict::LatePending(ticket) => {
+                            st.stats.threshold_late += 1;
+                            undecided = Some(ticket);
+                            true
+                        }
                     }
                 }
             };

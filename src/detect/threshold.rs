@@ -256,6 +256,9 @@ pub(crate) enum Verdict {
     /// The match was earlier than the settled time: decided on what was
     /// known.
     Late(bool),
+    /// The match came late in the capture (module `deferred`): ranked
+    /// where the capture put it, decided later as [`Verdict::Pending`].
+    LatePending(Ticket),
 }
 
 /// Shards of the table, so workers rarely wait for each other.
@@ -509,6 +512,23 @@ impl Table {
         flow: u64,
         seq: u32,
     ) -> Verdict {
+        self.submit_ranked(slot, key, t, time, time.0, flow, seq)
+    }
+
+    /// [`Table::submit`] of a match counted in the window of `time` but
+    /// ranked as if at `rank_time` (ns): a match that came late in the
+    /// capture is ranked where the capture put it (module `deferred`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit_ranked(
+        &self,
+        slot: Option<usize>,
+        key: Key,
+        t: &Threshold,
+        time: Timestamp,
+        rank_time: u64,
+        flow: u64,
+        seq: u32,
+    ) -> Verdict {
         let ek: EntryKey = (key, t.window(time));
         let si = (self.hasher.hash_one(ek) as usize) % SHARDS;
         let (Some(m), Some(earliest)) = (self.shards.get(si), self.earliest.get(si)) else {
@@ -536,7 +556,7 @@ impl Table {
         let settled_to = self.settled_to.load(Ordering::Acquire);
         let ticket = self.tickets.fetch_add(1, Ordering::AcqRel);
         let mk = MatchKey {
-            time: time.0,
+            time: rank_time,
             flow,
             seq,
             ticket,
@@ -547,7 +567,7 @@ impl Table {
         };
         let pos = en.undecided.partition_point(|k| *k < mk);
         let known = en.settled.saturating_add(pos as u64);
-        let late = time.0 < settled_to || slot.is_none();
+        let late = rank_time < settled_to || slot.is_none();
         if late {
             en.settled = en.settled.saturating_add(1);
             let alert = t.alerts(known);

@@ -146,6 +146,7 @@ impl Message {
     /// The first segment named `name` (not MSH) and, when the parser
     /// indexed it, the segments after it: its fields are read up to its
     /// CR ([`parser::field`]) without looking for the CR first.
+    #[inline]
     fn segment_on(&self, name: &[u8]) -> Option<&[u8]> {
         match self.index.get(name) {
             Some(at) => self.text.get(at?..),

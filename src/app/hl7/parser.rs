@@ -267,11 +267,11 @@ pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
         }
         (seg.get(4..)?, n - 2)
     } else {
+        if seg.get(3) != Some(&d.field) {
+            return None;
+        }
         (seg.get(4..)?, n - 1)
     };
-    if !header_numbering(seg) && seg.get(3) != Some(&d.field) {
-        return None;
-    }
     piece(rest, Some(d.field), Some(CR), index)
 }
 

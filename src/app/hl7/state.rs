@@ -316,6 +316,7 @@ impl SegIndex {
 
     /// `Some(Some(offset))`: the segment is at `offset`; `Some(None)`: the
     /// message has none; `None`: not indexed, search.
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Option<usize>> {
         let off = match name {
             b"MSA" => self.msa,
