@@ -125,13 +125,33 @@ pub(crate) const GROUPS: &[(&str, &[(Kind, &str)])] = &[
     ("tls", &[(Kind::TlsSni, "sni")]),
 ];
 
-/// Hosts per MAC address in the table (a MAC several hosts send from is a
-/// router's).
-pub fn mac_hosts(t: &Table) -> HashMap<String, usize> {
-    let mut m: HashMap<String, usize> = HashMap::new();
+/// What the records say of one MAC address of the table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mac {
+    /// Hosts sending from it (several: a router's).
+    hosts: usize,
+    /// Its IEEE registries' vendor.
+    vendor: Option<&'static str>,
+}
+
+impl Mac {
+    fn shared(self) -> bool {
+        self.hosts > 1
+    }
+}
+
+/// The MAC addresses of the table, each with its hosts and vendor: looked
+/// up once per address, not once per record that lists it.
+pub fn mac_hosts(t: &Table) -> HashMap<String, Mac> {
+    let mut m: HashMap<String, Mac> = HashMap::new();
     for a in t.hosts.values() {
         for f in a.facts.iter().filter(|f| f.kind == Kind::Mac) {
-            *m.entry(f.value.to_string()).or_default() += 1;
+            m.entry(f.value.to_string())
+                .or_insert_with(|| Mac {
+                    hosts: 0,
+                    vendor: super::oui::parse(&f.value).and_then(super::oui::vendor),
+                })
+                .hosts += 1;
         }
     }
     m
@@ -172,7 +192,7 @@ impl<'a> Facts<'a> {
 /// (all of them for `None`), and with `full` its counters too.
 pub fn asset_object(
     a: &Asset,
-    macs: &HashMap<String, usize>,
+    macs: &HashMap<String, Mac>,
     upto: Option<Seen>,
     full: bool,
     baseline: Option<&Baseline>,
@@ -188,12 +208,13 @@ pub fn asset_object(
         .values(Kind::Mac)
         .into_iter()
         .map(|addr| {
+            let mac = macs.get(addr).copied().unwrap_or_default();
             let mut e = Map::new();
             e.insert("address".into(), addr.into());
-            if let Some(v) = super::oui::parse(addr).and_then(super::oui::vendor) {
+            if let Some(v) = mac.vendor {
                 e.insert("vendor".into(), v.into());
             }
-            if macs.get(addr).copied().unwrap_or(0) > 1 {
+            if mac.shared() {
                 e.insert("shared".into(), true.into());
             }
             Value::Object(e)
@@ -373,6 +394,11 @@ pub fn write_changes(
             }
             body.append(&mut obj);
             if let Some(eval) = rules.as_deref_mut() {
+                // Without a baseline the rules see the record as it is
+                // written (`Change::set_drift` rewrites only its
+                // `baseline`): it is lent to them and given back, not
+                // copied.
+                let lent = baseline.is_none();
                 let change = Change {
                     ip: a.ip,
                     seen: last,
@@ -385,9 +411,17 @@ pub fn write_changes(
                         .collect(),
                     known: None,
                     drift: None,
-                    record: body.clone(),
+                    record: if lent {
+                        std::mem::take(&mut body)
+                    } else {
+                        body.clone()
+                    },
                 };
-                alerts += alert_change(a, change, &before, baseline, eval, out);
+                let (n, record) = alert_change(a, change, &before, baseline, eval, out);
+                alerts += n;
+                if lent {
+                    body = record;
+                }
             }
             write_record(out, last.ts, a, Some(flow), body);
             announced = true;
@@ -399,6 +433,8 @@ pub fn write_changes(
 /// Evaluates the rules on `change` once per baseline difference it brings
 /// (once when none), writes their alerts with the record (its
 /// `baseline.drift` the one difference), counts their findings on `a`.
+/// Returns the number of alerts and the change's record as the rules
+/// last saw it.
 fn alert_change(
     a: &mut Asset,
     mut change: Change,
@@ -406,7 +442,7 @@ fn alert_change(
     baseline: Option<&Baseline>,
     eval: ChangeRules<'_>,
     out: &mut Vec<u8>,
-) -> u64 {
+) -> (u64, Ordered) {
     let now = baseline.map(|b| b.compare_facts(a, |f| f.reported));
     change.known = now.as_ref().map(|c| c.known);
     let mut brought: Vec<Option<Drift>> = now
@@ -441,7 +477,11 @@ fn alert_change(
             }
         }
     }
-    n
+    let record = match rec {
+        AppRecord::Asset(c) => c.record,
+        _ => Ordered::default(),
+    };
+    (n, record)
 }
 
 /// An EVE `alert` of a rule on the `asset` hook: the change's time and
@@ -531,7 +571,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The CSV row of `a`.
-pub fn csv_row(a: &Asset, macs: &HashMap<String, usize>) -> Vec<String> {
+pub fn csv_row(a: &Asset, macs: &HashMap<String, Mac>) -> Vec<String> {
     let mut row = Vec::with_capacity(CSV_COLUMNS.len());
     let mac_list = values(a, Kind::Mac, None);
     for col in CSV_COLUMNS {
@@ -543,10 +583,9 @@ pub fn csv_row(a: &Asset, macs: &HashMap<String, usize>) -> Vec<String> {
             "mac_vendor" => mac_list
                 .iter()
                 .map(|m| {
-                    let v = super::oui::parse(m)
-                        .and_then(super::oui::vendor)
-                        .unwrap_or("");
-                    if macs.get(*m).copied().unwrap_or(0) > 1 {
+                    let mac = macs.get(*m).copied().unwrap_or_default();
+                    let v = mac.vendor.unwrap_or("");
+                    if mac.shared() {
                         format!("{v} (shared)")
                     } else {
                         v.to_string()

@@ -17,7 +17,7 @@
 //! 20 FCS bits (28-31), F (26), link type (0-15)
 //! ```
 
-use super::{ByteOrder, LinkType, PacketRef, Stop};
+use super::{prefetch, ByteOrder, LinkType, PacketRef, Stop, PREFETCH_AHEAD};
 use crate::time::Timestamp;
 
 /// Bytes in the file header.
@@ -118,6 +118,9 @@ impl Pcap {
             if rest.len() < record_len {
                 return Stop::NeedMore(record_len);
             }
+            // Each header's place is known only from the one before it, so
+            // without this every record waits for memory in turn.
+            prefetch(rest.get(PREFETCH_AHEAD..).unwrap_or(&[]), record_len);
             out.push(PacketRef {
                 ts: Timestamp::from_parts(
                     u64::from(ts_sec),
