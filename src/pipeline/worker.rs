@@ -1792,25 +1792,31 @@ mod tests {
             for f in &frames {
                 ws[0].packet(ts, LinkType::ETHERNET, f, f.len() as u32);
             }
-            let mut out = Vec::new();
-            for w in &mut ws {
-                out.extend(w.take_output());
-                w.finish(ts, &mut |b| out.extend_from_slice(&b));
-            }
-            let recs: Vec<serde_json::Value> = String::from_utf8(out)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            let mut reasons: Vec<String> = of_type(&recs, "flow")
-                .iter()
-                .map(|f| f["flow"]["reason"].to_string())
-                .collect();
-            reasons.sort();
-            flows.push(reasons);
+            flows.push(flow_end_reasons(&mut ws, ts));
         }
         assert_eq!(flows[0], ["\"shutdown\"", "\"tcp_reuse\""], "one worker");
         assert_eq!(flows[1], flows[0], "two workers");
+    }
+
+    /// Ends every worker's run at `t` and returns the `flow` records'
+    /// end reasons (JSON strings), sorted.
+    fn flow_end_reasons(ws: &mut [Worker], t: Timestamp) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in ws {
+            out.extend(w.take_output());
+            w.finish(t, &mut |b| out.extend_from_slice(&b));
+        }
+        let recs: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut reasons: Vec<String> = of_type(&recs, "flow")
+            .iter()
+            .map(|f| f["flow"]["reason"].to_string())
+            .collect();
+        reasons.sort();
+        reasons
     }
 
     #[test]
@@ -1851,22 +1857,7 @@ mod tests {
             }
             ws[0].packet(t1, LinkType::ETHERNET, &not_ip, not_ip.len() as u32);
             ws[last].packet(t1, LinkType::ETHERNET, &syn, syn.len() as u32);
-            let mut out = Vec::new();
-            for w in &mut ws {
-                out.extend(w.take_output());
-                w.finish(t1, &mut |b| out.extend_from_slice(&b));
-            }
-            let recs: Vec<serde_json::Value> = String::from_utf8(out)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            let mut r: Vec<String> = of_type(&recs, "flow")
-                .iter()
-                .map(|f| f["flow"]["reason"].to_string())
-                .collect();
-            r.sort();
-            reasons.push(r);
+            reasons.push(flow_end_reasons(&mut ws, t1));
         }
         assert_eq!(reasons[0], ["\"shutdown\"", "\"timeout\""], "one worker");
         assert_eq!(reasons[1], reasons[0], "two workers");
