@@ -335,18 +335,7 @@ mod tests {
     use crate::time::Timestamp;
 
     fn engine(rules: &str) -> Engine {
-        let (e, report) = Engine::build_with(
-            &Vars::default(),
-            &DetectConfig::default(),
-            Lookups::default(),
-            &[RuleSource {
-                name: "test.rules".into(),
-                text: rules.into(),
-            }],
-        )
-        .unwrap();
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        e
+        Engine::from_test_rules(rules)
     }
 
     fn errors(rules: &str) -> Vec<String> {

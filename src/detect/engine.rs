@@ -187,6 +187,24 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Tests: an engine of `rules` (one rule file) with default
+    /// variables, configuration and no lookups; every rule must load.
+    #[cfg(test)]
+    pub(crate) fn from_test_rules(rules: &str) -> Engine {
+        let (e, report) = Engine::build_with(
+            &Vars::default(),
+            &DetectConfig::default(),
+            Lookups::default(),
+            &[RuleSource {
+                name: "test.rules".into(),
+                text: rules.into(),
+            }],
+        )
+        .expect("test rules build");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        e
+    }
+
     /// An engine without rules.
     pub fn empty() -> Engine {
         Engine::default()

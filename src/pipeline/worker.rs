@@ -1735,7 +1735,6 @@ mod tests {
 
     #[test]
     fn reused_tuple_in_the_same_instant_keeps_both_flow_records_with_two_workers() {
-        use crate::detect::{DetectConfig, Lookups, RuleSource, Vars};
         use wire::*;
         // Found by fuzzing (pipeline_workers): two connections on one tuple
         // starting in the same nanosecond have the same flow id; the
@@ -1747,22 +1746,12 @@ mod tests {
         // all at one instant: a CONNECT without credentials (a rule with a
         // threshold matches it), a RST from the broker, then a SYN on the
         // same tuple (TCP reuse) and a CONNECT with a password.
-        let (engine, report) = Engine::build_with(
-            &Vars::default(),
-            &DetectConfig::default(),
-            Lookups::default(),
-            &[RuleSource {
-                name: "test.rules".into(),
-                text: "alert mqtt any any -> any any (msg:\"anonymous\"; credentials:none; \
+        let engine = Arc::new(Engine::from_test_rules(
+            "alert mqtt any any -> any any (msg:\"anonymous\"; credentials:none; \
                        threshold:type limit, track by_src, count 1, seconds 3600; sid:1;)\n\
                        alert mqtt any any -> any any (msg:\"clear\"; credentials:cleartext; \
-                       threshold:type limit, track by_src, count 1, seconds 3600; sid:2;)"
-                    .into(),
-            }],
-        )
-        .unwrap();
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        let engine = Arc::new(engine);
+                       threshold:type limit, track by_src, count 1, seconds 3600; sid:2;)",
+        ));
         let srv = ([10, 10, 5, 10], 1883);
         let mut frames = Vec::new();
         // The second CONNECT (hand-built) has user name "u" and password
