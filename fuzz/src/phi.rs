@@ -16,8 +16,15 @@
 //!   the identifier's own rules, checked here by an independent
 //!   implementation of the published rules (SSA area / group / serial,
 //!   INSEE key = 97 − n mod 97 with 2A/2B as 19/18, the eleven-proof): a
-//!   false identifier is an alert an analyst must dismiss.
+//!   false identifier is an alert an analyst must dismiss;
+//! - the JSON tape the detectors read payloads through
+//!   ([`wardwatch::detect::phi::tape`]) agrees with serde_json, its
+//!   reference: it accepts exactly the documents serde_json accepts, and
+//!   reads an accepted one as the same value, objects' members in
+//!   `serde_json::Map` order (a repeated key once, with its last value).
 
+use serde_json::Value;
+use wardwatch::detect::phi::tape::{self, Val};
 use wardwatch::detect::phi::{scan_payload, PhiConfig, PhiKind, MAX_VALUE_CHARS};
 use wardwatch::output::mask::LogOptions;
 
@@ -88,10 +95,82 @@ fn valid_bsn(v: &str) -> bool {
     sum % 11 == 0
 }
 
+/// Where the tape's reading of a value differs from serde_json's, if it
+/// does. `true`, `false` and `null` only as "none of the others": the
+/// tape does not tell them apart, and no detector reads them.
+fn differs(t: Val<'_>, r: &Value, scratch: &mut Vec<u32>) -> Option<String> {
+    match r {
+        Value::Object(m) => {
+            if !t.is_object() {
+                return Some(format!("object read as another kind: {r}"));
+            }
+            let range = tape::sorted_members(t, scratch);
+            let keys: Vec<u32> = scratch.get(range.clone()).unwrap_or_default().to_vec();
+            scratch.truncate(range.start);
+            if keys.len() != m.len() {
+                return Some(format!(
+                    "{} members, serde_json {}: {r}",
+                    keys.len(),
+                    m.len()
+                ));
+            }
+            for (k, (rk, rv)) in keys.into_iter().zip(m) {
+                let Some((tk, tv)) = t.doc().member(k) else {
+                    return Some(format!("member {k} unreadable in {r}"));
+                };
+                if tk != rk.as_str() {
+                    return Some(format!("key {tk:?} where serde_json has {rk:?}: {r}"));
+                }
+                if let Some(d) = differs(tv, rv, scratch) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        Value::Array(a) => {
+            if !t.is_array() {
+                return Some(format!("array read as another kind: {r}"));
+            }
+            let n = t.elements().count();
+            if n != a.len() {
+                return Some(format!("{n} elements, serde_json {}: {r}", a.len()));
+            }
+            t.elements()
+                .zip(a)
+                .find_map(|(tv, rv)| differs(tv, rv, scratch))
+        }
+        Value::String(s) => (t.as_str().as_deref() != Some(s.as_str()))
+            .then(|| format!("string {:?}, serde_json {s:?}", t.as_str())),
+        Value::Number(n) => (t.number_text() != Some(n.to_string()))
+            .then(|| format!("number {:?}, serde_json {n}", t.number_text())),
+        Value::Bool(_) | Value::Null => {
+            (t.is_object() || t.is_array() || t.is_number() || t.as_str().is_some())
+                .then(|| format!("literal {r} read as another kind"))
+        }
+    }
+}
+
+/// The tape against serde_json on the whole payload.
+fn tape_agrees_with_serde_json(payload: &[u8]) {
+    let mut nodes = Vec::new();
+    let doc = tape::parse(payload, &mut nodes);
+    match (doc, serde_json::from_slice::<Value>(payload)) {
+        (None, Err(_)) => {}
+        (Some(doc), Ok(r)) => {
+            if let Some(d) = differs(doc.root(), &r, &mut Vec::new()) {
+                panic!("tape and serde_json differ: {d}");
+            }
+        }
+        (Some(_), Err(e)) => panic!("tape accepts what serde_json rejects ({e})"),
+        (None, Ok(r)) => panic!("tape rejects what serde_json accepts: {r}"),
+    }
+}
+
 pub fn phi(data: &[u8]) {
     let mut c = Cursor::new(data);
     let b = c.u8();
     let payload = c.rest();
+    tape_agrees_with_serde_json(payload);
     let cfg = PhiConfig {
         max_evidence: usize::from(b % 10),
         max_scan_bytes: if b & 0x80 != 0 {
