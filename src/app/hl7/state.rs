@@ -352,8 +352,8 @@ mod index_tests {
     fn msh_index_gives_the_fields_the_parser_gives() {
         let d = parser::Delimiters::default();
         // Hand-built headers, and every prefix of one whose fields have
-        // every length from 0 to 8 (separators in every lane of the last
-        // word).
+        // every length from 0 to 8 (separators in every lane of the last,
+        // overlapping block).
         let lanes = b"MSH|^~\\&||A|BC|DEF|GHIJ|KLMNO|PQRSTU|VWXYZ01|23456789|x";
         // Separators at the 15th/16th and 31st/32nd bytes of the blocks
         // the index reads from offset 4 (offsets 19, 20, 35, 36).
