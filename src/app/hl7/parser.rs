@@ -157,16 +157,41 @@ fn delimiters(field: u8, enc: [u8; 5]) -> Delimiters {
     }
 }
 
-/// The lanes of `word` (eight bytes, little-endian) equal to `byte`: bit
-/// 7 of each such lane set, every other bit clear. SWAR, without a branch
-/// per byte: HL7 fields are a few bytes long, so a vectorised search would
-/// pay its setup once per field.
-pub fn lanes_equal(word: [u8; 8], byte: u8) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let x = u64::from_le_bytes(word) ^ (u64::from(byte) * 0x0101_0101_0101_0101);
-    // Zero lanes of `x`: the low seven bits plus 0x7f set bit 7 in every
-    // other lane and never carry into the next.
-    !(((x & LOW7) + LOW7) | x | LOW7)
+/// The bytes of `block` equal to `byte`: bit `i` set when `block[i]` is.
+/// Sixteen bytes in three vector instructions (SSE2, part of every x86_64
+/// CPU; an eight-byte SWAR word took about a dozen): HL7 fields are a few
+/// bytes long, so a search that sets up for long haystacks (`memchr`)
+/// would pay its set-up once per field.
+#[inline]
+#[allow(unsafe_code)]
+pub fn mask16(block: &[u8; 16], byte: u8) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is in the x86_64 baseline (every such CPU has it and
+        // the target enables it); the unaligned load reads exactly the 16
+        // bytes `block` borrows.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(i8::from_ne_bytes([byte]))))
+        };
+        // The mask of 16 lanes fills the low 16 bits only.
+        u32::from_ne_bytes(bits.to_ne_bytes())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    mask16_scalar(block, byte)
+}
+
+/// [`mask16`] byte by byte: the other targets' version, and the
+/// reference the vector version is tested against.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn mask16_scalar(block: &[u8; 16], byte: u8) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, &b)| m | (u32::from(b == byte) << i))
 }
 
 /// Searches for segment and line ends, with the vectorised `memchr`
@@ -261,18 +286,65 @@ pub fn field<'a>(seg: &'a [u8], n: usize, d: &Delimiters) -> Option<&'a [u8]> {
     if n == 0 {
         return None;
     }
-    let (rest, index) = if header_numbering(seg) {
+    // Cut from the segment's first byte, the name is piece 0: in MSH
+    // (MSH-1 being the separator itself) MSH-2 is piece 1, elsewhere
+    // field 1 is. Reading from the name gives [`piece_in_blocks`] a
+    // whole block in short segments (`MSA|AA|C1`).
+    let index = if header_numbering(seg) {
         if n == 1 {
             return seg.get(3..4);
         }
-        (seg.get(4..)?, n - 2)
+        n - 1
     } else {
         if seg.get(3) != Some(&d.field) {
             return None;
         }
-        (seg.get(4..)?, n - 1)
+        n
     };
-    piece(rest, Some(d.field), Some(CR), index)
+    piece_in_blocks(seg, d.field, index)
+}
+
+/// [`piece`] of a segment cut at `sep` up to its CR, sixteen bytes at a
+/// time ([`mask16`]), the last block overlapping the one before it
+/// (segments run to dozens of bytes, where a field's value or a
+/// component is a few).
+fn piece_in_blocks(value: &[u8], sep: u8, index: usize) -> Option<&[u8]> {
+    let len = value.len();
+    if len < 16 {
+        return piece(value, Some(sep), Some(CR), index);
+    }
+    let mut start = 0;
+    let mut k = 0;
+    let mut base = 0;
+    while base < len {
+        // The next block, or the last 16 bytes with those already read
+        // masked out.
+        let (at, skip) = if base + 16 <= len {
+            (base, 0)
+        } else {
+            (len - 16, base - (len - 16))
+        };
+        let Some(block) = value
+            .get(at..at + 16)
+            .and_then(|b| <&[u8; 16]>::try_from(b).ok())
+        else {
+            break;
+        };
+        let (s, t) = (mask16(block, sep), mask16(block, CR));
+        let mut cuts = (s | t) >> skip << skip;
+        while cuts != 0 {
+            let bit = cuts & cuts.wrapping_neg();
+            let i = at + bit.trailing_zeros() as usize;
+            if t & bit != 0 || k == index {
+                return (k == index).then(|| value.get(start..i)).flatten();
+            }
+            k += 1;
+            start = i + 1;
+            cuts &= cuts - 1;
+        }
+        base = at + 16;
+    }
+    (k == index).then(|| value.get(start..)).flatten()
 }
 
 /// Piece `index` (0-based) of `value` cut at `sep`, looking no further
@@ -526,23 +598,42 @@ mod tests {
     }
 
     #[test]
-    fn lanes_equal_marks_exactly_the_lanes_holding_the_byte() {
-        // Every byte value in every lane, among neighbours one bit away
-        // from it (the lanes a borrow or carry would wrongly mark).
+    fn mask16_marks_exactly_the_bytes_the_scalar_version_marks() {
+        // Hand-built blocks: every byte value in every lane among
+        // neighbours one bit away from it, and runs of it at the block's
+        // edges.
         for b in 0..=255u8 {
-            for lane in 0..8 {
+            for lane in 0..16 {
                 for other in [b ^ 1, b ^ 0x80, b.wrapping_sub(1), !b] {
-                    let mut word = [other; 8];
-                    word[lane] = b;
-                    assert_eq!(
-                        lanes_equal(word, b),
-                        0x80 << (8 * lane),
-                        "{b} {lane} {other}"
-                    );
+                    let mut block = [other; 16];
+                    block[lane] = b;
+                    assert_eq!(mask16(&block, b), 1 << lane, "{b} {lane} {other}");
+                    assert_eq!(mask16_scalar(&block, b), 1 << lane);
                 }
             }
+            let mut edges = [!b; 16];
+            edges[..2].fill(b);
+            edges[14..].fill(b);
+            assert_eq!(mask16(&edges, b), 0xc003);
+            assert_eq!(mask16(&edges, b), mask16_scalar(&edges, b));
         }
-        assert_eq!(lanes_equal([7; 8], 7), 0x8080_8080_8080_8080);
+        assert_eq!(mask16(&[7; 16], 7), 0xffff);
+    }
+
+    proptest::proptest! {
+        /// The block scan cuts as the bytewise one does, on values of 0
+        /// to 70 bytes (blocks, overlapped last blocks and short values)
+        /// whose separators and CRs fall at every offset.
+        #[test]
+        fn piece_in_blocks_is_piece_bytewise(
+            value in proptest::collection::vec(proptest::sample::select(&b"|^\rab"[..]), 0..70),
+            index in 0usize..12,
+        ) {
+            proptest::prop_assert_eq!(
+                piece_in_blocks(&value, b'|', index),
+                piece(&value, Some(b'|'), Some(CR), index)
+            );
+        }
     }
 
     proptest::proptest! {

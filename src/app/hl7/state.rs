@@ -230,7 +230,7 @@ impl SegIndex {
         // MSH-2 starts after the separator that is MSH-1; each separator
         // after it starts the next field; the slot after the last field
         // holds the MSH's end + 1, so that every field ends one byte before
-        // the next slot. Separators are found eight bytes at a time.
+        // the next slot.
         self.msh = [Self::MSH_NONE; MSH_FIELDS];
         if msh.len() >= MSH_INDEXED {
             self.msh[0] = 0;
@@ -238,53 +238,50 @@ impl SegIndex {
         }
         self.msh[0] = 4;
         let mut k = 1;
-        let body = msh.get(4..).unwrap_or(&[]);
-        let mut words = body.chunks_exact(8);
         let mut base = 4;
-        for word in &mut words {
-            let Ok(word) = <[u8; 8]>::try_from(word) else {
-                break;
+        // Sixteen bytes at a time (`parser::mask16`); the last block is the
+        // MSH's last 16 bytes, those already read (or MSH-1) masked out; an
+        // MSH shorter than a block is padded with bytes that are not `sep`.
+        while base < msh.len() {
+            let (at, skip) = if base + 16 <= msh.len() {
+                (base, 0)
+            } else {
+                let at = msh.len().saturating_sub(16);
+                (at, base - at)
             };
-            if !self.mark_fields(&mut k, parser::lanes_equal(word, sep), base) {
-                return;
-            }
-            base += 8;
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            // The last bytes: the word that ends the MSH, its lanes before
-            // `base` (read already, or MSH-1) shifted out; in an MSH shorter
-            // than a word, the bytes padded with some that are not `sep`.
-            let last = msh.len().checked_sub(8).and_then(|a| msh.get(a..));
-            let lanes = match last.and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-                Some(w) => parser::lanes_equal(w, sep) >> (8 * (8 - rest.len())),
+            let bits = match msh
+                .get(at..at + 16)
+                .and_then(|b| <&[u8; 16]>::try_from(b).ok())
+            {
+                Some(block) => parser::mask16(block, sep),
                 None => {
-                    let mut w = [!sep; 8];
-                    w.iter_mut().zip(rest).for_each(|(w, &b)| *w = b);
-                    parser::lanes_equal(w, sep)
+                    let mut block = [!sep; 16];
+                    block.iter_mut().zip(msh).for_each(|(w, &b)| *w = b);
+                    parser::mask16(&block, sep)
                 }
             };
-            if !self.mark_fields(&mut k, lanes, base) {
+            if !self.mark_fields(&mut k, bits >> skip << skip, at) {
                 return;
             }
+            base = at + 16;
         }
         if let Some(slot) = self.msh.get_mut(k) {
             *slot = u16::try_from(msh.len() + 1).unwrap_or(Self::MSH_NONE);
         }
     }
 
-    /// Starts fields after the separators of one word of the MSH (`lanes`
-    /// of [`parser::lanes_equal`], the word at offset `base`) from slot
-    /// `k` on; false once every slot is taken.
-    fn mark_fields(&mut self, k: &mut usize, mut lanes: u64, base: usize) -> bool {
-        while lanes != 0 {
+    /// Starts fields after the separators of one block of the MSH (`bits`
+    /// of [`parser::mask16`], the block at offset `base`) from slot `k`
+    /// on; false once every slot is taken.
+    fn mark_fields(&mut self, k: &mut usize, mut bits: u32, base: usize) -> bool {
+        while bits != 0 {
             let Some(slot) = self.msh.get_mut(*k) else {
                 return false;
             };
-            let at = base + (lanes.trailing_zeros() / 8) as usize + 1;
+            let at = base + bits.trailing_zeros() as usize + 1;
             *slot = u16::try_from(at).unwrap_or(Self::MSH_NONE);
             *k += 1;
-            lanes &= lanes - 1;
+            bits &= bits - 1;
         }
         true
     }
@@ -355,10 +352,15 @@ mod index_tests {
     fn msh_index_gives_the_fields_the_parser_gives() {
         let d = parser::Delimiters::default();
         // Hand-built headers, and every prefix of one whose fields have
-        // every length from 0 to 8 (separators in every lane of the last
-        // word).
+        // every length from 0 to 8 (separators in every lane of the last,
+        // overlapping block).
         let lanes = b"MSH|^~\\&||A|BC|DEF|GHIJ|KLMNO|PQRSTU|VWXYZ01|23456789|x";
-        let prefixes = (0..=lanes.len()).map(|n| &lanes[..n]);
+        // Separators at the 15th/16th and 31st/32nd bytes of the blocks
+        // the index reads from offset 4 (offsets 19, 20, 35, 36).
+        let edges = b"MSH|^~\\&|ABCDEFGHIJ||KLMNOPQRSTUVWX||Y|Z";
+        let prefixes = (0..=lanes.len())
+            .map(|n| &lanes[..n])
+            .chain((0..=edges.len()).map(|n| &edges[..n]));
         for msh in [
             &b"MSH|^~\\&|A|B|C|D|1||ADT^A01|C1|P|2.5|||NE|NE\rPID|1"[..],
             b"MSH|^~\\&||||||||||||||||||||x\r",
@@ -822,10 +824,11 @@ impl Hl7State {
         // block), the next one starts right away — what `scan_idle` and
         // `act` make of it, without their questions.
         if side.mode == Mode::Idle && side.head.is_empty() {
-            let at = input
-                .iter()
-                .position(|&c| !matches!(c, CR | LF))
-                .unwrap_or(input.len());
+            let Some(at) = input.iter().position(|&c| !matches!(c, CR | LF)) else {
+                // Only line ends (the CR after an end block at a call's
+                // end): skipped, as `scan_idle` and `act` would.
+                return input.len();
+            };
             let framed = input.get(at) == Some(&SB);
             let body = input.get(at + usize::from(framed)..).unwrap_or(&[]);
             if let Verdict::Yes(_) = parser::header(body, false) {
