@@ -102,11 +102,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("scan_payload/{name}"), |b| {
             b.iter(|| black_box(phi::scan_payload(black_box(data), &cfg)))
         });
-        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
+        let mut nodes = Vec::new();
+        if let Some(doc) = phi::tape::parse(data, &mut nodes) {
+            let mut members = Vec::new();
             g.bench_function(format!("location_json/{name}"), |b| {
                 b.iter(|| {
                     let mut col = Collector::new(&cfg);
-                    location::scan_json(black_box(&doc), &cfg, &mut col);
+                    location::scan_json(black_box(doc.root()), &cfg, &mut col, &mut members);
                     black_box(col.finish())
                 })
             });

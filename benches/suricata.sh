@@ -20,6 +20,7 @@
 # stream-depth counter.
 #
 # Usage: benches/suricata.sh [ROUNDS]    (default 5; needs suricata, GNU time)
+#        CAPS=mqtt_small benches/suricata.sh 3   (one capture only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -68,7 +69,7 @@ counts() { # capture: record counts of the warm-up round's EVE files
 
 echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(suricata -V); wardwatch $(git rev-parse --short HEAD); $(grep -c '^alert' benches/suricata/wardwatch.rules) Suricata rules"
-for cap in mqtt_small dicom_bulk; do
+for cap in ${CAPS:-mqtt_small dicom_bulk}; do
     f="bench-data/$cap.pcap"
     declare -A wall=() cpu=()
     for round in $(seq 0 "$ROUNDS"); do

@@ -42,7 +42,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::baseline::{Comparison, Drift};
-use super::log::Ordered;
+use super::log::{Field, Ordered};
 use super::{Kind, Seen};
 use crate::app::{AppProto, AppRecord};
 use crate::detect::phi::{PhiConfig, PhiReport};
@@ -82,8 +82,8 @@ impl Change {
                 drift: drift.iter().cloned().collect(),
             };
             for (k, v) in &mut self.record.0 {
-                if k == "baseline" {
-                    *v = one.to_value();
+                if *k == "baseline" {
+                    *v = Field::Json(one.to_value());
                 }
             }
         }

@@ -35,7 +35,9 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use std::sync::Arc;
 
@@ -47,14 +49,15 @@ use crate::detect::RuleMeta;
 use crate::output::eve::ip_string;
 use crate::time::Timestamp;
 
-/// A JSON object written in insertion order (serde_json's `Map` sorts its
-/// keys): the record reads `ip`, `event`, … as documented.
+/// A JSON object written in insertion order: the record reads `ip`,
+/// `event`, … as documented. Its members are typed ([`Field`]), so that a
+/// record is written without building `serde_json` values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ordered(pub Vec<(String, Value)>);
+pub struct Ordered(pub Vec<(&'static str, Field)>);
 
 impl Ordered {
-    fn insert(&mut self, k: impl Into<String>, v: impl Into<Value>) {
-        self.0.push((k.into(), v.into()));
+    fn insert(&mut self, k: &'static str, v: Field) {
+        self.0.push((k, v));
     }
 
     fn append(&mut self, o: &mut Ordered) {
@@ -62,15 +65,86 @@ impl Ordered {
     }
 }
 
-impl serde::Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
+impl Serialize for Ordered {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
             m.serialize_entry(k, v)?;
         }
         m.end()
     }
+}
+
+/// One member of an [`Ordered`] record. Objects inside it list their
+/// members in byte-wise key order, as the `serde_json` maps that wrote
+/// them before did (field order of the structs below).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Field {
+    Text(String),
+    Flag(bool),
+    /// Kind names (`changed`, `truncated`).
+    Names(Vec<&'static str>),
+    /// Fact values, earliest first.
+    Values(Vec<Box<str>>),
+    Macs(Vec<MacEntry>),
+    /// A group's lists (`dicom`, `device`…).
+    Group(Group),
+    Traffic(Vec<TrafficEntry>),
+    Countries(Vec<CountryEntry>),
+    Findings(Vec<FindingEntry>),
+    /// The baseline comparison ([`Comparison::to_value`]).
+    Json(Value),
+}
+
+/// A `macs` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MacEntry {
+    address: Box<str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    shared: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor: Option<&'static str>,
+}
+
+/// A group's non-empty lists, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group(Vec<(&'static str, Vec<Box<str>>)>);
+
+impl Serialize for Group {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A `traffic` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrafficEntry {
+    app_proto: &'static str,
+    bytes_received: u64,
+    bytes_sent: u64,
+    client_flows: u64,
+    server_flows: u64,
+}
+
+/// A `countries` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountryEntry {
+    bytes: u64,
+    country: String,
+    flows: u64,
+}
+
+/// A `findings` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingEntry {
+    count: u64,
+    kind: Box<str>,
+    last: String,
 }
 
 fn ts(t: Timestamp) -> String {
@@ -198,47 +272,43 @@ pub fn asset_object(
     baseline: Option<&Baseline>,
 ) -> Ordered {
     let facts = Facts::of(a, upto);
+    let owned = |v: Vec<&str>| v.into_iter().map(Box::from).collect::<Vec<Box<str>>>();
     let mut o = Ordered::default();
-    o.insert("ip", ip_string(a.ip));
-    o.insert("first_seen", ts(a.first.ts));
+    o.insert("ip", Field::Text(ip_string(a.ip)));
+    o.insert("first_seen", Field::Text(ts(a.first.ts)));
     if full {
-        o.insert("last_seen", ts(a.last));
+        o.insert("last_seen", Field::Text(ts(a.last)));
     }
-    let m: Vec<Value> = facts
+    let m: Vec<MacEntry> = facts
         .values(Kind::Mac)
         .into_iter()
         .map(|addr| {
             let mac = macs.get(addr).copied().unwrap_or_default();
-            let mut e = Map::new();
-            e.insert("address".into(), addr.into());
-            if let Some(v) = mac.vendor {
-                e.insert("vendor".into(), v.into());
+            MacEntry {
+                address: addr.into(),
+                shared: mac.shared(),
+                vendor: mac.vendor,
             }
-            if mac.shared() {
-                e.insert("shared".into(), true.into());
-            }
-            Value::Object(e)
         })
         .collect();
     if !m.is_empty() {
-        o.insert("macs", m);
+        o.insert("macs", Field::Macs(m));
     }
     for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
         let v = facts.values(kind);
         if !v.is_empty() {
-            o.insert(name, v);
+            o.insert(name, Field::Values(owned(v)));
         }
     }
     for (group, kinds) in GROUPS {
-        let mut g = Map::new();
-        for (kind, name) in *kinds {
-            let v = facts.values(*kind);
-            if !v.is_empty() {
-                g.insert((*name).into(), v.into());
-            }
-        }
+        let mut g: Vec<(&'static str, Vec<Box<str>>)> = kinds
+            .iter()
+            .map(|(kind, name)| (*name, owned(facts.values(*kind))))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
         if !g.is_empty() {
-            o.insert(*group, Value::Object(g));
+            g.sort_by_key(|(name, _)| *name);
+            o.insert(group, Field::Group(Group(g)));
         }
     }
     let truncated: Vec<&str> = Kind::ALL
@@ -247,49 +317,49 @@ pub fn asset_object(
         .map(Kind::name)
         .collect();
     if !truncated.is_empty() {
-        o.insert("truncated", truncated);
+        o.insert("truncated", Field::Names(truncated));
     }
     if full {
-        let traffic: Vec<Value> = a
+        let traffic = a
             .traffic
             .iter()
-            .map(|(p, t)| {
-                json!({
-                    "app_proto": p,
-                    "client_flows": t.client_flows,
-                    "server_flows": t.server_flows,
-                    "bytes_sent": t.bytes_sent,
-                    "bytes_received": t.bytes_received,
-                })
+            .map(|(p, t)| TrafficEntry {
+                app_proto: p,
+                bytes_received: t.bytes_received,
+                bytes_sent: t.bytes_sent,
+                client_flows: t.client_flows,
+                server_flows: t.server_flows,
             })
             .collect();
-        o.insert("traffic", traffic);
-        let countries: Vec<Value> = a
+        o.insert("traffic", Field::Traffic(traffic));
+        let countries: Vec<CountryEntry> = a
             .countries
             .iter()
-            .map(|(c, n)| {
-                json!({
-                    "country": String::from_utf8_lossy(c),
-                    "flows": n.flows,
-                    "bytes": n.bytes,
-                })
+            .map(|(c, n)| CountryEntry {
+                bytes: n.bytes,
+                country: String::from_utf8_lossy(c).into_owned(),
+                flows: n.flows,
             })
             .collect();
         if !countries.is_empty() {
-            o.insert("countries", countries);
+            o.insert("countries", Field::Countries(countries));
         }
-        let findings: Vec<Value> = a
+        let findings: Vec<FindingEntry> = a
             .findings
             .iter()
-            .map(|(k, f)| json!({"kind": &**k, "count": f.count, "last": ts(f.last)}))
+            .map(|(k, f)| FindingEntry {
+                count: f.count,
+                kind: k.clone(),
+                last: ts(f.last),
+            })
             .collect();
         if !findings.is_empty() {
-            o.insert("findings", findings);
+            o.insert("findings", Field::Findings(findings));
         }
-        o.insert("cleartext_clinical", a.cleartext_clinical);
+        o.insert("cleartext_clinical", Field::Flag(a.cleartext_clinical));
     }
     if let Some(b) = baseline {
-        o.insert("baseline", b.compare(a, upto).to_value());
+        o.insert("baseline", Field::Json(b.compare(a, upto).to_value()));
     }
     o
 }
@@ -387,10 +457,11 @@ pub fn write_changes(
             let mut body = Ordered::default();
             // `ip` first, then what the record is.
             body.0.push(obj.0.remove(0));
-            body.insert("event", if announced { "changed" } else { "new" });
+            let event = if announced { "changed" } else { "new" };
+            body.insert("event", Field::Text(event.into()));
             if announced {
                 let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
-                body.insert("changed", names);
+                body.insert("changed", Field::Names(names));
             }
             body.append(&mut obj);
             if let Some(eval) = rules.as_deref_mut() {
@@ -520,7 +591,7 @@ pub fn write_snapshots(t: &Table, now: Timestamp, baseline: Option<&Baseline>, o
         let mut obj = asset_object(a, &macs, None, true, baseline);
         let mut body = Ordered::default();
         body.0.push(obj.0.remove(0));
-        body.insert("event", "snapshot");
+        body.insert("event", Field::Text("snapshot".into()));
         body.append(&mut obj);
         write_record(out, now, a, None, body);
     }

@@ -36,44 +36,51 @@
 //! `dob` is not enough, and telemetry (`device`, `hr`, `ts`) has no
 //! identity key at all.
 //!
-//! Work: serde_json parses at most `max_scan_bytes` (its recursion limit
-//! bounds nesting); the walks below stop at [`MAX_DEPTH`].
+//! Work: the payload is read once into a tape ([`super::tape`]: what
+//! serde_json accepts, objects in its key order) of at most
+//! `max_scan_bytes`; the walks below stop at [`MAX_DEPTH`].
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::ids::{self, Hint};
 use super::location;
-use super::{Collector, PhiKind};
+use super::tape::{self, Val};
+use super::{Collector, PhiConfig, PhiKind};
 
 /// Nesting walked (objects and arrays).
 pub const MAX_DEPTH: usize = 32;
 
-/// Scans a parsed JSON document.
-pub fn scan(doc: &Value, col: &mut Collector) {
+/// Scans a parsed JSON document: FHIR resources, then identity keys and
+/// positions ([`location::judge_object`]) in one walk, the positions'
+/// evidence recorded after the keys' as when they were two walks;
+/// `scratch` is reused between documents.
+pub fn scan(doc: Val<'_>, cfg: &PhiConfig, col: &mut Collector, scratch: &mut Vec<u32>) {
     scan_fhir(doc, col, 0);
-    walk_keys(doc, col, 0);
+    let mut places = location::Places::default();
+    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |obj, members, key| {
+        judge_object(obj, members, col);
+        location::judge_object(obj, members, key, cfg, &mut places);
+    });
+    places.record(col);
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+fn str_of<'a>(v: Val<'a>, key: &str) -> Option<Cow<'a, str>> {
+    v.get(key).and_then(Val::as_str)
 }
 
 fn non_empty(s: &str) -> bool {
     !s.trim().is_empty()
 }
 
-fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+fn arr<'a>(v: Val<'a>, key: &str) -> impl Iterator<Item = Val<'a>> + 'a {
+    v.get(key).into_iter().flat_map(Val::elements)
 }
 
-fn scan_fhir(v: &Value, col: &mut Collector, depth: usize) {
+fn scan_fhir(v: Val<'_>, col: &mut Collector, depth: usize) {
     if depth > 4 || !v.is_object() {
         return;
     }
-    match str_of(v, "resourceType") {
+    match str_of(v, "resourceType").as_deref() {
         Some("Patient") => patient(v, col),
         Some("Bundle") => {
             for e in arr(v, "entry") {
@@ -99,18 +106,22 @@ fn scan_fhir(v: &Value, col: &mut Collector, depth: usize) {
 
 /// First non-empty string among `keys` of `v`, or the first non-empty
 /// string of an array under one of them (`given`, `line`).
-fn first_text<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| match v.get(*k) {
-        Some(Value::String(s)) if non_empty(s) => Some(s.as_str()),
-        Some(Value::Array(a)) => a.iter().find_map(|x| x.as_str().filter(|s| non_empty(s))),
-        _ => None,
+fn first_text<'a>(v: Val<'a>, keys: &[&str]) -> Option<Cow<'a, str>> {
+    keys.iter().find_map(|k| {
+        let m = v.get(k)?;
+        if m.is_array() {
+            m.elements()
+                .find_map(|x| x.as_str().filter(|s| non_empty(s)))
+        } else {
+            m.as_str().filter(|s| non_empty(s))
+        }
     })
 }
 
-fn patient(p: &Value, col: &mut Collector) {
+fn patient(p: Val<'_>, col: &mut Collector) {
     for n in arr(p, "name") {
         if let Some(t) = first_text(n, &["text", "family", "given"]) {
-            col.add(PhiKind::Fhir, "Patient.name", t);
+            col.add(PhiKind::Fhir, "Patient.name", &t);
             break;
         }
     }
@@ -118,18 +129,18 @@ fn patient(p: &Value, col: &mut Collector) {
         let Some(value) = str_of(id, "value").filter(|s| non_empty(s)) else {
             continue;
         };
-        col.add(PhiKind::Fhir, "Patient.identifier", value);
+        col.add(PhiKind::Fhir, "Patient.identifier", &value);
         let system = str_of(id, "system").unwrap_or_default();
-        if let Some(hint) = system_hint(system) {
-            ids::check_hinted(hint, value, "Patient.identifier", col);
+        if let Some(hint) = system_hint(&system) {
+            ids::check_hinted(hint, &value, "Patient.identifier", col);
         }
     }
     if let Some(b) = str_of(p, "birthDate").filter(|s| non_empty(s)) {
-        col.add(PhiKind::Fhir, "Patient.birthDate", b);
+        col.add(PhiKind::Fhir, "Patient.birthDate", &b);
     }
     for t in arr(p, "telecom") {
         if let Some(value) = str_of(t, "value").filter(|s| non_empty(s)) {
-            col.add(PhiKind::Fhir, "Patient.telecom", value);
+            col.add(PhiKind::Fhir, "Patient.telecom", &value);
             break;
         }
     }
@@ -145,9 +156,9 @@ fn patient(p: &Value, col: &mut Collector) {
         match text {
             Some(t) if street => {
                 col.mark(PhiKind::Fhir);
-                col.add(PhiKind::Location, "Patient.address", t);
+                col.add(PhiKind::Location, "Patient.address", &t);
             }
-            Some(t) => col.add(PhiKind::Fhir, "Patient.address", t),
+            Some(t) => col.add(PhiKind::Fhir, "Patient.address", &t),
             None => {}
         }
     }
@@ -226,11 +237,10 @@ const PLACEHOLDERS: [&str; 13] = [
 ];
 
 /// The text of a scalar value, when it is not empty or a placeholder.
-fn scalar_text(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
+fn scalar_text(v: Val<'_>) -> Option<String> {
+    let s = match v.as_str() {
+        Some(s) => s.trim().to_string(),
+        None => v.number_text()?,
     };
     if s.is_empty() || PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p)) {
         return None;
@@ -267,35 +277,15 @@ pub fn looks_like_date(s: &str) -> bool {
     false
 }
 
-fn walk_keys(v: &Value, col: &mut Collector, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match v {
-        Value::Object(map) => {
-            judge_object(map, col);
-            for child in map.values() {
-                if child.is_object() || child.is_array() {
-                    walk_keys(child, col, depth + 1);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for child in items {
-                if child.is_object() || child.is_array() {
-                    walk_keys(child, col, depth + 1);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn judge_object(map: &Map<String, Value>, col: &mut Collector) {
+/// `members`: the object's key nodes in key order.
+fn judge_object(obj: Val<'_>, members: &[u32], col: &mut Collector) {
     // (category, key, value) of the identity members, at most one per key.
-    let mut found: Vec<(Category, &str, String)> = Vec::new();
-    for (key, value) in map {
-        let Some(cat) = category(key) else { continue };
+    let mut found: Vec<(Category, Cow<'_, str>, String)> = Vec::new();
+    for &m in members {
+        let Some((key, value)) = obj.doc().member(m) else {
+            continue;
+        };
+        let Some(cat) = category(&key) else { continue };
         let Some(text) = scalar_text(value) else {
             continue;
         };
@@ -350,8 +340,9 @@ mod tests {
             max_evidence: 32,
             ..PhiConfig::default()
         });
-        let v: Value = serde_json::from_str(text).unwrap();
-        scan(&v, &mut col);
+        let mut tape = Vec::new();
+        let doc = tape::parse(text.as_bytes(), &mut tape).unwrap();
+        scan(doc.root(), &PhiConfig::default(), &mut col, &mut Vec::new());
         col.finish()
     }
 

@@ -62,20 +62,21 @@
 //! ([`crate::output::mask`]) logs it [`coarsened`] to one decimal
 //! (`~48.8,2.4`, about 11 km).
 //!
-//! Work: one walk of the parsed JSON; one memchr pass over the bytes for
+//! Work: one walk of the JSON tape ([`super::tape`]); one memchr pass over the bytes for
 //! `$`, each candidate read over at most [`MAX_SENTENCE`] bytes and a
 //! recognised sentence skipped whole. No allocation but evidence and the
 //! text of numbers under latitude/longitude keys.
 
 use serde::Deserialize;
-use serde_json::{Map, Number, Value};
 
 use super::ids;
+use super::tape::{self, Val};
 use super::{Collector, PhiConfig, PhiKind};
 use crate::output::mask::display_bytes;
 
-/// Nesting walked (objects and arrays).
-pub const MAX_DEPTH: usize = 32;
+/// Nesting walked (objects and arrays): the walk is
+/// [`super::json::scan`]'s.
+pub const MAX_DEPTH: usize = super::json::MAX_DEPTH;
 
 /// Bytes of one NMEA sentence read after its `$` (the standard allows 82
 /// characters with `$` and CR LF; some receivers write longer ones).
@@ -222,16 +223,11 @@ fn parse_decimal(text: &str) -> Option<Coord> {
     deg.is_finite().then_some(Coord { deg, decimals })
 }
 
-fn coord_of_number(n: &Number) -> Option<Coord> {
-    // Copied: the number's shortest text, to count its decimals.
-    parse_decimal(&n.to_string())
-}
-
-fn coord_of_value(v: &Value) -> Option<Coord> {
-    match v {
-        Value::Number(n) => coord_of_number(n),
-        Value::String(s) => parse_decimal(s.trim()),
-        _ => None,
+fn coord_of_value(v: Val<'_>) -> Option<Coord> {
+    match v.as_str() {
+        Some(s) => parse_decimal(s.trim()),
+        // Copied: the number's shortest text, to count its decimals.
+        None => parse_decimal(&v.number_text()?),
     }
 }
 
@@ -251,11 +247,11 @@ fn is_personal(lat: Coord, lon: Coord, cfg: &PhiConfig) -> bool {
             .any(|s| s.contains(lat.deg, lon.deg))
 }
 
-/// Evidence value of a position read from numbers.
-fn pair_text(lat: &Value, lon: &Value) -> String {
-    let t = |v: &Value| match v {
-        Value::String(s) => s.trim().to_string(),
-        other => other.to_string(),
+/// Evidence value of a position read from numbers or numeric strings.
+fn pair_text(lat: Val<'_>, lon: Val<'_>) -> String {
+    let t = |v: Val<'_>| match v.as_str() {
+        Some(s) => s.trim().to_string(),
+        None => v.number_text().unwrap_or_default(),
     };
     format!("{},{}", t(lat), t(lon))
 }
@@ -308,48 +304,68 @@ fn role(key: &str) -> Option<Role> {
     Some(r)
 }
 
-/// Scans a parsed JSON document for positions.
-pub fn scan_json(doc: &Value, cfg: &PhiConfig, col: &mut Collector) {
-    walk(doc, None, cfg, col, 0);
+/// Scans a parsed JSON document for positions alone (the payload scan
+/// walks once for keys and positions, [`super::json::scan`]); `scratch`
+/// is reused between documents.
+pub fn scan_json(doc: Val<'_>, cfg: &PhiConfig, col: &mut Collector, scratch: &mut Vec<u32>) {
+    let mut places = Places::default();
+    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |obj, members, key| {
+        judge_object(obj, members, key, cfg, &mut places);
+    });
+    places.record(col);
 }
 
-fn walk(v: &Value, key: Option<&str>, cfg: &PhiConfig, col: &mut Collector, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
+/// Positions found in a walk, as (field, value) evidence, recorded in the
+/// order found once the walk is over.
+#[derive(Debug, Default)]
+pub struct Places(Vec<(String, String)>);
+
+impl Places {
+    fn add(&mut self, field: &str, value: &str) {
+        // Copied: rare (a position), and recorded after the walk.
+        self.0.push((field.to_string(), value.to_string()));
     }
-    match v {
-        Value::Object(map) => {
-            judge_object(map, key, cfg, col);
-            for (k, child) in map {
-                if child.is_object() || child.is_array() {
-                    walk(child, Some(k), cfg, col, depth + 1);
-                }
-            }
+
+    /// Records the positions as [`PhiKind::Location`] evidence.
+    pub fn record(self, col: &mut Collector) {
+        for (field, value) in &self.0 {
+            col.add(PhiKind::Location, field, value);
         }
-        Value::Array(items) => {
-            for child in items {
-                if child.is_object() || child.is_array() {
-                    walk(child, key, cfg, col, depth + 1);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
-/// `key` is the member name the object is found under (arrays pass
-/// theirs on), naming the evidence. One pass over the members, each key
-/// normalised once.
-fn judge_object(map: &Map<String, Value>, key: Option<&str>, cfg: &PhiConfig, col: &mut Collector) {
-    // The first latitude and longitude members whose values are numbers.
-    let mut lat: Option<(&str, &Value, Coord)> = None;
-    let mut lon: Option<(&str, &Value, Coord)> = None;
-    for (k, v) in map {
-        match role(k) {
-            Some(Role::Lat) if lat.is_none() => lat = coord_of_value(v).map(|c| (k.as_str(), v, c)),
-            Some(Role::Lon) if lon.is_none() => lon = coord_of_value(v).map(|c| (k.as_str(), v, c)),
+/// `members` are the object's key nodes in key order; `key` is the member
+/// name the object is found under (arrays pass theirs on), naming the
+/// evidence. One pass over the members, each key normalised once.
+pub fn judge_object(
+    obj: Val<'_>,
+    members: &[u32],
+    key: Option<&str>,
+    cfg: &PhiConfig,
+    places: &mut Places,
+) {
+    // The first latitude and longitude members whose values are numbers,
+    // and the members GeoJSON and FHIR name (each key once: `members`
+    // holds a repeated key's last value, as a parsed map did).
+    let mut lat = None;
+    let mut lon = None;
+    let (mut coordinates, mut kind, mut url, mut extension) = (None, None, None, None);
+    for &m in members {
+        let Some((k, v)) = obj.doc().member(m) else {
+            continue;
+        };
+        match &*k {
+            "coordinates" => coordinates = Some(v),
+            "type" => kind = Some(v),
+            "url" => url = Some(v),
+            "extension" => extension = Some(v),
+            _ => {}
+        }
+        match role(&k) {
+            Some(Role::Lat) if lat.is_none() => lat = coord_of_value(v).map(|c| (k, v, c)),
+            Some(Role::Lon) if lon.is_none() => lon = coord_of_value(v).map(|c| (k, v, c)),
             Some(r @ (Role::Position | Role::LatFirst | Role::LonFirst)) => {
-                ordered_member(k, v, r, cfg, col);
+                ordered_member(&k, v, r, cfg, places);
             }
             _ => {}
         }
@@ -357,57 +373,69 @@ fn judge_object(map: &Map<String, Value>, key: Option<&str>, cfg: &PhiConfig, co
     if let (Some((lat_key, lat_v, lat)), Some((lon_key, lon_v, lon))) = (lat, lon) {
         if is_personal(lat, lon, cfg) {
             let field = key.map_or_else(|| format!("{lat_key},{lon_key}"), str::to_string);
-            col.add(PhiKind::Location, &field, &pair_text(lat_v, lon_v));
+            places.add(&field, &pair_text(lat_v, lon_v));
         }
     }
-    geojson(map, key, cfg, col);
-    fhir_geolocation(map, cfg, col);
+    if let Some(coordinates) = coordinates {
+        geojson(coordinates, kind, key, cfg, places);
+    }
+    if url.and_then(Val::as_str).as_deref() == Some(GEOLOCATION_URL) {
+        fhir_geolocation(extension, cfg, places);
+    }
 }
 
 /// `[first, second(, altitude)]` of numbers.
-fn number_pair(v: &Value) -> Option<(&Value, Coord, &Value, Coord)> {
-    let a = v.as_array()?;
-    if !(2..=3).contains(&a.len()) || !a.iter().all(Value::is_number) {
+fn number_pair(v: Val<'_>) -> Option<(Val<'_>, Coord, Val<'_>, Coord)> {
+    if !v.is_array() {
         return None;
     }
-    let (x, y) = (a.first()?, a.get(1)?);
+    let len = v.elements().count();
+    if !(2..=3).contains(&len) || !v.elements().all(Val::is_number) {
+        return None;
+    }
+    let mut items = v.elements();
+    let (x, y) = (items.next()?, items.next()?);
     Some((x, coord_of_value(x)?, y, coord_of_value(y)?))
 }
 
-fn geojson(map: &Map<String, Value>, key: Option<&str>, cfg: &PhiConfig, col: &mut Collector) {
-    let Some(coords) = map.get("coordinates") else {
-        return;
-    };
-    let positions: &[Value] = match map.get("type").and_then(Value::as_str) {
-        Some("Point") => std::slice::from_ref(coords),
-        Some("MultiPoint" | "LineString") => coords.as_array().map_or(&[], Vec::as_slice),
+/// A GeoJSON geometry's `coordinates` and `type` members.
+fn geojson(
+    coords: Val<'_>,
+    kind: Option<Val<'_>>,
+    key: Option<&str>,
+    cfg: &PhiConfig,
+    places: &mut Places,
+) {
+    let mut one = None;
+    let mut many = None;
+    match kind.and_then(Val::as_str).as_deref() {
+        Some("Point") => one = Some(coords),
+        Some("MultiPoint" | "LineString") => many = Some(coords.elements()),
         _ => return,
-    };
-    for p in positions {
+    }
+    for p in one.into_iter().chain(many.into_iter().flatten()) {
         if let Some((lon_v, lon, lat_v, lat)) = number_pair(p) {
             if is_personal(lat, lon, cfg) {
                 let field = key.unwrap_or("coordinates");
-                col.add(PhiKind::Location, field, &pair_text(lat_v, lon_v));
+                places.add(field, &pair_text(lat_v, lon_v));
             }
         }
     }
 }
 
-fn fhir_geolocation(map: &Map<String, Value>, cfg: &PhiConfig, col: &mut Collector) {
-    if map.get("url").and_then(Value::as_str) != Some(GEOLOCATION_URL) {
-        return;
-    }
-    let subs = map.get("extension").and_then(Value::as_array);
+/// The `extension` member of a FHIR geolocation extension.
+fn fhir_geolocation(extension: Option<Val<'_>>, cfg: &PhiConfig, places: &mut Places) {
+    let subs = extension.filter(|e| e.is_array());
     let part = |name: &str| {
         subs?
-            .iter()
-            .find(|e| e.get("url").and_then(Value::as_str) == Some(name))?
+            .elements()
+            .find(|e| e.get("url").and_then(Val::as_str).as_deref() == Some(name))?
             .get("valueDecimal")
     };
     if let (Some(lat_v), Some(lon_v)) = (part("latitude"), part("longitude")) {
         if let (Some(lat), Some(lon)) = (coord_of_value(lat_v), coord_of_value(lon_v)) {
             if is_personal(lat, lon, cfg) {
-                col.add(PhiKind::Location, "geolocation", &pair_text(lat_v, lon_v));
+                places.add("geolocation", &pair_text(lat_v, lon_v));
             }
         }
     }
@@ -416,26 +444,25 @@ fn fhir_geolocation(map: &Map<String, Value>, cfg: &PhiConfig, col: &mut Collect
 /// A member holding both coordinates in an order its key names: `"lat,lon"`
 /// strings under position keys, `[lat, lon]` / `[lon, lat]` arrays under
 /// `latlng` / `lnglat`-style keys.
-fn ordered_member(k: &str, v: &Value, role: Role, cfg: &PhiConfig, col: &mut Collector) {
+fn ordered_member(k: &str, v: Val<'_>, role: Role, cfg: &PhiConfig, places: &mut Places) {
     let lon_first = role == Role::LonFirst;
-    let (x, y, first, second) = match v {
-        Value::String(s) => {
-            let Some((a, b)) = s.split_once(',') else {
-                return;
-            };
-            let (a, b) = (a.trim(), b.trim());
-            let (Some(x), Some(y)) = (parse_decimal(a), parse_decimal(b)) else {
-                return;
-            };
-            (x, y, a.to_string(), b.to_string())
-        }
-        Value::Array(_) if role != Role::Position => {
-            let Some((xv, x, yv, y)) = number_pair(v) else {
-                return;
-            };
-            (x, y, xv.to_string(), yv.to_string())
-        }
-        _ => return,
+    let (x, y, first, second) = if let Some(s) = v.as_str() {
+        let Some((a, b)) = s.split_once(',') else {
+            return;
+        };
+        let (a, b) = (a.trim(), b.trim());
+        let (Some(x), Some(y)) = (parse_decimal(a), parse_decimal(b)) else {
+            return;
+        };
+        (x, y, a.to_string(), b.to_string())
+    } else if v.is_array() && role != Role::Position {
+        let Some((xv, x, yv, y)) = number_pair(v) else {
+            return;
+        };
+        let text = |n: Val<'_>| n.number_text().unwrap_or_default();
+        (x, y, text(xv), text(yv))
+    } else {
+        return;
     };
     let (lat, lon) = if lon_first { (y, x) } else { (x, y) };
     if is_personal(lat, lon, cfg) {
@@ -444,7 +471,7 @@ fn ordered_member(k: &str, v: &Value, role: Role, cfg: &PhiConfig, col: &mut Col
         } else {
             format!("{first},{second}")
         };
-        col.add(PhiKind::Location, k, &text);
+        places.add(k, &text);
     }
 }
 
@@ -598,8 +625,9 @@ mod tests {
 
     fn json(text: &str, cfg: &PhiConfig) -> PhiReport {
         let mut col = Collector::new(cfg);
-        let v: Value = serde_json::from_str(text).unwrap();
-        scan_json(&v, cfg, &mut col);
+        let mut tape = Vec::new();
+        let doc = tape::parse(text.as_bytes(), &mut tape).unwrap();
+        scan_json(doc.root(), cfg, &mut col, &mut Vec::new());
         col.finish()
     }
 

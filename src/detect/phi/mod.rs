@@ -19,15 +19,21 @@
 //!
 //! Invariants: at most [`PhiConfig::max_scan_bytes`] of a payload are
 //! examined; every pass is linear in them (no regex, no backtracking); the
-//! only allocations are the parsed JSON of those bytes and at most
-//! `max_evidence` per kind evidence items of at most [`MAX_VALUE_CHARS`]
-//! characters, so a hostile declared size costs nothing.
+//! only allocations are at most `max_evidence` per kind evidence items of
+//! at most [`MAX_VALUE_CHARS`] characters and the text of the few values a
+//! detector reads (a string with escapes, a number under an identity or
+//! coordinate key), so a hostile declared size costs nothing; a JSON
+//! payload is read into a per-thread tape ([`tape`]) reused from payload
+//! to payload, given back when it grew past [`TAPE_KEPT`] nodes.
 
 pub mod dicom;
 pub mod hl7;
 pub mod ids;
 pub mod json;
 pub mod location;
+pub mod tape;
+
+use std::cell::RefCell;
 
 use serde::Deserialize;
 
@@ -215,31 +221,38 @@ impl Collector {
             .into_iter()
             .filter(|k| self.kinds & (1 << (*k as u8)) != 0)
             .collect();
-        let mut first = vec![false; self.items.len()];
-        let mut evidence = Vec::new();
+        // Which items the report keeps: the first of every kind found,
+        // then the others in the order found, up to `max`. Items are unique
+        // (deduplicated by kind and value), so the kept ones are moved out
+        // in discovery order.
+        let mut keep = vec![false; self.items.len()];
+        let mut kept = 0usize;
         for k in &kinds {
-            if evidence.len() >= self.max {
+            if kept >= self.max {
                 break;
             }
             if let Some(i) = self.items.iter().position(|e| e.kind == *k) {
-                if let Some(f) = first.get_mut(i) {
+                if let Some(f) = keep.get_mut(i) {
                     *f = true;
-                }
-                if let Some(e) = self.items.get(i) {
-                    evidence.push(e.clone());
+                    kept += 1;
                 }
             }
         }
-        for (e, taken) in self.items.iter().zip(&first) {
-            if evidence.len() >= self.max {
+        for f in &mut keep {
+            if kept >= self.max {
                 break;
             }
-            if !taken {
-                evidence.push(e.clone());
+            if !*f {
+                *f = true;
+                kept += 1;
             }
         }
-        // Keep discovery order among the chosen items.
-        evidence.sort_by_key(|e| self.items.iter().position(|x| x == e).unwrap_or(usize::MAX));
+        let evidence = self
+            .items
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e))
+            .collect();
         PhiReport { kinds, evidence }
     }
 }
@@ -273,6 +286,16 @@ pub fn scan_payload(data: &[u8], cfg: &PhiConfig) -> PhiReport {
     col.finish()
 }
 
+/// Tape nodes (16 bytes each) a thread keeps between payloads; a larger
+/// document's tape is freed after its scan.
+pub const TAPE_KEPT: usize = 4096;
+
+thread_local! {
+    /// The JSON tape and the walks' member lists, reused from payload to
+    /// payload.
+    static SCRATCH: RefCell<(Vec<tape::Node>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
 fn scan_into(data: &[u8], cfg: &PhiConfig, col: &mut Collector) {
     let data = data.get(..cfg.max_scan_bytes).unwrap_or(data);
     if data.is_empty() {
@@ -283,10 +306,15 @@ fn scan_into(data: &[u8], cfg: &PhiConfig, col: &mut Collector) {
     if matches!(first, Some(b'{' | b'[')) {
         // A payload cut by max_scan_bytes does not parse; the text scan
         // below still sees it.
-        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) {
-            json::scan(&doc, col);
-            location::scan_json(&doc, cfg, col);
-        }
+        SCRATCH.with_borrow_mut(|(nodes, members)| {
+            if let Some(doc) = tape::parse(data, nodes) {
+                json::scan(doc.root(), cfg, col, members);
+            }
+            if nodes.capacity() > TAPE_KEPT {
+                *nodes = Vec::new();
+                *members = Vec::new();
+            }
+        });
     }
     ids::scan_text(data, None, col);
     location::scan_nmea(data, cfg, col);
