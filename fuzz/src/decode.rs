@@ -22,10 +22,14 @@
 //! - a reassembled datagram is within `max_datagram` bytes and
 //!   `max_fragments` fragments; the tracker table within `max_trackers`;
 //! - the bytes defrag holds stay within `defrag.memcap` and are all given
-//!   back once every datagram has expired.
+//!   back once every datagram has expired;
+//! - the reader's address-only dispatcher (`decode::dispatch`) finds the
+//!   VLANs and address pair the decoder reports for every packet and
+//!   fragment, so a flow's packets all reach one worker.
 
 use wardwatch::capture::LinkType;
 use wardwatch::decode::defrag::{Defrag, DefragConfig};
+use wardwatch::decode::dispatch::AddressReader;
 use wardwatch::decode::{ChecksumChecks, Counter, DecodeConfig, DecodeStats, Decoded, Decoder, L4};
 use wardwatch::memcap::ByteSize;
 use wardwatch::time::Timestamp;
@@ -64,6 +68,23 @@ fn invalid(s: &DecodeStats) -> (u64, u64) {
         .map(|&c| s.get(c))
         .sum();
     (s.get(Counter::Invalid), sums)
+}
+
+/// The dispatcher reads the fields the decoder reported.
+fn check_dispatch(
+    d: &Decoded<'_>,
+    found: Option<(wardwatch::decode::Vlans, std::net::IpAddr, std::net::IpAddr)>,
+) {
+    let want = match d {
+        Decoded::Packet(p) => (p.vlan, p.ip.src, p.ip.dst),
+        Decoded::Fragment(f) => (f.vlan, f.ip.src, f.ip.dst),
+        Decoded::NotIp | Decoded::Invalid => return,
+    };
+    assert_eq!(
+        found,
+        Some(want),
+        "dispatcher and decoder disagree on {d:?}"
+    );
 }
 
 fn check_decoded(d: &Decoded<'_>, cfg: &DecodeConfig, len: usize) {
@@ -122,6 +143,7 @@ pub fn decode(data: &[u8]) {
         DefragConfig::default()
     };
     let mut dec = Decoder::new(cfg.clone());
+    let mut addrs = AddressReader::new(&cfg);
     let mut defrag = Defrag::new(dcfg.clone());
     let mut now = Timestamp(0);
     while !c.is_empty() {
@@ -131,6 +153,12 @@ pub fn decode(data: &[u8]) {
         let frame = c.bytes(len);
         let wire_len = (frame.len() as u32).saturating_add(cut);
         let d = counted(&mut dec, checks, |dec| dec.decode(link, frame, wire_len));
+        check_dispatch(
+            &d,
+            addrs
+                .read(link, frame, wire_len)
+                .map(|a| (a.vlan, a.src, a.dst)),
+        );
         match d {
             Decoded::Packet(_) => check_decoded(&d, &cfg, frame.len()),
             Decoded::Fragment(f) => {

@@ -68,6 +68,7 @@
 
 pub mod checksum;
 pub mod defrag;
+pub mod dispatch;
 pub mod ethernet;
 pub mod gre;
 pub mod ipv4;

@@ -6,8 +6,16 @@
 //! [`crate::flow::dispatch_hash`] of the innermost VLANs and address pair, the
 //! same for both directions and for every fragment of a datagram, so each
 //! conversation lives on exactly one worker and per-flow state needs no
-//! lock. Workers serialise their EVE lines themselves and send blocks of them
-//! to one writer thread. With one worker the reader runs it inline: no
+//! lock. The reader reads only those fields
+//! ([`crate::decode::dispatch`]), not the whole frame. A fragment shows
+//! the addresses of the IP header that carries it, and a tunnel inside
+//! its datagram is seen only once it is reassembled: such a fragment (GRE
+//! or IP in IP over a path whose MTU the tunnel exceeds: rare) goes to
+//! every worker, the one its addresses name counting it and each
+//! reassembling its own copy, and the worker whose flow the datagram
+//! decodes to keeps it ([`Worker::fragment_copy`]). Workers serialise
+//! their EVE lines themselves and send blocks of them to one writer
+//! thread. With one worker the reader runs it inline: no
 //! dispatch, no hashing, no channel per packet.
 //!
 //! The output is the same for any number of workers, line order aside.
@@ -27,7 +35,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::capture::bpf::Filter;
 use crate::capture::{Buffer, CaptureError, Chunk, LinkType, PacketRef, Reader};
 use crate::config::Config;
-use crate::decode::{Decoded, Decoder};
+use crate::decode::dispatch::AddressReader;
 use crate::detect::Engine;
 use crate::flow::dispatch_hash;
 use crate::output::eve;
@@ -109,6 +117,9 @@ struct Batch {
     /// ([`Worker::set_capture_clock`]). Usually empty.
     behind: Vec<(usize, Timestamp)>,
     now: Timestamp,
+    /// Packets that are copies of another worker's fragments
+    /// ([`Worker::fragment_copy`]): indices in `pkts`. Usually empty.
+    copies: Vec<usize>,
     /// The buffer's place in [`READ_AHEAD`] (read from a pipe), given back
     /// when its last batch is done.
     _ticket: Option<Arc<Ticket>>,
@@ -173,47 +184,52 @@ impl Batch {
         w.set_source(&self.buf);
         let buf: &[u8] = &self.buf;
         let mut behind = self.behind.iter().peekable();
+        let mut copies = self.copies.iter().peekable();
         for (i, p) in self.pkts.iter().enumerate() {
             if let Some(&(_, clock)) = behind.next_if(|(j, _)| *j == i) {
                 w.set_capture_clock(clock);
             }
             let end = p.offset.saturating_add(p.caplen as usize);
             let data = buf.get(p.offset..end).unwrap_or(&[]);
-            w.packet(p.ts, p.link, data, p.origlen);
+            if copies.next_if(|&&j| j == i).is_some() {
+                w.fragment_copy(p.ts, p.link, data, p.origlen);
+            } else {
+                w.packet(p.ts, p.link, data, p.origlen);
+            }
         }
     }
 }
 
 /// Chooses the worker of each packet: [`dispatch_hash`] of its VLANs and
 /// address pair (the same both ways and for every fragment), modulo the
-/// number of workers. Packets that are not IP go to worker 0.
+/// number of workers, read by [`AddressReader`] without decoding the
+/// rest. Frames with no IP header it can read (not IP, or malformed: the
+/// decoder calls them `NotIp` or `Invalid`) go to worker 0; a frame the
+/// decoder will find invalid past its IP header goes where its addresses
+/// say. Either way the worker counts it and no flow sees it.
 struct Dispatch {
-    /// Decodes headers only to pick the worker; its counters are thrown
-    /// away (the workers count every packet).
-    decoder: Decoder,
+    addrs: AddressReader,
     workers: usize,
 }
 
 impl Dispatch {
     fn new(cfg: &Config, workers: usize) -> Dispatch {
-        let mut decoder = Decoder::new(cfg.decoder.clone());
-        // Addresses are all it needs; the worker validates checksums.
-        decoder.set_validation(crate::decode::Validation::Off, false);
         Dispatch {
-            decoder,
+            addrs: AddressReader::new(&cfg.decoder),
             workers: workers.max(1),
         }
     }
 
-    /// The worker (below `workers`) for a packet.
-    fn pick(&mut self, link: LinkType, data: &[u8], origlen: u32) -> usize {
-        let h = match self.decoder.decode(link, data, origlen) {
-            Decoded::Packet(pkt) => dispatch_hash(pkt.vlan, pkt.ip.src, pkt.ip.dst),
-            Decoded::Fragment(f) => dispatch_hash(f.vlan, f.ip.src, f.ip.dst),
-            Decoded::NotIp | Decoded::Invalid => 0,
+    /// The worker (below `workers`) for a packet, and whether every
+    /// other worker gets a copy of it (a fragment that may carry a
+    /// tunnel: [`Worker::fragment_copy`]).
+    fn pick(&mut self, link: LinkType, data: &[u8], origlen: u32) -> (usize, bool) {
+        let Some(a) = self.addrs.read(link, data, origlen) else {
+            return (0, false);
         };
+        let h = dispatch_hash(a.vlan, a.src, a.dst);
         // `workers` is small; the remainder fits in usize.
-        (h % self.workers as u64) as usize
+        ((h % self.workers as u64) as usize, a.may_tunnel)
     }
 }
 
@@ -619,15 +635,18 @@ fn run_inline(
     (inputs, stats)
 }
 
+/// Runs worker `seat.0` of `seat.1` on the batches of `rx`.
 fn worker_loop(
     cfg: &Config,
     engine: &Arc<Engine>,
     shared: &RunShared,
+    seat: (usize, usize),
     rx: &Receiver<Batch>,
     out_tx: &Sender<Vec<u8>>,
 ) -> WorkerStats {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
     w.set_output(Handoff::Wait(out_tx.clone()));
+    w.set_seat(cfg, seat.0, seat.1);
     let mut now = Timestamp(0);
     for batch in rx {
         batch.feed(&mut w, &mut now);
@@ -663,7 +682,7 @@ fn run_parallel(
             let h = thread::Builder::new()
                 .name(format!("ww-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    worker_loop(cfg, engine, shared, &rx, &out_tx)
+                    worker_loop(cfg, engine, shared, (i, n), &rx, &out_tx)
                 })
                 .map_err(|e| RunError(format!("cannot start worker thread: {e}")))?;
             txs.push(tx);
@@ -673,6 +692,7 @@ fn run_parallel(
         let mut pending: Vec<Vec<PacketRef>> =
             (0..n).map(|_| Vec::with_capacity(CHUNK_PACKETS)).collect();
         let mut behind: Vec<Vec<(usize, Timestamp)>> = vec![Vec::new(); n];
+        let mut copies: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut now = Timestamp(0);
         let mut last_tick = vec![Timestamp(0); n];
         let read_ahead = Arc::new(ReadAhead::default());
@@ -696,18 +716,28 @@ fn run_parallel(
             for p in &chunk.pkts {
                 let before = now;
                 now = now.max(p.ts);
-                let i = dispatch.pick(p.link, chunk.data(p), p.origlen);
-                if let (Some(v), Some(b)) = (pending.get_mut(i), behind.get_mut(i)) {
+                let (i, to_all) = dispatch.pick(p.link, chunk.data(p), p.origlen);
+                let targets = if to_all { 0..n } else { i..i + 1 };
+                for j in targets {
+                    let (Some(v), Some(b), Some(c)) =
+                        (pending.get_mut(j), behind.get_mut(j), copies.get_mut(j))
+                    else {
+                        continue;
+                    };
                     if p.ts < before {
                         b.push((v.len(), before));
+                    }
+                    if j != i {
+                        c.push(v.len());
                     }
                     v.push(*p);
                 }
             }
-            for (((tx, v), b), tick) in txs
+            for ((((tx, v), b), c), tick) in txs
                 .iter()
                 .zip(pending.iter_mut())
                 .zip(behind.iter_mut())
+                .zip(copies.iter_mut())
                 .zip(last_tick.iter_mut())
             {
                 // A worker with no packets in this chunk still hears the
@@ -720,6 +750,7 @@ fn run_parallel(
                     buf: Arc::clone(&chunk.buf),
                     pkts: std::mem::replace(v, Vec::with_capacity(CHUNK_PACKETS)),
                     behind: std::mem::take(b),
+                    copies: std::mem::take(c),
                     now,
                     _ticket: ticket.as_ref().map(|(_, t)| Arc::clone(t)),
                 };
@@ -735,6 +766,7 @@ fn run_parallel(
                 buf: Arc::new(Buffer::Owned(Vec::new())),
                 pkts: Vec::new(),
                 behind: Vec::new(),
+                copies: Vec::new(),
                 now,
                 _ticket: None,
             });

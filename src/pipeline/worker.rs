@@ -30,14 +30,14 @@ use crate::app::{AppConfig, AppProto, AppRecord, RecordSink, PROTOCOLS};
 use crate::capture::LinkType;
 use crate::config::Config;
 use crate::decode::defrag::{Defrag, Reassembled};
-use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, TcpSegment, Vlans, L4};
+use crate::decode::{ip_proto, tcp_flags, Decoded, Decoder, IpInfo, Packet, TcpSegment, Vlans, L4};
 use crate::detect::{
     Alert, DetectState, DetectStats, Engine, FlowDetect, FlowInfo, FlowRef, PacketInfo,
     ThresholdHub,
 };
 use crate::flow::tcp::TcpState;
 use crate::flow::{
-    Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable, PacketMeta, TcpMeta,
+    dispatch_hash, Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable, PacketMeta, TcpMeta,
 };
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
@@ -755,6 +755,21 @@ impl SessionSink for FlowWriter<'_> {
     }
 }
 
+/// The decoder and defragmenter of a worker's copies of other workers'
+/// fragments ([`Worker::fragment_copy`]); their counters are the other
+/// workers'.
+struct Copies {
+    decoder: Decoder,
+    defrag: Defrag,
+}
+
+/// Whether a worker at `seat` keeps a packet: without a seat every one;
+/// with one, those whose flow the reader sends it.
+#[inline]
+fn keeps(seat: Option<(usize, usize)>, p: &Packet<'_>) -> bool {
+    seat.is_none_or(|(i, n)| dispatch_hash(p.vlan, p.ip.src, p.ip.dst) % n as u64 == i as u64)
+}
+
 /// A worker's state.
 pub struct Worker {
     /// The run's budgets (and whatever else all workers share).
@@ -799,6 +814,11 @@ pub struct Worker {
     assets: crate::asset::observe::View,
     /// Source MAC of the frame being processed (inventory on).
     src_mac: Option<[u8; 6]>,
+    /// This worker's index among the run's workers, and their number
+    /// ([`Worker::set_seat`]); `None`: it keeps every flow.
+    seat: Option<(usize, usize)>,
+    /// Copies of other workers' fragments that may carry a tunnel.
+    copies: Option<Box<Copies>>,
 }
 
 impl Worker {
@@ -861,6 +881,8 @@ impl Worker {
             alerts: Vec::new(),
             assets: crate::asset::observe::View::new(&shared.assets),
             src_mac: None,
+            seat: None,
+            copies: None,
         }
     }
 
@@ -1012,9 +1034,11 @@ impl Worker {
                     Some(r) => {
                         reassembled = r;
                         // A fragment inside a reassembled datagram's tunnel is
-                        // not reassembled again.
+                        // not reassembled again. A tunnel inside it may make
+                        // its flow another worker's, which keeps it from its
+                        // copies ([`Worker::fragment_copy`]).
                         match self.decoder.decode_reassembled(&frag, &reassembled.data) {
-                            Decoded::Packet(p) => {
+                            Decoded::Packet(p) if keeps(self.seat, &p) => {
                                 Some((p, reassembled.frames, reassembled.wire_bytes))
                             }
                             _ => None,
@@ -1038,6 +1062,41 @@ impl Worker {
             None
         };
         self.flow_packet(ts, p.vlan, p.ip, p.l4, frames, wire_bytes);
+    }
+
+    /// Processes a copy of a fragment the reader gave every worker of the
+    /// run (a fragment whose datagram may carry a tunnel:
+    /// [`crate::decode::dispatch::Addresses::may_tunnel`]). Another worker
+    /// counts it; this one reassembles its copies apart, with a decoder
+    /// and defragmenter of their own whose counters are thrown away, and
+    /// keeps a datagram only when the flow it decodes to is this worker's
+    /// ([`Worker::set_seat`]), so that flow's packets, whole or fragmented,
+    /// meet on one worker. A copy is always a fragment, so the frame
+    /// itself never reaches a flow here.
+    pub fn fragment_copy(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        let Some(mut c) = self.copies.take() else {
+            return;
+        };
+        // The copies' decoder and defragmenter stand in for the worker's
+        // own for this frame: the per-packet path stays one function.
+        c.decoder.set_validation(self.decoder.validation(), false);
+        std::mem::swap(&mut self.decoder, &mut c.decoder);
+        std::mem::swap(&mut self.defrag, &mut c.defrag);
+        self.packet(ts, link, data, wire_len);
+        std::mem::swap(&mut self.decoder, &mut c.decoder);
+        std::mem::swap(&mut self.defrag, &mut c.defrag);
+        self.copies = Some(c);
+    }
+
+    /// Names this worker's place among the `of` workers of a run, so it
+    /// keeps only the reassembled datagrams whose flow the reader sends it
+    /// ([`Worker::fragment_copy`]). A worker without a seat keeps all.
+    pub fn set_seat(&mut self, cfg: &Config, index: usize, of: usize) {
+        self.seat = Some((index, of.max(1)));
+        self.copies = Some(Box::new(Copies {
+            decoder: Decoder::new(cfg.decoder.clone()),
+            defrag: Defrag::with_lease(cfg.defrag.clone(), self.shared.memcaps.defrag.lease()),
+        }));
     }
 
     fn flow_packet(

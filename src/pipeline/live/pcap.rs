@@ -177,9 +177,10 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
     }
 }
 
-/// A worker fed by the readers.
+/// A worker fed by the readers: worker `slot` of `of`.
 fn batch_worker(
     slot: usize,
+    of: usize,
     rx: &Receiver<Batch>,
     sh: &Shared<'_>,
     out_tx: &Sender<Vec<u8>>,
@@ -188,6 +189,7 @@ fn batch_worker(
     let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
     // Never waits for the writer: a full queue drops the block (counted).
     w.set_output(Handoff::Drop(out_tx.clone(), Arc::clone(sh.dropped)));
+    w.set_seat(sh.cfg, slot, of);
     let interval = sh.interval();
     let idle = Duration::from_millis(u64::from(sh.cfg.capture.poll_timeout_ms));
     let mut last_snap = Instant::now();
@@ -245,6 +247,9 @@ fn batch_worker(
 struct Pending {
     data: Vec<u8>,
     pkts: Vec<PacketRef>,
+    /// Indices in `pkts` of copies of another worker's fragments
+    /// ([`Worker::fragment_copy`]).
+    copies: Vec<usize>,
 }
 
 impl Pending {
@@ -252,6 +257,7 @@ impl Pending {
         Pending {
             data: Vec::new(),
             pkts: Vec::with_capacity(READ_BATCH),
+            copies: Vec::new(),
         }
     }
 
@@ -281,6 +287,7 @@ impl Pending {
             // Live, a late packet is judged against its worker's own
             // packet time (interfaces' clocks are not merged).
             behind: Vec::new(),
+            copies: p.copies,
             now,
             _ticket: None,
         })
@@ -369,9 +376,14 @@ struct Router {
 impl Router {
     fn route(&mut self, ts: Timestamp, link: LinkType, data: &[u8], len: u32) {
         self.latest = self.latest.max(ts);
-        let i = self.dispatch.pick(link, data, len);
-        if let Some(p) = self.pending.get_mut(i) {
-            p.push(ts, link, data, len);
+        let (i, to_all) = self.dispatch.pick(link, data, len);
+        for (j, p) in self.pending.iter_mut().enumerate() {
+            if j == i {
+                p.push(ts, link, data, len);
+            } else if to_all {
+                p.copies.push(p.pkts.len());
+                p.push(ts, link, data, len);
+            }
         }
     }
 
@@ -477,7 +489,7 @@ pub(super) fn run_pcap(cfg: &Config, opts: &LiveOptions) -> Result<RunReport, Ru
                 let (tx, rx) = bounded::<Batch>(WORKER_QUEUE);
                 let out_tx = out_ref.tx.clone();
                 joins.push(spawn(scope, format!("ww-worker-{i}"), stop, move || {
-                    batch_worker(i, &rx, sh, &out_tx)
+                    batch_worker(i, n, &rx, sh, &out_tx)
                 })?);
                 txs.push(tx);
             }
