@@ -210,6 +210,20 @@ const OPEN: &[(&str, &str)] = &[];
 // `decode` layout, checksum offload detected); it fails before the fix in
 // the tests' build too (three workers), as do the unit tests in
 // src/flow/mod.rs and src/pipeline/worker.rs.
+//
+// `pipeline_workers/tunnel-fragment-copy-settled-checksums-with-the-wrong-decoder`
+// (src/pipeline/worker.rs, `Worker::fragment_copy`): GRE fragments, which
+// the reader gives every worker (a tunnel inside may make the datagram
+// another worker's flow), in a capture whose first packets carry
+// offloaded checksums. A worker whose first packet was such a copy settled
+// the run's checksum decision into the copies' decoder, swapped in for the
+// copy, and never into its own: it went on validating strictly, dropping
+// the offloaded side of its conversations (3 workers: 1 line of output
+// where 1 worker writes 4). A copy now validates as the run decided and
+// leaves the worker's own settling to the worker's own packets. Found by
+// `pipeline_workers` after 247 481 executions on main 90f9a35, the day
+// the copies landed (268 bytes after `cargo fuzz tmin`); it fails before
+// the fix in the tests' build too.
 
 #[test]
 fn worker_count_findings_hold_on_every_run() {

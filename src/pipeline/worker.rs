@@ -1077,14 +1077,23 @@ impl Worker {
         let Some(mut c) = self.copies.take() else {
             return;
         };
+        // The copy validates as its owner does (the run's decision, or
+        // lenient until there is one), but neither feeds the run's
+        // checksum sample (its owner did) nor settles this worker's own
+        // decoder: with the copies' decoder in its place, that decoder
+        // would never learn the decision.
+        let v = self.shared.checksum.decided();
+        c.decoder
+            .set_validation(v.unwrap_or(crate::decode::Validation::Lenient), false);
+        let settled = std::mem::replace(&mut self.checksum_settled, true);
         // The copies' decoder and defragmenter stand in for the worker's
         // own for this frame: the per-packet path stays one function.
-        c.decoder.set_validation(self.decoder.validation(), false);
         std::mem::swap(&mut self.decoder, &mut c.decoder);
         std::mem::swap(&mut self.defrag, &mut c.defrag);
         self.packet(ts, link, data, wire_len);
         std::mem::swap(&mut self.decoder, &mut c.decoder);
         std::mem::swap(&mut self.defrag, &mut c.defrag);
+        self.checksum_settled = settled;
         self.copies = Some(c);
     }
 
