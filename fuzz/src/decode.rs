@@ -25,7 +25,8 @@
 //!   back once every datagram has expired;
 //! - the reader's address-only dispatcher (`decode::dispatch`) finds the
 //!   VLANs and address pair the decoder reports for every packet and
-//!   fragment, so a flow's packets all reach one worker.
+//!   fragment, so a flow's packets all reach one worker, and marks only
+//!   fragments for copies to every worker.
 
 use wardwatch::capture::LinkType;
 use wardwatch::decode::defrag::{Defrag, DefragConfig};
@@ -70,11 +71,22 @@ fn invalid(s: &DecodeStats) -> (u64, u64) {
     (s.get(Counter::Invalid), sums)
 }
 
-/// The dispatcher reads the fields the decoder reported.
+/// The dispatcher reads the fields the decoder reported, and gives every
+/// worker a copy only of a fragment: a whole packet copied would reach a
+/// flow on a worker that does not own it.
 fn check_dispatch(
     d: &Decoded<'_>,
-    found: Option<(wardwatch::decode::Vlans, std::net::IpAddr, std::net::IpAddr)>,
+    found: Option<(
+        wardwatch::decode::Vlans,
+        std::net::IpAddr,
+        std::net::IpAddr,
+        bool,
+    )>,
 ) {
+    if let (Some((.., true)), Decoded::Packet(p)) = (found, d) {
+        panic!("a whole packet marked for copies: {p:?}");
+    }
+    let found = found.map(|(v, s, d, _)| (v, s, d));
     let want = match d {
         Decoded::Packet(p) => (p.vlan, p.ip.src, p.ip.dst),
         Decoded::Fragment(f) => (f.vlan, f.ip.src, f.ip.dst),
@@ -157,7 +169,7 @@ pub fn decode(data: &[u8]) {
             &d,
             addrs
                 .read(link, frame, wire_len)
-                .map(|a| (a.vlan, a.src, a.dst)),
+                .map(|a| (a.vlan, a.src, a.dst, a.may_tunnel)),
         );
         match d {
             Decoded::Packet(_) => check_decoded(&d, &cfg, frame.len()),
