@@ -65,13 +65,21 @@ impl Ordered {
     }
 }
 
+/// Named members as a JSON object, in the order given.
+fn members_in_order<S: Serializer, V: Serialize>(
+    members: &[(&'static str, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(members.len()))?;
+    for (k, v) in members {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
+}
+
 impl Serialize for Ordered {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+        members_in_order(&self.0, s)
     }
 }
 
@@ -113,11 +121,7 @@ pub struct Group(Vec<(&'static str, Vec<Box<str>>)>);
 
 impl Serialize for Group {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+        members_in_order(&self.0, s)
     }
 }
 
