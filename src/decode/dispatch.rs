@@ -280,6 +280,7 @@ mod tests {
     //! helpers below, each field labelled; the captures of `pcaps/` are
     //! real traffic (`pcaps/README.md`).
     use super::*;
+    use crate::decode::tests::{cat, eth, vlan};
     use crate::decode::{Decoded, Decoder, Validation};
     use proptest::prelude::*;
 
@@ -313,25 +314,6 @@ mod tests {
             agree(link, &frame[..n], n as u32);
         }
         AddressReader::new(&DecodeConfig::default()).read(link, frame, frame.len() as u32)
-    }
-
-    fn cat(parts: &[&[u8]]) -> Vec<u8> {
-        parts.concat()
-    }
-
-    /// Ethernet header.
-    fn eth(ethertype: u16) -> Vec<u8> {
-        let mut v = vec![2, 0, 0, 0, 0, 1]; // destination MAC
-        v.extend_from_slice(&[2, 0, 0, 0, 0, 2]); // source MAC
-        v.extend_from_slice(&ethertype.to_be_bytes()); // ethertype
-        v
-    }
-
-    /// One VLAN tag after its TPID.
-    fn vlan(vid: u16, inner: u16) -> Vec<u8> {
-        let mut v = vid.to_be_bytes().to_vec(); // PCP 0, DEI 0, VID
-        v.extend_from_slice(&inner.to_be_bytes()); // inner type
-        v
     }
 
     /// IPv4 header without options (checksum left 0: checks are off).

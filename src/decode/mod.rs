@@ -961,12 +961,12 @@ mod tests {
         "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets()
     }
 
-    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    pub(super) fn cat(parts: &[&[u8]]) -> Vec<u8> {
         parts.concat()
     }
 
     /// Ethernet header.
-    fn eth(ethertype: u16) -> Vec<u8> {
+    pub(super) fn eth(ethertype: u16) -> Vec<u8> {
         let mut v = vec![0x02, 0, 0, 0, 0, 0x01]; // destination MAC
         v.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]); // source MAC
         v.extend_from_slice(&ethertype.to_be_bytes()); // ethertype
@@ -974,7 +974,7 @@ mod tests {
     }
 
     /// One VLAN tag (after its TPID).
-    fn vlan(vid: u16, inner: u16) -> Vec<u8> {
+    pub(super) fn vlan(vid: u16, inner: u16) -> Vec<u8> {
         let mut v = vid.to_be_bytes().to_vec(); // PCP 0, DEI 0, VID
         v.extend_from_slice(&inner.to_be_bytes()); // inner type
         v
