@@ -331,7 +331,7 @@ impl ProtocolKeywords for AssetKeywords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{DetectConfig, Lookups, RuleSource, Vars};
+    use crate::detect::DetectConfig;
     use crate::time::Timestamp;
 
     fn engine(rules: &str) -> Engine {
@@ -339,16 +339,7 @@ mod tests {
     }
 
     fn errors(rules: &str) -> Vec<String> {
-        let (_, report) = Engine::build_with(
-            &Vars::default(),
-            &DetectConfig::default(),
-            Lookups::default(),
-            &[RuleSource {
-                name: "test.rules".into(),
-                text: rules.into(),
-            }],
-        )
-        .unwrap();
+        let (_, report) = Engine::build_test_rules(rules);
         report.errors.into_iter().map(|e| e.reason).collect()
     }
 

@@ -188,10 +188,10 @@ pub struct Engine {
 
 impl Engine {
     /// Tests: an engine of `rules` (one rule file) with default
-    /// variables, configuration and no lookups; every rule must load.
+    /// variables, configuration and no lookups, and its load report.
     #[cfg(test)]
-    pub(crate) fn from_test_rules(rules: &str) -> Engine {
-        let (e, report) = Engine::build_with(
+    pub(crate) fn build_test_rules(rules: &str) -> (Engine, LoadReport) {
+        Engine::build_with(
             &Vars::default(),
             &DetectConfig::default(),
             Lookups::default(),
@@ -200,7 +200,13 @@ impl Engine {
                 text: rules.into(),
             }],
         )
-        .expect("test rules build");
+        .expect("test rules build")
+    }
+
+    /// Tests: [`Engine::build_test_rules`], every rule loaded.
+    #[cfg(test)]
+    pub(crate) fn from_test_rules(rules: &str) -> Engine {
+        let (e, report) = Engine::build_test_rules(rules);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         e
     }
