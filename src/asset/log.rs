@@ -790,6 +790,7 @@ mod tests {
             severity: 3,
             metadata: vec![("finding".into(), finding.into())],
             references: Vec::new(),
+            eve: Default::default(),
         })
     }
 

@@ -107,6 +107,43 @@ pub struct RuleMeta {
     pub metadata: Vec<(String, String)>,
     /// `reference` values as `type,value` (`url,www.cisa.gov/…`).
     pub references: Vec<String>,
+    /// The EVE `alert` object of this rule, serialised at its first alert
+    /// and copied into every later one (`output::alert`). A rule reload
+    /// builds new [`RuleMeta`]s, so the copy never outlives its rule.
+    pub eve: EveCache,
+}
+
+/// Bytes an output module serialised once for a value that does not
+/// change ([`RuleMeta::eve`]). Equality, cloning and `Debug` ignore what
+/// it holds: it is a cache of the other fields.
+#[derive(Default)]
+pub struct EveCache(std::sync::OnceLock<Box<[u8]>>);
+
+impl EveCache {
+    /// The bytes, made by `make` the first time.
+    pub fn get_or_init(&self, make: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+        self.0.get_or_init(make)
+    }
+}
+
+impl Clone for EveCache {
+    fn clone(&self) -> Self {
+        EveCache::default()
+    }
+}
+
+impl PartialEq for EveCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EveCache {}
+
+impl std::fmt::Debug for EveCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EveCache")
+    }
 }
 
 /// One alert.

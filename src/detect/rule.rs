@@ -18,7 +18,7 @@ use super::phi::PhiKind;
 use super::protocol::{hooks, Keyword, TxBuf, TxPredicate};
 use super::text::{self, RawRule};
 use super::threshold::Threshold;
-use super::{Action, Country, RuleMeta, Vars};
+use super::{Action, Country, EveCache, RuleMeta, Vars};
 use crate::app::keyword::UintMatch;
 use crate::app::{AppProto, PROTOCOLS};
 use crate::flow::Direction;
@@ -530,6 +530,7 @@ impl Compiler<'_> {
             severity: b.priority.or(class_prio).unwrap_or(3),
             metadata: b.metadata,
             references: b.references,
+            eve: EveCache::default(),
         };
         Ok(Rule {
             meta: Arc::new(meta),

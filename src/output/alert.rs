@@ -17,14 +17,14 @@
 //! dest_country}` (ISO codes, each present only when the country database
 //! knows the address).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::eve::{self, erased::Field, EventHeader, EventPrefix};
-use super::json::Raw;
+use super::eve::{self, erased::Field, erased::Written, EventHeader, EventPrefix};
+use super::json::{self, Raw};
 use super::mask::{display_bytes, LogOptions};
+use crate::detect::phi::PhiReport;
 use crate::detect::{Alert, Country, RuleMeta};
 use crate::flow::Direction;
 use crate::time::Timestamp;
@@ -52,33 +52,6 @@ pub struct RuleObject<'a> {
     metadata: BTreeMap<&'a str, Vec<&'a str>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     references: &'a [String],
-}
-
-#[derive(Serialize)]
-struct FlowObject {
-    pkts_toserver: u64,
-    pkts_toclient: u64,
-    bytes_toserver: u64,
-    bytes_toclient: u64,
-    start: String,
-    src_ip: String,
-    dest_ip: String,
-    src_port: u16,
-    dest_port: u16,
-}
-
-#[derive(Serialize)]
-struct PhiObject<'a> {
-    kinds: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    evidence: Vec<EvidenceObject<'a>>,
-}
-
-#[derive(Serialize)]
-struct EvidenceObject<'a> {
-    kind: &'static str,
-    field: &'a str,
-    value: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -113,10 +86,83 @@ fn country(c: Option<Country>) -> Option<String> {
     c.map(|c| display_bytes(&c).into_owned())
 }
 
+/// The rule's `alert` object as JSON: serialised at the rule's first
+/// alert, copied afterwards ([`RuleMeta::eve`]). Empty if it could not be
+/// serialised (it cannot: its keys are names of ours).
+fn rule_json(r: &RuleMeta) -> &[u8] {
+    r.eve.get_or_init(|| {
+        let mut b = Vec::with_capacity(256);
+        if json::write(&mut b, &RuleObject::of(r)).is_err() {
+            b.clear();
+        }
+        b.into_boxed_slice()
+    })
+}
+
+/// The `flow` object of an alert: its counters and the flow's own
+/// client → server orientation.
+fn write_flow_object(out: &mut Vec<u8>, header: &EventHeader<'_>, flow: &AlertFlow) {
+    out.extend_from_slice(b"{\"pkts_toserver\":");
+    json::write_u64(out, flow.pkts[0]);
+    out.extend_from_slice(b",\"pkts_toclient\":");
+    json::write_u64(out, flow.pkts[1]);
+    out.extend_from_slice(b",\"bytes_toserver\":");
+    json::write_u64(out, flow.bytes[0]);
+    out.extend_from_slice(b",\"bytes_toclient\":");
+    json::write_u64(out, flow.bytes[1]);
+    out.extend_from_slice(b",\"start\":\"");
+    flow.start.push_eve(out);
+    // Addresses and numbers need no escaping.
+    out.extend_from_slice(b"\",\"src_ip\":\"");
+    eve::push_ip(out, header.src_ip);
+    out.extend_from_slice(b"\",\"dest_ip\":\"");
+    eve::push_ip(out, header.dest_ip);
+    out.extend_from_slice(b"\",\"src_port\":");
+    json::write_u64(out, u64::from(header.src_port));
+    out.extend_from_slice(b",\"dest_port\":");
+    json::write_u64(out, u64::from(header.dest_port));
+    out.push(b'}');
+}
+
+/// The `phi` object: kind names (ours: no escaping), then the evidence,
+/// its field escaped and its value as [`LogOptions::write_evidence`]
+/// writes it.
+fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
+    out.extend_from_slice(b"{\"kinds\":[");
+    for (i, k) in p.kinds.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(k.name().as_bytes());
+        out.push(b'"');
+    }
+    out.push(b']');
+    if !p.evidence.is_empty() {
+        out.extend_from_slice(b",\"evidence\":[");
+        for (i, e) in p.evidence.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"kind\":\"");
+            out.extend_from_slice(e.kind.name().as_bytes());
+            out.extend_from_slice(b"\",\"field\":");
+            json::write_str(out, &e.field);
+            out.extend_from_slice(b",\"value\":");
+            opts.write_evidence(e, out);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
 /// Appends one `alert` event. `header` is the flow's (client → server);
 /// `record` is the app-layer record that matched, if any: its
 /// `event_type` and its object as the record itself was written
 /// ([`crate::app::AppRecord::loggable`], serialised once for both).
+/// The rule's object is serialised once per rule, the `flow` and `phi`
+/// objects are written by hand (no `String` per address, time or mask).
 pub fn write_alert(
     out: &mut Vec<u8>,
     header: &EventHeader<'_>,
@@ -126,6 +172,10 @@ pub fn write_alert(
     record: Option<(&str, Raw<'_>)>,
     opts: &LogOptions,
 ) {
+    let rule = rule_json(&alert.rule);
+    if rule.is_empty() {
+        return;
+    }
     let to_client = alert.dir == Direction::ToClient;
     let mut oriented = header.clone();
     if to_client {
@@ -133,39 +183,13 @@ pub fn write_alert(
         std::mem::swap(&mut oriented.src_port, &mut oriented.dest_port);
     }
     let prefix = EventPrefix::new(&oriented);
-    let body = RuleObject::of(&alert.rule);
     let direction = if to_client { "to_client" } else { "to_server" };
-    let flow_obj = FlowObject {
-        pkts_toserver: flow.pkts[0],
-        pkts_toclient: flow.pkts[1],
-        bytes_toserver: flow.bytes[0],
-        bytes_toclient: flow.bytes[1],
-        start: {
-            let mut s = String::with_capacity(32);
-            flow.start.write_eve(&mut s);
-            s
-        },
-        src_ip: eve::ip_string(header.src_ip),
-        dest_ip: eve::ip_string(header.dest_ip),
-        src_port: header.src_port,
-        dest_port: header.dest_port,
-    };
+    let flow_obj = Written(|out: &mut Vec<u8>| write_flow_object(out, header, flow));
     let phi = alert
         .phi
         .as_ref()
         .filter(|p| !p.is_empty())
-        .map(|p| PhiObject {
-            kinds: p.kinds.iter().map(|k| k.name()).collect(),
-            evidence: p
-                .evidence
-                .iter()
-                .map(|e| EvidenceObject {
-                    kind: e.kind.name(),
-                    field: &e.field,
-                    value: opts.evidence(e),
-                })
-                .collect(),
-        });
+        .map(|p| Written(move |out: &mut Vec<u8>| write_phi_object(out, p, opts)));
     let [client_c, server_c] = alert.countries;
     let (src_c, dest_c) = if to_client {
         (server_c, client_c)
@@ -176,7 +200,9 @@ pub fn write_alert(
         src_country: country(src_c),
         dest_country: country(dest_c),
     });
-    let mut extra: Vec<(&str, &dyn Field)> = vec![("direction", &direction), ("flow", &flow_obj)];
+    let mut extra: Vec<(&str, &dyn Field)> = Vec::with_capacity(5);
+    extra.push(("direction", &direction));
+    extra.push(("flow", &flow_obj));
     if let Some((key, value)) = &record {
         extra.push((key, value));
     }
@@ -186,5 +212,5 @@ pub fn write_alert(
     if let Some(g) = &geo {
         extra.push(("geo", g));
     }
-    eve::write_event_with(out, &prefix, ts, "alert", &body, &extra);
+    eve::write_event_with(out, &prefix, ts, "alert", &Raw(rule), &extra);
 }

@@ -382,6 +382,17 @@ pub mod erased {
         }
     }
 
+    /// JSON written by a function: an object assembled by hand, straight
+    /// into the record.
+    pub struct Written<F: Fn(&mut Vec<u8>)>(pub F);
+
+    impl<F: Fn(&mut Vec<u8>)> Field for Written<F> {
+        fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
+            (self.0)(out);
+            Ok(())
+        }
+    }
+
     impl Field for super::json::Raw<'_> {
         fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
             out.extend_from_slice(self.0);

@@ -210,6 +210,26 @@ impl LogOptions {
         .to_string()
     }
 
+    /// [`LogOptions::evidence`] written as a JSON string, the mask
+    /// without a `String` of its own.
+    pub fn write_evidence(&self, e: &Evidence, out: &mut Vec<u8>) {
+        if self.unmask || e.kind == PhiKind::Location {
+            super::json::write_str(out, &self.evidence(e));
+            return;
+        }
+        let t = Masked {
+            kept: e.value.as_bytes(),
+            len: e.value.len(),
+            key: &self.key,
+        }
+        .text();
+        // A mask is ASCII letters, digits, `*`, `(`, `)`, `#` and spaces:
+        // nothing to escape.
+        out.push(b'"');
+        out.extend_from_slice(t.as_str().as_bytes());
+        out.push(b'"');
+    }
+
     /// A PHI evidence value as logged: in full with `unmask`; a position
     /// coarsened; anything else masked.
     pub fn evidence<'a>(&self, e: &'a Evidence) -> Cow<'a, str> {
