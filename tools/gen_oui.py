@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compiles the IEEE registries of MAC address blocks into the compact table
 wardwatch embeds (src/asset/oui.bin), so that the vendor of a MAC address is
-known offline, without the network, at no build-time cost.
+known offline, without the network, at a small build-time cost (build.rs inflates it).
 
 Input: Debian's `ieee-data` package (`apt-get install ieee-data`), which
 ships the IEEE Registration Authority's public listings as CSV:
@@ -20,8 +20,8 @@ Output (before zlib compression; all integers little endian):
   three tables, 24-bit, 28-bit and 36-bit prefixes, each:
       u32 count; count x prefix (sorted; u32 for 24 and 28 bits, u64 for
       36); count x u32 name index
-The file is the zlib stream of that (wardwatch inflates it once, at the
-first lookup).
+The file is the zlib stream of that (wardwatch's build.rs inflates it into
+the binary, which reads it in place).
 
 Usage: python3 tools/gen_oui.py [/usr/share/ieee-data] > src/asset/oui.bin
 """

@@ -9,18 +9,15 @@
 //! sorted prefixes, longest prefix first, without allocating.
 //! Locally administered and group addresses have no vendor.
 
-use std::io::Read;
 use std::sync::OnceLock;
 
-/// `tools/gen_oui.py`'s output.
-const COMPRESSED: &[u8] = include_bytes!("oui.bin");
-/// Larger than the inflated table will ever be: bounds the inflation of
-/// a damaged file.
-const MAX_INFLATED: u64 = 16 << 20;
+/// `tools/gen_oui.py`'s output, inflated by `build.rs` (empty if
+/// `oui.bin` was damaged).
+const TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/oui.table"));
 
 /// The inflated table and where its parts start.
 struct Oui {
-    data: Vec<u8>,
+    data: &'static [u8],
     names: usize,
     name_count: usize,
     blob: usize,
@@ -43,24 +40,24 @@ fn u64_at(d: &[u8], at: usize) -> Option<u64> {
 }
 
 impl Oui {
-    fn parse(data: Vec<u8>) -> Option<Oui> {
+    fn parse(data: &'static [u8]) -> Option<Oui> {
         let magic = b"WWOUI1\n";
         if !data.starts_with(magic) {
             return None;
         }
         let mut at = magic.len();
-        let dlen = u32_at(&data, at)? as usize;
+        let dlen = u32_at(data, at)? as usize;
         let source = String::from_utf8_lossy(data.get(at + 4..at + 4 + dlen)?).into_owned();
         at += 4 + dlen;
-        let name_count = u32_at(&data, at)? as usize;
+        let name_count = u32_at(data, at)? as usize;
         let names = at + 4;
         at = names.checked_add(name_count.checked_mul(4)?)?;
-        let blob_len = u32_at(&data, at)? as usize;
+        let blob_len = u32_at(data, at)? as usize;
         let blob = at + 4;
         at = blob.checked_add(blob_len)?;
         let mut tables = [(0, 0, 0); 3];
         for (i, width) in [4usize, 4, 8].into_iter().enumerate() {
-            let n = u32_at(&data, at)? as usize;
+            let n = u32_at(data, at)? as usize;
             let prefixes = at + 4;
             let idx = prefixes.checked_add(n.checked_mul(width)?)?;
             at = idx.checked_add(n.checked_mul(4)?)?;
@@ -80,10 +77,10 @@ impl Oui {
         if i >= self.name_count {
             return None;
         }
-        let end = u32_at(&self.data, self.names + 4 * i)? as usize;
+        let end = u32_at(self.data, self.names + 4 * i)? as usize;
         let start = match i {
             0 => 0,
-            _ => u32_at(&self.data, self.names + 4 * (i - 1))? as usize,
+            _ => u32_at(self.data, self.names + 4 * (i - 1))? as usize,
         };
         std::str::from_utf8(self.data.get(self.blob + start..self.blob + end)?).ok()
     }
@@ -95,9 +92,9 @@ impl Oui {
         let at = |i: usize| -> Option<u64> {
             let off = prefixes + i * width;
             if width == 8 {
-                u64_at(&self.data, off)
+                u64_at(self.data, off)
             } else {
-                u32_at(&self.data, off).map(u64::from)
+                u32_at(self.data, off).map(u64::from)
             }
         };
         let (mut lo, mut hi) = (0usize, n);
@@ -108,7 +105,7 @@ impl Oui {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => {
-                    return u32_at(&self.data, idx + 4 * mid).map(|x| x as usize)
+                    return u32_at(self.data, idx + 4 * mid).map(|x| x as usize)
                 }
             }
         }
@@ -118,15 +115,7 @@ impl Oui {
 
 fn table() -> Option<&'static Oui> {
     static T: OnceLock<Option<Oui>> = OnceLock::new();
-    T.get_or_init(|| {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(COMPRESSED)
-            .take(MAX_INFLATED)
-            .read_to_end(&mut out)
-            .ok()?;
-        Oui::parse(out)
-    })
-    .as_ref()
+    T.get_or_init(|| Oui::parse(TABLE)).as_ref()
 }
 
 /// The organisation the IEEE assigned the block of `mac` to; `None` for
