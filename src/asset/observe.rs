@@ -260,12 +260,16 @@ impl View {
                 // On the stack: one is made per flow end. `udp/65535` or
                 // `255/65535` fit.
                 let mut buf = [0u8; 16];
-                let n = {
-                    use std::io::Write;
-                    let mut w = &mut buf[..];
-                    let _ = write!(w, "{}/{}", proto_name(f), me.port);
-                    16 - w.len()
-                };
+                let mut n = 0;
+                let proto = proto_name(f);
+                let mut port = itoa::Buffer::new();
+                let port = port.format(me.port);
+                for &b in proto.as_bytes().iter().chain(b"/").chain(port.as_bytes()) {
+                    if let Some(slot) = buf.get_mut(n) {
+                        *slot = b;
+                        n += 1;
+                    }
+                }
                 if let Ok(service) = std::str::from_utf8(&buf[..n]) {
                     self.put(me.addr, Kind::Service, service, seen);
                 }

@@ -214,3 +214,132 @@ pub fn write_alert(
     }
     eve::write_event_with(out, &prefix, ts, "alert", &Raw(rule), &extra);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::phi::{Evidence, PhiKind};
+    use crate::detect::Action;
+    use serde_json::Value;
+    use std::sync::Arc;
+
+    fn alert(phi: Option<PhiReport>, dir: Direction) -> Alert {
+        Alert {
+            rule: Arc::new(RuleMeta {
+                action: Action::Alert,
+                gid: 1,
+                sid: 9,
+                rev: 2,
+                msg: "a \"quoted\" msg".into(),
+                classtype: None,
+                category: "cat\\egory".into(),
+                severity: 2,
+                metadata: vec![
+                    ("finding".into(), "x".into()),
+                    ("finding".into(), "y".into()),
+                ],
+                references: vec!["url,example.org".into()],
+                eve: Default::default(),
+            }),
+            dir,
+            phi,
+            countries: [None, None],
+            undecided: None,
+        }
+    }
+
+    fn write(a: &Alert, opts: &LogOptions) -> Value {
+        let header = EventHeader {
+            flow_id: 7,
+            vlan: &[],
+            src_ip: "10.20.1.15".parse().unwrap(),
+            src_port: 40000,
+            dest_ip: "10.10.5.10".parse().unwrap(),
+            dest_port: 1883,
+            proto: crate::decode::ip_proto::TCP,
+            app_proto: Some("mqtt"),
+            community_id: "1:x",
+        };
+        let flow = AlertFlow {
+            pkts: [3, 4],
+            bytes: [300, 400],
+            start: Timestamp::from_parts(1, 5_000),
+        };
+        let mut out = Vec::new();
+        write_alert(&mut out, &header, Timestamp(0), a, &flow, None, opts);
+        assert!(out.ends_with(b"}\n"));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn alert_objects_written_by_hand_read_as_their_parts() {
+        let report = PhiReport {
+            kinds: vec![PhiKind::Json, PhiKind::Location],
+            evidence: vec![
+                Evidence {
+                    kind: PhiKind::Json,
+                    field: "na\"me".into(),
+                    value: "TEST^JANE".into(),
+                },
+                Evidence {
+                    kind: PhiKind::Location,
+                    field: "gps".into(),
+                    value: "48.84512,2.35601".into(),
+                },
+                Evidence {
+                    kind: PhiKind::Json,
+                    field: "empty".into(),
+                    value: String::new(),
+                },
+            ],
+        };
+        let a = alert(Some(report.clone()), Direction::ToClient);
+        for opts in [LogOptions::default(), LogOptions::unmasked()] {
+            // Twice: the rule's object the second time is the cached one.
+            for _ in 0..2 {
+                let v = write(&a, &opts);
+                let mut rule = Vec::new();
+                json::write(&mut rule, &RuleObject::of(&a.rule)).unwrap();
+                assert_eq!(v["alert"], serde_json::from_slice::<Value>(&rule).unwrap());
+                assert_eq!(
+                    v["alert"]["metadata"]["finding"],
+                    serde_json::json!(["x", "y"])
+                );
+                assert_eq!(v["direction"], "to_client");
+                assert_eq!(v["src_ip"], "10.10.5.10");
+                assert_eq!(
+                    v["flow"],
+                    serde_json::json!({"pkts_toserver": 3, "pkts_toclient": 4,
+                        "bytes_toserver": 300, "bytes_toclient": 400,
+                        "start": "1970-01-01T00:00:01.000005+0000",
+                        "src_ip": "10.20.1.15", "dest_ip": "10.10.5.10",
+                        "src_port": 40000, "dest_port": 1883})
+                );
+                assert_eq!(v["phi"]["kinds"], serde_json::json!(["json", "location"]));
+                let ev = v["phi"]["evidence"].as_array().unwrap();
+                assert_eq!(ev.len(), 3);
+                for (got, e) in ev.iter().zip(&report.evidence) {
+                    assert_eq!(got["kind"], e.kind.name());
+                    assert_eq!(got["field"], e.field.as_str());
+                    assert_eq!(got["value"], &*opts.evidence(e));
+                }
+            }
+        }
+        // Kinds without evidence: no `evidence` member.
+        let bare = alert(
+            Some(PhiReport {
+                kinds: vec![PhiKind::Nir],
+                evidence: Vec::new(),
+            }),
+            Direction::ToServer,
+        );
+        let v = write(&bare, &LogOptions::default());
+        assert_eq!(v["phi"], serde_json::json!({"kinds": ["nir"]}));
+        assert_eq!(v["src_ip"], "10.20.1.15");
+        assert!(
+            write(&alert(None, Direction::ToServer), &LogOptions::default())
+                .get("phi")
+                .is_none()
+        );
+    }
+}

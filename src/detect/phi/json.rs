@@ -236,11 +236,14 @@ const PLACEHOLDERS: [&str; 13] = [
     "test",
 ];
 
-/// The text of a scalar value, when it is not empty or a placeholder.
-fn scalar_text(v: Val<'_>) -> Option<String> {
+/// The text of a scalar value, when it is not empty or a placeholder:
+/// borrowed from the payload when it is a string without escapes (the
+/// common case: no copy per identity value).
+fn scalar_text(v: Val<'_>) -> Option<Cow<'_, str>> {
     let s = match v.as_str() {
-        Some(s) => s.trim().to_string(),
-        None => v.number_text()?,
+        Some(Cow::Borrowed(s)) => Cow::Borrowed(s.trim()),
+        Some(Cow::Owned(s)) => Cow::Owned(s.trim().to_string()),
+        None => Cow::Owned(v.number_text()?),
     };
     if s.is_empty() || PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p)) {
         return None;
@@ -280,7 +283,7 @@ pub fn looks_like_date(s: &str) -> bool {
 /// `members`: the object's key nodes in key order.
 fn judge_object(obj: Val<'_>, members: &[u32], col: &mut Collector) {
     // (category, key, value) of the identity members, at most one per key.
-    let mut found: Vec<(Category, Cow<'_, str>, String)> = Vec::new();
+    let mut found: Vec<(Category, Cow<'_, str>, Cow<'_, str>)> = Vec::new();
     for &m in members {
         let Some((key, value)) = obj.doc().member(m) else {
             continue;
