@@ -290,6 +290,14 @@ enum Role {
 }
 
 fn role(key: &str) -> Option<Role> {
+    // Every name below starts with `l`, `g`, `p` or `c`, and a key's
+    // normalised form starts with its first letter or digit: most keys
+    // (`hr`, `name`, `device`…) are turned away without normalising them
+    // (the identity detector normalises every key already).
+    let first = key.bytes().find(u8::is_ascii_alphanumeric)?;
+    if !matches!(first.to_ascii_lowercase(), b'l' | b'g' | b'p' | b'c') {
+        return None;
+    }
     let mut buf = [0u8; 32];
     let r = match ids::normalize(key.as_bytes(), &mut buf)? {
         b"lat" | b"latitude" | b"gpslat" | b"gpslatitude" | b"geolat" | b"geolatitude" => Role::Lat,
@@ -615,6 +623,52 @@ fn nmea_coord(v: &[u8], deg_digits: usize, hemi: &[u8], pos: u8, neg: u8) -> Opt
 mod tests {
     use super::*;
     use crate::detect::phi::PhiReport;
+
+    /// The first-letter gate of `role` turns away none of the role
+    /// names, whatever their case and separators; other keys find none.
+    #[test]
+    fn role_names_pass_the_first_letter_gate() {
+        let names = [
+            ("lat", Role::Lat),
+            ("latitude", Role::Lat),
+            ("gpslat", Role::Lat),
+            ("geoLatitude", Role::Lat),
+            ("lon", Role::Lon),
+            ("lng", Role::Lon),
+            ("Long", Role::Lon),
+            ("gps_longitude", Role::Lon),
+            ("geo-lng", Role::Lon),
+            ("location", Role::Position),
+            ("Position", Role::Position),
+            ("pos", Role::Position),
+            ("GPS", Role::Position),
+            ("geo", Role::Position),
+            ("geolocation", Role::Position),
+            ("geopoint", Role::Position),
+            ("coords", Role::Position),
+            ("coordinates", Role::Position),
+            ("lat_lng", Role::LatFirst),
+            ("latlon", Role::LatFirst),
+            ("latLong", Role::LatFirst),
+            ("lngLat", Role::LonFirst),
+            ("lon-lat", Role::LonFirst),
+            ("longlat", Role::LonFirst),
+        ];
+        for (key, want) in names {
+            for k in [
+                key.to_string(),
+                format!("_{key}"),
+                format!("-{}", key.to_uppercase()),
+            ] {
+                assert_eq!(role(&k), Some(want), "{k}");
+            }
+        }
+        for k in [
+            "hr", "name", "device", "", "_", "1lat", "xlat", "nibp", "spo2",
+        ] {
+            assert_eq!(role(k), None, "{k}");
+        }
+    }
 
     fn cfg() -> PhiConfig {
         PhiConfig {
