@@ -54,23 +54,57 @@ impl Timestamp {
     }
 
     /// The EVE form: 31 bytes, as a `u64` of nanoseconds ends in 2554.
+    /// The date and time of day of the second last written by this thread
+    /// are kept: the records of a run come in packet-time order, many to a
+    /// second, so most only write their microseconds.
     fn eve_bytes(self) -> [u8; 31] {
+        thread_local! {
+            /// A second (`u64::MAX`: none yet) and its `YYYY-MM-DDTHH:MM:SS`.
+            static LAST: std::cell::Cell<(u64, [u8; 19])> =
+                const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+        }
         let secs = self.secs();
-        let days = secs / 86_400;
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        // Digits by hand: this runs for every EVE record, and the format
-        // machinery costs several times more.
         let mut b = *b"0000-00-00T00:00:00.000000+0000";
-        put_digits(&mut b[0..4], y);
-        put_digits(&mut b[5..7], m);
-        put_digits(&mut b[8..10], d);
-        put_digits(&mut b[11..13], rem / 3600);
-        put_digits(&mut b[14..16], (rem / 60) % 60);
-        put_digits(&mut b[17..19], rem % 60);
+        let head = LAST.with(|last| {
+            let (at, head) = last.get();
+            if at == secs {
+                return head;
+            }
+            let head = date_and_time(secs);
+            last.set((secs, head));
+            head
+        });
+        b[..19].copy_from_slice(&head);
         put_digits(&mut b[20..26], u64::from(self.subsec_micros()));
         b
     }
+
+    /// [`Timestamp::eve_bytes`] without the kept second (the reference of
+    /// its test).
+    #[cfg(test)]
+    fn eve_bytes_uncached(self) -> [u8; 31] {
+        let mut b = *b"0000-00-00T00:00:00.000000+0000";
+        b[..19].copy_from_slice(&date_and_time(self.secs()));
+        put_digits(&mut b[20..26], u64::from(self.subsec_micros()));
+        b
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a second since the epoch. Digits by hand: this
+/// runs for every EVE record, and the format machinery costs several times
+/// more.
+fn date_and_time(secs: u64) -> [u8; 19] {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let mut b = *b"0000-00-00T00:00:00";
+    put_digits(&mut b[0..4], y);
+    put_digits(&mut b[5..7], m);
+    put_digits(&mut b[8..10], d);
+    put_digits(&mut b[11..13], rem / 3600);
+    put_digits(&mut b[14..16], (rem / 60) % 60);
+    put_digits(&mut b[17..19], rem % 60);
+    b
 }
 
 /// Fills `out` with the last `out.len()` decimal digits of `v`,
@@ -108,6 +142,24 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever the order of the times written (the same second again,
+        /// another one, back and forth), the kept second changes nothing.
+        #[test]
+        fn kept_second_writes_what_the_full_conversion_writes(
+            times in proptest::collection::vec((0usize..5, 0u64..NANOS_PER_SEC), 1..50),
+        ) {
+            // Few distinct seconds (the epoch, its next second, the end of
+            // a day, a leap day, the last second of 2099), so that most
+            // are written again.
+            const SECONDS: [u64; 5] = [0, 1, 86_399, 951_782_400, 4_102_444_799];
+            for (i, nanos) in times {
+                let t = Timestamp::from_parts(SECONDS[i], nanos);
+                proptest::prop_assert_eq!(t.eve_bytes(), t.eve_bytes_uncached());
+            }
+        }
+    }
 
     #[test]
     fn eve_format_matches_suricata_example() {
