@@ -1016,11 +1016,38 @@ impl<T: Default> FlowTable<T> {
 /// A hash of a packet's VLANs and address pair that is the same for both
 /// directions and for every fragment of a datagram: the reader uses it to
 /// pick the worker, so one conversation always lands on one worker.
+///
+/// Each address is folded to 64 bits and the two are added (addition is
+/// what makes it the same both ways), the VLAN ids mixed in, and the sum
+/// finished with MurmurHash3's 64-bit finaliser (`fmix64`), so every bit
+/// of the result depends on every bit of the input and `hash % workers`
+/// spreads even addresses that differ in one bit. About 25 instructions
+/// where ahash over the 38 bytes took about 90; every worker of a
+/// multi-worker run computes it for every packet. Not keyed: who chooses
+/// the addresses can choose the worker, as with any fixed hash.
 pub fn dispatch_hash(vlan: Vlans, a: IpAddr, b: IpAddr) -> u64 {
-    let (x, _) = addr_to_bytes(a);
-    let (y, _) = addr_to_bytes(b);
-    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
-    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((vlan, lo, hi))
+    #[inline(always)]
+    fn fold(a: IpAddr) -> u64 {
+        match a {
+            IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            IpAddr::V6(v6) => {
+                let w = u128::from(v6);
+                // The halves of the address, folded: truncation meant.
+                (w as u64) ^ ((w >> 64) as u64)
+            }
+        }
+    }
+    let [v0, v1, v2] = vlan.ids;
+    let tags =
+        u64::from(v0) | (u64::from(v1) << 16) | (u64::from(v2) << 32) | (u64::from(vlan.len) << 48);
+    let mut h = fold(a)
+        .wrapping_add(fold(b))
+        .wrapping_add(tags.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// 0 for well-known ports, 1 for registered ones, 2 for the ranges
@@ -1453,6 +1480,42 @@ mod tests {
         assert_eq!(d, Direction::ToServer);
     }
 
+    #[test]
+    fn dispatch_hash_spreads_clients_of_one_server_and_sees_vlans_and_v6() {
+        // 4 096 clients of one server, neighbours differing in the low
+        // bits only: each of 2, 3 and 4 workers gets its share within 10 %.
+        let server = IpAddr::from([10, 0, 0, 1]);
+        for n in [2u64, 3, 4] {
+            let mut count = vec![0u32; n as usize];
+            for k in 0u32..4096 {
+                let client = IpAddr::from((0x0a14_0000 + k).to_be_bytes());
+                count[(dispatch_hash(Vlans::default(), client, server) % n) as usize] += 1;
+            }
+            let share = 4096 / n as u32;
+            for c in &count {
+                assert!(c.abs_diff(share) < share / 10, "{n} workers: {count:?}");
+            }
+        }
+        // The VLAN and every half of an IPv6 address count.
+        let (a, b) = (IpAddr::from([10, 0, 0, 2]), server);
+        let tagged = Vlans {
+            ids: [7, 0, 0],
+            len: 1,
+        };
+        assert_ne!(
+            dispatch_hash(Vlans::default(), a, b),
+            dispatch_hash(tagged, a, b)
+        );
+        let v6 = |hi: u8, lo: u8| {
+            let mut o = [0u8; 16];
+            (o[0], o[15]) = (hi, lo);
+            IpAddr::from(o)
+        };
+        let h = |x| dispatch_hash(Vlans::default(), x, v6(0, 0));
+        assert_ne!(h(v6(1, 0)), h(v6(2, 0)));
+        assert_ne!(h(v6(0, 1)), h(v6(0, 2)));
+    }
+
     proptest! {
         #[test]
         fn key_and_dispatch_hash_are_symmetric(
@@ -1467,6 +1530,15 @@ mod tests {
             prop_assert_eq!(k1, k2);
             prop_assert!(lo1 != lo2 || (a == b && pa == pb));
             prop_assert_eq!(dispatch_hash(vlan, x.addr, y.addr), dispatch_hash(vlan, y.addr, x.addr));
+        }
+
+        #[test]
+        fn dispatch_hash_is_symmetric_for_ipv6(
+            a in any::<[u8; 16]>(), b in any::<[u8; 16]>(), v in 0u16..4096,
+        ) {
+            let vlan = Vlans { ids: [v, v, 0], len: 2 };
+            let (x, y) = (IpAddr::from(a), IpAddr::from(b));
+            prop_assert_eq!(dispatch_hash(vlan, x, y), dispatch_hash(vlan, y, x));
         }
     }
 }
