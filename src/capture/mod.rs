@@ -321,8 +321,8 @@ impl Reader {
     /// A second reader of the same bytes, from the start, when the source is
     /// held whole in memory (a mapped file, bytes given to
     /// [`Reader::from_buffer`]); `None` for a stream, whose bytes are read
-    /// once. The bytes are shared, not copied: each worker of a
-    /// multi-worker run walks the capture with a reader of its own.
+    /// once. The bytes are shared, not copied (a multi-worker run samples
+    /// the capture's first packets with one before its workers start).
     pub fn fork(&self) -> Option<Reader> {
         match self.source {
             Source::Whole => {

@@ -284,9 +284,10 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         dropped: 0,
     };
     let shared = RunShared::with_workers(cfg, workers);
-    // Every input held whole in memory (mapped files): each worker walks
-    // it itself ([`run_fanout`]); a capture filter, or a pipe, needs the
-    // reader thread.
+    // Every input held whole in memory (mapped files): the workers walk
+    // it themselves ([`run_fanout`]). A pipe keeps the reader thread, whose
+    // tickets bound the chunks read ahead; so does a capture filter (not
+    // yet moved into the shared walk).
     let fanout = workers > 1 && filtering.filter.is_none() && readers.iter().all(Reader::can_fork);
     let (inputs, stats) = if workers == 1 {
         run_inline(
