@@ -173,6 +173,30 @@ fn output_is_the_same_for_one_two_and_three_workers() {
 }
 
 #[test]
+fn a_pipe_and_a_mapped_file_give_the_same_output_with_several_workers() {
+    // A file is walked by every worker (no reader thread); the same bytes
+    // through a pipe go through the reader thread that dispatches them.
+    for cap in captures() {
+        let one = normalised(&eve(&cap, 1));
+        for workers in ["2", "3"] {
+            let out = bin()
+                .args(["-r", "-", "--eve", "-", "-q", "--workers", workers])
+                .stdin(std::fs::File::open(&cap).unwrap())
+                .output()
+                .unwrap();
+            let code = out.status.code();
+            assert!(code == Some(0) || code == Some(3), "{}", cap.display());
+            assert_eq!(
+                normalised(&parse_lines(&out.stdout)),
+                one,
+                "{}: a pipe with {workers} workers",
+                cap.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn several_files_are_read_as_one_capture() {
     let a = repo().join("pcaps/mqtt_v311_anon_phi.pcap");
     let b = repo().join("pcaps/dicom_echo.pcap");

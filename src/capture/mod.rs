@@ -318,6 +318,25 @@ impl Reader {
         Reader::start(Arc::new(Buffer::Owned(Vec::new())), source, None)
     }
 
+    /// A second reader of the same bytes, from the start, when the source is
+    /// held whole in memory (a mapped file, bytes given to
+    /// [`Reader::from_buffer`]); `None` for a stream, whose bytes are read
+    /// once. The bytes are shared, not copied (a multi-worker run samples
+    /// the capture's first packets with one before its workers start).
+    pub fn fork(&self) -> Option<Reader> {
+        match self.source {
+            Source::Whole => {
+                Reader::start(Arc::clone(&self.buf), Source::Whole, self.total_len).ok()
+            }
+            Source::Stream(_) => None,
+        }
+    }
+
+    /// Whether [`Reader::fork`] gives a reader: the source is held whole.
+    pub fn can_fork(&self) -> bool {
+        matches!(self.source, Source::Whole)
+    }
+
     /// Recognises the format and reads the file header.
     fn start(
         buf: Arc<Buffer>,
@@ -1259,6 +1278,31 @@ mod tests {
             .err()
             .expect("error");
         assert!(matches!(err.kind, CaptureErrorKind::Io(_)));
+    }
+
+    #[test]
+    fn fork_reads_the_same_packets_from_the_start_and_a_stream_cannot_fork() {
+        let (pcap, _) = pcap_file(false, true, 1, &three_packets());
+        // Cut inside the last record: a fork reports the same damage.
+        let cut = &pcap[..pcap.len() - 3];
+        let ng = two_interface_pcapng(true).b;
+        for file in [&pcap[..], cut, &ng[..]] {
+            let mut r = mapped(file).expect("header");
+            assert!(r.can_fork());
+            // Forked after the first reader moved on: still from the start.
+            let first = r.next_chunk(1).expect("ok").expect("chunk");
+            let mut f = r.fork().expect("a buffer held whole forks");
+            let mut want = drain(&mut mapped(file).expect("header"), 100);
+            assert_eq!(drain(&mut f, 100), want);
+            // The bytes are shared, not copied.
+            let again = r.fork().expect("fork").next_chunk(1).expect("ok");
+            assert!(Arc::ptr_eq(&again.expect("chunk").buf, &first.buf));
+            want.0.remove(0);
+            assert_eq!(drain(&mut r, 100), want);
+        }
+        let s = Reader::from_read(Box::new(io::Cursor::new(pcap))).expect("header");
+        assert!(!s.can_fork());
+        assert!(s.fork().is_none());
     }
 
     #[test]

@@ -77,6 +77,26 @@ fn words(data: &[u8]) -> Sum {
     s + u64::from(u32::from_ne_bytes(last))
 }
 
+/// [`words`] for a few bytes (an IPv4 header: 20 to 60), one word at a
+/// time: the vector loop's call, set-up and reduction cost more than
+/// summing five to fifteen words (callgrind: about 95 instructions per
+/// 20-byte header through [`add`], see [`verify_header`]).
+#[inline(always)]
+fn short_words(data: &[u8]) -> Sum {
+    let mut words = data.chunks_exact(4);
+    let mut s: u64 = 0;
+    for w in &mut words {
+        s += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let last = match *words.remainder() {
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        _ => [0; 4],
+    };
+    s + u64::from(u32::from_ne_bytes(last))
+}
+
 /// A big-endian 16-bit field value, as the native domain holds it.
 #[inline]
 pub fn word(v: u16) -> Sum {
@@ -166,6 +186,19 @@ pub fn verify_l4(pseudo: Sum, segment: &[u8], field: u16) -> Verdict {
 #[inline]
 pub fn verify_plain(bytes: &[u8], field: u16) -> Verdict {
     if fold(add(0, bytes)) == 0xffff {
+        Verdict::Good
+    } else if field == 0 {
+        Verdict::Offload
+    } else {
+        Verdict::Bad
+    }
+}
+
+/// [`verify_plain`] for an IPv4 header, summed by [`short_words`]: the
+/// same verdict for any bytes (a longer slice is only slower).
+#[inline]
+pub fn verify_header(bytes: &[u8], field: u16) -> Verdict {
+    if fold(short_words(bytes)) == 0xffff {
         Verdict::Good
     } else if field == 0 {
         Verdict::Offload
@@ -284,6 +317,30 @@ mod tests {
     }
 
     #[test]
+    fn short_sum_equals_reference_at_every_length_and_offset() {
+        let data: Vec<u8> = (0..100u32).map(|i| (i * 151 + 7) as u8).collect();
+        for start in 0..5 {
+            for end in start..data.len() {
+                let s = &data[start..end];
+                assert_eq!(native_to_be(fold(short_words(s))), reference(s));
+            }
+        }
+        let ff = [0xffu8; 60];
+        assert_eq!(native_to_be(fold(short_words(&ff))), reference(&ff));
+    }
+
+    proptest::proptest! {
+        /// The header path gives the general path's verdict on any bytes.
+        #[test]
+        fn verify_header_equals_verify_plain(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=64),
+            field in proptest::prelude::any::<u16>(),
+        ) {
+            proptest::prop_assert_eq!(verify_header(&bytes, field), verify_plain(&bytes, field));
+        }
+    }
+
+    #[test]
     fn verify_plain_ipv4_header() {
         // RFC 791 header, hand-built: 45 00 0073 0000 4000 40 11 b861
         // c0a8 0001 c0a8 00c7 (the widely quoted example, checksum b861).
@@ -292,11 +349,14 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(verify_plain(&h, 0xb861), Verdict::Good);
+        assert_eq!(verify_header(&h, 0xb861), Verdict::Good);
         let mut b = h;
         b[11] = 0x62;
         assert_eq!(verify_plain(&b, 0xb862), Verdict::Bad);
+        assert_eq!(verify_header(&b, 0xb862), Verdict::Bad);
         b[10] = 0;
         b[11] = 0;
         assert_eq!(verify_plain(&b, 0), Verdict::Offload);
+        assert_eq!(verify_header(&b, 0), Verdict::Offload);
     }
 }

@@ -616,7 +616,7 @@ impl Decoder {
         self.stats.incr(Counter::Ipv4);
         if self.validation != Validation::Off {
             // The header is whole even in a snapped frame.
-            let v = checksum::verify_plain(ip.header(), ip.checksum());
+            let v = checksum::verify_header(ip.header(), ip.checksum());
             self.judge(v, Counter::Ipv4InvalidChecksum)?;
         }
         let info = IpInfo {

@@ -1,12 +1,17 @@
 //! Pipeline: reader → workers → writer.
 //!
-//! One reader walks the capture files in order and hands each worker the
-//! packets of its flows as offsets into the shared buffer (the file's memory
-//! map), in batches over bounded crossbeam channels. The worker is chosen by
-//! [`crate::flow::dispatch_hash`] of the innermost VLANs and address pair, the
-//! same for both directions and for every fragment of a datagram, so each
-//! conversation lives on exactly one worker and per-flow state needs no
-//! lock. The reader reads only those fields
+//! With several workers, one reader walks the capture files in order and
+//! hands each worker the packets of its flows as offsets into the shared
+//! buffer (the file's memory map), in batches. For captures held whole in
+//! memory (mapped files; the usual case) there is no reader thread: the
+//! worker that first needs the next chunk walks it for all, and each
+//! takes its batch from a shared ring ([`run_fanout`]). Otherwise (a
+//! pipe, or a capture filter) a reader thread sends the batches over
+//! bounded crossbeam channels ([`run_parallel`]). Either way the worker is
+//! chosen by [`crate::flow::dispatch_hash`] of the innermost VLANs and
+//! address pair, the same for both directions and for every fragment of a
+//! datagram, so each conversation lives on exactly one worker and
+//! per-flow state needs no lock. Choosing reads only those fields
 //! ([`crate::decode::dispatch`]), not the whole frame. A fragment shows
 //! the addresses of the IP header that carries it, and a tunnel inside
 //! its datagram is seen only once it is reassembled: such a fragment (GRE
@@ -17,6 +22,10 @@
 //! their EVE lines themselves and send blocks of them to one writer
 //! thread. With one worker the reader runs it inline: no
 //! dispatch, no hashing, no channel per packet.
+//!
+//! A worker of [`run_fanout`] is given the batches that [`run_parallel`]'s
+//! reader would send it, in the same order, so the two paths write the
+//! same.
 //!
 //! The output is the same for any number of workers, line order aside.
 
@@ -50,6 +59,9 @@ const WORKER_QUEUE: usize = 64;
 /// Blocks of EVE lines queued before workers wait for the writer: 16 MiB
 /// ([`worker::send_block`] makes a large block count for several).
 const WRITER_QUEUE: usize = 256;
+/// Packets a worker asks the CPU to fetch ahead of the one it processes
+/// ([`Batch::feed`]).
+const FEED_AHEAD: usize = 4;
 /// Bytes of chunks read from a pipe that may wait for workers (in
 /// batches) before the reader waits: without it, 64 batches per worker of
 /// 4 MiB chunks of jumbo segments would be 256 MiB per worker.
@@ -185,7 +197,17 @@ impl Batch {
         let buf: &[u8] = &self.buf;
         let mut behind = self.behind.iter().peekable();
         let mut copies = self.copies.iter().peekable();
+        // Another core read these packets' records (and left their bytes
+        // in its cache): fetch them a few packets ahead, as the record
+        // walk does for one worker.
+        let ahead = |q: &PacketRef| {
+            crate::capture::prefetch(buf.get(q.offset..).unwrap_or(&[]), q.caplen as usize);
+        };
+        self.pkts.iter().take(FEED_AHEAD).for_each(ahead);
         for (i, p) in self.pkts.iter().enumerate() {
+            if let Some(q) = self.pkts.get(i + FEED_AHEAD) {
+                ahead(q);
+            }
             if let Some(&(_, clock)) = behind.next_if(|(j, _)| *j == i) {
                 w.set_capture_clock(clock);
             }
@@ -262,6 +284,11 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         dropped: 0,
     };
     let shared = RunShared::with_workers(cfg, workers);
+    // Every input held whole in memory (mapped files): the workers walk
+    // it themselves ([`run_fanout`]). A pipe keeps the reader thread, whose
+    // tickets bound the chunks read ahead; so does a capture filter (not
+    // yet moved into the shared walk).
+    let fanout = workers > 1 && filtering.filter.is_none() && readers.iter().all(Reader::can_fork);
     let (inputs, stats) = if workers == 1 {
         run_inline(
             cfg,
@@ -273,6 +300,17 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
             &mut progress,
             &mut filtering,
         )
+    } else if fanout {
+        run_fanout(
+            cfg,
+            &opts.engine,
+            &shared,
+            workers,
+            readers,
+            &paths,
+            &out_tx,
+            &mut progress,
+        )?
     } else {
         run_parallel(
             cfg,
@@ -780,6 +818,443 @@ fn run_parallel(
             }
         }
         Ok((inputs, stats))
+    })
+}
+
+/// Chunks a worker of [`run_fanout`] may be ahead of the slowest other
+/// one, as the reader's [`WORKER_QUEUE`] bounds it: the threshold
+/// decisions and asset views that wait for every worker stay as few as
+/// with a reader thread.
+const FANOUT_AHEAD: u64 = WORKER_QUEUE as u64;
+
+/// How far each worker of [`run_fanout`] got (chunks started; `u64::MAX`
+/// once it stopped), so none runs more than [`FANOUT_AHEAD`] chunks ahead
+/// of another.
+struct Pace {
+    started: Vec<std::sync::atomic::AtomicU64>,
+    /// Workers waiting in [`Pace::start`].
+    waiting: std::sync::atomic::AtomicUsize,
+    lock: std::sync::Mutex<()>,
+    moved: std::sync::Condvar,
+}
+
+impl Pace {
+    fn new(workers: usize) -> Pace {
+        Pace {
+            started: (0..workers)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            lock: std::sync::Mutex::new(()),
+            moved: std::sync::Condvar::new(),
+        }
+    }
+
+    /// The fewest chunks another worker than `me` started.
+    fn slowest_other(&self, me: usize) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.started
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != me)
+            .map(|(_, s)| s.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Worker `me` starts its chunk number `k` (from 1; `u64::MAX`: it
+    /// stopped), first waiting while another worker is more than
+    /// [`FANOUT_AHEAD`] chunks behind.
+    fn start(&self, me: usize, k: u64) {
+        use std::sync::atomic::Ordering;
+        if let Some(s) = self.started.get(me) {
+            s.store(k, Ordering::SeqCst);
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so a waiter between its check and its wait
+            // cannot miss it.
+            let _held = self.lock.lock();
+            self.moved.notify_all();
+        }
+        if k == u64::MAX || self.slowest_other(me).saturating_add(FANOUT_AHEAD) >= k {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut held) = self.lock.lock() {
+            while self.slowest_other(me).saturating_add(FANOUT_AHEAD) < k {
+                // The timeout only guards against a missed wake-up.
+                match self.moved.wait_timeout(held, Duration::from_millis(10)) {
+                    Ok((h, _)) => held = h,
+                    Err(_) => break,
+                }
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks its worker stopped in [`Pace`] however it ends (a panic
+/// included), so no other worker waits for it.
+struct PaceSeat<'p> {
+    pace: &'p Pace,
+    me: usize,
+}
+
+impl Drop for PaceSeat<'_> {
+    fn drop(&mut self) {
+        self.pace.start(self.me, u64::MAX);
+    }
+}
+
+/// Takes `decoder.checksum_checks: auto`'s decision before any worker
+/// starts, on the capture's first packets in capture order (read with
+/// readers of its own): what [`ChecksumGate`] does for the reader thread,
+/// on the same packets.
+fn decide_checksums(detector: &crate::decode::offload::Detector, readers: &[Reader]) {
+    if detector.decided().is_some() {
+        return;
+    }
+    for mut r in readers.iter().filter_map(Reader::fork) {
+        while let Ok(Some(chunk)) = r.next_chunk(CHUNK_PACKETS) {
+            for p in &chunk.pkts {
+                if let Some(d) = detector.observe(p.link, chunk.data(p), p.origlen) {
+                    if let Some(w) = d.warning() {
+                        eprintln!("wardwatch: {w}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+    if let Some(d) = detector.finish() {
+        if let Some(w) = d.warning() {
+            eprintln!("wardwatch: {w}");
+        }
+    }
+}
+
+/// Runs `n` workers over inputs held whole in memory (mapped files), with
+/// no reader thread. The reader's work is done by the workers: the one
+/// that first needs a chunk no one walked yet walks it ([`Walk::next`]:
+/// reads its records, reads each packet's addresses, makes each worker's
+/// batch, as [`run_parallel`]'s reader does) and every worker takes its
+/// batch from the chunks walked ([`Ring`]), so each worker is given the
+/// same packets, clock and ticks, in the same order, as from a reader
+/// thread. Nothing waits on a channel per batch, no third thread competes
+/// for the cores, and a worker fetches its packets' bytes ahead of use
+/// ([`Batch::feed`]). [`Pace`] keeps the workers within
+/// [`FANOUT_AHEAD`] chunks of each other, which bounds the chunks held.
+/// `decoder.checksum_checks: auto` is decided first, on the capture's
+/// first packets ([`decide_checksums`]).
+///
+/// # Errors
+/// A worker thread cannot be started or failed.
+#[allow(clippy::too_many_arguments)]
+fn run_fanout(
+    cfg: &Config,
+    engine: &Arc<Engine>,
+    shared: &RunShared,
+    n: usize,
+    readers: Vec<Reader>,
+    paths: &[PathBuf],
+    out_tx: &Sender<Vec<u8>>,
+    progress: &mut Progress,
+) -> Result<(Vec<InputReport>, WorkerStats), RunError> {
+    decide_checksums(&shared.checksum, &readers);
+    let walk = Walk {
+        walker: std::sync::Mutex::new(Walker {
+            readers: readers.into_iter(),
+            paths: paths.iter(),
+            current: None,
+            reports: Vec::new(),
+            dispatch: Dispatch::new(cfg, n),
+            now: Timestamp(0),
+            last_tick: vec![Timestamp(0); n],
+            walked: 0,
+            total_packets: 0,
+            progress,
+            stop: false,
+        }),
+        ring: std::sync::Mutex::new(Ring::default()),
+        workers: n,
+    };
+    let pace = Pace::new(n);
+    let stats = thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let out_tx = out_tx.clone();
+            let (pace, walk) = (&pace, &walk);
+            let h = thread::Builder::new()
+                .name(format!("ww-worker-{i}"))
+                .spawn_scoped(scope, move || {
+                    let seat = PaceSeat { pace, me: i };
+                    let s = walk_loop(cfg, engine, shared, (i, n), walk, pace, &out_tx);
+                    drop(seat);
+                    s
+                })
+                .map_err(|e| RunError(format!("cannot start worker thread: {e}")))?;
+            handles.push(h);
+        }
+        let mut stats = WorkerStats::default();
+        for h in handles {
+            match h.join() {
+                Ok(s) => stats.merge(&s),
+                Err(_) => return Err(RunError("a worker thread failed".into())),
+            }
+        }
+        Ok(stats)
+    })?;
+    let walker = walk
+        .walker
+        .into_inner()
+        .map_err(|_| RunError("a worker thread failed".into()))?;
+    let mut inputs = walker.reports;
+    inputs.extend(walker.current.map(|(_, rep)| rep));
+    Ok((inputs, stats))
+}
+
+/// One chunk as [`Walk::next`] walked it: each worker's batch, `None`
+/// when the worker has no packet in it and no clock tick is due.
+struct Walked {
+    parts: Vec<Option<Batch>>,
+    /// Workers that have not taken their part yet.
+    left: usize,
+}
+
+/// The chunks walked and not yet taken by every worker, the first being
+/// chunk number `first`.
+#[derive(Default)]
+struct Ring {
+    chunks: std::collections::VecDeque<Walked>,
+    first: u64,
+    /// Set once the inputs are all read: the number of chunks, and the
+    /// capture's last packet time.
+    end: Option<(u64, Timestamp)>,
+}
+
+/// The reader's state in [`run_fanout`], held by whichever worker walks
+/// the next chunk.
+struct Walker<'a> {
+    readers: std::vec::IntoIter<Reader>,
+    paths: std::slice::Iter<'a, PathBuf>,
+    /// The input being read, and its report so far.
+    current: Option<(Reader, InputReport)>,
+    reports: Vec<InputReport>,
+    dispatch: Dispatch,
+    /// The capture's packet time so far.
+    now: Timestamp,
+    /// Per worker: the packet time it last heard.
+    last_tick: Vec<Timestamp>,
+    /// Chunks walked so far.
+    walked: u64,
+    total_packets: u64,
+    progress: &'a mut Progress,
+    /// A worker found the writer gone: read no further.
+    stop: bool,
+}
+
+impl Walker<'_> {
+    /// Reads and dispatches the next chunk: what [`run_parallel`]'s reader
+    /// does for one chunk, the batches kept for the workers to take.
+    /// `None` once every input is read.
+    fn walk(&mut self, n: usize) -> Option<Walked> {
+        loop {
+            if self.stop {
+                return None;
+            }
+            if self.current.is_none() {
+                let reader = self.readers.next()?;
+                let path = self.paths.next()?;
+                let rep = InputReport {
+                    path: path.clone(),
+                    packets: 0,
+                    bytes: 0,
+                    error: None,
+                };
+                self.current = Some((reader, rep));
+            }
+            let (reader, rep) = self.current.as_mut()?;
+            let chunk = match reader.next_chunk(CHUNK_PACKETS) {
+                Ok(Some(c)) => c,
+                end => {
+                    if let Err(e) = end {
+                        rep.error = Some(e);
+                    }
+                    if let Some((_, rep)) = self.current.take() {
+                        self.reports.push(rep);
+                    }
+                    continue;
+                }
+            };
+            rep.packets += chunk.pkts.len() as u64;
+            rep.bytes += chunk.pkts.iter().map(|p| u64::from(p.caplen)).sum::<u64>();
+            self.total_packets += chunk.pkts.len() as u64;
+            let mut parts: Vec<Batch> = (0..n)
+                .map(|_| Batch {
+                    buf: Arc::clone(&chunk.buf),
+                    pkts: Vec::new(),
+                    behind: Vec::new(),
+                    copies: Vec::new(),
+                    now: Timestamp(0),
+                    _ticket: None,
+                })
+                .collect();
+            for p in &chunk.pkts {
+                let before = self.now;
+                self.now = self.now.max(p.ts);
+                let (i, to_all) = self.dispatch.pick(p.link, chunk.data(p), p.origlen);
+                let targets = if to_all { 0..n } else { i..i + 1 };
+                for j in targets {
+                    let Some(b) = parts.get_mut(j) else {
+                        continue;
+                    };
+                    if p.ts < before {
+                        b.behind.push((b.pkts.len(), before));
+                    }
+                    if j != i {
+                        b.copies.push(b.pkts.len());
+                    }
+                    b.pkts.push(*p);
+                }
+            }
+            let now = self.now;
+            let parts = parts
+                .into_iter()
+                .zip(self.last_tick.iter_mut())
+                .map(|(mut b, tick)| {
+                    // A worker with no packets in this chunk still hears
+                    // the clock, at most once a second of packet time.
+                    if b.pkts.is_empty() && now.since(*tick) < 1_000_000_000 {
+                        return None;
+                    }
+                    *tick = now;
+                    b.now = now;
+                    Some(b)
+                })
+                .collect();
+            self.walked += 1;
+            self.progress.tick(&rep.path, reader, self.total_packets);
+            return Some(Walked { parts, left: n });
+        }
+    }
+}
+
+/// What the workers of [`run_fanout`] share: the reader, walked by
+/// whichever worker needs a chunk no one walked yet, and the chunks
+/// walked.
+struct Walk<'a> {
+    walker: std::sync::Mutex<Walker<'a>>,
+    ring: std::sync::Mutex<Ring>,
+    workers: usize,
+}
+
+/// What [`Walk::next`] gives a worker.
+enum Next {
+    /// Its batch of the chunk, if it has one.
+    Chunk(Option<Batch>),
+    /// Every input is read; the capture's last packet time.
+    End(Timestamp),
+}
+
+impl Walk<'_> {
+    /// Worker `me`'s part of chunk number `k` (from 0), walking it first
+    /// if no other worker did.
+    fn next(&self, me: usize, k: u64) -> Next {
+        loop {
+            if let Some(next) = self.take(me, k) {
+                return next;
+            }
+            // No one walked chunk `k` yet, or someone is walking it.
+            let Ok(mut walker) = self.walker.lock() else {
+                return Next::End(Timestamp(0));
+            };
+            if walker.walked > k {
+                continue;
+            }
+            let walked = walker.walk(self.workers);
+            let now = walker.now;
+            let Ok(mut ring) = self.ring.lock() else {
+                return Next::End(now);
+            };
+            match walked {
+                Some(w) => ring.chunks.push_back(w),
+                None => ring.end = Some((walker.walked, now)),
+            }
+        }
+    }
+
+    /// Takes worker `me`'s part of chunk `k` if it was walked; `None` when
+    /// it is still to be walked.
+    fn take(&self, me: usize, k: u64) -> Option<Next> {
+        let Ok(mut ring) = self.ring.lock() else {
+            return Some(Next::End(Timestamp(0)));
+        };
+        let first = ring.first;
+        let at = usize::try_from(k.checked_sub(first)?).ok()?;
+        if let Some(w) = ring.chunks.get_mut(at) {
+            let part = w.parts.get_mut(me).and_then(Option::take);
+            w.left = w.left.saturating_sub(1);
+            while ring.chunks.front().is_some_and(|w| w.left == 0) {
+                ring.chunks.pop_front();
+                ring.first += 1;
+            }
+            return Some(Next::Chunk(part));
+        }
+        match ring.end {
+            Some((chunks, now)) if k >= chunks => Some(Next::End(now)),
+            _ => None,
+        }
+    }
+
+    /// Reading stops (the writer is gone).
+    fn stop(&self) {
+        if let Ok(mut w) = self.walker.lock() {
+            w.stop = true;
+        }
+    }
+}
+
+/// Runs worker `seat.0` of `seat.1` on the chunks of `walk`, as
+/// [`worker_loop`] on the batches of a reader.
+fn walk_loop(
+    cfg: &Config,
+    engine: &Arc<Engine>,
+    shared: &RunShared,
+    seat: (usize, usize),
+    walk: &Walk<'_>,
+    pace: &Pace,
+    out_tx: &Sender<Vec<u8>>,
+) -> WorkerStats {
+    let (me, n) = seat;
+    let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
+    w.set_output(Handoff::Wait(out_tx.clone()));
+    w.set_seat(cfg, me, n);
+    let mut now = Timestamp(0);
+    let mut k = 0u64;
+    loop {
+        pace.start(me, k.saturating_add(1));
+        match walk.next(me, k) {
+            Next::Chunk(batch) => {
+                if let Some(b) = batch {
+                    b.feed(&mut w, &mut now);
+                }
+            }
+            Next::End(end) => {
+                // The end of the capture, as the reader's last (empty)
+                // batch.
+                now = now.max(end);
+                w.tick(now);
+                break;
+            }
+        }
+        if w.output_closed() {
+            walk.stop();
+            break;
+        }
+        k += 1;
+    }
+    w.finish(now, &mut |block| {
+        let _ = send_block(out_tx, block);
     })
 }
 

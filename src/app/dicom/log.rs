@@ -40,6 +40,11 @@ pub const MAX_STRING: usize = 1024;
 
 /// `s` cut to [`MAX_STRING`] characters.
 fn cap(s: &str) -> &str {
+    // No more characters than bytes: the common short string is not
+    // walked character by character (every UID of a record comes here).
+    if s.len() <= MAX_STRING {
+        return s;
+    }
     match s.char_indices().nth(MAX_STRING) {
         Some((i, _)) => s.get(..i).unwrap_or(s),
         None => s,
@@ -126,7 +131,7 @@ struct AssociationLog<'a> {
     protocol_version: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     application_context: Option<UidLog<'a>>,
-    presentation_contexts: Vec<PresentationContextLog<'a>>,
+    presentation_contexts: ContextsLog<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<UserInfoLog<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,11 +152,7 @@ impl<'a> AssociationLog<'a> {
             called_ae_title: cap(&a.called_ae_title),
             protocol_version: a.protocol_version,
             application_context: uid_opt(&a.application_context),
-            presentation_contexts: a
-                .presentation_contexts
-                .iter()
-                .map(PresentationContextLog::new)
-                .collect(),
+            presentation_contexts: ContextsLog(&a.presentation_contexts),
             request: a.request.as_ref().map(|u| UserInfoLog::new(u, opts)),
             response: a.response.as_ref().map(|u| UserInfoLog::new(u, opts)),
             outcome: match a.outcome {
@@ -186,8 +187,8 @@ struct PresentationContextLog<'a> {
     id: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     abstract_syntax: Option<UidLog<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    transfer_syntaxes: Vec<UidLog<'a>>,
+    #[serde(skip_serializing_if = "UidsLog::is_empty")]
+    transfer_syntaxes: UidsLog<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,11 +202,38 @@ impl<'a> PresentationContextLog<'a> {
         PresentationContextLog {
             id: p.id,
             abstract_syntax: uid_opt(&p.abstract_syntax),
-            transfer_syntaxes: p.transfer_syntaxes.iter().map(|t| uid_log(t)).collect(),
+            transfer_syntaxes: UidsLog(&p.transfer_syntaxes),
             result: p.result,
             result_name: p.result.map(uid::pctx_result_name),
             accepted_transfer_syntax: uid_opt(&p.accepted_transfer_syntax),
         }
+    }
+}
+
+/// The presentation contexts, each made into its log as it is written: an
+/// association proposes up to 128, and collecting their logs (with a
+/// vector of transfer syntaxes each) first cost 129 allocations per
+/// association record for nothing.
+struct ContextsLog<'a>(&'a [PresentationContext]);
+
+impl Serialize for ContextsLog<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(PresentationContextLog::new))
+    }
+}
+
+/// UIDs written as [`UidLog`]s as they are written (see [`ContextsLog`]).
+struct UidsLog<'a>(&'a [String]);
+
+impl UidsLog<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for UidsLog<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|u| uid_log(u)))
     }
 }
 
@@ -674,6 +702,24 @@ mod tests {
             odd["association"]["request"]["user_identity"]["primary_field"],
             "r\\xe9mi"
         );
+    }
+
+    #[test]
+    fn cap_counts_characters_at_the_limit() {
+        // The character walk the short-string shortcut must agree with.
+        let reference =
+            |s: &str| -> usize { s.char_indices().nth(MAX_STRING).map_or(s.len(), |(i, _)| i) };
+        for n in [0, 1, MAX_STRING - 1, MAX_STRING, MAX_STRING + 1] {
+            for unit in ["A", "é", "€", "😀"] {
+                let s = unit.repeat(n);
+                assert_eq!(cap(&s).len(), reference(&s), "{n} × {unit:?}");
+                assert_eq!(cap(&s).chars().count(), n.min(MAX_STRING));
+            }
+        }
+        // Bytes past the limit, characters not: kept whole.
+        let s = "é".repeat(MAX_STRING);
+        assert!(s.len() > MAX_STRING);
+        assert_eq!(cap(&s), s);
     }
 
     #[test]
