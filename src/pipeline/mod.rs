@@ -827,6 +827,9 @@ fn run_parallel(
 /// with a reader thread.
 const FANOUT_AHEAD: u64 = WORKER_QUEUE as u64;
 
+/// Chunks [`Walk::walk_ahead`] keeps walked past the one a worker takes.
+const WALK_AHEAD: u64 = 2;
+
 /// How far each worker of [`run_fanout`] got (chunks started; `u64::MAX`
 /// once it stopped), so none runs more than [`FANOUT_AHEAD`] chunks ahead
 /// of another.
@@ -1162,6 +1165,7 @@ impl Walk<'_> {
     fn next(&self, me: usize, k: u64) -> Next {
         loop {
             if let Some(next) = self.take(me, k) {
+                self.walk_ahead(k);
                 return next;
             }
             // No one walked chunk `k` yet, or someone is walking it.
@@ -1179,6 +1183,34 @@ impl Walk<'_> {
             match walked {
                 Some(w) => ring.chunks.push_back(w),
                 None => ring.end = Some((walker.walked, now)),
+            }
+        }
+    }
+
+    /// Walks up to [`WALK_AHEAD`] chunks past `k` when no other worker is
+    /// walking: the workers reach the walk's end at about the same time,
+    /// and a worker that had to walk the chunk both need while the other
+    /// waited on the walker's lock made the walk serial. Walked ahead, a
+    /// chunk is ready when the next worker needs it, and the walk runs
+    /// while the other worker processes its batch. Who walks does not
+    /// change what is walked: chunks are walked in capture order either
+    /// way.
+    fn walk_ahead(&self, k: u64) {
+        let Ok(mut walker) = self.walker.try_lock() else {
+            return;
+        };
+        while walker.walked <= k.saturating_add(WALK_AHEAD) {
+            let walked = walker.walk(self.workers);
+            let now = walker.now;
+            let Ok(mut ring) = self.ring.lock() else {
+                return;
+            };
+            match walked {
+                Some(w) => ring.chunks.push_back(w),
+                None => {
+                    ring.end = Some((walker.walked, now));
+                    return;
+                }
             }
         }
     }
