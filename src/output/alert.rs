@@ -102,16 +102,7 @@ fn rule_json(r: &RuleMeta) -> &[u8] {
 /// The `flow` object of an alert: its counters and the flow's own
 /// client → server orientation.
 fn write_flow_object(out: &mut Vec<u8>, header: &EventHeader<'_>, flow: &AlertFlow) {
-    out.extend_from_slice(b"{\"pkts_toserver\":");
-    json::write_u64(out, flow.pkts[0]);
-    out.extend_from_slice(b",\"pkts_toclient\":");
-    json::write_u64(out, flow.pkts[1]);
-    out.extend_from_slice(b",\"bytes_toserver\":");
-    json::write_u64(out, flow.bytes[0]);
-    out.extend_from_slice(b",\"bytes_toclient\":");
-    json::write_u64(out, flow.bytes[1]);
-    out.extend_from_slice(b",\"start\":\"");
-    flow.start.push_eve(out);
+    eve::push_flow_counts(out, flow.pkts, flow.bytes, flow.start);
     // Addresses and numbers need no escaping.
     out.extend_from_slice(b"\",\"src_ip\":\"");
     eve::push_ip(out, header.src_ip);

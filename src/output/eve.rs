@@ -60,6 +60,27 @@ pub fn ip_string(ip: IpAddr) -> String {
 /// times per record, and `core::fmt` costs several times more), built on
 /// the stack and copied once (a `push` per character checked the
 /// capacity each time).
+/// Opens a `flow` object with what a flow record and an alert's `flow`
+/// both hold: `{"pkts_toserver":…,"bytes_toclient":…,"start":"…` (the
+/// start's closing quote is the caller's).
+pub(crate) fn push_flow_counts(
+    out: &mut Vec<u8>,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    start: Timestamp,
+) {
+    out.extend_from_slice(b"{\"pkts_toserver\":");
+    json::write_u64(out, pkts[0]);
+    out.extend_from_slice(b",\"pkts_toclient\":");
+    json::write_u64(out, pkts[1]);
+    out.extend_from_slice(b",\"bytes_toserver\":");
+    json::write_u64(out, bytes[0]);
+    out.extend_from_slice(b",\"bytes_toclient\":");
+    json::write_u64(out, bytes[1]);
+    out.extend_from_slice(b",\"start\":\"");
+    start.push_eve(out);
+}
+
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     // An IPv6 address in this form is 39 characters, the longest.
     let mut buf = [0u8; 39];
@@ -157,16 +178,8 @@ pub fn write_flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
         out.extend_from_slice(b",\"app_proto\":");
         json::write_str(out, a);
     }
-    out.extend_from_slice(b",\"flow\":{\"pkts_toserver\":");
-    json::write_u64(out, f.pkts[0]);
-    out.extend_from_slice(b",\"pkts_toclient\":");
-    json::write_u64(out, f.pkts[1]);
-    out.extend_from_slice(b",\"bytes_toserver\":");
-    json::write_u64(out, f.bytes[0]);
-    out.extend_from_slice(b",\"bytes_toclient\":");
-    json::write_u64(out, f.bytes[1]);
-    out.extend_from_slice(b",\"start\":\"");
-    f.start.push_eve(out);
+    out.extend_from_slice(b",\"flow\":");
+    push_flow_counts(out, f.pkts, f.bytes, f.start);
     out.extend_from_slice(b"\",\"end\":\"");
     f.end.push_eve(out);
     out.extend_from_slice(b"\",\"age\":");
