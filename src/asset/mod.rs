@@ -825,7 +825,7 @@ impl Hub {
 
     /// Writes the changes not written yet, and the alerts of the rules on
     /// them.
-    fn changes(&self, t: &mut Table, out: &mut Vec<u8>) {
+    fn changes(&self, t: &mut Table, out: &mut log::Blocks<'_>, threads: usize) {
         let mut r = lock(&self.rules);
         let ChangeRules {
             engine,
@@ -843,7 +843,7 @@ impl Hub {
             Some(_) => Some(&mut eval),
             None => None,
         };
-        *alerts += log::write_changes(t, self.baseline.as_ref(), out, on);
+        *alerts += log::write_changes(t, self.baseline.as_ref(), out, on, threads);
     }
 
     /// A live run: changes and snapshots are written every
@@ -870,18 +870,26 @@ impl Hub {
         }
         if now.secs() >= last.saturating_add(self.out.interval) {
             self.last_emit.store(now.secs(), Ordering::Relaxed);
-            self.changes(&mut t, out);
-            log::write_snapshots(&t, now, self.baseline.as_ref(), out);
+            let mut blocks = log::Blocks::kept(std::mem::take(out));
+            self.changes(&mut t, &mut blocks, 1);
+            log::write_snapshots(&t, now, self.baseline.as_ref(), 1, &mut blocks);
+            *out = blocks.into_kept();
         }
     }
 
     /// The end of the run (every worker has handed its table over): the
-    /// changes not written yet and a snapshot of every host, to `out`, and
-    /// the inventory file when one was asked for.
+    /// changes not written yet and a snapshot of every host, handed to
+    /// `emit` a block at a time (the snapshots made by up to `threads`
+    /// threads), and the inventory file when one was asked for.
     ///
     /// # Errors
     /// The inventory file cannot be written.
-    pub fn finish(&self, end: Timestamp, out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn finish(
+        &self,
+        end: Timestamp,
+        threads: usize,
+        emit: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), String> {
         let mut t = lock(&self.table);
         // Findings still pending lost their decision: counted as written
         // (their alert lines were written).
@@ -891,8 +899,10 @@ impl Hub {
             p.apply(&mut t);
         }
         if self.enabled() {
-            self.changes(&mut t, out);
-            log::write_snapshots(&t, end, self.baseline.as_ref(), out);
+            let mut out = log::Blocks::to(emit);
+            self.changes(&mut t, &mut out, threads);
+            log::write_snapshots(&t, end, self.baseline.as_ref(), threads, &mut out);
+            out.finish();
         }
         if let Some(p) = &self.out.inventory {
             log::write_inventory(&t, self.baseline.as_ref(), p)

@@ -325,9 +325,13 @@ pub fn run(cfg: &Config, opts: &RunOptions, readers: Vec<Reader>) -> Result<RunR
         )?
     };
     // Asset records and the inventory, once every worker handed its view
-    // over; a failure to write the inventory is reported after the EVE.
+    // over, to the writer as they are made (a send fails only if the
+    // writer stopped on an error, which joining it reports); a failure to
+    // write the inventory is reported after the EVE.
+    let inventory = shared.assets.finish(stats.last_ts, workers, &mut |b| {
+        let _ = out_tx.send(b);
+    });
     let mut tail = Vec::new();
-    let inventory = shared.assets.finish(stats.last_ts, &mut tail);
     let mut counters = shared.counters(&stats);
     if filtering.filter.is_some() {
         counters.push(("capture.filtered".into(), filtering.dropped));
