@@ -59,10 +59,6 @@ impl Ordered {
     fn insert(&mut self, k: &'static str, v: Field) {
         self.0.push((k, v));
     }
-
-    fn append(&mut self, o: &mut Ordered) {
-        self.0.append(&mut o.0);
-    }
 }
 
 /// Named members as a JSON object, in the order given.
@@ -141,6 +137,17 @@ impl Field {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), json::Error> {
         match self {
             Field::Text(t) => json::write_str(out, t),
+            Field::Word(w) => json::write_str(out, w),
+            Field::Ip(ip) => {
+                out.push(b'"');
+                crate::output::eve::push_ip(out, *ip);
+                out.push(b'"');
+            }
+            Field::Time(t) => {
+                out.push(b'"');
+                t.push_eve(out);
+                out.push(b'"');
+            }
             Field::Flag(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Field::Names(v) => strings(out, v.iter().copied()),
             Field::Values(v) => strings(out, v.iter().map(|s| &**s)),
@@ -192,8 +199,9 @@ impl Field {
                 json::write_u64(out, f.count);
                 out.extend_from_slice(b",\"kind\":");
                 json::write_str(out, &f.kind);
-                out.extend_from_slice(b",\"last\":");
-                json::write_str(out, &f.last);
+                out.extend_from_slice(b",\"last\":\"");
+                f.last.push_eve(out);
+                out.push(b'"');
             }),
             Field::Json(v) => json::write(out, v)?,
         }
@@ -208,6 +216,14 @@ impl Field {
 #[serde(untagged)]
 pub enum Field {
     Text(String),
+    /// A word of ours (`event`).
+    Word(&'static str),
+    /// An address, written as text.
+    #[serde(serialize_with = "as_text")]
+    Ip(std::net::IpAddr),
+    /// A time, written as EVE writes times.
+    #[serde(serialize_with = "as_eve_time")]
+    Time(Timestamp),
     Flag(bool),
     /// Kind names (`changed`, `truncated`).
     Names(Vec<&'static str>),
@@ -266,13 +282,24 @@ pub struct CountryEntry {
 pub struct FindingEntry {
     count: u64,
     kind: Box<str>,
-    last: String,
+    #[serde(serialize_with = "as_eve_time")]
+    last: Timestamp,
 }
 
 fn ts(t: Timestamp) -> String {
     let mut s = String::with_capacity(32);
     t.write_eve(&mut s);
     s
+}
+
+/// `Serialize` of [`Field::Time`]: the text [`Field::write_json`] writes.
+fn as_eve_time<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts(*t))
+}
+
+/// `Serialize` of [`Field::Ip`].
+fn as_text<S: Serializer>(ip: &std::net::IpAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ip_string(*ip))
 }
 
 /// Groups of the record and the kinds in each, with the name each list
@@ -346,12 +373,14 @@ pub fn mac_hosts(t: &Table) -> Macs {
     let mut m = Macs::new();
     for a in t.hosts.values() {
         for f in a.facts.iter().filter(|f| f.kind == Kind::Mac) {
-            m.entry(f.value.to_string())
-                .or_insert_with(|| Mac {
-                    hosts: 0,
-                    vendor: super::oui::parse(&f.value).and_then(super::oui::vendor),
-                })
-                .hosts += 1;
+            // Many hosts behind one router share its MAC: a key is made
+            // once per address, not once per host.
+            if let Some(mac) = m.get_mut(&*f.value) {
+                mac.hosts += 1;
+                continue;
+            }
+            let vendor = super::oui::parse(&f.value).and_then(super::oui::vendor);
+            m.insert(f.value.to_string(), Mac { hosts: 1, vendor });
         }
     }
     m
@@ -388,10 +417,12 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The `asset` object of `a`: its facts first seen no later than `upto`
-/// (all of them for `None`), and with `full` its counters too.
+/// The `asset` object of `a`: `ip`, then `head` (what the record is),
+/// then its facts first seen no later than `upto` (all of them for
+/// `None`), and with `full` its counters too.
 pub fn asset_object(
     a: &Asset,
+    head: impl IntoIterator<Item = (&'static str, Field)>,
     macs: &Macs,
     upto: Option<Seen>,
     full: bool,
@@ -399,11 +430,12 @@ pub fn asset_object(
 ) -> Ordered {
     let facts = Facts::of(a, upto);
     let owned = |v: Vec<&str>| v.into_iter().map(Box::from).collect::<Vec<Box<str>>>();
-    let mut o = Ordered::default();
-    o.insert("ip", Field::Text(ip_string(a.ip)));
-    o.insert("first_seen", Field::Text(ts(a.first.ts)));
+    let mut o = Ordered(Vec::with_capacity(16));
+    o.insert("ip", Field::Ip(a.ip));
+    o.0.extend(head);
+    o.insert("first_seen", Field::Time(a.first.ts));
     if full {
-        o.insert("last_seen", Field::Text(ts(a.last)));
+        o.insert("last_seen", Field::Time(a.last));
     }
     let m: Vec<MacEntry> = facts
         .values(Kind::Mac)
@@ -476,7 +508,7 @@ pub fn asset_object(
             .map(|(k, f)| FindingEntry {
                 count: f.count,
                 kind: k.clone(),
-                last: ts(f.last),
+                last: f.last,
             })
             .collect();
         if !findings.is_empty() {
@@ -692,17 +724,13 @@ fn host_changes(
         let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
         kinds.sort();
         kinds.dedup();
-        let mut obj = asset_object(a, macs, Some(last), false, baseline);
-        let mut body = Ordered::default();
-        // `ip` first, then what the record is.
-        body.0.push(obj.0.remove(0));
         let event = if announced { "changed" } else { "new" };
-        body.insert("event", Field::Text(event.into()));
-        if announced {
+        let changed = announced.then(|| {
             let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
-            body.insert("changed", Field::Names(names));
-        }
-        body.append(&mut obj);
+            ("changed", Field::Names(names))
+        });
+        let head = std::iter::once(("event", Field::Word(event))).chain(changed);
+        let body = asset_object(a, head, macs, Some(last), false, baseline);
         let at = m.out.len();
         write_record(&mut m.out, last.ts, a, Some(flow), &body);
         if evaluated {
@@ -888,11 +916,8 @@ pub fn write_snapshots(
     let make = |run: &mut [&Asset], _: usize| {
         let mut made = Vec::with_capacity(run.len() * RECORD_GUESS);
         for a in run.iter() {
-            let mut obj = asset_object(a, &macs, None, true, baseline);
-            let mut body = Ordered::default();
-            body.0.push(obj.0.remove(0));
-            body.insert("event", Field::Text("snapshot".into()));
-            body.append(&mut obj);
+            let head = [("event", Field::Word("snapshot"))];
+            let body = asset_object(a, head, &macs, None, true, baseline);
             write_record(&mut made, now, a, None, &body);
         }
         made
@@ -1017,7 +1042,7 @@ pub fn write_inventory(
         let hosts: Vec<Ordered> = t
             .sorted()
             .into_iter()
-            .map(|a| asset_object(a, &macs, None, true, baseline))
+            .map(|a| asset_object(a, [], &macs, None, true, baseline))
             .collect();
         serde_json::to_writer_pretty(&mut f, &json!({ "hosts": hosts }))?;
         writeln!(f)?;
@@ -1428,10 +1453,17 @@ mod tests {
             values in proptest::collection::vec("[a-z\"\\\\\n]{0,5}", 0..3),
             vendor in proptest::option::of("[A-Za-z ,\"]{0,6}"),
             json_member in proptest::prelude::any::<bool>(),
+            ip in proptest::prelude::any::<std::net::IpAddr>(),
+            secs in 0u64..4_102_444_800,
+            usecs in 0u64..1_000_000,
         ) {
+            let when = Timestamp::from_parts(secs, usecs * 1000);
             let boxed = || values.iter().map(|v| Box::from(v.as_str())).collect::<Vec<Box<str>>>();
             let mut o = Ordered::default();
-            o.insert("ip", Field::Text(text.clone()));
+            o.insert("ip", Field::Ip(ip));
+            o.insert("event", Field::Word(if flag { "new" } else { "snapshot" }));
+            o.insert("first_seen", Field::Time(when));
+            o.insert("text", Field::Text(text.clone()));
             o.insert("cleartext_clinical", Field::Flag(flag));
             o.insert("changed", Field::Names(vec!["mqtt_client_ids", "roles"]));
             o.insert("roles", Field::Values(boxed()));
@@ -1453,8 +1485,8 @@ mod tests {
             }]));
             o.insert("countries", Field::Countries(vec![CountryEntry { bytes: n[1], country: text.clone(), flows: n[0] }]));
             o.insert("findings", Field::Findings(vec![
-                FindingEntry { count: n[2], kind: text.as_str().into(), last: text.clone() },
-                FindingEntry { count: 0, kind: "x".into(), last: String::new() },
+                FindingEntry { count: n[2], kind: text.as_str().into(), last: when },
+                FindingEntry { count: 0, kind: "x".into(), last: Timestamp(0) },
             ]));
             if json_member {
                 o.insert("baseline", Field::Json(serde_json::json!({"status": text, "drift": [n[0]]})));

@@ -544,13 +544,13 @@ impl Table {
     /// Every host, by address.
     pub fn sorted(&self) -> Vec<&Asset> {
         let mut v: Vec<&Asset> = self.hosts.values().collect();
-        v.sort_by_key(|a| a.ip);
+        v.sort_unstable_by_key(|a| ip_order(a.ip));
         v
     }
 
     pub(crate) fn sorted_mut(&mut self) -> Vec<&mut Asset> {
         let mut v: Vec<&mut Asset> = self.hosts.values_mut().collect();
-        v.sort_by_key(|a| a.ip);
+        v.sort_unstable_by_key(|a| ip_order(a.ip));
         v
     }
 
@@ -680,6 +680,18 @@ impl Table {
                 a.merge_counters(&o);
             }
         }
+    }
+}
+
+/// A key in `IpAddr`'s order (IPv4 first, each by its bits), compared as
+/// two integers: the table is sorted by address for every record batch
+/// (16 384 hosts: a tenth of the records' cost through `IpAddr`'s own
+/// comparison). Addresses are unique in the table, so an unstable sort
+/// gives the one order.
+fn ip_order(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
     }
 }
 
@@ -942,6 +954,14 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The sort key orders addresses as `IpAddr` does.
+        #[test]
+        fn ip_order_is_the_address_order(a in proptest::prelude::any::<IpAddr>(), b in proptest::prelude::any::<IpAddr>()) {
+            proptest::prop_assert_eq!(ip_order(a).cmp(&ip_order(b)), a.cmp(&b));
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
