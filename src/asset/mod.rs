@@ -684,9 +684,9 @@ impl Table {
 }
 
 /// A key in `IpAddr`'s order (IPv4 first, each by its bits), compared as
-/// two integers: the table is sorted by address for every record batch
-/// (16 384 hosts: a tenth of the records' cost through `IpAddr`'s own
-/// comparison). Addresses are unique in the table, so an unstable sort
+/// two integers rather than through `IpAddr`'s own comparison: the whole
+/// table is sorted by address for the changes and again for the
+/// snapshots. Addresses are unique in the table, so an unstable sort
 /// gives the one order.
 fn ip_order(ip: IpAddr) -> (bool, u128) {
     match ip {
@@ -890,9 +890,9 @@ impl Hub {
     }
 
     /// The end of the run (every worker has handed its table over): the
-    /// changes not written yet and a snapshot of every host, handed to
-    /// `emit` a block at a time (the snapshots made by up to `threads`
-    /// threads), and the inventory file when one was asked for.
+    /// changes not written yet and a snapshot of every host, made by up
+    /// to `threads` threads and handed to `emit` a block at a time, and
+    /// the inventory file when one was asked for.
     ///
     /// # Errors
     /// The inventory file cannot be written.
