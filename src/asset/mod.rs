@@ -905,8 +905,9 @@ impl Hub {
         let mut t = lock(&self.table);
         // Findings still pending lost their decision: counted as written
         // (their alert lines were written).
-        let rest: Vec<observe::PendingFinding> =
+        let mut rest: Vec<observe::PendingFinding> =
             lock(&self.pending).drain().map(|(_, p)| p).collect();
+        rest.sort_by(|a, b| a.order().cmp(&b.order()));
         for p in rest {
             p.apply(&mut t);
         }
