@@ -42,7 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
-use crate::output::json::{self, Raw};
+use crate::output::json::Raw;
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
@@ -659,7 +659,7 @@ impl FlowWriter<'_> {
         // would be left out and its alerts written without it).
         let mut body = std::mem::take(&mut self.d.out.record);
         body.clear();
-        let logged = json::write(&mut body, &r.loggable(self.d.opts)).is_ok();
+        let logged = r.write_loggable(&mut body, self.d.opts).is_ok();
         self.write_alerts(logged.then_some((r.event_type(), Raw(&body))));
         self.d.assets.record(&self.ident, self.ts, r);
         if logged {
