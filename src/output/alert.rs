@@ -236,7 +236,7 @@ mod tests {
                 eve: Default::default(),
             }),
             dir,
-            phi,
+            phi: phi.map(Arc::new),
             countries: [None, None],
             undecided: None,
         }
