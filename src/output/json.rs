@@ -65,6 +65,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends `n` in decimal.
 pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    // One digit (QoS, flags, codes, versions): no formatting.
+    if let Ok(d) = u8::try_from(n) {
+        if d < 10 {
+            out.push(b'0' + d);
+            return;
+        }
+    }
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 

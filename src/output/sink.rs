@@ -410,7 +410,11 @@ mod tests {
         let severity = Finder::new(b"\"severity\":");
         let mut counts = [0u64; 5];
         let mut pos = 0;
-        while let Some(at) = block.get(pos..).and_then(|b| alert.find(b)).map(|i| pos + i) {
+        while let Some(at) = block
+            .get(pos..)
+            .and_then(|b| alert.find(b))
+            .map(|i| pos + i)
+        {
             let start = memchr::memrchr(b'\n', &block[..at]).map_or(0, |i| i + 1);
             let end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
             pos = end;

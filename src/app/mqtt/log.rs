@@ -31,6 +31,14 @@ use super::{Body, Message, Properties, PropertyValue, Record};
 use crate::output::json;
 use crate::output::mask::{display_bytes, LogOptions};
 
+/// A key of this file as the hand-written object has it: quoted, with its
+/// colon (`"qos":`), made at compile time.
+macro_rules! k {
+    ($key:literal) => {
+        concat!("\"", $key, "\":")
+    };
+}
+
 /// Property identifier → EVE name (Suricata's).
 fn property_name(id: u8) -> &'static str {
     match id {
@@ -161,15 +169,15 @@ impl Logged<'_> {
                 continue;
             }
             logged |= bit;
-            o.key(pt::name(m.packet_type));
+            o.name(pt::name(m.packet_type));
             write_message(o.out, self.rec, m, self.opts)?;
         }
         if self.rec.mid_stream_guess {
-            o.key("mid_stream_guess");
+            o.key(k!("mid_stream_guess"));
             o.out.extend_from_slice(b"true");
         }
         if self.rec.answer_lost {
-            o.key("answer_lost");
+            o.key(k!("answer_lost"));
             o.out.extend_from_slice(b"true");
         }
         o.close();
@@ -190,14 +198,24 @@ impl<'o> Obj<'o> {
         Obj { out, first: true }
     }
 
-    /// `"key":` — `key` is a name of this file: nothing to escape.
-    fn key(&mut self, key: &str) {
+    /// A key as [`k!`] writes it, `"key":`: one copy.
+    fn key(&mut self, quoted: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.extend_from_slice(quoted.as_bytes());
+    }
+
+    /// `"name":` for a name of this file's (nothing to escape) not known
+    /// until run time.
+    fn name(&mut self, name: &str) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
         self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b"\":");
     }
 
@@ -221,7 +239,7 @@ impl<'o> Obj<'o> {
     fn props(&mut self, p: &Properties, opts: &LogOptions) -> Result<(), json::Error> {
         match properties(p, opts) {
             Some(v) => {
-                self.key("properties");
+                self.key(k!("properties"));
                 json::write(self.out, &v)
             }
             None => Ok(()),
@@ -253,34 +271,34 @@ fn write_message(
     opts: &LogOptions,
 ) -> Result<(), json::Error> {
     let mut o = Obj::open(out);
-    o.uint("qos", m.qos());
-    o.bool("retain", m.retain());
-    o.bool("dup", m.dup());
+    o.uint(k!("qos"), m.qos());
+    o.bool(k!("retain"), m.retain());
+    o.bool(k!("dup"), m.dup());
     match &m.body {
         Body::Connect(c) => {
-            o.str("protocol_string", &c.protocol_string);
-            o.uint("protocol_version", c.protocol_version);
-            o.str("client_id", &c.client_id);
-            o.key("flags");
+            o.str(k!("protocol_string"), &c.protocol_string);
+            o.uint(k!("protocol_version"), c.protocol_version);
+            o.str(k!("client_id"), &c.client_id);
+            o.key(k!("flags"));
             let mut f = Obj::open(o.out);
-            f.bool("username", c.username_flag());
-            f.bool("password", c.password_flag());
-            f.bool("will_retain", c.will_retain());
-            f.bool("will", c.will_flag());
-            f.bool("clean_session", c.clean_session());
+            f.bool(k!("username"), c.username_flag());
+            f.bool(k!("password"), c.password_flag());
+            f.bool(k!("will_retain"), c.will_retain());
+            f.bool(k!("will"), c.will_flag());
+            f.bool(k!("clean_session"), c.clean_session());
             f.close();
             if let Some(u) = &c.username {
-                o.str("username", u);
+                o.str(k!("username"), u);
             }
             if let Some(p) = &c.password {
-                o.key("password");
+                o.key(k!("password"));
                 opts.sensitive(p).write_json(o.out)?;
             }
             if let Some(w) = &c.will {
-                o.key("will");
+                o.key(k!("will"));
                 let mut wo = Obj::open(o.out);
-                wo.str("topic", &w.topic);
-                wo.key("message");
+                wo.str(k!("topic"), &w.topic);
+                wo.key(k!("message"));
                 opts.sensitive_cut(&w.message, w.message_length)
                     .write_json(wo.out)?;
                 wo.props(&w.properties, opts)?;
@@ -288,65 +306,65 @@ fn write_message(
             }
             o.props(&c.properties, opts)?;
             if c.skipped_length > 0 {
-                o.bool("truncated", true);
-                o.uint("skipped_length", c.skipped_length as u64);
+                o.bool(k!("truncated"), true);
+                o.uint(k!("skipped_length"), c.skipped_length as u64);
             }
-            o.uint("keep_alive", c.keep_alive);
+            o.uint(k!("keep_alive"), c.keep_alive);
             if let Some(a) = rec.accepted() {
-                o.bool("accepted", a);
+                o.bool(k!("accepted"), a);
             }
         }
         Body::Connack(c) => {
-            o.bool("session_present", c.session_present);
-            o.uint("return_code", c.return_code);
+            o.bool(k!("session_present"), c.session_present);
+            o.uint(k!("return_code"), c.return_code);
             o.props(&c.properties, opts)?;
         }
         Body::Publish(p) => {
-            o.str("topic", &p.topic);
+            o.str(k!("topic"), &p.topic);
             if let Some(t) = &p.resolved_topic {
-                o.str("resolved_topic", t);
+                o.str(k!("resolved_topic"), t);
             }
             if let Some(id) = p.message_id {
-                o.uint("message_id", id);
+                o.uint(k!("message_id"), id);
             }
-            o.key("message");
+            o.key(k!("message"));
             opts.sensitive_cut(&p.payload, p.payload_length)
                 .write_json(o.out)?;
-            o.uint("payload_length", p.payload_length as u64);
+            o.uint(k!("payload_length"), p.payload_length as u64);
             o.props(&p.properties, opts)?;
         }
         Body::Ack(a) => {
-            o.uint("message_id", a.message_id);
+            o.uint(k!("message_id"), a.message_id);
             if let Some(r) = a.reason_code {
-                o.uint("reason_code", r);
+                o.uint(k!("reason_code"), r);
             }
             o.props(&a.properties, opts)?;
         }
         Body::Subscribe(sub) => {
-            o.uint("message_id", sub.message_id);
-            o.key("topics");
+            o.uint(k!("message_id"), sub.message_id);
+            o.key(k!("topics"));
             o.out.push(b'[');
             for (i, t) in sub.topics.iter().enumerate() {
                 if i > 0 {
                     o.out.push(b',');
                 }
                 let mut to = Obj::open(o.out);
-                to.str("topic", &t.topic);
-                to.uint("qos", t.qos);
+                to.str(k!("topic"), &t.topic);
+                to.uint(k!("qos"), t.qos);
                 to.close();
             }
             o.out.push(b']');
             o.props(&sub.properties, opts)?;
         }
         Body::Suback(sub) => {
-            o.uint("message_id", sub.message_id);
-            o.key("qos_granted");
+            o.uint(k!("message_id"), sub.message_id);
+            o.key(k!("qos_granted"));
             write_u8_list(o.out, &sub.qos_granted);
             o.props(&sub.properties, opts)?;
         }
         Body::Unsubscribe(u) => {
-            o.uint("message_id", u.message_id);
-            o.key("topics");
+            o.uint(k!("message_id"), u.message_id);
+            o.key(k!("topics"));
             o.out.push(b'[');
             for (i, t) in u.topics.iter().enumerate() {
                 if i > 0 {
@@ -358,9 +376,9 @@ fn write_message(
             o.props(&u.properties, opts)?;
         }
         Body::Unsuback(u) => {
-            o.uint("message_id", u.message_id);
+            o.uint(k!("message_id"), u.message_id);
             if !u.reason_codes.is_empty() {
-                o.key("reason_codes");
+                o.key(k!("reason_codes"));
                 write_u8_list(o.out, &u.reason_codes);
             }
             o.props(&u.properties, opts)?;
@@ -368,13 +386,13 @@ fn write_message(
         Body::Pingreq | Body::Pingresp => {}
         Body::Disconnect(d) | Body::Auth(d) => {
             if let Some(r) = d.reason_code {
-                o.uint("reason_code", r);
+                o.uint(k!("reason_code"), r);
             }
             o.props(&d.properties, opts)?;
         }
         Body::Truncated { skipped_length } => {
-            o.bool("truncated", true);
-            o.uint("skipped_length", *skipped_length as u64);
+            o.bool(k!("truncated"), true);
+            o.uint(k!("skipped_length"), *skipped_length as u64);
         }
     }
     o.close();
