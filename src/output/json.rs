@@ -118,7 +118,7 @@ fn escape(out: &mut Vec<u8>, s: &[u8]) {
         n => {
             let mut words = s.chunks_exact(8);
             let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
-            (&mut words).all(|c| !needs_escape(word(c)))
+            words.all(|c| !needs_escape(word(c)))
                 && (words.remainder().is_empty()
                     || !needs_escape(word(s.get(n - 8..).unwrap_or_default())))
         }
