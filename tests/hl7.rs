@@ -644,7 +644,7 @@ fn phi_geoip_and_iprep_work_on_hl7_records() {
             let mut out = Vec::new();
             e.record(&mut st, &mut fd, &info, &r, &mut out);
             for a in out {
-                evidence.extend(a.phi.unwrap().evidence.into_iter().map(|e| e.field));
+                evidence.extend(a.phi.unwrap().evidence.iter().map(|e| e.field.clone()));
             }
         }
     }

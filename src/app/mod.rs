@@ -468,6 +468,25 @@ impl AppRecord {
         Loggable { rec: self, opts }
     }
 
+    /// Appends [`AppRecord::loggable`] as JSON, byte for byte what
+    /// [`crate::output::json::write`] makes of it: MQTT records, the most
+    /// numerous, by their hand-written twin ([`mqtt::log::Logged::write_json`]),
+    /// the others through `Serialize`.
+    ///
+    /// # Errors
+    /// As [`crate::output::json::write`]; `out` may then hold part of the
+    /// object.
+    pub fn write_loggable(
+        &self,
+        out: &mut Vec<u8>,
+        opts: &LogOptions,
+    ) -> Result<(), crate::output::json::Error> {
+        match self {
+            AppRecord::Mqtt(rec) => mqtt::log::Logged { rec, opts }.write_json(out),
+            _ => crate::output::json::write(out, &self.loggable(opts)),
+        }
+    }
+
     /// The object logged under the key [`AppRecord::event_type`] as a JSON
     /// value (tests and tools; the EVE writer serialises
     /// [`AppRecord::loggable`]).

@@ -132,7 +132,7 @@ impl std::fmt::Debug for TxHook {
 struct Eval<'a> {
     f: &'a FlowInfo,
     subject: Subject<'a>,
-    phi: Option<phi::PhiReport>,
+    phi: Option<Arc<phi::PhiReport>>,
 }
 
 /// A rule's view of the flow: which end is its source, and the alert
@@ -759,9 +759,11 @@ impl Engine {
             }
             Cond::Phi(kinds) => {
                 let scanner = &self.lookups.phi;
-                let report = ev.phi.get_or_insert_with(|| match ev.subject {
-                    Subject::Packet(p) => scanner.payload(p),
-                    Subject::Tx(r, _) => scanner.record(r),
+                let report = ev.phi.get_or_insert_with(|| {
+                    Arc::new(match ev.subject {
+                        Subject::Packet(p) => scanner.payload(p),
+                        Subject::Tx(r, _) => scanner.record(r),
+                    })
                 });
                 report.has_any(kinds)
             }

@@ -153,8 +153,9 @@ pub struct Alert {
     /// Direction of the packet or transaction that matched: the EVE
     /// `src_ip` is the client for `ToServer`, the server for `ToClient`.
     pub dir: Direction,
-    /// Patient data the rule's `phi` keyword found.
-    pub phi: Option<phi::PhiReport>,
+    /// Patient data the rule's `phi` keyword found (shared by the alerts
+    /// of one packet or record: made once, not copied per alert).
+    pub phi: Option<Arc<phi::PhiReport>>,
     /// Country of the client and of the server, when known.
     pub countries: [Option<Country>; 2],
     /// The rule's threshold decides later (the match is tracked with other

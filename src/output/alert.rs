@@ -148,14 +148,19 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
     out.push(b'}');
 }
 
-/// Appends one `alert` event. `header` is the flow's (client → server);
+/// Appends one `alert` event. `prefix` is the flow's header oriented as
+/// the alert ([`EventPrefix::oriented`] by `alert.dir`: made once per flow
+/// and direction by the caller, not once per alert); `header` is the
+/// flow's (client → server), for the `flow` object;
 /// `record` is the app-layer record that matched, if any: its
 /// `event_type` and its object as the record itself was written
 /// ([`crate::app::AppRecord::loggable`], serialised once for both).
 /// The rule's object is serialised once per rule, the `flow` and `phi`
 /// objects are written by hand (no `String` per address, time or mask).
+#[allow(clippy::too_many_arguments)]
 pub fn write_alert(
     out: &mut Vec<u8>,
+    prefix: &EventPrefix,
     header: &EventHeader<'_>,
     ts: Timestamp,
     alert: &Alert,
@@ -168,13 +173,11 @@ pub fn write_alert(
         return;
     }
     let to_client = alert.dir == Direction::ToClient;
-    let mut oriented = header.clone();
-    if to_client {
-        std::mem::swap(&mut oriented.src_ip, &mut oriented.dest_ip);
-        std::mem::swap(&mut oriented.src_port, &mut oriented.dest_port);
-    }
-    let prefix = EventPrefix::new(&oriented);
-    let direction = if to_client { "to_client" } else { "to_server" };
+    let direction = Raw(if to_client {
+        b"\"to_client\"".as_slice()
+    } else {
+        b"\"to_server\""
+    });
     let flow_obj = Written(|out: &mut Vec<u8>| write_flow_object(out, header, flow));
     let phi = alert
         .phi
@@ -203,7 +206,7 @@ pub fn write_alert(
     if let Some(g) = &geo {
         extra.push(("geo", g));
     }
-    eve::write_event_with(out, &prefix, ts, "alert", &Raw(rule), &extra);
+    eve::write_event_with(out, prefix, ts, "alert", &Raw(rule), &extra);
 }
 
 #[cfg(test)]
@@ -233,7 +236,7 @@ mod tests {
                 eve: Default::default(),
             }),
             dir,
-            phi,
+            phi: phi.map(Arc::new),
             countries: [None, None],
             undecided: None,
         }
@@ -257,7 +260,17 @@ mod tests {
             start: Timestamp::from_parts(1, 5_000),
         };
         let mut out = Vec::new();
-        write_alert(&mut out, &header, Timestamp(0), a, &flow, None, opts);
+        let prefix = EventPrefix::oriented(&header, a.dir == Direction::ToClient);
+        write_alert(
+            &mut out,
+            &prefix,
+            &header,
+            Timestamp(0),
+            a,
+            &flow,
+            None,
+            opts,
+        );
         assert!(out.ends_with(b"}\n"));
         serde_json::from_slice(&out).unwrap()
     }

@@ -93,18 +93,20 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     };
     match ip {
         IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    put(b'.');
+            // Each octet's digits and a dot, four bytes copied at once
+            // from a table (the bytes past the dot are overwritten by the
+            // next octet's); the last dot is not kept.
+            let mut quad = [0u8; 16];
+            let mut end = 0;
+            for o in v4.octets() {
+                let (text, len) = DOTTED[usize::from(o)];
+                if let Some(dst) = quad.get_mut(end..end + 4) {
+                    dst.copy_from_slice(&text);
+                    end += usize::from(len);
                 }
-                if o >= 100 {
-                    put(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    put(b'0' + (o / 10) % 10);
-                }
-                put(b'0' + o % 10);
             }
+            out.extend_from_slice(quad.get(..end.saturating_sub(1)).unwrap_or_default());
+            return;
         }
         IpAddr::V6(v6) => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -120,6 +122,28 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
     out.extend_from_slice(buf.get(..n).unwrap_or_default());
 }
+
+/// Every octet as decimal digits and a dot, padded to four bytes, with
+/// the number of bytes that count (digits and dot).
+const DOTTED: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let o = i as u8;
+        t[i] = if o >= 100 {
+            (
+                [b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10, b'.'],
+                4,
+            )
+        } else if o >= 10 {
+            ([b'0' + o / 10, b'0' + o % 10, b'.', 0], 3)
+        } else {
+            ([b'0' + o, b'.', 0, 0], 2)
+        };
+        i += 1;
+    }
+    t
+};
 
 fn ts_string(t: Timestamp) -> String {
     let mut s = String::with_capacity(32);
@@ -298,6 +322,19 @@ impl EventPrefix {
         }
     }
 
+    /// The header seen from the side that sent a `to_client` packet or
+    /// record when `to_client` (addresses and ports swapped), else as it
+    /// is: an alert's, written from the side its match came from.
+    pub fn oriented(h: &EventHeader<'_>, to_client: bool) -> EventPrefix {
+        if !to_client {
+            return EventPrefix::new(h);
+        }
+        let mut r = h.clone();
+        std::mem::swap(&mut r.src_ip, &mut r.dest_ip);
+        std::mem::swap(&mut r.src_port, &mut r.dest_port);
+        EventPrefix::new(&r)
+    }
+
     fn flow_id(&self) -> &[u8] {
         self.bytes.get(..self.middle_at).unwrap_or_default()
     }
@@ -444,6 +481,21 @@ fn insert_path(map: &mut Map<String, Value>, path: &str, v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_is_dotted_decimal_for_every_octet() {
+        for o in 0..=255u8 {
+            for ip in [
+                std::net::Ipv4Addr::new(o, 0, 9, 255),
+                std::net::Ipv4Addr::new(10, o, 100, 1),
+                std::net::Ipv4Addr::new(255, 99, o, 10),
+                std::net::Ipv4Addr::new(1, 200, 0, o),
+                std::net::Ipv4Addr::new(o, o, o, o),
+            ] {
+                assert_eq!(ip_string(IpAddr::V4(ip)), ip.to_string());
+            }
+        }
+    }
 
     #[test]
     fn ipv6_is_fully_expanded() {

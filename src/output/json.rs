@@ -65,6 +65,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Appends `n` in decimal.
 pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    // One digit (QoS, flags, codes, versions): no formatting.
+    if let Ok(d) = u8::try_from(n) {
+        if d < 10 {
+            out.push(b'0' + d);
+            return;
+        }
+    }
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
@@ -102,9 +109,21 @@ fn escape_of(b: u8) -> Option<&'static [u8]> {
 /// are checked at once (the last, shorter word padded with spaces), and
 /// only a word that holds a byte to escape is looked at byte by byte.
 fn escape(out: &mut Vec<u8>, s: &[u8]) {
-    // Short strings (map keys, AE titles, topics, ids) are the common case:
-    // a byte-by-byte check costs less there than assembling words.
-    if s.len() < 16 && !s.iter().any(|&b| escape_of(b).is_some()) {
+    // Nearly every string (keys, ids, topics, Community IDs) has nothing to
+    // escape: checked whole first, and copied at once. Below eight bytes
+    // byte by byte, from eight on a word at a time (the last word
+    // overlapping the one before it).
+    let clean = match s.len() {
+        0..8 => !s.iter().any(|&b| escape_of(b).is_some()),
+        n => {
+            let mut words = s.chunks_exact(8);
+            let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
+            words.all(|c| !needs_escape(word(c)))
+                && (words.remainder().is_empty()
+                    || !needs_escape(word(s.get(n - 8..).unwrap_or_default())))
+        }
+    };
+    if clean {
         out.extend_from_slice(s);
         return;
     }

@@ -272,6 +272,33 @@ impl Serialize for Sensitive<'_> {
     }
 }
 
+impl Sensitive<'_> {
+    /// Appends what [`Serialize`] writes, without a serializer: a mask is
+    /// ASCII letters, digits, `*`, `(`, `)`, `#` and spaces, so it is
+    /// copied between quotes; an unmasked value goes through
+    /// [`super::json::write`] (its one UTF-8 and escaping rule).
+    ///
+    /// # Errors
+    /// As [`super::json::write`] (never, for a string).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), super::json::Error> {
+        if self.opts.unmask {
+            return super::json::write(out, &Text(self.kept));
+        }
+        out.push(b'"');
+        if self.len > 0 {
+            let text = Masked {
+                kept: self.kept,
+                len: self.len,
+                key: &self.opts.key,
+            }
+            .text();
+            out.extend_from_slice(text.as_str().as_bytes());
+        }
+        out.push(b'"');
+        Ok(())
+    }
+}
+
 /// `***(N bytes #tag)`, written without an intermediate string.
 struct Masked<'a> {
     kept: &'a [u8],

@@ -42,7 +42,7 @@ use crate::flow::{
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
 use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
-use crate::output::json::{self, Raw};
+use crate::output::json::Raw;
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
 use crate::time::Timestamp;
@@ -451,25 +451,35 @@ impl Detecting<'_> {
     /// Writes one alert of the flow `id` in table slot `slot` (`u32::MAX`
     /// once ended), or hands it to the shared threshold table's wait when
     /// its decision is not known yet (`alerted` is set when it is written).
+    /// `prefix` is the flow's header oriented as the alert.
     #[allow(clippy::too_many_arguments)]
     fn alert(
         &mut self,
         alerted: &mut bool,
         (ident, slot, wait): (&FlowIdent, u32, &mut u32),
-        header: &EventHeader<'_>,
+        (header, prefix): (&EventHeader<'_>, &EventPrefix),
         ts: Timestamp,
         a: &Alert,
         af: &AlertFlow,
         record: Option<(&str, Raw<'_>)>,
     ) {
         let Some(ticket) = a.undecided else {
-            write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
+            write_alert(
+                &mut self.out.buf,
+                prefix,
+                header,
+                ts,
+                a,
+                af,
+                record,
+                self.opts,
+            );
             *alerted = true;
             self.assets.alert(ident, ts, &a.rule);
             return;
         };
         let mut line = Vec::new();
-        write_alert(&mut line, header, ts, a, af, record, self.opts);
+        write_alert(&mut line, prefix, header, ts, a, af, record, self.opts);
         if *wait == 0 {
             *wait = self.state.wait_key();
         }
@@ -534,11 +544,18 @@ impl Detecting<'_> {
             start: flow.start,
         };
         let alerts = std::mem::take(self.alerts);
+        // The header from each side, made once for all the alerts.
+        let mut prefixes: [Option<EventPrefix>; 2] = [None, None];
         for a in &alerts {
+            let to_client = a.dir == Direction::ToClient;
+            let Some(prefix) = prefixes.get_mut(usize::from(to_client)) else {
+                continue;
+            };
+            let prefix = prefix.get_or_insert_with(|| EventPrefix::oriented(&header, to_client));
             self.alert(
                 &mut flow.alerted,
                 (&ident, slot, &mut flow.state.wait),
-                &header,
+                (&header, prefix),
                 ts,
                 a,
                 &af,
@@ -633,10 +650,19 @@ impl FlowWriter<'_> {
         };
         let alerts = std::mem::take(self.d.alerts);
         for a in &alerts {
+            // The flow's header from the alert's side, the one its records
+            // are written with too (made once per call).
+            let prefix = match a.dir {
+                Direction::ToServer => &mut self.prefix,
+                Direction::ToClient => &mut self.reversed,
+            };
+            let prefix = prefix.get_or_insert_with(|| {
+                EventPrefix::oriented(&header, a.dir == Direction::ToClient)
+            });
             self.d.alert(
                 self.alerted,
                 (&ident, self.slot, self.wait),
-                &header,
+                (&header, prefix),
                 self.ts,
                 a,
                 &af,
@@ -659,7 +685,7 @@ impl FlowWriter<'_> {
         // would be left out and its alerts written without it).
         let mut body = std::mem::take(&mut self.d.out.record);
         body.clear();
-        let logged = json::write(&mut body, &r.loggable(self.d.opts)).is_ok();
+        let logged = r.write_loggable(&mut body, self.d.opts).is_ok();
         self.write_alerts(logged.then_some((r.event_type(), Raw(&body))));
         self.d.assets.record(&self.ident, self.ts, r);
         if logged {
@@ -688,15 +714,12 @@ impl FlowWriter<'_> {
                 self.ts,
                 r.event_type(),
                 &body,
-                &[("direction", &"to_server")],
+                &[("direction", &Raw(b"\"to_server\""))],
             ),
             Some(Direction::ToClient) => {
                 let community = self.community.get(&ident, self.d.seed);
                 let reversed = self.reversed.get_or_insert_with(|| {
-                    let mut h = event_header(&ident, app, &community, &vlan);
-                    std::mem::swap(&mut h.src_ip, &mut h.dest_ip);
-                    std::mem::swap(&mut h.src_port, &mut h.dest_port);
-                    EventPrefix::new(&h)
+                    EventPrefix::oriented(&event_header(&ident, app, &community, &vlan), true)
                 });
                 eve::write_event_with(
                     buf,
@@ -704,7 +727,7 @@ impl FlowWriter<'_> {
                     self.ts,
                     r.event_type(),
                     &body,
-                    &[("direction", &"to_client")],
+                    &[("direction", &Raw(b"\"to_client\""))],
                 )
             }
         }

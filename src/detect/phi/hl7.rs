@@ -84,6 +84,13 @@ fn parse_msh(seg: &[u8]) -> Option<Delims> {
 
 /// Scans `data` for HL7 v2 messages; returns whether one was seen.
 pub fn scan(data: &[u8], col: &mut Collector) -> bool {
+    // Without an `MSH` anywhere no segment starts with one: no delimiters,
+    // no PID read, nothing seen. One vectorised search turns away the
+    // payloads that are not HL7 (JSON, text) before the split looks at
+    // every byte.
+    if memchr::memmem::find(data, b"MSH").is_none() {
+        return false;
+    }
     let mut delims: Option<Delims> = None;
     let mut seen = false;
     for seg in data.split(|&b| matches!(b, b'\r' | b'\n' | 0x0B | 0x1C)) {

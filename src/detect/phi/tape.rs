@@ -193,6 +193,21 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
     })
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is a `"`, a `\` or below 0x20,
+/// exact up to the lowest one (a borrow can flag bytes above it, never
+/// below).
+fn special(w: u64) -> u64 {
+    let control = w.wrapping_sub(LO * 0x20) & !w;
+    let q = w ^ (LO * u64::from(b'"'));
+    let quote = q.wrapping_sub(LO) & !q;
+    let bs = w ^ (LO * u64::from(b'\\'));
+    let backslash = bs.wrapping_sub(LO) & !bs;
+    (control | quote | backslash) & HI
+}
+
 /// The string whose `"` is at `i`; returns the index after its closing
 /// quote.
 fn string(b: &[u8], i: usize, tape: &mut Vec<Node>) -> Option<usize> {
@@ -200,6 +215,17 @@ fn string(b: &[u8], i: usize, tape: &mut Vec<Node>) -> Option<usize> {
     let mut j = start;
     let mut escaped = false;
     loop {
+        // Plain bytes eight at a time, up to the first quote, backslash or
+        // control character of the word (the lowest flagged byte of
+        // `special` is exact).
+        if let Some(w) = b.get(j..j + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            let m = special(u64::from_le_bytes(w));
+            if m == 0 {
+                j += 8;
+                continue;
+            }
+            j += (m.trailing_zeros() / 8) as usize;
+        }
         match *b.get(j)? {
             b'"' => break,
             b'\\' => {
@@ -408,6 +434,9 @@ impl<'a> Val<'a> {
     }
 }
 
+/// Members of an object sorted on the stack by [`sorted_members`].
+const SMALL_OBJECT: usize = 16;
+
 /// Appends the key nodes of object `obj` to `out` in `serde_json::Map`
 /// order (byte-wise by key, the last of a repeated key), returning their
 /// range in `out`.
@@ -437,6 +466,27 @@ pub fn sorted_members(obj: Val<'_>, out: &mut Vec<u32>) -> Range<usize> {
             if keyed.get(i + 1).is_none_or(|(next, _)| next != key) {
                 if let Some(slot) = segment.get_mut(kept) {
                     *slot = *k;
+                }
+                kept += 1;
+            }
+        }
+        kept
+    } else if segment.len() <= SMALL_OBJECT {
+        // Most objects: their keys looked up once, sorted on the stack.
+        let mut keyed = [("", 0u32); SMALL_OBJECT];
+        for (slot, &k) in keyed.iter_mut().zip(segment.iter()) {
+            *slot = (raw(k), k);
+        }
+        let keyed = keyed.get_mut(..segment.len()).unwrap_or_default();
+        keyed.sort_unstable();
+        let mut kept = 0;
+        for i in 0..keyed.len() {
+            let (Some(&(key, k)), next) = (keyed.get(i), keyed.get(i + 1)) else {
+                break;
+            };
+            if next.is_none_or(|(n, _)| *n != key) {
+                if let Some(slot) = segment.get_mut(kept) {
+                    *slot = k;
                 }
                 kept += 1;
             }
