@@ -81,7 +81,16 @@ pub struct PacketRef {
     pub origlen: u32,
     /// Link type of the interface the packet came from.
     pub link: LinkType,
+    /// A digest of the packet's bytes, computed while the record walk had
+    /// them in the cache: the function given to [`Reader::sum_frames`]
+    /// (the frame's checksum sum); `None` when none was given or it gave
+    /// none.
+    pub sum: Option<u16>,
 }
+
+/// What [`Reader::sum_frames`] computes of every frame (`None`: nothing
+/// for this one).
+pub type FrameDigest = fn(&[u8]) -> Option<u16>;
 
 /// Bytes that packets are borrowed from.
 pub enum Buffer {
@@ -231,10 +240,17 @@ enum Format {
 
 impl Format {
     #[inline]
-    fn parse(&mut self, buf: &[u8], pos: &mut usize, out: &mut Vec<PacketRef>, max: usize) -> Stop {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<PacketRef>,
+        max: usize,
+        digest: Option<FrameDigest>,
+    ) -> Stop {
         match self {
-            Format::Pcap(p) => p.parse_records(buf, pos, out, max),
-            Format::Pcapng(p) => p.parse_blocks(buf, pos, out, max),
+            Format::Pcap(p) => p.parse_records(buf, pos, out, max, digest),
+            Format::Pcapng(p) => p.parse_blocks(buf, pos, out, max, digest),
         }
     }
 }
@@ -264,6 +280,8 @@ pub struct Reader {
     /// Set once an error or the clean end has been reported.
     done: bool,
     total_len: Option<u64>,
+    /// Computed of every frame handed out ([`Reader::sum_frames`]).
+    digest: Option<FrameDigest>,
 }
 
 impl Reader {
@@ -332,6 +350,16 @@ impl Reader {
         }
     }
 
+    /// Has the walk compute `digest` of every frame it hands out from now
+    /// on ([`PacketRef::sum`]), or stop with `None`. The walk reads each
+    /// record as it reaches it, with the record's bytes just fetched
+    /// ([`prefetch`]): a digest of the whole frame costs little there,
+    /// where a later pass over the payload (the transport checksum) would
+    /// fetch it from farther away again.
+    pub fn sum_frames(&mut self, digest: Option<FrameDigest>) {
+        self.digest = digest;
+    }
+
     /// Whether [`Reader::fork`] gives a reader: the source is held whole.
     pub fn can_fork(&self) -> bool {
         matches!(self.source, Source::Whole)
@@ -354,6 +382,7 @@ impl Reader {
             pending: None,
             done: false,
             total_len,
+            digest: None,
         };
         loop {
             let head = r.buf.get(r.pos..).unwrap_or(&[]);
@@ -425,7 +454,10 @@ impl Reader {
         let room = self.buf.len().saturating_sub(self.pos) / 16 + 1;
         let mut pkts = Vec::with_capacity(max.min(room));
         loop {
-            match self.format.parse(&self.buf, &mut self.pos, &mut pkts, max) {
+            match self
+                .format
+                .parse(&self.buf, &mut self.pos, &mut pkts, max, self.digest)
+            {
                 Stop::Full => break,
                 Stop::NeedMore(need) => {
                     if !pkts.is_empty() {
@@ -1221,6 +1253,39 @@ mod tests {
             })
             .collect();
         pcap_file(false, false, 1, &pkts).0
+    }
+
+    /// A digest standing in for the checksum's: the bytes' plain sum.
+    fn byte_sum(b: &[u8]) -> Option<u16> {
+        Some(b.iter().fold(0u16, |a, &x| a.wrapping_add(u16::from(x))))
+    }
+
+    #[test]
+    fn sum_frames_digests_each_packets_own_bytes_pcap_pcapng_and_stream() {
+        let ng = two_interface_pcapng(false).b;
+        for file in [big_pcap(300), ng] {
+            let readers = [
+                mapped(&file).expect("header"),
+                dribbled(&file, 5).expect("header"),
+            ];
+            for mut r in readers {
+                let (plain, _) = drain(&mut mapped(&file).expect("header"), 64);
+                r.sum_frames(Some(byte_sum));
+                let mut n = 0;
+                while let Ok(Some(c)) = r.next_chunk(64) {
+                    for p in &c.pkts {
+                        assert_eq!(p.sum, byte_sum(c.data(p)));
+                        n += 1;
+                    }
+                }
+                assert_eq!(n, plain.len());
+                assert!(n > 0);
+            }
+        }
+        // Without a digest: none.
+        let mut r = mapped(&big_pcap(3)).expect("header");
+        let c = r.next_chunk(8).expect("chunk").expect("packets");
+        assert!(c.pkts.iter().all(|p| p.sum.is_none()));
     }
 
     #[test]
