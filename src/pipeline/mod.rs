@@ -294,6 +294,14 @@ pub fn run(
             r.sum_frames(Some(crate::decode::checksum::frame_sum));
         }
     }
+    // One worker leaves a core to the kernel's mapping work
+    // (`Reader::page_ahead`): dicom_bulk CPU ×0.98, wall ×0.95 (9 pairs).
+    // With two workers no gain (CPU ×0.99, wall ×1.02): no core is free.
+    if workers == 1 {
+        for r in &mut readers {
+            r.page_ahead();
+        }
+    }
     let mut filtering = Filtering {
         filter: opts.filter.clone(),
         dropped: 0,
