@@ -370,6 +370,7 @@ fn run(cli: &Cli) -> Result<RunReport> {
         progress: !cli.quiet,
         engine,
         filter,
+        exiting: true,
     };
     if !cli.interfaces.is_empty() {
         return run_live(cli, &cfg, &base, workers, opts);

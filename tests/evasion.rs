@@ -101,6 +101,7 @@ fn pipeline_run_from(reader: Reader, workers: usize) -> Vec<Value> {
         progress: false,
         engine: Arc::new(engine),
         filter: None,
+        exiting: false,
     };
     pipeline::run(&cfg, &opts, vec![reader]).unwrap();
     parse_lines(&std::fs::read(&eve).unwrap())

@@ -165,6 +165,7 @@ fn run_lines(mode: u8, file: &[u8], workers: usize) -> Option<Vec<String>> {
         progress: false,
         engine: engine(),
         filter: None,
+        exiting: false,
     };
     // The same configuration as `pipeline` for the same mode byte.
     let mut cfg = Config::default();

@@ -59,10 +59,6 @@ impl Ordered {
     fn insert(&mut self, k: &'static str, v: Field) {
         self.0.push((k, v));
     }
-
-    fn append(&mut self, o: &mut Ordered) {
-        self.0.append(&mut o.0);
-    }
 }
 
 /// Named members as a JSON object, in the order given.
@@ -141,6 +137,17 @@ impl Field {
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), json::Error> {
         match self {
             Field::Text(t) => json::write_str(out, t),
+            Field::Word(w) => json::write_str(out, w),
+            Field::Ip(ip) => {
+                out.push(b'"');
+                crate::output::eve::push_ip(out, *ip);
+                out.push(b'"');
+            }
+            Field::Time(t) => {
+                out.push(b'"');
+                t.push_eve(out);
+                out.push(b'"');
+            }
             Field::Flag(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Field::Names(v) => strings(out, v.iter().copied()),
             Field::Values(v) => strings(out, v.iter().map(|s| &**s)),
@@ -192,8 +199,9 @@ impl Field {
                 json::write_u64(out, f.count);
                 out.extend_from_slice(b",\"kind\":");
                 json::write_str(out, &f.kind);
-                out.extend_from_slice(b",\"last\":");
-                json::write_str(out, &f.last);
+                out.extend_from_slice(b",\"last\":\"");
+                f.last.push_eve(out);
+                out.push(b'"');
             }),
             Field::Json(v) => json::write(out, v)?,
         }
@@ -208,6 +216,14 @@ impl Field {
 #[serde(untagged)]
 pub enum Field {
     Text(String),
+    /// A word of ours (`event`).
+    Word(&'static str),
+    /// An address, written as text.
+    #[serde(serialize_with = "as_text")]
+    Ip(std::net::IpAddr),
+    /// A time, written as EVE writes times.
+    #[serde(serialize_with = "as_eve_time")]
+    Time(Timestamp),
     Flag(bool),
     /// Kind names (`changed`, `truncated`).
     Names(Vec<&'static str>),
@@ -266,13 +282,24 @@ pub struct CountryEntry {
 pub struct FindingEntry {
     count: u64,
     kind: Box<str>,
-    last: String,
+    #[serde(serialize_with = "as_eve_time")]
+    last: Timestamp,
 }
 
 fn ts(t: Timestamp) -> String {
     let mut s = String::with_capacity(32);
     t.write_eve(&mut s);
     s
+}
+
+/// `Serialize` of [`Field::Time`]: the text [`Field::write_json`] writes.
+fn as_eve_time<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts(*t))
+}
+
+/// `Serialize` of [`Field::Ip`].
+fn as_text<S: Serializer>(ip: &std::net::IpAddr, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ip_string(*ip))
 }
 
 /// Groups of the record and the kinds in each, with the name each list
@@ -346,12 +373,14 @@ pub fn mac_hosts(t: &Table) -> Macs {
     let mut m = Macs::new();
     for a in t.hosts.values() {
         for f in a.facts.iter().filter(|f| f.kind == Kind::Mac) {
-            m.entry(f.value.to_string())
-                .or_insert_with(|| Mac {
-                    hosts: 0,
-                    vendor: super::oui::parse(&f.value).and_then(super::oui::vendor),
-                })
-                .hosts += 1;
+            // Many hosts behind one router share its MAC: a key is made
+            // once per address, not once per host.
+            if let Some(mac) = m.get_mut(&*f.value) {
+                mac.hosts += 1;
+                continue;
+            }
+            let vendor = super::oui::parse(&f.value).and_then(super::oui::vendor);
+            m.insert(f.value.to_string(), Mac { hosts: 1, vendor });
         }
     }
     m
@@ -388,10 +417,12 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The `asset` object of `a`: its facts first seen no later than `upto`
-/// (all of them for `None`), and with `full` its counters too.
+/// The `asset` object of `a`: `ip`, then `head` (what the record is),
+/// then its facts first seen no later than `upto` (all of them for
+/// `None`), and with `full` its counters too.
 pub fn asset_object(
     a: &Asset,
+    head: impl IntoIterator<Item = (&'static str, Field)>,
     macs: &Macs,
     upto: Option<Seen>,
     full: bool,
@@ -399,11 +430,12 @@ pub fn asset_object(
 ) -> Ordered {
     let facts = Facts::of(a, upto);
     let owned = |v: Vec<&str>| v.into_iter().map(Box::from).collect::<Vec<Box<str>>>();
-    let mut o = Ordered::default();
-    o.insert("ip", Field::Text(ip_string(a.ip)));
-    o.insert("first_seen", Field::Text(ts(a.first.ts)));
+    let mut o = Ordered(Vec::with_capacity(16));
+    o.insert("ip", Field::Ip(a.ip));
+    o.0.extend(head);
+    o.insert("first_seen", Field::Time(a.first.ts));
     if full {
-        o.insert("last_seen", Field::Text(ts(a.last)));
+        o.insert("last_seen", Field::Time(a.last));
     }
     let m: Vec<MacEntry> = facts
         .values(Kind::Mac)
@@ -476,7 +508,7 @@ pub fn asset_object(
             .map(|(k, f)| FindingEntry {
                 count: f.count,
                 kind: k.clone(),
-                last: ts(f.last),
+                last: f.last,
             })
             .collect();
         if !findings.is_empty() {
@@ -490,7 +522,7 @@ pub fn asset_object(
     o
 }
 
-fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, asset: Ordered) {
+fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, asset: &Ordered) {
     let start = out.len();
     out.extend_from_slice(b"{\"timestamp\":\"");
     at.push_eve(out);
@@ -514,6 +546,67 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
 /// ([`AppRecord::Asset`]).
 pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
 
+/// Hosts whose records are made before any is handed on: each batch is
+/// cut into one run per thread; the rules are evaluated on a batch's
+/// changes in order once its runs are made.
+const BATCH: usize = 1024;
+
+/// Runs `make` over `hosts` (in address order) a batch at a time, the
+/// batch cut into up to `threads` runs made at once (runs of at least
+/// [`MIN_RUN`] hosts; `make` is told where its run starts in the
+/// batch), and gives `done` each batch's hosts with the runs' results, in
+/// order.
+fn by_batches<H: Send, T: Send>(
+    hosts: &mut [H],
+    threads: usize,
+    make: impl Fn(&mut [H], usize) -> T + Sync,
+    mut done: impl FnMut(&mut [H], Vec<T>),
+) {
+    for batch in hosts.chunks_mut(BATCH.max(threads * MIN_RUN)) {
+        let parts = threads.min(batch.len() / MIN_RUN).max(1);
+        let size = batch.len().div_ceil(parts).max(1);
+        let made: Vec<T> = if parts == 1 {
+            vec![make(batch, 0)]
+        } else {
+            let make = &make;
+            std::thread::scope(|s| {
+                let mut runs = batch.chunks_mut(size);
+                let first = runs.next().unwrap_or_default();
+                let others: Vec<_> = runs
+                    .enumerate()
+                    .map(|(k, run)| s.spawn(move || make(run, (k + 1) * size)))
+                    .collect();
+                let mut made = vec![make(first, 0)];
+                made.extend(
+                    others
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+                );
+                made
+            })
+        };
+        done(batch, made);
+    }
+}
+
+/// A run's records, and the changes among them the rules are still to
+/// see.
+struct Made {
+    out: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+/// A change made, for the rules: its alerts go at `at` in the run's
+/// bytes, just before its record; `host` is its host's place in the batch.
+struct Pending {
+    at: usize,
+    host: usize,
+    change: Change,
+    /// The baseline differences it brings, each evaluated on its own
+    /// (one `None` when it brings none).
+    brought: Vec<Option<Drift>>,
+}
+
 /// Writes a `new` or `changed` record for each group of facts not written
 /// yet, host by host in address order, groups in the order they were
 /// seen, and marks them written. A group is a run of facts first seen in
@@ -521,131 +614,176 @@ pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
 /// association's AE title, implementation class and toolkit, with the
 /// role and MAC its flow showed); its record has the host's facts as of
 /// the group's last one. Facts seen before a host's first identifying
-/// fact are written with it.
+/// fact are written with it. Up to `threads` threads make the records
+/// ([`by_batches`]).
 ///
 /// With `rules`, each record is a [`Change`] the rules are evaluated on
-/// (once per baseline difference it brings); their alerts are written
-/// just before it, and their findings counted on the host. Returns the
-/// number of alerts.
+/// (once per baseline difference it brings), in the records' order;
+/// their alerts are written just before it, and their findings counted
+/// on the host. Returns the number of alerts.
 pub fn write_changes(
     t: &mut Table,
     baseline: Option<&Baseline>,
-    out: &mut Vec<u8>,
+    blocks: &mut Blocks<'_>,
     mut rules: Option<ChangeRules<'_>>,
+    threads: usize,
 ) -> u64 {
     let macs = mac_hosts(t);
+    let evaluated = rules.is_some();
     let mut alerts = 0;
-    for a in t.sorted_mut() {
-        let mut pending: Vec<usize> = (0..a.facts.len())
-            .filter(|&i| !a.facts[i].reported)
-            .collect();
-        if pending.is_empty() {
-            continue;
+    let mut hosts = t.sorted_mut();
+    let make = |run: &mut [&mut Asset], start: usize| {
+        let mut m = Made {
+            out: Vec::with_capacity(run.len() * RECORD_GUESS),
+            pending: Vec::new(),
+        };
+        for (i, a) in run.iter_mut().enumerate() {
+            host_changes(a, start + i, &macs, baseline, evaluated, &mut m);
         }
-        pending.sort_by(|&x, &y| {
-            let (f, g) = (&a.facts[x], &a.facts[y]);
-            (f.first, f.kind, &f.value).cmp(&(g.first, g.kind, &g.value))
-        });
-        let mut announced = a.facts.iter().any(|f| f.reported && f.kind.identifying());
-        let mut i = 0;
-        while i < pending.len() {
-            let flow = a.facts[pending[i]].first.flow;
-            let mut j = i;
-            while j < pending.len() && a.facts[pending[j]].first.flow == flow {
-                j += 1;
-            }
-            let group = &pending[i..j];
-            let last = a.facts[pending[j - 1]].first;
-            let identifying = group.iter().any(|&k| a.facts[k].kind.identifying());
-            // The differences from the baseline written before this group,
-            // to tell the rules only what it brings.
-            let before = match (&rules, baseline) {
-                (Some(_), Some(b)) => b.compare_facts(a, |f| f.reported).drift,
-                _ => Vec::new(),
-            };
-            for &k in group {
-                a.facts[k].reported = true;
-            }
-            i = j;
-            if !(announced || identifying) {
+        m
+    };
+    by_batches(&mut hosts, threads, make, |batch, made| {
+        for m in made {
+            let Some(eval) = rules.as_deref_mut() else {
+                blocks.hand(m.out);
                 continue;
-            }
-            let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
-            kinds.sort();
-            kinds.dedup();
-            let mut obj = asset_object(a, &macs, Some(last), false, baseline);
-            let mut body = Ordered::default();
-            // `ip` first, then what the record is.
-            body.0.push(obj.0.remove(0));
-            let event = if announced { "changed" } else { "new" };
-            body.insert("event", Field::Text(event.into()));
-            if announced {
-                let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
-                body.insert("changed", Field::Names(names));
-            }
-            body.append(&mut obj);
-            if let Some(eval) = rules.as_deref_mut() {
-                // Without a baseline the rules see the record as it is
-                // written (`Change::set_drift` rewrites only its
-                // `baseline`): it is lent to them and given back, not
-                // copied.
-                let lent = baseline.is_none();
-                let change = Change {
-                    ip: a.ip,
-                    seen: last,
-                    new: !announced,
-                    changed: kinds,
-                    facts: Facts::of(a, Some(last))
-                        .0
-                        .iter()
-                        .map(|f| (f.kind, f.value.clone()))
-                        .collect(),
-                    known: None,
-                    drift: None,
-                    record: if lent {
-                        std::mem::take(&mut body)
-                    } else {
-                        body.clone()
-                    },
-                };
-                let (n, record) = alert_change(a, change, &before, baseline, eval, out);
-                alerts += n;
-                if lent {
-                    body = record;
+            };
+            // Each change's alerts, with where they go.
+            let mut fired: Vec<(usize, Vec<u8>)> = Vec::new();
+            for p in m.pending {
+                let mut lines = Vec::new();
+                if let Some(a) = batch.get_mut(p.host) {
+                    alerts += fire(a, p.change, p.brought, eval, &mut lines);
+                }
+                if !lines.is_empty() {
+                    fired.push((p.at, lines));
                 }
             }
-            write_record(out, last.ts, a, Some(flow), body);
-            announced = true;
+            if fired.is_empty() {
+                blocks.hand(m.out);
+                continue;
+            }
+            let mut out =
+                Vec::with_capacity(m.out.len() + fired.iter().map(|f| f.1.len()).sum::<usize>());
+            let mut from = 0;
+            for (at, lines) in fired {
+                out.extend_from_slice(m.out.get(from..at).unwrap_or_default());
+                out.extend_from_slice(&lines);
+                from = at;
+            }
+            out.extend_from_slice(m.out.get(from..).unwrap_or_default());
+            blocks.hand(out);
         }
-    }
+    });
     alerts
+}
+/// The `new` and `changed` records of one host (`host`: its place in
+/// the batch) into `m`, and with `evaluated` the changes for the rules.
+fn host_changes(
+    a: &mut Asset,
+    host: usize,
+    macs: &Macs,
+    baseline: Option<&Baseline>,
+    evaluated: bool,
+    m: &mut Made,
+) {
+    let mut pending: Vec<usize> = (0..a.facts.len())
+        .filter(|&i| !a.facts[i].reported)
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    pending.sort_by(|&x, &y| {
+        let (f, g) = (&a.facts[x], &a.facts[y]);
+        (f.first, f.kind, &f.value).cmp(&(g.first, g.kind, &g.value))
+    });
+    let mut announced = a.facts.iter().any(|f| f.reported && f.kind.identifying());
+    let mut i = 0;
+    while i < pending.len() {
+        let flow = a.facts[pending[i]].first.flow;
+        let mut j = i;
+        while j < pending.len() && a.facts[pending[j]].first.flow == flow {
+            j += 1;
+        }
+        let group = &pending[i..j];
+        let last = a.facts[pending[j - 1]].first;
+        let identifying = group.iter().any(|&k| a.facts[k].kind.identifying());
+        // The differences from the baseline written before this group,
+        // to tell the rules only what it brings.
+        let before = match (evaluated, baseline) {
+            (true, Some(b)) => b.compare_facts(a, |f| f.reported).drift,
+            _ => Vec::new(),
+        };
+        for &k in group {
+            a.facts[k].reported = true;
+        }
+        i = j;
+        if !(announced || identifying) {
+            continue;
+        }
+        let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        let event = if announced { "changed" } else { "new" };
+        let changed = announced.then(|| {
+            let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
+            ("changed", Field::Names(names))
+        });
+        let head = std::iter::once(("event", Field::Word(event))).chain(changed);
+        let body = asset_object(a, head, macs, Some(last), false, baseline);
+        let at = m.out.len();
+        write_record(&mut m.out, last.ts, a, Some(flow), &body);
+        if evaluated {
+            // The record is written as made: the rules' alerts go before
+            // it, and `Change::set_drift` rewrites only the rules' copy.
+            let now = baseline.map(|b| b.compare_facts(a, |f| f.reported));
+            let mut brought: Vec<Option<Drift>> = now
+                .as_ref()
+                .map(|c| c.drift.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| !before.contains(d))
+                .map(Some)
+                .collect();
+            if brought.is_empty() {
+                brought.push(None);
+            }
+            let change = Change {
+                ip: a.ip,
+                seen: last,
+                new: !announced,
+                changed: kinds,
+                facts: Facts::of(a, Some(last))
+                    .0
+                    .iter()
+                    .map(|f| (f.kind, f.value.clone()))
+                    .collect(),
+                known: now.map(|c| c.known),
+                drift: None,
+                record: body,
+            };
+            m.pending.push(Pending {
+                at,
+                host,
+                change,
+                brought,
+            });
+        }
+        announced = true;
+    }
 }
 
 /// Evaluates the rules on `change` once per baseline difference it brings
-/// (once when none), writes their alerts with the record (its
-/// `baseline.drift` the one difference), counts their findings on `a`.
-/// Returns the number of alerts and the change's record as the rules
-/// last saw it.
-fn alert_change(
+/// (`brought`), writes their alerts (the record's `baseline.drift` the
+/// one difference), counts their findings on `a`. Returns the number of
+/// alerts.
+fn fire(
     a: &mut Asset,
-    mut change: Change,
-    before: &[Drift],
-    baseline: Option<&Baseline>,
+    change: Change,
+    brought: Vec<Option<Drift>>,
     eval: ChangeRules<'_>,
     out: &mut Vec<u8>,
-) -> (u64, Ordered) {
-    let now = baseline.map(|b| b.compare_facts(a, |f| f.reported));
-    change.known = now.as_ref().map(|c| c.known);
-    let mut brought: Vec<Option<Drift>> = now
-        .map(|c| c.drift)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| !before.contains(d))
-        .map(Some)
-        .collect();
-    if brought.is_empty() {
-        brought.push(None);
-    }
+) -> u64 {
     let mut rec = AppRecord::Asset(Box::new(change));
     let mut n = 0;
     for drift in brought {
@@ -668,11 +806,7 @@ fn alert_change(
             }
         }
     }
-    let record = match rec {
-        AppRecord::Asset(c) => c.record,
-        _ => Ordered::default(),
-    };
-    (n, record)
+    n
 }
 
 /// An EVE `alert` of a rule on the `asset` hook: the change's time and
@@ -704,17 +838,95 @@ fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
     }
 }
 
-/// Writes a `snapshot` record of every host at `now`.
-pub fn write_snapshots(t: &Table, now: Timestamp, baseline: Option<&Baseline>, out: &mut Vec<u8>) {
-    let macs = mac_hosts(t);
-    for a in t.sorted() {
-        let mut obj = asset_object(a, &macs, None, true, baseline);
-        let mut body = Ordered::default();
-        body.0.push(obj.0.remove(0));
-        body.insert("event", Field::Text("snapshot".into()));
-        body.append(&mut obj);
-        write_record(out, now, a, None, body);
+/// Records of many hosts handed on a block at a time ([`Blocks::to`]), so
+/// that the EVE writer writes the first while the last are made, or kept
+/// whole ([`Blocks::kept`]).
+pub struct Blocks<'a> {
+    buf: Vec<u8>,
+    emit: Option<&'a mut dyn FnMut(Vec<u8>)>,
+}
+
+impl<'a> Blocks<'a> {
+    /// About this many bytes a block.
+    pub const SIZE: usize = 256 * 1024;
+
+    /// Hands `emit` each block as it fills, the rest at [`Blocks::finish`].
+    pub fn to(emit: &'a mut dyn FnMut(Vec<u8>)) -> Blocks<'a> {
+        Blocks {
+            buf: Vec::new(),
+            emit: Some(emit),
+        }
     }
+
+    /// Appends everything to `buf`, given back by [`Blocks::into_kept`].
+    pub fn kept(buf: Vec<u8>) -> Blocks<'static> {
+        Blocks { buf, emit: None }
+    }
+
+    /// What [`Blocks::kept`] held.
+    pub fn into_kept(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Called between hosts: hands the block on once it is full.
+    fn spill(&mut self) {
+        if self.buf.len() >= Self::SIZE {
+            if let Some(emit) = self.emit.as_mut() {
+                emit(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+
+    /// Takes `block` after what is held, in order.
+    fn hand(&mut self, block: Vec<u8>) {
+        if self.buf.is_empty() {
+            self.buf = block;
+        } else {
+            self.buf.extend_from_slice(&block);
+        }
+        self.spill();
+    }
+
+    /// Hands on what is left.
+    pub fn finish(mut self) {
+        if let Some(emit) = self.emit.as_mut() {
+            if !self.buf.is_empty() {
+                emit(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+/// Bytes a host's records take, about (a run's buffer starts that large).
+const RECORD_GUESS: usize = 768;
+
+/// Hosts a run of [`by_batches`] holds at least (fewer: one thread).
+const MIN_RUN: usize = 512;
+
+/// Writes a `snapshot` record of every host at `now`, in address order,
+/// made by up to `threads` threads ([`by_batches`]).
+pub fn write_snapshots(
+    t: &Table,
+    now: Timestamp,
+    baseline: Option<&Baseline>,
+    threads: usize,
+    out: &mut Blocks<'_>,
+) {
+    let macs = mac_hosts(t);
+    let make = |run: &mut [&Asset], _: usize| {
+        let mut made = Vec::with_capacity(run.len() * RECORD_GUESS);
+        for a in run.iter() {
+            let head = [("event", Field::Word("snapshot"))];
+            let body = asset_object(a, head, &macs, None, true, baseline);
+            write_record(&mut made, now, a, None, &body);
+        }
+        made
+    };
+    by_batches(&mut t.sorted(), threads, make, |_, made| {
+        for m in made {
+            out.hand(m);
+        }
+    });
 }
 
 /// Columns of the CSV inventory.
@@ -830,7 +1042,7 @@ pub fn write_inventory(
         let hosts: Vec<Ordered> = t
             .sorted()
             .into_iter()
-            .map(|a| asset_object(a, &macs, None, true, baseline))
+            .map(|a| asset_object(a, [], &macs, None, true, baseline))
             .collect();
         serde_json::to_writer_pretty(&mut f, &json!({ "hosts": hosts }))?;
         writeln!(f)?;
@@ -870,8 +1082,9 @@ mod tests {
         t.fact(h, Kind::DicomScuAe, "MODALITY1", seen(2, 2), now);
         t.fact(h, Kind::Toolkit, "OFFIS DCMTK", seen(2, 2), now);
         t.fact(h, Kind::DicomScuAe, "CT01", seen(3, 3), now);
-        let mut out = Vec::new();
-        write_changes(&mut t, None, &mut out, None);
+        let mut out = Blocks::kept(Vec::new());
+        write_changes(&mut t, None, &mut out, None, 1);
+        let out = out.into_kept();
         let r = records(&out);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0]["asset"]["event"], "new");
@@ -889,9 +1102,59 @@ mod tests {
             json!(["MODALITY1", "CT01"])
         );
         // Nothing new: nothing written.
-        let mut again = Vec::new();
-        write_changes(&mut t, None, &mut again, None);
-        assert!(again.is_empty());
+        let mut again = Blocks::kept(Vec::new());
+        write_changes(&mut t, None, &mut again, None, 1);
+        assert!(again.into_kept().is_empty());
+    }
+
+    #[test]
+    fn snapshots_made_by_several_threads_are_the_ones_one_thread_makes_in_order() {
+        // Hand-built: 1 500 hosts (three runs of more than MIN_RUN),
+        // inserted out of address order, each with a MAC, a client id that
+        // needs escaping and a version.
+        let mut t = Table::new(&AssetConfig::default(), true);
+        let now = Timestamp::from_parts(9, 0);
+        for i in (0..1500u32).rev() {
+            let h = std::net::IpAddr::from([10, 20, (i >> 8) as u8, i as u8]);
+            t.fact(
+                h,
+                Kind::Mac,
+                "00:0e:8c:03:00:07",
+                seen(1, u64::from(i)),
+                now,
+            );
+            let id = format!("BED-{i}\"\u{1}");
+            t.fact(h, Kind::MqttClientId, &id, seen(2, u64::from(i)), now);
+            t.fact(h, Kind::MqttVersion, "5.0", seen(2, u64::from(i)), now);
+        }
+        let mut one = Blocks::kept(Vec::new());
+        write_snapshots(&t, now, None, 1, &mut one);
+        let one = one.into_kept();
+        assert_eq!(records(&one).len(), 1500);
+        let ips: Vec<String> = records(&one)
+            .iter()
+            .map(|r| r["src_ip"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let mut sorted: Vec<std::net::IpAddr> = ips.iter().map(|s| s.parse().unwrap()).collect();
+        sorted.sort();
+        assert_eq!(
+            ips,
+            sorted.iter().map(ToString::to_string).collect::<Vec<_>>()
+        );
+        for threads in [2, 3, 8] {
+            let mut blocks = Vec::new();
+            let mut emit = |b: Vec<u8>| blocks.push(b);
+            let mut out = Blocks::to(&mut emit);
+            write_snapshots(&t, now, None, threads, &mut out);
+            out.finish();
+            assert!(
+                blocks.len() > 1,
+                "{threads} threads: {} blocks",
+                blocks.len()
+            );
+            assert!(blocks.iter().all(|b| !b.is_empty() && b.ends_with(b"\n")));
+            assert_eq!(blocks.concat(), one, "{threads} threads");
+        }
     }
 
     fn rule(sid: u32, finding: &str) -> Arc<RuleMeta> {
@@ -908,6 +1171,124 @@ mod tests {
             references: Vec::new(),
             eve: Default::default(),
         })
+    }
+
+    #[test]
+    fn changes_made_by_several_threads_are_evaluated_and_written_as_by_one() {
+        // Hand-built: 2 600 hosts (three batches, the first two cut into
+        // runs), inserted out of address order: a MAC (flow 1), then an
+        // AE title and a version (flow 2: `new`), then another version
+        // (flow 3: `changed`). The baseline knows every third host with
+        // the first version; the rules see every change in order, and
+        // alert on each difference: new devices, changed devices.
+        let mut csv = String::from("ip,dicom_scu_ae_titles,implementation_version_names\n");
+        let ip = |i: u32| std::net::IpAddr::from([10, 20, (i >> 8) as u8, i as u8]);
+        for i in (0..2600u32).step_by(3) {
+            csv.push_str(&format!("{},AE{i},V1\n", ip(i)));
+        }
+        let base = Baseline::parse_csv(&csv).unwrap();
+        let table = || {
+            let mut t = Table::new(&AssetConfig::default(), true);
+            let now = Timestamp::from_parts(9, 0);
+            for i in (0..2600u32).rev() {
+                let f = u64::from(i) * 10;
+                t.fact(ip(i), Kind::Mac, "00:0e:8c:03:00:07", seen(1, f + 1), now);
+                t.fact(ip(i), Kind::Role, "dicom-scu", seen(2, f + 2), now);
+                t.fact(
+                    ip(i),
+                    Kind::DicomScuAe,
+                    &format!("AE{i}"),
+                    seen(2, f + 2),
+                    now,
+                );
+                t.fact(
+                    ip(i),
+                    Kind::ImplementationVersion,
+                    "V1",
+                    seen(2, f + 2),
+                    now,
+                );
+                t.fact(
+                    ip(i),
+                    Kind::ImplementationVersion,
+                    "V\"2",
+                    seen(3, f + 3),
+                    now,
+                );
+            }
+            t
+        };
+        let run = |threads: usize| {
+            let mut t = table();
+            let mut order = Vec::new();
+            let mut eval = |rec: &AppRecord| -> Vec<Arc<RuleMeta>> {
+                let AppRecord::Asset(c) = rec else {
+                    panic!("{rec:?}")
+                };
+                order.push((c.ip, c.new));
+                c.drift.iter().map(|d| rule(1, d.finding)).collect()
+            };
+            let mut blocks = Vec::new();
+            let mut emit = |b: Vec<u8>| blocks.push(b);
+            let mut out = Blocks::to(&mut emit);
+            let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval), threads);
+            out.finish();
+            let findings: Vec<(String, u64)> = t
+                .sorted()
+                .iter()
+                .flat_map(|a| {
+                    a.findings
+                        .iter()
+                        .map(|(k, f)| (format!("{} {k}", a.ip), f.count))
+                })
+                .collect();
+            (n, blocks, order, findings)
+        };
+        let (n, one, order, findings) = run(1);
+        let one = one.concat();
+        let lines = records(&one);
+        // Per host: `new` and `changed`; every third host (known) has its
+        // change alerted as a device change, the others their first record
+        // as a new device: each alert just before its record.
+        assert_eq!(n, 2600);
+        assert_eq!(lines.len(), 2600 * 3);
+        let shape: Vec<String> = lines[..6]
+            .iter()
+            .map(|r| match r["event_type"].as_str() {
+                Some("alert") => format!("alert {}", r["alert"]["metadata"]["finding"][0]),
+                _ => format!(
+                    "{} {}",
+                    r["asset"]["event"].as_str().unwrap_or("?"),
+                    r["src_ip"]
+                ),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                r#"new "10.20.0.0""#,
+                r#"alert "device-changed""#,
+                r#"changed "10.20.0.0""#,
+                r#"alert "new-device""#,
+                r#"new "10.20.0.1""#,
+                r#"changed "10.20.0.1""#,
+            ]
+        );
+        assert_eq!(order.len(), 2600 * 2);
+        assert!(order.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(findings.len(), 2600);
+        for threads in [2, 3] {
+            let (m, blocks, o, f) = run(threads);
+            assert!(
+                blocks.len() > 1,
+                "{threads} threads: {} blocks",
+                blocks.len()
+            );
+            assert_eq!(m, n, "{threads} threads");
+            assert_eq!(blocks.concat(), one, "{threads} threads");
+            assert_eq!(o, order, "{threads} threads");
+            assert_eq!(f, findings, "{threads} threads");
+        }
     }
 
     #[test]
@@ -956,8 +1337,9 @@ mod tests {
                 None => Vec::new(),
             }
         };
-        let mut out = Vec::new();
-        let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval));
+        let mut out = Blocks::kept(Vec::new());
+        let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval), 1);
+        let out = out.into_kept();
         assert_eq!(n, 3);
         // Evaluated: the new host's first record twice (one difference
         // each), its change once without; the known host's first record
@@ -1050,7 +1432,13 @@ mod tests {
             calls += 1;
             Vec::new()
         };
-        write_changes(&mut t, Some(&base), &mut Vec::new(), Some(&mut count));
+        write_changes(
+            &mut t,
+            Some(&base),
+            &mut Blocks::kept(Vec::new()),
+            Some(&mut count),
+            1,
+        );
         assert_eq!(calls, 0);
     }
 
@@ -1065,10 +1453,17 @@ mod tests {
             values in proptest::collection::vec("[a-z\"\\\\\n]{0,5}", 0..3),
             vendor in proptest::option::of("[A-Za-z ,\"]{0,6}"),
             json_member in proptest::prelude::any::<bool>(),
+            ip in proptest::prelude::any::<std::net::IpAddr>(),
+            secs in 0u64..4_102_444_800,
+            usecs in 0u64..1_000_000,
         ) {
+            let when = Timestamp::from_parts(secs, usecs * 1000);
             let boxed = || values.iter().map(|v| Box::from(v.as_str())).collect::<Vec<Box<str>>>();
             let mut o = Ordered::default();
-            o.insert("ip", Field::Text(text.clone()));
+            o.insert("ip", Field::Ip(ip));
+            o.insert("event", Field::Word(if flag { "new" } else { "snapshot" }));
+            o.insert("first_seen", Field::Time(when));
+            o.insert("text", Field::Text(text.clone()));
             o.insert("cleartext_clinical", Field::Flag(flag));
             o.insert("changed", Field::Names(vec!["mqtt_client_ids", "roles"]));
             o.insert("roles", Field::Values(boxed()));
@@ -1090,8 +1485,8 @@ mod tests {
             }]));
             o.insert("countries", Field::Countries(vec![CountryEntry { bytes: n[1], country: text.clone(), flows: n[0] }]));
             o.insert("findings", Field::Findings(vec![
-                FindingEntry { count: n[2], kind: text.as_str().into(), last: text.clone() },
-                FindingEntry { count: 0, kind: "x".into(), last: String::new() },
+                FindingEntry { count: n[2], kind: text.as_str().into(), last: when },
+                FindingEntry { count: 0, kind: "x".into(), last: Timestamp(0) },
             ]));
             if json_member {
                 o.insert("baseline", Field::Json(serde_json::json!({"status": text, "drift": [n[0]]})));

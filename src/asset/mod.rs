@@ -544,13 +544,13 @@ impl Table {
     /// Every host, by address.
     pub fn sorted(&self) -> Vec<&Asset> {
         let mut v: Vec<&Asset> = self.hosts.values().collect();
-        v.sort_by_key(|a| a.ip);
+        v.sort_unstable_by_key(|a| ip_order(a.ip));
         v
     }
 
     pub(crate) fn sorted_mut(&mut self) -> Vec<&mut Asset> {
         let mut v: Vec<&mut Asset> = self.hosts.values_mut().collect();
-        v.sort_by_key(|a| a.ip);
+        v.sort_unstable_by_key(|a| ip_order(a.ip));
         v
     }
 
@@ -680,6 +680,18 @@ impl Table {
                 a.merge_counters(&o);
             }
         }
+    }
+}
+
+/// A key in `IpAddr`'s order (IPv4 first, each by its bits), compared as
+/// two integers rather than through `IpAddr`'s own comparison: the whole
+/// table is sorted by address for the changes and again for the
+/// snapshots. Addresses are unique in the table, so an unstable sort
+/// gives the one order.
+fn ip_order(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
     }
 }
 
@@ -825,7 +837,7 @@ impl Hub {
 
     /// Writes the changes not written yet, and the alerts of the rules on
     /// them.
-    fn changes(&self, t: &mut Table, out: &mut Vec<u8>) {
+    fn changes(&self, t: &mut Table, out: &mut log::Blocks<'_>, threads: usize) {
         let mut r = lock(&self.rules);
         let ChangeRules {
             engine,
@@ -843,7 +855,7 @@ impl Hub {
             Some(_) => Some(&mut eval),
             None => None,
         };
-        *alerts += log::write_changes(t, self.baseline.as_ref(), out, on);
+        *alerts += log::write_changes(t, self.baseline.as_ref(), out, on, threads);
     }
 
     /// A live run: changes and snapshots are written every
@@ -870,29 +882,40 @@ impl Hub {
         }
         if now.secs() >= last.saturating_add(self.out.interval) {
             self.last_emit.store(now.secs(), Ordering::Relaxed);
-            self.changes(&mut t, out);
-            log::write_snapshots(&t, now, self.baseline.as_ref(), out);
+            let mut blocks = log::Blocks::kept(std::mem::take(out));
+            self.changes(&mut t, &mut blocks, 1);
+            log::write_snapshots(&t, now, self.baseline.as_ref(), 1, &mut blocks);
+            *out = blocks.into_kept();
         }
     }
 
     /// The end of the run (every worker has handed its table over): the
-    /// changes not written yet and a snapshot of every host, to `out`, and
+    /// changes not written yet and a snapshot of every host, made by up
+    /// to `threads` threads and handed to `emit` a block at a time, and
     /// the inventory file when one was asked for.
     ///
     /// # Errors
     /// The inventory file cannot be written.
-    pub fn finish(&self, end: Timestamp, out: &mut Vec<u8>) -> Result<(), String> {
+    pub fn finish(
+        &self,
+        end: Timestamp,
+        threads: usize,
+        emit: &mut dyn FnMut(Vec<u8>),
+    ) -> Result<(), String> {
         let mut t = lock(&self.table);
         // Findings still pending lost their decision: counted as written
         // (their alert lines were written).
-        let rest: Vec<observe::PendingFinding> =
+        let mut rest: Vec<observe::PendingFinding> =
             lock(&self.pending).drain().map(|(_, p)| p).collect();
+        rest.sort_by(|a, b| a.order().cmp(&b.order()));
         for p in rest {
             p.apply(&mut t);
         }
         if self.enabled() {
-            self.changes(&mut t, out);
-            log::write_snapshots(&t, end, self.baseline.as_ref(), out);
+            let mut out = log::Blocks::to(emit);
+            self.changes(&mut t, &mut out, threads);
+            log::write_snapshots(&t, end, self.baseline.as_ref(), threads, &mut out);
+            out.finish();
         }
         if let Some(p) = &self.out.inventory {
             log::write_inventory(&t, self.baseline.as_ref(), p)
@@ -932,6 +955,14 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The sort key orders addresses as `IpAddr` does.
+        #[test]
+        fn ip_order_is_the_address_order(a in proptest::prelude::any::<IpAddr>(), b in proptest::prelude::any::<IpAddr>()) {
+            proptest::prop_assert_eq!(ip_order(a).cmp(&ip_order(b)), a.cmp(&b));
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

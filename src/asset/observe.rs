@@ -56,6 +56,13 @@ pub struct PendingFinding {
 }
 
 impl PendingFinding {
+    /// The order findings left pending are counted in at the end: by time,
+    /// then hosts and kind (not the pending map's, whose hash seed is the
+    /// process's own: a full table refuses the same hosts from run to run).
+    pub(crate) fn order(&self) -> (Seen, [Option<IpAddr>; 2], &str) {
+        (self.seen, self.ips, &self.kind)
+    }
+
     /// Counts the finding on its hosts.
     pub(crate) fn apply(&self, t: &mut Table) {
         for ip in self.ips.into_iter().flatten() {

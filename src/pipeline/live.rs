@@ -302,7 +302,9 @@ pub(crate) fn with_assets(
     stats: impl FnOnce() -> Vec<u8>,
 ) -> (Result<(), String>, Vec<u8>) {
     let mut tail = Vec::new();
-    let inventory = run.assets.finish(now(), &mut tail);
+    let inventory = run
+        .assets
+        .finish(now(), 1, &mut |b| tail.extend_from_slice(&b));
     tail.extend_from_slice(&stats());
     (inventory, tail)
 }
