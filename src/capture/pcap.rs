@@ -17,7 +17,7 @@
 //! 20 FCS bits (28-31), F (26), link type (0-15)
 //! ```
 
-use super::{prefetch, ByteOrder, LinkType, PacketRef, Stop, PREFETCH_AHEAD};
+use super::{prefetch, ByteOrder, FrameDigest, LinkType, PacketRef, Stop, PREFETCH_AHEAD};
 use crate::time::Timestamp;
 
 /// Bytes in the file header.
@@ -90,13 +90,15 @@ impl Pcap {
 
     /// Appends records starting at `*pos` to `out` until it holds `max`
     /// packets or the buffer ends; `*pos` is left at the first record not
-    /// taken. No allocation happens here beyond `out`'s own growth.
+    /// taken. No allocation happens here beyond `out`'s own growth. Each
+    /// packet gets `digest` of its bytes, if given.
     pub(super) fn parse_records(
         &self,
         buf: &[u8],
         pos: &mut usize,
         out: &mut Vec<PacketRef>,
         max: usize,
+        digest: Option<FrameDigest>,
     ) -> Stop {
         let order = self.order;
         while out.len() < max {
@@ -121,6 +123,8 @@ impl Pcap {
             // Each header's place is known only from the one before it, so
             // without this every record waits for memory in turn.
             prefetch(rest.get(PREFETCH_AHEAD..).unwrap_or(&[]), record_len);
+            let sum =
+                digest.and_then(|f| f(rest.get(RECORD_HEADER_LEN..record_len).unwrap_or(&[])));
             out.push(PacketRef {
                 ts: Timestamp::from_parts(
                     u64::from(ts_sec),
@@ -130,6 +134,7 @@ impl Pcap {
                 caplen,
                 origlen,
                 link: self.link,
+                sum,
             });
             *pos += record_len;
         }
@@ -211,7 +216,7 @@ mod tests {
         b.extend_from_slice(&60u32.to_le_bytes()); // orig_len
         let mut pos = 0;
         let mut out = Vec::new();
-        let stop = p.parse_records(&b, &mut pos, &mut out, 10);
+        let stop = p.parse_records(&b, &mut pos, &mut out, 10, None);
         assert!(matches!(stop, Stop::Corrupt(_)));
         assert_eq!(pos, 0);
         assert!(out.is_empty());

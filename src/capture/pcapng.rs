@@ -32,7 +32,7 @@
 //! Option: code u16 | length u16 | value, padded to 32 bits; code 0 ends.
 //! ```
 
-use super::{ByteOrder, LinkType, PacketRef, Stop};
+use super::{ByteOrder, FrameDigest, LinkType, PacketRef, Stop};
 use crate::time::Timestamp;
 
 /// Largest block accepted; anything larger is treated as corruption. Real
@@ -174,9 +174,19 @@ impl Pcapng {
         pos: &mut usize,
         out: &mut Vec<PacketRef>,
         max: usize,
+        digest: Option<FrameDigest>,
     ) -> Stop {
         while out.len() < max {
-            if let Step::Stop(s) = self.step(buf, pos, out) {
+            let before = out.len();
+            let step = self.step(buf, pos, out);
+            if let Some(f) = digest {
+                // At most the one packet of the block just read.
+                for p in out.get_mut(before..).unwrap_or(&mut []) {
+                    let end = p.offset.saturating_add(p.caplen as usize);
+                    p.sum = f(buf.get(p.offset..end).unwrap_or(&[]));
+                }
+            }
+            if let Step::Stop(s) = step {
                 return s;
             }
         }
@@ -285,6 +295,7 @@ impl Pcapng {
             caplen,
             origlen,
             link: iface.link,
+            sum: None,
         });
         Ok(())
     }
@@ -315,6 +326,7 @@ impl Pcapng {
             caplen,
             origlen,
             link: iface.link,
+            sum: None,
         });
         Ok(())
     }

@@ -148,6 +148,78 @@ fn rest(proto: u8, len: usize) -> u64 {
     u64::from(proto) + u64::from(len >> 16) + u64::from(len & 0xffff)
 }
 
+/// The sum of a whole captured frame, folded ([`fold`]): what the
+/// capture's record walk computes for each frame while its bytes pass
+/// through the cache anyway (`capture::Reader::sum_frames`), so that a
+/// transport checksum later reads only the frame's headers again, not its
+/// payload ([`SummedFrame::part`]). `None` for a frame shorter than
+/// [`FRAME_SUM_MIN`].
+pub fn frame_sum(frame: &[u8]) -> Option<u16> {
+    (frame.len() >= FRAME_SUM_MIN).then(|| fold(add(0, frame)))
+}
+
+/// Frames shorter than this are not summed by [`frame_sum`]: their bytes
+/// are few cache lines, the headers the decoder reads anyway among them,
+/// and summing the bytes around the segment as well costs more than it
+/// saves (callgrind, 1/20 of `mqtt_small`, frames of 108 bytes on
+/// average: 1 084.6 M instructions at main, 1 113.0 M with every frame
+/// summed, 1 092.2 M with this bound).
+pub const FRAME_SUM_MIN: usize = 512;
+
+/// A frame's bytes with their [`frame_sum`].
+#[derive(Debug, Clone, Copy)]
+pub struct SummedFrame<'a> {
+    pub bytes: &'a [u8],
+    pub sum: u16,
+}
+
+impl SummedFrame<'_> {
+    /// The sum of `part`, a slice of the frame's bytes, congruent to
+    /// `add(0, part)` modulo 0xffff (which is all [`fold`] and the
+    /// verdicts keep of a sum): the frame's sum less the bytes before and
+    /// after `part`. `None` when `part` does not lie in the frame (a
+    /// reassembled datagram), or when more bytes lie outside it than in it
+    /// (summing `part` itself is then cheaper).
+    ///
+    /// Arithmetic modulo 0xffff: in the native domain a byte at an even
+    /// offset from where a sum starts counts once, at an odd offset 256
+    /// times (2^16 is 1). A sum that starts at an odd offset of the frame
+    /// is therefore 256 times the frame's view of the same bytes, and
+    /// multiplying a folded value by 256 is swapping its bytes (256 is its
+    /// own inverse: 256 * 256 = 65536 = 1).
+    #[inline]
+    pub fn part(&self, part: &[u8]) -> Option<Sum> {
+        let start = part
+            .as_ptr()
+            .addr()
+            .checked_sub(self.bytes.as_ptr().addr())?;
+        let end = start.checked_add(part.len())?;
+        let head = self.bytes.get(..start)?;
+        let tail = self.bytes.get(end..)?;
+        if head.len().saturating_add(tail.len()) > part.len() {
+            return None;
+        }
+        let outer = |b: &[u8]| {
+            if b.len() <= 64 {
+                fold(short_words(b))
+            } else {
+                fold(add(0, b))
+            }
+        };
+        let h = outer(head);
+        let mut t = outer(tail);
+        if end % 2 == 1 {
+            t = t.swap_bytes();
+        }
+        // Both subtrahends are at most 0xffff.
+        let mut s = fold(u64::from(self.sum) + 2 * 0xffff - u64::from(h) - u64::from(t));
+        if start % 2 == 1 {
+            s = s.swap_bytes();
+        }
+        Some(Sum::from(s))
+    }
+}
+
 /// What a checksum field says about its packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -166,7 +238,17 @@ pub enum Verdict {
 /// field's big-endian value.
 #[inline]
 pub fn verify_l4(pseudo: Sum, segment: &[u8], field: u16) -> Verdict {
-    if fold(add(pseudo, segment)) == 0xffff {
+    verify_l4_sum(pseudo, add(0, segment), field)
+}
+
+/// [`verify_l4`] with the segment's sum given: `add(0, segment)`, or a
+/// value congruent to it modulo 0xffff ([`SummedFrame::part`]). The
+/// verdict is the same for either: `pseudo` is never zero (it holds the
+/// protocol number), so the folded total is never zero and is 0xffff
+/// exactly when the total is a multiple of 0xffff.
+#[inline]
+pub fn verify_l4_sum(pseudo: Sum, segment_sum: Sum, field: u16) -> Verdict {
+    if fold(pseudo.wrapping_add(segment_sum)) == 0xffff {
         return Verdict::Good;
     }
     // Partial checksum: the field holds the folded pseudo-header sum, not
@@ -329,7 +411,57 @@ mod tests {
         assert_eq!(native_to_be(fold(short_words(&ff))), reference(&ff));
     }
 
+    #[test]
+    fn frame_sum_only_from_the_bound_on() {
+        let b = vec![0x5au8; FRAME_SUM_MIN];
+        assert_eq!(frame_sum(&b[1..]), None);
+        assert_eq!(frame_sum(&b), Some(fold(add(0, &b))));
+    }
+
+    #[test]
+    fn summed_frame_part_outside_the_frame_or_mostly_headers_is_none() {
+        let frame: Vec<u8> = (0..100u8).collect();
+        let f = SummedFrame {
+            bytes: &frame,
+            sum: fold(add(0, &frame)),
+        };
+        let other = frame.clone();
+        assert_eq!(f.part(&other[10..90]), None, "another buffer");
+        assert_eq!(f.part(&frame[10..40]), None, "70 bytes around 30");
+        assert!(f.part(&frame[10..90]).is_some());
+        assert!(f.part(&frame[..]).is_some());
+        assert!(
+            f.part(&frame[10..60]).is_some(),
+            "as many inside as outside"
+        );
+    }
+
     proptest::proptest! {
+        /// A part's sum from the frame's equals summing the part itself
+        /// (modulo 0xffff, all a verdict keeps), for any bytes, offsets
+        /// (odd ones too) and lengths; and the verdict is the same.
+        #[test]
+        fn summed_frame_part_equals_sum_of_part(
+            frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=3000),
+            a in 0usize..=3000,
+            b in 0usize..=3000,
+            pseudo in 1u64..=0x1_ffff,
+            field in proptest::prelude::any::<u16>(),
+        ) {
+            let (a, b) = (a.min(frame.len()), b.min(frame.len()));
+            let part = &frame[a.min(b)..a.max(b)];
+            let f = SummedFrame { bytes: &frame, sum: fold(add(0, &frame)) };
+            if let Some(s) = f.part(part) {
+                proptest::prop_assert_eq!(s % 0xffff, add(0, part) % 0xffff);
+                proptest::prop_assert_eq!(
+                    verify_l4_sum(pseudo, s, field),
+                    verify_l4(pseudo, part, field)
+                );
+            } else {
+                proptest::prop_assert!(part.len() * 2 < frame.len());
+            }
+        }
+
         /// The header path gives the general path's verdict on any bytes.
         #[test]
         fn verify_header_equals_verify_plain(

@@ -343,15 +343,18 @@ enum Next<'a> {
 }
 
 /// Facts gathered on the way in.
-struct State {
+struct State<'f> {
     vlans: Vlans,
     tunnel: Tunnel,
     depth: u8,
     /// The capture cut the frame short.
     snapped: bool,
+    /// The frame with its sum, when the capture computed it
+    /// ([`Decoder::decode_summed`]).
+    frame: Option<checksum::SummedFrame<'f>>,
 }
 
-impl State {
+impl State<'_> {
     #[inline]
     fn packet<'a>(&self, ip: IpInfo, l4: L4<'a>) -> Next<'a> {
         Next::Done(Decoded::Packet(Packet {
@@ -427,12 +430,30 @@ impl Decoder {
     /// Decodes one frame of link type `link`; `wire_len` is its length on the
     /// wire (counted in `decoder.bytes`). A `wire_len` above `data.len()`
     /// means the capture cut the frame (see the module docs on truncation).
+    #[inline]
     pub fn decode<'a>(&mut self, link: LinkType, data: &'a [u8], wire_len: u32) -> Decoded<'a> {
+        self.decode_summed(link, data, wire_len, None)
+    }
+
+    /// [`Decoder::decode`] with `sum`, the frame's
+    /// [`checksum::frame_sum`] when the capture computed it: the transport
+    /// checksum then sums only the bytes around its segment
+    /// ([`checksum::SummedFrame::part`]), not the payload again. `sum`
+    /// must be the sum of exactly `data`: a wrong one gives a wrong
+    /// verdict, as wrong bytes would.
+    pub fn decode_summed<'a>(
+        &mut self,
+        link: LinkType,
+        data: &'a [u8],
+        wire_len: u32,
+        sum: Option<u16>,
+    ) -> Decoded<'a> {
         self.stats.frame(wire_len);
         self.checked = Checked::default();
         self.macs = None;
         let snapped = usize::try_from(wire_len).map_or(true, |w| w > data.len());
-        let r = self.run(link, data, snapped);
+        let frame = sum.map(|sum| checksum::SummedFrame { bytes: data, sum });
+        let r = self.run(link, data, snapped, frame);
         self.outcome(r)
     }
 
@@ -457,12 +478,14 @@ impl Decoder {
         link: LinkType,
         data: &'a [u8],
         snapped: bool,
+        frame: Option<checksum::SummedFrame<'a>>,
     ) -> Result<Decoded<'a>, Counter> {
         let mut st = State {
             vlans: Vlans::default(),
             tunnel: Tunnel::None,
             depth: 0,
             snapped,
+            frame,
         };
         match self.link(link, data)? {
             Some(step) => self.layers(step, &mut st),
@@ -475,7 +498,11 @@ impl Decoder {
     /// Inlined into both callers: the per-packet path keeps its values in
     /// registers instead of passing them through memory.
     #[inline(always)]
-    fn layers<'a>(&mut self, mut step: Step<'a>, st: &mut State) -> Result<Decoded<'a>, Counter> {
+    fn layers<'a>(
+        &mut self,
+        mut step: Step<'a>,
+        st: &mut State<'_>,
+    ) -> Result<Decoded<'a>, Counter> {
         loop {
             let next = match step {
                 Step::Ethernet(b) => {
@@ -576,7 +603,7 @@ impl Decoder {
         &mut self,
         mut t: u16,
         mut b: &'a [u8],
-        st: &mut State,
+        st: &mut State<'_>,
     ) -> Result<Next<'a>, Counter> {
         while ethertype::is_vlan(t) {
             let tag = VlanTag::new_checked(b).ok_or(Counter::VlanHeaderTooSmall)?;
@@ -611,7 +638,7 @@ impl Decoder {
     }
 
     #[inline]
-    fn ipv4<'a>(&mut self, b: &'a [u8], st: &mut State) -> Result<Next<'a>, Counter> {
+    fn ipv4<'a>(&mut self, b: &'a [u8], st: &mut State<'_>) -> Result<Next<'a>, Counter> {
         let ip = Ipv4Packet::new_checked(b, st.snapped)?;
         self.stats.incr(Counter::Ipv4);
         if self.validation != Validation::Off {
@@ -641,7 +668,7 @@ impl Decoder {
     }
 
     #[inline]
-    fn ipv6<'a>(&mut self, b: &'a [u8], st: &mut State) -> Result<Next<'a>, Counter> {
+    fn ipv6<'a>(&mut self, b: &'a [u8], st: &mut State<'_>) -> Result<Next<'a>, Counter> {
         let ip = Ipv6Packet::new_checked(b, st.snapped)?;
         self.stats.incr(Counter::Ipv6);
         let mut info = IpInfo {
@@ -690,7 +717,7 @@ impl Decoder {
     /// Enters one more tunnel of `kind`, or counts `too_many_layers` and
     /// returns `false` when the depth limit is reached.
     #[inline]
-    fn enter(&mut self, st: &mut State, kind: Tunnel) -> bool {
+    fn enter(&mut self, st: &mut State<'_>, kind: Tunnel) -> bool {
         if st.depth >= self.cfg.max_tunnel_depth {
             self.stats.incr(Counter::TooManyLayers);
             return false;
@@ -709,7 +736,7 @@ impl Decoder {
         payload: &'a [u8],
         declared: usize,
         v6: bool,
-        st: &mut State,
+        st: &mut State<'_>,
     ) -> Result<Next<'a>, Counter> {
         match info.proto {
             ip_proto::GRE => return self.gre(info, payload, st),
@@ -737,7 +764,8 @@ impl Decoder {
         let l4 = self.l4(info.proto, payload, declared)?;
         // A snapped frame lacks bytes the checksum covers: not verifiable.
         if self.validation != Validation::Off && payload.len() >= declared {
-            self.verify_l4(&info, &l4, payload.get(..declared).unwrap_or(payload))?;
+            let segment = payload.get(..declared).unwrap_or(payload);
+            self.verify_l4(&info, &l4, segment, st.frame)?;
         }
         if let L4::Udp(u) = l4 {
             if self.cfg.vxlan_ports.contains(&u.dst_port) {
@@ -755,7 +783,13 @@ impl Decoder {
     /// Verifies the checksum of the transport header `l4` decoded from
     /// `segment` (its header and data, exactly as long as IP declared).
     #[inline]
-    fn verify_l4(&mut self, ip: &IpInfo, l4: &L4<'_>, segment: &[u8]) -> Result<(), Counter> {
+    fn verify_l4(
+        &mut self,
+        ip: &IpInfo,
+        l4: &L4<'_>,
+        segment: &[u8],
+        frame: Option<checksum::SummedFrame<'_>>,
+    ) -> Result<(), Counter> {
         let (offset, fail) = match l4 {
             L4::Tcp(_) => (tcp::CHECKSUM, Counter::TcpInvalidChecksum),
             L4::Udp(u) => {
@@ -782,7 +816,12 @@ impl Decoder {
             L4::Other => return Ok(()),
         };
         let field = wire::be16_at(segment, offset).unwrap_or(0);
-        let v = checksum::verify_l4(pseudo_sum(ip, segment.len()), segment, field);
+        // The frame's sum less the headers around the segment, when the
+        // capture summed the frame: the payload is not read again.
+        let sum = frame
+            .and_then(|f| f.part(segment))
+            .unwrap_or_else(|| checksum::add(0, segment));
+        let v = checksum::verify_l4_sum(pseudo_sum(ip, segment.len()), sum, field);
         let v = match (v, l4) {
             // ICMPv6 is summed in software too.
             (Verdict::Offload, L4::Icmp { .. }) => Verdict::Bad,
@@ -796,7 +835,7 @@ impl Decoder {
         &mut self,
         info: IpInfo,
         payload: &'a [u8],
-        st: &mut State,
+        st: &mut State<'_>,
     ) -> Result<Next<'a>, Counter> {
         let g = GreHeader::new_checked(payload)?;
         self.stats.incr(Counter::Gre);
@@ -930,6 +969,7 @@ impl Decoder {
             tunnel: frag.tunnel,
             depth: frag.depth,
             snapped: false,
+            frame: None,
         };
         match self.transport(info, payload, declared, v6, &mut st)? {
             Next::Step(s) => self.layers(s, &mut st),
@@ -1502,6 +1542,38 @@ mod tests {
                 "{name}: not validated"
             );
             assert_eq!(off.checked(), Checked::default());
+        }
+    }
+
+    /// The frame's sum given by the capture ([`Decoder::decode_summed`])
+    /// gives the verdicts of summing the segment: every checksummed kind,
+    /// whole and corrupted, with Ethernet padding after the IP packet, and
+    /// a tunnelled segment (VXLAN in UDP, behind a VLAN tag).
+    #[test]
+    fn frame_sum_gives_the_same_verdicts_as_summing_the_segment() {
+        let vx = [0x08, 0, 0, 0, 0, 0, 0x2a, 0]; // VXLAN: I flag, VNI 42
+        let mut frames: Vec<(String, Vec<u8>, usize)> = checksummed()
+            .into_iter()
+            .map(|(name, f, at, _)| (name.to_string(), f, at))
+            .collect();
+        for (name, f, at) in frames.clone() {
+            // Padding after the IP packet, as a short frame carries it.
+            frames.push((format!("{name} padded"), cat(&[&f, &[0xa5; 7]]), at));
+        }
+        let tunnel = outer(17, &udp(9, 4789, &cat(&[&vx, &inner_eth_tcp(None)])));
+        let at = tunnel.len() - 1;
+        frames.push(("vxlan".into(), tunnel, at));
+        for (name, f, at) in frames {
+            let mut bad = f.clone();
+            bad[at] ^= 0x01;
+            for bytes in [&f, &bad] {
+                let (mut plain, mut summed) = (dec(), dec());
+                let want = plain.decode(LinkType::ETHERNET, bytes, bytes.len() as u32);
+                let sum = Some(checksum::fold(checksum::add(0, bytes)));
+                let got = summed.decode_summed(LinkType::ETHERNET, bytes, bytes.len() as u32, sum);
+                assert_eq!(got, want, "{name}");
+                assert_eq!(summed.stats(), plain.stats(), "{name}");
+            }
         }
     }
 

@@ -1033,7 +1033,22 @@ impl Worker {
     }
 
     /// Processes one captured frame.
+    #[inline]
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        self.packet_summed(ts, link, data, wire_len, None);
+    }
+
+    /// [`Worker::packet`] with the frame's checksum sum when the capture
+    /// computed it ([`crate::capture::PacketRef::sum`],
+    /// [`crate::decode::Decoder::decode_summed`]).
+    pub fn packet_summed(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        wire_len: u32,
+        sum: Option<u16>,
+    ) {
         self.sync_detect();
         // What a threshold match of this packet is late against (module
         // `detect::deferred`): the same for any number of workers.
@@ -1046,7 +1061,7 @@ impl Worker {
             self.settle_checksums(link, data, wire_len);
         }
         let reassembled: Reassembled;
-        let decoded = match self.decoder.decode(link, data, wire_len) {
+        let decoded = match self.decoder.decode_summed(link, data, wire_len, sum) {
             Decoded::Packet(p) => Some((p, 1, u64::from(wire_len))),
             Decoded::Fragment(frag) => {
                 // Stale datagrams go first (cheap: the oldest are at the

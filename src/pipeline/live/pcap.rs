@@ -271,6 +271,7 @@ impl Pending {
             caplen: u32::try_from(data.len()).unwrap_or(u32::MAX),
             origlen,
             link,
+            sum: None,
         });
     }
 
