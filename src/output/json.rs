@@ -78,15 +78,22 @@ pub fn write_u64(out: &mut Vec<u8>, n: u64) {
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// A word has a byte below 0x20, a `"` or a `\` (exact: the classic
-/// has-zero and has-less tests are exact about whether any byte is).
-fn needs_escape(w: u64) -> bool {
+/// The high bit of each byte of `w` that is a `"`, a `\` or below 0x20,
+/// exact up to the lowest one (a borrow can flag bytes above it, never
+/// below): zero exactly when no byte is (the classic has-zero and
+/// has-less tests). Also the PHI tape's string scan.
+pub(crate) fn special(w: u64) -> u64 {
     let control = w.wrapping_sub(LO * 0x20) & !w;
     let q = w ^ (LO * u64::from(b'"'));
     let quote = q.wrapping_sub(LO) & !q;
     let b = w ^ (LO * u64::from(b'\\'));
     let backslash = b.wrapping_sub(LO) & !b;
-    (control | quote | backslash) & HI != 0
+    (control | quote | backslash) & HI
+}
+
+/// A word has a byte below 0x20, a `"` or a `\`.
+fn needs_escape(w: u64) -> bool {
+    special(w) != 0
 }
 
 /// The escape of one byte, if it needs one (serde_json's table); empty for

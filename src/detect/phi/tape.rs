@@ -22,6 +22,7 @@
 //! detector reads it, and a number's text is serde_json's when a detector
 //! needs it, so evidence is written exactly as before.
 
+use crate::output::json::special;
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -191,21 +192,6 @@ fn hex4(b: &[u8], at: usize) -> Option<u16> {
         let d = char::from(c).to_digit(16)?;
         Some(n << 4 | d as u16)
     })
-}
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `w` that is a `"`, a `\` or below 0x20,
-/// exact up to the lowest one (a borrow can flag bytes above it, never
-/// below).
-fn special(w: u64) -> u64 {
-    let control = w.wrapping_sub(LO * 0x20) & !w;
-    let q = w ^ (LO * u64::from(b'"'));
-    let quote = q.wrapping_sub(LO) & !q;
-    let bs = w ^ (LO * u64::from(b'\\'));
-    let backslash = bs.wrapping_sub(LO) & !bs;
-    (control | quote | backslash) & HI
 }
 
 /// The string whose `"` is at `i`; returns the index after its closing
