@@ -38,7 +38,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::baseline::{Baseline, Drift};
 use super::detect::Change;
@@ -551,6 +551,10 @@ pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
 /// changes in order once its runs are made.
 const BATCH: usize = 1024;
 
+/// A run of [`by_batches`] not yet made: its hosts, and where it starts
+/// in the batch.
+type Run<'a, H> = Option<(&'a mut [H], usize)>;
+
 /// Runs `make` over `hosts` (in address order) a batch at a time, the
 /// batch cut into up to `threads` runs made at once (runs of at least
 /// [`MIN_RUN`] hosts; `make` is told where its run starts in the
@@ -568,22 +572,33 @@ fn by_batches<H: Send, T: Send>(
         let made: Vec<T> = if parts == 1 {
             vec![make(batch, 0)]
         } else {
-            let make = &make;
+            // The runs are taken from a list by whichever thread is free,
+            // this one included: a thread the system will not start only
+            // leaves more runs to the others.
+            let todo: Vec<Mutex<Run<'_, H>>> = batch
+                .chunks_mut(size)
+                .enumerate()
+                .map(|(k, run)| Mutex::new(Some((run, k * size))))
+                .collect();
+            let made: Vec<Mutex<Option<T>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+            let work = || {
+                for (slot, out) in todo.iter().zip(&made) {
+                    let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some((run, start)) = run {
+                        let t = make(run, start);
+                        *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(t);
+                    }
+                }
+            };
             std::thread::scope(|s| {
-                let mut runs = batch.chunks_mut(size);
-                let first = runs.next().unwrap_or_default();
-                let others: Vec<_> = runs
-                    .enumerate()
-                    .map(|(k, run)| s.spawn(move || make(run, (k + 1) * size)))
-                    .collect();
-                let mut made = vec![make(first, 0)];
-                made.extend(
-                    others
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-                );
-                made
-            })
+                for _ in 1..parts {
+                    let _ = std::thread::Builder::new().spawn_scoped(s, work);
+                }
+                work();
+            });
+            made.into_iter()
+                .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+                .collect()
         };
         done(batch, made);
     }
