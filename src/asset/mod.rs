@@ -669,17 +669,81 @@ impl Table {
         // whatever order the hash map had.
         hosts.sort_by_key(|a| (a.first, a.ip));
         for o in hosts {
+            let o = match self.adopt(o) {
+                Ok(()) => continue,
+                Err(o) => o,
+            };
             let identified = o.identified();
-            if self.host(o.ip, o.first, identified).is_none() {
+            let Some(a) = self.host(o.ip, o.first, identified) else {
                 continue;
-            }
+            };
+            a.merge_counters(&o);
+            // The facts the host has already (most of them, when a host
+            // is seen over several seconds) only get their times, in the
+            // one lookup above; from the first it has not (or one that
+            // would move the host's first seen), each goes through
+            // `fact` in order, as all of them did.
+            let mut known = 0;
             for f in &o.facts {
+                if f.first < a.first {
+                    break;
+                }
+                let Some(g) = a
+                    .facts
+                    .iter_mut()
+                    .find(|g| g.kind == f.kind && g.value == f.value)
+                else {
+                    break;
+                };
+                if f.first < g.first {
+                    g.first = f.first;
+                    g.reported = false;
+                }
+                g.last = g.last.max(f.last);
+                known += 1;
+            }
+            for f in o.facts.get(known..).unwrap_or_default() {
                 self.fact(o.ip, f.kind, &f.value, f.first, f.last);
             }
-            if let Some(a) = self.hosts.get_mut(&o.ip) {
-                a.merge_counters(&o);
+        }
+    }
+
+    /// Takes `o` whole (another table's host, absorbed) when this table
+    /// does not know its address and has room for it and all its facts:
+    /// what making the host and adding its facts one by one would leave
+    /// (its facts are distinct, at most `max_values` of a kind, none
+    /// first seen before it), without a lookup per fact. Otherwise gives
+    /// `o` back.
+    fn adopt(&mut self, mut o: Asset) -> Result<(), Asset> {
+        if self.hosts.len() >= self.max_hosts
+            || !self.room(o.bytes())
+            || o.facts.iter().any(|f| f.first < o.first)
+        {
+            return Err(o);
+        }
+        if o.facts.len() > self.max_values {
+            let mut of_kind = [0usize; Kind::ALL.len()];
+            for f in &o.facts {
+                let n = &mut of_kind[f.kind as usize];
+                *n += 1;
+                if *n > self.max_values {
+                    return Err(o);
+                }
             }
         }
+        let std::collections::hash_map::Entry::Vacant(slot) = self.hosts.entry(o.ip) else {
+            return Err(o);
+        };
+        self.bytes += o.bytes();
+        if !o.identified() {
+            self.factless.insert((o.first, o.ip));
+        }
+        o.last = o.last.max(o.first.ts);
+        for f in &mut o.facts {
+            f.reported = false;
+        }
+        slot.insert(o);
+        Ok(())
     }
 }
 
@@ -1139,6 +1203,83 @@ mod tests {
             proptest::prop_assert_eq!(slow.sorted(), fast.sorted());
             proptest::prop_assert_eq!(&slow.factless, &fast.factless);
             proptest::prop_assert_eq!(slow.bytes, fast.bytes);
+        }
+    }
+
+    /// `Table::absorb` as it was: every host through `host` and every
+    /// fact through `fact` (the reference of the one-lookup paths).
+    fn absorb_fact_by_fact(t: &mut Table, other: &mut Table) {
+        t.stats.merge(&other.stats);
+        other.stats = AssetStats::default();
+        let mut hosts: Vec<Asset> = other.hosts.drain().map(|(_, a)| a).collect();
+        other.factless.clear();
+        other.bytes = 0;
+        hosts.sort_by_key(|a| (a.first, a.ip));
+        for o in hosts {
+            if t.host(o.ip, o.first, o.identified()).is_none() {
+                continue;
+            }
+            for f in &o.facts {
+                t.fact(o.ip, f.kind, &f.value, f.first, f.last);
+            }
+            if let Some(a) = t.hosts.get_mut(&o.ip) {
+                a.merge_counters(&o);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Absorbing views (hosts taken whole, known facts updated in one
+        /// lookup) leaves the table, its order of refusal and its counters
+        /// as adding every host and fact one by one does, under full
+        /// tables, value limits and a byte budget too.
+        #[test]
+        fn absorbing_equals_adding_fact_by_fact(
+            rounds in proptest::collection::vec(
+                proptest::collection::vec(
+                    (0u8..6, 0usize..4, 0u8..4, 0u64..6, 0u64..4, 0u64..3),
+                    0..30,
+                ),
+                1..5,
+            ),
+            max_hosts in 1usize..6,
+            max_values in 1usize..4,
+            memcap in proptest::option::of(300u64..2500),
+        ) {
+            let kinds = [Kind::Role, Kind::MqttClientId, Kind::Mac, Kind::Service];
+            let mut c = cfg(max_hosts, max_values);
+            if let Some(m) = memcap {
+                c.memcap = crate::memcap::ByteSize(m);
+            }
+            let mut slow = Table::new(&c, true);
+            let mut fast = Table::new(&c, true);
+            for facts in rounds {
+                let mut view = Table::new(&c, false);
+                for (host, kind, value, secs, flow, extra) in facts {
+                    let ip = ip(&format!("10.0.0.{host}"));
+                    let s = seen(secs, flow);
+                    view.fact(ip, kinds[kind], &format!("v{value}"), s, Timestamp::from_parts(secs + extra, 0));
+                    if let Some(a) = view.host(ip, s, false) {
+                        a.last = a.last.max(Timestamp::from_parts(secs + extra, 0));
+                        a.traffic.entry("mqtt").or_default().client_flows += 1;
+                        if extra == 1 {
+                            a.countries.entry(*b"CN").or_default().flows += 1;
+                        }
+                    }
+                }
+                let mut copy = Table::new(&c, false);
+                copy.hosts = view.hosts.clone();
+                copy.factless = view.factless.clone();
+                copy.bytes = view.bytes;
+                copy.stats = view.stats.clone();
+                absorb_fact_by_fact(&mut slow, &mut copy);
+                fast.absorb(&mut view);
+                proptest::prop_assert!(view.is_empty());
+                proptest::prop_assert_eq!(slow.sorted(), fast.sorted());
+                proptest::prop_assert_eq!(&slow.factless, &fast.factless);
+                proptest::prop_assert_eq!(slow.bytes, fast.bytes);
+                proptest::prop_assert_eq!(&slow.stats, &fast.stats);
+            }
         }
     }
 
