@@ -669,9 +669,8 @@ impl Table {
         // whatever order the hash map had.
         hosts.sort_by_key(|a| (a.first, a.ip));
         for o in hosts {
-            let o = match self.adopt(o) {
-                Ok(()) => continue,
-                Err(o) => o,
+            let Some(o) = self.adopt(o) else {
+                continue;
             };
             let identified = o.identified();
             let Some(a) = self.host(o.ip, o.first, identified) else {
@@ -714,12 +713,12 @@ impl Table {
     /// (its facts are distinct, at most `max_values` of a kind, none
     /// first seen before it), without a lookup per fact. Otherwise gives
     /// `o` back.
-    fn adopt(&mut self, mut o: Asset) -> Result<(), Asset> {
+    fn adopt(&mut self, mut o: Asset) -> Option<Asset> {
         if self.hosts.len() >= self.max_hosts
             || !self.room(o.bytes())
             || o.facts.iter().any(|f| f.first < o.first)
         {
-            return Err(o);
+            return Some(o);
         }
         if o.facts.len() > self.max_values {
             let mut of_kind = [0usize; Kind::ALL.len()];
@@ -727,12 +726,12 @@ impl Table {
                 let n = &mut of_kind[f.kind as usize];
                 *n += 1;
                 if *n > self.max_values {
-                    return Err(o);
+                    return Some(o);
                 }
             }
         }
         let std::collections::hash_map::Entry::Vacant(slot) = self.hosts.entry(o.ip) else {
-            return Err(o);
+            return Some(o);
         };
         self.bytes += o.bytes();
         if !o.identified() {
@@ -743,7 +742,7 @@ impl Table {
             f.reported = false;
         }
         slot.insert(o);
-        Ok(())
+        None
     }
 }
 
