@@ -406,7 +406,7 @@ impl serde::Serialize for Loggable<'_> {
                 layer: None,
             }
             .serialize(s),
-            AppRecord::Asset(c) => c.record.serialize(s),
+            AppRecord::Asset(c) => c.record().serialize(s),
         }
     }
 }

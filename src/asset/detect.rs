@@ -42,7 +42,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::baseline::{Comparison, Drift};
-use super::log::{Field, Ordered};
+use super::log::{Body, Mac, MacInfo, Ordered};
 use super::{Kind, Seen};
 use crate::app::{AppProto, AppRecord};
 use crate::detect::phi::{PhiConfig, PhiReport};
@@ -67,9 +67,14 @@ pub struct Change {
     pub known: Option<bool>,
     /// The difference from the baseline this evaluation is about.
     pub drift: Option<Drift>,
-    /// The record's `asset` object, its `baseline.drift` this one
-    /// difference: what an alert on the change carries.
-    pub record: Ordered,
+    /// The host's first seen, its MAC addresses' (one per MAC of
+    /// `facts`, in order), the kinds whose lists were cut, and the
+    /// record's `baseline` (its `drift` this one difference): what the
+    /// record's `asset` object is made of besides `facts` ([`Change::record`]).
+    pub first_seen: crate::time::Timestamp,
+    pub macs: Vec<Mac>,
+    pub truncated: u32,
+    pub baseline: Option<serde_json::Value>,
 }
 
 impl Change {
@@ -77,17 +82,34 @@ impl Change {
     /// record too.
     pub fn set_drift(&mut self, drift: Option<Drift>) {
         if let Some(known) = self.known {
-            let one = Comparison {
-                known,
-                drift: drift.iter().cloned().collect(),
-            };
-            for (k, v) in &mut self.record.0 {
-                if *k == "baseline" {
-                    *v = Field::Json(one.to_value());
-                }
+            if self.baseline.is_some() {
+                let one = Comparison {
+                    known,
+                    drift: drift.iter().cloned().collect(),
+                };
+                self.baseline = Some(one.to_value());
             }
         }
         self.drift = drift;
+    }
+
+    /// The record's `asset` object (as written, but for its `baseline`,
+    /// which has this evaluation's difference): what an alert on the
+    /// change carries. Made when asked for (alerts are few; every change
+    /// is evaluated).
+    pub fn record(&self) -> Ordered {
+        Body {
+            ip: self.ip,
+            event: Some(if self.new { "new" } else { "changed" }),
+            changed: (!self.new).then_some(&self.changed[..]),
+            first_seen: self.first_seen,
+            facts: &self.facts[..],
+            macs: MacInfo::Listed(&self.macs),
+            truncated: self.truncated,
+            full: None,
+            baseline: self.baseline.as_ref(),
+        }
+        .ordered()
     }
 
     /// The values of `kind`, as first seen.
@@ -370,7 +392,10 @@ mod tests {
                 value: value.map(str::to_string),
                 baseline: Vec::new(),
             }),
-            record: Ordered::default(),
+            first_seen: Timestamp::from_parts(1_700_000_000, 0),
+            macs: Vec::new(),
+            truncated: 0,
+            baseline: None,
         }))
     }
 

@@ -349,7 +349,7 @@ pub(crate) const GROUPS: &[(&str, &[(Kind, &str)])] = &[
 ];
 
 /// What the records say of one MAC address of the table.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mac {
     /// Hosts sending from it (several: a router's).
     hosts: usize,
@@ -403,7 +403,7 @@ impl<'a> Facts<'a> {
             .iter()
             .filter(|f| upto.is_none_or(|u| f.first <= u))
             .collect();
-        v.sort_by(|x, y| (x.kind, x.first, &x.value).cmp(&(y.kind, y.first, &y.value)));
+        v.sort_unstable_by(|x, y| (x.kind, x.first, &x.value).cmp(&(y.kind, y.first, &y.value)));
         Facts(v)
     }
 
@@ -417,112 +417,399 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// The `asset` object of `a`: `ip`, then `head` (what the record is),
-/// then its facts first seen no later than `upto` (all of them for
-/// `None`), and with `full` its counters too.
-pub fn asset_object(
-    a: &Asset,
-    head: impl IntoIterator<Item = (&'static str, Field)>,
-    macs: &Macs,
-    upto: Option<Seen>,
-    full: bool,
-    baseline: Option<&Baseline>,
-) -> Ordered {
-    let facts = Facts::of(a, upto);
-    let owned = |v: Vec<&str>| v.into_iter().map(Box::from).collect::<Vec<Box<str>>>();
-    let mut o = Ordered(Vec::with_capacity(16));
-    o.insert("ip", Field::Ip(a.ip));
-    o.0.extend(head);
-    o.insert("first_seen", Field::Time(a.first.ts));
-    if full {
-        o.insert("last_seen", Field::Time(a.last));
-    }
-    let m: Vec<MacEntry> = facts
-        .values(Kind::Mac)
-        .into_iter()
-        .map(|addr| {
-            let mac = macs.get(addr).copied().unwrap_or_default();
-            MacEntry {
-                address: addr.into(),
-                shared: mac.shared(),
-                vendor: mac.vendor,
-            }
-        })
-        .collect();
-    if !m.is_empty() {
-        o.insert("macs", Field::Macs(m));
-    }
-    for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
-        let v = facts.values(kind);
-        if !v.is_empty() {
-            o.insert(name, Field::Values(owned(v)));
-        }
-    }
-    for (group, kinds) in GROUPS {
-        let mut g: Vec<(&'static str, Vec<Box<str>>)> = kinds
-            .iter()
-            .map(|(kind, name)| (*name, owned(facts.values(*kind))))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        if !g.is_empty() {
-            g.sort_by_key(|(name, _)| *name);
-            o.insert(group, Field::Group(Group(g)));
-        }
-    }
-    let truncated: Vec<&str> = Kind::ALL
-        .into_iter()
-        .filter(|k| a.is_truncated(*k))
-        .map(Kind::name)
-        .collect();
-    if !truncated.is_empty() {
-        o.insert("truncated", Field::Names(truncated));
-    }
-    if full {
-        let traffic = a
-            .traffic
-            .iter()
-            .map(|(p, t)| TrafficEntry {
-                app_proto: p,
-                bytes_received: t.bytes_received,
-                bytes_sent: t.bytes_sent,
-                client_flows: t.client_flows,
-                server_flows: t.server_flows,
-            })
-            .collect();
-        o.insert("traffic", Field::Traffic(traffic));
-        let countries: Vec<CountryEntry> = a
-            .countries
-            .iter()
-            .map(|(c, n)| CountryEntry {
-                bytes: n.bytes,
-                country: String::from_utf8_lossy(c).into_owned(),
-                flows: n.flows,
-            })
-            .collect();
-        if !countries.is_empty() {
-            o.insert("countries", Field::Countries(countries));
-        }
-        let findings: Vec<FindingEntry> = a
-            .findings
-            .iter()
-            .map(|(k, f)| FindingEntry {
-                count: f.count,
-                kind: k.clone(),
-                last: f.last,
-            })
-            .collect();
-        if !findings.is_empty() {
-            o.insert("findings", Field::Findings(findings));
-        }
-        o.insert("cleartext_clinical", Field::Flag(a.cleartext_clinical));
-    }
-    if let Some(b) = baseline {
-        o.insert("baseline", Field::Json(b.compare(a, upto).to_value()));
-    }
-    o
+/// Values sorted by kind, then as first seen: a host's facts
+/// ([`Facts`]) or a change's copy of them ([`Change::facts`]).
+pub(crate) trait Runs {
+    type Value: Text;
+    fn all(&self) -> &[Self::Value];
 }
 
-fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, asset: &Ordered) {
+/// A value of a [`Runs`], and its kind.
+pub(crate) trait Text {
+    fn text(&self) -> &str;
+    fn kind(&self) -> Kind;
+}
+
+impl Text for &super::Fact {
+    fn text(&self) -> &str {
+        &self.value
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+impl Text for (Kind, Box<str>) {
+    fn text(&self) -> &str {
+        &self.1
+    }
+    fn kind(&self) -> Kind {
+        self.0
+    }
+}
+
+impl<'a> Runs for Facts<'a> {
+    type Value = &'a super::Fact;
+    fn all(&self) -> &[&'a super::Fact] {
+        &self.0
+    }
+}
+
+impl Runs for [(Kind, Box<str>)] {
+    type Value = (Kind, Box<str>);
+    fn all(&self) -> &[(Kind, Box<str>)] {
+        self
+    }
+}
+
+/// Where each kind's values are in a [`Runs`]: found in one pass, not
+/// by a search per kind (a record looks at every kind).
+#[derive(Clone, Copy)]
+pub(crate) struct Spans([(u32, u32); Kind::ALL.len()]);
+
+impl Spans {
+    fn of<T: Text>(values: &[T]) -> Spans {
+        let mut s = [(0, 0); Kind::ALL.len()];
+        for (i, v) in values.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            let span = &mut s[v.kind() as usize];
+            if span.1 == 0 {
+                span.0 = i;
+            }
+            span.1 = i.saturating_add(1);
+        }
+        Spans(s)
+    }
+}
+
+/// What the records say of a host's MAC addresses: the table's
+/// [`Macs`], or a change's list (one per MAC value, in order).
+#[derive(Clone, Copy)]
+pub(crate) enum MacInfo<'a> {
+    Table(&'a Macs),
+    Listed(&'a [Mac]),
+}
+
+impl MacInfo<'_> {
+    /// The `i`-th MAC value, `address`.
+    fn get(self, i: usize, address: &str) -> Mac {
+        match self {
+            MacInfo::Table(m) => m.get(address).copied().unwrap_or_default(),
+            MacInfo::Listed(l) => l.get(i).copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// Groups and their kinds with their names.
+type Groups = Vec<(&'static str, Vec<(Kind, &'static str)>)>;
+
+/// The groups with their lists sorted by name, as the record writes them.
+fn groups_by_name() -> &'static Groups {
+    static SORTED: std::sync::OnceLock<Groups> = std::sync::OnceLock::new();
+    SORTED.get_or_init(|| {
+        GROUPS
+            .iter()
+            .map(|(group, kinds)| {
+                let mut k = kinds.to_vec();
+                k.sort_by_key(|(_, name)| *name);
+                (*group, k)
+            })
+            .collect()
+    })
+}
+
+/// What an `asset` object says, borrowed from the table (or a change):
+/// written straight as JSON ([`Body::write_json`], every record of a run
+/// goes through it) or made into an [`Ordered`] ([`Body::ordered`], the
+/// reference, and what rules' alerts and the inventory carry). The
+/// members, in order: `ip`, `event`, `changed`, `first_seen`,
+/// `last_seen` (full), `macs`, `roles`, `services`, the groups, each
+/// with its non-empty lists by name, `truncated`, then with `full` the
+/// host's counters, and `baseline`.
+pub(crate) struct Body<'a, R: Runs + ?Sized> {
+    pub ip: std::net::IpAddr,
+    /// `event` (`None`: the inventory's object, which has none).
+    pub event: Option<&'static str>,
+    /// `changed`: kinds, sorted.
+    pub changed: Option<&'a [Kind]>,
+    pub first_seen: Timestamp,
+    pub facts: &'a R,
+    pub macs: MacInfo<'a>,
+    /// Bits of the kinds whose lists were cut.
+    pub truncated: u32,
+    /// A snapshot's host, whose counters are written.
+    pub full: Option<&'a Asset>,
+    pub baseline: Option<&'a Value>,
+}
+
+impl<R: Runs + ?Sized> Body<'_, R> {
+    /// The values of `kind`, earliest first. `spans`: [`Spans::of`]
+    /// `self.facts`.
+    fn run(&self, spans: &Spans, kind: Kind) -> &[R::Value] {
+        let (start, end) = spans.0[kind as usize];
+        self.facts
+            .all()
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    fn macs(&self, spans: &Spans) -> Vec<MacEntry> {
+        self.run(spans, Kind::Mac)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mac = self.macs.get(i, v.text());
+                MacEntry {
+                    address: v.text().into(),
+                    shared: mac.shared(),
+                    vendor: mac.vendor,
+                }
+            })
+            .collect()
+    }
+
+    fn values(&self, spans: &Spans, kind: Kind) -> Vec<Box<str>> {
+        self.run(spans, kind)
+            .iter()
+            .map(|v| Box::from(v.text()))
+            .collect()
+    }
+
+    fn truncated(&self) -> impl Iterator<Item = &'static str> + '_ {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.truncated & k.bit() != 0)
+            .map(Kind::name)
+    }
+
+    /// The object as an [`Ordered`].
+    pub fn ordered(&self) -> Ordered {
+        let spans = Spans::of(self.facts.all());
+        let mut o = Ordered(Vec::with_capacity(16));
+        o.insert("ip", Field::Ip(self.ip));
+        if let Some(e) = self.event {
+            o.insert("event", Field::Word(e));
+        }
+        if let Some(k) = self.changed {
+            o.insert(
+                "changed",
+                Field::Names(k.iter().copied().map(Kind::name).collect()),
+            );
+        }
+        o.insert("first_seen", Field::Time(self.first_seen));
+        if let Some(a) = self.full {
+            o.insert("last_seen", Field::Time(a.last));
+        }
+        let m = self.macs(&spans);
+        if !m.is_empty() {
+            o.insert("macs", Field::Macs(m));
+        }
+        for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
+            let v = self.values(&spans, kind);
+            if !v.is_empty() {
+                o.insert(name, Field::Values(v));
+            }
+        }
+        for (group, kinds) in groups_by_name() {
+            let g: Vec<(&'static str, Vec<Box<str>>)> = kinds
+                .iter()
+                .map(|(kind, name)| (*name, self.values(&spans, *kind)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            if !g.is_empty() {
+                o.insert(group, Field::Group(Group(g)));
+            }
+        }
+        let truncated: Vec<&str> = self.truncated().collect();
+        if !truncated.is_empty() {
+            o.insert("truncated", Field::Names(truncated));
+        }
+        if let Some(a) = self.full {
+            let (traffic, countries, findings) = counters(a);
+            o.insert("traffic", Field::Traffic(traffic));
+            if !countries.is_empty() {
+                o.insert("countries", Field::Countries(countries));
+            }
+            if !findings.is_empty() {
+                o.insert("findings", Field::Findings(findings));
+            }
+            o.insert("cleartext_clinical", Field::Flag(a.cleartext_clinical));
+        }
+        if let Some(b) = self.baseline {
+            o.insert("baseline", Field::Json(b.clone()));
+        }
+        o
+    }
+
+    /// Appends the object as compact JSON: the bytes of
+    /// [`Body::ordered`]'s [`Ordered::write_json`] (a property test
+    /// compares them), without a copy of any value.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), json::Error> {
+        let spans = Spans::of(self.facts.all());
+        out.extend_from_slice(b"{\"ip\":\"");
+        crate::output::eve::push_ip(out, self.ip);
+        out.push(b'"');
+        if let Some(e) = self.event {
+            out.extend_from_slice(b",\"event\":");
+            json::write_str(out, e);
+        }
+        if let Some(k) = self.changed {
+            out.extend_from_slice(b",\"changed\":");
+            strings(out, k.iter().copied().map(Kind::name));
+        }
+        out.extend_from_slice(b",\"first_seen\":\"");
+        self.first_seen.push_eve(out);
+        out.push(b'"');
+        if let Some(a) = self.full {
+            out.extend_from_slice(b",\"last_seen\":\"");
+            a.last.push_eve(out);
+            out.push(b'"');
+        }
+        let macs = self.run(&spans, Kind::Mac);
+        if !macs.is_empty() {
+            out.extend_from_slice(b",\"macs\":[");
+            for (i, v) in macs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mac = self.macs.get(i, v.text());
+                out.extend_from_slice(b"{\"address\":");
+                json::write_str(out, v.text());
+                if mac.shared() {
+                    out.extend_from_slice(b",\"shared\":true");
+                }
+                if let Some(vendor) = mac.vendor {
+                    out.extend_from_slice(b",\"vendor\":");
+                    json::write_str(out, vendor);
+                }
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        for (kind, name) in [(Kind::Role, "roles"), (Kind::Service, "services")] {
+            let v = self.run(&spans, kind);
+            if !v.is_empty() {
+                out.push(b',');
+                key(out, name);
+                strings(out, v.iter().map(Text::text));
+            }
+        }
+        for (group, kinds) in groups_by_name() {
+            let mut first = true;
+            for (kind, name) in kinds {
+                let v = self.run(&spans, *kind);
+                if v.is_empty() {
+                    continue;
+                }
+                if first {
+                    out.push(b',');
+                    key(out, group);
+                    out.push(b'{');
+                    first = false;
+                } else {
+                    out.push(b',');
+                }
+                key(out, name);
+                strings(out, v.iter().map(Text::text));
+            }
+            if !first {
+                out.push(b'}');
+            }
+        }
+        if self.truncated != 0 {
+            out.extend_from_slice(b",\"truncated\":");
+            strings(out, self.truncated());
+        }
+        if let Some(a) = self.full {
+            // Snapshots only, one a host: their counters go through the
+            // `Field`s the reference writes.
+            let (traffic, countries, findings) = counters(a);
+            out.extend_from_slice(b",\"traffic\":");
+            Field::Traffic(traffic).write_json(out)?;
+            if !countries.is_empty() {
+                out.extend_from_slice(b",\"countries\":");
+                Field::Countries(countries).write_json(out)?;
+            }
+            if !findings.is_empty() {
+                out.extend_from_slice(b",\"findings\":");
+                Field::Findings(findings).write_json(out)?;
+            }
+            out.extend_from_slice(if a.cleartext_clinical {
+                b",\"cleartext_clinical\":true"
+            } else {
+                b",\"cleartext_clinical\":false"
+            });
+        }
+        if let Some(b) = self.baseline {
+            out.extend_from_slice(b",\"baseline\":");
+            json::write(out, b)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A snapshot's `traffic`, `countries` and `findings`.
+fn counters(a: &Asset) -> (Vec<TrafficEntry>, Vec<CountryEntry>, Vec<FindingEntry>) {
+    let traffic = a
+        .traffic
+        .iter()
+        .map(|(p, t)| TrafficEntry {
+            app_proto: p,
+            bytes_received: t.bytes_received,
+            bytes_sent: t.bytes_sent,
+            client_flows: t.client_flows,
+            server_flows: t.server_flows,
+        })
+        .collect();
+    let countries = a
+        .countries
+        .iter()
+        .map(|(c, n)| CountryEntry {
+            bytes: n.bytes,
+            country: String::from_utf8_lossy(c).into_owned(),
+            flows: n.flows,
+        })
+        .collect();
+    let findings = a
+        .findings
+        .iter()
+        .map(|(k, f)| FindingEntry {
+            count: f.count,
+            kind: k.clone(),
+            last: f.last,
+        })
+        .collect();
+    (traffic, countries, findings)
+}
+
+/// The inventory's object of `a`: `ip`, its facts and counters.
+pub fn asset_object(a: &Asset, macs: &Macs, baseline: Option<&Baseline>) -> Ordered {
+    let facts = Facts::of(a, None);
+    let baseline = baseline.map(|b| b.compare(a, None).to_value());
+    Body {
+        ip: a.ip,
+        event: None,
+        changed: None,
+        first_seen: a.first.ts,
+        facts: &facts,
+        macs: MacInfo::Table(macs),
+        truncated: a.truncated,
+        full: Some(a),
+        baseline: baseline.as_ref(),
+    }
+    .ordered()
+}
+
+/// Appends the EVE `asset` record of host `a` at `at`: its `asset` object
+/// `body`.
+fn write_record<R: Runs + ?Sized>(
+    out: &mut Vec<u8>,
+    at: Timestamp,
+    a: &Asset,
+    flow: Option<u64>,
+    body: &Body<'_, R>,
+) {
     let start = out.len();
     out.extend_from_slice(b"{\"timestamp\":\"");
     at.push_eve(out);
@@ -534,7 +821,7 @@ fn write_record(out: &mut Vec<u8>, at: Timestamp, a: &Asset, flow: Option<u64>, 
     out.extend_from_slice(b",\"event_type\":\"asset\",\"src_ip\":\"");
     crate::output::eve::push_ip(out, a.ip);
     out.extend_from_slice(b"\",\"asset\":");
-    if asset.write_json(out).is_ok() {
+    if body.write_json(out).is_ok() {
         out.extend_from_slice(b"}\n");
     } else {
         out.truncate(start);
@@ -713,6 +1000,13 @@ fn host_changes(
         (f.first, f.kind, &f.value).cmp(&(g.first, g.kind, &g.value))
     });
     let mut announced = a.facts.iter().any(|f| f.reported && f.kind.identifying());
+    // The host's facts as its records list them, sorted once: each
+    // record takes those first seen by its time.
+    let mut by_kind: Vec<usize> = (0..a.facts.len()).collect();
+    by_kind.sort_unstable_by(|&x, &y| {
+        let (f, g) = (&a.facts[x], &a.facts[y]);
+        (f.kind, f.first, &f.value).cmp(&(g.kind, g.first, &g.value))
+    });
     let mut i = 0;
     while i < pending.len() {
         let flow = a.facts[pending[i]].first.flow;
@@ -739,13 +1033,25 @@ fn host_changes(
         let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
         kinds.sort();
         kinds.dedup();
-        let event = if announced { "changed" } else { "new" };
-        let changed = announced.then(|| {
-            let names: Vec<&str> = kinds.iter().copied().map(Kind::name).collect();
-            ("changed", Field::Names(names))
-        });
-        let head = std::iter::once(("event", Field::Word(event))).chain(changed);
-        let body = asset_object(a, head, macs, Some(last), false, baseline);
+        let facts = Facts(
+            by_kind
+                .iter()
+                .filter_map(|&k| a.facts.get(k))
+                .filter(|f| f.first <= last)
+                .collect(),
+        );
+        let compared = baseline.map(|b| b.compare(a, Some(last)).to_value());
+        let body = Body {
+            ip: a.ip,
+            event: Some(if announced { "changed" } else { "new" }),
+            changed: announced.then_some(&kinds[..]),
+            first_seen: a.first.ts,
+            facts: &facts,
+            macs: MacInfo::Table(macs),
+            truncated: a.truncated,
+            full: None,
+            baseline: compared.as_ref(),
+        };
         let at = m.out.len();
         write_record(&mut m.out, last.ts, a, Some(flow), &body);
         if evaluated {
@@ -763,19 +1069,25 @@ fn host_changes(
             if brought.is_empty() {
                 brought.push(None);
             }
+            let macs = facts
+                .0
+                .iter()
+                .filter(|f| f.kind == Kind::Mac)
+                .enumerate()
+                .map(|(i, f)| body.macs.get(i, &f.value))
+                .collect();
             let change = Change {
                 ip: a.ip,
                 seen: last,
                 new: !announced,
                 changed: kinds,
-                facts: Facts::of(a, Some(last))
-                    .0
-                    .iter()
-                    .map(|f| (f.kind, f.value.clone()))
-                    .collect(),
+                facts: facts.0.iter().map(|f| (f.kind, f.value.clone())).collect(),
                 known: now.map(|c| c.known),
                 drift: None,
-                record: body,
+                first_seen: a.first.ts,
+                macs,
+                truncated: a.truncated,
+                baseline: compared,
             };
             m.pending.push(Pending {
                 at,
@@ -843,7 +1155,7 @@ fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
         event_type: "alert",
         src_ip: ip_string(c.ip),
         alert: crate::output::alert::RuleObject::of(rule),
-        asset: &c.record,
+        asset: &c.record(),
     };
     let start = out.len();
     if crate::output::json::write(out, &r).is_ok() {
@@ -931,8 +1243,19 @@ pub fn write_snapshots(
     let make = |run: &mut [&Asset], _: usize| {
         let mut made = Vec::with_capacity(run.len() * RECORD_GUESS);
         for a in run.iter() {
-            let head = [("event", Field::Word("snapshot"))];
-            let body = asset_object(a, head, &macs, None, true, baseline);
+            let facts = Facts::of(a, None);
+            let compared = baseline.map(|b| b.compare(a, None).to_value());
+            let body = Body {
+                ip: a.ip,
+                event: Some("snapshot"),
+                changed: None,
+                first_seen: a.first.ts,
+                facts: &facts,
+                macs: MacInfo::Table(&macs),
+                truncated: a.truncated,
+                full: Some(a),
+                baseline: compared.as_ref(),
+            };
             write_record(&mut made, now, a, None, &body);
         }
         made
@@ -1057,7 +1380,7 @@ pub fn write_inventory(
         let hosts: Vec<Ordered> = t
             .sorted()
             .into_iter()
-            .map(|a| asset_object(a, [], &macs, None, true, baseline))
+            .map(|a| asset_object(a, &macs, baseline))
             .collect();
         serde_json::to_writer_pretty(&mut f, &json!({ "hosts": hosts }))?;
         writeln!(f)?;
@@ -1510,6 +1833,108 @@ mod tests {
             o.write_json(&mut ours).unwrap();
             json::write(&mut theirs, &o).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        /// An `asset` object written straight from a host's facts is the
+        /// one its `Ordered` writes, for a record, a snapshot and a
+        /// change's copy of the facts (any kinds, values to escape, cut
+        /// lists, counters, MACs shared or not, a baseline member).
+        #[test]
+        fn objects_written_from_the_facts_equal_their_ordered_members(
+            facts in proptest::collection::vec(
+                (0usize..24, "[a-z\"\\\u{1}é:0-9]{0,6}", 0u64..5, 0u64..4),
+                0..30,
+            ),
+            truncated in proptest::prelude::any::<u32>(),
+            n in proptest::prelude::any::<[u64; 4]>(),
+            country in proptest::option::of("[A-Z\"]{2}"),
+            finding in proptest::option::of("[a-z\"-]{0,6}"),
+            flag in proptest::prelude::any::<bool>(),
+            full in proptest::prelude::any::<bool>(),
+            event in 0usize..4,
+            upto in proptest::option::of((0u64..5, 0u64..4)),
+            json_member in proptest::prelude::any::<bool>(),
+            ip in proptest::prelude::any::<std::net::IpAddr>(),
+        ) {
+            let mut t = Table::new(&AssetConfig { max_values: 3, ..AssetConfig::default() }, true);
+            let other: std::net::IpAddr = "10.0.0.99".parse().unwrap();
+            for (kind, value, secs, flow) in &facts {
+                let kind = Kind::ALL[*kind];
+                let s = seen(*secs, *flow);
+                t.fact(ip, kind, value, s, Timestamp::from_parts(secs + 1, 0));
+                if flag && kind == Kind::Mac {
+                    t.fact(other, kind, value, s, s.ts);
+                }
+            }
+            let Some(a) = t.hosts.get_mut(&ip) else {
+                return Ok(());
+            };
+            a.truncated |= truncated & ((1 << Kind::ALL.len()) - 1);
+            a.cleartext_clinical = flag;
+            a.traffic.insert("mqtt", crate::asset::Traffic {
+                client_flows: n[0],
+                server_flows: n[1],
+                bytes_sent: n[2],
+                bytes_received: n[3],
+            });
+            if let Some(c) = &country {
+                let c: [u8; 2] = c.as_bytes().try_into().unwrap();
+                a.countries.insert(c, crate::asset::Contact { flows: n[1], bytes: n[0] });
+            }
+            if let Some(f) = &finding {
+                a.findings.insert(f.as_str().into(), crate::asset::Findings {
+                    count: n[2],
+                    last: Timestamp::from_parts(n[3] % 4_102_444_800, 0),
+                });
+            }
+            let a = &t.hosts[&ip];
+            let macs = mac_hosts(&t);
+            let upto = upto.map(|(s, f)| seen(s, f));
+            let facts = Facts::of(a, upto);
+            let baseline = json_member.then(|| json!({"status": "new", "drift": [n[0]]}));
+            let kinds = [Kind::Mac, Kind::MqttClientId];
+            let body = Body {
+                ip: a.ip,
+                event: [None, Some("new"), Some("changed"), Some("snapshot")][event],
+                changed: (event == 2).then_some(&kinds[..]),
+                first_seen: a.first.ts,
+                facts: &facts,
+                macs: MacInfo::Table(&macs),
+                truncated: a.truncated,
+                full: full.then_some(a),
+                baseline: baseline.as_ref(),
+            };
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            body.write_json(&mut ours).unwrap();
+            body.ordered().write_json(&mut theirs).unwrap();
+            let ours = String::from_utf8(ours).unwrap();
+            proptest::prop_assert_eq!(&ours, &String::from_utf8(theirs).unwrap());
+            // A change's copy of the facts and of its MACs' entries.
+            let copy: Vec<(Kind, Box<str>)> = facts.0.iter().map(|f| (f.kind, f.value.clone())).collect();
+            let listed: Vec<Mac> = facts
+                .0
+                .iter()
+                .filter(|f| f.kind == Kind::Mac)
+                .map(|f| macs.get(&*f.value).copied().unwrap_or_default())
+                .collect();
+            let copied = Body {
+                ip: a.ip,
+                event: body.event,
+                changed: body.changed,
+                first_seen: a.first.ts,
+                facts: &copy[..],
+                macs: MacInfo::Listed(&listed),
+                truncated: a.truncated,
+                full: body.full,
+                baseline: baseline.as_ref(),
+            };
+            let mut again = Vec::new();
+            copied.write_json(&mut again).unwrap();
+            proptest::prop_assert_eq!(&ours, &String::from_utf8(again).unwrap());
+            proptest::prop_assert_eq!(body.ordered(), copied.ordered());
+            proptest::prop_assert!(serde_json::from_str::<Value>(&ours).is_ok());
         }
     }
 
