@@ -65,12 +65,22 @@ impl PendingFinding {
 
     /// Counts the finding on its hosts.
     pub(crate) fn apply(&self, t: &mut Table) {
-        for ip in self.ips.into_iter().flatten() {
-            if let Some(a) = t.host(ip, self.seen, false) {
-                let f = a.findings.entry(self.kind.clone()).or_default();
-                f.count = f.count.saturating_add(1);
-                f.last = f.last.max(self.seen.ts);
-            }
+        count_finding(t, self.ips, &self.kind, self.seen);
+    }
+}
+
+/// Counts an alert's finding `kind` on the inventoried ends of its flow.
+fn count_finding(t: &mut Table, ips: [Option<IpAddr>; 2], kind: &str, seen: Seen) {
+    for ip in ips.into_iter().flatten() {
+        if let Some(a) = t.host(ip, seen, false) {
+            // The key is copied only the first time the host has the
+            // finding: most alerts count one it has already.
+            let f = match a.findings.get_mut(kind) {
+                Some(f) => f,
+                None => a.findings.entry(kind.into()).or_default(),
+            };
+            f.count = f.count.saturating_add(1);
+            f.last = f.last.max(seen.ts);
         }
     }
 }
@@ -118,19 +128,24 @@ fn free_text(k: Kind) -> bool {
 
 /// The first two levels of an MQTT topic or filter, up to a wildcard:
 /// `ward3/bed12/patient` → `ward3/bed12`, `ward3/+/patient` → `ward3`.
+///
+/// Bytes looked at by hand (every PUBLISH a client sends comes here): a
+/// `/` is never part of a multi-byte character, so the cuts are character
+/// boundaries.
 pub fn topic_prefix(topic: &str) -> Option<&str> {
-    let mut end = 0;
-    for (i, level) in topic.split('/').take(2).enumerate() {
-        if level == "+" || level == "#" || level.is_empty() {
-            break;
-        }
-        end = if i == 0 {
-            level.len()
-        } else {
-            end + 1 + level.len()
-        };
+    let b = topic.as_bytes();
+    let stops = |level: &[u8]| level.is_empty() || level == b"+" || level == b"#";
+    let first = b.iter().position(|&c| c == b'/').unwrap_or(b.len());
+    if stops(b.get(..first)?) {
+        return None;
     }
-    (end > 0).then(|| topic.get(..end)).flatten()
+    let rest = b.get(first + 1..).unwrap_or_default();
+    let second = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+    let end = match rest.get(..second) {
+        Some(level) if first < b.len() && !stops(level) => first + 1 + second,
+        _ => first,
+    };
+    topic.get(..end)
 }
 
 fn mqtt_version(level: u8) -> Option<&'static str> {
@@ -151,7 +166,17 @@ pub struct View {
     /// Second of packet time of the last hand-over.
     flushed: u64,
     on: bool,
+    /// The free-text values [`View::clean`] looked at lately, cut, and
+    /// their masks when the PHI detectors found patient data in them
+    /// (what it makes of a value depends on the value alone): a value is
+    /// scanned once, not again each second its host comes back to the
+    /// emptied table. Bounded: emptied at [`CLEANED_MAX`] values.
+    cleaned: ahash::AHashMap<Box<str>, Option<Box<str>>>,
 }
+
+/// Values [`View::cleaned`] holds at most (each at most
+/// `asset.max_value_len` bytes, and its mask).
+const CLEANED_MAX: usize = 1024;
 
 impl View {
     pub fn new(hub: &Arc<Hub>) -> View {
@@ -160,6 +185,7 @@ impl View {
             hub: Arc::clone(hub),
             flushed: 0,
             on: hub.enabled() || hub.out.inventory.is_some(),
+            cleaned: ahash::AHashMap::new(),
         }
     }
 
@@ -182,16 +208,31 @@ impl View {
             self.table.stats.values_cut += 1;
         }
         if free_text(kind) {
+            if let Some(known) = self.cleaned.get(&*v) {
+                return match known {
+                    Some(masked) => {
+                        self.table.stats.phi_masked += 1;
+                        Cow::Owned(masked.to_string())
+                    }
+                    None => v,
+                };
+            }
+            if self.cleaned.len() >= CLEANED_MAX {
+                self.cleaned.clear();
+            }
             let report = crate::detect::phi::scan_payload(v.as_bytes(), &self.hub.phi);
             if let Some(first) = report.kinds.first() {
                 self.table.stats.phi_masked += 1;
                 let e = crate::detect::phi::Evidence {
                     kind: *first,
                     field: kind.name().into(),
-                    value: v.into_owned(),
+                    value: v.to_string(),
                 };
-                return Cow::Owned(self.hub.mask.evidence(&e).into_owned());
+                let masked = self.hub.mask.evidence(&e).into_owned();
+                self.cleaned.insert(v.into(), Some(masked.as_str().into()));
+                return Cow::Owned(masked);
             }
+            self.cleaned.insert((*v).into(), None);
         }
         v
     }
@@ -420,8 +461,14 @@ impl View {
         }
     }
 
-    /// The inventoried ends of a flow and the finding of a rule.
-    fn finding(&self, ident: &FlowIdent, ts: Timestamp, rule: &RuleMeta) -> Option<PendingFinding> {
+    /// The inventoried ends of a flow and the finding of a rule (cut at
+    /// `max_value_len`), borrowed.
+    fn finding<'r>(
+        &self,
+        ident: &FlowIdent,
+        ts: Timestamp,
+        rule: &'r RuleMeta,
+    ) -> Option<([Option<IpAddr>; 2], &'r str, Seen)> {
         let kind = rule
             .metadata
             .iter()
@@ -434,14 +481,11 @@ impl View {
         }
         let max = self.hub.cfg.max_value_len.max(1);
         let cut = kind.get(..max.min(kind.len())).unwrap_or("finding");
-        Some(PendingFinding {
-            ips,
-            kind: cut.into(),
-            seen: Seen {
-                ts,
-                flow: ident.flow_id(),
-            },
-        })
+        let seen = Seen {
+            ts,
+            flow: ident.flow_id(),
+        };
+        Some((ips, cut, seen))
     }
 
     /// An alert of flow `ident` was written.
@@ -449,8 +493,8 @@ impl View {
         if !self.on {
             return;
         }
-        if let Some(p) = self.finding(ident, ts, rule) {
-            p.apply(&mut self.table);
+        if let Some((ips, kind, seen)) = self.finding(ident, ts, rule) {
+            count_finding(&mut self.table, ips, kind, seen);
         }
     }
 
@@ -460,7 +504,12 @@ impl View {
         if !self.on {
             return;
         }
-        if let Some(p) = self.finding(ident, ts, rule) {
+        if let Some((ips, kind, seen)) = self.finding(ident, ts, rule) {
+            let p = PendingFinding {
+                ips,
+                kind: kind.into(),
+                seen,
+            };
             super::lock(&self.hub.pending).insert(ticket, p);
         }
     }
@@ -548,6 +597,29 @@ mod tests {
     }
 
     #[test]
+    fn a_value_cleaned_again_comes_out_the_same_and_is_counted_again() {
+        // Hand-built: the NIR client id of the test above, a plain one,
+        // each cleaned twice (the second time from what the first left),
+        // then more distinct values than are kept.
+        let mut v = view(&crate::config::Config::default());
+        let phi = "nir:200017511299931";
+        let first = v.clean(Kind::MqttClientId, phi).into_owned();
+        let again = v.clean(Kind::MqttUsername, phi).into_owned();
+        assert_ne!(first, phi);
+        assert_eq!(first, again);
+        assert_eq!(v.table.stats.phi_masked, 2);
+        assert_eq!(v.clean(Kind::MqttClientId, "MON-1"), "MON-1");
+        assert_eq!(v.clean(Kind::MqttClientId, "MON-1"), "MON-1");
+        assert_eq!(v.table.stats.phi_masked, 2);
+        for i in 0..CLEANED_MAX + 10 {
+            v.clean(Kind::MqttTopicPrefix, &format!("ward{i}"));
+        }
+        assert!(v.cleaned.len() <= CLEANED_MAX);
+        assert_eq!(v.clean(Kind::MqttClientId, phi), first);
+        assert_eq!(v.table.stats.phi_masked, 3);
+    }
+
+    #[test]
     fn hosts_outside_the_home_net_are_not_inventoried() {
         let mut cfg = crate::config::Config::default();
         cfg.asset.home_net = Some("[10.20.0.0/16]".into());
@@ -565,6 +637,30 @@ mod tests {
             seen(),
         );
         assert_eq!(v.table.len(), 1);
+    }
+
+    /// `topic_prefix` as it was written first: the reference of the
+    /// byte-wise one.
+    fn topic_prefix_by_split(topic: &str) -> Option<&str> {
+        let mut end = 0;
+        for (i, level) in topic.split('/').take(2).enumerate() {
+            if level == "+" || level == "#" || level.is_empty() {
+                break;
+            }
+            end = if i == 0 {
+                level.len()
+            } else {
+                end + 1 + level.len()
+            };
+        }
+        (end > 0).then(|| topic.get(..end)).flatten()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn topic_prefix_equals_the_split_reference(topic in "[a/+#é]{0,9}") {
+            proptest::prop_assert_eq!(topic_prefix(&topic), topic_prefix_by_split(&topic));
+        }
     }
 
     #[test]
