@@ -226,7 +226,7 @@ impl LogOptions {
         // A mask is ASCII letters, digits, `*`, `(`, `)`, `#` and spaces:
         // nothing to escape.
         out.push(b'"');
-        out.extend_from_slice(t.as_str().as_bytes());
+        out.extend_from_slice(t.as_bytes());
         out.push(b'"');
     }
 
@@ -292,7 +292,7 @@ impl Sensitive<'_> {
                 key: &self.opts.key,
             }
             .text();
-            out.extend_from_slice(text.as_str().as_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
         out.push(b'"');
         Ok(())
@@ -345,6 +345,11 @@ struct MaskText {
 }
 
 impl MaskText {
+    /// The mask's bytes, for a byte buffer: no UTF-8 check per value.
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
     fn as_str(&self) -> &str {
         // ASCII only.
         std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
