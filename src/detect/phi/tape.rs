@@ -518,14 +518,21 @@ fn key_prefix(key: &str) -> u64 {
     u64::from_be_bytes(w)
 }
 
+/// An object's member as the walks hand it on: its key's text and its value.
+pub type Member<'a> = (Cow<'a, str>, Val<'a>);
+
+/// Members of an object read into a stack array by [`walk`].
+const SMALL_MEMBERS: usize = 16;
+
 /// Visits the objects under `v` as the detectors' walks did over parsed
 /// values: an object, then its object and array members in key order,
 /// arrays' elements in order, at most `max_depth` levels down. `f` gets
-/// the object, its key nodes in key order and the key it was found under
-/// (an array passes its own key on to its elements).
+/// the object, its members in key order (each key read once, for every
+/// detector and the walk itself) and the key it was found under (an array
+/// passes its own key on to its elements).
 pub fn walk_objects<'a, F>(v: Val<'a>, max_depth: usize, scratch: &mut Vec<u32>, f: &mut F)
 where
-    F: FnMut(Val<'a>, &[u32], Option<&str>),
+    F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
 {
     walk(v, None, 0, max_depth, scratch, f);
 }
@@ -538,26 +545,40 @@ fn walk<'a, F>(
     scratch: &mut Vec<u32>,
     f: &mut F,
 ) where
-    F: FnMut(Val<'a>, &[u32], Option<&str>),
+    F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
 {
     if depth > max_depth {
         return;
     }
     let container = |c: &Val<'a>| c.is_object() || c.is_array();
     if v.is_object() {
-        let members = sorted_members(v, scratch);
-        f(v, scratch.get(members.clone()).unwrap_or_default(), key);
-        // The members' range stays valid: deeper walks append past it and
-        // truncate back.
-        for i in members.clone() {
-            let Some((k, child)) = scratch.get(i).and_then(|&k| v.doc.member(k)) else {
-                continue;
-            };
-            if container(&child) {
-                walk(child, Some(&k), depth + 1, max_depth, scratch, f);
+        let range = sorted_members(v, scratch);
+        let keys = scratch.get(range.clone()).unwrap_or_default();
+        // Most objects' members fit on the stack; a larger one's go to a
+        // list of their own.
+        let mut small: [Member<'a>; SMALL_MEMBERS] =
+            std::array::from_fn(|_| (Cow::Borrowed(""), v));
+        let mut large = Vec::new();
+        let members: &[Member<'a>] = if keys.len() <= SMALL_MEMBERS {
+            let mut n = 0;
+            for m in keys.iter().filter_map(|&k| v.doc.member(k)) {
+                if let Some(slot) = small.get_mut(n) {
+                    *slot = m;
+                    n += 1;
+                }
+            }
+            small.get(..n).unwrap_or_default()
+        } else {
+            large.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
+            &large
+        };
+        scratch.truncate(range.start);
+        f(v, members, key);
+        for (k, child) in members {
+            if container(child) {
+                walk(*child, Some(k), depth + 1, max_depth, scratch, f);
             }
         }
-        scratch.truncate(members.start);
     } else {
         for child in v.elements().filter(container) {
             walk(child, key, depth + 1, max_depth, scratch, f);
@@ -683,11 +704,8 @@ mod tests {
         let mut tape = Vec::new();
         let d = parse(doc, &mut tape).unwrap();
         let mut seen = Vec::new();
-        walk_objects(d.root(), 2, &mut Vec::new(), &mut |obj, members, key| {
-            let keys: Vec<String> = members
-                .iter()
-                .map(|&k| obj.doc().member(k).unwrap().0.into_owned())
-                .collect();
+        walk_objects(d.root(), 2, &mut Vec::new(), &mut |_, members, key| {
+            let keys: Vec<String> = members.iter().map(|(k, _)| k.to_string()).collect();
             seen.push((key.map(str::to_string), keys.join(",")));
         });
         let want = [
