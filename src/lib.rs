@@ -17,6 +17,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+pub mod hint;
 pub mod memcap;
 pub mod output;
 pub mod pipeline;

@@ -560,30 +560,7 @@ impl Reader {
 /// one worker 6.5 % less (608 → 568 ms), medians of 5 interleaved runs.
 pub(crate) const PREFETCH_AHEAD: usize = 16 * 1024;
 
-/// Asks the CPU to load the first `len` bytes of `bytes` (fewer when it
-/// is shorter) into its cache, without waiting for them. A record walk
-/// reads one header per record, and each header's place is known only
-/// from the one before, so the walk would wait for memory once per
-/// record; asked for [`PREFETCH_AHEAD`] bytes early, the headers (and
-/// the packets the workers read next) are in the cache when reached.
-/// Only a hint: nothing is read, a byte not yet mapped is skipped.
-#[inline]
-pub(crate) fn prefetch(bytes: &[u8], len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytes.get(..len).unwrap_or(bytes).chunks(64) {
-        #[allow(unsafe_code)]
-        // SAFETY: PREFETCHT0 is a hint (Intel SDM vol. 2, PREFETCHh): it
-        // reads nothing architecturally and never faults; the pointer is
-        // into a live slice anyway. SSE is part of x86_64's baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, len);
-}
+pub(crate) use crate::hint::prefetch;
 
 /// Bytes of a mapped capture [`Pager`] maps ahead of the walk: a window,
 /// not the whole file, so that a capture larger than memory is not read

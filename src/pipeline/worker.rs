@@ -1032,6 +1032,29 @@ impl Worker {
         self.stream.set_source(buf);
     }
 
+    /// Says that the frame `data` comes a few packets on
+    /// ([`FlowTable::expect`]): a hint that changes no result.
+    #[inline]
+    pub fn expect(&mut self, link: LinkType, data: &[u8]) {
+        if link != LinkType::ETHERNET || !self.flows.worth_expecting() {
+            return;
+        }
+        if let Some(t) = crate::decode::dispatch::ethernet_tuple(data) {
+            let (src, dst) = (
+                Endpoint {
+                    addr: t.src.0,
+                    port: t.src.1,
+                },
+                Endpoint {
+                    addr: t.dst.0,
+                    port: t.dst.1,
+                },
+            );
+            let (key, _) = crate::flow::FlowKey::new(t.vlan, t.proto, src, dst);
+            self.flows.expect(&key);
+        }
+    }
+
     /// Processes one captured frame.
     #[inline]
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
