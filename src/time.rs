@@ -45,45 +45,67 @@ impl Timestamp {
     /// so that output does not depend on the sensor's time zone.
     pub fn write_eve(self, out: &mut String) {
         // The form is ASCII digits and punctuation.
-        out.push_str(std::str::from_utf8(&self.eve_bytes()).unwrap_or_default());
+        out.push_str(
+            std::str::from_utf8(self.eve_bytes().get(..31).unwrap_or_default()).unwrap_or_default(),
+        );
     }
 
     /// [`Timestamp::write_eve`] into a byte buffer.
     pub fn push_eve(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.eve_bytes());
+        out.extend_from_slice(self.eve_bytes().get(..31).unwrap_or_default());
     }
 
-    /// The EVE form: 31 bytes, as a `u64` of nanoseconds ends in 2554.
-    /// The date and time of day of the second last written by this thread
-    /// are kept: the records of a run come in packet-time order, many to a
-    /// second, so most only write their microseconds.
-    fn eve_bytes(self) -> [u8; 31] {
+    /// The EVE form: 31 bytes, as a `u64` of nanoseconds ends in 2554, and
+    /// a zero byte.
+    ///
+    /// The form of the second last written by this thread is kept, as
+    /// four little-endian words (date, time of day, `.`, `+0000`): the
+    /// records of a run come in packet-time order, many to a second, so
+    /// most only put their six digits of microseconds into two of the
+    /// words (a byte array patched in place moved byte by byte). Another
+    /// second of the same day rewrites the time of day only.
+    fn eve_bytes(self) -> [u8; 32] {
         thread_local! {
-            /// A second (`u64::MAX`: none yet) and its `YYYY-MM-DDTHH:MM:SS`.
-            static LAST: std::cell::Cell<(u64, [u8; 19])> =
-                const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+            /// A second (`u64::MAX`: none yet) and its EVE form's words.
+            static LAST: std::cell::Cell<(u64, [u64; 4])> =
+                const { std::cell::Cell::new((u64::MAX, [0; 4])) };
         }
         let secs = self.secs();
-        let mut b = *b"0000-00-00T00:00:00.000000+0000";
-        let head = LAST.with(|last| {
-            let (at, head) = last.get();
+        let [w0, w1, w2, w3] = LAST.with(|last| {
+            let (at, words) = last.get();
             if at == secs {
-                return head;
+                return words;
             }
-            let head = date_and_time(secs);
-            last.set((secs, head));
-            head
+            let mut form = to_bytes(words);
+            if at == u64::MAX || at / 86_400 != secs / 86_400 {
+                form = *b"0000-00-00T00:00:00.000000+0000\0";
+                if let Some(d) = form.get_mut(..10) {
+                    d.copy_from_slice(&date(secs / 86_400));
+                }
+            }
+            let rem = (secs % 86_400) as u32;
+            put_pair(&mut form, 11, rem / 3600);
+            put_pair(&mut form, 14, rem / 60 % 60);
+            put_pair(&mut form, 17, rem % 60);
+            let words = to_words(form);
+            last.set((secs, words));
+            words
         });
-        b[..19].copy_from_slice(&head);
-        put_digits(&mut b[20..26], u64::from(self.subsec_micros()));
-        b
+        // Bytes 20..26 are the microseconds: the top half of word 2 and
+        // the bottom quarter of word 3.
+        let micros = self.subsec_micros();
+        let w2 = (w2 & 0xffff_ffff)
+            | u64::from(pair(micros / 10_000)) << 32
+            | u64::from(pair(micros / 100 % 100)) << 48;
+        let w3 = (w3 & !0xffff) | u64::from(pair(micros % 100));
+        to_bytes([w0, w1, w2, w3])
     }
 
     /// [`Timestamp::eve_bytes`] without the kept second (the reference of
     /// its test).
     #[cfg(test)]
-    fn eve_bytes_uncached(self) -> [u8; 31] {
-        let mut b = *b"0000-00-00T00:00:00.000000+0000";
+    fn eve_bytes_uncached(self) -> [u8; 32] {
+        let mut b = *b"0000-00-00T00:00:00.000000+0000\0";
         b[..19].copy_from_slice(&date_and_time(self.secs()));
         put_digits(&mut b[20..26], u64::from(self.subsec_micros()));
         b
@@ -93,17 +115,70 @@ impl Timestamp {
 /// `YYYY-MM-DDTHH:MM:SS` of a second since the epoch. Digits by hand: this
 /// runs for every EVE record, and the format machinery costs several times
 /// more.
+#[cfg(test)]
 fn date_and_time(secs: u64) -> [u8; 19] {
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
     let mut b = *b"0000-00-00T00:00:00";
-    put_digits(&mut b[0..4], y);
-    put_digits(&mut b[5..7], m);
-    put_digits(&mut b[8..10], d);
+    b[..10].copy_from_slice(&date(secs / 86_400));
     put_digits(&mut b[11..13], rem / 3600);
     put_digits(&mut b[14..16], (rem / 60) % 60);
     put_digits(&mut b[17..19], rem % 60);
+    b
+}
+
+/// `YYYY-MM-DD` of a day since the epoch.
+fn date(days: u64) -> [u8; 10] {
+    let (y, m, d) = civil_from_days(days);
+    let mut b = *b"0000-00-00";
+    put_digits(&mut b[0..4], y);
+    put_digits(&mut b[5..7], m);
+    put_digits(&mut b[8..10], d);
+    b
+}
+
+/// `"00"` to `"99"`.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The two digits of `v % 100`, the first in the low byte (little-endian
+/// order, as they are stored).
+#[inline]
+fn pair(v: u32) -> u16 {
+    let i = (v % 100) as usize * 2;
+    match PAIRS.get(i..i + 2) {
+        Some(&[a, b]) => u16::from_le_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+/// Writes `v % 100` as two digits at `b[at..at + 2]`.
+fn put_pair(b: &mut [u8; 32], at: usize, v: u32) {
+    if let Some(d) = b.get_mut(at..at + 2) {
+        d.copy_from_slice(&pair(v).to_le_bytes());
+    }
+}
+
+/// 32 bytes as four little-endian words.
+fn to_words(b: [u8; 32]) -> [u64; 4] {
+    let mut w = [0u64; 4];
+    for (w, c) in w.iter_mut().zip(b.chunks_exact(8)) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(c);
+        *w = u64::from_le_bytes(x);
+    }
+    w
+}
+
+/// [`to_words`] undone.
+#[inline]
+fn to_bytes(w: [u64; 4]) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    for (c, w) in b.chunks_exact_mut(8).zip(w) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
     b
 }
 

@@ -77,7 +77,7 @@ pub(crate) struct AddrSet {
 }
 
 impl AddrSet {
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn is_any(&self) -> bool {
         self.any
     }
@@ -297,7 +297,7 @@ pub(crate) struct PortSet {
 const PORT_MAX: u128 = u16::MAX as u128;
 
 impl PortSet {
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn is_any(&self) -> bool {
         self.any
     }

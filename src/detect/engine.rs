@@ -133,6 +133,9 @@ struct Eval<'a> {
     f: &'a FlowInfo,
     subject: Subject<'a>,
     phi: Option<Arc<phi::PhiReport>>,
+    /// The record's login, once read (several `credentials` rules look at
+    /// each record).
+    creds: Option<Option<crate::app::Credentials<'a>>>,
 }
 
 /// A rule's view of the flow: which end is its source, and the alert
@@ -442,6 +445,7 @@ impl Engine {
                 f: &p.flow,
                 subject: Subject::Packet(&[]),
                 phi: None,
+                creds: None,
             };
             for (pos, &i) in h.order.iter().enumerate() {
                 let Some(r) = self.rules.get(i as usize) else {
@@ -484,6 +488,7 @@ impl Engine {
             f: &p.flow,
             subject: Subject::Packet(p.payload),
             phi: None,
+            creds: None,
         };
         let o = Orient::new(&p.flow, p.dir);
         self.run(h, st, fd, &mut ev, out, |r| {
@@ -546,6 +551,7 @@ impl Engine {
             f,
             subject,
             phi: None,
+            creds: None,
         };
         self.run(h, st, fd, &mut ev, out, |r| tx_orient(r, f));
     }
@@ -740,13 +746,13 @@ impl Engine {
                 }
             }
             Cond::Credentials { test, outcome } => {
-                let creds = match ev.subject {
-                    Subject::Tx(r, t) => t.keywords.credentials(r).map(|c| (c, t.name)),
-                    Subject::Packet(_) => None,
-                };
-                let Some((c, proto)) = creds else {
+                let Subject::Tx(r, t) = ev.subject else {
                     return false;
                 };
+                let Some(c) = *ev.creds.get_or_insert_with(|| t.keywords.credentials(r)) else {
+                    return false;
+                };
+                let proto = t.name;
                 let hit = match test {
                     CredTest::Default => c.username.is_some_and(|u| {
                         self.lookups.credentials.is_default(proto, u, c.password)
@@ -797,7 +803,17 @@ impl Engine {
 }
 
 /// Addresses and ports of a rule header against a source and destination.
+#[inline]
 fn header(r: &Rule, src: Endpoint, dst: Endpoint) -> bool {
+    // Most rules' headers are `any any -> any any` (every MQTT rule of the
+    // default set): no address or port to look up, either way round, and
+    // no call (this runs for every candidate rule of every record).
+    (r.src.is_any() && r.sport.is_any() && r.dst.is_any() && r.dport.is_any())
+        || header_sets(r, src, dst)
+}
+
+/// [`header`] by its address and port sets.
+fn header_sets(r: &Rule, src: Endpoint, dst: Endpoint) -> bool {
     let fwd = |s: Endpoint, d: Endpoint| {
         r.src.contains(s.addr)
             && r.sport.contains(s.port)

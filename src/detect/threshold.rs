@@ -485,6 +485,15 @@ impl Table {
     }
 
     /// Decisions delivered to worker `slot` since the last call.
+    /// Whether decisions wait for the worker in `slot` (a plain load: what
+    /// [`Table::take_decisions`] looks at first).
+    #[inline]
+    pub(crate) fn has_mail(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| s.mail.load(Ordering::Acquire))
+    }
+
     pub(crate) fn take_decisions(&self, slot: usize) -> Vec<(Ticket, bool)> {
         match self.slots.get(slot) {
             // A plain load first: this runs for every packet, mail is rare.

@@ -42,8 +42,9 @@ pub fn community_id(
         }
         _ => {}
     }
-    let (a, b) = (addr_bytes(&src), addr_bytes(&dst));
-    let swap = !one_way && (a.as_slice(), sport) > (b.as_slice(), dport);
+    let (a, b) = (Octets::of(&src), Octets::of(&dst));
+    let (a, b) = (a.as_slice(), b.as_slice());
+    let swap = !one_way && (a, sport) > (b, dport);
     let (a, b, pa, pb) = if swap {
         std::mem::swap(&mut sport, &mut dport);
         (b, a, sport, dport)
@@ -52,8 +53,8 @@ pub fn community_id(
     };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&a);
-    h.update(&b);
+    h.update(a);
+    h.update(b);
     h.update([proto, 0]);
     h.update(pa.to_be_bytes());
     h.update(pb.to_be_bytes());
@@ -64,10 +65,25 @@ pub fn community_id(
     out
 }
 
-fn addr_bytes(ip: &IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+/// An address's octets on the stack (4 or 16 of them).
+struct Octets([u8; 16], usize);
+
+impl Octets {
+    fn of(ip: &IpAddr) -> Octets {
+        let mut o = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => {
+                if let Some(d) = o.get_mut(..4) {
+                    d.copy_from_slice(&v4.octets());
+                }
+                Octets(o, 4)
+            }
+            IpAddr::V6(v6) => Octets(v6.octets(), 16),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.get(..self.1).unwrap_or(&self.0)
     }
 }
 

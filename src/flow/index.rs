@@ -17,7 +17,7 @@
 //! 7/8 maximum load) with the groups at addresses computed from the hash.
 //!
 //! Invariants:
-//! - A group is [`GROUP`] control bytes (tag, [`EMPTY`] or [`DELETED`]) and
+//! - A group is [`GROUP`] control bytes (tag, `EMPTY` or `DELETED`) and
 //!   as many slot numbers; the number of groups is a power of two (or
 //!   zero before the first insert).
 //! - Probing a hash visits groups `g0, g0+1, g0+3, g0+6, …` (mod the
@@ -33,25 +33,26 @@
 /// Entries per group: one SSE-width compare of control bytes in hashbrown;
 /// here a 16-byte word.
 const GROUP: usize = 16;
-/// A control byte never used since the last rebuild.
-const EMPTY: u8 = 0x80;
+/// A control byte never used since the last rebuild: zero, so that a new
+/// index is memory the allocator knows to be zero and does not write (the
+/// kernel's zero pages until used).
+const EMPTY: u8 = 0x00;
 /// A control byte whose entry was removed.
-const DELETED: u8 = 0xFE;
+const DELETED: u8 = 0x01;
+/// Set in every tag, clear in `EMPTY` and `DELETED`.
+const LIVE: u8 = 0x80;
 
-/// 16 control bytes.
-#[derive(Clone, Copy)]
-#[repr(C, align(16))]
-struct Ctrl([u8; GROUP]);
-
-/// 16 slot numbers: one cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Slots([u32; GROUP]);
+/// A group: 16 control bytes (in the first four words, byte `i` in bits
+/// `8 * (i % 4)` of word `i / 4`) and 16 slot numbers, 80 bytes in one
+/// allocation as hashbrown keeps them (a probe reads two adjacent cache
+/// lines at most). Words, not a struct, so that a new index is a zeroed
+/// allocation, which the allocator does not write: its pages stay the
+/// kernel's until used (as hashbrown's uninitialised buckets do).
+type Group = [u32; 4 + GROUP];
 
 /// Slot numbers by hash (see the module).
 pub struct Index {
-    ctrl: Box<[Ctrl]>,
-    slots: Box<[Slots]>,
+    groups: Box<[Group]>,
     items: usize,
     /// Inserts into an `EMPTY` byte left before the index must be rebuilt.
     growth_left: usize,
@@ -59,7 +60,7 @@ pub struct Index {
 
 /// The low bits choose the first group, the top seven are the tag.
 fn tag(hash: u64) -> u8 {
-    (hash >> 57) as u8
+    (hash >> 57) as u8 | LIVE
 }
 
 /// Bytes of `word` equal to `byte`: bit 7 of each such byte set, no other.
@@ -93,17 +94,26 @@ fn probe(hash: u64, groups: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-impl Ctrl {
-    fn word(&self) -> u128 {
-        u128::from_le_bytes(self.0)
+/// The control bytes of a group as one word, byte `i` at bits `8 * i`.
+fn ctrl(g: &Group) -> u128 {
+    u128::from(g[0]) | u128::from(g[1]) << 32 | u128::from(g[2]) << 64 | u128::from(g[3]) << 96
+}
+
+fn set_ctrl(g: &mut Group, at: usize, byte: u8) {
+    if let Some(w) = g.get_mut(at / 4) {
+        let shift = 8 * (at % 4);
+        *w = (*w & !(0xFF << shift)) | u32::from(byte) << shift;
     }
+}
+
+fn slot(g: &Group, at: usize) -> Option<u32> {
+    g.get(4 + at).copied()
 }
 
 impl Index {
     pub fn new() -> Index {
         Index {
-            ctrl: Box::new([]),
-            slots: Box::new([]),
+            groups: Box::new([]),
             items: 0,
             growth_left: 0,
         }
@@ -117,18 +127,24 @@ impl Index {
         self.items == 0
     }
 
+    /// The first group of `hash`'s probe.
+    fn first(&self, hash: u64) -> Option<&Group> {
+        self.groups
+            .get(hash as usize & self.groups.len().wrapping_sub(1))
+    }
+
     /// The slot number among those stored under `hash` for which `eq` is
     /// true.
     #[inline]
     pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let t = tag(hash);
-        for g in probe(hash, self.ctrl.len()) {
-            let (c, s) = (self.ctrl.get(g)?, self.slots.get(g)?);
-            let word = c.word();
+        for g in probe(hash, self.groups.len()) {
+            let group = self.groups.get(g)?;
+            let word = ctrl(group);
             for at in positions(matching(word, t)) {
-                let slot = *s.0.get(at)?;
-                if eq(slot) {
-                    return Some(slot);
+                let s = slot(group, at)?;
+                if eq(s) {
+                    return Some(s);
                 }
             }
             if matching(word, EMPTY) != 0 {
@@ -142,10 +158,8 @@ impl Index {
     /// first group's control bytes and slot numbers.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let g = hash as usize & self.ctrl.len().wrapping_sub(1);
-        if let (Some(c), Some(s)) = (self.ctrl.get(g), self.slots.get(g)) {
-            crate::hint::prefetch_value(c);
-            crate::hint::prefetch_value(s);
+        if let Some(group) = self.first(hash) {
+            crate::hint::prefetch_value(group);
         }
     }
 
@@ -154,10 +168,9 @@ impl Index {
     /// [`Index::prefetch`], read from the cache).
     #[inline]
     pub fn candidates(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
-        let g = hash as usize & self.ctrl.len().wrapping_sub(1);
-        let found = self.ctrl.get(g).zip(self.slots.get(g));
-        let mask = found.map_or(0, |(c, _)| matching(c.word(), tag(hash)));
-        positions(mask).filter_map(move |at| found.and_then(|(_, s)| s.0.get(at).copied()))
+        let group = self.first(hash);
+        let mask = group.map_or(0, |g| matching(ctrl(g), tag(hash)));
+        positions(mask).filter_map(move |at| group.and_then(|g| slot(g, at)))
     }
 
     /// Stores `slot` under `hash`; no entry for the same key may be there.
@@ -173,41 +186,40 @@ impl Index {
 
     /// The first `EMPTY` or `DELETED` entry on `hash`'s probe path.
     fn free_entry(&self, hash: u64) -> Option<(usize, usize)> {
-        probe(hash, self.ctrl.len()).find_map(|g| {
-            let word = self.ctrl.get(g)?.word();
-            // Both have bit 7 set; tags do not.
-            let free = word & u128::from_ne_bytes([0x80; 16]);
+        probe(hash, self.groups.len()).find_map(|g| {
+            let word = ctrl(self.groups.get(g)?);
+            // Both have bit 7 clear; tags have it set.
+            let free = !word & u128::from_ne_bytes([LIVE; 16]);
             positions(free).next().map(|at| (g, at))
         })
     }
 
-    fn place(&mut self, g: usize, at: usize, hash: u64, slot: u32) {
-        if let (Some(c), Some(s)) = (self.ctrl.get_mut(g), self.slots.get_mut(g)) {
-            if let (Some(cb), Some(sb)) = (c.0.get_mut(at), s.0.get_mut(at)) {
-                if *cb == EMPTY {
-                    self.growth_left -= 1;
-                }
-                *cb = tag(hash);
-                *sb = slot;
-                self.items += 1;
-            }
+    fn place(&mut self, g: usize, at: usize, hash: u64, value: u32) {
+        let Some(group) = self.groups.get_mut(g) else {
+            return;
+        };
+        if (ctrl(group) >> (8 * at)) as u8 == EMPTY {
+            self.growth_left -= 1;
         }
+        set_ctrl(group, at, tag(hash));
+        if let Some(s) = group.get_mut(4 + at) {
+            *s = value;
+        }
+        self.items += 1;
     }
 
-    /// Removes `slot`, stored under `hash`.
-    pub fn remove(&mut self, hash: u64, slot: u32) -> bool {
+    /// Removes `value`, stored under `hash`.
+    pub fn remove(&mut self, hash: u64, value: u32) -> bool {
         let t = tag(hash);
-        for g in probe(hash, self.ctrl.len()) {
-            let (Some(c), Some(s)) = (self.ctrl.get_mut(g), self.slots.get(g)) else {
+        for g in probe(hash, self.groups.len()) {
+            let Some(group) = self.groups.get_mut(g) else {
                 return false;
             };
-            let word = c.word();
-            let hit = positions(matching(word, t)).find(|&at| s.0.get(at) == Some(&slot));
+            let word = ctrl(group);
+            let hit = positions(matching(word, t)).find(|&at| slot(group, at) == Some(value));
             let empty = matching(word, EMPTY) != 0;
             if let Some(at) = hit {
-                if let Some(cb) = c.0.get_mut(at) {
-                    *cb = if empty { EMPTY } else { DELETED };
-                }
+                set_ctrl(group, at, if empty { EMPTY } else { DELETED });
                 self.growth_left += usize::from(empty);
                 self.items -= 1;
                 return true;
@@ -228,28 +240,22 @@ impl Index {
     /// when at most half its capacity is live (the rest were `DELETED`),
     /// else at twice the size (hashbrown's rule).
     fn rebuild(&mut self, rehash: impl Fn(u32) -> u64) {
-        let groups = self.ctrl.len();
+        let groups = self.groups.len();
         let want = if self.items < Self::capacity(groups) / 2 {
             groups.max(1)
         } else {
             (groups * 2).max(1)
         };
-        let old_ctrl = std::mem::replace(
-            &mut self.ctrl,
-            vec![Ctrl([EMPTY; GROUP]); want].into_boxed_slice(),
-        );
-        let old_slots = std::mem::replace(
-            &mut self.slots,
-            vec![Slots([0; GROUP]); want].into_boxed_slice(),
-        );
+        let old = std::mem::replace(&mut self.groups, vec![[0; 4 + GROUP]; want].into());
         self.items = 0;
         self.growth_left = Self::capacity(want);
-        for (c, s) in old_ctrl.iter().zip(old_slots.iter()) {
-            for (&cb, &slot) in c.0.iter().zip(s.0.iter()) {
-                if cb & 0x80 == 0 {
-                    let hash = rehash(slot);
-                    if let Some((g, at)) = self.free_entry(hash) {
-                        self.place(g, at, hash, slot);
+        for group in old.iter() {
+            let word = ctrl(group);
+            for at in positions(word & u128::from_ne_bytes([LIVE; 16])) {
+                if let Some(s) = slot(group, at) {
+                    let hash = rehash(s);
+                    if let Some((g, to)) = self.free_entry(hash) {
+                        self.place(g, to, hash, s);
                     }
                 }
             }
@@ -381,7 +387,7 @@ mod tests {
         for k in 0..100u32 {
             ix.insert_unique(hash(k), k, hash);
         }
-        let groups = ix.ctrl.len();
+        let groups = ix.groups.len();
         // Churn: one live flow at a time for many generations; the index
         // must not grow.
         for k in 100..100_000u32 {
@@ -389,6 +395,6 @@ mod tests {
             assert!(ix.remove(hash(k - 100), k - 100));
         }
         assert_eq!(ix.len(), 100);
-        assert_eq!(ix.ctrl.len(), groups);
+        assert_eq!(ix.groups.len(), groups);
     }
 }

@@ -846,6 +846,21 @@ mod tests {
         }
 
         #[test]
+        fn write_u64_writes_what_to_string_writes(
+            n in any::<u64>(),
+            digits in 0u32..20,
+            delta in 0u64..3,
+        ) {
+            // Any number, and the numbers around every power of ten.
+            let p = 10u64.pow(digits);
+            for v in [n, p.saturating_sub(delta), p.saturating_add(delta), u64::MAX - delta] {
+                let mut out = b"x".to_vec();
+                write_u64(&mut out, v);
+                prop_assert_eq!(String::from_utf8(out).unwrap(), format!("x{v}"));
+            }
+        }
+
+        #[test]
         fn any_number_matches_serde_json(a in any::<i64>(), b in any::<u64>(), f in any::<f64>(), g in any::<f32>()) {
             same(&(a, b, f, g));
         }

@@ -226,7 +226,7 @@ impl LogOptions {
         // A mask is ASCII letters, digits, `*`, `(`, `)`, `#` and spaces:
         // nothing to escape.
         out.push(b'"');
-        out.extend_from_slice(t.as_str().as_bytes());
+        out.extend_from_slice(t.as_bytes());
         out.push(b'"');
     }
 
@@ -292,7 +292,7 @@ impl Sensitive<'_> {
                 key: &self.opts.key,
             }
             .text();
-            out.extend_from_slice(text.as_str().as_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
         out.push(b'"');
         Ok(())
@@ -318,25 +318,45 @@ impl Masked<'_> {
         if self.len == 0 {
             return t;
         }
-        let mut put = |b: &[u8]| {
-            if let Some(dst) = t.buf.get_mut(t.len..t.len + b.len()) {
-                dst.copy_from_slice(b);
-                t.len += b.len();
-            }
-        };
-        put(b"***(");
-        put(itoa::Buffer::new().format(self.len).as_bytes());
-        put(b" bytes #");
-        let tag = self.key.tag(self.kept);
+        // `***(N bytes #` then twelve hex digits and `)`: the fixed parts
+        // and the digits copied as whole arrays, the hex two digits per
+        // byte of the tag from a table.
+        let mut digits = itoa::Buffer::new();
+        let n = digits.format(self.len).as_bytes();
+        let tag = self.key.tag(self.kept).to_be_bytes();
         let mut hex = [0u8; 12];
-        for (i, h) in hex.iter_mut().enumerate() {
-            *h = b"0123456789abcdef"[((tag >> (44 - 4 * i)) & 0xf) as usize];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(tag.iter().skip(2)) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
         }
-        put(&hex);
-        put(b")");
+        let at = 4 + n.len();
+        let parts: [(usize, &[u8]); 5] = [
+            (0, b"***("),
+            (4, n),
+            (at, b" bytes #"),
+            (at + 8, &hex),
+            (at + 20, b")"),
+        ];
+        for (from, part) in parts {
+            if let Some(dst) = t.buf.get_mut(from..from + part.len()) {
+                dst.copy_from_slice(part);
+            }
+        }
+        t.len = at + 21;
         t
     }
 }
+
+/// Every byte as two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 /// A mask's text ([`Masked::text`]).
 struct MaskText {
@@ -345,6 +365,11 @@ struct MaskText {
 }
 
 impl MaskText {
+    /// The mask's bytes, for a byte buffer: no UTF-8 check per value.
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
     fn as_str(&self) -> &str {
         // ASCII only.
         std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
@@ -412,6 +437,27 @@ mod tests {
 
     fn json<T: Serialize>(v: T) -> String {
         serde_json::to_string(&v).unwrap()
+    }
+
+    proptest::proptest! {
+        /// The mask as built by hand is the mask as `format!` writes it.
+        #[test]
+        fn mask_text_is_the_formatted_mask(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            len in proptest::prelude::any::<usize>(),
+        ) {
+            let k = key();
+            let len = if len % 2 == 0 { value.len() } else { len };
+            let m = Masked { kept: &value, len, key: &k };
+            let want = if len == 0 {
+                String::new()
+            } else {
+                format!("***({len} bytes #{:012x})", k.tag(&value))
+            };
+            let text = m.text();
+            proptest::prop_assert_eq!(text.as_str(), want.as_str());
+            proptest::prop_assert_eq!(text.as_bytes(), want.as_bytes());
+        }
     }
 
     #[test]

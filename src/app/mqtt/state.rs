@@ -937,7 +937,12 @@ impl MqttState {
             }
             self.close(ctx, 0);
         }
-        let rec = self.record(vec![msg]);
+        // Room for the answers the transaction waits for (QoS 2: PUBREC,
+        // PUBREL, PUBCOMP; the others one), so adding them moves nothing.
+        let expected = if key_is_qos2(key, &msg) { 4 } else { 2 };
+        let mut messages = Vec::with_capacity(expected);
+        messages.push(msg);
+        let rec = self.record(messages);
         if size > max_bytes {
             // It would be shed at once: logged now, without its answer.
             ctx.records.push(AppRecord::Mqtt(rec));
@@ -1187,6 +1192,11 @@ impl MqttState {
         let rec = self.record(vec![message(&h, dir, body)]);
         ctx.records.push(AppRecord::Mqtt(rec));
     }
+}
+
+/// A PUBLISH opening a QoS 2 exchange (four messages when it completes).
+fn key_is_qos2(key: Key, msg: &Message) -> bool {
+    matches!(key, Key::Publish(..)) && msg.qos() == 2
 }
 
 /// Most messages one transaction keeps (a QoS 2 exchange has four; the rest

@@ -545,6 +545,9 @@ fn candidate_at(
     let spaced;
     let nir = match nir {
         Some(n) => Some(n),
+        // The spaced form starts with its one-digit sex group: a longer
+        // number (a reading, a count, a year) is not looked at again.
+        None if word.len() != 1 => None,
         None => {
             spaced = spaced_nir(text, start);
             match &spaced {

@@ -57,9 +57,9 @@ pub const MAX_DEPTH: usize = 32;
 pub fn scan(doc: Val<'_>, cfg: &PhiConfig, col: &mut Collector, scratch: &mut Vec<u32>) {
     scan_fhir(doc, col, 0);
     let mut places = location::Places::default();
-    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |obj, members, key| {
-        judge_object(obj, members, col);
-        location::judge_object(obj, members, key, cfg, &mut places);
+    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |_, members, key| {
+        judge_object(members, col);
+        location::judge_object(members, key, cfg, &mut places);
     });
     places.record(col);
 }
@@ -280,16 +280,13 @@ pub fn looks_like_date(s: &str) -> bool {
     false
 }
 
-/// `members`: the object's key nodes in key order.
-fn judge_object(obj: Val<'_>, members: &[u32], col: &mut Collector) {
+/// `members`: the object's members in key order.
+fn judge_object(members: &[tape::Member<'_>], col: &mut Collector) {
     // (category, key, value) of the identity members, at most one per key.
-    let mut found: Vec<(Category, Cow<'_, str>, Cow<'_, str>)> = Vec::new();
-    for &m in members {
-        let Some((key, value)) = obj.doc().member(m) else {
-            continue;
-        };
-        let Some(cat) = category(&key) else { continue };
-        let Some(text) = scalar_text(value) else {
+    let mut found: Vec<(Category, &str, Cow<'_, str>)> = Vec::new();
+    for (key, value) in members {
+        let Some(cat) = category(key) else { continue };
+        let Some(text) = scalar_text(*value) else {
             continue;
         };
         let ok = match cat {

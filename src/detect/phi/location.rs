@@ -317,8 +317,8 @@ fn role(key: &str) -> Option<Role> {
 /// is reused between documents.
 pub fn scan_json(doc: Val<'_>, cfg: &PhiConfig, col: &mut Collector, scratch: &mut Vec<u32>) {
     let mut places = Places::default();
-    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |obj, members, key| {
-        judge_object(obj, members, key, cfg, &mut places);
+    tape::walk_objects(doc, MAX_DEPTH, scratch, &mut |_, members, key| {
+        judge_object(members, key, cfg, &mut places);
     });
     places.record(col);
 }
@@ -342,12 +342,11 @@ impl Places {
     }
 }
 
-/// `members` are the object's key nodes in key order; `key` is the member
+/// `members` are the object's members in key order; `key` is the member
 /// name the object is found under (arrays pass theirs on), naming the
 /// evidence. One pass over the members, each key normalised once.
 pub fn judge_object(
-    obj: Val<'_>,
-    members: &[u32],
+    members: &[tape::Member<'_>],
     key: Option<&str>,
     cfg: &PhiConfig,
     places: &mut Places,
@@ -358,22 +357,20 @@ pub fn judge_object(
     let mut lat = None;
     let mut lon = None;
     let (mut coordinates, mut kind, mut url, mut extension) = (None, None, None, None);
-    for &m in members {
-        let Some((k, v)) = obj.doc().member(m) else {
-            continue;
-        };
-        match &*k {
+    for (k, v) in members {
+        let (k, v) = (&**k, *v);
+        match k {
             "coordinates" => coordinates = Some(v),
             "type" => kind = Some(v),
             "url" => url = Some(v),
             "extension" => extension = Some(v),
             _ => {}
         }
-        match role(&k) {
+        match role(k) {
             Some(Role::Lat) if lat.is_none() => lat = coord_of_value(v).map(|c| (k, v, c)),
             Some(Role::Lon) if lon.is_none() => lon = coord_of_value(v).map(|c| (k, v, c)),
             Some(r @ (Role::Position | Role::LatFirst | Role::LonFirst)) => {
-                ordered_member(&k, v, r, cfg, places);
+                ordered_member(k, v, r, cfg, places);
             }
             _ => {}
         }

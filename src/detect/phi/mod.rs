@@ -200,6 +200,11 @@ impl Collector {
         // Copied: evidence outlives the payload; capped at MAX_VALUE_CHARS.
         let value = capped(value).to_owned();
         let field = capped(field).to_owned();
+        if self.items.is_empty() {
+            // Room for a report's worth at once (at most 16), not grown
+            // from four.
+            self.items.reserve(self.max.clamp(1, 16));
+        }
         self.items.push(Evidence { kind, field, value });
     }
 
@@ -221,39 +226,42 @@ impl Collector {
             .into_iter()
             .filter(|k| self.kinds & (1 << (*k as u8)) != 0)
             .collect();
-        // Which items the report keeps: the first of every kind found,
-        // then the others in the order found, up to `max`. Items are unique
-        // (deduplicated by kind and value), so the kept ones are moved out
-        // in discovery order.
-        let mut keep = vec![false; self.items.len()];
-        let mut kept = 0usize;
-        for k in &kinds {
-            if kept >= self.max {
-                break;
+        let mut items = self.items;
+        if items.len() > self.max {
+            // Which items the report keeps: the first of every kind
+            // found, then the others in the order found, up to `max`.
+            // Items are unique (deduplicated by kind and value), so the
+            // kept ones stay in discovery order. (At most `max` items,
+            // the common case, are all kept: nothing to choose.)
+            let mut keep = vec![false; items.len()];
+            let mut kept = 0usize;
+            for k in &kinds {
+                if kept >= self.max {
+                    break;
+                }
+                if let Some(i) = items.iter().position(|e| e.kind == *k) {
+                    if let Some(f) = keep.get_mut(i) {
+                        *f = true;
+                        kept += 1;
+                    }
+                }
             }
-            if let Some(i) = self.items.iter().position(|e| e.kind == *k) {
-                if let Some(f) = keep.get_mut(i) {
+            for f in &mut keep {
+                if kept >= self.max {
+                    break;
+                }
+                if !*f {
                     *f = true;
                     kept += 1;
                 }
             }
+            let mut flags = keep.into_iter();
+            items.retain(|_| flags.next().unwrap_or(false));
         }
-        for f in &mut keep {
-            if kept >= self.max {
-                break;
-            }
-            if !*f {
-                *f = true;
-                kept += 1;
-            }
+        PhiReport {
+            kinds,
+            evidence: items,
         }
-        let evidence = self
-            .items
-            .into_iter()
-            .zip(keep)
-            .filter_map(|(e, k)| k.then_some(e))
-            .collect();
-        PhiReport { kinds, evidence }
     }
 }
 
@@ -390,6 +398,57 @@ mod tests {
         let bad = "site_locations:\n  - {lat: 148.8, lon: 2.3, radius_m: 200}\n";
         let e = serde_norway::from_str::<PhiConfig>(bad).unwrap_err();
         assert!(e.to_string().contains("latitude"), "{e}");
+    }
+
+    /// The report's evidence as first written: a flag per item, the first
+    /// item of every kind found flagged, then the others in order, up to
+    /// `max`.
+    fn chosen_by_flags(items: &[Evidence], kinds: &[PhiKind], max: usize) -> Vec<Evidence> {
+        let mut keep = vec![false; items.len()];
+        let mut kept = 0;
+        for k in kinds {
+            if kept >= max {
+                break;
+            }
+            if let Some(i) = items.iter().position(|e| e.kind == *k) {
+                keep[i] = true;
+                kept += 1;
+            }
+        }
+        for f in &mut keep {
+            if kept >= max {
+                break;
+            }
+            if !*f {
+                *f = true;
+                kept += 1;
+            }
+        }
+        items
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Whatever is found and however few items a report keeps, the
+        /// report keeps what the per-item flags chose.
+        #[test]
+        fn finish_keeps_what_the_flags_chose(
+            adds in proptest::collection::vec((0usize..8, 0u8..6), 0..40),
+            max in 0usize..12,
+        ) {
+            let mut c = Collector::new(&cfg(max));
+            for (k, v) in &adds {
+                c.add(PhiKind::ALL[*k], "f", &format!("v{v}"));
+            }
+            let items = c.items.clone();
+            let r = c.finish();
+            let want = chosen_by_flags(&items, &r.kinds, max);
+            proptest::prop_assert_eq!(r.evidence, want);
+        }
     }
 
     #[test]

@@ -458,19 +458,24 @@ pub fn sorted_members(obj: Val<'_>, out: &mut Vec<u32>) -> Range<usize> {
         }
         kept
     } else if segment.len() <= SMALL_OBJECT {
-        // Most objects: their keys looked up once, sorted on the stack.
-        let mut keyed = [("", 0u32); SMALL_OBJECT];
+        // Most objects: their keys looked up once, sorted on the stack,
+        // each with its first eight bytes as a big-endian integer
+        // ([`key_prefix`]: an order-keeping summary), so most comparisons
+        // compare two integers and only keys that share eight bytes
+        // compare their text.
+        let mut keyed = [(0u64, "", 0u32); SMALL_OBJECT];
         for (slot, &k) in keyed.iter_mut().zip(segment.iter()) {
-            *slot = (raw(k), k);
+            let key = raw(k);
+            *slot = (key_prefix(key), key, k);
         }
         let keyed = keyed.get_mut(..segment.len()).unwrap_or_default();
         keyed.sort_unstable();
         let mut kept = 0;
         for i in 0..keyed.len() {
-            let (Some(&(key, k)), next) = (keyed.get(i), keyed.get(i + 1)) else {
+            let (Some(&(prefix, key, k)), next) = (keyed.get(i), keyed.get(i + 1)) else {
                 break;
             };
-            if next.is_none_or(|(n, _)| *n != key) {
+            if next.is_none_or(|&(p, n, _)| p != prefix || n != key) {
                 if let Some(slot) = segment.get_mut(kept) {
                     *slot = k;
                 }
@@ -499,14 +504,35 @@ pub fn sorted_members(obj: Val<'_>, out: &mut Vec<u32>) -> Range<usize> {
     base..kept
 }
 
+/// The first eight bytes of a key without escapes as a big-endian integer,
+/// zero-padded: `a < b` implies `key_prefix(a) <= key_prefix(b)`, as such
+/// a key holds no zero byte (control characters are refused), so a
+/// shorter key's padding sorts before any byte a longer one has there.
+fn key_prefix(key: &str) -> u64 {
+    let mut w = [0u8; 8];
+    let b = key.as_bytes();
+    let n = b.len().min(8);
+    if let (Some(d), Some(s)) = (w.get_mut(..n), b.get(..n)) {
+        d.copy_from_slice(s);
+    }
+    u64::from_be_bytes(w)
+}
+
+/// An object's member as the walks hand it on: its key's text and its value.
+pub type Member<'a> = (Cow<'a, str>, Val<'a>);
+
+/// Members of an object read into a stack array by [`walk`].
+const SMALL_MEMBERS: usize = 16;
+
 /// Visits the objects under `v` as the detectors' walks did over parsed
 /// values: an object, then its object and array members in key order,
 /// arrays' elements in order, at most `max_depth` levels down. `f` gets
-/// the object, its key nodes in key order and the key it was found under
-/// (an array passes its own key on to its elements).
+/// the object, its members in key order (each key read once, for every
+/// detector and the walk itself) and the key it was found under (an array
+/// passes its own key on to its elements).
 pub fn walk_objects<'a, F>(v: Val<'a>, max_depth: usize, scratch: &mut Vec<u32>, f: &mut F)
 where
-    F: FnMut(Val<'a>, &[u32], Option<&str>),
+    F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
 {
     walk(v, None, 0, max_depth, scratch, f);
 }
@@ -519,26 +545,40 @@ fn walk<'a, F>(
     scratch: &mut Vec<u32>,
     f: &mut F,
 ) where
-    F: FnMut(Val<'a>, &[u32], Option<&str>),
+    F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
 {
     if depth > max_depth {
         return;
     }
     let container = |c: &Val<'a>| c.is_object() || c.is_array();
     if v.is_object() {
-        let members = sorted_members(v, scratch);
-        f(v, scratch.get(members.clone()).unwrap_or_default(), key);
-        // The members' range stays valid: deeper walks append past it and
-        // truncate back.
-        for i in members.clone() {
-            let Some((k, child)) = scratch.get(i).and_then(|&k| v.doc.member(k)) else {
-                continue;
-            };
-            if container(&child) {
-                walk(child, Some(&k), depth + 1, max_depth, scratch, f);
+        let range = sorted_members(v, scratch);
+        let keys = scratch.get(range.clone()).unwrap_or_default();
+        // Most objects' members fit on the stack; a larger one's go to a
+        // list of their own.
+        let mut small: [Member<'a>; SMALL_MEMBERS] =
+            std::array::from_fn(|_| (Cow::Borrowed(""), v));
+        let mut large = Vec::new();
+        let members: &[Member<'a>] = if keys.len() <= SMALL_MEMBERS {
+            let mut n = 0;
+            for m in keys.iter().filter_map(|&k| v.doc.member(k)) {
+                if let Some(slot) = small.get_mut(n) {
+                    *slot = m;
+                    n += 1;
+                }
+            }
+            small.get(..n).unwrap_or_default()
+        } else {
+            large.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
+            &large
+        };
+        scratch.truncate(range.start);
+        f(v, members, key);
+        for (k, child) in members {
+            if container(child) {
+                walk(*child, Some(k), depth + 1, max_depth, scratch, f);
             }
         }
-        scratch.truncate(members.start);
     } else {
         for child in v.elements().filter(container) {
             walk(child, key, depth + 1, max_depth, scratch, f);
@@ -558,9 +598,13 @@ mod tests {
         let mut keys = Vec::new();
         if v.is_object() {
             let mut map = Map::new();
+            let mut last: Option<String> = None;
             for i in sorted_members(v, &mut keys) {
                 let (k, child) = v.doc.member(keys[i]).unwrap();
-                // Each key once: the walks must not see a repeated key twice.
+                // In the map's order, each key once: the walks must not
+                // see a repeated key twice.
+                assert!(last.as_deref().is_none_or(|l| l < &*k), "{last:?} {k}");
+                last = Some(k.to_string());
                 assert!(map.insert(k.into_owned(), to_value(child)).is_none());
             }
             Value::Object(map)
@@ -660,11 +704,8 @@ mod tests {
         let mut tape = Vec::new();
         let d = parse(doc, &mut tape).unwrap();
         let mut seen = Vec::new();
-        walk_objects(d.root(), 2, &mut Vec::new(), &mut |obj, members, key| {
-            let keys: Vec<String> = members
-                .iter()
-                .map(|&k| obj.doc().member(k).unwrap().0.into_owned())
-                .collect();
+        walk_objects(d.root(), 2, &mut Vec::new(), &mut |_, members, key| {
+            let keys: Vec<String> = members.iter().map(|(k, _)| k.to_string()).collect();
             seen.push((key.map(str::to_string), keys.join(",")));
         });
         let want = [
@@ -730,8 +771,23 @@ mod tests {
         )
         .prop_map(str::to_string);
         leaf.prop_recursive(4, 48, 5, |inner| {
-            let key =
-                proptest::sample::select(&["a", "b", "A", "", "\u{e9}", "\\u0061", "lat"][..]);
+            let key = proptest::sample::select(
+                &[
+                    "a",
+                    "b",
+                    "A",
+                    "",
+                    "\u{e9}",
+                    "\\u0061",
+                    "lat",
+                    // Keys sharing their first eight bytes, and one of
+                    // exactly eight: the sort's integer prefixes tie.
+                    "patientN",
+                    "patientName",
+                    "patientNamf",
+                    "patientN\u{e9}",
+                ][..],
+            );
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..5)
                     .prop_map(|items| format!("[{}]", items.join(","))),
@@ -752,6 +808,22 @@ mod tests {
         #[test]
         fn any_document_with_repeated_keys_reads_as_serde_json_reads_it(doc in document()) {
             agrees(doc.as_bytes());
+        }
+
+        #[test]
+        fn key_prefixes_keep_the_order_of_keys(
+            a in "[ -~\u{e9}\u{1F600}]{0,12}",
+            b in "[ -~\u{e9}\u{1F600}]{0,12}",
+        ) {
+            // Any keys without control characters (as an unescaped key is).
+            let (pa, pb) = (key_prefix(&a), key_prefix(&b));
+            if a < b {
+                proptest::prop_assert!(pa <= pb);
+            } else if a > b {
+                proptest::prop_assert!(pa >= pb);
+            } else {
+                proptest::prop_assert_eq!(pa, pb);
+            }
         }
 
         #[test]
