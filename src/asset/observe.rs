@@ -166,16 +166,19 @@ pub struct View {
     /// Second of packet time of the last hand-over.
     flushed: u64,
     on: bool,
-    /// The free-text values [`View::clean`] looked at lately, cut, and
-    /// their masks when the PHI detectors found patient data in them
-    /// (what it makes of a value depends on the value alone): a value is
-    /// scanned once, not again each second its host comes back to the
-    /// emptied table. Bounded: emptied at [`CLEANED_MAX`] values.
-    cleaned: ahash::AHashMap<Box<str>, Option<Box<str>>>,
+    /// The free-text values [`View::clean`] looked at lately, cut, in
+    /// which the PHI detectors found no patient data (what they find
+    /// depends on the value alone): such a value is scanned once, not
+    /// again each second its host comes back to the emptied table. A value
+    /// with patient data is never kept here (it is masked, and scanned
+    /// again when seen again): the sensor holds no patient data longer
+    /// than the packet or record it came in. Bounded: emptied at
+    /// [`CLEANED_MAX`] values.
+    cleaned: ahash::AHashSet<Box<str>>,
 }
 
 /// Values [`View::cleaned`] holds at most (each at most
-/// `asset.max_value_len` bytes, and its mask).
+/// `asset.max_value_len` bytes).
 const CLEANED_MAX: usize = 1024;
 
 impl View {
@@ -185,7 +188,7 @@ impl View {
             hub: Arc::clone(hub),
             flushed: 0,
             on: hub.enabled() || hub.out.inventory.is_some(),
-            cleaned: ahash::AHashMap::new(),
+            cleaned: ahash::AHashSet::new(),
         }
     }
 
@@ -208,17 +211,8 @@ impl View {
             self.table.stats.values_cut += 1;
         }
         if free_text(kind) {
-            if let Some(known) = self.cleaned.get(&*v) {
-                return match known {
-                    Some(masked) => {
-                        self.table.stats.phi_masked += 1;
-                        Cow::Owned(masked.to_string())
-                    }
-                    None => v,
-                };
-            }
-            if self.cleaned.len() >= CLEANED_MAX {
-                self.cleaned.clear();
+            if self.cleaned.contains(&*v) {
+                return v;
             }
             let report = crate::detect::phi::scan_payload(v.as_bytes(), &self.hub.phi);
             if let Some(first) = report.kinds.first() {
@@ -228,11 +222,12 @@ impl View {
                     field: kind.name().into(),
                     value: v.to_string(),
                 };
-                let masked = self.hub.mask.evidence(&e).into_owned();
-                self.cleaned.insert(v.into(), Some(masked.as_str().into()));
-                return Cow::Owned(masked);
+                return Cow::Owned(self.hub.mask.evidence(&e).into_owned());
             }
-            self.cleaned.insert((*v).into(), None);
+            if self.cleaned.len() >= CLEANED_MAX {
+                self.cleaned.clear();
+            }
+            self.cleaned.insert((*v).into());
         }
         v
     }
@@ -611,6 +606,9 @@ mod tests {
         assert_eq!(v.clean(Kind::MqttClientId, "MON-1"), "MON-1");
         assert_eq!(v.clean(Kind::MqttClientId, "MON-1"), "MON-1");
         assert_eq!(v.table.stats.phi_masked, 2);
+        // The plain value is kept; patient data never is.
+        assert!(v.cleaned.contains("MON-1"));
+        assert!(!v.cleaned.iter().any(|c| c.contains("200017511299931")));
         for i in 0..CLEANED_MAX + 10 {
             v.clean(Kind::MqttTopicPrefix, &format!("ward{i}"));
         }
