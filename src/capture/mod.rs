@@ -553,14 +553,12 @@ impl Reader {
     }
 }
 
-/// How far ahead of the record being parsed [`prefetch`] asks for bytes:
+/// How far ahead of the record being parsed [`crate::hint::prefetch`] asks for bytes:
 /// about ten full-size frames, enough to cover a miss to memory. On
 /// `dicom_bulk` (1 GB mapped, mostly 1 514-byte frames) the bare walk
 /// took 15 % less CPU with it (task-clock 222 → 189 ms) and a run with
 /// one worker 6.5 % less (608 → 568 ms), medians of 5 interleaved runs.
 pub(crate) const PREFETCH_AHEAD: usize = 16 * 1024;
-
-pub(crate) use crate::hint::prefetch;
 
 /// Bytes of a mapped capture [`Pager`] maps ahead of the walk: a window,
 /// not the whole file, so that a capture larger than memory is not read

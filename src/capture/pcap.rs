@@ -17,7 +17,7 @@
 //! 20 FCS bits (28-31), F (26), link type (0-15)
 //! ```
 
-use super::{prefetch, ByteOrder, FrameDigest, LinkType, PacketRef, Stop, PREFETCH_AHEAD};
+use super::{ByteOrder, FrameDigest, LinkType, PacketRef, Stop, PREFETCH_AHEAD};
 use crate::time::Timestamp;
 
 /// Bytes in the file header.
@@ -122,7 +122,7 @@ impl Pcap {
             }
             // Each header's place is known only from the one before it, so
             // without this every record waits for memory in turn.
-            prefetch(rest.get(PREFETCH_AHEAD..).unwrap_or(&[]), record_len);
+            crate::hint::prefetch(rest.get(PREFETCH_AHEAD..).unwrap_or(&[]), record_len);
             let sum =
                 digest.and_then(|f| f(rest.get(RECORD_HEADER_LEN..record_len).unwrap_or(&[])));
             out.push(PacketRef {

@@ -645,8 +645,8 @@ const EVICTION_SAMPLE: usize = 8;
 /// doubles when it must grow while more than 7/16 of its buckets are live
 /// (deleted entries take room until it is rebuilt), so at worst 7/32 are:
 /// 32/7 of an entry per flow. For the worker's flows on x86-64:
-/// 232 + 23 + 4 = 259 bytes. While the index is rebuilt, its old buckets (at most
-/// as many as the new ones) live a moment more.
+/// 232 + 23 + 4 = 259 bytes. While the index is rebuilt, its old buckets
+/// (at most as many as the new ones) live a moment more.
 /// The flow's reassembly and parser state are charged to their own
 /// budgets.
 pub fn flow_bytes<T>() -> u64 {

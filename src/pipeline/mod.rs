@@ -211,7 +211,11 @@ impl Batch {
         // in its cache): fetch them a few packets ahead, as the record
         // walk does for one worker.
         let ahead = |q: &PacketRef| {
-            crate::capture::prefetch(buf.get(q.offset..).unwrap_or(&[]), q.caplen as usize);
+            crate::hint::prefetch(buf.get(q.offset..).unwrap_or(&[]), q.caplen as usize);
+        };
+        let frame = |q: &PacketRef| {
+            let end = q.offset.saturating_add(q.caplen as usize);
+            buf.get(q.offset..end).unwrap_or(&[])
         };
         self.pkts.iter().take(FEED_AHEAD).for_each(ahead);
         for (i, p) in self.pkts.iter().enumerate() {
@@ -219,14 +223,12 @@ impl Batch {
                 ahead(q);
             }
             if let Some(q) = self.pkts.get(i + FLOW_AHEAD) {
-                let end = q.offset.saturating_add(q.caplen as usize);
-                w.expect(q.link, buf.get(q.offset..end).unwrap_or(&[]));
+                w.expect(q.link, frame(q));
             }
             if let Some(&(_, clock)) = behind.next_if(|(j, _)| *j == i) {
                 w.set_capture_clock(clock);
             }
-            let end = p.offset.saturating_add(p.caplen as usize);
-            let data = buf.get(p.offset..end).unwrap_or(&[]);
+            let data = frame(p);
             if copies.next_if(|&&j| j == i).is_some() {
                 w.fragment_copy(p.ts, p.link, data, p.origlen);
             } else {
