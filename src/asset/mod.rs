@@ -662,13 +662,23 @@ impl Table {
     pub fn absorb(&mut self, other: &mut Table) {
         self.stats.merge(&other.stats);
         other.stats = AssetStats::default();
-        let mut hosts: Vec<Asset> = other.hosts.drain().map(|(_, a)| a).collect();
+        let mut hosts: Vec<Option<Asset>> = other.hosts.drain().map(|(_, a)| Some(a)).collect();
         other.factless.clear();
         other.bytes = 0;
         // In a fixed order, so that what a full table refuses is the same
-        // whatever order the hash map had.
-        hosts.sort_by_key(|a| (a.first, a.ip));
-        for o in hosts {
+        // whatever order the hash map had. The keys are sorted, not the
+        // hosts (a few hundred bytes each); addresses are unique, so an
+        // unstable sort gives the one order.
+        let mut order: Vec<(Seen, (bool, u128), usize)> = hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.as_ref().map(|a| (a.first, ip_order(a.ip), i)))
+            .collect();
+        order.sort_unstable();
+        for o in order
+            .into_iter()
+            .filter_map(|(_, _, i)| hosts.get_mut(i).and_then(Option::take))
+        {
             let Some(o) = self.adopt(o) else {
                 continue;
             };
