@@ -62,7 +62,7 @@ pub struct Change {
     /// Kinds of the facts the record added.
     pub changed: Vec<Kind>,
     /// The host's facts as of the record, by kind, then as first seen.
-    pub facts: Vec<(Kind, Box<str>)>,
+    pub facts: Vec<(Kind, Arc<str>)>,
     /// With a baseline inventory: whether it knew the host.
     pub known: Option<bool>,
     /// The difference from the baseline this evaluation is about.
@@ -369,7 +369,7 @@ mod tests {
     /// ECHOSCU with dcmtk, new to the baseline; `drift` is the difference
     /// evaluated.
     fn change(drift: Option<(&'static str, Option<&str>)>) -> AppRecord {
-        let mut facts: Vec<(Kind, Box<str>)> = vec![
+        let mut facts: Vec<(Kind, Arc<str>)> = vec![
             (Kind::Mac, "00:14:22:09:00:42".into()),
             (Kind::Role, "dicom-scu".into()),
             (Kind::DicomScuAe, "ECHOSCU".into()),

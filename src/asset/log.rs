@@ -439,7 +439,7 @@ impl Text for &super::Fact {
     }
 }
 
-impl Text for (Kind, Box<str>) {
+impl Text for (Kind, Arc<str>) {
     fn text(&self) -> &str {
         &self.1
     }
@@ -455,9 +455,9 @@ impl<'a> Runs for Facts<'a> {
     }
 }
 
-impl Runs for [(Kind, Box<str>)] {
-    type Value = (Kind, Box<str>);
-    fn all(&self) -> &[(Kind, Box<str>)] {
+impl Runs for [(Kind, Arc<str>)] {
+    type Value = (Kind, Arc<str>);
+    fn all(&self) -> &[(Kind, Arc<str>)] {
         self
     }
 }
@@ -935,8 +935,15 @@ pub fn write_changes(
     let mut alerts = 0;
     let mut hosts = t.sorted_mut();
     let make = |run: &mut [&mut Asset], start: usize| {
+        // Each fact not written yet is in about one record, and in every
+        // later record of its host: sized from them, the run's buffer is
+        // not copied as it grows (one to a few MB at the end of a run).
+        let unwritten: usize = run
+            .iter()
+            .map(|a| a.facts.iter().filter(|f| !f.reported).count())
+            .sum();
         let mut m = Made {
-            out: Vec::with_capacity(run.len() * RECORD_GUESS),
+            out: Vec::with_capacity(unwritten.saturating_mul(CHANGE_GUESS).min(CHANGES_MAX)),
             pending: Vec::new(),
         };
         for (i, a) in run.iter_mut().enumerate() {
@@ -1081,7 +1088,11 @@ fn host_changes(
                 seen: last,
                 new: !announced,
                 changed: kinds,
-                facts: facts.0.iter().map(|f| (f.kind, f.value.clone())).collect(),
+                facts: facts
+                    .0
+                    .iter()
+                    .map(|f| (f.kind, Arc::clone(&f.value)))
+                    .collect(),
                 known: now.map(|c| c.known),
                 drift: None,
                 first_seen: a.first.ts,
@@ -1224,8 +1235,16 @@ impl<'a> Blocks<'a> {
     }
 }
 
-/// Bytes a host's records take, about (a run's buffer starts that large).
-const RECORD_GUESS: usize = 768;
+/// Bytes a host's snapshot takes, about (a run's buffer starts that
+/// large).
+const RECORD_GUESS: usize = 1024;
+
+/// Bytes of change records per fact not written yet, about (MQTT clients
+/// with three to ten facts: 197).
+const CHANGE_GUESS: usize = 256;
+
+/// The most a run's change buffer starts with (beyond, it grows).
+const CHANGES_MAX: usize = 16 << 20;
 
 /// Hosts a run of [`by_batches`] holds at least (fewer: one thread).
 const MIN_RUN: usize = 512;
@@ -1912,7 +1931,7 @@ mod tests {
             let ours = String::from_utf8(ours).unwrap();
             proptest::prop_assert_eq!(&ours, &String::from_utf8(theirs).unwrap());
             // A change's copy of the facts and of its MACs' entries.
-            let copy: Vec<(Kind, Box<str>)> = facts.0.iter().map(|f| (f.kind, f.value.clone())).collect();
+            let copy: Vec<(Kind, Arc<str>)> = facts.0.iter().map(|f| (f.kind, Arc::clone(&f.value))).collect();
             let listed: Vec<Mac> = facts
                 .0
                 .iter()

@@ -259,7 +259,10 @@ pub struct Seen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fact {
     pub kind: Kind,
-    pub value: Box<str>,
+    /// Shared, not copied, with the changes the rules see
+    /// ([`detect::Change::facts`]): a host's values are in each of its
+    /// change records.
+    pub value: Arc<str>,
     pub first: Seen,
     pub last: Timestamp,
     /// Written in a `new` or `changed` record already.
@@ -405,9 +408,9 @@ impl Asset {
                 .enumerate()
                 .filter(|(_, f)| f.kind == kind)
                 .max_by(|(_, a), (_, b)| (a.first, &a.value).cmp(&(b.first, &b.value)))
-                .map(|(i, f)| (i, (f.first, f.value.clone())));
+                .map(|(i, f)| (i, f.first, Arc::clone(&f.value)));
             match latest {
-                Some((i, key)) if (seen, Box::<str>::from(value)) < key => {
+                Some((i, first, v)) if (seen, value) < (first, &*v) => {
                     let old = self.facts.swap_remove(i);
                     self.facts.push(Fact {
                         kind,
@@ -700,7 +703,7 @@ impl Table {
                 let Some(g) = a
                     .facts
                     .iter_mut()
-                    .find(|g| g.kind == f.kind && g.value == f.value)
+                    .find(|g| g.kind == f.kind && *g.value == *f.value)
                 else {
                     break;
                 };
