@@ -106,6 +106,63 @@ fn key(out: &mut Vec<u8>, k: &str) {
     out.extend_from_slice(b"\":");
 }
 
+/// Whether JSON writes `s` as it is, with nothing to escape (no `"`,
+/// `\` or control character: what [`json::write_str`] escapes).
+pub(crate) fn plain(s: &str) -> bool {
+    // Eight bytes at a time, as the escaping looks at them.
+    let mut words = s.as_bytes().chunks_exact(8);
+    words
+        .by_ref()
+        .all(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| json::special(u64::from_le_bytes(w)) == 0))
+        && !words
+            .remainder()
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// `"w"` for a word of ours (an event, a kind's name), which has nothing
+/// to escape.
+fn word(out: &mut Vec<u8>, w: &str) {
+    out.push(b'"');
+    out.extend_from_slice(w.as_bytes());
+    out.push(b'"');
+}
+
+/// A value as a JSON string: copied as it is when known [`plain`] (a
+/// fact's values are written in many records: looked at once, when the
+/// fact was made), else escaped.
+fn text<T: Text>(out: &mut Vec<u8>, v: &T) {
+    if v.plain() {
+        word(out, v.text());
+    } else {
+        json::write_str(out, v.text());
+    }
+}
+
+/// `[…]` of values ([`text`]).
+fn texts<T: Text>(out: &mut Vec<u8>, v: &[T]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        text(out, s);
+    }
+    out.push(b']');
+}
+
+/// `[…]` of words of ours ([`word`]).
+fn words<'s>(out: &mut Vec<u8>, v: impl Iterator<Item = &'s str>) {
+    out.push(b'[');
+    for (i, s) in v.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        word(out, s);
+    }
+    out.push(b']');
+}
+
 /// `[…]` of strings, escaped.
 fn strings<'s>(out: &mut Vec<u8>, v: impl Iterator<Item = &'s str>) {
     out.push(b'[');
@@ -355,6 +412,8 @@ pub struct Mac {
     hosts: usize,
     /// Its IEEE registries' vendor.
     vendor: Option<&'static str>,
+    /// The vendor is [`plain`].
+    vendor_plain: bool,
 }
 
 impl Mac {
@@ -380,7 +439,15 @@ pub fn mac_hosts(t: &Table) -> Macs {
                 continue;
             }
             let vendor = super::oui::parse(&f.value).and_then(super::oui::vendor);
-            m.insert(f.value.to_string(), Mac { hosts: 1, vendor });
+            let vendor_plain = vendor.is_some_and(plain);
+            m.insert(
+                f.value.to_string(),
+                Mac {
+                    hosts: 1,
+                    vendor,
+                    vendor_plain,
+                },
+            );
         }
     }
     m
@@ -428,6 +495,10 @@ pub(crate) trait Runs {
 pub(crate) trait Text {
     fn text(&self) -> &str;
     fn kind(&self) -> Kind;
+    /// Known to need no escaping ([`plain`]); `false`: not known.
+    fn plain(&self) -> bool {
+        false
+    }
 }
 
 impl Text for &super::Fact {
@@ -436,6 +507,9 @@ impl Text for &super::Fact {
     }
     fn kind(&self) -> Kind {
         self.kind
+    }
+    fn plain(&self) -> bool {
+        self.plain
     }
 }
 
@@ -651,11 +725,11 @@ impl<R: Runs + ?Sized> Body<'_, R> {
         out.push(b'"');
         if let Some(e) = self.event {
             out.extend_from_slice(b",\"event\":");
-            json::write_str(out, e);
+            word(out, e);
         }
         if let Some(k) = self.changed {
             out.extend_from_slice(b",\"changed\":");
-            strings(out, k.iter().copied().map(Kind::name));
+            words(out, k.iter().copied().map(Kind::name));
         }
         out.extend_from_slice(b",\"first_seen\":\"");
         self.first_seen.push_eve(out);
@@ -674,13 +748,17 @@ impl<R: Runs + ?Sized> Body<'_, R> {
                 }
                 let mac = self.macs.get(i, v.text());
                 out.extend_from_slice(b"{\"address\":");
-                json::write_str(out, v.text());
+                text(out, v);
                 if mac.shared() {
                     out.extend_from_slice(b",\"shared\":true");
                 }
                 if let Some(vendor) = mac.vendor {
                     out.extend_from_slice(b",\"vendor\":");
-                    json::write_str(out, vendor);
+                    if mac.vendor_plain {
+                        word(out, vendor);
+                    } else {
+                        json::write_str(out, vendor);
+                    }
                 }
                 out.push(b'}');
             }
@@ -691,7 +769,7 @@ impl<R: Runs + ?Sized> Body<'_, R> {
             if !v.is_empty() {
                 out.push(b',');
                 key(out, name);
-                strings(out, v.iter().map(Text::text));
+                texts(out, v);
             }
         }
         for (group, kinds) in groups_by_name() {
@@ -710,7 +788,7 @@ impl<R: Runs + ?Sized> Body<'_, R> {
                     out.push(b',');
                 }
                 key(out, name);
-                strings(out, v.iter().map(Text::text));
+                texts(out, v);
             }
             if !first {
                 out.push(b'}');
@@ -718,7 +796,7 @@ impl<R: Runs + ?Sized> Body<'_, R> {
         }
         if self.truncated != 0 {
             out.extend_from_slice(b",\"truncated\":");
-            strings(out, self.truncated());
+            words(out, self.truncated());
         }
         if let Some(a) = self.full {
             // Snapshots only, one a host: their counters go through the
@@ -903,10 +981,10 @@ struct Made {
 struct Pending {
     at: usize,
     host: usize,
-    change: Change,
+    change: Box<Change>,
     /// The baseline differences it brings, each evaluated on its own
-    /// (one `None` when it brings none).
-    brought: Vec<Option<Drift>>,
+    /// (none: evaluated once without).
+    brought: Vec<Drift>,
 }
 
 /// Writes a `new` or `changed` record for each group of facts not written
@@ -1014,6 +1092,15 @@ fn host_changes(
         let (f, g) = (&a.facts[x], &a.facts[y]);
         (f.kind, f.first, &f.value).cmp(&(g.kind, g.first, &g.value))
     });
+    // What the records say of each of the host's MACs, in that order,
+    // looked up once for all its records: a record lists the first of
+    // them (those first seen by its time).
+    let host_macs: Vec<Mac> = by_kind
+        .iter()
+        .filter_map(|&k| a.facts.get(k))
+        .filter(|f| f.kind == Kind::Mac)
+        .map(|f| macs.get(&*f.value).copied().unwrap_or_default())
+        .collect();
     let mut i = 0;
     while i < pending.len() {
         let flow = a.facts[pending[i]].first.flow;
@@ -1037,24 +1124,35 @@ fn host_changes(
         if !(announced || identifying) {
             continue;
         }
-        let mut kinds: Vec<Kind> = group.iter().map(|&k| a.facts[k].kind).collect();
-        kinds.sort();
-        kinds.dedup();
-        let facts = Facts(
+        // The kinds it adds, sorted and once each (kinds are few: a bit
+        // each, on the stack).
+        let bits = group.iter().fold(0u32, |b, &k| b | a.facts[k].kind.bit());
+        let mut kinds = [Kind::Mac; Kind::ALL.len()];
+        let mut n = 0;
+        for k in Kind::ALL.into_iter().filter(|k| bits & k.bit() != 0) {
+            if let Some(slot) = kinds.get_mut(n) {
+                *slot = k;
+                n += 1;
+            }
+        }
+        let kinds = kinds.get(..n).unwrap_or_default();
+        let mut facts = Facts(Vec::with_capacity(by_kind.len()));
+        facts.0.extend(
             by_kind
                 .iter()
                 .filter_map(|&k| a.facts.get(k))
-                .filter(|f| f.first <= last)
-                .collect(),
+                .filter(|f| f.first <= last),
         );
+        // The record's MACs are the host's first ones (by first seen).
+        let macs_listed = facts.0.iter().filter(|f| f.kind == Kind::Mac).count();
         let compared = baseline.map(|b| b.compare(a, Some(last)).to_value());
         let body = Body {
             ip: a.ip,
             event: Some(if announced { "changed" } else { "new" }),
-            changed: announced.then_some(&kinds[..]),
+            changed: announced.then_some(kinds),
             first_seen: a.first.ts,
             facts: &facts,
-            macs: MacInfo::Table(macs),
+            macs: MacInfo::Listed(&host_macs),
             truncated: a.truncated,
             full: None,
             baseline: compared.as_ref(),
@@ -1065,29 +1163,18 @@ fn host_changes(
             // The record is written as made: the rules' alerts go before
             // it, and `Change::set_drift` rewrites only the rules' copy.
             let now = baseline.map(|b| b.compare_facts(a, |f| f.reported));
-            let mut brought: Vec<Option<Drift>> = now
+            let brought: Vec<Drift> = now
                 .as_ref()
                 .map(|c| c.drift.clone())
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|d| !before.contains(d))
-                .map(Some)
                 .collect();
-            if brought.is_empty() {
-                brought.push(None);
-            }
-            let macs = facts
-                .0
-                .iter()
-                .filter(|f| f.kind == Kind::Mac)
-                .enumerate()
-                .map(|(i, f)| body.macs.get(i, &f.value))
-                .collect();
-            let change = Change {
+            let change = Box::new(Change {
                 ip: a.ip,
                 seen: last,
                 new: !announced,
-                changed: kinds,
+                changed: kinds.to_vec(),
                 facts: facts
                     .0
                     .iter()
@@ -1096,10 +1183,10 @@ fn host_changes(
                 known: now.map(|c| c.known),
                 drift: None,
                 first_seen: a.first.ts,
-                macs,
+                macs: host_macs.get(..macs_listed).unwrap_or_default().to_vec(),
                 truncated: a.truncated,
                 baseline: compared,
-            };
+            });
             m.pending.push(Pending {
                 at,
                 host,
@@ -1117,14 +1204,15 @@ fn host_changes(
 /// alerts.
 fn fire(
     a: &mut Asset,
-    change: Change,
-    brought: Vec<Option<Drift>>,
+    change: Box<Change>,
+    brought: Vec<Drift>,
     eval: ChangeRules<'_>,
     out: &mut Vec<u8>,
 ) -> u64 {
-    let mut rec = AppRecord::Asset(Box::new(change));
+    let mut rec = AppRecord::Asset(change);
     let mut n = 0;
-    for drift in brought {
+    let once = brought.is_empty().then_some(None);
+    for drift in brought.into_iter().map(Some).chain(once) {
         if let AppRecord::Asset(c) = &mut rec {
             c.set_drift(drift);
         }
@@ -1962,5 +2050,45 @@ mod tests {
         assert_eq!(csv_field("a"), "a");
         assert_eq!(csv_field("VMware, Inc."), "\"VMware, Inc.\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    proptest::proptest! {
+        /// A value is `plain` exactly when JSON writes it as it is, so
+        /// copying a plain value writes what escaping it writes.
+        #[test]
+        fn plain_values_are_the_ones_json_writes_unchanged(
+            s in proptest::string::string_regex("(?s).{0,24}").unwrap(),
+        ) {
+            let mut escaped = Vec::new();
+            json::write_str(&mut escaped, &s);
+            let unchanged = escaped == format!("\"{s}\"").into_bytes();
+            proptest::prop_assert_eq!(plain(&s), unchanged);
+            if plain(&s) {
+                let mut copied = Vec::new();
+                word(&mut copied, &s);
+                proptest::prop_assert_eq!(copied, escaped);
+            }
+        }
+    }
+
+    #[test]
+    fn our_words_need_no_escaping() {
+        let mut all: Vec<&str> = vec!["new", "changed", "snapshot"];
+        all.extend(Kind::ALL.iter().map(|k| k.name()));
+        for (group, kinds) in GROUPS {
+            all.push(group);
+            all.extend(kinds.iter().map(|(_, name)| *name));
+        }
+        for w in all {
+            assert!(plain(w), "{w}");
+        }
+        for (is_plain, v) in [
+            (false, "a\"b"),
+            (false, "a\\b"),
+            (false, "\u{1f}"),
+            (true, "é ü"),
+        ] {
+            assert_eq!(plain(v), is_plain, "{v:?}");
+        }
     }
 }

@@ -263,6 +263,9 @@ pub struct Fact {
     /// ([`detect::Change::facts`]): a host's values are in each of its
     /// change records.
     pub value: Arc<str>,
+    /// `value` has nothing JSON escapes ([`log::plain`]): looked at once,
+    /// not in each record that lists it.
+    pub plain: bool,
     pub first: Seen,
     pub last: Timestamp,
     /// Written in a `new` or `changed` record already.
@@ -415,6 +418,7 @@ impl Asset {
                     self.facts.push(Fact {
                         kind,
                         value: value.into(),
+                        plain: log::plain(value),
                         first: seen,
                         last,
                         reported: false,
@@ -430,6 +434,7 @@ impl Asset {
         self.facts.push(Fact {
             kind,
             value: value.into(),
+            plain: log::plain(value),
             first: seen,
             last,
             reported: false,
