@@ -673,6 +673,23 @@ impl Table {
     /// the host's first seen), in one lookup: most facts of a run are
     /// seen again (a client id in every record of its flows).
     pub fn touch(&mut self, ip: IpAddr, kind: Kind, value: &str, seen: Seen) -> bool {
+        self.touch_at(ip, kind, value, seen.ts, || seen.flow)
+    }
+
+    /// [`Table::touch`] seen at `ts` in the flow `flow` gives: its id is
+    /// asked for only when `ts` ties with a first seen (a fact seen again
+    /// is nearly always seen later, which the time alone tells; a flow's
+    /// id is a hash of its key and start).
+    pub(crate) fn touch_at(
+        &mut self,
+        ip: IpAddr,
+        kind: Kind,
+        value: &str,
+        ts: Timestamp,
+        flow: impl Fn() -> u64,
+    ) -> bool {
+        // `Seen { ts, flow } < first`, the id computed when needed.
+        let earlier = |first: Seen| ts < first.ts || (ts == first.ts && flow() < first.flow);
         let Some(a) = self.hosts.get_mut(&ip) else {
             return false;
         };
@@ -683,12 +700,13 @@ impl Table {
         else {
             return false;
         };
-        if seen < f.first {
-            f.first = seen;
+        if earlier(f.first) {
+            f.first = Seen { ts, flow: flow() };
             f.reported = false;
         }
-        f.last = f.last.max(seen.ts);
-        if seen < a.first {
+        f.last = f.last.max(ts);
+        if earlier(a.first) {
+            let seen = Seen { ts, flow: flow() };
             if self.factless.on && !a.identified() {
                 self.factless.remove((a.first, ip));
                 self.factless.insert((seen, ip));

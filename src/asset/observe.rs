@@ -157,6 +157,54 @@ fn mqtt_version(level: u8) -> Option<&'static str> {
     }
 }
 
+/// When a fact was seen: a time, and the flow's id computed once, and
+/// only when asked for ([`Table::touch_at`] asks when the time ties with
+/// a first seen; a fact made keeps it): most facts a record or flow tells
+/// are known, and seen later than first.
+struct When<'a> {
+    ts: Timestamp,
+    ident: Option<&'a FlowIdent>,
+    flow: std::cell::Cell<Option<u64>>,
+}
+
+impl<'a> When<'a> {
+    fn new(ts: Timestamp, ident: &'a FlowIdent) -> When<'a> {
+        When {
+            ts,
+            ident: Some(ident),
+            flow: std::cell::Cell::new(None),
+        }
+    }
+
+    /// A time and flow id known already.
+    #[cfg(test)]
+    fn known(seen: Seen) -> When<'static> {
+        When {
+            ts: seen.ts,
+            ident: None,
+            flow: std::cell::Cell::new(Some(seen.flow)),
+        }
+    }
+
+    fn flow(&self) -> u64 {
+        match self.flow.get() {
+            Some(id) => id,
+            None => {
+                let id = self.ident.map_or(0, FlowIdent::flow_id);
+                self.flow.set(Some(id));
+                id
+            }
+        }
+    }
+
+    fn seen(&self) -> Seen {
+        Seen {
+            ts: self.ts,
+            flow: self.flow(),
+        }
+    }
+}
+
 /// A worker's share of the inventory: its own table, handed over to the
 /// hub once per second of packet time.
 #[derive(Debug)]
@@ -233,15 +281,18 @@ impl View {
     }
 
     /// Adds a fact about `ip` if it is inventoried.
-    fn put(&mut self, ip: IpAddr, kind: Kind, value: &str, seen: Seen) {
+    fn put(&mut self, ip: IpAddr, kind: Kind, value: &str, seen: &When<'_>) {
         if value.is_empty() || !self.hub.is_home(ip) {
             return;
         }
-        if self.table.touch(ip, kind, value, seen) {
+        if self
+            .table
+            .touch_at(ip, kind, value, seen.ts, || seen.flow())
+        {
             return;
         }
         let v = self.clean(kind, value);
-        self.table.fact(ip, kind, &v, seen, seen.ts);
+        self.table.fact(ip, kind, &v, seen.seen(), seen.ts);
     }
 
     /// A flow ended; `country` is the detection engine's country database.
@@ -250,10 +301,7 @@ impl View {
             return;
         }
         let ends = [f.ident.client(), f.ident.server()];
-        let seen = Seen {
-            ts: f.ident.start,
-            flow: f.ident.flow_id(),
-        };
+        let seen = When::new(f.ident.start, f.ident);
         let app = f.app.eve_name();
         let traffic = app.unwrap_or(match f.ident.key.proto() {
             crate::decode::ip_proto::TCP => "tcp",
@@ -268,7 +316,7 @@ impl View {
             }
             let home_peer = self.hub.is_home(peer.addr);
             let peer_country = if home_peer { None } else { country(peer.addr) };
-            let Some(a) = self.table.host(me.addr, seen, false) else {
+            let Some(a) = self.table.host(me.addr, seen.seen(), false) else {
                 continue;
             };
             a.last = a.last.max(f.last);
@@ -294,7 +342,7 @@ impl View {
                     me.addr,
                     Kind::Role,
                     if side == 0 { client } else { server },
-                    seen,
+                    &seen,
                 );
             }
             // A port it answered on: it sent something back, or the bytes
@@ -314,7 +362,7 @@ impl View {
                     }
                 }
                 if let Ok(service) = std::str::from_utf8(&buf[..n]) {
-                    self.put(me.addr, Kind::Service, service, seen);
+                    self.put(me.addr, Kind::Service, service, &seen);
                 }
             }
         }
@@ -325,11 +373,8 @@ impl View {
         if !self.on {
             return;
         }
-        let seen = Seen {
-            ts: ident.start,
-            flow: ident.flow_id(),
-        };
-        self.put(ip, Kind::Mac, super::oui::format(mac).as_str(), seen);
+        let seen = When::new(ident.start, ident);
+        self.put(ip, Kind::Mac, super::oui::format(mac).as_str(), &seen);
     }
 
     /// An app-layer record of flow `ident`, made at `ts`.
@@ -337,10 +382,7 @@ impl View {
         if !self.on {
             return;
         }
-        let seen = Seen {
-            ts,
-            flow: ident.flow_id(),
-        };
+        let seen = When::new(ts, ident);
         let (client, server) = (ident.client().addr, ident.server().addr);
         let from = |d: Direction| match d {
             Direction::ToServer => client,
@@ -348,13 +390,13 @@ impl View {
         };
         match r {
             AppRecord::Dicom(dicom::Record::Association(a)) => {
-                self.put(client, Kind::DicomScuAe, &a.calling_ae_title, seen);
+                self.put(client, Kind::DicomScuAe, &a.calling_ae_title, &seen);
                 if let Some(u) = &a.request {
-                    self.user_info(client, u, seen);
+                    self.user_info(client, u, &seen);
                 }
                 if let Some(u) = &a.response {
-                    self.put(server, Kind::DicomScpAe, &a.called_ae_title, seen);
-                    self.user_info(server, u, seen);
+                    self.put(server, Kind::DicomScpAe, &a.called_ae_title, &seen);
+                    self.user_info(server, u, &seen);
                 }
             }
             AppRecord::Dicom(dicom::Record::Dimse(x)) => {
@@ -372,13 +414,13 @@ impl View {
                     .as_deref()
                     .or(x.abstract_syntax.as_deref());
                 if let Some(m) = sop.and_then(super::toolkit::modality) {
-                    self.put(sender, Kind::Modality, m, seen);
+                    self.put(sender, Kind::Modality, m, &seen);
                 }
                 if let Some(ds) = &rq.data_set {
                     for (tag, kind) in DEVICE_ATTRIBUTES {
                         if let Some(a) = ds.attributes.iter().find(|a| a.tag == tag) {
                             if !a.truncated {
-                                self.put(sender, kind, a.value.trim(), seen);
+                                self.put(sender, kind, a.value.trim(), &seen);
                             }
                         }
                     }
@@ -389,26 +431,26 @@ impl View {
                     let sender = from(m.dir);
                     match &m.body {
                         mqtt::Body::Connect(c) => {
-                            self.put(sender, Kind::MqttClientId, &c.client_id, seen);
+                            self.put(sender, Kind::MqttClientId, &c.client_id, &seen);
                             if let Some(u) = &c.username {
-                                self.put(sender, Kind::MqttUsername, u, seen);
+                                self.put(sender, Kind::MqttUsername, u, &seen);
                             }
                             if let Some(v) = mqtt_version(c.protocol_version) {
-                                self.put(sender, Kind::MqttVersion, v, seen);
+                                self.put(sender, Kind::MqttVersion, v, &seen);
                             }
                             if let Some(p) = c.will.as_ref().and_then(|w| topic_prefix(&w.topic)) {
-                                self.put(sender, Kind::MqttTopicPrefix, p, seen);
+                                self.put(sender, Kind::MqttTopicPrefix, p, &seen);
                             }
                         }
                         mqtt::Body::Publish(p) if m.dir == Direction::ToServer => {
                             if let Some(p) = topic_prefix(p.effective_topic()) {
-                                self.put(sender, Kind::MqttTopicPrefix, p, seen);
+                                self.put(sender, Kind::MqttTopicPrefix, p, &seen);
                             }
                         }
                         mqtt::Body::Subscribe(s) if m.dir == Direction::ToServer => {
                             for t in &s.topics {
                                 if let Some(p) = topic_prefix(&t.topic) {
-                                    self.put(sender, Kind::MqttTopicPrefix, p, seen);
+                                    self.put(sender, Kind::MqttTopicPrefix, p, &seen);
                                 }
                             }
                         }
@@ -429,7 +471,7 @@ impl View {
                     ] {
                         let v = m.field(b"MSH", n).unwrap_or(&[]);
                         if !v.is_empty() {
-                            self.put(ip, kind, &hl7::log::text(v, m), seen);
+                            self.put(ip, kind, &hl7::log::text(v, m), &seen);
                         }
                     }
                 }
@@ -437,14 +479,14 @@ impl View {
             // The name clients asked the server for (RFC 6066 §3).
             AppRecord::Tls(rec) => {
                 if let Some(sni) = rec.sni().filter(|s| !s.is_empty()) {
-                    self.put(server, Kind::TlsSni, &tls::log::text(sni), seen);
+                    self.put(server, Kind::TlsSni, &tls::log::text(sni), &seen);
                 }
             }
             AppRecord::Anomaly(_) | AppRecord::StreamAnomaly(_) | AppRecord::Asset(_) => {}
         }
     }
 
-    fn user_info(&mut self, ip: IpAddr, u: &dicom::UserInfo, seen: Seen) {
+    fn user_info(&mut self, ip: IpAddr, u: &dicom::UserInfo, seen: &When<'_>) {
         if let Some(uid) = &u.implementation_class_uid {
             self.put(ip, Kind::ImplementationClassUid, uid, seen);
             if let Some(t) = super::toolkit::toolkit(uid) {
@@ -557,11 +599,11 @@ mod tests {
         View::new(&Arc::new(Hub::new(cfg).unwrap()))
     }
 
-    fn seen() -> Seen {
-        Seen {
+    fn seen() -> When<'static> {
+        When::known(Seen {
             ts: Timestamp::from_parts(1, 0),
             flow: 7,
-        }
+        })
     }
 
     #[test]
@@ -573,12 +615,12 @@ mod tests {
         // Hand-built: a client id embedding a French NIR with a valid key
         // (the synthetic TEST^JANE's of pcaps/README.md), and a topic
         // prefix longer than 24 bytes.
-        v.put(h, Kind::MqttClientId, "nir:200017511299931", seen());
+        v.put(h, Kind::MqttClientId, "nir:200017511299931", &seen());
         v.put(
             h,
             Kind::MqttTopicPrefix,
             "ward3/a-very-long-level-name-here",
-            seen(),
+            &seen(),
         );
         let a = v.table.get(&h).unwrap();
         let ids = a.values(Kind::MqttClientId);
@@ -626,13 +668,13 @@ mod tests {
             "10.10.5.10".parse().unwrap(),
             Kind::Role,
             "mqtt-broker",
-            seen(),
+            &seen(),
         );
         v.put(
             "10.20.1.15".parse().unwrap(),
             Kind::Role,
             "mqtt-client",
-            seen(),
+            &seen(),
         );
         assert_eq!(v.table.len(), 1);
     }
