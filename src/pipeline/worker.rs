@@ -41,7 +41,7 @@ use crate::flow::{
 };
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
-use crate::output::eve::{self, EventHeader, EventPrefix, FlowFacts, TcpFacts};
+use crate::output::eve::{self, EventHeader, FlowFacts, Oriented, TcpFacts};
 use crate::output::json::Raw;
 use crate::output::mask::LogOptions;
 use crate::stream::{self, Reassembler, StreamStats};
@@ -451,35 +451,26 @@ impl Detecting<'_> {
     /// Writes one alert of the flow `id` in table slot `slot` (`u32::MAX`
     /// once ended), or hands it to the shared threshold table's wait when
     /// its decision is not known yet (`alerted` is set when it is written).
-    /// `prefix` is the flow's header oriented as the alert.
+    /// `header` is the flow's, written from the alert's side.
     #[allow(clippy::too_many_arguments)]
     fn alert(
         &mut self,
         alerted: &mut bool,
         (ident, slot, wait): (&FlowIdent, u32, &mut u32),
-        (header, prefix): (&EventHeader<'_>, &EventPrefix),
+        header: &EventHeader<'_>,
         ts: Timestamp,
         a: &Alert,
         af: &AlertFlow,
         record: Option<(&str, Raw<'_>)>,
     ) {
         let Some(ticket) = a.undecided else {
-            write_alert(
-                &mut self.out.buf,
-                prefix,
-                header,
-                ts,
-                a,
-                af,
-                record,
-                self.opts,
-            );
+            write_alert(&mut self.out.buf, header, ts, a, af, record, self.opts);
             *alerted = true;
             self.assets.alert(ident, ts, &a.rule);
             return;
         };
         let mut line = Vec::new();
-        write_alert(&mut line, prefix, header, ts, a, af, record, self.opts);
+        write_alert(&mut line, header, ts, a, af, record, self.opts);
         if *wait == 0 {
             *wait = self.state.wait_key();
         }
@@ -544,18 +535,11 @@ impl Detecting<'_> {
             start: flow.start,
         };
         let alerts = std::mem::take(self.alerts);
-        // The header from each side, made once for all the alerts.
-        let mut prefixes: [Option<EventPrefix>; 2] = [None, None];
         for a in &alerts {
-            let to_client = a.dir == Direction::ToClient;
-            let Some(prefix) = prefixes.get_mut(usize::from(to_client)) else {
-                continue;
-            };
-            let prefix = prefix.get_or_insert_with(|| EventPrefix::oriented(&header, to_client));
             self.alert(
                 &mut flow.alerted,
                 (&ident, slot, &mut flow.state.wait),
-                (&header, prefix),
+                &header,
                 ts,
                 a,
                 &af,
@@ -592,12 +576,6 @@ struct FlowWriter<'a> {
     alerted: &'a mut bool,
     /// The flow's Community ID.
     community: &'a mut Community,
-    /// The flow's serialised header, made on the first record (most calls
-    /// make none).
-    prefix: Option<EventPrefix>,
-    /// The header seen from the server's side, for records the server
-    /// started.
-    reversed: Option<EventPrefix>,
 }
 
 impl FlowWriter<'_> {
@@ -619,21 +597,6 @@ impl FlowWriter<'_> {
         info
     }
 
-    /// The flow's serialised header.
-    fn prefix(&mut self) -> &EventPrefix {
-        let vlan = self.ident.key.vlan();
-        let (ident, app, seed) = (self.ident, self.app, self.d.seed);
-        let community = &mut *self.community;
-        self.prefix.get_or_insert_with(|| {
-            EventPrefix::new(&event_header(
-                &ident,
-                app,
-                &community.get(&ident, seed),
-                &vlan,
-            ))
-        })
-    }
-
     /// Writes the alerts the engine left in `d.alerts`, with the record
     /// that raised them.
     fn write_alerts(&mut self, record: Option<(&str, Raw<'_>)>) {
@@ -650,19 +613,10 @@ impl FlowWriter<'_> {
         };
         let alerts = std::mem::take(self.d.alerts);
         for a in &alerts {
-            // The flow's header from the alert's side, the one its records
-            // are written with too (made once per call).
-            let prefix = match a.dir {
-                Direction::ToServer => &mut self.prefix,
-                Direction::ToClient => &mut self.reversed,
-            };
-            let prefix = prefix.get_or_insert_with(|| {
-                EventPrefix::oriented(&header, a.dir == Direction::ToClient)
-            });
             self.d.alert(
                 self.alerted,
                 (&ident, self.slot, self.wait),
-                (&header, prefix),
+                &header,
                 self.ts,
                 a,
                 &af,
@@ -698,39 +652,24 @@ impl FlowWriter<'_> {
     fn write_record(&mut self, r: &AppRecord, body: Raw<'_>) {
         let (ident, app) = (self.ident, self.app);
         let vlan = ident.key.vlan();
-        self.prefix();
-        let Some(prefix) = self.prefix.as_ref() else {
-            return;
-        };
+        let community = self.community.get(&ident, self.d.seed);
+        let header = event_header(&ident, app, &community, &vlan);
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
         let buf = &mut self.d.out.buf;
-        match r.direction() {
-            None => eve::write_event_with(buf, prefix, self.ts, r.event_type(), &body, &[]),
-            Some(Direction::ToServer) => eve::write_event_with(
-                buf,
-                prefix,
-                self.ts,
-                r.event_type(),
-                &body,
+        let (head, extra): (_, &[(&str, &dyn eve::erased::Field)]) = match r.direction() {
+            None => (Oriented::client(&header), &[]),
+            Some(Direction::ToServer) => (
+                Oriented::client(&header),
                 &[("direction", &Raw(b"\"to_server\""))],
             ),
-            Some(Direction::ToClient) => {
-                let community = self.community.get(&ident, self.d.seed);
-                let reversed = self.reversed.get_or_insert_with(|| {
-                    EventPrefix::oriented(&event_header(&ident, app, &community, &vlan), true)
-                });
-                eve::write_event_with(
-                    buf,
-                    reversed,
-                    self.ts,
-                    r.event_type(),
-                    &body,
-                    &[("direction", &Raw(b"\"to_client\""))],
-                )
-            }
-        }
+            Some(Direction::ToClient) => (
+                Oriented::new(&header, true),
+                &[("direction", &Raw(b"\"to_client\""))],
+            ),
+        };
+        eve::write_event_with(buf, head, self.ts, r.event_type(), &body, extra);
         self.d.out.written();
     }
 }
@@ -765,8 +704,6 @@ impl SessionSink for FlowWriter<'_> {
 
     fn decided(&mut self, proto: AppProto, swapped: bool) {
         self.app = proto;
-        self.prefix = None;
-        self.reversed = None;
         if swapped {
             self.ident = self.ident.swapped();
             self.pkts.swap(0, 1);
@@ -1310,8 +1247,6 @@ impl Worker {
             detect_gen,
             alerted,
             community,
-            prefix: None,
-            reversed: None,
             d: d.detecting,
         };
         let mut env = Env {
@@ -1431,8 +1366,6 @@ impl Worker {
                 detect_gen,
                 alerted,
                 community,
-                prefix: None,
-                reversed: None,
                 d: d.detecting,
             };
             let mut env = Env {
@@ -1609,6 +1542,7 @@ struct SegmentParts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::app::{Anomaly, StreamConsumer, StreamContext};
     use crate::capture::Reader;
 
