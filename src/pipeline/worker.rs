@@ -422,9 +422,10 @@ struct Detecting<'a> {
 /// completed — and still holds on a one-way capture (an asymmetric mirror
 /// port) where the handshake cannot be seen whole: the client's ACK after
 /// its SYN, the server sending after its SYN/ACK with no client packet
-/// captured, or any flow picked up mid-stream.
+/// captured, or any flow picked up mid-stream. `flow_id` is the ident's
+/// (`FlowIdent::flow_id`, a hash the caller computes once per call).
 fn flow_info(
-    ident: &FlowIdent,
+    (ident, flow_id): (&FlowIdent, u64),
     tcp_state: TcpState,
     pkts: [u64; 2],
     bytes: [u64; 2],
@@ -444,7 +445,7 @@ fn flow_info(
     };
     FlowInfo {
         ts,
-        flow_id: ident.flow_id(),
+        flow_id,
         client: ident.client(),
         server: ident.server(),
         proto,
@@ -456,16 +457,17 @@ fn flow_info(
 }
 
 /// The fields a flow's events share; `community` and `vlan` are the flow's,
-/// computed by the caller so the header can borrow them.
+/// computed by the caller so the header can borrow them, as is `flow_id`
+/// (`FlowIdent::flow_id`).
 fn event_header<'a>(
-    ident: &FlowIdent,
+    (ident, flow_id): (&FlowIdent, u64),
     app: AppProto,
     community: &'a str,
     vlan: &'a Vlans,
 ) -> EventHeader<'a> {
     let (c, s) = (ident.client(), ident.server());
     EventHeader {
-        flow_id: ident.flow_id(),
+        flow_id,
         vlan: vlan.as_slice(),
         src_ip: c.addr,
         src_port: c.port,
@@ -537,7 +539,15 @@ impl Detecting<'_> {
             return;
         }
         let ident = flow.ident();
-        let info = flow_info(&ident, flow.tcp_state, flow.pkts, flow.bytes, ts, app);
+        let flow_id = ident.flow_id();
+        let info = flow_info(
+            (&ident, flow_id),
+            flow.tcp_state,
+            flow.pkts,
+            flow.bytes,
+            ts,
+            app,
+        );
         self.alerts.clear();
         if flow.state.detect_gen != self.gen {
             flow.state.detect = self.engine.new_flow(info.client.addr, info.server.addr);
@@ -558,7 +568,7 @@ impl Detecting<'_> {
         }
         let vlan = ident.key.vlan();
         let community = flow.state.community.get(&ident, self.seed);
-        let header = event_header(&ident, app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, &community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
             bytes: flow.bytes,
@@ -606,14 +616,24 @@ struct FlowWriter<'a> {
     alerted: &'a mut bool,
     /// The flow's Community ID.
     community: &'a mut Community,
+    /// The flow's `flow_id` once this call needed it (the same from
+    /// either side, so a flow found reversed keeps it).
+    flow_id: Option<u64>,
 }
 
 impl FlowWriter<'_> {
+    /// The ident and its `flow_id`, hashed on the first use of the call.
+    fn ident_and_id(&mut self) -> (FlowIdent, u64) {
+        let ident = self.ident;
+        (ident, *self.flow_id.get_or_insert_with(|| ident.flow_id()))
+    }
+
     /// The flow as the engine sees it now, with rule state made for the
     /// ruleset in force.
     fn info(&mut self) -> FlowInfo {
+        let (ident, flow_id) = self.ident_and_id();
         let info = flow_info(
-            &self.ident,
+            (&ident, flow_id),
             self.tcp_state,
             self.pkts,
             self.bytes,
@@ -633,9 +653,10 @@ impl FlowWriter<'_> {
         if self.d.alerts.is_empty() {
             return;
         }
-        let (ident, app, vlan) = (self.ident, self.app, self.ident.key.vlan());
+        let (ident, flow_id) = self.ident_and_id();
+        let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header(&ident, app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, &community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
             bytes: self.bytes,
@@ -680,10 +701,10 @@ impl FlowWriter<'_> {
 
     /// Writes the record `r`, whose object is `body`.
     fn write_record(&mut self, r: &AppRecord, body: Raw<'_>) {
-        let (ident, app) = (self.ident, self.app);
-        let vlan = ident.key.vlan();
+        let (ident, flow_id) = self.ident_and_id();
+        let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header(&ident, app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, &community, &vlan);
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
@@ -1277,6 +1298,7 @@ impl Worker {
             detect_gen,
             alerted,
             community,
+            flow_id: None,
             d: d.detecting,
         };
         let mut env = Env {
@@ -1396,6 +1418,7 @@ impl Worker {
                 detect_gen,
                 alerted,
                 community,
+                flow_id: None,
                 d: d.detecting,
             };
             let mut env = Env {
@@ -1456,7 +1479,7 @@ impl Worker {
         let mut community = std::mem::take(&mut flow.state.community);
         let community = community.get(&ident, self.community_seed);
         let mut facts = FlowFacts {
-            header: event_header(&ident, app, &community, &vlan),
+            header: event_header((&ident, ident.flow_id()), app, &community, &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
             start: flow.start,
