@@ -274,24 +274,38 @@ impl Memcaps {
 }
 
 /// Asks the kernel not to back this process's memory with transparent huge
-/// pages. The allocator (mimalloc) advises huge pages on the regions it
-/// reserves, and one touched byte then makes 2 MiB resident: 1 024 MQTT
-/// connections' worth of state measured 45 MB resident with them and 16
-/// MB without, for no gain in speed (user time on the 126 000-flow
-/// pipeline benchmark the same or lower). Measured again on an AMD EPYC
-/// (Linux 6.18, THP `madvise`, one worker, 7 pairs): with huge pages
-/// allowed `mqtt_small` took CPU ×1.12 and 18 MB more peak RSS, though its
-/// page faults fell from 65 000 to 10 000; `dicom_bulk` ×1.00 (its 9 000
-/// faults are the heap's; the mapped capture's pages are the pager's).
-/// Called first thing in `main`;
-/// mappings made before are covered too (the kernel checks at each fault).
+/// pages, except where we advise them (the mapped capture:
+/// [`crate::capture::Reader::open`]). The allocator is built not to advise
+/// them (mimalloc's `no_thp`): one touched byte would make 2 MiB
+/// resident: 1 024 MQTT connections' worth of state measured 45 MB
+/// resident with them and 16 MB without, for no gain in speed (user time
+/// on the 126 000-flow pipeline benchmark the same or lower). Measured
+/// again on an AMD EPYC (Linux 6.18, THP `madvise`, one worker, 7 pairs):
+/// with heap huge pages `mqtt_small` took CPU ×1.12 and 18 MB more peak
+/// RSS, though its page faults fell from 65 000 to 10 000; `dicom_bulk`
+/// ×1.00 (its 9 000 faults are the heap's). `PR_THP_DISABLE_EXCEPT_ADVISED`
+/// is Linux 6.18; an older kernel refuses it and every huge page is
+/// turned off, the capture's too. Called first thing in `main`; mappings
+/// made before are covered too (the kernel checks at each fault).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub fn no_transparent_huge_pages() {
+    /// `PR_THP_DISABLE_EXCEPT_ADVISED` (linux/prctl.h, 6.18), not in the
+    /// libc crate yet.
+    const EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no
     // memory of ours; on failure (an old kernel) nothing changes.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        if libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            1 as libc::c_ulong,
+            EXCEPT_ADVISED,
+            0,
+            0,
+        ) != 0
+        {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, 0, 0, 0);
+        }
     }
 }
 
@@ -352,6 +366,27 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn huge_pages_are_off_except_where_advised() {
+        no_transparent_huge_pages();
+        // SAFETY: PR_GET_THP_DISABLE takes no pointers.
+        let got = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        // 1: off everywhere (a kernel before 6.18); 3: off except where
+        // advised.
+        assert!(got == 1 || got == 3, "{got}");
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut v = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        if (major, minor) >= (6, 18) {
+            assert_eq!(got, 3, "Linux {release}");
+        }
+    }
 
     #[test]
     fn sizes_parse_with_and_without_units() {
