@@ -14,7 +14,7 @@
 
 /// The sensor's allocator (`src/main.rs`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: wardwatch::alloc::Alloc = wardwatch::alloc::Alloc;
 
 use std::net::Ipv4Addr;
 

@@ -25,7 +25,7 @@
 /// and box are allocated per message, so the system allocator would
 /// measure glibc's malloc, not what the sensor spends.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: wardwatch::alloc::Alloc = wardwatch::alloc::Alloc;
 
 use std::hint::black_box;
 

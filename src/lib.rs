@@ -10,6 +10,7 @@
 //! [`pipeline`] wires them into reader, worker and writer threads; the binary
 //! in `main.rs` only parses the command line and configuration.
 
+pub mod alloc;
 pub mod app;
 pub mod asset;
 pub mod capture;

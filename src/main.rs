@@ -8,9 +8,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 /// mimalloc: the EVE records of busy flows allocate many small strings and
-/// maps; the system allocator spent a fifth of the run in malloc/free.
+/// maps; the system allocator spent a fifth of the run in malloc/free
+/// ([`wardwatch::alloc`]).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: wardwatch::alloc::Alloc = wardwatch::alloc::Alloc;
 use clap::Parser;
 
 use wardwatch::app::{AppProto, PROTOCOLS};

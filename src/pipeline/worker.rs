@@ -381,6 +381,9 @@ struct EveOut {
     /// record and for each of its alerts (reused from record to record).
     record: Vec<u8>,
     handoff: Option<Handoff>,
+    /// Bytes of a block: the hand-off's [`Handoff::block`], else
+    /// [`OUTPUT_BLOCK`].
+    block: usize,
     /// The writer is gone (it stopped on an error): lines are discarded.
     closed: bool,
     /// Most bytes held unsent at once (after a record was written).
@@ -391,13 +394,17 @@ impl EveOut {
     /// Hands the buffer on when it reached the block size.
     fn written(&mut self) {
         self.peak = self.peak.max(self.buf.len());
-        if self
-            .handoff
-            .as_ref()
-            .is_some_and(|h| self.buf.len() >= h.block())
-        {
+        if self.buf.len() >= self.block && self.handoff.is_some() {
             self.hand_off();
         }
+    }
+
+    /// The buffer is taken: a new one with room for a block.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(block_capacity(self.block)),
+        )
     }
 
     /// Hands whatever is buffered to the writer now (nothing without a
@@ -409,8 +416,10 @@ impl EveOut {
         if self.buf.is_empty() {
             return;
         }
-        let next = Vec::with_capacity(block_capacity(h.block()));
-        let block = std::mem::replace(&mut self.buf, next);
+        let block = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(block_capacity(self.block)),
+        );
         if self.closed {
             return;
         }
@@ -911,6 +920,7 @@ impl Worker {
                 buf: Vec::with_capacity(BLOCK_CAPACITY),
                 record: Vec::new(),
                 handoff: None,
+                block: OUTPUT_BLOCK,
                 closed: false,
                 peak: 0,
             },
@@ -984,6 +994,11 @@ impl Worker {
     /// Hands EVE blocks to the writer as they fill (see [`Handoff`]);
     /// without it they wait in the worker until [`Worker::take_output`].
     pub fn set_output(&mut self, handoff: Handoff) {
+        self.out.block = handoff.block();
+        let room = block_capacity(self.out.block);
+        self.out
+            .buf
+            .reserve(room.saturating_sub(self.out.buf.len()));
         self.out.handoff = Some(handoff);
     }
 
@@ -1541,7 +1556,7 @@ impl Worker {
 
     /// EVE lines produced and not handed on yet (the buffer is left empty).
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.out.buf, Vec::with_capacity(BLOCK_CAPACITY))
+        self.out.take()
     }
 
     /// Bytes of EVE output waiting.
@@ -1580,7 +1595,7 @@ impl Worker {
         self.flush_ended();
         while self.flows.drain(1024, &mut self.ended) {
             self.flush_ended();
-            if self.out.buf.len() >= OUTPUT_BLOCK {
+            if self.out.buf.len() >= self.out.block {
                 emit(self.take_output());
             }
         }
