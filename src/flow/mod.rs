@@ -316,6 +316,22 @@ impl FlowIdent {
         }
     }
 
+    /// A flow's identity made by hand, for the tests of later stages.
+    #[cfg(test)]
+    pub fn for_test(
+        key: FlowKey,
+        client_is_lo: bool,
+        start: Timestamp,
+        icmp: [u8; 2],
+    ) -> FlowIdent {
+        FlowIdent {
+            key,
+            client_is_lo,
+            start,
+            icmp,
+        }
+    }
+
     /// The same flow seen from the other side.
     pub fn swapped(self) -> FlowIdent {
         FlowIdent {

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::eve::{self, erased::Field, erased::Written, EventHeader, EventPrefix};
+use super::eve::{self, erased::Field, erased::Written, EventHeader, Oriented};
 use super::json::{self, Raw};
 use super::mask::{display_bytes, LogOptions};
 use crate::detect::phi::PhiReport;
@@ -148,10 +148,9 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
     out.push(b'}');
 }
 
-/// Appends one `alert` event. `prefix` is the flow's header oriented as
-/// the alert ([`EventPrefix::oriented`] by `alert.dir`: made once per flow
-/// and direction by the caller, not once per alert); `header` is the
-/// flow's (client → server), for the `flow` object;
+/// Appends one `alert` event. `header` is the flow's (client → server),
+/// written from the alert's side ([`Oriented`] by `alert.dir`) and as it is
+/// in the `flow` object;
 /// `record` is the app-layer record that matched, if any: its
 /// `event_type` and its object as the record itself was written
 /// ([`crate::app::AppRecord::loggable`], serialised once for both).
@@ -160,7 +159,6 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
 #[allow(clippy::too_many_arguments)]
 pub fn write_alert(
     out: &mut Vec<u8>,
-    prefix: &EventPrefix,
     header: &EventHeader<'_>,
     ts: Timestamp,
     alert: &Alert,
@@ -194,19 +192,26 @@ pub fn write_alert(
         src_country: country(src_c),
         dest_country: country(dest_c),
     });
-    let mut extra: Vec<(&str, &dyn Field)> = Vec::with_capacity(5);
-    extra.push(("direction", &direction));
-    extra.push(("flow", &flow_obj));
-    if let Some((key, value)) = &record {
-        extra.push((key, value));
+    // At most five fields, in a list on the stack (no allocation per alert).
+    let mut extra: [(&str, &dyn Field); 5] = [("direction", &direction); 5];
+    let mut n = 1;
+    let more: [Option<(&str, &dyn Field)>; 4] = [
+        Some(("flow", &flow_obj)),
+        record
+            .as_ref()
+            .map(|(key, value)| (*key, value as &dyn Field)),
+        phi.as_ref().map(|p| ("phi", p as &dyn Field)),
+        geo.as_ref().map(|g| ("geo", g as &dyn Field)),
+    ];
+    for field in more.into_iter().flatten() {
+        if let Some(slot) = extra.get_mut(n) {
+            *slot = field;
+            n += 1;
+        }
     }
-    if let Some(p) = &phi {
-        extra.push(("phi", p));
-    }
-    if let Some(g) = &geo {
-        extra.push(("geo", g));
-    }
-    eve::write_event_with(out, prefix, ts, "alert", &Raw(rule), &extra);
+    let extra = extra.get(..n).unwrap_or_default();
+    let head = Oriented::new(header, to_client);
+    eve::write_event_with(out, head, ts, "alert", &Raw(rule), extra);
 }
 
 #[cfg(test)]
@@ -260,17 +265,7 @@ mod tests {
             start: Timestamp::from_parts(1, 5_000),
         };
         let mut out = Vec::new();
-        let prefix = EventPrefix::oriented(&header, a.dir == Direction::ToClient);
-        write_alert(
-            &mut out,
-            &prefix,
-            &header,
-            Timestamp(0),
-            a,
-            &flow,
-            None,
-            opts,
-        );
+        write_alert(&mut out, &header, Timestamp(0), a, &flow, None, opts);
         assert!(out.ends_with(b"}\n"));
         serde_json::from_slice(&out).unwrap()
     }

@@ -270,39 +270,59 @@ pub struct EventHeader<'a> {
     pub community_id: &'a str,
 }
 
-/// An [`EventHeader`] serialised once, for all the events of a flow written
-/// together: only the timestamp, event type and body differ between them.
-#[derive(Debug, Clone)]
-pub struct EventPrefix {
-    /// The decimal `flow_id`, then `,"vlan":…,"src_ip":…,…,"app_proto":…`
-    /// from `middle_at` on, then `,"community_id":…}` from `tail_at` on.
-    bytes: Vec<u8>,
-    middle_at: usize,
-    tail_at: usize,
+/// An [`EventHeader`] as one event is written with it: from the client's
+/// side, or from the server's when `to_client` (addresses and ports
+/// swapped: a record or an alert the server's side started). Its fields
+/// are written straight into the event, with no buffer of their own: an
+/// app-layer event costs no allocation for its header (an event was
+/// about one per header made once per batch, so serialising a header
+/// once saved nothing and cost a `Vec` per event).
+#[derive(Debug, Clone, Copy)]
+pub struct Oriented<'a> {
+    pub header: &'a EventHeader<'a>,
+    pub to_client: bool,
 }
 
-impl EventPrefix {
-    pub fn new(h: &EventHeader<'_>) -> EventPrefix {
-        let mut b = Vec::with_capacity(192);
-        json::write_u64(&mut b, h.flow_id);
-        let middle_at = b.len();
+impl<'a> Oriented<'a> {
+    /// `header` as it is (client to server).
+    pub fn client(header: &'a EventHeader<'a>) -> Oriented<'a> {
+        Oriented {
+            header,
+            to_client: false,
+        }
+    }
+
+    /// `header` seen from the side that sent a `to_client` packet or record
+    /// when `to_client`, else as it is.
+    pub fn new(header: &'a EventHeader<'a>, to_client: bool) -> Oriented<'a> {
+        Oriented { header, to_client }
+    }
+
+    /// `,"vlan":…,"src_ip":…,…,"app_proto":…`: what follows the event type.
+    fn write_middle(&self, b: &mut Vec<u8>) {
+        let h = self.header;
         if !h.vlan.is_empty() {
             b.extend_from_slice(b",\"vlan\":");
             for (i, v) in h.vlan.iter().enumerate() {
                 b.push(if i == 0 { b'[' } else { b',' });
-                json::write_u64(&mut b, u64::from(*v));
+                json::write_u64(b, u64::from(*v));
             }
             b.push(b']');
         }
+        let ((src_ip, src_port), (dest_ip, dest_port)) = if self.to_client {
+            ((h.dest_ip, h.dest_port), (h.src_ip, h.src_port))
+        } else {
+            ((h.src_ip, h.src_port), (h.dest_ip, h.dest_port))
+        };
         // Addresses, numbers and protocol names need no JSON escaping.
         b.extend_from_slice(b",\"src_ip\":\"");
-        push_ip(&mut b, h.src_ip);
+        push_ip(b, src_ip);
         b.extend_from_slice(b"\",\"src_port\":");
-        json::write_u64(&mut b, u64::from(h.src_port));
+        json::write_u64(b, u64::from(src_port));
         b.extend_from_slice(b",\"dest_ip\":\"");
-        push_ip(&mut b, h.dest_ip);
+        push_ip(b, dest_ip);
         b.extend_from_slice(b"\",\"dest_port\":");
-        json::write_u64(&mut b, u64::from(h.dest_port));
+        json::write_u64(b, u64::from(dest_port));
         b.extend_from_slice(b",\"proto\":\"");
         b.extend_from_slice(proto_name(h.proto).as_bytes());
         b.push(b'"');
@@ -311,42 +331,13 @@ impl EventPrefix {
             b.extend_from_slice(a.as_bytes());
             b.push(b'"');
         }
-        let tail_at = b.len();
+    }
+
+    /// `,"community_id":…}`: what ends the event.
+    fn write_tail(&self, b: &mut Vec<u8>) {
         b.extend_from_slice(b",\"community_id\":");
-        json::write_str(&mut b, h.community_id);
+        json::write_str(b, self.header.community_id);
         b.push(b'}');
-        EventPrefix {
-            bytes: b,
-            middle_at,
-            tail_at,
-        }
-    }
-
-    /// The header seen from the side that sent a `to_client` packet or
-    /// record when `to_client` (addresses and ports swapped), else as it
-    /// is: an alert's, written from the side its match came from.
-    pub fn oriented(h: &EventHeader<'_>, to_client: bool) -> EventPrefix {
-        if !to_client {
-            return EventPrefix::new(h);
-        }
-        let mut r = h.clone();
-        std::mem::swap(&mut r.src_ip, &mut r.dest_ip);
-        std::mem::swap(&mut r.src_port, &mut r.dest_port);
-        EventPrefix::new(&r)
-    }
-
-    fn flow_id(&self) -> &[u8] {
-        self.bytes.get(..self.middle_at).unwrap_or_default()
-    }
-
-    fn middle(&self) -> &[u8] {
-        self.bytes
-            .get(self.middle_at..self.tail_at)
-            .unwrap_or_default()
-    }
-
-    fn tail(&self) -> &[u8] {
-        self.bytes.get(self.tail_at..).unwrap_or_default()
     }
 }
 
@@ -355,7 +346,7 @@ impl EventPrefix {
 /// under the key `event_type` (which needs no escaping: it is one of ours).
 pub fn write_event<B: Serialize>(
     out: &mut Vec<u8>,
-    p: &EventPrefix,
+    p: Oriented<'_>,
     ts: Timestamp,
     event_type: &str,
     body: &B,
@@ -367,7 +358,7 @@ pub fn write_event<B: Serialize>(
 /// (an alert's `direction`, `flow`, the triggering record, `phi`, `geo`).
 pub fn write_event_with(
     out: &mut Vec<u8>,
-    p: &EventPrefix,
+    p: Oriented<'_>,
     ts: Timestamp,
     event_type: &str,
     body: &dyn erased::Field,
@@ -377,11 +368,11 @@ pub fn write_event_with(
     out.extend_from_slice(b"{\"timestamp\":\"");
     ts.push_eve(out);
     out.extend_from_slice(b"\",\"flow_id\":");
-    out.extend_from_slice(p.flow_id());
+    json::write_u64(out, p.header.flow_id);
     out.extend_from_slice(b",\"event_type\":\"");
     out.extend_from_slice(event_type.as_bytes());
     out.push(b'"');
-    out.extend_from_slice(p.middle());
+    p.write_middle(out);
     out.extend_from_slice(b",\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\":");
@@ -398,7 +389,7 @@ pub fn write_event_with(
             return;
         }
     }
-    out.extend_from_slice(p.tail());
+    p.write_tail(out);
     out.push(b'\n');
 }
 
@@ -646,6 +637,83 @@ mod tests {
         pub fn flow(out: &mut Vec<u8>, f: &FlowFacts<'_>) {
             serde_flow(out, f);
         }
+
+        /// The header as it was serialised once per batch before events
+        /// wrote it straight from its fields: `flow_id`, then what follows
+        /// the event type from `.1` on, then the tail from `.2` on.
+        fn prefix(h: &EventHeader<'_>) -> (Vec<u8>, usize, usize) {
+            let mut b = Vec::with_capacity(192);
+            json::write_u64(&mut b, h.flow_id);
+            let middle_at = b.len();
+            if !h.vlan.is_empty() {
+                b.extend_from_slice(b",\"vlan\":");
+                for (i, v) in h.vlan.iter().enumerate() {
+                    b.push(if i == 0 { b'[' } else { b',' });
+                    json::write_u64(&mut b, u64::from(*v));
+                }
+                b.push(b']');
+            }
+            b.extend_from_slice(b",\"src_ip\":\"");
+            push_ip(&mut b, h.src_ip);
+            b.extend_from_slice(b"\",\"src_port\":");
+            json::write_u64(&mut b, u64::from(h.src_port));
+            b.extend_from_slice(b",\"dest_ip\":\"");
+            push_ip(&mut b, h.dest_ip);
+            b.extend_from_slice(b"\",\"dest_port\":");
+            json::write_u64(&mut b, u64::from(h.dest_port));
+            b.extend_from_slice(b",\"proto\":\"");
+            b.extend_from_slice(proto_name(h.proto).as_bytes());
+            b.push(b'"');
+            if let Some(a) = h.app_proto {
+                b.extend_from_slice(b",\"app_proto\":\"");
+                b.extend_from_slice(a.as_bytes());
+                b.push(b'"');
+            }
+            let tail_at = b.len();
+            b.extend_from_slice(b",\"community_id\":");
+            json::write_str(&mut b, h.community_id);
+            b.push(b'}');
+            (b, middle_at, tail_at)
+        }
+
+        /// An event as it was written with that prefix (the header
+        /// cloned and swapped for the server's side).
+        pub fn event(
+            out: &mut Vec<u8>,
+            h: &EventHeader<'_>,
+            to_client: bool,
+            ts: Timestamp,
+            event_type: &str,
+            body: &[u8],
+            extra: &[(&str, &[u8])],
+        ) {
+            let mut r = h.clone();
+            if to_client {
+                std::mem::swap(&mut r.src_ip, &mut r.dest_ip);
+                std::mem::swap(&mut r.src_port, &mut r.dest_port);
+            }
+            let (p, middle_at, tail_at) = prefix(&r);
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            ts.push_eve(out);
+            out.extend_from_slice(b"\",\"flow_id\":");
+            out.extend_from_slice(&p[..middle_at]);
+            out.extend_from_slice(b",\"event_type\":\"");
+            out.extend_from_slice(event_type.as_bytes());
+            out.push(b'"');
+            out.extend_from_slice(&p[middle_at..tail_at]);
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(event_type.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(body);
+            for (key, value) in extra {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(value);
+            }
+            out.extend_from_slice(&p[tail_at..]);
+            out.push(b'\n');
+        }
     }
 
     proptest::proptest! {
@@ -699,6 +767,59 @@ mod tests {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             write_flow(&mut ours, &f);
             reference::flow(&mut theirs, &f);
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn app_events_with_the_header_written_in_place_equal_the_serialised_prefix(
+            vlan in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..3),
+            v6 in proptest::prelude::any::<bool>(),
+            addr in proptest::prelude::any::<u128>(),
+            ports in proptest::prelude::any::<(u16, u16)>(),
+            proto in proptest::sample::select(vec![6u8, 17, 1, 58, 47, 132, 50]),
+            app in proptest::option::of("[a-z\"\\\\\u{1}é]{0,6}"),
+            community in "[0-9A-Za-z+/=:\"\\\\\u{1}é]{0,32}",
+            flow_id in proptest::prelude::any::<u64>(),
+            ts in proptest::prelude::any::<u64>(),
+            to_client in proptest::prelude::any::<bool>(),
+            extras in 0usize..3,
+        ) {
+            let ip = |x: u128| -> IpAddr {
+                if v6 {
+                    IpAddr::from(x.to_be_bytes())
+                } else {
+                    IpAddr::from((x as u32).to_be_bytes())
+                }
+            };
+            let h = EventHeader {
+                flow_id,
+                vlan: &vlan,
+                src_ip: ip(addr),
+                src_port: ports.0,
+                dest_ip: ip(addr.rotate_left(17)),
+                dest_port: ports.1,
+                proto,
+                app_proto: app.as_deref(),
+                community_id: &community,
+            };
+            let all: [(&str, &[u8]); 2] = [("direction", b"\"to_client\""), ("flow", b"{\"a\":1}")];
+            let extra = &all[..extras.min(2)];
+            let fields: Vec<(&str, json::Raw<'_>)> = extra.iter().map(|(k, v)| (*k, json::Raw(v))).collect();
+            let dyn_fields: Vec<(&str, &dyn erased::Field)> =
+                fields.iter().map(|(k, v)| (*k, v as &dyn erased::Field)).collect();
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let body = br#"{"x":[1,"y"]}"#;
+            write_event_with(
+                &mut ours,
+                Oriented::new(&h, to_client),
+                Timestamp(ts),
+                "mqtt",
+                &json::Raw(body),
+                &dyn_fields,
+            );
+            reference::event(&mut theirs, &h, to_client, Timestamp(ts), "mqtt", body, extra);
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
         }
     }
@@ -763,22 +884,28 @@ mod tests {
             app_proto: Some("mqtt"),
             community_id: "1:x",
         };
-        let with_vlan = EventPrefix::new(&EventHeader {
+        let with_vlan = EventHeader {
             vlan: &[120, 7],
             community_id: "1:\"quoted\"",
             ..h.clone()
-        });
+        };
         let mut o = Vec::new();
-        write_event(&mut o, &with_vlan, Timestamp(0), "mqtt", &Value::Null);
+        write_event(
+            &mut o,
+            Oriented::client(&with_vlan),
+            Timestamp(0),
+            "mqtt",
+            &Value::Null,
+        );
         let w: Value = serde_json::from_slice(&o).unwrap();
         assert_eq!(w["vlan"], serde_json::json!([120, 7]));
         assert_eq!(w["community_id"], "1:\"quoted\"");
         let body = serde_json::json!({"connect": {"client_id": "bed12"}});
-        let p = EventPrefix::new(&h);
-        write_event(&mut out, &p, Timestamp(0), "mqtt", &body);
+        let p = Oriented::client(&h);
+        write_event(&mut out, p, Timestamp(0), "mqtt", &body);
         write_event(
             &mut out,
-            &p,
+            p,
             Timestamp(1_000),
             "anomaly",
             &serde_json::json!({"event": "x"}),
