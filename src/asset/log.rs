@@ -139,40 +139,35 @@ fn text<T: Text>(out: &mut Vec<u8>, v: &T) {
     }
 }
 
-/// `[…]` of values ([`text`]).
-fn texts<T: Text>(out: &mut Vec<u8>, v: &[T]) {
+/// `[…]` of `items`, each written by `one`.
+fn list<I>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = I>,
+    mut one: impl FnMut(&mut Vec<u8>, I),
+) {
     out.push(b'[');
-    for (i, s) in v.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        text(out, s);
+        one(out, item);
     }
     out.push(b']');
+}
+
+/// `[…]` of values ([`text`]).
+fn texts<T: Text>(out: &mut Vec<u8>, v: &[T]) {
+    list(out, v, text);
 }
 
 /// `[…]` of words of ours ([`word`]).
 fn words<'s>(out: &mut Vec<u8>, v: impl Iterator<Item = &'s str>) {
-    out.push(b'[');
-    for (i, s) in v.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        word(out, s);
-    }
-    out.push(b']');
+    list(out, v, word);
 }
 
 /// `[…]` of strings, escaped.
 fn strings<'s>(out: &mut Vec<u8>, v: impl Iterator<Item = &'s str>) {
-    out.push(b'[');
-    for (i, s) in v.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json::write_str(out, s);
-    }
-    out.push(b']');
+    list(out, v, json::write_str);
 }
 
 /// `[…]` of objects each written by `f`.
