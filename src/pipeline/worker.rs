@@ -410,19 +410,13 @@ impl EveOut {
     /// Hands whatever is buffered to the writer now (nothing without a
     /// hand-off: the caller takes the buffer).
     fn hand_off(&mut self) {
-        let Some(h) = self.handoff.as_ref() else {
+        if self.handoff.is_none() || self.buf.is_empty() {
+            return;
+        }
+        let block = self.take();
+        let Some(h) = self.handoff.as_ref().filter(|_| !self.closed) else {
             return;
         };
-        if self.buf.is_empty() {
-            return;
-        }
-        let block = std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(block_capacity(self.block)),
-        );
-        if self.closed {
-            return;
-        }
         match h {
             Handoff::Wait(tx) => {
                 if !send_block(tx, block) {
