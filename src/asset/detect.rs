@@ -264,6 +264,8 @@ pub enum Predicate {
 
 impl RecordPredicate for Predicate {
     type Record = Change;
+    /// Reads only the change's `new`, `known` and `drift`: [`may_fire`]
+    /// relies on it.
     fn matches(&self, c: &Change) -> bool {
         match self {
             Predicate::Event { new } => c.new == *new,
@@ -329,6 +331,45 @@ impl TxRecord for Change {
             _ => None,
         }
     }
+}
+
+/// Whether a rule of the `asset` hook may fire on a change of a run
+/// with (`baseline`) or without a baseline inventory. Without one no
+/// change is `known` or brings a difference, and the predicates read
+/// nothing else but whether the change is `new` ([`Predicate::matches`]):
+/// a rule whose predicates fail on a `new` and on a `changed` change
+/// without them (every shipped rule: they need `asset.drift`) fires on no
+/// change of the run, whatever its facts. Evaluating nothing then spares
+/// building each change for the rules (the end of an offline run).
+pub fn may_fire(engine: &Engine, baseline: bool) -> bool {
+    if !engine.has_tx_rules(AppProto::Asset) {
+        return false;
+    }
+    baseline
+        || [true, false]
+            .into_iter()
+            .any(|new| engine.tx_predicates_hold(AppProto::Asset, &without_baseline(new)))
+}
+
+/// A change of a run without a baseline, with no facts (predicates do
+/// not read them).
+fn without_baseline(new: bool) -> AppRecord {
+    AppRecord::Asset(Box::new(Change {
+        ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        seen: Seen {
+            ts: crate::time::Timestamp(0),
+            flow: 0,
+        },
+        new,
+        changed: Vec::new(),
+        facts: Vec::new(),
+        known: None,
+        drift: None,
+        first_seen: crate::time::Timestamp(0),
+        macs: Vec::new(),
+        truncated: 0,
+        baseline: None,
+    }))
 }
 
 /// The asset hook's keywords, as the engine holds them.
@@ -482,5 +523,57 @@ mod tests {
         assert!(errs[3].contains("needs a value"), "{}", errs[3]);
         assert!(errs[4].contains("takes no value"), "{}", errs[4]);
         assert!(errs[5].contains("without a sticky buffer"), "{}", errs[5]);
+    }
+
+    #[test]
+    fn rules_that_need_a_baseline_are_not_evaluated_without_one() {
+        let shipped: String = Engine::default_rules()
+            .text
+            .lines()
+            .filter(|l| l.starts_with("alert asset "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let rule =
+            |opts: &str| format!("alert asset any any -> any any (msg:\"r\"; {opts} sid:1;)\n");
+        // (rules, may fire without a baseline)
+        let cases = [
+            (shipped, false),
+            (rule("asset.drift:new-device;"), false),
+            (rule("asset.status:known;"), false),
+            (rule("asset.status:new; asset.event:new;"), false),
+            (rule("asset.event:new;"), true),
+            (rule("asset.event:changed;"), true),
+            (rule("asset.role; content:\"dicom\";"), true),
+            // A buffer alone is not looked at: evaluated (it finds nothing).
+            (rule("asset.drift.value; content:\"x\";"), true),
+            (
+                rule("asset.drift:device-changed;")
+                    + &rule("asset.event:new;").replace("sid:1", "sid:2"),
+                true,
+            ),
+            (
+                "alert mqtt any any -> any any (msg:\"m\"; sid:1;)\n".to_string(),
+                false,
+            ),
+        ];
+        for (rules, without) in cases {
+            let e = engine(&rules);
+            let any = e.has_tx_rules(AppProto::Asset);
+            assert_eq!(may_fire(&e, false), without, "{rules}");
+            assert_eq!(may_fire(&e, true), any, "{rules}");
+            if without {
+                continue;
+            }
+            // What is skipped would have found nothing: every shape of a
+            // change without a baseline, with facts.
+            for new in [true, false] {
+                let mut rec = change(None);
+                if let AppRecord::Asset(c) = &mut rec {
+                    c.new = new;
+                    c.known = None;
+                }
+                assert!(sids(&e, &rec).is_empty(), "{rules}");
+            }
+        }
     }
 }

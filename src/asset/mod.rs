@@ -892,6 +892,9 @@ pub struct Hub {
 struct ChangeRules {
     engine: Option<Arc<crate::detect::Engine>>,
     state: crate::detect::DetectState,
+    /// Some rule of `engine` may fire on this run's changes
+    /// ([`detect::may_fire`]): else they are not evaluated.
+    fires: bool,
     /// Alerts written.
     alerts: u64,
 }
@@ -909,6 +912,7 @@ impl ChangeRules {
         Mutex::new(ChangeRules {
             engine: None,
             state: crate::detect::DetectState::new(&cfg.detect),
+            fires: false,
             alerts: 0,
         })
     }
@@ -993,6 +997,7 @@ impl Hub {
         let mut r = lock(&self.rules);
         if !r.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
             r.engine = Some(Arc::clone(engine));
+            r.fires = detect::may_fire(engine, self.baseline.is_some());
         }
     }
 
@@ -1003,11 +1008,10 @@ impl Hub {
         let ChangeRules {
             engine,
             state,
+            fires,
             alerts,
         } = &mut *r;
-        let engine = engine
-            .as_deref()
-            .filter(|e| e.has_tx_rules(crate::app::AppProto::Asset));
+        let engine = engine.as_deref().filter(|_| *fires);
         let mut eval = |rec: &crate::app::AppRecord| match engine {
             Some(e) => detect::evaluate(e, state, rec),
             None => Vec::new(),
@@ -1293,6 +1297,49 @@ mod tests {
         );
         offline.absorb(&mut view, Timestamp::from_parts(999, 0), &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn changes_are_evaluated_without_a_baseline_only_when_a_rule_may_fire() {
+        // Hand-built: one host's client id, at the end of an offline run
+        // without a baseline; a rule on new hosts fires, the shipped rules
+        // (all on baseline differences) are not evaluated.
+        let cfg = crate::config::Config::default();
+        let run = |rules: &str| {
+            let hub = Hub::new(&cfg).unwrap();
+            hub.set_engine(&Arc::new(crate::detect::Engine::from_test_rules(rules)));
+            let fires = lock(&hub.rules).fires;
+            let mut view = Table::new(&cfg.asset, false);
+            let now = Timestamp::from_parts(10, 0);
+            view.fact(
+                ip("10.20.1.15"),
+                Kind::MqttClientId,
+                "MON-1",
+                seen(10, 1),
+                now,
+            );
+            hub.absorb(&mut view, now, &mut Vec::new());
+            let mut out = Vec::new();
+            hub.finish(now, 1, &mut |b| out.extend_from_slice(&b))
+                .unwrap();
+            let alerts = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("\"event_type\":\"alert\""))
+                .count();
+            (fires, alerts)
+        };
+        assert_eq!(
+            run("alert asset any any -> any any (msg:\"n\"; asset.event:new; sid:1;)"),
+            (true, 1)
+        );
+        let shipped: String = crate::detect::Engine::default_rules()
+            .text
+            .lines()
+            .filter(|l| l.starts_with("alert asset "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(run(&shipped), (false, 0));
     }
 
     proptest::proptest! {

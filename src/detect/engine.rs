@@ -360,6 +360,25 @@ impl Engine {
             .any(|t| t.proto == p && !t.rules.order.is_empty())
     }
 
+    /// Whether some rule of hook `p` has every predicate keyword
+    /// (`Cond::Pred`: `asset.drift`, `mqtt.type`, …) true on `rec`; its
+    /// other conditions are not looked at. False: no rule of the hook can
+    /// match a record on which its predicates say what they say on `rec`
+    /// (the asset inventory skips evaluating its changes this way).
+    pub fn tx_predicates_hold(&self, p: AppProto, rec: &AppRecord) -> bool {
+        self.tx
+            .iter()
+            .filter(|t| t.proto == p)
+            .flat_map(|t| &t.rules.order)
+            .filter_map(|&i| self.rules.get(i as usize))
+            .any(|r| {
+                r.conds.iter().all(|c| match c {
+                    Cond::Pred(pred) => pred.test(rec),
+                    _ => true,
+                })
+            })
+    }
+
     /// Rules loaded.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
