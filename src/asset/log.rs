@@ -47,6 +47,7 @@ use crate::app::AppRecord;
 use crate::detect::RuleMeta;
 use crate::output::eve::ip_string;
 use crate::output::json;
+use crate::output::sink::{Block, Tally};
 use crate::time::Timestamp;
 
 /// A JSON object written in insertion order: the record reads `ip`,
@@ -875,14 +876,14 @@ pub fn asset_object(a: &Asset, macs: &Macs, baseline: Option<&Baseline>) -> Orde
 }
 
 /// Appends the EVE `asset` record of host `a` at `at`: its `asset` object
-/// `body`.
+/// `body`. False: it could not be written (nothing was).
 fn write_record<R: Runs + ?Sized>(
     out: &mut Vec<u8>,
     at: Timestamp,
     a: &Asset,
     flow: Option<u64>,
     body: &Body<'_, R>,
-) {
+) -> bool {
     let start = out.len();
     out.extend_from_slice(b"{\"timestamp\":\"");
     at.push_eve(out);
@@ -896,8 +897,10 @@ fn write_record<R: Runs + ?Sized>(
     out.extend_from_slice(b"\",\"asset\":");
     if body.write_json(out).is_ok() {
         out.extend_from_slice(b"}\n");
+        true
     } else {
         out.truncate(start);
+        false
     }
 }
 
@@ -964,10 +967,11 @@ fn by_batches<H: Send, T: Send>(
     }
 }
 
-/// A run's records, and the changes among them the rules are still to
-/// see.
+/// A run's records (`lines` of them), and the changes among them the
+/// rules are still to see.
 struct Made {
     out: Vec<u8>,
+    lines: u64,
     pending: Vec<Pending>,
 }
 
@@ -1017,6 +1021,7 @@ pub fn write_changes(
             .sum();
         let mut m = Made {
             out: Vec::with_capacity(unwritten.saturating_mul(CHANGE_GUESS).min(CHANGES_MAX)),
+            lines: 0,
             pending: Vec::new(),
         };
         for (i, a) in run.iter_mut().enumerate() {
@@ -1026,8 +1031,12 @@ pub fn write_changes(
     };
     by_batches(&mut hosts, threads, make, |batch, made| {
         for m in made {
+            let mut tally = Tally {
+                lines: m.lines,
+                alerts: [0; 5],
+            };
             let Some(eval) = rules.as_deref_mut() else {
-                blocks.hand(m.out);
+                blocks.hand(m.out, &tally);
                 continue;
             };
             // Each change's alerts, with where they go.
@@ -1035,14 +1044,14 @@ pub fn write_changes(
             for p in m.pending {
                 let mut lines = Vec::new();
                 if let Some(a) = batch.get_mut(p.host) {
-                    alerts += fire(a, p.change, p.brought, eval, &mut lines);
+                    alerts += fire(a, p.change, p.brought, eval, &mut lines, &mut tally);
                 }
                 if !lines.is_empty() {
                     fired.push((p.at, lines));
                 }
             }
             if fired.is_empty() {
-                blocks.hand(m.out);
+                blocks.hand(m.out, &tally);
                 continue;
             }
             let mut out =
@@ -1054,7 +1063,7 @@ pub fn write_changes(
                 from = at;
             }
             out.extend_from_slice(m.out.get(from..).unwrap_or_default());
-            blocks.hand(out);
+            blocks.hand(out, &tally);
         }
     });
     alerts
@@ -1153,7 +1162,9 @@ fn host_changes(
             baseline: compared.as_ref(),
         };
         let at = m.out.len();
-        write_record(&mut m.out, last.ts, a, Some(flow), &body);
+        if write_record(&mut m.out, last.ts, a, Some(flow), &body) {
+            m.lines += 1;
+        }
         if evaluated {
             // The record is written as made: the rules' alerts go before
             // it, and `Change::set_drift` rewrites only the rules' copy.
@@ -1195,14 +1206,15 @@ fn host_changes(
 
 /// Evaluates the rules on `change` once per baseline difference it brings
 /// (`brought`), writes their alerts (the record's `baseline.drift` the
-/// one difference), counts their findings on `a`. Returns the number of
-/// alerts.
+/// one difference; counted in `tally`), counts their findings on `a`.
+/// Returns the number of alerts.
 fn fire(
     a: &mut Asset,
     change: Box<Change>,
     brought: Vec<Drift>,
     eval: ChangeRules<'_>,
     out: &mut Vec<u8>,
+    tally: &mut Tally,
 ) -> u64 {
     let mut rec = AppRecord::Asset(change);
     let mut n = 0;
@@ -1216,7 +1228,10 @@ fn fire(
             continue;
         };
         for rule in fired {
-            write_alert(out, c, &rule);
+            if write_alert(out, c, &rule) {
+                tally.lines += 1;
+                tally.alert(rule.severity);
+            }
             n += 1;
             for (k, kind) in &rule.metadata {
                 if k == "finding" {
@@ -1232,8 +1247,9 @@ fn fire(
 
 /// An EVE `alert` of a rule on the `asset` hook: the change's time and
 /// flow, `src_ip` the host, `alert` as for any alert, and the record's
-/// `asset` object with the difference the rule saw.
-fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
+/// `asset` object with the difference the rule saw. False: it could not
+/// be written (nothing was).
+fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) -> bool {
     #[derive(serde::Serialize)]
     struct Record<'a> {
         timestamp: String,
@@ -1254,17 +1270,22 @@ fn write_alert(out: &mut Vec<u8>, c: &Change, rule: &RuleMeta) {
     let start = out.len();
     if crate::output::json::write(out, &r).is_ok() {
         out.push(b'\n');
+        true
     } else {
         out.truncate(start);
+        false
     }
 }
 
 /// Records of many hosts handed on a block at a time ([`Blocks::to`]), so
 /// that the EVE writer writes the first while the last are made, or kept
-/// whole ([`Blocks::kept`]).
+/// whole ([`Blocks::kept`]); each block with its lines and alerts
+/// counted as they were written ([`Tally`]).
 pub struct Blocks<'a> {
     buf: Vec<u8>,
-    emit: Option<&'a mut dyn FnMut(Vec<u8>)>,
+    /// What was added to `buf`.
+    tally: Tally,
+    emit: Option<&'a mut dyn FnMut(Block)>,
 }
 
 impl<'a> Blocks<'a> {
@@ -1272,39 +1293,48 @@ impl<'a> Blocks<'a> {
     pub const SIZE: usize = 256 * 1024;
 
     /// Hands `emit` each block as it fills, the rest at [`Blocks::finish`].
-    pub fn to(emit: &'a mut dyn FnMut(Vec<u8>)) -> Blocks<'a> {
+    pub fn to(emit: &'a mut dyn FnMut(Block)) -> Blocks<'a> {
         Blocks {
             buf: Vec::new(),
+            tally: Tally::default(),
             emit: Some(emit),
         }
     }
 
     /// Appends everything to `buf`, given back by [`Blocks::into_kept`].
     pub fn kept(buf: Vec<u8>) -> Blocks<'static> {
-        Blocks { buf, emit: None }
+        Blocks {
+            buf,
+            tally: Tally::default(),
+            emit: None,
+        }
     }
 
-    /// What [`Blocks::kept`] held.
-    pub fn into_kept(self) -> Vec<u8> {
-        self.buf
+    /// What [`Blocks::kept`] held, and the tally of what was added to it.
+    pub fn into_kept(self) -> (Vec<u8>, Tally) {
+        (self.buf, self.tally)
     }
 
     /// Called between hosts: hands the block on once it is full.
     fn spill(&mut self) {
         if self.buf.len() >= Self::SIZE {
             if let Some(emit) = self.emit.as_mut() {
-                emit(std::mem::take(&mut self.buf));
+                emit(Block {
+                    bytes: std::mem::take(&mut self.buf),
+                    tally: std::mem::take(&mut self.tally),
+                });
             }
         }
     }
 
-    /// Takes `block` after what is held, in order.
-    fn hand(&mut self, block: Vec<u8>) {
+    /// Takes `block`, tallied `tally`, after what is held, in order.
+    fn hand(&mut self, block: Vec<u8>, tally: &Tally) {
         if self.buf.is_empty() {
             self.buf = block;
         } else {
             self.buf.extend_from_slice(&block);
         }
+        self.tally.add(tally);
         self.spill();
     }
 
@@ -1312,7 +1342,10 @@ impl<'a> Blocks<'a> {
     pub fn finish(mut self) {
         if let Some(emit) = self.emit.as_mut() {
             if !self.buf.is_empty() {
-                emit(std::mem::take(&mut self.buf));
+                emit(Block {
+                    bytes: std::mem::take(&mut self.buf),
+                    tally: std::mem::take(&mut self.tally),
+                });
             }
         }
     }
@@ -1344,6 +1377,7 @@ pub fn write_snapshots(
     let macs = mac_hosts(t);
     let make = |run: &mut [&Asset], _: usize| {
         let mut made = Vec::with_capacity(run.len() * RECORD_GUESS);
+        let mut lines = 0;
         for a in run.iter() {
             let facts = Facts::of(a, None);
             let compared = baseline.map(|b| b.compare(a, None).to_value());
@@ -1358,13 +1392,21 @@ pub fn write_snapshots(
                 full: Some(a),
                 baseline: compared.as_ref(),
             };
-            write_record(&mut made, now, a, None, &body);
+            if write_record(&mut made, now, a, None, &body) {
+                lines += 1;
+            }
         }
-        made
+        (made, lines)
     };
     by_batches(&mut t.sorted(), threads, make, |_, made| {
-        for m in made {
-            out.hand(m);
+        for (m, lines) in made {
+            out.hand(
+                m,
+                &Tally {
+                    lines,
+                    alerts: [0; 5],
+                },
+            );
         }
     });
 }
@@ -1524,7 +1566,7 @@ mod tests {
         t.fact(h, Kind::DicomScuAe, "CT01", seen(3, 3), now);
         let mut out = Blocks::kept(Vec::new());
         write_changes(&mut t, None, &mut out, None, 1);
-        let out = out.into_kept();
+        let out = checked_kept(out);
         let r = records(&out);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[0]["asset"]["event"], "new");
@@ -1544,7 +1586,7 @@ mod tests {
         // Nothing new: nothing written.
         let mut again = Blocks::kept(Vec::new());
         write_changes(&mut t, None, &mut again, None, 1);
-        assert!(again.into_kept().is_empty());
+        assert!(checked_kept(again).is_empty());
     }
 
     #[test]
@@ -1569,7 +1611,7 @@ mod tests {
         }
         let mut one = Blocks::kept(Vec::new());
         write_snapshots(&t, now, None, 1, &mut one);
-        let one = one.into_kept();
+        let one = checked_kept(one);
         assert_eq!(records(&one).len(), 1500);
         let ips: Vec<String> = records(&one)
             .iter()
@@ -1583,7 +1625,7 @@ mod tests {
         );
         for threads in [2, 3, 8] {
             let mut blocks = Vec::new();
-            let mut emit = |b: Vec<u8>| blocks.push(b);
+            let mut emit = |b: Block| blocks.push(checked(b));
             let mut out = Blocks::to(&mut emit);
             write_snapshots(&t, now, None, threads, &mut out);
             out.finish();
@@ -1595,6 +1637,19 @@ mod tests {
             assert!(blocks.iter().all(|b| !b.is_empty() && b.ends_with(b"\n")));
             assert_eq!(blocks.concat(), one, "{threads} threads");
         }
+    }
+
+    /// A block's bytes, once its tally is found to be what a scan of
+    /// them counts.
+    fn checked(b: Block) -> Vec<u8> {
+        assert_eq!(b.tally, Tally::scan(&b.bytes));
+        b.bytes
+    }
+
+    /// What `Blocks::kept` held (from empty), checked as [`checked`].
+    fn checked_kept(b: Blocks<'_>) -> Vec<u8> {
+        let (bytes, tally) = b.into_kept();
+        checked(Block { bytes, tally })
     }
 
     fn rule(sid: u32, finding: &str) -> Arc<RuleMeta> {
@@ -1669,7 +1724,7 @@ mod tests {
                 c.drift.iter().map(|d| rule(1, d.finding)).collect()
             };
             let mut blocks = Vec::new();
-            let mut emit = |b: Vec<u8>| blocks.push(b);
+            let mut emit = |b: Block| blocks.push(checked(b));
             let mut out = Blocks::to(&mut emit);
             let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval), threads);
             out.finish();
@@ -1779,7 +1834,7 @@ mod tests {
         };
         let mut out = Blocks::kept(Vec::new());
         let n = write_changes(&mut t, Some(&base), &mut out, Some(&mut eval), 1);
-        let out = out.into_kept();
+        let out = checked_kept(out);
         assert_eq!(n, 3);
         // Evaluated: the new host's first record twice (one difference
         // each), its change once without; the known host's first record

@@ -877,6 +877,10 @@ pub struct Hub {
     table: Mutex<Table>,
     /// Findings of alerts held for a threshold decision, by ticket.
     pending: Mutex<ahash::AHashMap<crate::detect::Ticket, observe::PendingFinding>>,
+    /// Severities of the alerts held for a threshold decision, by ticket
+    /// (inventory on or not): the worker that writes one counts it
+    /// ([`observe::View::decided`]).
+    held: Mutex<ahash::AHashMap<crate::detect::Ticket, u8>>,
     /// Live run: write changes and snapshots every `out.interval`.
     periodic: std::sync::atomic::AtomicBool,
     /// Packet time (s) of the last periodic records.
@@ -947,6 +951,7 @@ impl Hub {
             ),
             table: Mutex::new(Table::new(&cfg.asset, true)),
             pending: Mutex::new(ahash::AHashMap::new()),
+            held: Mutex::new(ahash::AHashMap::new()),
             periodic: std::sync::atomic::AtomicBool::new(false),
             last_emit: std::sync::atomic::AtomicU64::new(0),
             baseline,
@@ -973,6 +978,7 @@ impl Hub {
             ),
             table: Mutex::new(Table::new(&cfg.asset, true)),
             pending: Mutex::new(ahash::AHashMap::new()),
+            held: Mutex::new(ahash::AHashMap::new()),
             periodic: std::sync::atomic::AtomicBool::new(false),
             last_emit: std::sync::atomic::AtomicU64::new(0),
             baseline: None,
@@ -1002,7 +1008,7 @@ impl Hub {
     }
 
     /// Writes the changes not written yet, and the alerts of the rules on
-    /// them.
+    /// them (counted in `out`'s tally).
     fn changes(&self, t: &mut Table, out: &mut log::Blocks<'_>, threads: usize) {
         let mut r = lock(&self.rules);
         let ChangeRules {
@@ -1032,26 +1038,30 @@ impl Hub {
 
     /// Merges a worker's table; in a live run, every `interval` seconds of
     /// packet time, writes the changes merged so far and a snapshot of
-    /// every host to `out`.
-    pub fn absorb(&self, view: &mut Table, now: Timestamp, out: &mut Vec<u8>) {
+    /// every host to `out`. Returns the alert records written, by
+    /// severity slot ([`crate::output::sink::Tally::alerts`]).
+    pub fn absorb(&self, view: &mut Table, now: Timestamp, out: &mut Vec<u8>) -> [u64; 5] {
         let mut t = lock(&self.table);
         t.absorb(view);
         use std::sync::atomic::Ordering;
         if !self.periodic.load(Ordering::Relaxed) || self.out.interval == 0 || !self.enabled() {
-            return;
+            return [0; 5];
         }
         let last = self.last_emit.load(Ordering::Relaxed);
         if last == 0 {
             self.last_emit.store(now.secs(), Ordering::Relaxed);
-            return;
+            return [0; 5];
         }
-        if now.secs() >= last.saturating_add(self.out.interval) {
-            self.last_emit.store(now.secs(), Ordering::Relaxed);
-            let mut blocks = log::Blocks::kept(std::mem::take(out));
-            self.changes(&mut t, &mut blocks, 1);
-            log::write_snapshots(&t, now, self.baseline.as_ref(), 1, &mut blocks);
-            *out = blocks.into_kept();
+        if now.secs() < last.saturating_add(self.out.interval) {
+            return [0; 5];
         }
+        self.last_emit.store(now.secs(), Ordering::Relaxed);
+        let mut blocks = log::Blocks::kept(std::mem::take(out));
+        self.changes(&mut t, &mut blocks, 1);
+        log::write_snapshots(&t, now, self.baseline.as_ref(), 1, &mut blocks);
+        let (kept, added) = blocks.into_kept();
+        *out = kept;
+        added.alerts
     }
 
     /// The end of the run (every worker has handed its table over): the
@@ -1065,7 +1075,7 @@ impl Hub {
         &self,
         end: Timestamp,
         threads: usize,
-        emit: &mut dyn FnMut(Vec<u8>),
+        emit: &mut dyn FnMut(crate::output::sink::Block),
     ) -> Result<(), String> {
         let mut t = lock(&self.table);
         // Findings still pending lost their decision: counted as written
@@ -1320,7 +1330,7 @@ mod tests {
             );
             hub.absorb(&mut view, now, &mut Vec::new());
             let mut out = Vec::new();
-            hub.finish(now, 1, &mut |b| out.extend_from_slice(&b))
+            hub.finish(now, 1, &mut |b| out.extend_from_slice(&b.bytes))
                 .unwrap();
             let alerts = String::from_utf8(out)
                 .unwrap()

@@ -223,6 +223,11 @@ pub struct View {
     /// than the packet or record it came in. Bounded: emptied at
     /// [`CLEANED_MAX`] values.
     cleaned: ahash::AHashSet<Box<str>>,
+    /// The alert records the worker wrote to its EVE buffer since it was
+    /// last handed on, by severity: this view hears of each one
+    /// ([`View::alert`], [`View::decided`], the inventory's own), whether
+    /// the inventory is on or not.
+    tap: Arc<crate::output::sink::AlertTap>,
 }
 
 /// Values [`View::cleaned`] holds at most (each at most
@@ -237,7 +242,14 @@ impl View {
             flushed: 0,
             on: hub.enabled() || hub.out.inventory.is_some(),
             cleaned: ahash::AHashSet::new(),
+            tap: Arc::default(),
         }
+    }
+
+    /// The count of alert records written (see [`View::tap`]'s field),
+    /// for the worker's EVE buffer to take when it hands a block on.
+    pub fn tap(&self) -> Arc<crate::output::sink::AlertTap> {
+        Arc::clone(&self.tap)
     }
 
     /// Whether the worker needs to call at all (inventory on).
@@ -527,6 +539,7 @@ impl View {
 
     /// An alert of flow `ident` was written.
     pub fn alert(&mut self, ident: &FlowIdent, ts: Timestamp, rule: &RuleMeta) {
+        self.tap.alert(rule.severity);
         if !self.on {
             return;
         }
@@ -538,6 +551,9 @@ impl View {
     /// An alert of flow `ident` waits for its threshold decision
     /// (`ticket`).
     pub fn held(&mut self, ticket: Ticket, ident: &FlowIdent, ts: Timestamp, rule: &RuleMeta) {
+        // Whichever worker writes the line (the last to leave writes
+        // what the others left undecided) counts it by this.
+        super::lock(&self.hub.held).insert(ticket, rule.severity);
         if !self.on {
             return;
         }
@@ -553,6 +569,10 @@ impl View {
 
     /// The threshold decided on `ticket`: written as an alert or not.
     pub fn decided(&mut self, ticket: Ticket, alert: bool) {
+        let severity = super::lock(&self.hub.held).remove(&ticket);
+        if let (Some(s), true) = (severity, alert) {
+            self.tap.alert(s);
+        }
         if !self.on {
             return;
         }
@@ -570,14 +590,16 @@ impl View {
         }
         self.flushed = now.secs();
         if !self.table.is_empty() || self.table.stats != super::AssetStats::default() {
-            self.hub.absorb(&mut self.table, now, out);
+            let alerts = self.hub.absorb(&mut self.table, now, out);
+            self.tap.add(&alerts);
         }
     }
 
     /// The worker stops: everything goes to the hub.
     pub fn finish(&mut self, now: Timestamp, out: &mut Vec<u8>) {
         if self.on {
-            self.hub.absorb(&mut self.table, now, out);
+            let alerts = self.hub.absorb(&mut self.table, now, out);
+            self.tap.add(&alerts);
         }
     }
 }

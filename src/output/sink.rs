@@ -104,19 +104,124 @@ pub fn alerts_written(sev: u8) -> u64 {
         }
 }
 
-/// Counts the alert records of a block by `alert.severity`: lines whose
-/// head says `"event_type":"alert"`. The first `"severity":` of such a
-/// line is the alert's own: every field before it in an alert record is
-/// ours and fixed, and no JSON string can hold an unescaped quote.
-/// Returns the block's lines (its newlines).
-fn tally_alerts(block: &[u8]) -> u64 {
-    let (counts, lines) = scan_block(block);
-    for (total, n) in ALERTS.iter().zip(counts) {
+/// What a block of EVE lines holds: its lines, and its alert records by
+/// `alert.severity` (index 1 to 4; 0 holds any other severity), counted
+/// by whoever wrote them (a worker knows each alert it writes and its
+/// rule's severity), so that the writer thread does not read the lines
+/// again: [`Tally::scan`] counts the same from the bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub lines: u64,
+    pub alerts: [u64; 5],
+}
+
+impl Tally {
+    /// Counts one alert record of `severity`.
+    pub fn alert(&mut self, severity: u8) {
+        if let Some(n) = self.alerts.get_mut(severity_slot(severity)) {
+            *n += 1;
+        }
+    }
+
+    pub fn add(&mut self, o: &Tally) {
+        self.lines += o.lines;
+        for (x, y) in self.alerts.iter_mut().zip(o.alerts) {
+            *x += y;
+        }
+    }
+
+    /// The tally of a block read from its bytes: its newlines, and the
+    /// lines whose head says `"event_type":"alert"` by the first
+    /// `"severity":` after it (every field before it in an alert record
+    /// is ours and fixed, and no JSON string can hold an unescaped quote).
+    /// For blocks whose writer did not count (a few small ones), and
+    /// what the counting writers are tested against.
+    pub fn scan(block: &[u8]) -> Tally {
+        let (alerts, lines) = scan_block(block);
+        Tally { lines, alerts }
+    }
+}
+
+/// Where [`ALERTS`] counts an alert of `severity`.
+fn severity_slot(severity: u8) -> usize {
+    if (1..=4).contains(&severity) {
+        usize::from(severity)
+    } else {
+        0
+    }
+}
+
+/// A block of whole EVE lines on its way to the writer, with its
+/// [`Tally`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Block {
+    pub bytes: Vec<u8>,
+    pub tally: Tally,
+}
+
+impl Block {
+    /// A block whose writer did not count it: [`Tally::scan`].
+    pub fn scanned(bytes: Vec<u8>) -> Block {
+        let tally = Tally::scan(&bytes);
+        Block { bytes, tally }
+    }
+
+    /// Appends `o` (lines and counts).
+    pub fn append(&mut self, o: &Block) {
+        self.bytes.extend_from_slice(&o.bytes);
+        self.tally.add(&o.tally);
+    }
+}
+
+/// Alert records in a worker's EVE buffer not handed on yet, by
+/// severity slot ([`Tally::alerts`]): counted where the worker learns of
+/// each alert line it wrote (its asset view hears of every one:
+/// `asset::observe::View`), taken when the buffer is handed on. Atomic
+/// only so that it may be shared by the two; one thread uses it.
+#[derive(Debug, Default)]
+pub struct AlertTap([AtomicU64; 5]);
+
+impl AlertTap {
+    /// One alert record of `severity` was written.
+    pub fn alert(&self, severity: u8) {
+        if let Some(n) = self.0.get(severity_slot(severity)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Alerts of a [`Tally`] were written.
+    pub fn add(&self, alerts: &[u64; 5]) {
+        for (n, &a) in self.0.iter().zip(alerts) {
+            if a > 0 {
+                n.fetch_add(a, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counts so far, leaving zeros.
+    pub fn take(&self) -> [u64; 5] {
+        let mut out = [0; 5];
+        for (o, n) in out.iter_mut().zip(&self.0) {
+            if n.load(Ordering::Relaxed) > 0 {
+                *o = n.swap(0, Ordering::Relaxed);
+            }
+        }
+        out
+    }
+}
+
+/// Counts the newlines of `bytes` (vectorised).
+pub fn newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// Adds a block's alerts to the process's count.
+fn tally_alerts(tally: &Tally) {
+    for (total, &n) in ALERTS.iter().zip(&tally.alerts) {
         if n > 0 {
             total.fetch_add(n, Ordering::Relaxed);
         }
     }
-    lines
 }
 
 /// Where `"event_type":"alert"` may start in a line that counts.
@@ -246,19 +351,21 @@ impl Sink {
         })
     }
 
-    /// Writes a block of complete lines.
+    /// Writes a block of complete lines, counting its lines and alerts as
+    /// its writer tallied them.
     ///
     /// # Errors
     /// The underlying write failed (disk full, closed pipe; Redis offline:
     /// unreachable past its timeout, or a record refused).
-    pub fn write_lines(&mut self, block: &[u8]) -> io::Result<()> {
-        let lines = tally_alerts(block);
+    pub fn write_block(&mut self, b: &Block) -> io::Result<()> {
+        tally_alerts(&b.tally);
+        let lines = b.tally.lines;
         let block = match &self.host {
             Some(h) => {
-                add_host(&mut self.scratch, block, h);
+                add_host(&mut self.scratch, &b.bytes, h);
                 &self.scratch[..]
             }
-            None => block,
+            None => &b.bytes[..],
         };
         match &mut self.out {
             Out::Stream(w) => {

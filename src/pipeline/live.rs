@@ -55,7 +55,7 @@ use crate::capture::privs::{drop_privileges, running_as_root};
 use crate::config::Config;
 use crate::detect::{Engine, LoadReport};
 use crate::output::eve;
-use crate::output::sink::Target;
+use crate::output::sink::{Block, Target};
 use crate::pipeline::rules::SharedEngine;
 use crate::time::Timestamp;
 
@@ -188,7 +188,7 @@ fn live_worker(
     cfg: &Config,
     mut rings: Vec<Ring>,
     common: &Common<'_>,
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
     snap_tx: &Sender<(usize, Snapshot)>,
 ) -> WorkerEnd {
     let Common {
@@ -221,7 +221,7 @@ fn live_worker(
                 any = true;
                 if w.output_closed()
                     || (w.pending_output() >= OUTPUT_BLOCK
-                        && !offer(out_tx, w.take_output(), dropped))
+                        && !offer(out_tx, w.take_block(), dropped))
                 {
                     stop.store(true, Ordering::Relaxed);
                     break;
@@ -231,7 +231,7 @@ fn live_worker(
         if !any {
             // Idle: hand over what is pending so the file is current, wait,
             // then let packet time follow the clock.
-            if w.pending_output() > 0 && !offer(out_tx, w.take_output(), dropped) {
+            if w.pending_output() > 0 && !offer(out_tx, w.take_block(), dropped) {
                 break;
             }
             if let Err(e) = poll_rings(&rings, cfg.capture.poll_timeout_ms) {
@@ -273,14 +273,14 @@ fn live_worker(
                 break;
             }
             if w.pending_output() >= OUTPUT_BLOCK {
-                let _ = super::worker::send_block(out_tx, w.take_output());
+                let _ = super::worker::send_block(out_tx, w.take_block());
             }
         }
     }
     if let Some(e) = read_kernel(&mut rings) {
         error.get_or_insert(e);
     }
-    let stats = w.finish(now(), &mut |block| {
+    let stats = w.finish_blocks(now(), &mut |block| {
         let _ = super::worker::send_block(out_tx, block);
     });
     let (t, per) = ring_totals(&rings);
@@ -300,12 +300,10 @@ fn live_worker(
 pub(crate) fn with_assets(
     run: &super::worker::RunShared,
     stats: impl FnOnce() -> Vec<u8>,
-) -> (Result<(), String>, Vec<u8>) {
-    let mut tail = Vec::new();
-    let inventory = run
-        .assets
-        .finish(now(), 1, &mut |b| tail.extend_from_slice(&b));
-    tail.extend_from_slice(&stats());
+) -> (Result<(), String>, Block) {
+    let mut tail = Block::default();
+    let inventory = run.assets.finish(now(), 1, &mut |b| tail.append(&b));
+    tail.append(&Block::scanned(stats()));
     (inventory, tail)
 }
 
@@ -347,12 +345,11 @@ fn merged(snaps: &[Option<Snapshot>]) -> (WorkerStats, RingStats) {
 /// Hands a block to the writer without waiting: when its queue is full
 /// the block is dropped and its lines counted (a stalled EVE reader must
 /// not stall the capture). False when the writer is gone.
-fn offer(out_tx: &Sender<Vec<u8>>, block: Vec<u8>, dropped: &AtomicU64) -> bool {
+fn offer(out_tx: &Sender<Block>, block: Block, dropped: &AtomicU64) -> bool {
     match super::worker::try_send_block(out_tx, block) {
         Ok(()) => true,
         Err(crossbeam_channel::TrySendError::Full(b)) => {
-            let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
-            dropped.fetch_add(n, Ordering::Relaxed);
+            dropped.fetch_add(b.tally.lines, Ordering::Relaxed);
             true
         }
         Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
@@ -361,7 +358,7 @@ fn offer(out_tx: &Sender<Vec<u8>>, block: Vec<u8>, dropped: &AtomicU64) -> bool 
 
 /// The EVE output of a live run, opened, and its writer thread.
 struct Output {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Block>,
     writer: WriterHandle,
     /// EVE lines dropped (queue full, socket reader absent).
     dropped: Arc<AtomicU64>,
@@ -431,7 +428,7 @@ fn supervise<S>(
         }
         if !interval.is_zero() && last.elapsed() >= interval && latest.iter().all(Option::is_some) {
             last = Instant::now();
-            offer(&out.tx, emit(&latest), &out.dropped);
+            offer(&out.tx, Block::scanned(emit(&latest)), &out.dropped);
         }
     }
 }

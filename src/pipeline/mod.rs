@@ -48,7 +48,7 @@ use crate::decode::dispatch::AddressReader;
 use crate::detect::Engine;
 use crate::flow::dispatch_hash;
 use crate::output::eve;
-use crate::output::sink::{Sink, Target};
+use crate::output::sink::{Block, Sink, Target};
 use crate::time::Timestamp;
 use worker::{send_block, Handoff, RunShared, Worker, WorkerStats, OUTPUT_BLOCK};
 
@@ -381,7 +381,7 @@ pub fn run(
         started.elapsed().as_secs(),
         &counters,
     );
-    let eve_lines = close_writer(out_tx, writer, tail)?;
+    let eve_lines = close_writer(out_tx, writer, Block::scanned(tail))?;
     if opts.exiting {
         std::mem::forget(shared);
     }
@@ -416,11 +416,6 @@ struct WriterLive {
     host: Option<String>,
 }
 
-/// Lines in a block of EVE lines.
-fn lines_in(block: &[u8]) -> u64 {
-    block.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
 /// The live writer: flushes whenever the queue is empty, reopens on the
 /// reopen flag, and for a Unix-socket reader drops (and counts) blocks
 /// while the reader is absent or stalled, reconnecting at most once a
@@ -428,7 +423,7 @@ fn lines_in(block: &[u8]) -> u64 {
 fn live_writer(
     sink: Sink,
     target: &Target,
-    rx: &Receiver<Vec<u8>>,
+    rx: &Receiver<Block>,
     l: &WriterLive,
 ) -> Result<u64, String> {
     use std::sync::atomic::Ordering;
@@ -477,16 +472,16 @@ fn live_writer(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
         // Empty blocks only hold queue slots for a large one.
-        if block.is_empty() {
+        if block.bytes.is_empty() {
             continue;
         }
         let Some(s) = sink.as_mut() else {
-            l.dropped.fetch_add(lines_in(&block), Ordering::Relaxed);
+            l.dropped.fetch_add(block.tally.lines, Ordering::Relaxed);
             continue;
         };
         // A socket is flushed after every block, so a failure loses that
         // block only.
-        let r = s.write_lines(&block).and_then(|()| {
+        let r = s.write_block(&block).and_then(|()| {
             if unix || rx.is_empty() {
                 s.flush()
             } else {
@@ -501,7 +496,7 @@ fn live_writer(
             eprintln!(
                 "wardwatch: EVE reader gone or stalled ({e}); dropping lines until it is back"
             );
-            let n = lines_in(&block);
+            let n = block.tally.lines;
             l.dropped.fetch_add(n, Ordering::Relaxed);
             done += s.lines().saturating_sub(n);
             sink = None;
@@ -534,8 +529,8 @@ fn spawn_writer(
     mut sink: Sink,
     eve: &Target,
     live: Option<WriterLive>,
-) -> Result<(Sender<Vec<u8>>, WriterHandle), RunError> {
-    let (out_tx, out_rx) = bounded::<Vec<u8>>(WRITER_QUEUE);
+) -> Result<(Sender<Block>, WriterHandle), RunError> {
+    let (out_tx, out_rx) = bounded::<Block>(WRITER_QUEUE);
     let target = eve.clone();
     let werr = |e: std::io::Error| format!("writing EVE output: {e}");
     let writer = thread::Builder::new()
@@ -545,8 +540,8 @@ fn spawn_writer(
                 return live_writer(sink, &target, &out_rx, l);
             }
             // Empty blocks only hold queue slots for a large one.
-            for block in out_rx.iter().filter(|b| !b.is_empty()) {
-                sink.write_lines(&block).map_err(werr)?;
+            for block in out_rx.iter().filter(|b| !b.bytes.is_empty()) {
+                sink.write_block(&block).map_err(werr)?;
             }
             sink.flush().map_err(werr)?;
             Ok(sink.lines())
@@ -560,11 +555,7 @@ fn spawn_writer(
 ///
 /// # Errors
 /// The writer stopped on a write error, or its thread failed.
-fn close_writer(
-    out_tx: Sender<Vec<u8>>,
-    writer: WriterHandle,
-    last: Vec<u8>,
-) -> Result<u64, RunError> {
+fn close_writer(out_tx: Sender<Block>, writer: WriterHandle, last: Block) -> Result<u64, RunError> {
     // A send fails only if the writer already stopped on an error, which
     // joining it reports.
     let _ = out_tx.send(last);
@@ -697,7 +688,7 @@ fn run_inline(
     shared: &RunShared,
     readers: Vec<Reader>,
     paths: &[PathBuf],
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
     progress: &mut Progress,
     filtering: &mut Filtering,
 ) -> (Vec<InputReport>, WorkerStats) {
@@ -716,7 +707,7 @@ fn run_inline(
         !w.output_closed()
     });
     // A failed send means the writer stopped on an error, reported at join.
-    let stats = w.finish(now, &mut |block| {
+    let stats = w.finish_blocks(now, &mut |block| {
         let _ = send_block(out_tx, block);
     });
     (inputs, stats)
@@ -729,7 +720,7 @@ fn worker_loop(
     shared: &RunShared,
     seat: (usize, usize),
     rx: &Receiver<Batch>,
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
 ) -> WorkerStats {
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
     w.set_output(Handoff::Wait(out_tx.clone()));
@@ -741,7 +732,7 @@ fn worker_loop(
             break;
         }
     }
-    w.finish(now, &mut |block| {
+    w.finish_blocks(now, &mut |block| {
         let _ = send_block(out_tx, block);
     })
 }
@@ -756,7 +747,7 @@ fn run_parallel(
     n: usize,
     readers: Vec<Reader>,
     paths: &[PathBuf],
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
     progress: &mut Progress,
     filtering: &mut Filtering,
 ) -> Result<(Vec<InputReport>, WorkerStats), RunError> {
@@ -1009,7 +1000,7 @@ fn run_fanout(
     n: usize,
     readers: Vec<Reader>,
     paths: &[PathBuf],
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
     progress: &mut Progress,
 ) -> Result<(Vec<InputReport>, WorkerStats), RunError> {
     decide_checksums(&shared.checksum, &readers);
@@ -1304,7 +1295,7 @@ fn walk_loop(
     seat: (usize, usize),
     walk: &Walk<'_>,
     pace: &Pace,
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
 ) -> WorkerStats {
     let (me, n) = seat;
     let mut w = Worker::with_shared(cfg, Arc::clone(engine), shared);
@@ -1334,7 +1325,7 @@ fn walk_loop(
         }
         k += 1;
     }
-    w.finish(now, &mut |block| {
+    w.finish_blocks(now, &mut |block| {
         let _ = send_block(out_tx, block);
     })
 }

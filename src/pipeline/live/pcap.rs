@@ -36,6 +36,7 @@ use super::{now, offer, open_output, stats_record, supervise, LiveOptions, Outpu
 use crate::capture::libpcap::{PcapHandle, PcapStats};
 use crate::capture::{Buffer, LinkType, PacketRef};
 use crate::config::Config;
+use crate::output::sink::Block;
 use crate::pipeline::rules::SharedEngine;
 use crate::time::Timestamp;
 
@@ -102,7 +103,7 @@ fn drain(h: &mut PcapHandle, mut each: impl FnMut(Timestamp, LinkType, &[u8], u3
 }
 
 /// One worker and one interface: the worker reads the handle itself.
-fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -> End {
+fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Block>) -> End {
     let (mut generation, engine) = sh.engine.current();
     let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
     // Never waits for the writer: a full queue drops the block (counted).
@@ -118,7 +119,7 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
             Ok(0) => {
                 // Idle: hand over what is pending, let packet time follow
                 // the clock.
-                if w.pending_output() > 0 && !offer(out_tx, w.take_output(), sh.dropped) {
+                if w.pending_output() > 0 && !offer(out_tx, w.take_block(), sh.dropped) {
                     sh.stop.store(true, Ordering::Relaxed);
                     break;
                 }
@@ -127,7 +128,7 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
             Ok(_) => {
                 if w.output_closed()
                     || (w.pending_output() >= OUTPUT_BLOCK
-                        && !offer(out_tx, w.take_output(), sh.dropped))
+                        && !offer(out_tx, w.take_block(), sh.dropped))
                 {
                     sh.stop.store(true, Ordering::Relaxed);
                     break;
@@ -164,7 +165,7 @@ fn inline_worker(mut h: PcapHandle, sh: &Shared<'_>, out_tx: &Sender<Vec<u8>>) -
     if let Some(e) = read_stats(&mut h) {
         error.get_or_insert(e);
     }
-    let stats = w.finish(now(), &mut |block| {
+    let stats = w.finish_blocks(now(), &mut |block| {
         let _ = crate::pipeline::worker::send_block(out_tx, block);
     });
     End {
@@ -183,7 +184,7 @@ fn batch_worker(
     of: usize,
     rx: &Receiver<Batch>,
     sh: &Shared<'_>,
-    out_tx: &Sender<Vec<u8>>,
+    out_tx: &Sender<Block>,
 ) -> End {
     let (mut generation, engine) = sh.engine.current();
     let mut w = Worker::with_shared(sh.cfg, engine, &sh.run);
@@ -203,7 +204,7 @@ fn batch_worker(
                 batch.feed(&mut w, &mut now_ts);
                 if w.output_closed()
                     || (w.pending_output() >= OUTPUT_BLOCK
-                        && !offer(out_tx, w.take_output(), sh.dropped))
+                        && !offer(out_tx, w.take_block(), sh.dropped))
                 {
                     // The writer is gone: stop everything.
                     sh.stop.store(true, Ordering::Relaxed);
@@ -211,7 +212,7 @@ fn batch_worker(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if w.pending_output() > 0 && !offer(out_tx, w.take_output(), sh.dropped) {
+                if w.pending_output() > 0 && !offer(out_tx, w.take_block(), sh.dropped) {
                     sh.stop.store(true, Ordering::Relaxed);
                     break;
                 }
@@ -231,7 +232,7 @@ fn batch_worker(
             ));
         }
     }
-    let stats = w.finish(now_ts.max(now()), &mut |block| {
+    let stats = w.finish_blocks(now_ts.max(now()), &mut |block| {
         let _ = crate::pipeline::worker::send_block(out_tx, block);
     });
     End {
