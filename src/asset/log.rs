@@ -38,7 +38,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use super::baseline::{Baseline, Drift};
 use super::detect::Change;
@@ -909,62 +909,93 @@ fn write_record<R: Runs + ?Sized>(
 /// ([`AppRecord::Asset`]).
 pub type ChangeRules<'a> = &'a mut dyn FnMut(&AppRecord) -> Vec<Arc<RuleMeta>>;
 
-/// Hosts whose records are made before any is handed on: each batch is
-/// cut into one run per thread; the rules are evaluated on a batch's
-/// changes in order once its runs are made.
+/// Hosts whose records are made at a time ([`by_batches`]); the rules are
+/// evaluated on a batch's changes in order once it is made.
 const BATCH: usize = 1024;
 
-/// A run of [`by_batches`] not yet made: its hosts, and where it starts
-/// in the batch.
-type Run<'a, H> = Option<(&'a mut [H], usize)>;
+/// Made batches each thread of [`by_batches`] may hold ahead of the one
+/// being handed on.
+const AHEAD: usize = 2;
 
-/// Runs `make` over `hosts` (in address order) a batch at a time, the
-/// batch cut into up to `threads` runs made at once (runs of at least
-/// [`MIN_RUN`] hosts; `make` is told where its run starts in the
-/// batch), and gives `done` each batch's hosts with the runs' results, in
-/// order.
+/// The batches one thread of [`by_batches`] makes, in order; whoever is
+/// to make the next takes it (the thread, or the caller if the thread
+/// never started).
+type Deal<'a, H> = std::sync::Mutex<std::collections::VecDeque<&'a mut [H]>>;
+
+/// The next batch of `deal` to make.
+fn next_batch<'a, H>(deal: &Deal<'a, H>) -> Option<&'a mut [H]> {
+    deal.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
+/// Runs `make` over `hosts` (in address order) a batch of [`BATCH`] at a
+/// time and gives `done` each batch's hosts with what was made of them,
+/// in order. With `threads` > 1 the batches are dealt in turn to that
+/// many threads started once (not one per batch: a thread each time, and
+/// batches handed on one after another, left the second core idle half
+/// the time at the end of a two-worker run), each making its batches
+/// ahead of this thread by at most [`AHEAD`]: the output is the same as
+/// one thread's, and at most `threads` × ([`AHEAD`] + 1) batches are held.
 fn by_batches<H: Send, T: Send>(
     hosts: &mut [H],
     threads: usize,
     make: impl Fn(&mut [H], usize) -> T + Sync,
     mut done: impl FnMut(&mut [H], Vec<T>),
 ) {
-    for batch in hosts.chunks_mut(BATCH.max(threads * MIN_RUN)) {
-        let parts = threads.min(batch.len() / MIN_RUN).max(1);
-        let size = batch.len().div_ceil(parts).max(1);
-        let made: Vec<T> = if parts == 1 {
-            vec![make(batch, 0)]
-        } else {
-            // The runs are taken from a list by whichever thread is free,
-            // this one included: a thread the system will not start only
-            // leaves more runs to the others.
-            let todo: Vec<Mutex<Run<'_, H>>> = batch
-                .chunks_mut(size)
-                .enumerate()
-                .map(|(k, run)| Mutex::new(Some((run, k * size))))
-                .collect();
-            let made: Vec<Mutex<Option<T>>> = todo.iter().map(|_| Mutex::new(None)).collect();
-            let work = || {
-                for (slot, out) in todo.iter().zip(&made) {
-                    let run = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some((run, start)) = run {
-                        let t = make(run, start);
-                        *out.lock().unwrap_or_else(PoisonError::into_inner) = Some(t);
-                    }
-                }
-            };
-            std::thread::scope(|s| {
-                for _ in 1..parts {
-                    let _ = std::thread::Builder::new().spawn_scoped(s, work);
-                }
-                work();
-            });
-            made.into_iter()
-                .filter_map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-                .collect()
-        };
-        done(batch, made);
+    let batches = hosts.len().div_ceil(BATCH);
+    let n = threads.min(batches);
+    if n <= 1 {
+        for batch in hosts.chunks_mut(BATCH) {
+            let made = make(batch, 0);
+            done(batch, vec![made]);
+        }
+        return;
     }
+    let mut deals: Vec<Deal<'_, H>> = (0..n).map(|_| Deal::default()).collect();
+    for (i, batch) in hosts.chunks_mut(BATCH).enumerate() {
+        if let Some(d) = deals.get_mut(i % n) {
+            d.get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(batch);
+        }
+    }
+    let make = &make;
+    std::thread::scope(|s| {
+        let queues: Vec<_> = deals
+            .iter()
+            .map(|deal| {
+                let (tx, rx) = crossbeam_channel::bounded::<(&mut [H], T)>(AHEAD);
+                // A thread the system will not start leaves its batches
+                // to this one (its queue is then closed and empty).
+                let _ = std::thread::Builder::new().spawn_scoped(s, move || {
+                    while let Some(batch) = next_batch(deal) {
+                        let made = make(batch, 0);
+                        if tx.send((batch, made)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for i in 0..batches {
+            let (Some(rx), Some(deal)) = (queues.get(i % n), deals.get(i % n)) else {
+                continue;
+            };
+            let (batch, made) = match rx.recv() {
+                Ok(m) => m,
+                Err(_) => match next_batch(deal) {
+                    Some(batch) => {
+                        let made = make(batch, 0);
+                        (batch, made)
+                    }
+                    None => continue,
+                },
+            };
+            done(batch, vec![made]);
+        }
+    });
 }
 
 /// A run's records (`lines` of them), and the changes among them the
@@ -1362,9 +1393,6 @@ const CHANGE_GUESS: usize = 256;
 /// The most a run's change buffer starts with (beyond, it grows).
 const CHANGES_MAX: usize = 16 << 20;
 
-/// Hosts a run of [`by_batches`] holds at least (fewer: one thread).
-const MIN_RUN: usize = 512;
-
 /// Writes a `snapshot` record of every host at `now`, in address order,
 /// made by up to `threads` threads ([`by_batches`]).
 pub fn write_snapshots(
@@ -1591,7 +1619,7 @@ mod tests {
 
     #[test]
     fn snapshots_made_by_several_threads_are_the_ones_one_thread_makes_in_order() {
-        // Hand-built: 1 500 hosts (three runs of more than MIN_RUN),
+        // Hand-built: 1 500 hosts (two batches),
         // inserted out of address order, each with a MAC, a client id that
         // needs escaping and a version.
         let mut t = Table::new(&AssetConfig::default(), true);
