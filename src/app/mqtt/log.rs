@@ -235,8 +235,19 @@ impl<'o> Obj<'o> {
         json::write_str(self.out, v);
     }
 
-    /// `properties` when the message has any.
+    /// `properties` when the message has any (a 3.x message has none: a
+    /// test inline, no call).
+    #[inline]
     fn props(&mut self, p: &Properties, opts: &LogOptions) -> Result<(), json::Error> {
+        if p.is_none() {
+            return Ok(());
+        }
+        self.some_props(p, opts)
+    }
+
+    /// [`Obj::props`] of a message with a property list (5.0).
+    #[inline(never)]
+    fn some_props(&mut self, p: &Properties, opts: &LogOptions) -> Result<(), json::Error> {
         match properties(p, opts) {
             Some(v) => {
                 self.key(k!("properties"));
