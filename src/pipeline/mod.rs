@@ -46,7 +46,7 @@ use crate::capture::{Buffer, CaptureError, Chunk, LinkType, PacketRef, Reader};
 use crate::config::Config;
 use crate::decode::dispatch::AddressReader;
 use crate::detect::Engine;
-use crate::flow::dispatch_hash;
+use crate::flow::{dispatch_hash, worker_of};
 use crate::output::eve;
 use crate::output::sink::{Sink, Target};
 use crate::time::Timestamp;
@@ -239,8 +239,8 @@ impl Batch {
 }
 
 /// Chooses the worker of each packet: [`dispatch_hash`] of its VLANs and
-/// address pair (the same both ways and for every fragment), modulo the
-/// number of workers, read by [`AddressReader`] without decoding the
+/// address pair (the same both ways and for every fragment), scaled to the
+/// number of workers ([`worker_of`]), read by [`AddressReader`] without decoding the
 /// rest. Frames with no IP header it can read (not IP, or malformed: the
 /// decoder calls them `NotIp` or `Invalid`) go to worker 0; a frame the
 /// decoder will find invalid past its IP header goes where its addresses
@@ -266,8 +266,7 @@ impl Dispatch {
             return (0, false);
         };
         let h = dispatch_hash(a.vlan, a.src, a.dst);
-        // `workers` is small; the remainder fits in usize.
-        ((h % self.workers as u64) as usize, a.may_tunnel)
+        (worker_of(h, self.workers), a.may_tunnel)
     }
 }
 

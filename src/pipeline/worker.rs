@@ -37,7 +37,8 @@ use crate::detect::{
 };
 use crate::flow::tcp::TcpState;
 use crate::flow::{
-    dispatch_hash, Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable, PacketMeta, TcpMeta,
+    dispatch_hash, worker_of, Direction, EndReason, Endpoint, Flow, FlowIdent, FlowTable,
+    PacketMeta, TcpMeta,
 };
 use crate::memcap::Lease;
 use crate::output::alert::{write_alert, AlertFlow};
@@ -811,7 +812,7 @@ struct Copies {
 /// with one, those whose flow the reader sends it.
 #[inline]
 fn keeps(seat: Option<(usize, usize)>, p: &Packet<'_>) -> bool {
-    seat.is_none_or(|(i, n)| dispatch_hash(p.vlan, p.ip.src, p.ip.dst) % n as u64 == i as u64)
+    seat.is_none_or(|(i, n)| worker_of(dispatch_hash(p.vlan, p.ip.src, p.ip.dst), n) == i)
 }
 
 /// A worker's state.
