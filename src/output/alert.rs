@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::eve::{self, erased::Field, erased::Written, EventHeader, Oriented};
 use super::json::{self, Raw};
 use super::mask::{display_bytes, LogOptions};
-use crate::detect::phi::PhiReport;
+use crate::detect::phi::{PhiKind, PhiReport};
 use crate::detect::{Alert, Country, RuleMeta};
 use crate::flow::Direction;
 use crate::time::Timestamp;
@@ -135,9 +135,7 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"kind\":\"");
-            out.extend_from_slice(e.kind.name().as_bytes());
-            out.extend_from_slice(b"\",\"field\":");
+            out.extend_from_slice(evidence_head(e.kind));
             json::write_str(out, &e.field);
             out.extend_from_slice(b",\"value\":");
             opts.write_evidence(e, out);
@@ -146,6 +144,26 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
         out.push(b']');
     }
     out.push(b'}');
+}
+
+/// `{"kind":"…","field":` of an evidence item of `kind`, one copy per
+/// item (a test checks each against the kind's name).
+fn evidence_head(kind: PhiKind) -> &'static [u8] {
+    macro_rules! head {
+        ($name:literal) => {
+            concat!("{\"kind\":\"", $name, "\",\"field\":").as_bytes()
+        };
+    }
+    match kind {
+        PhiKind::Hl7 => head!("hl7"),
+        PhiKind::Fhir => head!("fhir"),
+        PhiKind::Json => head!("json"),
+        PhiKind::Ssn => head!("ssn"),
+        PhiKind::Nir => head!("nir"),
+        PhiKind::Bsn => head!("bsn"),
+        PhiKind::Dicom => head!("dicom"),
+        PhiKind::Location => head!("location"),
+    }
 }
 
 /// Appends one `alert` event. `header` is the flow's (client → server),
@@ -217,7 +235,15 @@ pub fn write_alert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::phi::{Evidence, PhiKind};
+
+    #[test]
+    fn evidence_heads_name_their_kind() {
+        for k in PhiKind::ALL {
+            let want = format!("{{\"kind\":\"{}\",\"field\":", k.name());
+            assert_eq!(String::from_utf8_lossy(evidence_head(k)), want);
+        }
+    }
+    use crate::detect::phi::Evidence;
     use crate::detect::Action;
     use serde_json::Value;
     use std::sync::Arc;

@@ -235,8 +235,19 @@ impl<'o> Obj<'o> {
         json::write_str(self.out, v);
     }
 
-    /// `properties` when the message has any.
+    /// `properties` when the message has any (a 3.x message has none: a
+    /// test inline, no call).
+    #[inline]
     fn props(&mut self, p: &Properties, opts: &LogOptions) -> Result<(), json::Error> {
+        if p.is_none() {
+            return Ok(());
+        }
+        self.some_props(p, opts)
+    }
+
+    /// [`Obj::props`] of a message with a property list (5.0).
+    #[inline(never)]
+    fn some_props(&mut self, p: &Properties, opts: &LogOptions) -> Result<(), json::Error> {
         match properties(p, opts) {
             Some(v) => {
                 self.key(k!("properties"));
@@ -263,6 +274,28 @@ fn write_u8_list(out: &mut Vec<u8>, v: &[u8]) {
     out.push(b']');
 }
 
+/// The opening of a message's object for each value of its fixed header's
+/// low four bits (DUP 0x08, QoS 0x06, RETAIN 0x01), as [`Obj`] writes
+/// `qos`, `retain` and `dup` (a test checks every entry against it).
+const HEADS: [&[u8]; 16] = [
+    br#"{"qos":0,"retain":false,"dup":false"#,
+    br#"{"qos":0,"retain":true,"dup":false"#,
+    br#"{"qos":1,"retain":false,"dup":false"#,
+    br#"{"qos":1,"retain":true,"dup":false"#,
+    br#"{"qos":2,"retain":false,"dup":false"#,
+    br#"{"qos":2,"retain":true,"dup":false"#,
+    br#"{"qos":3,"retain":false,"dup":false"#,
+    br#"{"qos":3,"retain":true,"dup":false"#,
+    br#"{"qos":0,"retain":false,"dup":true"#,
+    br#"{"qos":0,"retain":true,"dup":true"#,
+    br#"{"qos":1,"retain":false,"dup":true"#,
+    br#"{"qos":1,"retain":true,"dup":true"#,
+    br#"{"qos":2,"retain":false,"dup":true"#,
+    br#"{"qos":2,"retain":true,"dup":true"#,
+    br#"{"qos":3,"retain":false,"dup":true"#,
+    br#"{"qos":3,"retain":true,"dup":true"#,
+];
+
 /// [`MessageLog`]'s bytes, by hand.
 fn write_message(
     out: &mut Vec<u8>,
@@ -270,10 +303,15 @@ fn write_message(
     m: &Message,
     opts: &LogOptions,
 ) -> Result<(), json::Error> {
-    let mut o = Obj::open(out);
-    o.uint(k!("qos"), m.qos());
-    o.bool(k!("retain"), m.retain());
-    o.bool(k!("dup"), m.dup());
+    // `{"qos":…,"retain":…,"dup":…` of every message: one copy of the
+    // fixed-header flags' line ([`HEADS`]).
+    out.extend_from_slice(
+        HEADS
+            .get(usize::from(m.flags & 0x0f))
+            .copied()
+            .unwrap_or_default(),
+    );
+    let mut o = Obj { out, first: false };
     match &m.body {
         Body::Connect(c) => {
             o.str(k!("protocol_string"), &c.protocol_string);
@@ -576,6 +614,22 @@ mod tests {
         Ack, Connack, Connect, Property, ReasonOnly, Suback, Subscribe, TopicFilter, Unsuback,
         Unsubscribe, Will,
     };
+
+    #[test]
+    fn every_flags_head_is_what_obj_writes() {
+        for flags in 0u8..16 {
+            let mut want = Vec::new();
+            let mut o = Obj::open(&mut want);
+            o.uint(k!("qos"), super::super::parser::flag::qos(flags));
+            o.bool(k!("retain"), super::super::parser::flag::retain(flags));
+            o.bool(k!("dup"), super::super::parser::flag::dup(flags));
+            assert_eq!(
+                String::from_utf8_lossy(HEADS[usize::from(flags)]),
+                String::from_utf8_lossy(&want),
+                "flags {flags:#x}"
+            );
+        }
+    }
 
     /// Text a hostile sender could put in a string field: quotes,
     /// backslashes, control characters, DEL, non-ASCII.

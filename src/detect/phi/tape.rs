@@ -552,27 +552,33 @@ fn walk<'a, F>(
     }
     let container = |c: &Val<'a>| c.is_object() || c.is_array();
     if v.is_object() {
-        let range = sorted_members(v, scratch);
-        let keys = scratch.get(range.clone()).unwrap_or_default();
         // Most objects' members fit on the stack; a larger one's go to a
         // list of their own.
         let mut small: [Member<'a>; SMALL_MEMBERS] =
             std::array::from_fn(|_| (Cow::Borrowed(""), v));
         let mut large = Vec::new();
-        let members: &[Member<'a>] = if keys.len() <= SMALL_MEMBERS {
-            let mut n = 0;
-            for m in keys.iter().filter_map(|&k| v.doc.member(k)) {
-                if let Some(slot) = small.get_mut(n) {
-                    *slot = m;
-                    n += 1;
+        let members: &[Member<'a>] = match small_sorted(v, &mut small) {
+            Some(n) => small.get(..n).unwrap_or_default(),
+            None => {
+                let range = sorted_members(v, scratch);
+                let keys = scratch.get(range.clone()).unwrap_or_default();
+                if keys.len() <= SMALL_MEMBERS {
+                    let mut n = 0;
+                    for m in keys.iter().filter_map(|&k| v.doc.member(k)) {
+                        if let Some(slot) = small.get_mut(n) {
+                            *slot = m;
+                            n += 1;
+                        }
+                    }
+                    scratch.truncate(range.start);
+                    small.get(..n).unwrap_or_default()
+                } else {
+                    large.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
+                    scratch.truncate(range.start);
+                    &large
                 }
             }
-            small.get(..n).unwrap_or_default()
-        } else {
-            large.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
-            &large
         };
-        scratch.truncate(range.start);
         f(v, members, key);
         for (k, child) in members {
             if container(child) {
@@ -584,6 +590,58 @@ fn walk<'a, F>(
             walk(child, key, depth + 1, max_depth, scratch, f);
         }
     }
+}
+
+/// The members of `obj` in [`sorted_members`]' order written into `small`
+/// when it has at most [`SMALL_OBJECT`] members and no key with an escape
+/// (most objects): their keys read and sorted on the stack in one go, with
+/// no list of key positions between the sort and the members; returns how
+/// many. `None` for any other object (or a value that is no object): the
+/// caller takes [`sorted_members`]' way.
+fn small_sorted<'a>(obj: Val<'a>, small: &mut [Member<'a>; SMALL_MEMBERS]) -> Option<usize> {
+    let doc = obj.doc;
+    let (first, end) = match obj.node() {
+        Some(n) if n.kind == Kind::Object => (obj.at + 1, n.next as usize),
+        _ => return None,
+    };
+    let mut keyed = [(0u64, "", 0u32); SMALL_OBJECT];
+    let mut n = 0usize;
+    let mut at = first;
+    while at < end {
+        let key = doc.node(at)?;
+        if key.kind != Kind::Str {
+            return None;
+        }
+        let text = doc.raw(key);
+        *keyed.get_mut(n)? = (key_prefix(text), text, pos(at));
+        n += 1;
+        // The member's value follows its key; the next key follows the
+        // value's subtree.
+        at = doc.node(at + 1)?.next as usize;
+    }
+    let keyed = keyed.get_mut(..n).unwrap_or_default();
+    // As in `sorted_members`: ties broken by position, so a repeated
+    // key's last occurrence ends its run and is the one kept.
+    keyed.sort_unstable();
+    let mut kept = 0;
+    for i in 0..keyed.len() {
+        let (Some(&(prefix, text, k)), next) = (keyed.get(i), keyed.get(i + 1)) else {
+            break;
+        };
+        if next.is_none_or(|&(p, t, _)| p != prefix || t != text) {
+            if let Some(slot) = small.get_mut(kept) {
+                *slot = (
+                    Cow::Borrowed(text),
+                    Val {
+                        doc,
+                        at: k as usize + 1,
+                    },
+                );
+                kept += 1;
+            }
+        }
+    }
+    Some(kept)
 }
 
 #[cfg(test)]
@@ -722,6 +780,44 @@ mod tests {
         assert_eq!(seen, want);
     }
 
+    /// What [`walk_objects`] hands on, from [`sorted_members`] and
+    /// [`Doc::member`] alone (the walk before its stack-sorted path).
+    #[allow(clippy::type_complexity)]
+    fn reference_walk(
+        v: Val<'_>,
+        key: Option<&str>,
+        depth: usize,
+        max_depth: usize,
+        seen: &mut Vec<(usize, Option<String>, Vec<(String, usize)>)>,
+    ) {
+        if depth > max_depth {
+            return;
+        }
+        let container = |c: &Val<'_>| c.is_object() || c.is_array();
+        if v.is_object() {
+            let mut keys = Vec::new();
+            let range = sorted_members(v, &mut keys);
+            let members: Vec<_> = keys[range]
+                .iter()
+                .map(|&k| v.doc.member(k).unwrap())
+                .collect();
+            seen.push((
+                v.at,
+                key.map(str::to_string),
+                members.iter().map(|(k, c)| (k.to_string(), c.at)).collect(),
+            ));
+            for (k, child) in &members {
+                if container(child) {
+                    reference_walk(*child, Some(k), depth + 1, max_depth, seen);
+                }
+            }
+        } else {
+            for child in v.elements().filter(container) {
+                reference_walk(child, key, depth + 1, max_depth, seen);
+            }
+        }
+    }
+
     /// Token soup: fragments of JSON, valid and hostile, glued at random,
     /// so duplicate keys, deep nesting and every kind of bad token meet.
     const FRAGMENTS: [&str; 26] = [
@@ -808,6 +904,21 @@ mod tests {
         #[test]
         fn any_document_with_repeated_keys_reads_as_serde_json_reads_it(doc in document()) {
             agrees(doc.as_bytes());
+        }
+
+        #[test]
+        fn walks_hand_on_the_members_sorted_members_gives(doc in document()) {
+            let mut tape = Vec::new();
+            let d = parse(doc.as_bytes(), &mut tape).unwrap();
+            let mut ours = Vec::new();
+            walk_objects(d.root(), 8, &mut Vec::new(), &mut |o, members, key| {
+                let m: Vec<(String, usize)> =
+                    members.iter().map(|(k, v)| (k.to_string(), v.at)).collect();
+                ours.push((o.at, key.map(str::to_string), m));
+            });
+            let mut theirs = Vec::new();
+            reference_walk(d.root(), None, 0, 8, &mut theirs);
+            proptest::prop_assert_eq!(ours, theirs);
         }
 
         #[test]
