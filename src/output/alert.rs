@@ -235,6 +235,10 @@ pub fn write_alert(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::phi::Evidence;
+    use crate::detect::Action;
+    use serde_json::Value;
+    use std::sync::Arc;
 
     #[test]
     fn evidence_heads_name_their_kind() {
@@ -243,10 +247,6 @@ mod tests {
             assert_eq!(String::from_utf8_lossy(evidence_head(k)), want);
         }
     }
-    use crate::detect::phi::Evidence;
-    use crate::detect::Action;
-    use serde_json::Value;
-    use std::sync::Arc;
 
     fn alert(phi: Option<PhiReport>, dir: Direction) -> Alert {
         Alert {
