@@ -917,6 +917,12 @@ const BATCH: usize = 1024;
 /// being handed on.
 const AHEAD: usize = 2;
 
+/// Threads [`by_batches`] starts at most, whatever it is asked for: each
+/// holds up to [`AHEAD`] + 1 batches of records, so the memory of the end
+/// phase must not grow with the machine's cores (the hand-on, one batch
+/// at a time in order, is the serial part past a few threads anyway).
+const MAX_THREADS: usize = 4;
+
 /// The batches one thread of [`by_batches`] makes, in order; whoever is
 /// to make the next takes it (the thread, or the caller if the thread
 /// never started).
@@ -936,7 +942,8 @@ fn next_batch<'a, H>(deal: &Deal<'a, H>) -> Option<&'a mut [H]> {
 /// batches handed on one after another, left the second core idle half
 /// the time at the end of a two-worker run), each making its batches
 /// ahead of this thread by at most [`AHEAD`]: the output is the same as
-/// one thread's, and at most `threads` × ([`AHEAD`] + 1) batches are held.
+/// one thread's, and at most [`MAX_THREADS`] × ([`AHEAD`] + 1) batches are
+/// held.
 fn by_batches<H: Send, T: Send>(
     hosts: &mut [H],
     threads: usize,
@@ -944,7 +951,7 @@ fn by_batches<H: Send, T: Send>(
     mut done: impl FnMut(&mut [H], Vec<T>),
 ) {
     let batches = hosts.len().div_ceil(BATCH);
-    let n = threads.min(batches);
+    let n = threads.min(batches).min(MAX_THREADS);
     if n <= 1 {
         for batch in hosts.chunks_mut(BATCH) {
             let made = make(batch, 0);
@@ -1563,6 +1570,34 @@ pub fn write_inventory(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn by_batches_keeps_order_and_starts_at_most_max_threads() {
+        // 40 batches asked of 64 threads: each batch's hosts come back in
+        // order, made by at most MAX_THREADS threads besides this one.
+        let mut hosts: Vec<usize> = (0..40 * BATCH).collect();
+        let makers = std::sync::Mutex::new(std::collections::HashSet::new());
+        let mut seen = Vec::new();
+        by_batches(
+            &mut hosts,
+            64,
+            |b: &mut [usize], _| {
+                makers.lock().unwrap().insert(std::thread::current().id());
+                b.iter().sum::<usize>()
+            },
+            |b, made| {
+                assert_eq!(made, vec![b.iter().sum::<usize>()]);
+                seen.extend_from_slice(b);
+            },
+        );
+        assert_eq!(seen, (0..40 * BATCH).collect::<Vec<_>>());
+        let makers = makers.into_inner().unwrap();
+        assert!(
+            !makers.is_empty() && makers.len() <= MAX_THREADS + 1,
+            "{}",
+            makers.len()
+        );
+    }
     use crate::asset::AssetConfig;
 
     fn seen(s: u64, flow: u64) -> Seen {

@@ -118,7 +118,7 @@ pub struct Tally {
 impl Tally {
     /// Counts one alert record of `severity`.
     pub fn alert(&mut self, severity: u8) {
-        if let Some(n) = self.alerts.get_mut(severity_slot(severity)) {
+        if let Some(n) = self.alerts.get_mut(severity_slot(u64::from(severity))) {
             *n += 1;
         }
     }
@@ -143,11 +143,10 @@ impl Tally {
 }
 
 /// Where [`ALERTS`] counts an alert of `severity`.
-fn severity_slot(severity: u8) -> usize {
-    if (1..=4).contains(&severity) {
-        usize::from(severity)
-    } else {
-        0
+fn severity_slot(severity: u64) -> usize {
+    match severity {
+        1..=4 => severity as usize,
+        _ => 0,
     }
 }
 
@@ -184,7 +183,7 @@ pub struct AlertTap([AtomicU64; 5]);
 impl AlertTap {
     /// One alert record of `severity` was written.
     pub fn alert(&self, severity: u8) {
-        if let Some(n) = self.0.get(severity_slot(severity)) {
+        if let Some(n) = self.0.get(severity_slot(u64::from(severity))) {
             n.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -275,11 +274,7 @@ fn scan_block(block: &[u8]) -> ([u64; 5], u64) {
         let Some(sev) = sev else {
             continue;
         };
-        let i = usize::try_from(sev)
-            .ok()
-            .filter(|s| (1..=4).contains(s))
-            .unwrap_or(0);
-        if let Some(n) = counts.get_mut(i) {
+        if let Some(n) = counts.get_mut(severity_slot(sev)) {
             *n += 1;
         }
     }
