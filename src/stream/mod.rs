@@ -62,13 +62,15 @@
 //! (the ring's frames are reused), piped input (the reader reuses its
 //! chunks), reassembled datagrams, bytes delivered from held ranges (the
 //! store frees them) and runs shorter than [`MIN_SPAN`] (a copy of them
-//! costs no more than the part that would refer to them). Copied bytes are
-//! charged as before, by the capacity of the copy; a mapped part costs
-//! only its entry in the window's list of parts ([`PART_SIZE`] bytes, the
-//! list charged by its capacity), and the store holds a handle on the
-//! mapping, so no reference can outlive what it points into. A store
-//! whose mapped parts belong to another mapping than the one in use
-//! (the next file of a run) copies them before it takes a new one.
+//! costs no more than the part that would refer to them) unless the run
+//! is the window's only part (one small message waiting for its ack).
+//! Copied bytes are charged as before, by the capacity of the copy; a
+//! mapped part costs only its entry in the window's list of parts
+//! ([`PART_SIZE`] bytes, the list charged by its capacity), and the store
+//! holds a handle on the mapping, so no reference can outlive what it
+//! points into. A store whose mapped parts belong to another mapping than
+//! the one in use (the next file of a run) copies them before it takes a
+//! new one.
 //!
 //! The list of parts stays bounded by construction: parts that continue
 //! each other (same kind, consecutive stream and mapping offsets) are one
@@ -1352,13 +1354,17 @@ impl Reassembler {
                 return;
             }
         }
-        let mapped = if bytes.len() as u64 >= MIN_SPAN {
+        let Some(s) = self.store.as_mut() else {
+            return;
+        };
+        // A short run is referred to as well when it is the window's only
+        // part: the oldest part may be short whatever the bound on parts
+        // ([`max_parts`]), and a window of one small message waiting for
+        // its ack (the common case) then costs no copy and no buffer.
+        let mapped = if bytes.len() as u64 >= MIN_SPAN || s.parts.is_empty() {
             stage.mapped_offset(bytes)
         } else {
             None
-        };
-        let Some(s) = self.store.as_mut() else {
-            return;
         };
         let abs = s.next_abs.saturating_add(skip as u64);
         match mapped {
@@ -2275,6 +2281,29 @@ mod tests {
     }
 
     #[test]
+    fn a_window_of_one_short_segment_refers_to_the_mapping() {
+        // One small message waiting for its ack, the usual window: a part
+        // of the mapping, no copy and no buffer; a retransmission with
+        // other bytes is still seen, and the ack frees the store.
+        let msg: &[u8] = b"\x30\x0c\x00\x05hello world";
+        let (buf, at) = mapping(&[msg]);
+        let mut g = Rig::new();
+        g.st.set_source(&buf);
+        g.seg(0, SYN, b"");
+        g.seg(1, ACK | PSH, &buf[at[0].clone()]);
+        assert_eq!(store(&g).parts.len(), 1);
+        assert_eq!(store(&g).window.capacity(), 0, "nothing copied");
+        assert_eq!(g.r.memuse(), STORE_OVERHEAD + MIN_PARTS * PART_SIZE);
+        let mut other = msg.to_vec();
+        other[5] ^= 1;
+        g.seg(1, ACK | PSH, &other);
+        assert_eq!(g.stats().overlap_diff_data, 1);
+        g.ack(1 + msg.len() as u32);
+        assert_eq!(g.used(), 0);
+        assert_eq!(g.data(), msg);
+    }
+
+    #[test]
     fn one_byte_segments_from_a_mapping_are_copied_into_one_part() {
         let limit = 64 * 1024;
         let payload = counting(limit + 5000);
@@ -2289,10 +2318,9 @@ mod tests {
         let st = store(&g);
         assert_eq!(st.parts.len(), 1);
         assert_eq!(st.window_len(), limit as u64);
-        assert_eq!(
-            g.r.memuse(),
-            STORE_OVERHEAD + limit as u64 + MIN_PARTS * PART_SIZE
-        );
+        // The first byte was referred to (the window's only part then),
+        // so the list was allocated for two parts.
+        assert_eq!(g.r.memuse(), STORE_OVERHEAD + limit as u64 + 2 * PART_SIZE);
         let end = payload.len();
         let mut last = payload[end - 10..].to_vec();
         last[0] ^= 1;
