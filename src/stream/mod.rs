@@ -1198,6 +1198,12 @@ impl Reassembler {
         let Some(s) = self.store.as_mut() else {
             return;
         };
+        // An ack remembered past the FIN stops at it ([`Reassembler::remember_ack`]).
+        if let Some(f) = s.frontier {
+            if matches!(place(f, fin), Place::Ahead(d) if d > 0) {
+                s.frontier = (fin_rel > 0).then_some(fin);
+            }
+        }
         let end = s.next_abs.saturating_add(u64::from(fin_rel));
         let beyond: Vec<u64> = s.pieces.range(end..).map(|(&k, _)| k).collect();
         let mut dropped: u64 = 0;
@@ -1380,6 +1386,16 @@ impl Reassembler {
     /// Remembers an acknowledgement beyond `next`, to act on at the next
     /// one; without room for that, acts on it now.
     fn remember_ack(&mut self, stage: &mut Stage, ack: u32, out: &mut dyn FnMut(Event<'_>)) {
+        // An ack past a known FIN acknowledges the FIN, not bytes after it:
+        // the frontier stops at the FIN, and once the stream reached it
+        // there is nothing to remember. Kept one past the FIN, the frontier
+        // would hold the direction's storage (and its share of
+        // `stream.memcap`) until the flow timed out, as the stream never
+        // moves past its FIN.
+        let ack = match (self.fin_rel(), place(ack, self.next)) {
+            (Some(f), Place::Ahead(d)) if d > f => self.fin,
+            _ => ack,
+        };
         if !matches!(place(ack, self.next), Place::Ahead(d) if d > 0) {
             return;
         }
@@ -2825,6 +2841,36 @@ mod tests {
         assert_eq!(g.evs, vec![data(b"bye")]);
         assert_eq!(g.stats().data_after_fin, 2);
         assert_eq!(g.stats().gaps, 0);
+    }
+
+    #[test]
+    fn an_acked_fin_leaves_the_direction_no_storage() {
+        // The peer acks the FIN (one past its sequence number), before or
+        // after the sensor saw it: nothing of the closed direction is left
+        // charged to `stream.memcap`, however long the flow waits for its
+        // closed timeout. mqtt_small kept a store per closed direction and
+        // spent the default budget (tcp.overlap_window_memcap 1.06 M).
+        for ack_first in [false, true] {
+            let mut g = Rig::new();
+            g.seg(0, SYN, b"");
+            g.seg(1, ACK | PSH, b"hello");
+            assert!(g.used() > 0, "the window holds the unacked bytes");
+            if ack_first {
+                g.ack(8); // the FIN's ack overtook the FIN (SPAN port)
+            } else {
+                g.ack(6);
+            }
+            g.seg(6, FIN | ACK, b"!");
+            g.ack(8);
+            assert_eq!(g.used(), 0, "ack first: {ack_first}");
+            assert_eq!(g.r.memuse(), 0, "ack first: {ack_first}");
+            g.ack(8);
+            assert_eq!(g.used(), 0, "ack first: {ack_first}");
+            g.flush();
+            assert_eq!(g.evs, vec![data(b"hello"), data(b"!")]);
+            assert_eq!(g.stats().gaps, 0);
+            assert_eq!(g.stats().ack_unseen_data, 0);
+        }
     }
 
     #[test]
