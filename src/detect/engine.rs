@@ -12,6 +12,9 @@ struct HookRules {
     order: Vec<u32>,
     /// Positions (in `order`) of rules without a fast pattern.
     always: Vec<u32>,
+    /// Those of `always` without a `credentials` condition: the ones a
+    /// record without a login (most records) can match.
+    always_no_login: Vec<u32>,
     prefilters: Vec<Prefilter>,
 }
 
@@ -82,6 +85,18 @@ impl HookRules {
                 }
             }
         }
+        let always_no_login = always
+            .iter()
+            .copied()
+            .filter(|&pos| {
+                let rule = order.get(pos as usize).and_then(|&i| rules.get(i as usize));
+                !rule.is_some_and(|r| {
+                    r.conds
+                        .iter()
+                        .any(|c| matches!(c, Cond::Credentials { .. }))
+                })
+            })
+            .collect();
         let mut prefilters = Vec::new();
         for (buf, pats, _, positions) in per_buf {
             let ac = AhoCorasick::builder()
@@ -97,6 +112,7 @@ impl HookRules {
         Ok(HookRules {
             order,
             always,
+            always_no_login,
             prefilters,
         })
     }
@@ -553,8 +569,18 @@ impl Engine {
         if fd.flags & REC_SOME == 0 {
             return;
         }
+        // A `credentials` condition fails on a record without a login
+        // (every record but a CONNECT's): read it once here, and such
+        // rules are not candidates then (their other conditions are not
+        // evaluated for nothing).
+        let creds =
+            (h.always_no_login.len() < h.always.len()).then(|| hook.keywords.credentials(rec));
         st.scratch.begin(h.order.len());
-        for &pos in &h.always {
+        let always = match creds {
+            Some(None) => &h.always_no_login,
+            _ => &h.always,
+        };
+        for &pos in always {
             st.scratch.add(pos);
         }
         for pf in &h.prefilters {
@@ -570,7 +596,7 @@ impl Engine {
             f,
             subject,
             phi: None,
-            creds: None,
+            creds,
         };
         self.run(h, st, fd, &mut ev, out, |r| tx_orient(r, f));
     }
@@ -1531,6 +1557,78 @@ alert tcp any any -> any any (msg:"n"; sid:11;)"#,
         assert_eq!(m(Outcome::Accepted), [true, false, false]);
         assert_eq!(m(Outcome::Refused), [false, true, false]);
         assert_eq!(m(Outcome::Unknown), [false, false, true]);
+    }
+
+    #[test]
+    fn records_without_a_login_skip_credentials_rules_only() {
+        use crate::app::mqtt::{Body, Connack, Connect, Message, Record};
+        let e = build(
+            "alert mqtt any any -> any any (credentials:none,accepted; sid:1;)\n\
+             alert mqtt any any -> any any (msg:\"any\"; sid:2;)",
+        );
+        let hook = e.tx.iter().find(|t| t.proto == AppProto::Mqtt).unwrap();
+        assert_eq!(hook.rules.always.len(), 2);
+        let no_login: Vec<u32> = hook
+            .rules
+            .always_no_login
+            .iter()
+            .map(|&pos| e.rules[hook.rules.order[pos as usize] as usize].meta.sid)
+            .collect();
+        assert_eq!(no_login, [2]);
+        let message = |packet_type, dir, body| Message {
+            packet_type,
+            flags: 0,
+            dir,
+            body,
+        };
+        let record = |messages| {
+            AppRecord::Mqtt(Record {
+                messages,
+                protocol_version: 4,
+                mid_stream_guess: false,
+                answer_lost: false,
+            })
+        };
+        let anonymous = record(vec![
+            message(
+                1,
+                Direction::ToServer,
+                Body::Connect(Connect {
+                    protocol_string: "MQTT".into(),
+                    protocol_version: 4,
+                    flags: 0x02,
+                    keep_alive: 60,
+                    client_id: "mon".into(),
+                    username: None,
+                    password: None,
+                    will: None,
+                    properties: None,
+                    skipped_length: 0,
+                }),
+            ),
+            message(
+                2,
+                Direction::ToClient,
+                Body::Connack(Connack {
+                    session_present: false,
+                    return_code: 0,
+                    properties: None,
+                }),
+            ),
+        ]);
+        let ping = record(vec![message(12, Direction::ToServer, Body::Pingreq)]);
+        let mut f = flow("10.0.0.1:1000", "10.0.0.9:1883", 6);
+        f.app_proto = AppProto::Mqtt;
+        let mut st = DetectState::default();
+        let mut fd = FlowDetect::default();
+        let mut sids = |r: &AppRecord| {
+            let mut out = Vec::new();
+            e.record(&mut st, &mut fd, &f, r, &mut out);
+            out.iter().map(|a| a.rule.sid).collect::<Vec<_>>()
+        };
+        assert_eq!(sids(&ping), [2]);
+        assert_eq!(sids(&anonymous), [1, 2]);
+        assert_eq!(sids(&ping), [2]);
     }
 
     #[test]

@@ -278,6 +278,20 @@ struct Open {
     bytes: usize,
 }
 
+/// Room of a new [`Open`]'s list: what its first push gave it (a `Vec` of
+/// elements this size grows from nothing to four, which `memuse` counts),
+/// made with the box rather than by the push's growth path.
+const OPEN_ROOM: usize = 4;
+
+impl Open {
+    fn new() -> Box<Open> {
+        Box::new(Open {
+            txs: Vec::with_capacity(OPEN_ROOM),
+            bytes: 0,
+        })
+    }
+}
+
 /// The state of one MQTT flow: at most 112 bytes (a test checks it), as a
 /// flow table holds hundreds of thousands of these; what is rarely used is
 /// boxed apart ([`Rare`], [`Open`]) and the limits are kept in 32 bits.
@@ -416,7 +430,7 @@ impl MqttState {
 
     /// Opens a transaction (the caller made room for it).
     fn push_open(&mut self, tx: OpenTx) {
-        let o = self.open.get_or_insert_with(Default::default);
+        let o = self.open.get_or_insert_with(Open::new);
         o.bytes = o.bytes.saturating_add(tx.2);
         o.txs.push(tx);
     }
@@ -2159,6 +2173,21 @@ mod tests {
             Turn::Gap(ToClient, 4),
         ]);
         assert_eq!(events(&r), ["gap", "gap"]);
+    }
+
+    #[test]
+    fn a_new_open_list_has_the_room_its_first_push_gave() {
+        // `memuse` counts the list's room: made at once, it must be what
+        // the growth from nothing gave.
+        let mut grown: Vec<OpenTx> = Vec::new();
+        let rec = Record {
+            messages: Vec::new(),
+            protocol_version: 4,
+            mid_stream_guess: false,
+            answer_lost: false,
+        };
+        grown.push((Key::Ping, rec, 0));
+        assert_eq!(Open::new().txs.capacity(), grown.capacity());
     }
 
     #[test]

@@ -516,23 +516,51 @@ fn spaced_nir(text: &[u8], start: usize) -> Option<([u8; 15], usize)> {
 
 /// Scans free text for national identifiers and records what it finds
 /// under `field` (the kind's name when `None`).
+///
+/// Every identifier starts with a digit at the start of a word (a run of
+/// ASCII letters and digits), so the scan jumps from digit to digit
+/// ([`next_digit`], eight bytes a step) rather than from word to word: a
+/// digit right after a letter or digit is inside a word, which
+/// [`left_ok`] refuses as a walk from word to word would have skipped it
+/// (the rest of its word is then skipped whole). The scan is never left
+/// inside a word (an identifier found must not be joined to one), so the
+/// digits tried are the word starts that walk would try, in the same
+/// order (`scan_text_by_words`, in the tests, is that walk).
 pub fn scan_text(text: &[u8], field: Option<&str>, col: &mut Collector) {
     let mut i = 0usize;
-    while i < text.len() {
-        let Some(&b) = text.get(i) else { break };
-        if !ALNUM[usize::from(b)] {
-            i += 1;
-            continue;
-        }
-        let end = word_end(text, i);
-        if b.is_ascii_digit() && left_ok(text, i) {
-            if let Some(next) = candidate_at(text, i, end, field, col) {
+    while let Some(j) = next_digit(text, i) {
+        let end = word_end(text, j);
+        if left_ok(text, j) {
+            if let Some(next) = candidate_at(text, j, end, field, col) {
                 i = next.max(end);
                 continue;
             }
         }
-        i = end.max(i + 1);
+        i = end.max(j + 1);
     }
+}
+
+/// The first ASCII digit of `text` at or after `from`.
+fn next_digit(text: &[u8], from: usize) -> Option<usize> {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(w) = text.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let x = u64::from_le_bytes(w);
+        // Per byte, with no carry into the next: the high bit of
+        // `y + 0x50` says `y >= 0x30`, that of `y + 0x46` says
+        // `y >= 0x3a`, and bytes from 0x80 are no digit.
+        let y = x & LOW7;
+        let digits = (y + 0x5050_5050_5050_5050) & !(y + 0x4646_4646_4646_4646) & !x & HIGH;
+        if digits != 0 {
+            return Some(i + (digits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    text.get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|k| i + k)
 }
 
 /// Tries every identifier form at a token start; returns the end of what
@@ -602,6 +630,95 @@ fn record(kind: PhiKind, raw: &[u8], field: Option<&str>, col: &mut Collector) {
 mod tests {
     use super::*;
     use crate::detect::phi::PhiConfig;
+
+    /// [`scan_text`] as a walk from word start to word start: the
+    /// reference of its digit-to-digit scan.
+    fn scan_text_by_words(text: &[u8], field: Option<&str>, col: &mut Collector) {
+        let mut i = 0usize;
+        while i < text.len() {
+            let Some(&b) = text.get(i) else { break };
+            if !ALNUM[usize::from(b)] {
+                i += 1;
+                continue;
+            }
+            let end = word_end(text, i);
+            if b.is_ascii_digit() && left_ok(text, i) {
+                if let Some(next) = candidate_at(text, i, end, field, col) {
+                    i = next.max(end);
+                    continue;
+                }
+            }
+            i = end.max(i + 1);
+        }
+    }
+
+    /// Text made of pieces that put identifiers, digits inside words, and
+    /// joiners next to each other.
+    fn pieces() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(b"200017511299931".to_vec()),
+            Just(b"2 00 01 75 112 999 31".to_vec()),
+            Just(b"123-45-6789".to_vec()),
+            Just(b"111222333".to_vec()),
+            Just(b"bsn".to_vec()),
+            Just(b"nir:".to_vec()),
+            Just(b"W3".to_vec()),
+            Just(b"serial".to_vec()),
+            Just(b"\xe9".to_vec()),
+            Just(vec![0xc3, 0xa9]),
+            proptest::collection::vec(
+                prop_oneof![
+                    (b'0'..=b'9'),
+                    Just(b'a'),
+                    Just(b'Z'),
+                    Just(b'_'),
+                    Just(b'-'),
+                    Just(b'.'),
+                    Just(b' '),
+                    Just(b'"'),
+                    Just(b':'),
+                    Just(b'/'),
+                    Just(0x80u8),
+                    Just(0xffu8),
+                ],
+                0..12
+            ),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_text_jumping_to_digits_finds_what_the_word_walk_finds(text in pieces()) {
+            let cfg = PhiConfig { max_evidence: 64, ..PhiConfig::default() };
+            let (mut fast, mut slow) = (Collector::new(&cfg), Collector::new(&cfg));
+            scan_text(&text, Some("f"), &mut fast);
+            scan_text_by_words(&text, Some("f"), &mut slow);
+            proptest::prop_assert_eq!(fast.finish(), slow.finish());
+        }
+    }
+
+    #[test]
+    fn next_digit_finds_the_first_digit_at_or_after() {
+        let mut t = b"abcdefgh".to_vec();
+        t.extend_from_slice(&[0xff, 0x80, 0xb0, 0xb9, b'/', b':']);
+        t.extend_from_slice(b"ijk9lmnopqrstu0");
+        for from in 0..=t.len() + 1 {
+            let want = (from..t.len()).find(|&i| t[i].is_ascii_digit());
+            assert_eq!(next_digit(&t, from), want, "from {from}");
+        }
+        // Every byte value once: digits are 0x30..=0x39 only.
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        for from in 0..bytes.len() {
+            let want = match from {
+                0..=0x30 => Some(0x30),
+                0x31..=0x39 => Some(from),
+                _ => None,
+            };
+            assert_eq!(next_digit(&bytes, from), want, "from {from}");
+        }
+    }
 
     fn kinds(text: &str) -> Vec<PhiKind> {
         let mut col = Collector::new(&PhiConfig::default());
