@@ -392,7 +392,7 @@ impl ProtocolKeywords for AssetKeywords {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::detect::DetectConfig;
     use crate::time::Timestamp;
@@ -474,17 +474,20 @@ mod tests {
         assert!(sids(&e, &other).is_empty());
     }
 
-    #[test]
-    fn default_rules_raise_each_difference_with_its_finding() {
-        // The asset rules as shipped (the others need lists not loaded
-        // here).
-        let text: String = Engine::default_rules()
+    /// The asset rules as shipped (the other default rules need lists not
+    /// loaded in these tests).
+    pub(crate) fn shipped_asset_rules() -> String {
+        Engine::default_rules()
             .text
             .lines()
             .filter(|l| l.starts_with("alert asset "))
             .map(|l| format!("{l}\n"))
-            .collect();
-        let e = engine(&text);
+            .collect()
+    }
+
+    #[test]
+    fn default_rules_raise_each_difference_with_its_finding() {
+        let e = engine(&shipped_asset_rules());
         for (finding, sid) in [
             ("new-device", 9420060),
             ("ae-title-moved", 9420061),
@@ -527,12 +530,7 @@ mod tests {
 
     #[test]
     fn rules_that_need_a_baseline_are_not_evaluated_without_one() {
-        let shipped: String = Engine::default_rules()
-            .text
-            .lines()
-            .filter(|l| l.starts_with("alert asset "))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let shipped = shipped_asset_rules();
         let rule =
             |opts: &str| format!("alert asset any any -> any any (msg:\"r\"; {opts} sid:1;)\n");
         // (rules, may fire without a baseline)

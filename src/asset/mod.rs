@@ -1343,12 +1343,7 @@ mod tests {
             run("alert asset any any -> any any (msg:\"n\"; asset.event:new; sid:1;)"),
             (true, 1)
         );
-        let shipped: String = crate::detect::Engine::default_rules()
-            .text
-            .lines()
-            .filter(|l| l.starts_with("alert asset "))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let shipped = super::detect::tests::shipped_asset_rules();
         assert_eq!(run(&shipped), (false, 0));
     }
 
