@@ -622,7 +622,7 @@ impl Detecting<'_> {
         }
         let vlan = ident.key.vlan();
         let community = flow.state.community.get(&ident, self.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
             bytes: flow.bytes,
@@ -710,7 +710,7 @@ impl FlowWriter<'_> {
         let (ident, flow_id) = self.ident_and_id();
         let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
             bytes: self.bytes,
@@ -758,7 +758,7 @@ impl FlowWriter<'_> {
         let (ident, flow_id) = self.ident_and_id();
         let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
