@@ -9,10 +9,13 @@
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
-use sha1::{Digest, Sha1};
+use sha1::digest::generic_array::GenericArray;
 
 use crate::decode::ip_proto;
+
+/// Bytes of a Community ID: `1:` and the 28 characters of the base64 of
+/// a SHA-1 digest (20 bytes, one `=` of padding).
+pub const LEN: usize = 30;
 
 /// Computes the Community ID v1 string for a flow seen from `src` to `dst`.
 /// For ICMP and ICMPv6, `sport` is the type and `dport` the code.
@@ -24,6 +27,26 @@ pub fn community_id(
     dport: u16,
     proto: u8,
 ) -> String {
+    community_id_bytes(seed, src, sport, dst, dport, proto)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// [`community_id`] as its [`LEN`] ASCII bytes, with no allocation: the
+/// hashed tuple is at most 40 bytes, so SHA-1 is one padded block given
+/// to its compression function, and the digest is base64-encoded by hand
+/// (a flow's id is made once per flow, but every flow needs one for its
+/// flow record: the `Digest` wrapper, the base64 engine and the `String`
+/// cost more than the compression itself).
+pub fn community_id_bytes(
+    seed: u16,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    proto: u8,
+) -> [u8; LEN] {
     let (mut sport, mut dport) = (sport, dport);
     // ICMP: the type is the "source port"; the "destination port" is the
     // type of the matching reply (or the code when there is none), and a
@@ -51,19 +74,63 @@ pub fn community_id(
     } else {
         (a, b, sport, dport)
     };
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(a);
-    h.update(b);
-    h.update([proto, 0]);
-    h.update(pa.to_be_bytes());
-    h.update(pb.to_be_bytes());
-    let digest = h.finalize();
-    let mut out = String::with_capacity(30);
-    out.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    // seed, saddr, daddr, proto, 0, sport, dport: 16 or 40 bytes, then
+    // SHA-1's padding (FIPS 180-4 §5.1.1): a 1 bit, zeros, and the
+    // message's length in bits in the block's last 8 bytes.
+    let mut block = [0u8; 64];
+    let mut n = 0;
+    for part in [
+        &seed.to_be_bytes()[..],
+        a,
+        b,
+        &[proto, 0],
+        &pa.to_be_bytes(),
+        &pb.to_be_bytes(),
+    ] {
+        if let Some(dst) = block.get_mut(n..n + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        n += part.len();
+    }
+    if let Some(one) = block.get_mut(n) {
+        *one = 0x80;
+    }
+    if let Some(len) = block.get_mut(56..) {
+        len.copy_from_slice(&((n as u64) * 8).to_be_bytes());
+    }
+    let mut state = SHA1_INIT;
+    sha1::compress(&mut state, &[GenericArray::from(block)]);
+    let mut digest = [0u8; 21];
+    for (d, w) in digest.chunks_exact_mut(4).zip(state) {
+        d.copy_from_slice(&w.to_be_bytes());
+    }
+    // Base64 (RFC 4648 §4): 20 bytes are six groups of three and two
+    // bytes more, written as three characters and one `=`. `digest` has
+    // a zero byte past the 20th so that the last group reads as three.
+    let mut out = [0u8; LEN];
+    out[0] = b'1';
+    out[1] = b':';
+    for (o, g) in out[2..].chunks_exact_mut(4).zip(digest.chunks_exact(3)) {
+        let v = u32::from(g[0]) << 16 | u32::from(g[1]) << 8 | u32::from(g[2]);
+        for (i, c) in o.iter_mut().enumerate() {
+            *c = BASE64[((v >> (18 - 6 * i)) & 0x3f) as usize];
+        }
+    }
+    out[LEN - 1] = b'=';
     out
 }
+
+/// SHA-1's initial hash value (FIPS 180-4 §5.3.1).
+const SHA1_INIT: [u32; 5] = [
+    0x6745_2301,
+    0xefcd_ab89,
+    0x98ba_dcfe,
+    0x1032_5476,
+    0xc3d2_e1f0,
+];
+
+/// The base64 alphabet (RFC 4648 §4, not the URL-safe one).
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// An address's octets on the stack (4 or 16 of them).
 struct Octets([u8; 16], usize);
@@ -128,6 +195,68 @@ fn icmp6_counterpart(t: u8, code: u16) -> (u16, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The id as it was computed before [`community_id_bytes`]: the
+    /// `Digest` API over the ordered tuple, and the base64 crate.
+    fn reference(seed: u16, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> String {
+        use base64::Engine as _;
+        use sha1::{Digest, Sha1};
+        let (sport, mut dport) = (sport, dport);
+        let mut one_way = false;
+        match proto {
+            ip_proto::ICMP => (dport, one_way) = icmp4_counterpart(sport as u8, dport),
+            ip_proto::ICMPV6 => (dport, one_way) = icmp6_counterpart(sport as u8, dport),
+            _ => {}
+        }
+        let (a, b) = (Octets::of(&src), Octets::of(&dst));
+        let (a, b) = (a.as_slice(), b.as_slice());
+        let swap = !one_way && (a, sport) > (b, dport);
+        let (a, b, pa, pb) = if swap {
+            (b, a, dport, sport)
+        } else {
+            (a, b, sport, dport)
+        };
+        let mut h = Sha1::new();
+        h.update(seed.to_be_bytes());
+        h.update(a);
+        h.update(b);
+        h.update([proto, 0]);
+        h.update(pa.to_be_bytes());
+        h.update(pb.to_be_bytes());
+        let mut out = String::from("1:");
+        base64::engine::general_purpose::STANDARD.encode_string(h.finalize(), &mut out);
+        out
+    }
+
+    proptest::proptest! {
+        /// The one-block hash and hand-made base64 give the reference's
+        /// id for any tuple of either address family and any protocol.
+        #[test]
+        fn one_block_id_equals_the_digest_and_base64_reference(
+            seed: u16,
+            src: IpAddr,
+            dst: IpAddr,
+            sport: u16,
+            dport: u16,
+            proto in proptest::prop_oneof![
+                proptest::prelude::Just(ip_proto::TCP),
+                proptest::prelude::Just(ip_proto::UDP),
+                proptest::prelude::Just(ip_proto::ICMP),
+                proptest::prelude::Just(ip_proto::ICMPV6),
+                proptest::prelude::any::<u8>(),
+            ],
+        ) {
+            let (sport, dport) = if matches!(proto, ip_proto::ICMP | ip_proto::ICMPV6) {
+                (sport & 0xff, dport & 0xff)
+            } else {
+                (sport, dport)
+            };
+            let want = reference(seed, src, sport, dst, dport, proto);
+            let got = community_id_bytes(seed, src, sport, dst, dport, proto);
+            proptest::prop_assert_eq!(std::str::from_utf8(&got).unwrap(), want.as_str());
+            proptest::prop_assert_eq!(community_id(seed, src, sport, dst, dport, proto), want);
+        }
+    }
 
     // Expected values computed with the reference implementation, the
     // `communityid` Python package 1.5:

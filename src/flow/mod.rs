@@ -302,9 +302,17 @@ impl FlowIdent {
     /// Community ID v1 with `seed` (the same whichever side is the
     /// client: the specification orders the endpoints).
     pub fn community_id(&self, seed: u16) -> String {
+        self.community_id_bytes(seed)
+            .iter()
+            .map(|&b| char::from(b))
+            .collect()
+    }
+
+    /// [`FlowIdent::community_id`] as its ASCII bytes, with no allocation.
+    pub fn community_id_bytes(&self, seed: u16) -> [u8; community_id::LEN] {
         let (c, s) = (self.client(), self.server());
         match self.key.proto {
-            ip_proto::ICMP | ip_proto::ICMPV6 => community_id::community_id(
+            ip_proto::ICMP | ip_proto::ICMPV6 => community_id::community_id_bytes(
                 seed,
                 c.addr,
                 u16::from(self.icmp[0]),
@@ -312,7 +320,7 @@ impl FlowIdent {
                 u16::from(self.icmp[1]),
                 self.key.proto,
             ),
-            p => community_id::community_id(seed, c.addr, c.port, s.addr, s.port, p),
+            p => community_id::community_id_bytes(seed, c.addr, c.port, s.addr, s.port, p),
         }
     }
 

@@ -105,7 +105,12 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
                     end += usize::from(len);
                 }
             }
-            out.extend_from_slice(quad.get(..end.saturating_sub(1)).unwrap_or_default());
+            // All 16 bytes copied (a copy of a constant length is a
+            // store, not a call to `memcpy`), then the last dot and what
+            // follows it cut off.
+            let at = out.len();
+            out.extend_from_slice(&quad);
+            out.truncate(at + end.saturating_sub(1));
             return;
         }
         IpAddr::V6(v6) => {

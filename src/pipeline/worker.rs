@@ -143,10 +143,11 @@ impl std::fmt::Debug for FlowState {
 use community::Community;
 
 /// A flow's Community ID, in a module of its own so that nothing but
-/// [`Community::get`] can set the bytes it keeps (see [`community::text`]).
+/// [`community::Id::of`] can set the bytes an id holds (see
+/// [`community::Id::as_str`]).
 mod community {
+    use crate::flow::community_id::LEN;
     use crate::flow::FlowIdent;
-    use std::borrow::Cow;
 
     /// A flow's Community ID, made on first use and kept for the flow's
     /// every later record, alert and flow record (one SHA-1 per flow, not
@@ -154,48 +155,55 @@ mod community {
     /// client, so a flow found reversed keeps it). A thin box: 8 bytes in
     /// the flow's slot, 32 on the heap once made.
     #[derive(Default)]
-    pub(super) struct Community(Option<Box<[u8; LEN]>>);
+    pub(super) struct Community(Option<Box<Id>>);
 
-    /// `1:` and the base64 of a SHA-1 digest.
-    const LEN: usize = 30;
+    /// One Community ID: `1:` and 28 base64 characters.
+    #[derive(Clone, Copy)]
+    pub(super) struct Id([u8; LEN]);
+
+    impl Id {
+        /// The id of `ident`'s flow.
+        pub(super) fn of(ident: &FlowIdent, seed: u16) -> Id {
+            Id(ident.community_id_bytes(seed))
+        }
+
+        /// The id as text. Measured reason for `unsafe`: checking the 30
+        /// bytes again with `from_utf8` on every event that names the flow
+        /// (its records, alerts and flow record) was 5.4 M Ir of 908 M on
+        /// mq20, 116 per call.
+        #[allow(unsafe_code)]
+        pub(super) fn as_str(&self) -> &str {
+            debug_assert!(self.0.is_ascii());
+            // SAFETY: the field is private to this module and set only in
+            // `Id::of`, to `community_id_bytes`, which writes `1:` and
+            // characters of the base64 alphabet: ASCII, so UTF-8.
+            unsafe { std::str::from_utf8_unchecked(&self.0) }
+        }
+    }
 
     impl Community {
-        /// The ID, made now if it was not (or, should it ever not be 30
-        /// bytes, made afresh on every call rather than kept wrong).
-        pub(super) fn get(&mut self, ident: &FlowIdent, seed: u16) -> Cow<'_, str> {
-            if self.0.is_none() {
-                let id = ident.community_id(seed);
-                // The whole of `id`, a `String`: the array holds UTF-8.
-                match <[u8; LEN]>::try_from(id.as_bytes()) {
-                    Ok(a) => self.0 = Some(Box::new(a)),
-                    Err(_) => return Cow::Owned(id),
-                }
-            }
-            match self.0.as_deref() {
-                Some(a) => Cow::Borrowed(text(a)),
-                None => Cow::Owned(ident.community_id(seed)),
-            }
+        /// The ID, made now if it was not.
+        pub(super) fn get(&mut self, ident: &FlowIdent, seed: u16) -> &str {
+            self.0
+                .get_or_insert_with(|| Box::new(Id::of(ident, seed)))
+                .as_str()
+        }
+
+        /// The ID at the flow's end: the one kept, else made now on the
+        /// stack (a flow that logged nothing before its flow record needs
+        /// no box for it).
+        pub(super) fn last(&self, ident: &FlowIdent, seed: u16) -> Id {
+            self.0
+                .as_deref()
+                .copied()
+                .unwrap_or_else(|| Id::of(ident, seed))
         }
 
         /// The bytes kept, if any (for the tests).
         #[cfg(test)]
         pub(super) fn bytes(&self) -> Option<&[u8; LEN]> {
-            self.0.as_deref()
+            self.0.as_deref().map(|id| &id.0)
         }
-    }
-
-    /// The ID kept, as text. Measured reason for `unsafe`: checking the
-    /// 30 bytes again with `from_utf8` on every event that names the flow
-    /// (its records, alerts and flow record) was 5.4 M Ir of 908 M on
-    /// mq20, 116 per call.
-    #[allow(unsafe_code)]
-    fn text(a: &[u8; LEN]) -> &str {
-        debug_assert!(std::str::from_utf8(a).is_ok());
-        // SAFETY: the only array a `Community` holds is set in
-        // `Community::get` (the field is private to this module), and
-        // only to the whole of a `String`'s bytes (`try_from` succeeds for
-        // exactly `LEN` of them: all of `id`), which are UTF-8.
-        unsafe { std::str::from_utf8_unchecked(a) }
     }
 }
 
@@ -614,7 +622,7 @@ impl Detecting<'_> {
         }
         let vlan = ident.key.vlan();
         let community = flow.state.community.get(&ident, self.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         let af = AlertFlow {
             pkts: flow.pkts,
             bytes: flow.bytes,
@@ -702,7 +710,7 @@ impl FlowWriter<'_> {
         let (ident, flow_id) = self.ident_and_id();
         let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         let af = AlertFlow {
             pkts: self.pkts,
             bytes: self.bytes,
@@ -750,7 +758,7 @@ impl FlowWriter<'_> {
         let (ident, flow_id) = self.ident_and_id();
         let (app, vlan) = (self.app, ident.key.vlan());
         let community = self.community.get(&ident, self.d.seed);
-        let header = event_header((&ident, flow_id), app, &community, &vlan);
+        let header = event_header((&ident, flow_id), app, community, &vlan);
         // A record whose messages one side started says which side, and is
         // written from that side (as alerts are): who published is then
         // `src_ip`, whether client or broker.
@@ -1530,10 +1538,9 @@ impl Worker {
         }
         let ident = flow.ident();
         let vlan = ident.key.vlan();
-        let mut community = std::mem::take(&mut flow.state.community);
-        let community = community.get(&ident, self.community_seed);
+        let community = flow.state.community.last(&ident, self.community_seed);
         let mut facts = FlowFacts {
-            header: event_header((&ident, ident.flow_id()), app, &community, &vlan),
+            header: event_header((&ident, ident.flow_id()), app, community.as_str(), &vlan),
             pkts: flow.pkts,
             bytes: flow.bytes,
             start: flow.start,
@@ -1711,7 +1718,10 @@ mod tests {
             let seed = (r >> 56) as u16 * (i as u16 % 3);
             let mut c = Community::default();
             let want = ident.community_id(seed);
+            assert_eq!(c.last(&ident, seed).as_str(), want, "made at the end");
+            assert!(c.bytes().is_none(), "nothing kept for the end");
             assert_eq!(c.get(&ident, seed), want);
+            assert_eq!(c.last(&ident, seed).as_str(), want, "the one kept");
             let kept = c.bytes().expect("a 30-byte id is kept");
             assert!(std::str::from_utf8(kept).is_ok());
             assert_eq!(c.get(&ident, seed), want, "read again from the bytes kept");
