@@ -20,6 +20,24 @@ use libmimalloc_sys as mi;
 /// Alignment every mimalloc block has (a machine word).
 const WORD: usize = std::mem::size_of::<usize>();
 
+/// `mi_option_purge_decommits` (mimalloc.h, v3's `mi_option_e`; the
+/// crate names no constant for it).
+const PURGE_DECOMMITS: mi::mi_option_t = 5;
+
+/// Has mimalloc give memory it purges back with `MADV_FREE` instead of
+/// `MADV_DONTNEED`: the kernel takes such pages only when it needs them,
+/// so memory used again soon (a burst of flows, the next block of
+/// records) is not faulted in and cleared again. `mqtt_small`, one
+/// worker: 86 500 page faults before, 48 500 with it (the rest are the
+/// first touch of the peak); the pages stay counted in the resident size
+/// until the kernel takes them. Called first thing in `main`.
+#[allow(unsafe_code)]
+pub fn tune() {
+    // SAFETY: `mi_option_set` stores an integer in mimalloc's option
+    // table; any value is valid for this option (0: reset, not decommit).
+    unsafe { mi::mi_option_set(PURGE_DECOMMITS, 0) }
+}
+
 /// The global allocator (see the module).
 pub struct Alloc;
 
@@ -83,6 +101,17 @@ unsafe impl GlobalAlloc for Alloc {
 #[allow(unsafe_code)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purges_reset_instead_of_decommitting_once_tuned() {
+        // The option's number is the header's, not the crate's: a mimalloc
+        // whose options moved would name another option (or none) here.
+        // SAFETY: reads an integer from mimalloc's option table.
+        assert_eq!(unsafe { mi::mi_option_get(PURGE_DECOMMITS) }, 1);
+        tune();
+        // SAFETY: as above.
+        assert_eq!(unsafe { mi::mi_option_get(PURGE_DECOMMITS) }, 0);
+    }
 
     #[test]
     fn every_size_and_alignment_is_honoured_and_kept_through_realloc() {

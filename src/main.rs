@@ -162,6 +162,7 @@ struct Cli {
 const DEMO_CONFIG: &str = include_str!("../pcaps/demo.yaml");
 
 fn main() -> ExitCode {
+    wardwatch::alloc::tune();
     wardwatch::memcap::no_transparent_huge_pages();
     if std::env::args_os().len() == 1 {
         eprintln!("Usage: {USAGE}\n\nwardwatch --help lists every option.");
