@@ -526,7 +526,7 @@ impl Engine {
             creds: None,
         };
         let o = Orient::new(&p.flow, p.dir);
-        self.run(h, st, fd, &mut ev, out, |r| {
+        self.run(h, st, fd, &mut ev, out, |_, r| {
             let named = || r.conds.iter().any(|c| matches!(c, Cond::AppProto { .. }));
             (packet_header(r, &p.flow, p.dir) && (!replay || named())).then_some(o)
         });
@@ -558,13 +558,17 @@ impl Engine {
         // serves both transaction hooks.
         if fd.flags & REC_KNOWN == 0 {
             fd.flags |= REC_KNOWN;
-            if h.order.iter().any(|&i| {
-                self.rules
-                    .get(i as usize)
-                    .is_some_and(|r| tx_orient(r, f).is_some())
-            }) {
-                fd.flags |= REC_SOME;
+            let mut fits = 0u8;
+            for (pos, &i) in h.order.iter().enumerate() {
+                let Some(r) = self.rules.get(i as usize) else {
+                    continue;
+                };
+                if tx_orient(r, f).is_some() {
+                    fd.flags |= REC_SOME;
+                    fits |= fit_bit(pos).unwrap_or(0);
+                }
             }
+            fd.rec_fits = fits;
         }
         if fd.flags & REC_SOME == 0 {
             return;
@@ -598,7 +602,13 @@ impl Engine {
             phi: None,
             creds,
         };
-        self.run(h, st, fd, &mut ev, out, |r| tx_orient(r, f));
+        // The headers of the hook's first eight rules were judged at the
+        // flow's first record; the others' are judged on each.
+        let fits = fd.rec_fits;
+        self.run(h, st, fd, &mut ev, out, |pos, r| match fit_bit(pos) {
+            Some(bit) => (fits & bit != 0).then(|| Orient::new(f, tx_dir(r))),
+            None => tx_orient(r, f),
+        });
     }
 
     /// Evaluates the candidates collected in `st.scratch`, in order.
@@ -609,7 +619,7 @@ impl Engine {
         fd: &mut FlowDetect,
         ev: &mut Eval<'_>,
         out: &mut Vec<Alert>,
-        orient: impl Fn(&Rule) -> Option<Orient>,
+        orient: impl Fn(usize, &Rule) -> Option<Orient>,
     ) {
         let mut cands = std::mem::take(&mut st.scratch.cands);
         cands.sort_unstable();
@@ -621,7 +631,9 @@ impl Engine {
             let Some(r) = self.rules.get(i as usize) else {
                 continue;
             };
-            let Some(o) = orient(r) else { continue };
+            let Some(o) = orient(pos as usize, r) else {
+                continue;
+            };
             if r.established.is_some_and(|e| e != ev.f.established) {
                 continue;
             }
@@ -896,8 +908,19 @@ fn tx_orient(r: &Rule, f: &FlowInfo) -> Option<Orient> {
     if !r.proto.accepts(f.proto) {
         return None;
     }
-    let o = Orient::new(f, r.flow_dir.unwrap_or(Direction::ToServer));
+    let o = Orient::new(f, tx_dir(r));
     header(r, o.src, o.dst).then_some(o)
+}
+
+/// The direction a transaction rule sees the flow in.
+fn tx_dir(r: &Rule) -> Direction {
+    r.flow_dir.unwrap_or(Direction::ToServer)
+}
+
+/// The bit of `FlowDetect::rec_fits` for the rule at position `pos` of a
+/// hook (`None` from the ninth on: not cached).
+fn fit_bit(pos: usize) -> Option<u8> {
+    u32::try_from(pos).ok().and_then(|p| 1u8.checked_shl(p))
 }
 
 #[cfg(test)]
@@ -1629,6 +1652,74 @@ alert tcp any any -> any any (msg:"n"; sid:11;)"#,
         assert_eq!(sids(&ping), [2]);
         assert_eq!(sids(&anonymous), [1, 2]);
         assert_eq!(sids(&ping), [2]);
+    }
+
+    #[test]
+    fn record_headers_judged_once_per_flow_match_as_judged_each_time() {
+        use crate::app::mqtt::{Body, Message, Record};
+        // Twelve rules, past the eight whose headers a flow caches, with
+        // headers that fit the flow or not in every way: addresses,
+        // ports, `<>`, `flow:to_client`.
+        let headers = [
+            "any any -> any any",
+            "10.0.0.2 any -> any any",
+            "any any -> any 1883",
+            "any any -> any 1884",
+            "10.0.0.9 any <> 10.0.0.1 any",
+            "10.0.0.9 1883 -> 10.0.0.1 any (flow:to_client;",
+            "10.0.0.1 any -> 10.0.0.9 any (flow:to_client;",
+            "any 1000 -> any any",
+            "any any -> 10.0.0.1 any",
+            "10.0.0.0/24 any -> 10.0.0.9 1883",
+            "any any -> any !1883",
+            "any any <> any 1000",
+        ];
+        let rules: String = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if h.contains('(') {
+                    h.to_string()
+                } else {
+                    format!("{h} (")
+                };
+                format!("alert mqtt {h} msg:\"r\"; sid:{};)\n", i + 1)
+            })
+            .collect();
+        let e = build(&rules);
+        let hook = e.tx.iter().find(|t| t.proto == AppProto::Mqtt).unwrap();
+        assert_eq!(hook.rules.order.len(), headers.len());
+        let mut f = flow("10.0.0.1:1000", "10.0.0.9:1883", 6);
+        f.app_proto = AppProto::Mqtt;
+        // Each rule's header judged on its own, in evaluation order.
+        let want: Vec<u32> = hook
+            .rules
+            .order
+            .iter()
+            .map(|&i| &e.rules[i as usize])
+            .filter(|r| tx_orient(r, &f).is_some())
+            .map(|r| r.meta.sid)
+            .collect();
+        assert!(want.iter().any(|&s| s > 8) && want.len() < headers.len());
+        let ping = AppRecord::Mqtt(Record {
+            messages: vec![Message {
+                packet_type: 12,
+                flags: 0,
+                dir: Direction::ToServer,
+                body: Body::Pingreq,
+            }],
+            protocol_version: 4,
+            mid_stream_guess: false,
+            answer_lost: false,
+        });
+        let mut st = DetectState::default();
+        let mut fd = FlowDetect::default();
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            e.record(&mut st, &mut fd, &f, &ping, &mut out);
+            let got: Vec<u32> = out.iter().map(|a| a.rule.sid).collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -144,6 +144,11 @@ pub struct FlowDetect {
     pub(super) pkt_app: u8,
     /// Client and server countries once looked up (`[0, 0]`: unknown).
     pub(super) countries: [Country; 2],
+    /// Set with `REC_KNOWN`: bit `p` says the transaction rule at position
+    /// `p` (below 8) of the flow's hook has a header that fits the flow,
+    /// so a record does not look at that rule's addresses and ports again
+    /// (they cannot change while the flow's sides stay as they are).
+    pub(super) rec_fits: u8,
     pub(super) extra: Option<Box<FlowExtra>>,
 }
 

@@ -88,7 +88,11 @@ pub fn scan(data: &[u8], col: &mut Collector) -> bool {
     // no PID read, nothing seen. One vectorised search turns away the
     // payloads that are not HL7 (JSON, text) before the split looks at
     // every byte.
-    if memchr::memmem::find(data, b"MSH").is_none() {
+    // The searcher is built once: `memmem::find` builds one per call,
+    // which costs more than searching a small payload.
+    static MSH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    let msh = MSH.get_or_init(|| memchr::memmem::Finder::new(b"MSH"));
+    if msh.find(data).is_none() {
         return false;
     }
     let mut delims: Option<Delims> = None;

@@ -236,6 +236,19 @@ const PLACEHOLDERS: [&str; 13] = [
     "test",
 ];
 
+/// The longest of [`PLACEHOLDERS`], in bytes.
+const PLACEHOLDER_MAX: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < PLACEHOLDERS.len() {
+        if PLACEHOLDERS[i].len() > max {
+            max = PLACEHOLDERS[i].len();
+        }
+        i += 1;
+    }
+    max
+};
+
 /// The text of a scalar value, when it is not empty or a placeholder:
 /// borrowed from the payload when it is a string without escapes (the
 /// common case: no copy per identity value).
@@ -245,7 +258,11 @@ fn scalar_text(v: Val<'_>) -> Option<Cow<'_, str>> {
         Some(Cow::Owned(s)) => Cow::Owned(s.trim().to_string()),
         None => Cow::Owned(v.number_text()?),
     };
-    if s.is_empty() || PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p)) {
+    // No placeholder is longer than PLACEHOLDER_MAX bytes: longer values
+    // (most identity values) are not compared with each.
+    if s.is_empty()
+        || s.len() <= PLACEHOLDER_MAX && PLACEHOLDERS.iter().any(|p| s.eq_ignore_ascii_case(p))
+    {
         return None;
     }
     Some(s)
@@ -295,6 +312,11 @@ fn judge_object(members: &[tape::Member<'_>], col: &mut Collector) {
             Category::PatientId | Category::NationalId(_) => true,
         };
         if ok {
+            // One allocation for the object's identity members (a
+            // patient object has several), not one per doubling.
+            if found.capacity() == 0 {
+                found.reserve_exact(members.len());
+            }
             found.push((cat, key, text));
         }
     }

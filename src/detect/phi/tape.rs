@@ -509,20 +509,19 @@ pub fn sorted_members(obj: Val<'_>, out: &mut Vec<u32>) -> Range<usize> {
 /// a key holds no zero byte (control characters are refused), so a
 /// shorter key's padding sorts before any byte a longer one has there.
 fn key_prefix(key: &str) -> u64 {
-    let mut w = [0u8; 8];
     let b = key.as_bytes();
-    let n = b.len().min(8);
-    if let (Some(d), Some(s)) = (w.get_mut(..n), b.get(..n)) {
-        d.copy_from_slice(s);
+    if let Some(w) = b.first_chunk::<8>() {
+        return u64::from_be_bytes(*w);
     }
-    u64::from_be_bytes(w)
+    // A shorter key (most keys) byte by byte: no copy of a length known
+    // only at run time into a padded buffer.
+    b.iter()
+        .zip((0..8).rev())
+        .fold(0, |w, (&c, i)| w | u64::from(c) << (8 * i))
 }
 
 /// An object's member as the walks hand it on: its key's text and its value.
 pub type Member<'a> = (Cow<'a, str>, Val<'a>);
-
-/// Members of an object read into a stack array by [`walk`].
-const SMALL_MEMBERS: usize = 16;
 
 /// Visits the objects under `v` as the detectors' walks did over parsed
 /// values: an object, then its object and array members in key order,
@@ -534,7 +533,12 @@ pub fn walk_objects<'a, F>(v: Val<'a>, max_depth: usize, scratch: &mut Vec<u32>,
 where
     F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
 {
-    walk(v, None, 0, max_depth, scratch, f);
+    // The members of the objects on the path walked, each object's after
+    // its parent's: one list for the document, each object's members
+    // pushed as read (no array of members set up and dropped per object).
+    // At most one entry per key of the document.
+    let mut members = Vec::with_capacity(SMALL_OBJECT);
+    walk(v, None, 0, max_depth, scratch, &mut members, f);
 }
 
 fn walk<'a, F>(
@@ -543,6 +547,7 @@ fn walk<'a, F>(
     depth: usize,
     max_depth: usize,
     scratch: &mut Vec<u32>,
+    members: &mut Vec<Member<'a>>,
     f: &mut F,
 ) where
     F: FnMut(Val<'a>, &[Member<'a>], Option<&str>),
@@ -552,96 +557,88 @@ fn walk<'a, F>(
     }
     let container = |c: &Val<'a>| c.is_object() || c.is_array();
     if v.is_object() {
-        // Most objects' members fit on the stack; a larger one's go to a
-        // list of their own.
-        let mut small: [Member<'a>; SMALL_MEMBERS] =
-            std::array::from_fn(|_| (Cow::Borrowed(""), v));
-        let mut large = Vec::new();
-        let members: &[Member<'a>] = match small_sorted(v, &mut small) {
-            Some(n) => small.get(..n).unwrap_or_default(),
-            None => {
-                let range = sorted_members(v, scratch);
-                let keys = scratch.get(range.clone()).unwrap_or_default();
-                if keys.len() <= SMALL_MEMBERS {
-                    let mut n = 0;
-                    for m in keys.iter().filter_map(|&k| v.doc.member(k)) {
-                        if let Some(slot) = small.get_mut(n) {
-                            *slot = m;
-                            n += 1;
-                        }
-                    }
-                    scratch.truncate(range.start);
-                    small.get(..n).unwrap_or_default()
-                } else {
-                    large.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
-                    scratch.truncate(range.start);
-                    &large
-                }
-            }
-        };
-        f(v, members, key);
-        for (k, child) in members {
-            if container(child) {
-                walk(*child, Some(k), depth + 1, max_depth, scratch, f);
-            }
+        let base = members.len();
+        if !small_sorted(v, members) {
+            members.truncate(base);
+            let range = sorted_members(v, scratch);
+            let keys = scratch.get(range.clone()).unwrap_or_default();
+            members.extend(keys.iter().filter_map(|&k| v.doc.member(k)));
+            scratch.truncate(range.start);
         }
+        let end = members.len();
+        f(v, members.get(base..).unwrap_or_default(), key);
+        for i in base..end {
+            // The children's walks push past `end` and take their members
+            // off again: this object's stay where they are. The key is
+            // copied out of the list (borrowed text, no allocation unless
+            // it had escapes) as the list grows under it.
+            let Some((k, child)) = members.get(i).filter(|(_, c)| container(c)).cloned() else {
+                continue;
+            };
+            walk(child, Some(&k), depth + 1, max_depth, scratch, members, f);
+        }
+        members.truncate(base);
     } else {
         for child in v.elements().filter(container) {
-            walk(child, key, depth + 1, max_depth, scratch, f);
+            walk(child, key, depth + 1, max_depth, scratch, members, f);
         }
     }
 }
 
-/// The members of `obj` in [`sorted_members`]' order written into `small`
+/// Pushes the members of `obj` onto `out` in [`sorted_members`]' order
 /// when it has at most [`SMALL_OBJECT`] members and no key with an escape
 /// (most objects): their keys read and sorted on the stack in one go, with
-/// no list of key positions between the sort and the members; returns how
-/// many. `None` for any other object (or a value that is no object): the
-/// caller takes [`sorted_members`]' way.
-fn small_sorted<'a>(obj: Val<'a>, small: &mut [Member<'a>; SMALL_MEMBERS]) -> Option<usize> {
+/// no list of key positions between the sort and the members; returns
+/// whether it did. False for any other object (or a value that is no
+/// object), with nothing pushed: the caller takes [`sorted_members`]' way.
+fn small_sorted<'a>(obj: Val<'a>, out: &mut Vec<Member<'a>>) -> bool {
     let doc = obj.doc;
     let (first, end) = match obj.node() {
         Some(n) if n.kind == Kind::Object => (obj.at + 1, n.next as usize),
-        _ => return None,
+        _ => return false,
     };
     let mut keyed = [(0u64, "", 0u32); SMALL_OBJECT];
     let mut n = 0usize;
     let mut at = first;
     while at < end {
-        let key = doc.node(at)?;
+        let Some(key) = doc.node(at) else {
+            return false;
+        };
         if key.kind != Kind::Str {
-            return None;
+            return false;
         }
         let text = doc.raw(key);
-        *keyed.get_mut(n)? = (key_prefix(text), text, pos(at));
+        let Some(slot) = keyed.get_mut(n) else {
+            return false;
+        };
+        *slot = (key_prefix(text), text, pos(at));
         n += 1;
         // The member's value follows its key; the next key follows the
         // value's subtree.
-        at = doc.node(at + 1)?.next as usize;
+        let Some(value) = doc.node(at + 1) else {
+            return false;
+        };
+        at = value.next as usize;
     }
     let keyed = keyed.get_mut(..n).unwrap_or_default();
     // As in `sorted_members`: ties broken by position, so a repeated
     // key's last occurrence ends its run and is the one kept.
     keyed.sort_unstable();
-    let mut kept = 0;
     for i in 0..keyed.len() {
         let (Some(&(prefix, text, k)), next) = (keyed.get(i), keyed.get(i + 1)) else {
             break;
         };
         if next.is_none_or(|&(p, t, _)| p != prefix || t != text) {
-            if let Some(slot) = small.get_mut(kept) {
-                *slot = (
-                    Cow::Borrowed(text),
-                    Val {
-                        doc,
-                        at: k as usize + 1,
-                    },
-                );
-                kept += 1;
-            }
+            out.push((
+                Cow::Borrowed(text),
+                Val {
+                    doc,
+                    at: k as usize + 1,
+                },
+            ));
         }
     }
-    Some(kept)
+    true
 }
 
 #[cfg(test)]
@@ -928,6 +925,13 @@ mod tests {
         ) {
             // Any keys without control characters (as an unescaped key is).
             let (pa, pb) = (key_prefix(&a), key_prefix(&b));
+            // The first eight bytes, zero-padded, big-endian.
+            for k in [&a, &b] {
+                let mut w = [0u8; 8];
+                let n = k.len().min(8);
+                w[..n].copy_from_slice(&k.as_bytes()[..n]);
+                proptest::prop_assert_eq!(key_prefix(k), u64::from_be_bytes(w));
+            }
             if a < b {
                 proptest::prop_assert!(pa <= pb);
             } else if a > b {
