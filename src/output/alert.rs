@@ -133,7 +133,7 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(kind_json(*k));
+        out.extend_from_slice(kind_texts(*k).1);
     }
     out.push(b']');
     if !p.evidence.is_empty() {
@@ -144,7 +144,7 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(evidence_head(e.kind));
+            out.extend_from_slice(kind_texts(e.kind).0);
             json::write_str(out, &e.field);
             out.extend_from_slice(b",\"value\":");
             let location = e.kind == PhiKind::Location;
@@ -172,42 +172,28 @@ fn write_phi_object(out: &mut Vec<u8>, p: &PhiReport, opts: &LogOptions) {
     out.push(b'}');
 }
 
-/// `{"kind":"…","field":` of an evidence item of `kind`, one copy per
-/// item (a test checks each against the kind's name).
-fn evidence_head(kind: PhiKind) -> &'static [u8] {
-    macro_rules! head {
+/// The two texts an alert writes for an evidence kind, made from one list
+/// of the kinds' names (a test checks each against the kind's name): an
+/// evidence item's head, `{"kind":"…","field":`, and the name as a JSON
+/// string.
+fn kind_texts(kind: PhiKind) -> (&'static [u8], &'static [u8]) {
+    macro_rules! texts {
         ($name:literal) => {
-            concat!("{\"kind\":\"", $name, "\",\"field\":").as_bytes()
+            (
+                concat!("{\"kind\":\"", $name, "\",\"field\":").as_bytes(),
+                concat!("\"", $name, "\"").as_bytes(),
+            )
         };
     }
     match kind {
-        PhiKind::Hl7 => head!("hl7"),
-        PhiKind::Fhir => head!("fhir"),
-        PhiKind::Json => head!("json"),
-        PhiKind::Ssn => head!("ssn"),
-        PhiKind::Nir => head!("nir"),
-        PhiKind::Bsn => head!("bsn"),
-        PhiKind::Dicom => head!("dicom"),
-        PhiKind::Location => head!("location"),
-    }
-}
-
-/// A kind's name as a JSON string (checked against the name by a test).
-fn kind_json(kind: PhiKind) -> &'static [u8] {
-    macro_rules! quoted {
-        ($name:literal) => {
-            concat!("\"", $name, "\"").as_bytes()
-        };
-    }
-    match kind {
-        PhiKind::Hl7 => quoted!("hl7"),
-        PhiKind::Fhir => quoted!("fhir"),
-        PhiKind::Json => quoted!("json"),
-        PhiKind::Ssn => quoted!("ssn"),
-        PhiKind::Nir => quoted!("nir"),
-        PhiKind::Bsn => quoted!("bsn"),
-        PhiKind::Dicom => quoted!("dicom"),
-        PhiKind::Location => quoted!("location"),
+        PhiKind::Hl7 => texts!("hl7"),
+        PhiKind::Fhir => texts!("fhir"),
+        PhiKind::Json => texts!("json"),
+        PhiKind::Ssn => texts!("ssn"),
+        PhiKind::Nir => texts!("nir"),
+        PhiKind::Bsn => texts!("bsn"),
+        PhiKind::Dicom => texts!("dicom"),
+        PhiKind::Location => texts!("location"),
     }
 }
 
@@ -335,18 +321,12 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn evidence_heads_name_their_kind() {
+    fn kind_texts_name_their_kind() {
         for k in PhiKind::ALL {
+            let (head, quoted) = kind_texts(k);
             let want = format!("{{\"kind\":\"{}\",\"field\":", k.name());
-            assert_eq!(String::from_utf8_lossy(evidence_head(k)), want);
-        }
-    }
-
-    #[test]
-    fn kind_json_quotes_each_kinds_name() {
-        for k in PhiKind::ALL {
-            let want = format!("\"{}\"", k.name());
-            assert_eq!(String::from_utf8_lossy(kind_json(k)), want);
+            assert_eq!(String::from_utf8_lossy(head), want);
+            assert_eq!(String::from_utf8_lossy(quoted), format!("\"{}\"", k.name()));
         }
     }
 
@@ -374,7 +354,7 @@ mod tests {
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(evidence_head(e.kind));
+                    out.extend_from_slice(kind_texts(e.kind).0);
                     json::write_str(out, &e.field);
                     out.extend_from_slice(b",\"value\":");
                     opts.write_evidence(e, out);
