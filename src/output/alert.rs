@@ -456,16 +456,13 @@ mod tests {
                     .collect(),
             }));
             a.countries = countries;
+            // A VLAN, an IPv6 peer and a Community ID needing escapes.
             let header = EventHeader {
                 flow_id,
                 vlan: &[7],
-                src_ip: "10.20.1.15".parse().unwrap(),
-                src_port: 40000,
                 dest_ip: "2001:db8::1".parse().unwrap(),
-                dest_port: 1883,
-                proto: crate::decode::ip_proto::TCP,
-                app_proto: Some("mqtt"),
                 community_id: "1:x\"y",
+                ..header()
             };
             let flow = AlertFlow {
                 pkts: [counts[0], counts[1]],
@@ -509,8 +506,9 @@ mod tests {
         }
     }
 
-    fn write(a: &Alert, opts: &LogOptions) -> Value {
-        let header = EventHeader {
+    /// The event header of the tests' MQTT flow.
+    fn header() -> EventHeader<'static> {
+        EventHeader {
             flow_id: 7,
             vlan: &[],
             src_ip: "10.20.1.15".parse().unwrap(),
@@ -520,7 +518,11 @@ mod tests {
             proto: crate::decode::ip_proto::TCP,
             app_proto: Some("mqtt"),
             community_id: "1:x",
-        };
+        }
+    }
+
+    fn write(a: &Alert, opts: &LogOptions) -> Value {
+        let header = header();
         let flow = AlertFlow {
             pkts: [3, 4],
             bytes: [300, 400],
